@@ -1,0 +1,29 @@
+//! Pure domain types: parsed once at the edge, trusted everywhere below.
+//!
+//! Every type here is a parse-don't-validate newtype: `parse` returns a [`ParseError`]
+//! naming what was wrong, and `Display` writes back exactly what was parsed.
+
+mod allocation;
+mod code;
+mod ids;
+mod number;
+mod time;
+mod timeouts;
+
+pub use allocation::Allocation;
+pub use code::{AccessCode, CodeLength, CodePrefix};
+pub use ids::{DataId, GroupName, NodeId, ServiceName, SessionId};
+pub use number::{AccessNumber, NumberRange, NumberSpec, PhoneNumber};
+pub use time::UnixMillis;
+pub use timeouts::{BookingTimeout, SessionTtl, StorageTtl};
+
+/// Why a value could not be parsed. The caller adds the parameter or key name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ParseError(pub String);
+
+impl ParseError {
+    pub(crate) fn new(reason: impl Into<String>) -> Self {
+        Self(reason.into())
+    }
+}

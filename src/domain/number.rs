@@ -1,0 +1,224 @@
+//! Access numbers (the DNIS a caller dials), ranges of them, and callers' phone numbers.
+
+use std::fmt;
+
+use super::ParseError;
+
+/// Longest access number accepted, in characters (E.164 allows 15 digits; leave room).
+const MAX_NUMBER_LEN: usize = 32;
+/// Ranges are expanded into single numbers; this bounds the memory one config line can ask for.
+pub const MAX_RANGE_SPAN: u64 = 10_000_000;
+
+/// One access number: digits with an optional leading `+`, leading zeros kept.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(transparent)]
+pub struct AccessNumber(Box<str>);
+
+impl AccessNumber {
+    pub fn parse(s: &str) -> Result<Self, ParseError> {
+        let digits = s.strip_prefix('+').unwrap_or(s);
+        if digits.is_empty() || s.len() > MAX_NUMBER_LEN {
+            return Err(ParseError::new(format!(
+                "{s:?} is not an access number (1 to {MAX_NUMBER_LEN} digits)"
+            )));
+        }
+        if !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(ParseError::new(format!(
+                "{s:?} is not an access number (digits only, optional leading +)"
+            )));
+        }
+        Ok(Self(s.into()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for AccessNumber {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// An inclusive range `start-end` of equal-width numbers, e.g. `6504660000-6504660099`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NumberRange {
+    start: u64,
+    end: u64,
+    width: usize,
+}
+
+impl NumberRange {
+    pub fn parse(s: &str) -> Result<Self, ParseError> {
+        let (a, b) = s
+            .split_once('-')
+            .ok_or_else(|| ParseError::new(format!("{s:?} is not a range start-end")))?;
+        let bad = |why: &str| ParseError::new(format!("range {s:?}: {why}"));
+        let digits = |x: &str| !x.is_empty() && x.len() <= 18 && x.bytes().all(|c| c.is_ascii_digit());
+        if !digits(a) || !digits(b) {
+            return Err(bad("both ends must be 1 to 18 digits"));
+        }
+        if a.len() != b.len() {
+            return Err(bad("both ends must have the same number of digits"));
+        }
+        let (start, end) = (a.parse::<u64>(), b.parse::<u64>());
+        let (Ok(start), Ok(end)) = (start, end) else {
+            return Err(bad("both ends must be 1 to 18 digits"));
+        };
+        if start > end {
+            return Err(bad("start is greater than end"));
+        }
+        if end - start >= MAX_RANGE_SPAN {
+            return Err(bad(&format!("more than {MAX_RANGE_SPAN} numbers")));
+        }
+        Ok(Self { start, end, width: a.len() })
+    }
+
+    pub fn len(&self) -> u64 {
+        self.end - self.start + 1
+    }
+
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = AccessNumber> + '_ {
+        let width = self.width;
+        (self.start..=self.end).map(move |n| AccessNumber(format!("{n:0width$}").into()))
+    }
+}
+
+impl fmt::Display for NumberRange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let w = self.width;
+        write!(f, "{:0w$}-{:0w$}", self.start, self.end)
+    }
+}
+
+/// One entry of a group's `numbers` list: a single number or an inclusive range.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NumberSpec {
+    Single(AccessNumber),
+    Range(NumberRange),
+}
+
+impl NumberSpec {
+    pub fn parse(s: &str) -> Result<Self, ParseError> {
+        let s = s.trim();
+        if s.contains('-') {
+            NumberRange::parse(s).map(Self::Range)
+        } else {
+            AccessNumber::parse(s).map(Self::Single)
+        }
+    }
+
+    pub fn len(&self) -> u64 {
+        match self {
+            Self::Single(_) => 1,
+            Self::Range(r) => r.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    /// Every number of the spec, in order.
+    pub fn numbers(&self) -> Box<dyn Iterator<Item = AccessNumber> + '_> {
+        match self {
+            Self::Single(n) => Box::new(std::iter::once(n.clone())),
+            Self::Range(r) => Box::new(r.iter()),
+        }
+    }
+
+    /// Expands a list of specs into numbers, in order; duplicates are reported by the caller.
+    pub fn expand(specs: &[NumberSpec]) -> Vec<AccessNumber> {
+        specs.iter().flat_map(|s| s.numbers()).collect()
+    }
+}
+
+/// A caller's phone number, normalised to its digits and a leading `+` for comparison.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(transparent)]
+pub struct PhoneNumber(String);
+
+impl PhoneNumber {
+    pub fn parse(s: &str) -> Result<Self, ParseError> {
+        let trimmed = s.trim();
+        let mut out = String::with_capacity(trimmed.len());
+        if trimmed.starts_with('+') {
+            out.push('+');
+        }
+        out.extend(trimmed.chars().filter(char::is_ascii_digit));
+        let digits = out.trim_start_matches('+').len();
+        if digits == 0 || digits > MAX_NUMBER_LEN {
+            return Err(ParseError::new(format!(
+                "{s:?} is not a phone number (1 to {MAX_NUMBER_LEN} digits)"
+            )));
+        }
+        Ok(Self(out))
+    }
+
+    /// Rebuilds a value read back from a store (already normalised).
+    pub fn from_stored(s: String) -> Self {
+        Self(s)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for PhoneNumber {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn access_numbers() {
+        for good in ["6504664136", "0001", "+33123456789", "7"] {
+            assert_eq!(AccessNumber::parse(good).map(|n| n.to_string()), Ok(good.to_string()));
+        }
+        for bad in ["", "+", "650 466", "65a", "1-2", &"9".repeat(33)] {
+            assert!(AccessNumber::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn ranges_keep_leading_zeros_and_are_inclusive() {
+        let r = NumberRange::parse("0098-0101").expect("valid");
+        let all: Vec<String> = r.iter().map(|n| n.to_string()).collect();
+        assert_eq!(all, ["0098", "0099", "0100", "0101"]);
+        assert_eq!(r.len(), 4);
+        assert_eq!(r.to_string(), "0098-0101");
+    }
+
+    #[test]
+    fn bad_ranges() {
+        for bad in ["100-99", "1-22", "a-b", "1-", "-1", "12-1x", "1234567890123456789-1234567890123456789"] {
+            assert!(NumberRange::parse(bad).is_err(), "{bad:?}");
+        }
+        assert!(NumberRange::parse("00000000-99999999").is_err(), "too large");
+    }
+
+    #[test]
+    fn specs() {
+        assert_eq!(NumberSpec::parse("5").map(|s| s.len()), Ok(1));
+        assert_eq!(NumberSpec::parse("10-19").map(|s| s.len()), Ok(10));
+    }
+
+    #[test]
+    fn phone_numbers_normalise() {
+        let p = |s| PhoneNumber::parse(s).map(|p| p.to_string());
+        assert_eq!(p("+1 (650) 466-4136"), Ok("+16504664136".into()));
+        assert_eq!(p("650.466.4136"), Ok("6504664136".into()));
+        assert!(p("call me").is_err());
+        assert!(p("+").is_err());
+    }
+}

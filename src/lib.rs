@@ -1,0 +1,15 @@
+//! access-broker: a GMS-compatible access-number broker.
+//!
+//! An app holding a service session asks for an access number from a pool (request-access);
+//! the IVR, when the call arrives, gets the session back (match-interaction).
+//!
+//! # Layout
+//! - `domain/`: pure types, parsed once at the edge.
+//! - `store/`: the `Store` trait and its backends (memory, SQLite, PostgreSQL).
+//! - `broker/`: the use cases; the only caller of the store.
+//! - `http/`: axum routes, parameter parsing, replies and errors.
+//! - `config.rs`, `cli.rs`, `app.rs`: configuration, command line, and wiring.
+
+pub mod clock;
+pub mod domain;
+pub mod store;

@@ -1,0 +1,285 @@
+//! Group administration: config at start, and the admin API's changes at run time.
+
+use std::collections::HashSet;
+
+use crate::domain::{AccessNumber, GroupName, UnixMillis};
+use crate::store::{
+    AddNumbers, DeleteGroup, GroupDetail, GroupSettings, GroupSpec, GroupStats, NumberState, NumberView,
+    RemoveNumber, ReservationFilter, ReservationView,
+};
+
+use super::{Engine, Group, GroupIdx, Slot, SlotState};
+use crate::store::local::free_set::FreeSet;
+use crate::store::local::journal::{record, Change, ChangeLog};
+
+impl Engine {
+    fn stats(group: &Group) -> GroupStats {
+        GroupStats {
+            name: group.settings.name.clone(),
+            allocation: group.settings.allocation,
+            booking_timeout: group.settings.booking_timeout.map(|t| t.secs()),
+            size: group.active,
+            free: group.free.len() as u64,
+            reserved: group.reserved,
+            retiring: group.retiring,
+        }
+    }
+
+    fn live_groups(&self) -> impl Iterator<Item = GroupIdx> + '_ {
+        (0..self.groups.len() as GroupIdx).filter(|&g| self.groups[g as usize].is_some())
+    }
+
+    pub fn groups(&mut self, now: UnixMillis) -> Vec<GroupStats> {
+        let all: Vec<GroupIdx> = self.live_groups().collect();
+        let mut out: Vec<GroupStats> = all
+            .into_iter()
+            .map(|g| {
+                self.reap(g, now);
+                Self::stats(self.group_mut(g))
+            })
+            .collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        out
+    }
+
+    pub fn group(&mut self, name: &GroupName, now: UnixMillis) -> Option<GroupDetail> {
+        let g = self.group_idx(name)?;
+        self.reap(g, now);
+        let group = self.group_mut(g);
+        let numbers = group
+            .slots
+            .iter()
+            .filter_map(|slot| {
+                let state = match &slot.state {
+                    SlotState::Free => NumberState::Free,
+                    SlotState::Gone => return None,
+                    SlotState::Held(h) => {
+                        let session = h.session.clone();
+                        let expires_in = h.expires_at.remaining_from(now).as_secs();
+                        if h.retiring {
+                            NumberState::Retiring { session, expires_in }
+                        } else {
+                            NumberState::Reserved { session, expires_in }
+                        }
+                    }
+                };
+                Some(NumberView { number: slot.number.clone(), state })
+            })
+            .collect();
+        Some(GroupDetail { stats: Self::stats(group), numbers })
+    }
+
+    /// Creates a group or changes its settings; `true` when created.
+    pub fn put_group(&mut self, settings: GroupSettings, now: UnixMillis, log: &mut ChangeLog) -> bool {
+        record(log, || Change::Group(settings.clone()));
+        let Some(g) = self.group_idx(&settings.name) else {
+            let g = self.groups.len() as GroupIdx;
+            self.group_index.insert(settings.name.clone(), g);
+            self.groups.push(Some(Group::new(settings)));
+            return true;
+        };
+        self.reap(g, now);
+        let group = self.group_mut(g);
+        if group.settings.allocation != settings.allocation {
+            let mut free = FreeSet::new(settings.allocation);
+            for (pos, slot) in group.slots.iter().enumerate() {
+                if matches!(slot.state, SlotState::Free) {
+                    free.insert(pos as u32, now);
+                }
+            }
+            group.free = free;
+        }
+        group.settings = settings;
+        false
+    }
+
+    pub fn delete_group(&mut self, name: &GroupName, now: UnixMillis, log: &mut ChangeLog) -> DeleteGroup {
+        let Some(g) = self.group_idx(name) else { return DeleteGroup::NotFound };
+        self.reap(g, now);
+        let group = self.group_mut(g);
+        if group.reserved + group.retiring > 0 {
+            return DeleteGroup::Busy;
+        }
+        // Gone slots are skipped: their number may belong to another group by now.
+        let numbers: Vec<AccessNumber> = group
+            .slots
+            .iter()
+            .filter(|s| !matches!(s.state, SlotState::Gone))
+            .map(|s| s.number.clone())
+            .collect();
+        for n in numbers {
+            self.numbers.remove(&n);
+        }
+        self.groups[g as usize] = None;
+        self.group_index.remove(name);
+        record(log, || Change::GroupDeleted(name.clone()));
+        DeleteGroup::Deleted
+    }
+
+    pub fn add_numbers(&mut self, name: &GroupName, numbers: Vec<AccessNumber>, log: &mut ChangeLog) -> AddNumbers {
+        let Some(g) = self.group_idx(name) else { return AddNumbers::UnknownGroup };
+        let mut seen = HashSet::with_capacity(numbers.len());
+        for n in &numbers {
+            if let Some(&(owner, _)) = self.numbers.get(n) {
+                let owner = self.groups[owner as usize].as_ref().map(|o| o.settings.name.clone());
+                return AddNumbers::Taken(n.clone(), owner.unwrap_or_else(|| name.clone()));
+            }
+            if !seen.insert(n) {
+                return AddNumbers::Taken(n.clone(), name.clone());
+            }
+        }
+        let added = numbers.len() as u64;
+        for number in numbers {
+            self.push_number(g, number, log);
+        }
+        AddNumbers::Added(added)
+    }
+
+    fn push_number(&mut self, g: GroupIdx, number: AccessNumber, log: &mut ChangeLog) {
+        let group = self.group_mut(g);
+        let pos = group.slots.len() as u32;
+        let name = group.settings.name.clone();
+        record(log, || Change::Number { group: name, number: number.clone(), position: pos, retiring: false });
+        group.slots.push(Slot { number: number.clone(), state: SlotState::Free });
+        group.free.insert(pos, UnixMillis(0));
+        group.active += 1;
+        self.numbers.insert(number, (g, pos));
+    }
+
+    pub fn remove_number(&mut self, name: &GroupName, number: &AccessNumber, now: UnixMillis, log: &mut ChangeLog) -> RemoveNumber {
+        let Some(g) = self.group_idx(name) else { return RemoveNumber::UnknownGroup };
+        self.reap(g, now);
+        let Some(&(owner, pos)) = self.numbers.get(number) else { return RemoveNumber::UnknownNumber };
+        if owner != g {
+            return RemoveNumber::UnknownNumber;
+        }
+        let group = self.group_mut(g);
+        let slot = &mut group.slots[pos as usize];
+        match &mut slot.state {
+            SlotState::Free => {
+                slot.state = SlotState::Gone;
+                group.free.remove(pos);
+                group.active -= 1;
+                self.numbers.remove(number);
+                record(log, || Change::NumberDeleted(number.clone()));
+                RemoveNumber::Removed
+            }
+            SlotState::Held(hold) if hold.retiring => RemoveNumber::Retiring,
+            SlotState::Held(hold) => {
+                hold.retiring = true;
+                group.active -= 1;
+                group.reserved -= 1;
+                group.retiring += 1;
+                let group_name = name.clone();
+                record(log, || Change::Number { group: group_name, number: number.clone(), position: pos, retiring: true });
+                RemoveNumber::Retiring
+            }
+            SlotState::Gone => RemoveNumber::UnknownNumber,
+        }
+    }
+
+    pub fn find_reservations(&mut self, filter: &ReservationFilter, now: UnixMillis) -> Vec<ReservationView> {
+        let candidates: Vec<(GroupIdx, u32)> = if let Some(n) = &filter.number {
+            self.numbers.get(n).copied().into_iter().collect()
+        } else if let Some(s) = &filter.session {
+            self.sessions.get(s).map(|e| e.holds.clone()).unwrap_or_default()
+        } else {
+            self.live_groups()
+                .flat_map(|g| {
+                    let group = self.groups[g as usize].as_ref();
+                    let held = group.into_iter().flat_map(|grp| {
+                        grp.slots.iter().enumerate().filter(|(_, s)| matches!(s.state, SlotState::Held(_)))
+                    });
+                    held.map(move |(pos, _)| (g, pos as u32))
+                })
+                .collect()
+        };
+        let mut out = Vec::new();
+        for (g, pos) in candidates {
+            let Some(group) = self.groups[g as usize].as_ref() else { continue };
+            let Some(hold) = group.live_hold(pos, now) else { continue };
+            let wanted = filter.session.as_ref().is_none_or(|s| *s == hold.session)
+                && filter.phone.as_ref().is_none_or(|p| hold.phone.as_ref() == Some(p));
+            if wanted {
+                out.push(ReservationView {
+                    number: group.slots[pos as usize].number.clone(),
+                    group: group.settings.name.clone(),
+                    session: hold.session.clone(),
+                    phone: hold.phone.clone(),
+                    has_code: hold.code.is_some(),
+                    expires_in: hold.expires_at.remaining_from(now).as_secs(),
+                });
+            }
+        }
+        out
+    }
+
+    /// Applies a node's configured groups (see `Store::apply_groups`); returns the differences.
+    pub fn apply_groups(&mut self, specs: &[GroupSpec], now: UnixMillis, log: &mut ChangeLog) -> Vec<String> {
+        let mut notes = Vec::new();
+        // First retire what the config dropped, so a number moved between groups is free to join.
+        for spec in specs {
+            let name = &spec.settings.name;
+            let Some(g) = self.group_idx(name) else { continue };
+            let current = &self.group_mut(g).settings;
+            if *current != spec.settings {
+                notes.push(format!("group {name}: settings in the store differ from the config; applying the config"));
+            }
+            let wanted: HashSet<&AccessNumber> = spec.numbers.iter().collect();
+            let dropped: Vec<AccessNumber> = self.group_mut(g)
+                .slots
+                .iter()
+                .filter(|s| !matches!(s.state, SlotState::Gone) && !wanted.contains(&s.number))
+                .map(|s| s.number.clone())
+                .collect();
+            if !dropped.is_empty() {
+                notes.push(format!("group {name}: {} numbers not in the config are retired", dropped.len()));
+            }
+            for number in dropped {
+                self.remove_number(name, &number, now, log);
+            }
+        }
+        for spec in specs {
+            let name = &spec.settings.name;
+            self.put_group(spec.settings.clone(), now, log);
+            let g = self.group_idx(name).expect("group was just put");
+            let mut added = 0u64;
+            for number in &spec.numbers {
+                match self.numbers.get(number).copied() {
+                    None => {
+                        self.push_number(g, number.clone(), log);
+                        added += 1;
+                    }
+                    Some((owner, pos)) if owner == g => self.unretire(g, pos, log),
+                    Some((owner, _)) => {
+                        let other = self.groups[owner as usize].as_ref().map(|o| o.settings.name.to_string());
+                        notes.push(format!(
+                            "group {name}: number {number} still belongs to group {} (reserved); it is left there",
+                            other.unwrap_or_default()
+                        ));
+                    }
+                }
+            }
+            if added > 0 && added < spec.numbers.len() as u64 {
+                notes.push(format!("group {name}: {added} numbers from the config were added"));
+            }
+        }
+        notes
+    }
+
+    /// A number the config lists again while it was retiring goes back into service.
+    fn unretire(&mut self, g: GroupIdx, pos: u32, log: &mut ChangeLog) {
+        let group = self.group_mut(g);
+        let slot = &mut group.slots[pos as usize];
+        if let SlotState::Held(hold) = &mut slot.state {
+            if hold.retiring {
+                hold.retiring = false;
+                group.retiring -= 1;
+                group.reserved += 1;
+                group.active += 1;
+                let (name, number) = (group.settings.name.clone(), slot.number.clone());
+                record(log, || Change::Number { group: name, number, position: pos, retiring: false });
+            }
+        }
+    }
+}

@@ -1,0 +1,155 @@
+//! Reserving, matching and releasing numbers: the heart of the engine.
+
+use std::cmp::Reverse;
+use std::time::Duration;
+
+use crate::domain::{AccessNumber, BookingTimeout, UnixMillis};
+use crate::store::{MatchRequest, Reservation, ReserveError, ReserveRequest, Session};
+
+use super::{Engine, GroupIdx, Hold, Pos, SlotState};
+use crate::store::local::journal::{record, Change, ChangeLog};
+
+impl Engine {
+    /// Releases every hold of the group that expired by `now`. Writes nothing to the log: an
+    /// expired row on disk is already dead by its `expires_at`.
+    pub(super) fn reap(&mut self, g: GroupIdx, now: UnixMillis) {
+        loop {
+            let group = self.group_mut(g);
+            group.settle_expiries();
+            match group.expiries.peek() {
+                Some(&Reverse((at, pos))) if at.is_reached(now) => {
+                    group.expiries.pop();
+                    self.release_slot(g, pos, at, &mut None);
+                }
+                _ => return,
+            }
+        }
+    }
+
+    /// Ends the hold on a slot, if any: the number is free again (or gone, if retiring).
+    pub(super) fn release_slot(&mut self, g: GroupIdx, pos: Pos, freed_at: UnixMillis, log: &mut ChangeLog) {
+        let group = self.group_mut(g);
+        let slot = &mut group.slots[pos as usize];
+        let SlotState::Held(hold) = std::mem::replace(&mut slot.state, SlotState::Free) else {
+            return;
+        };
+        let number = slot.number.clone();
+        record(log, || Change::Released { number: number.clone(), freed_at });
+        if hold.retiring {
+            slot.state = SlotState::Gone;
+            group.retiring -= 1;
+            self.numbers.remove(&number);
+            record(log, || Change::NumberDeleted(number));
+        } else {
+            group.free.insert(pos, freed_at);
+            group.reserved -= 1;
+        }
+        if let Some(session) = self.sessions.get_mut(&hold.session) {
+            session.holds.retain(|&h| h != (g, pos));
+        }
+    }
+
+    pub fn reserve(&mut self, req: ReserveRequest, now: UnixMillis, log: &mut ChangeLog) -> Result<Reservation, ReserveError> {
+        let session_expiry = self.live_session(&req.session, now).ok_or(ReserveError::SessionNotFound)?.expires_at;
+        let g = self.group_idx(&req.group).ok_or(ReserveError::UnknownGroup)?;
+        self.reap(g, now);
+        let group = self.group_mut(g);
+        let timeout = req.timeout.or(group.settings.booking_timeout).unwrap_or(BookingTimeout::DEFAULT);
+        let expires_at = now.plus(timeout.duration()).min(session_expiry);
+
+        let existing = self.sessions.get(&req.session).and_then(|s| s.holds.iter().find(|h| h.0 == g)).map(|h| h.1);
+        let pos = match existing {
+            Some(pos) => pos,
+            None => self.take_free(g, &req, now, log)?,
+        };
+        let group = self.group_mut(g);
+        let slot = &mut group.slots[pos as usize];
+        let SlotState::Held(hold) = &mut slot.state else {
+            unreachable!("a session's hold points at a held slot");
+        };
+        hold.expires_at = expires_at;
+        if hold.code.is_none() {
+            hold.code = req.code;
+        }
+        if req.phone.is_some() {
+            hold.phone = req.phone;
+        }
+        let reservation = Reservation {
+            number: slot.number.clone(),
+            code: hold.code.clone(),
+            expires_in: expires_at.remaining_from(now),
+            pool_size: group.active,
+            pool_free: group.free.len() as u64,
+        };
+        record(log, || Change::Reserved {
+            number: reservation.number.clone(),
+            session: req.session.clone(),
+            code: hold.code.clone(),
+            phone: hold.phone.clone(),
+            expires_at,
+        });
+        group.expiries.push(Reverse((expires_at, pos)));
+        Ok(reservation)
+    }
+
+    /// Takes a free number for a new hold (its expiry is set by the caller).
+    fn take_free(&mut self, g: GroupIdx, req: &ReserveRequest, now: UnixMillis, log: &mut ChangeLog) -> Result<Pos, ReserveError> {
+        let group = self.group_mut(g);
+        let Some(pos) = group.free.take() else {
+            let retry_at = group.first_expiry().unwrap_or(now);
+            let retry_after = retry_at.remaining_from(now).max(Duration::from_secs(1));
+            return Err(ReserveError::Exhausted { retry_after });
+        };
+        group.reserved += 1;
+        group.slots[pos as usize].state = SlotState::Held(Box::new(Hold {
+            session: req.session.clone(),
+            code: None,
+            phone: None,
+            expires_at: now,
+            retiring: false,
+        }));
+        if let Some(cursor) = group.free.cursor() {
+            let name = group.settings.name.clone();
+            record(log, || Change::Cursor { group: name, cursor });
+        }
+        if let Some(session) = self.sessions.get_mut(&req.session) {
+            session.holds.push((g, pos));
+        }
+        Ok(pos)
+    }
+
+    /// Matches and releases the live hold on a number; ends the session when asked.
+    pub fn match_reservation(&mut self, req: &MatchRequest, now: UnixMillis, log: &mut ChangeLog) -> Option<Session> {
+        let &(g, pos) = self.numbers.get(&req.number)?;
+        let hold = self.groups[g as usize].as_ref()?.live_hold(pos, now)?;
+        let code_ok = match (&hold.code, &req.code) {
+            (Some(want), Some(got)) => want == got,
+            (Some(_), None) => !req.code_required,
+            (None, _) => true,
+        };
+        let phone_ok = match (&hold.phone, &req.phone) {
+            (Some(want), Some(got)) => want == got,
+            _ => true,
+        };
+        if !code_ok || !phone_ok {
+            return None;
+        }
+        let session_id = hold.session.clone();
+        let session = self.session(&session_id, now)?;
+        self.release_slot(g, pos, now, log);
+        if req.end_session {
+            self.end_session(&session_id, now, log);
+        }
+        Some(session)
+    }
+
+    /// Releases the live hold on a number (admin); `false` if it had none.
+    pub fn release(&mut self, number: &AccessNumber, now: UnixMillis, log: &mut ChangeLog) -> bool {
+        let Some(&(g, pos)) = self.numbers.get(number) else { return false };
+        let live = self.groups[g as usize].as_ref().is_some_and(|grp| grp.live_hold(pos, now).is_some());
+        if live {
+            self.release_slot(g, pos, now, log);
+        }
+        live
+    }
+}

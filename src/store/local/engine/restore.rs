@@ -1,0 +1,124 @@
+//! Rebuilding an engine from what a durable backend kept, at start.
+
+use std::cmp::Reverse;
+
+use crate::domain::{AccessCode, AccessNumber, DataId, GroupName, PhoneNumber, ServiceName, SessionId, UnixMillis};
+use crate::store::{Fields, GroupSettings};
+
+use super::{DataEntry, Engine, Group, Hold, SessionEntry, Slot, SlotState};
+
+/// One stored number, as the loader reads it.
+pub struct StoredNumber {
+    pub group: GroupName,
+    pub number: AccessNumber,
+    pub position: u32,
+    pub retiring: bool,
+    pub freed_at: UnixMillis,
+}
+
+/// One stored reservation, as the loader reads it.
+pub struct StoredReservation {
+    pub number: AccessNumber,
+    pub session: SessionId,
+    pub code: Option<AccessCode>,
+    pub phone: Option<PhoneNumber>,
+    pub expires_at: UnixMillis,
+}
+
+impl Engine {
+    pub fn restore_group(&mut self, settings: GroupSettings, cursor: Option<u32>) {
+        let g = self.groups.len() as u32;
+        let mut group = Group::new(settings);
+        if let Some(c) = cursor {
+            group.free.set_cursor(c);
+        }
+        self.group_index.insert(group.settings.name.clone(), g);
+        self.groups.push(Some(group));
+    }
+
+    pub fn restore_session(&mut self, id: SessionId, service: ServiceName, data_id: DataId, expires_at: UnixMillis, now: UnixMillis) {
+        if !expires_at.is_reached(now) {
+            self.sessions.insert(id, SessionEntry { service, data_id, expires_at, holds: Vec::new() });
+        }
+    }
+
+    pub fn restore_data(&mut self, id: DataId, fields: Fields, expires_at: UnixMillis, now: UnixMillis) {
+        if !expires_at.is_reached(now) {
+            self.data.insert(id, DataEntry { fields, expires_at });
+        }
+    }
+
+    /// Loads numbers (sorted by group and position) and reservations; whatever expired while
+    /// the node was down is simply not restored. Returns the retired numbers that can be
+    /// deleted from disk (retiring, and no live reservation any more).
+    pub fn restore_numbers(
+        &mut self,
+        numbers: Vec<StoredNumber>,
+        reservations: Vec<StoredReservation>,
+        now: UnixMillis,
+    ) -> Vec<AccessNumber> {
+        let mut retiring = Vec::new();
+        let mut freed = Vec::new();
+        for n in numbers {
+            let Some(g) = self.group_idx(&n.group) else { continue };
+            let group = self.group_mut(g);
+            // Positions may have gaps where numbers were removed; the slots keep those gaps
+            // as Gone so the stored round-robin order and cursor still line up.
+            while (group.slots.len() as u32) < n.position {
+                group.slots.push(Slot { number: n.number.clone(), state: SlotState::Gone });
+            }
+            let pos = group.slots.len() as u32;
+            group.slots.push(Slot { number: n.number.clone(), state: SlotState::Free });
+            self.numbers.insert(n.number.clone(), (g, pos));
+            if n.retiring {
+                retiring.push((g, pos));
+            } else {
+                freed.push((g, pos, n.freed_at));
+            }
+        }
+        for r in reservations {
+            if r.expires_at.is_reached(now) {
+                continue;
+            }
+            let Some(&(g, pos)) = self.numbers.get(&r.number) else { continue };
+            let Some(session) = self.sessions.get_mut(&r.session) else { continue };
+            session.holds.push((g, pos));
+            let group = self.group_mut(g);
+            group.slots[pos as usize].state = SlotState::Held(Box::new(Hold {
+                session: r.session,
+                code: r.code,
+                phone: r.phone,
+                expires_at: r.expires_at,
+                retiring: false,
+            }));
+            group.expiries.push(Reverse((r.expires_at, pos)));
+        }
+        for (g, pos, freed_at) in freed {
+            let group = self.group_mut(g);
+            group.active += 1;
+            match group.slots[pos as usize].state {
+                SlotState::Held(_) => group.reserved += 1,
+                _ => group.free.insert(pos, freed_at),
+            }
+        }
+        let mut gone = Vec::new();
+        for (g, pos) in retiring {
+            let group = self.group_mut(g);
+            let slot = &mut group.slots[pos as usize];
+            match &mut slot.state {
+                SlotState::Held(hold) => {
+                    hold.retiring = true;
+                    group.retiring += 1;
+                }
+                _ => {
+                    slot.state = SlotState::Gone;
+                    gone.push(slot.number.clone());
+                }
+            }
+        }
+        for n in &gone {
+            self.numbers.remove(n);
+        }
+        gone
+    }
+}

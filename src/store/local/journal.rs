@@ -1,0 +1,50 @@
+//! The changes a local engine makes, in order, for a durable backend to write down.
+//!
+//! The engine decides; the journal records. SQLite replays these into its tables in one
+//! transaction per batch, so a restart rebuilds exactly the state that was answered.
+
+use crate::domain::{AccessCode, AccessNumber, DataId, GroupName, PhoneNumber, ServiceName, SessionId, UnixMillis};
+use crate::store::{Fields, GroupSettings};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    Group(GroupSettings),
+    GroupDeleted(GroupName),
+    Number { group: GroupName, number: AccessNumber, position: u32, retiring: bool },
+    NumberDeleted(AccessNumber),
+    Reserved {
+        number: AccessNumber,
+        session: SessionId,
+        code: Option<AccessCode>,
+        phone: Option<PhoneNumber>,
+        expires_at: UnixMillis,
+    },
+    Released { number: AccessNumber, freed_at: UnixMillis },
+    Cursor { group: GroupName, cursor: u32 },
+    Session { id: SessionId, service: ServiceName, data_id: DataId, expires_at: UnixMillis },
+    SessionEnded(SessionId),
+    Data { id: DataId, fields: Fields, expires_at: UnixMillis },
+    DataDeleted(DataId),
+    /// Delete rows that expired before this instant (space only; they were already dead).
+    Purge(UnixMillis),
+}
+
+/// Where the engine writes its changes; `None` for memory://, which keeps nothing.
+pub type ChangeLog = Option<Vec<Change>>;
+
+pub(crate) fn record(log: &mut ChangeLog, change: impl FnOnce() -> Change) {
+    if let Some(log) = log {
+        log.push(change());
+    }
+}
+
+/// A durable log of changes, written in the order they were submitted.
+pub trait Journal: Send + Sync + 'static {
+    /// Queues one operation's changes. Called under the engine lock, so the journal sees
+    /// changes in decision order. Returns the batch's sequence number.
+    fn submit(&self, changes: Vec<Change>) -> u64;
+    /// Sequence number of the last batch submitted.
+    fn submitted(&self) -> u64;
+    /// Resolves once every batch up to `seq` is durable, or fails after the store's timeout.
+    fn durable(&self, seq: u64) -> futures::future::BoxFuture<'_, Result<(), crate::store::StoreError>>;
+}

@@ -1,0 +1,184 @@
+//! The single-node store: an in-process [`engine::Engine`] behind one mutex, optionally backed
+//! by a durable [`journal::Journal`] (SQLite). `memory://` is the same store without a journal.
+//!
+//! Why one mutex: every operation is a few map and tree updates (microseconds), so one short
+//! critical section beats finer locks in simplicity, and it gives the journal a total order.
+//! Nothing is answered before every change it could have seen is durable: each operation
+//! notes the journal's sequence number under the lock and waits for it outside the lock,
+//! so many requests share one commit (group commit).
+
+pub mod engine;
+pub mod free_set;
+pub mod journal;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+
+use crate::clock::Clock;
+use crate::domain::{AccessNumber, DataId, GroupName, SessionId, UnixMillis};
+
+use self::engine::Engine;
+use self::journal::{ChangeLog, Journal};
+use super::{
+    AddNumbers, DeleteGroup, Fields, GroupDetail, GroupSettings, GroupSpec, GroupStats, MatchRequest, NewSession,
+    RemoveNumber, Reservation, ReservationFilter, ReservationView, ReserveError, ReserveRequest, Session, Store,
+    StoreError,
+};
+
+pub struct LocalStore {
+    engine: Mutex<Engine>,
+    clock: Arc<dyn Clock>,
+    journal: Option<Box<dyn Journal>>,
+    kind: &'static str,
+}
+
+impl LocalStore {
+    pub fn memory(clock: Arc<dyn Clock>) -> Self {
+        Self { engine: Mutex::new(Engine::new()), clock, journal: None, kind: "memory" }
+    }
+
+    /// A store over a restored engine whose changes go to `journal`.
+    pub fn durable(engine: Engine, clock: Arc<dyn Clock>, journal: Box<dyn Journal>, kind: &'static str) -> Self {
+        Self { engine: Mutex::new(engine), clock, journal: Some(journal), kind }
+    }
+
+    /// Runs `f` under the lock, queues its changes, then waits until they (and everything
+    /// before them) are durable.
+    async fn run<T>(&self, f: impl FnOnce(&mut Engine, UnixMillis, &mut ChangeLog) -> T) -> Result<T, StoreError> {
+        let (value, seq) = {
+            let mut engine = self.engine.lock();
+            let now = self.clock.now();
+            let mut log: ChangeLog = self.journal.as_ref().map(|_| Vec::new());
+            let value = f(&mut engine, now, &mut log);
+            let seq = match (&self.journal, log) {
+                (Some(j), Some(changes)) if !changes.is_empty() => Some(j.submit(changes)),
+                (Some(j), _) => Some(j.submitted()),
+                _ => None,
+            };
+            (value, seq)
+        };
+        if let (Some(j), Some(seq)) = (&self.journal, seq) {
+            j.durable(seq).await?;
+        }
+        Ok(value)
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for LocalStore {
+    fn kind(&self) -> &'static str {
+        self.kind
+    }
+
+    async fn apply_groups(&self, groups: &[GroupSpec]) -> Result<Vec<String>, StoreError> {
+        self.run(|e, now, log| e.apply_groups(groups, now, log)).await
+    }
+
+    async fn create_session(&self, new: NewSession) -> Result<Session, StoreError> {
+        self.run(|e, now, log| e.create_session(new, now, log)).await
+    }
+
+    async fn session(&self, id: &SessionId) -> Result<Option<Session>, StoreError> {
+        self.run(|e, now, _| e.session(id, now)).await
+    }
+
+    async fn end_session(&self, id: &SessionId) -> Result<bool, StoreError> {
+        self.run(|e, now, log| e.end_session(id, now, log)).await
+    }
+
+    async fn reserve(&self, req: ReserveRequest) -> Result<Reservation, ReserveError> {
+        self.run(|e, now, log| e.reserve(req, now, log)).await?
+    }
+
+    async fn reserve_new_session(
+        &self,
+        session: NewSession,
+        req: ReserveRequest,
+    ) -> Result<(Session, Reservation), ReserveError> {
+        self.run(|e, now, log| {
+            // Decide on a scratch log first: a refusal must leave no session behind.
+            let mut scratch: ChangeLog = log.as_ref().map(|_| Vec::new());
+            let id = session.id.clone();
+            let created = e.create_session(session, now, &mut scratch);
+            match e.reserve(req, now, &mut scratch) {
+                Ok(r) => {
+                    if let (Some(log), Some(scratch)) = (log.as_mut(), scratch) {
+                        log.extend(scratch);
+                    }
+                    Ok((Session { expires_in: created.expires_in, ..created }, r))
+                }
+                Err(err) => {
+                    e.end_session(&id, now, &mut None);
+                    Err(err)
+                }
+            }
+        })
+        .await?
+    }
+
+    async fn match_reservation(&self, req: MatchRequest) -> Result<Option<Session>, StoreError> {
+        self.run(|e, now, log| e.match_reservation(&req, now, log)).await
+    }
+
+    async fn put_data(&self, id: DataId, fields: Fields, ttl: Duration) -> Result<(), StoreError> {
+        self.run(|e, now, log| e.put_data(id, fields, ttl, now, log)).await
+    }
+
+    async fn data(&self, id: &DataId) -> Result<Option<Fields>, StoreError> {
+        self.run(|e, now, _| e.data(id, now)).await
+    }
+
+    async fn update_data(&self, id: &DataId, fields: Fields, ttl: Duration) -> Result<bool, StoreError> {
+        self.run(|e, now, log| e.update_data(id, fields, ttl, now, log)).await
+    }
+
+    async fn delete_data(&self, id: &DataId) -> Result<bool, StoreError> {
+        self.run(|e, now, log| e.delete_data(id, now, log)).await
+    }
+
+    async fn groups(&self) -> Result<Vec<GroupStats>, StoreError> {
+        self.run(|e, now, _| e.groups(now)).await
+    }
+
+    async fn group(&self, name: &GroupName) -> Result<Option<GroupDetail>, StoreError> {
+        self.run(|e, now, _| e.group(name, now)).await
+    }
+
+    async fn put_group(&self, settings: GroupSettings) -> Result<bool, StoreError> {
+        self.run(|e, now, log| e.put_group(settings, now, log)).await
+    }
+
+    async fn delete_group(&self, name: &GroupName) -> Result<DeleteGroup, StoreError> {
+        self.run(|e, now, log| e.delete_group(name, now, log)).await
+    }
+
+    async fn add_numbers(&self, group: &GroupName, numbers: Vec<AccessNumber>) -> Result<AddNumbers, StoreError> {
+        self.run(|e, _, log| e.add_numbers(group, numbers, log)).await
+    }
+
+    async fn remove_number(&self, group: &GroupName, number: &AccessNumber) -> Result<RemoveNumber, StoreError> {
+        self.run(|e, now, log| e.remove_number(group, number, now, log)).await
+    }
+
+    async fn find_reservations(&self, filter: ReservationFilter) -> Result<Vec<ReservationView>, StoreError> {
+        self.run(|e, now, _| e.find_reservations(&filter, now)).await
+    }
+
+    async fn release(&self, number: &AccessNumber) -> Result<bool, StoreError> {
+        self.run(|e, now, log| e.release(number, now, log)).await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.run(|_, _, _| ()).await
+    }
+
+    async fn purge_expired(&self) -> Result<u64, StoreError> {
+        self.run(|e, now, log| {
+            journal::record(log, || journal::Change::Purge(now));
+            e.purge_expired(now)
+        })
+        .await
+    }
+}

@@ -1,0 +1,137 @@
+//! The store: every piece of state access-broker keeps, behind one domain-level trait.
+//!
+//! Each method is atomic inside its backend (one SQL transaction, or one locked section), and
+//! answers only after its effect is durable for that backend. Backends are picked once from
+//! the store URL by [`open`] and then hidden behind `Arc<dyn Store>`.
+//!
+//! Invariants every backend keeps (the conformance suite in `tests/store_conformance.rs`
+//! checks them on each):
+//! - A number is in at most one live reservation. A reservation is live while `now < expires_at`
+//!   and it was neither matched nor released; reads decide this, never a sweeper.
+//! - A session holds at most one live reservation per group; reserving again returns the same
+//!   number (and code), with its expiry renewed.
+//! - A reservation never outlives its session: `expires_at <= session.expires_at`.
+//! - Ending a session releases its reservations at once and deletes its data.
+
+mod types;
+mod url;
+
+pub mod local;
+#[cfg(feature = "postgres")]
+pub mod postgres;
+#[cfg(feature = "sqlite")]
+pub mod sqlite;
+pub mod sweeper;
+
+use std::sync::Arc;
+
+pub use types::*;
+pub use url::StoreUrl;
+
+use crate::domain::{AccessNumber, DataId, GroupName, SessionId};
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The backend could not be reached or did not answer in time; the caller may retry.
+    #[error("store unavailable")]
+    Unavailable(#[source] BoxError),
+    /// The backend answered with something that breaks the store's own rules.
+    #[error("corrupt store data: {0}")]
+    Corrupt(String),
+}
+
+/// Every operation access-broker performs on its state.
+#[async_trait::async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Backend name for logs and metrics: `memory`, `sqlite` or `postgres`.
+    fn kind(&self) -> &'static str;
+
+    /// Applies the resource groups of a node's config at start: creates missing groups, updates
+    /// allocation and timeout, adds missing numbers, and retires numbers the config no longer
+    /// lists (a reserved one leaves when its reservation ends). Groups not named are untouched.
+    /// Returns one line per difference found between the store and the config, for the log.
+    async fn apply_groups(&self, groups: &[GroupSpec]) -> Result<Vec<String>, StoreError>;
+
+    /// Creates a session and its data record (same lifetime).
+    async fn create_session(&self, new: NewSession) -> Result<Session, StoreError>;
+
+    /// A live session, or `None` once it expired or ended.
+    async fn session(&self, id: &SessionId) -> Result<Option<Session>, StoreError>;
+
+    /// Ends a session: releases its reservations and deletes its data. `false` if unknown.
+    async fn end_session(&self, id: &SessionId) -> Result<bool, StoreError>;
+
+    /// Reserves a number of `req.group` for an existing live session.
+    async fn reserve(&self, req: ReserveRequest) -> Result<Reservation, ReserveError>;
+
+    /// Creates a session and reserves for it in one atomic step: if no number is free,
+    /// no session is left behind (request-interaction).
+    async fn reserve_new_session(
+        &self,
+        session: NewSession,
+        req: ReserveRequest,
+    ) -> Result<(Session, Reservation), ReserveError>;
+
+    /// Matches the live reservation on `req.number` and releases it (and ends the session when
+    /// asked). Returns the matched session, or `None` when nothing matched.
+    async fn match_reservation(&self, req: MatchRequest) -> Result<Option<Session>, StoreError>;
+
+    /// Stores fields under a fresh id.
+    async fn put_data(&self, id: DataId, fields: Fields, ttl: std::time::Duration) -> Result<(), StoreError>;
+    /// Live stored fields, or `None`.
+    async fn data(&self, id: &DataId) -> Result<Option<Fields>, StoreError>;
+    /// Adds or replaces fields and sets a new lifetime. `false` if unknown or expired.
+    async fn update_data(&self, id: &DataId, fields: Fields, ttl: std::time::Duration) -> Result<bool, StoreError>;
+    /// Deletes stored fields. `false` if unknown or expired.
+    async fn delete_data(&self, id: &DataId) -> Result<bool, StoreError>;
+
+    /// Every group with its counts.
+    async fn groups(&self) -> Result<Vec<GroupStats>, StoreError>;
+    /// One group with the state of each of its numbers.
+    async fn group(&self, name: &GroupName) -> Result<Option<GroupDetail>, StoreError>;
+    /// Creates a group or changes its settings; `true` when created.
+    async fn put_group(&self, settings: GroupSettings) -> Result<bool, StoreError>;
+    /// Deletes a group that holds no live reservation.
+    async fn delete_group(&self, name: &GroupName) -> Result<DeleteGroup, StoreError>;
+    /// Adds numbers to a group; refused whole if one already belongs to any group.
+    async fn add_numbers(&self, group: &GroupName, numbers: Vec<AccessNumber>) -> Result<AddNumbers, StoreError>;
+    /// Removes a number; a reserved one retires when its reservation ends.
+    async fn remove_number(&self, group: &GroupName, number: &AccessNumber) -> Result<RemoveNumber, StoreError>;
+    /// Live reservations matching every given criterion.
+    async fn find_reservations(&self, filter: ReservationFilter) -> Result<Vec<ReservationView>, StoreError>;
+    /// Releases the live reservation on a number; `false` if it had none.
+    async fn release(&self, number: &AccessNumber) -> Result<bool, StoreError>;
+
+    /// Whether the backend answers.
+    async fn ping(&self) -> Result<(), StoreError>;
+    /// Frees the space of expired sessions, data and reservations. Never decides expiry:
+    /// everything it removes was already invisible.
+    async fn purge_expired(&self) -> Result<u64, StoreError>;
+}
+
+pub type DynStore = Arc<dyn Store>;
+
+/// Opens the backend a store URL names. Fails naming the URL (its password redacted).
+pub async fn open(url: &StoreUrl, options: &StoreOptions) -> Result<DynStore, OpenError> {
+    match url {
+        StoreUrl::Memory => Ok(Arc::new(local::LocalStore::memory(options.clock.clone()))),
+        #[cfg(feature = "sqlite")]
+        StoreUrl::Sqlite(path) => sqlite::open(path, options).await,
+        #[cfg(not(feature = "sqlite"))]
+        StoreUrl::Sqlite(_) => Err(OpenError::FeatureMissing { url: url.to_string(), feature: "sqlite" }),
+        #[cfg(feature = "postgres")]
+        StoreUrl::Postgres(_) => postgres::open(url, options).await,
+        #[cfg(not(feature = "postgres"))]
+        StoreUrl::Postgres(_) => Err(OpenError::FeatureMissing { url: url.to_string(), feature: "postgres" }),
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("store {url}: built without the {feature:?} cargo feature")]
+    FeatureMissing { url: String, feature: &'static str },
+    #[error("store {url}: {reason}")]
+    Failed { url: String, reason: String },
+}

@@ -1,0 +1,226 @@
+//! The values that cross the `Store` trait: requests, answers and admin views.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::clock::{Clock, SystemClock};
+use crate::domain::{
+    AccessCode, AccessNumber, Allocation, BookingTimeout, DataId, GroupName, PhoneNumber, ServiceName,
+    SessionId,
+};
+
+use super::StoreError;
+
+/// Posted fields, in the order they came; names are unique (the last value sent wins).
+pub type Fields = Vec<(String, String)>;
+
+/// Merges `update` into `fields`: same name replaces in place, new names are appended.
+pub fn merge_fields(fields: &mut Fields, update: Fields) {
+    for (k, v) in update {
+        match fields.iter_mut().find(|(name, _)| *name == k) {
+            Some(slot) => slot.1 = v,
+            None => fields.push((k, v)),
+        }
+    }
+}
+
+/// Settings every backend reads when it opens.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// Memory and SQLite read this clock; PostgreSQL reads only the database's `now()`.
+    pub clock: Arc<dyn Clock>,
+    /// PostgreSQL: most connections this node holds.
+    pub max_connections: usize,
+    /// PostgreSQL: how long to wait for a connection or a statement before answering 503.
+    pub timeout: Duration,
+    /// SQLite: `PRAGMA synchronous` (FULL survives power loss; NORMAL survives process crashes).
+    pub sqlite_synchronous: SqliteSync,
+    /// The node's id, recorded by shared stores to list the nodes seen recently.
+    pub node_id: String,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            clock: Arc::new(SystemClock),
+            max_connections: 16,
+            timeout: Duration::from_secs(5),
+            sqlite_synchronous: SqliteSync::Full,
+            node_id: "1".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SqliteSync {
+    #[default]
+    Full,
+    Normal,
+}
+
+/// A resource group as a node's config defines it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupSpec {
+    pub settings: GroupSettings,
+    pub numbers: Vec<AccessNumber>,
+}
+
+/// A group's settings, without its numbers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupSettings {
+    pub name: GroupName,
+    pub allocation: Allocation,
+    /// The group's own booking time; `None` means the 30 s default.
+    pub booking_timeout: Option<BookingTimeout>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewSession {
+    pub id: SessionId,
+    pub service: ServiceName,
+    pub data_id: DataId,
+    pub fields: Fields,
+    pub ttl: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    pub id: SessionId,
+    pub service: ServiceName,
+    pub data_id: DataId,
+    pub fields: Fields,
+    /// Time left, as the store saw it when answering.
+    pub expires_in: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct ReserveRequest {
+    pub session: SessionId,
+    pub group: GroupName,
+    /// Request or service timeout; `None` falls back to the group's, then 30 s.
+    pub timeout: Option<BookingTimeout>,
+    /// A fresh code, used when the reservation is new or renewed without one.
+    pub code: Option<AccessCode>,
+    /// Replaces the reservation's phone number when given.
+    pub phone: Option<PhoneNumber>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reservation {
+    pub number: AccessNumber,
+    pub code: Option<AccessCode>,
+    /// Time left, as the store saw it when answering (capped at the session's).
+    pub expires_in: Duration,
+    pub pool_size: u64,
+    pub pool_free: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReserveError {
+    #[error("session not found")]
+    SessionNotFound,
+    #[error("unknown resource group")]
+    UnknownGroup,
+    #[error("no free number")]
+    Exhausted {
+        /// Until the group's first reservation ends (at least one second).
+        retry_after: Duration,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+#[derive(Debug, Clone)]
+pub struct MatchRequest {
+    pub number: AccessNumber,
+    pub code: Option<AccessCode>,
+    pub phone: Option<PhoneNumber>,
+    /// When false, a reservation with a code matches a request without one (lenient GMS mode).
+    pub code_required: bool,
+    /// Also end the matched session (`_delete_service=true`).
+    pub end_session: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct GroupStats {
+    pub name: GroupName,
+    pub allocation: Allocation,
+    pub booking_timeout: Option<u32>,
+    /// Numbers in service (retiring ones excluded).
+    pub size: u64,
+    pub free: u64,
+    pub reserved: u64,
+    /// Removed numbers still held by a reservation.
+    pub retiring: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct GroupDetail {
+    #[serde(flatten)]
+    pub stats: GroupStats,
+    pub numbers: Vec<NumberView>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct NumberView {
+    pub number: AccessNumber,
+    #[serde(flatten)]
+    pub state: NumberState,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "state", rename_all = "lowercase")]
+pub enum NumberState {
+    Free,
+    Reserved {
+        #[serde(rename = "_id")]
+        session: SessionId,
+        expires_in: u64,
+    },
+    Retiring {
+        #[serde(rename = "_id")]
+        session: SessionId,
+        expires_in: u64,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeleteGroup {
+    Deleted,
+    NotFound,
+    Busy,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AddNumbers {
+    Added(u64),
+    UnknownGroup,
+    /// The number already belongs to this or another group.
+    Taken(AccessNumber, GroupName),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RemoveNumber {
+    Removed,
+    Retiring,
+    UnknownGroup,
+    UnknownNumber,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ReservationFilter {
+    pub number: Option<AccessNumber>,
+    pub session: Option<SessionId>,
+    pub phone: Option<PhoneNumber>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ReservationView {
+    pub number: AccessNumber,
+    pub group: GroupName,
+    #[serde(rename = "_id")]
+    pub session: SessionId,
+    pub phone: Option<PhoneNumber>,
+    pub has_code: bool,
+    pub expires_in: u64,
+}

@@ -1,0 +1,121 @@
+//! Store URLs: `memory://`, `sqlite://PATH`, `postgres://…`. Passwords never reach logs.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+#[derive(Clone, PartialEq, Eq)]
+pub enum StoreUrl {
+    Memory,
+    Sqlite(PathBuf),
+    /// The full connection URL, password included; `Display` and `Debug` redact it.
+    Postgres(String),
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("store URL {0:?}: expected memory://, sqlite://PATH or postgres://USER@HOST/DB")]
+pub struct BadStoreUrl(String);
+
+impl FromStr for StoreUrl {
+    type Err = BadStoreUrl;
+
+    fn from_str(s: &str) -> Result<Self, BadStoreUrl> {
+        if s == "memory://" || s == "memory:" {
+            return Ok(Self::Memory);
+        }
+        if let Some(path) = s.strip_prefix("sqlite://") {
+            if path.is_empty() {
+                return Err(BadStoreUrl(s.into()));
+            }
+            return Ok(Self::Sqlite(PathBuf::from(path)));
+        }
+        if s.starts_with("postgres://") || s.starts_with("postgresql://") {
+            if s.parse::<tokio_postgres_config::Probe>().is_err() {
+                return Err(BadStoreUrl(redact(s)));
+            }
+            return Ok(Self::Postgres(s.into()));
+        }
+        Err(BadStoreUrl(redact(s)))
+    }
+}
+
+/// Without the postgres feature, any `postgres://` URL passes parsing and `open` names the
+/// missing feature; with it, the driver's own parser checks the URL.
+mod tokio_postgres_config {
+    pub struct Probe;
+    impl std::str::FromStr for Probe {
+        type Err = ();
+        fn from_str(s: &str) -> Result<Self, ()> {
+            #[cfg(feature = "postgres")]
+            {
+                s.parse::<tokio_postgres::Config>().map(|_| Probe).map_err(|_| ())
+            }
+            #[cfg(not(feature = "postgres"))]
+            {
+                let _ = s;
+                Ok(Probe)
+            }
+        }
+    }
+}
+
+/// Replaces the password of `scheme://user:password@host` with `***`.
+fn redact(s: &str) -> String {
+    let Some((scheme, rest)) = s.split_once("://") else {
+        return s.into();
+    };
+    let Some((userinfo, host)) = rest.split_once('@') else {
+        return s.into();
+    };
+    match userinfo.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+        None => s.into(),
+    }
+}
+
+impl fmt::Display for StoreUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Memory => f.write_str("memory://"),
+            Self::Sqlite(p) => write!(f, "sqlite://{}", p.display()),
+            Self::Postgres(url) => f.write_str(&redact(url)),
+        }
+    }
+}
+
+impl fmt::Debug for StoreUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "StoreUrl({self})")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_each_scheme() {
+        assert_eq!("memory://".parse::<StoreUrl>().ok(), Some(StoreUrl::Memory));
+        assert_eq!(
+            "sqlite://data/a.db".parse::<StoreUrl>().ok(),
+            Some(StoreUrl::Sqlite("data/a.db".into()))
+        );
+        assert_eq!(
+            "sqlite:///tmp/a.db".parse::<StoreUrl>().ok(),
+            Some(StoreUrl::Sqlite("/tmp/a.db".into()))
+        );
+        assert!("postgres://postgres@127.0.0.1/test".parse::<StoreUrl>().is_ok());
+        for bad in ["", "sqlite://", "mysql://x", "data/a.db", "redis://localhost"] {
+            assert!(bad.parse::<StoreUrl>().is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn redacts_passwords() {
+        let url: StoreUrl = "postgres://app:hunter2@db/broker".parse().expect("valid");
+        assert_eq!(url.to_string(), "postgres://app:***@db/broker");
+        assert!(!format!("{url:?}").contains("hunter2"));
+        let err = "mysql://app:hunter2@db".parse::<StoreUrl>().err().map(|e| e.to_string());
+        assert!(!err.unwrap_or_default().contains("hunter2"));
+    }
+}
