@@ -40,7 +40,10 @@ pub struct ManualClock {
 
 impl ManualClock {
     pub fn new(start: UnixMillis) -> Self {
-        Self { start, offset_ms: AtomicI64::new(0) }
+        Self {
+            start,
+            offset_ms: AtomicI64::new(0),
+        }
     }
 
     /// Starts at the current wall-clock time, so rows written through it look recent.

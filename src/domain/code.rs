@@ -55,7 +55,10 @@ impl CodePrefix {
         while i < bytes.len() {
             let lo = digit(bytes[i]).ok_or_else(|| bad_prefix(s))?;
             if bytes.get(i + 1) == Some(&b'-') {
-                let hi = bytes.get(i + 2).and_then(|b| digit(*b)).ok_or_else(|| bad_prefix(s))?;
+                let hi = bytes
+                    .get(i + 2)
+                    .and_then(|b| digit(*b))
+                    .ok_or_else(|| bad_prefix(s))?;
                 if lo > hi {
                     return Err(bad_prefix(s));
                 }
@@ -66,7 +69,10 @@ impl CodePrefix {
                 i += 1;
             }
         }
-        Ok(Self { parts, text: s.to_owned() })
+        Ok(Self {
+            parts,
+            text: s.to_owned(),
+        })
     }
 
     /// How many digits of a code the prefix takes.
@@ -111,7 +117,9 @@ impl AccessCode {
     pub fn parse(s: &str) -> Result<Self, ParseError> {
         let s = s.trim();
         if s.is_empty() || s.len() > Self::MAX_LEN || !s.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(ParseError::new(format!("{s:?} is not an access code (digits only)")));
+            return Err(ParseError::new(format!(
+                "{s:?} is not an access code (digits only)"
+            )));
         }
         Ok(Self(s.to_owned()))
     }

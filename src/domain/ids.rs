@@ -10,7 +10,10 @@ pub struct NodeId(String);
 
 impl NodeId {
     pub fn parse(s: &str) -> Result<Self, ParseError> {
-        if s.is_empty() || s.len() > 16 || !s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+        if s.is_empty()
+            || s.len() > 16
+            || !s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        {
             return Err(ParseError::new(format!(
                 "{s:?} is not a node id (1 to 16 letters, digits or _)"
             )));

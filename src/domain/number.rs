@@ -55,7 +55,8 @@ impl NumberRange {
             .split_once('-')
             .ok_or_else(|| ParseError::new(format!("{s:?} is not a range start-end")))?;
         let bad = |why: &str| ParseError::new(format!("range {s:?}: {why}"));
-        let digits = |x: &str| !x.is_empty() && x.len() <= 18 && x.bytes().all(|c| c.is_ascii_digit());
+        let digits =
+            |x: &str| !x.is_empty() && x.len() <= 18 && x.bytes().all(|c| c.is_ascii_digit());
         if !digits(a) || !digits(b) {
             return Err(bad("both ends must be 1 to 18 digits"));
         }
@@ -72,7 +73,11 @@ impl NumberRange {
         if end - start >= MAX_RANGE_SPAN {
             return Err(bad(&format!("more than {MAX_RANGE_SPAN} numbers")));
         }
-        Ok(Self { start, end, width: a.len() })
+        Ok(Self {
+            start,
+            end,
+            width: a.len(),
+        })
     }
 
     pub fn len(&self) -> u64 {
@@ -183,7 +188,10 @@ mod tests {
     #[test]
     fn access_numbers() {
         for good in ["6504664136", "0001", "+33123456789", "7"] {
-            assert_eq!(AccessNumber::parse(good).map(|n| n.to_string()), Ok(good.to_string()));
+            assert_eq!(
+                AccessNumber::parse(good).map(|n| n.to_string()),
+                Ok(good.to_string())
+            );
         }
         for bad in ["", "+", "650 466", "65a", "1-2", &"9".repeat(33)] {
             assert!(AccessNumber::parse(bad).is_err(), "{bad:?}");
@@ -201,10 +209,21 @@ mod tests {
 
     #[test]
     fn bad_ranges() {
-        for bad in ["100-99", "1-22", "a-b", "1-", "-1", "12-1x", "1234567890123456789-1234567890123456789"] {
+        for bad in [
+            "100-99",
+            "1-22",
+            "a-b",
+            "1-",
+            "-1",
+            "12-1x",
+            "1234567890123456789-1234567890123456789",
+        ] {
             assert!(NumberRange::parse(bad).is_err(), "{bad:?}");
         }
-        assert!(NumberRange::parse("00000000-99999999").is_err(), "too large");
+        assert!(
+            NumberRange::parse("00000000-99999999").is_err(),
+            "too large"
+        );
     }
 
     #[test]

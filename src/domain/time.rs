@@ -8,7 +8,10 @@ pub struct UnixMillis(pub i64);
 
 impl UnixMillis {
     pub fn plus(self, d: Duration) -> Self {
-        Self(self.0.saturating_add(i64::try_from(d.as_millis()).unwrap_or(i64::MAX)))
+        Self(
+            self.0
+                .saturating_add(i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
+        )
     }
 
     /// Time left until `self`, as seen at `now`; zero once `now` has reached it.

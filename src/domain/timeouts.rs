@@ -34,7 +34,11 @@ impl BookingTimeout {
         if (Self::MIN..=Self::MAX).contains(&n) {
             Ok(Self(n as u32))
         } else {
-            Err(ParseError::new(format!("{n} is outside {}..{}", Self::MIN, Self::MAX)))
+            Err(ParseError::new(format!(
+                "{n} is outside {}..{}",
+                Self::MIN,
+                Self::MAX
+            )))
         }
     }
 
@@ -114,9 +118,20 @@ mod tests {
 
     #[test]
     fn booking_timeouts_follow_the_gms_rule() {
-        let cases = [("5", Ok(5)), ("1800", Ok(1800)), ("4", Ok(30)), ("1801", Ok(30)), ("-3", Ok(30)), (" 60 ", Ok(60))];
+        let cases = [
+            ("5", Ok(5)),
+            ("1800", Ok(1800)),
+            ("4", Ok(30)),
+            ("1801", Ok(30)),
+            ("-3", Ok(30)),
+            (" 60 ", Ok(60)),
+        ];
         for (input, want) in cases {
-            assert_eq!(BookingTimeout::parse_lenient(input).map(BookingTimeout::secs), want, "{input:?}");
+            assert_eq!(
+                BookingTimeout::parse_lenient(input).map(BookingTimeout::secs),
+                want,
+                "{input:?}"
+            );
         }
         for bad in ["", "ten", "30s", "2.5"] {
             assert!(BookingTimeout::parse_lenient(bad).is_err(), "{bad:?}");

@@ -79,11 +79,21 @@ pub trait Store: Send + Sync + 'static {
     async fn match_reservation(&self, req: MatchRequest) -> Result<Option<Session>, StoreError>;
 
     /// Stores fields under a fresh id.
-    async fn put_data(&self, id: DataId, fields: Fields, ttl: std::time::Duration) -> Result<(), StoreError>;
+    async fn put_data(
+        &self,
+        id: DataId,
+        fields: Fields,
+        ttl: std::time::Duration,
+    ) -> Result<(), StoreError>;
     /// Live stored fields, or `None`.
     async fn data(&self, id: &DataId) -> Result<Option<Fields>, StoreError>;
     /// Adds or replaces fields and sets a new lifetime. `false` if unknown or expired.
-    async fn update_data(&self, id: &DataId, fields: Fields, ttl: std::time::Duration) -> Result<bool, StoreError>;
+    async fn update_data(
+        &self,
+        id: &DataId,
+        fields: Fields,
+        ttl: std::time::Duration,
+    ) -> Result<bool, StoreError>;
     /// Deletes stored fields. `false` if unknown or expired.
     async fn delete_data(&self, id: &DataId) -> Result<bool, StoreError>;
 
@@ -96,11 +106,22 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes a group that holds no live reservation.
     async fn delete_group(&self, name: &GroupName) -> Result<DeleteGroup, StoreError>;
     /// Adds numbers to a group; refused whole if one already belongs to any group.
-    async fn add_numbers(&self, group: &GroupName, numbers: Vec<AccessNumber>) -> Result<AddNumbers, StoreError>;
+    async fn add_numbers(
+        &self,
+        group: &GroupName,
+        numbers: Vec<AccessNumber>,
+    ) -> Result<AddNumbers, StoreError>;
     /// Removes a number; a reserved one retires when its reservation ends.
-    async fn remove_number(&self, group: &GroupName, number: &AccessNumber) -> Result<RemoveNumber, StoreError>;
+    async fn remove_number(
+        &self,
+        group: &GroupName,
+        number: &AccessNumber,
+    ) -> Result<RemoveNumber, StoreError>;
     /// Live reservations matching every given criterion.
-    async fn find_reservations(&self, filter: ReservationFilter) -> Result<Vec<ReservationView>, StoreError>;
+    async fn find_reservations(
+        &self,
+        filter: ReservationFilter,
+    ) -> Result<Vec<ReservationView>, StoreError>;
     /// Releases the live reservation on a number; `false` if it had none.
     async fn release(&self, number: &AccessNumber) -> Result<bool, StoreError>;
 
@@ -120,11 +141,17 @@ pub async fn open(url: &StoreUrl, options: &StoreOptions) -> Result<DynStore, Op
         #[cfg(feature = "sqlite")]
         StoreUrl::Sqlite(path) => sqlite::open(path, options).await,
         #[cfg(not(feature = "sqlite"))]
-        StoreUrl::Sqlite(_) => Err(OpenError::FeatureMissing { url: url.to_string(), feature: "sqlite" }),
+        StoreUrl::Sqlite(_) => Err(OpenError::FeatureMissing {
+            url: url.to_string(),
+            feature: "sqlite",
+        }),
         #[cfg(feature = "postgres")]
         StoreUrl::Postgres(_) => postgres::open(url, options).await,
         #[cfg(not(feature = "postgres"))]
-        StoreUrl::Postgres(_) => Err(OpenError::FeatureMissing { url: url.to_string(), feature: "postgres" }),
+        StoreUrl::Postgres(_) => Err(OpenError::FeatureMissing {
+            url: url.to_string(),
+            feature: "postgres",
+        }),
     }
 }
 

@@ -5,5 +5,8 @@ use std::path::Path;
 use super::{DynStore, OpenError, StoreOptions};
 
 pub async fn open(path: &Path, _options: &StoreOptions) -> Result<DynStore, OpenError> {
-    Err(OpenError::Failed { url: path.display().to_string(), reason: "not implemented yet".into() })
+    Err(OpenError::Failed {
+        url: path.display().to_string(),
+        reason: "not implemented yet".into(),
+    })
 }

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use crate::clock::{Clock, SystemClock};
 use crate::domain::{
-    AccessCode, AccessNumber, Allocation, BookingTimeout, DataId, GroupName, PhoneNumber, ServiceName,
-    SessionId,
+    AccessCode, AccessNumber, Allocation, BookingTimeout, DataId, GroupName, PhoneNumber,
+    ServiceName, SessionId,
 };
 
 use super::StoreError;

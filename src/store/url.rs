@@ -48,7 +48,9 @@ mod tokio_postgres_config {
         fn from_str(s: &str) -> Result<Self, ()> {
             #[cfg(feature = "postgres")]
             {
-                s.parse::<tokio_postgres::Config>().map(|_| Probe).map_err(|_| ())
+                s.parse::<tokio_postgres::Config>()
+                    .map(|_| Probe)
+                    .map_err(|_| ())
             }
             #[cfg(not(feature = "postgres"))]
             {
@@ -104,8 +106,18 @@ mod tests {
             "sqlite:///tmp/a.db".parse::<StoreUrl>().ok(),
             Some(StoreUrl::Sqlite("/tmp/a.db".into()))
         );
-        assert!("postgres://postgres@127.0.0.1/test".parse::<StoreUrl>().is_ok());
-        for bad in ["", "sqlite://", "mysql://x", "data/a.db", "redis://localhost"] {
+        assert!(
+            "postgres://postgres@127.0.0.1/test"
+                .parse::<StoreUrl>()
+                .is_ok()
+        );
+        for bad in [
+            "",
+            "sqlite://",
+            "mysql://x",
+            "data/a.db",
+            "redis://localhost",
+        ] {
             assert!(bad.parse::<StoreUrl>().is_err(), "{bad:?}");
         }
     }
@@ -115,7 +127,10 @@ mod tests {
         let url: StoreUrl = "postgres://app:hunter2@db/broker".parse().expect("valid");
         assert_eq!(url.to_string(), "postgres://app:***@db/broker");
         assert!(!format!("{url:?}").contains("hunter2"));
-        let err = "mysql://app:hunter2@db".parse::<StoreUrl>().err().map(|e| e.to_string());
+        let err = "mysql://app:hunter2@db"
+            .parse::<StoreUrl>()
+            .err()
+            .map(|e| e.to_string());
         assert!(!err.unwrap_or_default().contains("hunter2"));
     }
 }

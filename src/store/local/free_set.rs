@@ -15,7 +15,10 @@ pub enum FreeSet {
     /// Random: a dense vector for uniform picks, and each position's index in it.
     Dense { items: Vec<u32>, index: Vec<u32> },
     /// Least-recently-used: ordered by when each number was freed, then by position.
-    ByAge { set: BTreeSet<(UnixMillis, u32)>, freed_at: Vec<UnixMillis> },
+    ByAge {
+        set: BTreeSet<(UnixMillis, u32)>,
+        freed_at: Vec<UnixMillis>,
+    },
 }
 
 const ABSENT: u32 = u32::MAX;
@@ -23,9 +26,18 @@ const ABSENT: u32 = u32::MAX;
 impl FreeSet {
     pub fn new(allocation: Allocation) -> Self {
         match allocation {
-            Allocation::RoundRobin => Self::Ordered { set: BTreeSet::new(), cursor: 0 },
-            Allocation::Random => Self::Dense { items: Vec::new(), index: Vec::new() },
-            Allocation::LeastRecentlyUsed => Self::ByAge { set: BTreeSet::new(), freed_at: Vec::new() },
+            Allocation::RoundRobin => Self::Ordered {
+                set: BTreeSet::new(),
+                cursor: 0,
+            },
+            Allocation::Random => Self::Dense {
+                items: Vec::new(),
+                index: Vec::new(),
+            },
+            Allocation::LeastRecentlyUsed => Self::ByAge {
+                set: BTreeSet::new(),
+                freed_at: Vec::new(),
+            },
         }
     }
 
@@ -71,7 +83,10 @@ impl FreeSet {
                     items.push(pos);
                 }
             }
-            Self::ByAge { set, freed_at: ages } => {
+            Self::ByAge {
+                set,
+                freed_at: ages,
+            } => {
                 let i = pos as usize;
                 if ages.len() <= i {
                     ages.resize(i + 1, UnixMillis(i64::MIN));
@@ -118,7 +133,11 @@ impl FreeSet {
     pub fn take(&mut self) -> Option<u32> {
         let pos = match self {
             Self::Ordered { set, cursor } => {
-                let pos = set.range(*cursor..).next().or_else(|| set.iter().next()).copied()?;
+                let pos = set
+                    .range(*cursor..)
+                    .next()
+                    .or_else(|| set.iter().next())
+                    .copied()?;
                 *cursor = pos.saturating_add(1);
                 pos
             }

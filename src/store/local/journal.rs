@@ -3,14 +3,21 @@
 //! The engine decides; the journal records. SQLite replays these into its tables in one
 //! transaction per batch, so a restart rebuilds exactly the state that was answered.
 
-use crate::domain::{AccessCode, AccessNumber, DataId, GroupName, PhoneNumber, ServiceName, SessionId, UnixMillis};
+use crate::domain::{
+    AccessCode, AccessNumber, DataId, GroupName, PhoneNumber, ServiceName, SessionId, UnixMillis,
+};
 use crate::store::{Fields, GroupSettings};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
     Group(GroupSettings),
     GroupDeleted(GroupName),
-    Number { group: GroupName, number: AccessNumber, position: u32, retiring: bool },
+    Number {
+        group: GroupName,
+        number: AccessNumber,
+        position: u32,
+        retiring: bool,
+    },
     NumberDeleted(AccessNumber),
     Reserved {
         number: AccessNumber,
@@ -19,11 +26,26 @@ pub enum Change {
         phone: Option<PhoneNumber>,
         expires_at: UnixMillis,
     },
-    Released { number: AccessNumber, freed_at: UnixMillis },
-    Cursor { group: GroupName, cursor: u32 },
-    Session { id: SessionId, service: ServiceName, data_id: DataId, expires_at: UnixMillis },
+    Released {
+        number: AccessNumber,
+        freed_at: UnixMillis,
+    },
+    Cursor {
+        group: GroupName,
+        cursor: u32,
+    },
+    Session {
+        id: SessionId,
+        service: ServiceName,
+        data_id: DataId,
+        expires_at: UnixMillis,
+    },
     SessionEnded(SessionId),
-    Data { id: DataId, fields: Fields, expires_at: UnixMillis },
+    Data {
+        id: DataId,
+        fields: Fields,
+        expires_at: UnixMillis,
+    },
     DataDeleted(DataId),
     /// Delete rows that expired before this instant (space only; they were already dead).
     Purge(UnixMillis),
@@ -46,5 +68,8 @@ pub trait Journal: Send + Sync + 'static {
     /// Sequence number of the last batch submitted.
     fn submitted(&self) -> u64;
     /// Resolves once every batch up to `seq` is durable, or fails after the store's timeout.
-    fn durable(&self, seq: u64) -> futures::future::BoxFuture<'_, Result<(), crate::store::StoreError>>;
+    fn durable(
+        &self,
+        seq: u64,
+    ) -> futures::future::BoxFuture<'_, Result<(), crate::store::StoreError>>;
 }

@@ -22,9 +22,9 @@ use crate::domain::{AccessNumber, DataId, GroupName, SessionId, UnixMillis};
 use self::engine::Engine;
 use self::journal::{ChangeLog, Journal};
 use super::{
-    AddNumbers, DeleteGroup, Fields, GroupDetail, GroupSettings, GroupSpec, GroupStats, MatchRequest, NewSession,
-    RemoveNumber, Reservation, ReservationFilter, ReservationView, ReserveError, ReserveRequest, Session, Store,
-    StoreError,
+    AddNumbers, DeleteGroup, Fields, GroupDetail, GroupSettings, GroupSpec, GroupStats,
+    MatchRequest, NewSession, RemoveNumber, Reservation, ReservationFilter, ReservationView,
+    ReserveError, ReserveRequest, Session, Store, StoreError,
 };
 
 pub struct LocalStore {
@@ -36,17 +36,35 @@ pub struct LocalStore {
 
 impl LocalStore {
     pub fn memory(clock: Arc<dyn Clock>) -> Self {
-        Self { engine: Mutex::new(Engine::new()), clock, journal: None, kind: "memory" }
+        Self {
+            engine: Mutex::new(Engine::new()),
+            clock,
+            journal: None,
+            kind: "memory",
+        }
     }
 
     /// A store over a restored engine whose changes go to `journal`.
-    pub fn durable(engine: Engine, clock: Arc<dyn Clock>, journal: Box<dyn Journal>, kind: &'static str) -> Self {
-        Self { engine: Mutex::new(engine), clock, journal: Some(journal), kind }
+    pub fn durable(
+        engine: Engine,
+        clock: Arc<dyn Clock>,
+        journal: Box<dyn Journal>,
+        kind: &'static str,
+    ) -> Self {
+        Self {
+            engine: Mutex::new(engine),
+            clock,
+            journal: Some(journal),
+            kind,
+        }
     }
 
     /// Runs `f` under the lock, queues its changes, then waits until they (and everything
     /// before them) are durable.
-    async fn run<T>(&self, f: impl FnOnce(&mut Engine, UnixMillis, &mut ChangeLog) -> T) -> Result<T, StoreError> {
+    async fn run<T>(
+        &self,
+        f: impl FnOnce(&mut Engine, UnixMillis, &mut ChangeLog) -> T,
+    ) -> Result<T, StoreError> {
         let (value, seq) = {
             let mut engine = self.engine.lock();
             let now = self.clock.now();
@@ -73,11 +91,13 @@ impl Store for LocalStore {
     }
 
     async fn apply_groups(&self, groups: &[GroupSpec]) -> Result<Vec<String>, StoreError> {
-        self.run(|e, now, log| e.apply_groups(groups, now, log)).await
+        self.run(|e, now, log| e.apply_groups(groups, now, log))
+            .await
     }
 
     async fn create_session(&self, new: NewSession) -> Result<Session, StoreError> {
-        self.run(|e, now, log| e.create_session(new, now, log)).await
+        self.run(|e, now, log| e.create_session(new, now, log))
+            .await
     }
 
     async fn session(&self, id: &SessionId) -> Result<Option<Session>, StoreError> {
@@ -107,7 +127,13 @@ impl Store for LocalStore {
                     if let (Some(log), Some(scratch)) = (log.as_mut(), scratch) {
                         log.extend(scratch);
                     }
-                    Ok((Session { expires_in: created.expires_in, ..created }, r))
+                    Ok((
+                        Session {
+                            expires_in: created.expires_in,
+                            ..created
+                        },
+                        r,
+                    ))
                 }
                 Err(err) => {
                     e.end_session(&id, now, &mut None);
@@ -119,19 +145,27 @@ impl Store for LocalStore {
     }
 
     async fn match_reservation(&self, req: MatchRequest) -> Result<Option<Session>, StoreError> {
-        self.run(|e, now, log| e.match_reservation(&req, now, log)).await
+        self.run(|e, now, log| e.match_reservation(&req, now, log))
+            .await
     }
 
     async fn put_data(&self, id: DataId, fields: Fields, ttl: Duration) -> Result<(), StoreError> {
-        self.run(|e, now, log| e.put_data(id, fields, ttl, now, log)).await
+        self.run(|e, now, log| e.put_data(id, fields, ttl, now, log))
+            .await
     }
 
     async fn data(&self, id: &DataId) -> Result<Option<Fields>, StoreError> {
         self.run(|e, now, _| e.data(id, now)).await
     }
 
-    async fn update_data(&self, id: &DataId, fields: Fields, ttl: Duration) -> Result<bool, StoreError> {
-        self.run(|e, now, log| e.update_data(id, fields, ttl, now, log)).await
+    async fn update_data(
+        &self,
+        id: &DataId,
+        fields: Fields,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        self.run(|e, now, log| e.update_data(id, fields, ttl, now, log))
+            .await
     }
 
     async fn delete_data(&self, id: &DataId) -> Result<bool, StoreError> {
@@ -147,23 +181,38 @@ impl Store for LocalStore {
     }
 
     async fn put_group(&self, settings: GroupSettings) -> Result<bool, StoreError> {
-        self.run(|e, now, log| e.put_group(settings, now, log)).await
+        self.run(|e, now, log| e.put_group(settings, now, log))
+            .await
     }
 
     async fn delete_group(&self, name: &GroupName) -> Result<DeleteGroup, StoreError> {
         self.run(|e, now, log| e.delete_group(name, now, log)).await
     }
 
-    async fn add_numbers(&self, group: &GroupName, numbers: Vec<AccessNumber>) -> Result<AddNumbers, StoreError> {
-        self.run(|e, _, log| e.add_numbers(group, numbers, log)).await
+    async fn add_numbers(
+        &self,
+        group: &GroupName,
+        numbers: Vec<AccessNumber>,
+    ) -> Result<AddNumbers, StoreError> {
+        self.run(|e, _, log| e.add_numbers(group, numbers, log))
+            .await
     }
 
-    async fn remove_number(&self, group: &GroupName, number: &AccessNumber) -> Result<RemoveNumber, StoreError> {
-        self.run(|e, now, log| e.remove_number(group, number, now, log)).await
+    async fn remove_number(
+        &self,
+        group: &GroupName,
+        number: &AccessNumber,
+    ) -> Result<RemoveNumber, StoreError> {
+        self.run(|e, now, log| e.remove_number(group, number, now, log))
+            .await
     }
 
-    async fn find_reservations(&self, filter: ReservationFilter) -> Result<Vec<ReservationView>, StoreError> {
-        self.run(|e, now, _| e.find_reservations(&filter, now)).await
+    async fn find_reservations(
+        &self,
+        filter: ReservationFilter,
+    ) -> Result<Vec<ReservationView>, StoreError> {
+        self.run(|e, now, _| e.find_reservations(&filter, now))
+            .await
     }
 
     async fn release(&self, number: &AccessNumber) -> Result<bool, StoreError> {

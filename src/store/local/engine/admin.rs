@@ -4,13 +4,13 @@ use std::collections::HashSet;
 
 use crate::domain::{AccessNumber, GroupName, UnixMillis};
 use crate::store::{
-    AddNumbers, DeleteGroup, GroupDetail, GroupSettings, GroupSpec, GroupStats, NumberState, NumberView,
-    RemoveNumber, ReservationFilter, ReservationView,
+    AddNumbers, DeleteGroup, GroupDetail, GroupSettings, GroupSpec, GroupStats, NumberState,
+    NumberView, RemoveNumber, ReservationFilter, ReservationView,
 };
 
 use super::{Engine, Group, GroupIdx, Slot, SlotState};
 use crate::store::local::free_set::FreeSet;
-use crate::store::local::journal::{record, Change, ChangeLog};
+use crate::store::local::journal::{Change, ChangeLog, record};
 
 impl Engine {
     fn stats(group: &Group) -> GroupStats {
@@ -57,20 +57,37 @@ impl Engine {
                         let session = h.session.clone();
                         let expires_in = h.expires_at.remaining_from(now).as_secs();
                         if h.retiring {
-                            NumberState::Retiring { session, expires_in }
+                            NumberState::Retiring {
+                                session,
+                                expires_in,
+                            }
                         } else {
-                            NumberState::Reserved { session, expires_in }
+                            NumberState::Reserved {
+                                session,
+                                expires_in,
+                            }
                         }
                     }
                 };
-                Some(NumberView { number: slot.number.clone(), state })
+                Some(NumberView {
+                    number: slot.number.clone(),
+                    state,
+                })
             })
             .collect();
-        Some(GroupDetail { stats: Self::stats(group), numbers })
+        Some(GroupDetail {
+            stats: Self::stats(group),
+            numbers,
+        })
     }
 
     /// Creates a group or changes its settings; `true` when created.
-    pub fn put_group(&mut self, settings: GroupSettings, now: UnixMillis, log: &mut ChangeLog) -> bool {
+    pub fn put_group(
+        &mut self,
+        settings: GroupSettings,
+        now: UnixMillis,
+        log: &mut ChangeLog,
+    ) -> bool {
         record(log, || Change::Group(settings.clone()));
         let Some(g) = self.group_idx(&settings.name) else {
             let g = self.groups.len() as GroupIdx;
@@ -93,8 +110,15 @@ impl Engine {
         false
     }
 
-    pub fn delete_group(&mut self, name: &GroupName, now: UnixMillis, log: &mut ChangeLog) -> DeleteGroup {
-        let Some(g) = self.group_idx(name) else { return DeleteGroup::NotFound };
+    pub fn delete_group(
+        &mut self,
+        name: &GroupName,
+        now: UnixMillis,
+        log: &mut ChangeLog,
+    ) -> DeleteGroup {
+        let Some(g) = self.group_idx(name) else {
+            return DeleteGroup::NotFound;
+        };
         self.reap(g, now);
         let group = self.group_mut(g);
         if group.reserved + group.retiring > 0 {
@@ -116,12 +140,21 @@ impl Engine {
         DeleteGroup::Deleted
     }
 
-    pub fn add_numbers(&mut self, name: &GroupName, numbers: Vec<AccessNumber>, log: &mut ChangeLog) -> AddNumbers {
-        let Some(g) = self.group_idx(name) else { return AddNumbers::UnknownGroup };
+    pub fn add_numbers(
+        &mut self,
+        name: &GroupName,
+        numbers: Vec<AccessNumber>,
+        log: &mut ChangeLog,
+    ) -> AddNumbers {
+        let Some(g) = self.group_idx(name) else {
+            return AddNumbers::UnknownGroup;
+        };
         let mut seen = HashSet::with_capacity(numbers.len());
         for n in &numbers {
             if let Some(&(owner, _)) = self.numbers.get(n) {
-                let owner = self.groups[owner as usize].as_ref().map(|o| o.settings.name.clone());
+                let owner = self.groups[owner as usize]
+                    .as_ref()
+                    .map(|o| o.settings.name.clone());
                 return AddNumbers::Taken(n.clone(), owner.unwrap_or_else(|| name.clone()));
             }
             if !seen.insert(n) {
@@ -139,17 +172,35 @@ impl Engine {
         let group = self.group_mut(g);
         let pos = group.slots.len() as u32;
         let name = group.settings.name.clone();
-        record(log, || Change::Number { group: name, number: number.clone(), position: pos, retiring: false });
-        group.slots.push(Slot { number: number.clone(), state: SlotState::Free });
+        record(log, || Change::Number {
+            group: name,
+            number: number.clone(),
+            position: pos,
+            retiring: false,
+        });
+        group.slots.push(Slot {
+            number: number.clone(),
+            state: SlotState::Free,
+        });
         group.free.insert(pos, UnixMillis(0));
         group.active += 1;
         self.numbers.insert(number, (g, pos));
     }
 
-    pub fn remove_number(&mut self, name: &GroupName, number: &AccessNumber, now: UnixMillis, log: &mut ChangeLog) -> RemoveNumber {
-        let Some(g) = self.group_idx(name) else { return RemoveNumber::UnknownGroup };
+    pub fn remove_number(
+        &mut self,
+        name: &GroupName,
+        number: &AccessNumber,
+        now: UnixMillis,
+        log: &mut ChangeLog,
+    ) -> RemoveNumber {
+        let Some(g) = self.group_idx(name) else {
+            return RemoveNumber::UnknownGroup;
+        };
         self.reap(g, now);
-        let Some(&(owner, pos)) = self.numbers.get(number) else { return RemoveNumber::UnknownNumber };
+        let Some(&(owner, pos)) = self.numbers.get(number) else {
+            return RemoveNumber::UnknownNumber;
+        };
         if owner != g {
             return RemoveNumber::UnknownNumber;
         }
@@ -171,24 +222,39 @@ impl Engine {
                 group.reserved -= 1;
                 group.retiring += 1;
                 let group_name = name.clone();
-                record(log, || Change::Number { group: group_name, number: number.clone(), position: pos, retiring: true });
+                record(log, || Change::Number {
+                    group: group_name,
+                    number: number.clone(),
+                    position: pos,
+                    retiring: true,
+                });
                 RemoveNumber::Retiring
             }
             SlotState::Gone => RemoveNumber::UnknownNumber,
         }
     }
 
-    pub fn find_reservations(&mut self, filter: &ReservationFilter, now: UnixMillis) -> Vec<ReservationView> {
+    pub fn find_reservations(
+        &mut self,
+        filter: &ReservationFilter,
+        now: UnixMillis,
+    ) -> Vec<ReservationView> {
         let candidates: Vec<(GroupIdx, u32)> = if let Some(n) = &filter.number {
             self.numbers.get(n).copied().into_iter().collect()
         } else if let Some(s) = &filter.session {
-            self.sessions.get(s).map(|e| e.holds.clone()).unwrap_or_default()
+            self.sessions
+                .get(s)
+                .map(|e| e.holds.clone())
+                .unwrap_or_default()
         } else {
             self.live_groups()
                 .flat_map(|g| {
                     let group = self.groups[g as usize].as_ref();
                     let held = group.into_iter().flat_map(|grp| {
-                        grp.slots.iter().enumerate().filter(|(_, s)| matches!(s.state, SlotState::Held(_)))
+                        grp.slots
+                            .iter()
+                            .enumerate()
+                            .filter(|(_, s)| matches!(s.state, SlotState::Held(_)))
                     });
                     held.map(move |(pos, _)| (g, pos as u32))
                 })
@@ -196,10 +262,17 @@ impl Engine {
         };
         let mut out = Vec::new();
         for (g, pos) in candidates {
-            let Some(group) = self.groups[g as usize].as_ref() else { continue };
-            let Some(hold) = group.live_hold(pos, now) else { continue };
+            let Some(group) = self.groups[g as usize].as_ref() else {
+                continue;
+            };
+            let Some(hold) = group.live_hold(pos, now) else {
+                continue;
+            };
             let wanted = filter.session.as_ref().is_none_or(|s| *s == hold.session)
-                && filter.phone.as_ref().is_none_or(|p| hold.phone.as_ref() == Some(p));
+                && filter
+                    .phone
+                    .as_ref()
+                    .is_none_or(|p| hold.phone.as_ref() == Some(p));
             if wanted {
                 out.push(ReservationView {
                     number: group.slots[pos as usize].number.clone(),
@@ -215,25 +288,36 @@ impl Engine {
     }
 
     /// Applies a node's configured groups (see `Store::apply_groups`); returns the differences.
-    pub fn apply_groups(&mut self, specs: &[GroupSpec], now: UnixMillis, log: &mut ChangeLog) -> Vec<String> {
+    pub fn apply_groups(
+        &mut self,
+        specs: &[GroupSpec],
+        now: UnixMillis,
+        log: &mut ChangeLog,
+    ) -> Vec<String> {
         let mut notes = Vec::new();
         // First retire what the config dropped, so a number moved between groups is free to join.
         for spec in specs {
             let name = &spec.settings.name;
-            let Some(g) = self.group_idx(name) else { continue };
+            let Some(g) = self.group_idx(name) else {
+                continue;
+            };
             let current = &self.group_mut(g).settings;
             if *current != spec.settings {
                 notes.push(format!("group {name}: settings in the store differ from the config; applying the config"));
             }
             let wanted: HashSet<&AccessNumber> = spec.numbers.iter().collect();
-            let dropped: Vec<AccessNumber> = self.group_mut(g)
+            let dropped: Vec<AccessNumber> = self
+                .group_mut(g)
                 .slots
                 .iter()
                 .filter(|s| !matches!(s.state, SlotState::Gone) && !wanted.contains(&s.number))
                 .map(|s| s.number.clone())
                 .collect();
             if !dropped.is_empty() {
-                notes.push(format!("group {name}: {} numbers not in the config are retired", dropped.len()));
+                notes.push(format!(
+                    "group {name}: {} numbers not in the config are retired",
+                    dropped.len()
+                ));
             }
             for number in dropped {
                 self.remove_number(name, &number, now, log);
@@ -252,7 +336,9 @@ impl Engine {
                     }
                     Some((owner, pos)) if owner == g => self.unretire(g, pos, log),
                     Some((owner, _)) => {
-                        let other = self.groups[owner as usize].as_ref().map(|o| o.settings.name.to_string());
+                        let other = self.groups[owner as usize]
+                            .as_ref()
+                            .map(|o| o.settings.name.to_string());
                         notes.push(format!(
                             "group {name}: number {number} still belongs to group {} (reserved); it is left there",
                             other.unwrap_or_default()
@@ -261,7 +347,9 @@ impl Engine {
                 }
             }
             if added > 0 && added < spec.numbers.len() as u64 {
-                notes.push(format!("group {name}: {added} numbers from the config were added"));
+                notes.push(format!(
+                    "group {name}: {added} numbers from the config were added"
+                ));
             }
         }
         notes
@@ -278,7 +366,12 @@ impl Engine {
                 group.reserved += 1;
                 group.active += 1;
                 let (name, number) = (group.settings.name.clone(), slot.number.clone());
-                record(log, || Change::Number { group: name, number, position: pos, retiring: false });
+                record(log, || Change::Number {
+                    group: name,
+                    number,
+                    position: pos,
+                    retiring: false,
+                });
             }
         }
     }

@@ -13,11 +13,13 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::time::Duration;
 
-use crate::domain::{AccessCode, AccessNumber, DataId, GroupName, PhoneNumber, SessionId, UnixMillis};
-use crate::store::{merge_fields, Fields, GroupSettings, NewSession, Session};
+use crate::domain::{
+    AccessCode, AccessNumber, DataId, GroupName, PhoneNumber, SessionId, UnixMillis,
+};
+use crate::store::{Fields, GroupSettings, NewSession, Session, merge_fields};
 
 use super::free_set::FreeSet;
-use super::journal::{record, Change, ChangeLog};
+use super::journal::{Change, ChangeLog, record};
 
 type GroupIdx = u32;
 type Pos = u32;
@@ -87,7 +89,15 @@ struct DataEntry {
 impl Group {
     fn new(settings: GroupSettings) -> Self {
         let free = FreeSet::new(settings.allocation);
-        Self { settings, slots: Vec::new(), free, expiries: BinaryHeap::new(), active: 0, reserved: 0, retiring: 0 }
+        Self {
+            settings,
+            slots: Vec::new(),
+            free,
+            expiries: BinaryHeap::new(),
+            active: 0,
+            reserved: 0,
+            retiring: 0,
+        }
     }
 
     fn hold(&self, pos: Pos) -> Option<&Hold> {
@@ -128,11 +138,15 @@ impl Engine {
     }
 
     fn group_mut(&mut self, idx: GroupIdx) -> &mut Group {
-        self.groups[idx as usize].as_mut().expect("group index points at a live group")
+        self.groups[idx as usize]
+            .as_mut()
+            .expect("group index points at a live group")
     }
 
     fn live_session(&self, id: &SessionId, now: UnixMillis) -> Option<&SessionEntry> {
-        self.sessions.get(id).filter(|s| !s.expires_at.is_reached(now))
+        self.sessions
+            .get(id)
+            .filter(|s| !s.expires_at.is_reached(now))
     }
 
     fn session_view(&self, id: &SessionId, entry: &SessionEntry, now: UnixMillis) -> Session {
@@ -153,7 +167,12 @@ impl Engine {
 
     // ---- sessions ----
 
-    pub fn create_session(&mut self, new: NewSession, now: UnixMillis, log: &mut ChangeLog) -> Session {
+    pub fn create_session(
+        &mut self,
+        new: NewSession,
+        now: UnixMillis,
+        log: &mut ChangeLog,
+    ) -> Session {
         let expires_at = now.plus(new.ttl);
         record(log, || Change::Session {
             id: new.id.clone(),
@@ -162,14 +181,20 @@ impl Engine {
             expires_at,
         });
         self.put_data(new.data_id.clone(), new.fields, new.ttl, now, log);
-        let entry = SessionEntry { service: new.service, data_id: new.data_id, expires_at, holds: Vec::new() };
+        let entry = SessionEntry {
+            service: new.service,
+            data_id: new.data_id,
+            expires_at,
+            holds: Vec::new(),
+        };
         let view = self.session_view(&new.id, &entry, now);
         self.sessions.insert(new.id, entry);
         view
     }
 
     pub fn session(&self, id: &SessionId, now: UnixMillis) -> Option<Session> {
-        self.live_session(id, now).map(|e| self.session_view(id, e, now))
+        self.live_session(id, now)
+            .map(|e| self.session_view(id, e, now))
     }
 
     /// Ends a live session: releases its holds, deletes it and its data.
@@ -177,7 +202,9 @@ impl Engine {
         if self.live_session(id, now).is_none() {
             return false;
         }
-        let Some(entry) = self.sessions.remove(id) else { return false };
+        let Some(entry) = self.sessions.remove(id) else {
+            return false;
+        };
         for (g, pos) in entry.holds {
             self.release_slot(g, pos, now, log);
         }
@@ -190,24 +217,53 @@ impl Engine {
 
     // ---- storage ----
 
-    pub fn put_data(&mut self, id: DataId, fields: Fields, ttl: Duration, now: UnixMillis, log: &mut ChangeLog) {
+    pub fn put_data(
+        &mut self,
+        id: DataId,
+        fields: Fields,
+        ttl: Duration,
+        now: UnixMillis,
+        log: &mut ChangeLog,
+    ) {
         let expires_at = now.plus(ttl);
-        record(log, || Change::Data { id: id.clone(), fields: fields.clone(), expires_at });
+        record(log, || Change::Data {
+            id: id.clone(),
+            fields: fields.clone(),
+            expires_at,
+        });
         self.data.insert(id, DataEntry { fields, expires_at });
     }
 
     pub fn data(&self, id: &DataId, now: UnixMillis) -> Option<Fields> {
-        self.data.get(id).filter(|d| !d.expires_at.is_reached(now)).map(|d| d.fields.clone())
+        self.data
+            .get(id)
+            .filter(|d| !d.expires_at.is_reached(now))
+            .map(|d| d.fields.clone())
     }
 
-    pub fn update_data(&mut self, id: &DataId, fields: Fields, ttl: Duration, now: UnixMillis, log: &mut ChangeLog) -> bool {
-        let Some(entry) = self.data.get_mut(id).filter(|d| !d.expires_at.is_reached(now)) else {
+    pub fn update_data(
+        &mut self,
+        id: &DataId,
+        fields: Fields,
+        ttl: Duration,
+        now: UnixMillis,
+        log: &mut ChangeLog,
+    ) -> bool {
+        let Some(entry) = self
+            .data
+            .get_mut(id)
+            .filter(|d| !d.expires_at.is_reached(now))
+        else {
             return false;
         };
         merge_fields(&mut entry.fields, fields);
         entry.expires_at = now.plus(ttl);
         let (fields, expires_at) = (entry.fields.clone(), entry.expires_at);
-        record(log, || Change::Data { id: id.clone(), fields, expires_at });
+        record(log, || Change::Data {
+            id: id.clone(),
+            fields,
+            expires_at,
+        });
         true
     }
 

@@ -7,7 +7,7 @@ use crate::domain::{AccessNumber, BookingTimeout, UnixMillis};
 use crate::store::{MatchRequest, Reservation, ReserveError, ReserveRequest, Session};
 
 use super::{Engine, GroupIdx, Hold, Pos, SlotState};
-use crate::store::local::journal::{record, Change, ChangeLog};
+use crate::store::local::journal::{Change, ChangeLog, record};
 
 impl Engine {
     /// Releases every hold of the group that expired by `now`. Writes nothing to the log: an
@@ -27,14 +27,23 @@ impl Engine {
     }
 
     /// Ends the hold on a slot, if any: the number is free again (or gone, if retiring).
-    pub(super) fn release_slot(&mut self, g: GroupIdx, pos: Pos, freed_at: UnixMillis, log: &mut ChangeLog) {
+    pub(super) fn release_slot(
+        &mut self,
+        g: GroupIdx,
+        pos: Pos,
+        freed_at: UnixMillis,
+        log: &mut ChangeLog,
+    ) {
         let group = self.group_mut(g);
         let slot = &mut group.slots[pos as usize];
         let SlotState::Held(hold) = std::mem::replace(&mut slot.state, SlotState::Free) else {
             return;
         };
         let number = slot.number.clone();
-        record(log, || Change::Released { number: number.clone(), freed_at });
+        record(log, || Change::Released {
+            number: number.clone(),
+            freed_at,
+        });
         if hold.retiring {
             slot.state = SlotState::Gone;
             group.retiring -= 1;
@@ -49,15 +58,32 @@ impl Engine {
         }
     }
 
-    pub fn reserve(&mut self, req: ReserveRequest, now: UnixMillis, log: &mut ChangeLog) -> Result<Reservation, ReserveError> {
-        let session_expiry = self.live_session(&req.session, now).ok_or(ReserveError::SessionNotFound)?.expires_at;
-        let g = self.group_idx(&req.group).ok_or(ReserveError::UnknownGroup)?;
+    pub fn reserve(
+        &mut self,
+        req: ReserveRequest,
+        now: UnixMillis,
+        log: &mut ChangeLog,
+    ) -> Result<Reservation, ReserveError> {
+        let session_expiry = self
+            .live_session(&req.session, now)
+            .ok_or(ReserveError::SessionNotFound)?
+            .expires_at;
+        let g = self
+            .group_idx(&req.group)
+            .ok_or(ReserveError::UnknownGroup)?;
         self.reap(g, now);
         let group = self.group_mut(g);
-        let timeout = req.timeout.or(group.settings.booking_timeout).unwrap_or(BookingTimeout::DEFAULT);
+        let timeout = req
+            .timeout
+            .or(group.settings.booking_timeout)
+            .unwrap_or(BookingTimeout::DEFAULT);
         let expires_at = now.plus(timeout.duration()).min(session_expiry);
 
-        let existing = self.sessions.get(&req.session).and_then(|s| s.holds.iter().find(|h| h.0 == g)).map(|h| h.1);
+        let existing = self
+            .sessions
+            .get(&req.session)
+            .and_then(|s| s.holds.iter().find(|h| h.0 == g))
+            .map(|h| h.1);
         let pos = match existing {
             Some(pos) => pos,
             None => self.take_free(g, &req, now, log)?,
@@ -93,7 +119,13 @@ impl Engine {
     }
 
     /// Takes a free number for a new hold (its expiry is set by the caller).
-    fn take_free(&mut self, g: GroupIdx, req: &ReserveRequest, now: UnixMillis, log: &mut ChangeLog) -> Result<Pos, ReserveError> {
+    fn take_free(
+        &mut self,
+        g: GroupIdx,
+        req: &ReserveRequest,
+        now: UnixMillis,
+        log: &mut ChangeLog,
+    ) -> Result<Pos, ReserveError> {
         let group = self.group_mut(g);
         let Some(pos) = group.free.take() else {
             let retry_at = group.first_expiry().unwrap_or(now);
@@ -110,7 +142,10 @@ impl Engine {
         }));
         if let Some(cursor) = group.free.cursor() {
             let name = group.settings.name.clone();
-            record(log, || Change::Cursor { group: name, cursor });
+            record(log, || Change::Cursor {
+                group: name,
+                cursor,
+            });
         }
         if let Some(session) = self.sessions.get_mut(&req.session) {
             session.holds.push((g, pos));
@@ -119,7 +154,12 @@ impl Engine {
     }
 
     /// Matches and releases the live hold on a number; ends the session when asked.
-    pub fn match_reservation(&mut self, req: &MatchRequest, now: UnixMillis, log: &mut ChangeLog) -> Option<Session> {
+    pub fn match_reservation(
+        &mut self,
+        req: &MatchRequest,
+        now: UnixMillis,
+        log: &mut ChangeLog,
+    ) -> Option<Session> {
         let &(g, pos) = self.numbers.get(&req.number)?;
         let hold = self.groups[g as usize].as_ref()?.live_hold(pos, now)?;
         let code_ok = match (&hold.code, &req.code) {
@@ -145,8 +185,12 @@ impl Engine {
 
     /// Releases the live hold on a number (admin); `false` if it had none.
     pub fn release(&mut self, number: &AccessNumber, now: UnixMillis, log: &mut ChangeLog) -> bool {
-        let Some(&(g, pos)) = self.numbers.get(number) else { return false };
-        let live = self.groups[g as usize].as_ref().is_some_and(|grp| grp.live_hold(pos, now).is_some());
+        let Some(&(g, pos)) = self.numbers.get(number) else {
+            return false;
+        };
+        let live = self.groups[g as usize]
+            .as_ref()
+            .is_some_and(|grp| grp.live_hold(pos, now).is_some());
         if live {
             self.release_slot(g, pos, now, log);
         }

@@ -2,7 +2,9 @@
 
 use std::cmp::Reverse;
 
-use crate::domain::{AccessCode, AccessNumber, DataId, GroupName, PhoneNumber, ServiceName, SessionId, UnixMillis};
+use crate::domain::{
+    AccessCode, AccessNumber, DataId, GroupName, PhoneNumber, ServiceName, SessionId, UnixMillis,
+};
 use crate::store::{Fields, GroupSettings};
 
 use super::{DataEntry, Engine, Group, Hold, SessionEntry, Slot, SlotState};
@@ -36,13 +38,34 @@ impl Engine {
         self.groups.push(Some(group));
     }
 
-    pub fn restore_session(&mut self, id: SessionId, service: ServiceName, data_id: DataId, expires_at: UnixMillis, now: UnixMillis) {
+    pub fn restore_session(
+        &mut self,
+        id: SessionId,
+        service: ServiceName,
+        data_id: DataId,
+        expires_at: UnixMillis,
+        now: UnixMillis,
+    ) {
         if !expires_at.is_reached(now) {
-            self.sessions.insert(id, SessionEntry { service, data_id, expires_at, holds: Vec::new() });
+            self.sessions.insert(
+                id,
+                SessionEntry {
+                    service,
+                    data_id,
+                    expires_at,
+                    holds: Vec::new(),
+                },
+            );
         }
     }
 
-    pub fn restore_data(&mut self, id: DataId, fields: Fields, expires_at: UnixMillis, now: UnixMillis) {
+    pub fn restore_data(
+        &mut self,
+        id: DataId,
+        fields: Fields,
+        expires_at: UnixMillis,
+        now: UnixMillis,
+    ) {
         if !expires_at.is_reached(now) {
             self.data.insert(id, DataEntry { fields, expires_at });
         }
@@ -60,15 +83,23 @@ impl Engine {
         let mut retiring = Vec::new();
         let mut freed = Vec::new();
         for n in numbers {
-            let Some(g) = self.group_idx(&n.group) else { continue };
+            let Some(g) = self.group_idx(&n.group) else {
+                continue;
+            };
             let group = self.group_mut(g);
             // Positions may have gaps where numbers were removed; the slots keep those gaps
             // as Gone so the stored round-robin order and cursor still line up.
             while (group.slots.len() as u32) < n.position {
-                group.slots.push(Slot { number: n.number.clone(), state: SlotState::Gone });
+                group.slots.push(Slot {
+                    number: n.number.clone(),
+                    state: SlotState::Gone,
+                });
             }
             let pos = group.slots.len() as u32;
-            group.slots.push(Slot { number: n.number.clone(), state: SlotState::Free });
+            group.slots.push(Slot {
+                number: n.number.clone(),
+                state: SlotState::Free,
+            });
             self.numbers.insert(n.number.clone(), (g, pos));
             if n.retiring {
                 retiring.push((g, pos));
@@ -80,8 +111,12 @@ impl Engine {
             if r.expires_at.is_reached(now) {
                 continue;
             }
-            let Some(&(g, pos)) = self.numbers.get(&r.number) else { continue };
-            let Some(session) = self.sessions.get_mut(&r.session) else { continue };
+            let Some(&(g, pos)) = self.numbers.get(&r.number) else {
+                continue;
+            };
+            let Some(session) = self.sessions.get_mut(&r.session) else {
+                continue;
+            };
             session.holds.push((g, pos));
             let group = self.group_mut(g);
             group.slots[pos as usize].state = SlotState::Held(Box::new(Hold {

@@ -1,0 +1,174 @@
+//! Shared test support: a fresh store of each backend with a manual clock, and small builders.
+//!
+//! PostgreSQL runs when `TEST_POSTGRES_URL` is set (each test in its own schema, dropped after
+//! unless `KEEP_TEST_DB` is set); without it the test prints one line and passes, except under
+//! `CI=true`, where a missing database fails the run.
+#![allow(dead_code)]
+
+pub mod pg;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use access_broker::clock::ManualClock;
+use access_broker::domain::{
+    AccessNumber, Allocation, DataId, GroupName, NodeId, ServiceName, SessionId,
+};
+use access_broker::store::{
+    self, DynStore, GroupSettings, GroupSpec, NewSession, Reservation, ReserveError,
+    ReserveRequest, StoreOptions, StoreUrl,
+};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Memory,
+    Sqlite,
+    Postgres,
+}
+
+/// A store opened for one test, with the clock that test moves by hand.
+pub struct TestStore {
+    pub store: DynStore,
+    pub clock: Arc<ManualClock>,
+    pub url: StoreUrl,
+    pub backend: Backend,
+    _dir: Option<tempfile::TempDir>,
+    _schema: Option<pg::Schema>,
+}
+
+impl TestStore {
+    /// A fresh, empty store; `None` when the backend is not available here (PostgreSQL only).
+    pub async fn open(backend: Backend) -> Option<TestStore> {
+        let clock = Arc::new(ManualClock::starting_now());
+        let (url, dir, schema) = match backend {
+            Backend::Memory => (StoreUrl::Memory, None, None),
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().expect("temp dir");
+                let url = StoreUrl::Sqlite(dir.path().join("store.db"));
+                (url, Some(dir), None)
+            }
+            Backend::Postgres => {
+                let schema = pg::Schema::create().await?;
+                (schema.url(), None, Some(schema))
+            }
+        };
+        let store = store::open(&url, &options(&clock))
+            .await
+            .expect("store opens");
+        Some(TestStore {
+            store,
+            clock,
+            url,
+            backend,
+            _dir: dir,
+            _schema: schema,
+        })
+    }
+
+    /// Another handle on the same store, as a second node (PostgreSQL) would have.
+    pub async fn reopen(&self) -> DynStore {
+        store::open(&self.url, &options(&self.clock))
+            .await
+            .expect("store reopens")
+    }
+
+    pub fn advance(&self, by: Duration) {
+        self.clock.advance(by);
+    }
+
+    pub async fn with_group(&self, name: &str, size: u32, allocation: Allocation) -> GroupName {
+        let spec = group(name, size, allocation);
+        let group = spec.settings.name.clone();
+        self.store
+            .apply_groups(&[spec])
+            .await
+            .expect("apply groups");
+        group
+    }
+
+    pub async fn session(&self, ttl: Duration) -> SessionId {
+        self.session_with(ttl, vec![]).await
+    }
+
+    pub async fn session_with(&self, ttl: Duration, fields: Vec<(&str, &str)>) -> SessionId {
+        let new = new_session(ttl, fields);
+        let id = new.id.clone();
+        self.store
+            .create_session(new)
+            .await
+            .expect("create session");
+        id
+    }
+
+    pub async fn reserve(
+        &self,
+        session: &SessionId,
+        group: &GroupName,
+    ) -> Result<Reservation, ReserveError> {
+        self.store.reserve(reserve_request(session, group)).await
+    }
+}
+
+pub fn options(clock: &Arc<ManualClock>) -> StoreOptions {
+    StoreOptions {
+        clock: clock.clone(),
+        timeout: Duration::from_secs(5),
+        ..StoreOptions::default()
+    }
+}
+
+pub fn node() -> NodeId {
+    NodeId::parse("7").expect("node id")
+}
+
+/// The three-digit prefix of a test group's numbers: `555` for DNIS, else derived from the name,
+/// so groups of one test never share a number.
+pub fn prefix(name: &str) -> u32 {
+    if name == "DNIS" {
+        555
+    } else {
+        600 + name.bytes().map(u32::from).sum::<u32>() % 300
+    }
+}
+
+/// A group of `size` numbers `{prefix}0000…` (`5550000…` for DNIS), in order.
+pub fn group(name: &str, size: u32, allocation: Allocation) -> GroupSpec {
+    let prefix = prefix(name);
+    GroupSpec {
+        settings: GroupSettings {
+            name: GroupName::parse(name).expect("group name"),
+            allocation,
+            booking_timeout: None,
+        },
+        numbers: (0..size)
+            .map(|i| number(&format!("{prefix}{i:04}")))
+            .collect(),
+    }
+}
+
+pub fn number(s: &str) -> AccessNumber {
+    AccessNumber::parse(s).expect("number")
+}
+
+pub fn new_session(ttl: Duration, fields: Vec<(&str, &str)>) -> NewSession {
+    NewSession {
+        id: SessionId::generate(&node()),
+        service: ServiceName::parse("callback").expect("service"),
+        data_id: DataId::generate(&node()),
+        fields: fields
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect(),
+        ttl,
+    }
+}
+
+pub fn reserve_request(session: &SessionId, group: &GroupName) -> ReserveRequest {
+    ReserveRequest {
+        session: session.clone(),
+        group: group.clone(),
+        timeout: None,
+        code: None,
+        phone: None,
+    }
+}
