@@ -119,12 +119,11 @@ impl FreeSet {
                 index[i] = ABSENT;
             }
             Self::ByAge { set, freed_at } => {
-                if let Some(age) = freed_at.get_mut(pos as usize) {
-                    if *age != UnixMillis(i64::MIN) {
+                if let Some(age) = freed_at.get_mut(pos as usize)
+                    && *age != UnixMillis(i64::MIN) {
                         set.remove(&(*age, pos));
                         *age = UnixMillis(i64::MIN);
                     }
-                }
             }
         }
     }

@@ -359,8 +359,8 @@ impl Engine {
     fn unretire(&mut self, g: GroupIdx, pos: u32, log: &mut ChangeLog) {
         let group = self.group_mut(g);
         let slot = &mut group.slots[pos as usize];
-        if let SlotState::Held(hold) = &mut slot.state {
-            if hold.retiring {
+        if let SlotState::Held(hold) = &mut slot.state
+            && hold.retiring {
                 hold.retiring = false;
                 group.retiring -= 1;
                 group.reserved += 1;
@@ -373,6 +373,5 @@ impl Engine {
                     retiring: false,
                 });
             }
-        }
     }
 }
