@@ -10,6 +10,14 @@
 //! - `http/`: axum routes, parameter parsing, replies and errors.
 //! - `config.rs`, `cli.rs`, `app.rs`: configuration, command line, and wiring.
 
+pub mod advisor;
+pub mod app;
+pub mod broker;
+pub mod cli;
 pub mod clock;
+pub mod config;
 pub mod domain;
+pub mod http;
+pub mod metrics;
 pub mod store;
+pub mod telemetry;

@@ -10,18 +10,33 @@ use std::time::Duration;
 use access_broker::domain::{AccessCode, AccessNumber, Allocation, BookingTimeout, SessionId};
 use access_broker::store::{MatchRequest, ReserveError};
 use proptest::prelude::*;
-use support::{group, reserve_request, Backend, TestStore};
+use support::{Backend, TestStore, group, reserve_request};
 
 const POOL: usize = 4;
 
 #[derive(Debug, Clone)]
 enum Op {
-    NewSession { ttl_s: u64 },
-    Reserve { session: usize, timeout_s: Option<i64>, code: bool },
-    Match { number: usize, right_code: bool },
-    End { session: usize },
-    Release { number: usize },
-    Advance { ms: u64 },
+    NewSession {
+        ttl_s: u64,
+    },
+    Reserve {
+        session: usize,
+        timeout_s: Option<i64>,
+        code: bool,
+    },
+    Match {
+        number: usize,
+        right_code: bool,
+    },
+    End {
+        session: usize,
+    },
+    Release {
+        number: usize,
+    },
+    Advance {
+        ms: u64,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -46,7 +61,11 @@ struct Model {
 
 #[derive(Debug, PartialEq, Eq)]
 enum Answer {
-    Reserved { number: usize, expires_in_ms: i64, has_code: bool },
+    Reserved {
+        number: usize,
+        expires_in_ms: i64,
+        has_code: bool,
+    },
     Refused(&'static str),
     Matched(Option<usize>),
     Done(bool),
@@ -54,24 +73,32 @@ enum Answer {
 
 impl Model {
     fn session_live(&self, s: usize) -> bool {
-        self.sessions.get(s).is_some_and(|&(_, exp, ended)| !ended && self.now < exp)
+        self.sessions
+            .get(s)
+            .is_some_and(|&(_, exp, ended)| !ended && self.now < exp)
     }
 
     fn live_hold(&self, n: usize) -> Option<&(usize, i64, Option<String>)> {
-        self.holds.get(&n).filter(|h| self.now < h.1 && self.session_live(h.0))
+        self.holds
+            .get(&n)
+            .filter(|h| self.now < h.1 && self.session_live(h.0))
     }
 
     fn reserve(&mut self, s: usize, timeout_s: Option<i64>, code: Option<String>) -> Answer {
         if !self.session_live(s) {
             return Answer::Refused("session");
         }
-        let timeout = timeout_s.map_or(30, |t| BookingTimeout::from_secs_lenient(t).secs() as i64) * 1000;
+        let timeout =
+            timeout_s.map_or(30, |t| BookingTimeout::from_secs_lenient(t).secs() as i64) * 1000;
         let expires_at = (self.now + timeout).min(self.sessions[s].1);
         let mine = (0..POOL).find(|&n| self.live_hold(n).is_some_and(|h| h.0 == s));
         let n = match mine {
             Some(n) => n,
             None => {
-                let Some(n) = (0..POOL).map(|i| (self.cursor + i) % POOL).find(|&n| self.live_hold(n).is_none()) else {
+                let Some(n) = (0..POOL)
+                    .map(|i| (self.cursor + i) % POOL)
+                    .find(|&n| self.live_hold(n).is_none())
+                else {
                     return Answer::Refused("exhausted");
                 };
                 self.cursor = n + 1;
@@ -84,11 +111,17 @@ impl Model {
         if hold.2.is_none() {
             hold.2 = code;
         }
-        Answer::Reserved { number: n, expires_in_ms: expires_at - self.now, has_code: hold.2.is_some() }
+        Answer::Reserved {
+            number: n,
+            expires_in_ms: expires_at - self.now,
+            has_code: hold.2.is_some(),
+        }
     }
 
     fn matches(&mut self, n: usize, code: Option<&str>) -> Answer {
-        let Some(h) = self.live_hold(n) else { return Answer::Matched(None) };
+        let Some(h) = self.live_hold(n) else {
+            return Answer::Matched(None);
+        };
         if h.2.as_deref().is_some_and(|c| Some(c) != code) {
             return Answer::Matched(None);
         }
@@ -103,18 +136,28 @@ fn number(n: usize) -> AccessNumber {
 }
 
 async fn check(backend: Backend, ops: Vec<Op>) -> Result<(), TestCaseError> {
-    let Some(t) = TestStore::open(backend).await else { return Ok(()) };
-    let g = t.with_group("DNIS", POOL as u32, Allocation::RoundRobin).await;
+    let Some(t) = TestStore::open(backend).await else {
+        return Ok(());
+    };
+    let g = t
+        .with_group("DNIS", POOL as u32, Allocation::RoundRobin)
+        .await;
     let mut model = Model::default();
     let mut codes: HashMap<usize, String> = HashMap::new();
     for op in ops {
         let (got, want) = match op {
             Op::NewSession { ttl_s } => {
                 let id = t.session(Duration::from_secs(ttl_s)).await;
-                model.sessions.push((id, model.now + ttl_s as i64 * 1000, false));
+                model
+                    .sessions
+                    .push((id, model.now + ttl_s as i64 * 1000, false));
                 continue;
             }
-            Op::Reserve { session, timeout_s, code } => {
+            Op::Reserve {
+                session,
+                timeout_s,
+                code,
+            } => {
                 if model.sessions.is_empty() {
                     continue;
                 }
@@ -125,20 +168,36 @@ async fn check(backend: Backend, ops: Vec<Op>) -> Result<(), TestCaseError> {
                 req.code = code.clone();
                 let got = match t.store.reserve(req).await {
                     Ok(r) => {
-                        let n = (0..POOL).find(|&n| number(n) == r.number).expect("a pool number");
+                        let n = (0..POOL)
+                            .find(|&n| number(n) == r.number)
+                            .expect("a pool number");
                         if let Some(c) = &r.code {
                             codes.insert(n, c.to_string());
                         }
-                        Answer::Reserved { number: n, expires_in_ms: r.expires_in.as_millis() as i64, has_code: r.code.is_some() }
+                        Answer::Reserved {
+                            number: n,
+                            expires_in_ms: r.expires_in.as_millis() as i64,
+                            has_code: r.code.is_some(),
+                        }
                     }
                     Err(ReserveError::SessionNotFound) => Answer::Refused("session"),
                     Err(ReserveError::Exhausted { .. }) => Answer::Refused("exhausted"),
                     Err(other) => panic!("unexpected {other:?}"),
                 };
-                (got, model.reserve(s, timeout_s, code.map(|c| c.to_string())))
+                (
+                    got,
+                    model.reserve(s, timeout_s, code.map(|c| c.to_string())),
+                )
             }
-            Op::Match { number: n, right_code } => {
-                let code = if right_code { codes.get(&n).cloned() } else { Some("999999".into()) };
+            Op::Match {
+                number: n,
+                right_code,
+            } => {
+                let code = if right_code {
+                    codes.get(&n).cloned()
+                } else {
+                    Some("999999".into())
+                };
                 let req = MatchRequest {
                     number: number(n),
                     code: code.as_deref().map(|c| AccessCode::parse(c).expect("code")),
@@ -147,7 +206,13 @@ async fn check(backend: Backend, ops: Vec<Op>) -> Result<(), TestCaseError> {
                     end_session: false,
                 };
                 let got = t.store.match_reservation(req).await.expect("match");
-                let got = Answer::Matched(got.map(|s| model.sessions.iter().position(|m| m.0 == s.id).expect("known session")));
+                let got = Answer::Matched(got.map(|s| {
+                    model
+                        .sessions
+                        .iter()
+                        .position(|m| m.0 == s.id)
+                        .expect("known session")
+                }));
                 (got, model.matches(n, code.as_deref()))
             }
             Op::End { session } => {
@@ -155,7 +220,12 @@ async fn check(backend: Backend, ops: Vec<Op>) -> Result<(), TestCaseError> {
                     continue;
                 }
                 let s = session % model.sessions.len();
-                let got = Answer::Done(t.store.end_session(&model.sessions[s].0).await.expect("end"));
+                let got = Answer::Done(
+                    t.store
+                        .end_session(&model.sessions[s].0)
+                        .await
+                        .expect("end"),
+                );
                 let live = model.session_live(s);
                 model.sessions[s].2 = true;
                 (got, Answer::Done(live))
@@ -178,7 +248,10 @@ async fn check(backend: Backend, ops: Vec<Op>) -> Result<(), TestCaseError> {
 }
 
 fn run(backend: Backend, ops: Vec<Op>) -> Result<(), TestCaseError> {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
     rt.block_on(check(backend, ops))
 }
 

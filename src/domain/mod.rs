@@ -14,6 +14,11 @@ pub use allocation::Allocation;
 pub use code::{AccessCode, CodeLength, CodePrefix};
 pub use ids::{DataId, GroupName, NodeId, ServiceName, SessionId};
 pub use number::{AccessNumber, NumberRange, NumberSpec, PhoneNumber};
+
+/// Bounds on how many numbers one range or request may expand to.
+pub mod number_limits {
+    pub use super::number::MAX_RANGE_SPAN;
+}
 pub use time::UnixMillis;
 pub use timeouts::{BookingTimeout, SessionTtl, StorageTtl};
 

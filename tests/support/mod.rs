@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod pg;
+pub mod process;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -120,10 +120,11 @@ impl FreeSet {
             }
             Self::ByAge { set, freed_at } => {
                 if let Some(age) = freed_at.get_mut(pos as usize)
-                    && *age != UnixMillis(i64::MIN) {
-                        set.remove(&(*age, pos));
-                        *age = UnixMillis(i64::MIN);
-                    }
+                    && *age != UnixMillis(i64::MIN)
+                {
+                    set.remove(&(*age, pos));
+                    *age = UnixMillis(i64::MIN);
+                }
             }
         }
     }

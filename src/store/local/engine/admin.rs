@@ -360,18 +360,19 @@ impl Engine {
         let group = self.group_mut(g);
         let slot = &mut group.slots[pos as usize];
         if let SlotState::Held(hold) = &mut slot.state
-            && hold.retiring {
-                hold.retiring = false;
-                group.retiring -= 1;
-                group.reserved += 1;
-                group.active += 1;
-                let (name, number) = (group.settings.name.clone(), slot.number.clone());
-                record(log, || Change::Number {
-                    group: name,
-                    number,
-                    position: pos,
-                    retiring: false,
-                });
-            }
+            && hold.retiring
+        {
+            hold.retiring = false;
+            group.retiring -= 1;
+            group.reserved += 1;
+            group.active += 1;
+            let (name, number) = (group.settings.name.clone(), slot.number.clone());
+            record(log, || Change::Number {
+                group: name,
+                number,
+                position: pos,
+                retiring: false,
+            });
+        }
     }
 }

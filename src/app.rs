@@ -1,0 +1,92 @@
+//! Wiring: the store, the broker and the router, served on a listener until shutdown.
+//! Tests build the same `App` on port 0 with their own store.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+
+use crate::broker::Broker;
+use crate::config::Config;
+use crate::http::{self, AppState};
+use crate::store::{DynStore, StoreError};
+
+pub struct App {
+    listener: TcpListener,
+    router: axum::Router,
+    addr: SocketAddr,
+    broker: Broker,
+}
+
+impl App {
+    /// Applies the config's groups to the store (logging every difference found) and builds
+    /// the router. Nothing is served until `run`.
+    pub async fn build(
+        config: Config,
+        listener: TcpListener,
+        store: DynStore,
+    ) -> Result<App, StoreError> {
+        let notes = store.apply_groups(&config.groups).await?;
+        for note in notes {
+            tracing::warn!(store = store.kind(), "{note}");
+        }
+        let addr = listener
+            .local_addr()
+            .map_err(|e| StoreError::Unavailable(Box::new(e)))?;
+        let config = Arc::new(config);
+        let metrics = Arc::new(crate::metrics::Metrics::new());
+        let broker = Broker::new(store, config.clone(), metrics);
+        let state = AppState {
+            broker: broker.clone(),
+            config,
+        };
+        Ok(App {
+            listener,
+            router: http::router(state),
+            addr,
+            broker,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Serves until `shutdown` resolves, then stops taking requests and finishes those in flight.
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let sampler = tokio::spawn(sample_pools(self.broker));
+        let served = axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(shutdown)
+            .await;
+        sampler.abort();
+        served
+    }
+}
+
+/// The store settings a config asks for.
+pub fn store_options(config: &Config) -> crate::store::StoreOptions {
+    let server = &config.server;
+    crate::store::StoreOptions {
+        clock: Arc::new(crate::clock::SystemClock),
+        max_connections: server.max_connections,
+        timeout: server.store_timeout,
+        sqlite_synchronous: server.sqlite_synchronous,
+        node_id: server.node_id.to_string(),
+    }
+}
+
+/// Samples pool occupancy every 10 s for the gauges and the pool-size advisor.
+async fn sample_pools(broker: Broker) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(10));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if let Err(err) = broker.admin_groups().await {
+            tracing::debug!(error = %err, "pool sample skipped");
+        }
+    }
+}

@@ -1,0 +1,153 @@
+//! request-access and request-interaction: which group, how long, whether a code, and the
+//! precedence of request parameters over the service's options.
+
+use crate::config::ServiceConfig;
+use crate::domain::{
+    AccessCode, BookingTimeout, CodeLength, GroupName, PhoneNumber, ServiceName, SessionId,
+    SessionTtl,
+};
+use crate::http::error::ApiError;
+use crate::store::{Fields, NewSession, Reservation, ReserveError, ReserveRequest};
+
+use super::Broker;
+
+/// The parameters of a request-access (or request-interaction) call, parsed.
+#[derive(Debug, Clone, Default)]
+pub struct AccessRequest {
+    pub group: Option<GroupName>,
+    pub provide_code: Option<bool>,
+    pub phone: Option<PhoneNumber>,
+    pub code_length: Option<CodeLength>,
+    pub booking_timeout: Option<BookingTimeout>,
+    pub pool_health: Option<bool>,
+}
+
+/// What a successful request-access answers.
+#[derive(Debug, Clone)]
+pub struct Access {
+    pub session: SessionId,
+    pub reservation: Reservation,
+    pub pool_health: bool,
+}
+
+impl Broker {
+    /// Reserves a number for an existing live session.
+    pub async fn request_access(
+        &self,
+        service: &ServiceConfig,
+        session: SessionId,
+        req: AccessRequest,
+    ) -> Result<Access, ApiError> {
+        let (reserve, pool_health) = self.reserve_request(service, session.clone(), req)?;
+        let group = reserve.group.clone();
+        let result = self.store.reserve(reserve).await;
+        let reservation = self
+            .count(&group, result)
+            .map_err(|e| ApiError::from_reserve(e, session.as_str(), &group))?;
+        Ok(Access {
+            session,
+            reservation,
+            pool_health,
+        })
+    }
+
+    /// Creates a session holding `fields` and reserves for it, in one step.
+    pub async fn request_interaction(
+        &self,
+        name: &ServiceName,
+        service: &ServiceConfig,
+        fields: Fields,
+        ttl: Option<SessionTtl>,
+        req: AccessRequest,
+    ) -> Result<Access, ApiError> {
+        let node = &self.config.server.node_id;
+        let ttl = ttl
+            .or(service.ttl)
+            .unwrap_or(SessionTtl::INTERACTION_DEFAULT);
+        let new = NewSession {
+            id: SessionId::generate(node),
+            service: name.clone(),
+            data_id: crate::domain::DataId::generate(node),
+            fields,
+            ttl: ttl.duration(),
+        };
+        let (reserve, pool_health) = self.reserve_request(service, new.id.clone(), req)?;
+        let group = reserve.group.clone();
+        let id = new.id.clone();
+        let result = self.store.reserve_new_session(new, reserve).await;
+        let (session, reservation) = self
+            .count(&group, result)
+            .map_err(|e| ApiError::from_reserve(e, id.as_str(), &group))?;
+        Ok(Access {
+            session: session.id,
+            reservation,
+            pool_health,
+        })
+    }
+
+    /// Counts a reservation or a refusal for the group's metrics.
+    fn count<T>(
+        &self,
+        group: &GroupName,
+        result: Result<T, ReserveError>,
+    ) -> Result<T, ReserveError> {
+        match &result {
+            Ok(_) => self.metrics.reserved(group.as_str(), super::now_minute()),
+            Err(ReserveError::Exhausted { .. }) => {
+                self.metrics.refused(group.as_str(), super::now_minute())
+            }
+            Err(_) => {}
+        }
+        result
+    }
+
+    /// Applies the precedence rules: request parameter, then service option, then the group's
+    /// (booking time, in the store), then the built-in default.
+    fn reserve_request(
+        &self,
+        service: &ServiceConfig,
+        session: SessionId,
+        req: AccessRequest,
+    ) -> Result<(ReserveRequest, bool), ApiError> {
+        let group = req
+            .group
+            .or_else(|| service.resource_group.clone())
+            .ok_or_else(|| {
+                ApiError::invalid(
+                    "_resource_group",
+                    "required: the request names no group and the service has no default",
+                )
+            })?;
+        let provide_code = req.provide_code.or(service.provide_code).unwrap_or(false);
+        let code = if provide_code {
+            let length = req
+                .code_length
+                .or(service.access_code_length)
+                .unwrap_or(CodeLength::DEFAULT);
+            let prefix = &self.config.server.access_code_prefix;
+            if !prefix.fits(length) {
+                return Err(ApiError::invalid(
+                    "_access_code_length",
+                    format!(
+                        "{} leaves no random digit after the node's access_code_prefix {prefix:?}",
+                        length.get()
+                    ),
+                ));
+            }
+            Some(AccessCode::generate(length, prefix))
+        } else {
+            None
+        };
+        let reserve = ReserveRequest {
+            session,
+            group,
+            timeout: req.booking_timeout.or(service.booking_timeout),
+            code,
+            phone: req.phone,
+        };
+        Ok((
+            reserve,
+            req.pool_health.unwrap_or(service.return_pool_health),
+        ))
+    }
+}

@@ -1,0 +1,61 @@
+//! The use cases: request-access, match-interaction, request-interaction, sessions, storage
+//! and administration. The broker is the only caller of the store; it applies the contract's
+//! precedence rules (request > service > group > default) and turns refusals into `ApiError`s.
+
+mod access;
+mod admin;
+mod matching;
+mod sessions;
+
+use std::sync::Arc;
+
+pub use access::{Access, AccessRequest};
+pub use matching::MatchParams;
+
+use crate::clock::{Clock, SystemClock};
+use crate::config::{Config, ServiceConfig};
+use crate::domain::ServiceName;
+use crate::metrics::Metrics;
+use crate::store::DynStore;
+
+#[derive(Clone)]
+pub struct Broker {
+    store: DynStore,
+    config: Arc<Config>,
+    metrics: Arc<Metrics>,
+}
+
+impl Broker {
+    pub fn new(store: DynStore, config: Arc<Config>, metrics: Arc<Metrics>) -> Self {
+        Self {
+            store,
+            config,
+            metrics,
+        }
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    pub fn store(&self) -> &DynStore {
+        &self.store
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// A configured service by its name (case-sensitive).
+    pub fn service(&self, name: &str) -> Option<(&ServiceName, &ServiceConfig)> {
+        self.config
+            .services
+            .iter()
+            .find(|(n, _)| n.as_str() == name)
+    }
+}
+
+/// The current minute on the wall clock, for the per-minute history metrics keep.
+pub fn now_minute() -> i64 {
+    SystemClock.now().0.div_euclid(60_000)
+}

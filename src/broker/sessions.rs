@@ -1,0 +1,84 @@
+//! Service sessions (`type = "session"`) and the storage API.
+
+use std::time::Duration;
+
+use crate::config::ServiceConfig;
+use crate::domain::{DataId, ServiceName, SessionId, SessionTtl, StorageTtl};
+use crate::http::error::ApiError;
+use crate::store::{Fields, NewSession, Session};
+
+use super::Broker;
+
+impl Broker {
+    pub async fn create_session(
+        &self,
+        name: &ServiceName,
+        service: &ServiceConfig,
+        fields: Fields,
+        ttl: Option<SessionTtl>,
+    ) -> Result<Session, ApiError> {
+        let node = &self.config.server.node_id;
+        let ttl = ttl.or(service.ttl).unwrap_or(SessionTtl::DEFAULT);
+        let new = NewSession {
+            id: SessionId::generate(node),
+            service: name.clone(),
+            data_id: DataId::generate(node),
+            fields,
+            ttl: ttl.duration(),
+        };
+        Ok(self.store.create_session(new).await?)
+    }
+
+    pub async fn session(&self, id: &SessionId) -> Result<Session, ApiError> {
+        self.store
+            .session(id)
+            .await?
+            .ok_or_else(|| ApiError::ServiceNotFound(id.to_string()))
+    }
+
+    pub async fn end_session(&self, id: &SessionId) -> Result<(), ApiError> {
+        match self.store.end_session(id).await? {
+            true => Ok(()),
+            false => Err(ApiError::ServiceNotFound(id.to_string())),
+        }
+    }
+
+    pub async fn put_data(&self, fields: Fields, ttl: StorageTtl) -> Result<DataId, ApiError> {
+        let id = DataId::generate(&self.config.server.node_id);
+        self.store
+            .put_data(id.clone(), fields, ttl.duration())
+            .await?;
+        Ok(id)
+    }
+
+    pub async fn data(&self, id: &DataId) -> Result<Fields, ApiError> {
+        self.store.data(id).await?.ok_or_else(|| not_found(id))
+    }
+
+    pub async fn update_data(
+        &self,
+        id: &DataId,
+        fields: Fields,
+        ttl: StorageTtl,
+    ) -> Result<(), ApiError> {
+        match self
+            .store
+            .update_data(id, fields, Duration::from_secs(u64::from(ttl.secs())))
+            .await?
+        {
+            true => Ok(()),
+            false => Err(not_found(id)),
+        }
+    }
+
+    pub async fn delete_data(&self, id: &DataId) -> Result<(), ApiError> {
+        match self.store.delete_data(id).await? {
+            true => Ok(()),
+            false => Err(not_found(id)),
+        }
+    }
+}
+
+fn not_found(id: &DataId) -> ApiError {
+    ApiError::NotFound(format!("storage id {id} not found or expired"))
+}

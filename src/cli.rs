@@ -1,0 +1,90 @@
+//! The command line (clap derive). Every `serve` flag also reads its `ACCESS_BROKER_*`
+//! environment variable; clap puts the flag above the variable, and `Config::with_overrides`
+//! puts both above the file.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "access-broker",
+    version,
+    about = "GMS-compatible access-number broker"
+)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    /// With no subcommand, the same flags as `serve`.
+    #[command(flatten)]
+    serve: ServeArgs,
+}
+
+impl Cli {
+    /// The command to run; no subcommand means `serve`.
+    pub fn into_command(self) -> Command {
+        self.command.unwrap_or(Command::Serve(self.serve))
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the HTTP API (the default).
+    Serve(ServeArgs),
+    /// Validate a config file and print its groups and services.
+    CheckConfig(CheckArgs),
+}
+
+#[derive(Debug, Args, Default)]
+pub struct ServeArgs {
+    /// Config file (TOML); without it, the built-in demo config.
+    #[arg(long, env = "ACCESS_BROKER_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on, e.g. 127.0.0.1:8080 (port 0 picks a free one).
+    #[arg(long, env = "ACCESS_BROKER_LISTEN")]
+    pub listen: Option<String>,
+    /// Store URL: sqlite://PATH, postgres://…, or memory://.
+    #[arg(long, env = "ACCESS_BROKER_STORE")]
+    pub store: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Config file to validate.
+    #[arg(long, env = "ACCESS_BROKER_CONFIG")]
+    pub config: PathBuf,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_subcommand_means_serve_with_its_flags() {
+        let cli =
+            Cli::try_parse_from(["access-broker", "--listen", "127.0.0.1:0"]).expect("parses");
+        match cli.into_command() {
+            Command::Serve(args) => assert_eq!(args.listen.as_deref(), Some("127.0.0.1:0")),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn subcommands() {
+        let cli = Cli::try_parse_from(["access-broker", "check-config", "--config", "a.toml"])
+            .expect("parses");
+        assert!(
+            matches!(cli.into_command(), Command::CheckConfig(a) if a.config.as_os_str() == "a.toml")
+        );
+        let cli = Cli::try_parse_from(["access-broker", "serve", "--store", "memory://"])
+            .expect("parses");
+        assert!(
+            matches!(cli.into_command(), Command::Serve(a) if a.store.as_deref() == Some("memory://"))
+        );
+        assert!(
+            Cli::try_parse_from(["access-broker", "check-config"]).is_err()
+                || std::env::var_os("ACCESS_BROKER_CONFIG").is_some()
+        );
+    }
+}

@@ -1,0 +1,56 @@
+//! The config file's shape as serde reads it: every table rejects unknown keys. Service
+//! tables stay raw TOML here because GMS option names vary; `services.rs` reads them.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default)]
+    pub server: RawServer,
+    pub auth: Option<RawAuth>,
+    #[serde(default)]
+    pub resource_groups: toml::Table,
+    #[serde(default)]
+    pub services: BTreeMap<String, toml::Table>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServer {
+    pub listen: Option<String>,
+    pub store: Option<String>,
+    pub node_id: Option<String>,
+    pub access_code_prefix: Option<String>,
+    pub max_body_bytes: Option<i64>,
+    pub store_timeout_ms: Option<i64>,
+    pub max_connections: Option<i64>,
+    pub sqlite_synchronous: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAuth {
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub admin: Option<RawCredentials>,
+    pub metrics: Option<RawCredentials>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCredentials {
+    pub username: Option<String>,
+    pub password: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawGroup {
+    #[serde(default)]
+    pub numbers: Vec<String>,
+    pub allocation: Option<String>,
+    pub booking_expiration_timeout: Option<toml::Value>,
+}

@@ -1,0 +1,151 @@
+//! Service tables: `[services.NAME]` with a `type` and GMS `_`-options.
+//!
+//! GMS configs carry over: `_type = "builtin"` with `_service = "request-access"` means
+//! `type = "request-access"`; an empty string means unset; options access-broker does not act
+//! on load with one warning naming them; any other unknown key is an error.
+
+use crate::domain::{BookingTimeout, CodeLength, GroupName, SessionTtl};
+
+use super::build::{Cx, credentials};
+use super::{ConfigError, Credentials};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServiceKind {
+    RequestAccess,
+    MatchInteraction,
+    RequestInteraction,
+    Session,
+}
+
+impl ServiceKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::RequestAccess => "request-access",
+            Self::MatchInteraction => "match-interaction",
+            Self::RequestInteraction => "request-interaction",
+            Self::Session => "session",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        [
+            Self::RequestAccess,
+            Self::MatchInteraction,
+            Self::RequestInteraction,
+            Self::Session,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == s)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ServiceConfig {
+    pub kind: ServiceKind,
+    /// When set, only these credentials open this service.
+    pub credentials: Option<Credentials>,
+    pub resource_group: Option<GroupName>,
+    pub provide_code: Option<bool>,
+    pub access_code_length: Option<CodeLength>,
+    pub booking_timeout: Option<BookingTimeout>,
+    pub ttl: Option<SessionTtl>,
+    /// match-interaction: a reservation with a code also matches a request without one.
+    pub match_without_code: bool,
+    pub return_pool_health: bool,
+}
+
+/// GMS options that load with a warning because access-broker does not act on them.
+const IGNORED: [&str; 3] = ["_overwritable_options", "_redirect", "_phone_number"];
+
+pub fn parse(
+    cx: &Cx,
+    name: &str,
+    table: &toml::Table,
+    warnings: &mut Vec<String>,
+) -> Result<ServiceConfig, ConfigError> {
+    let key = |k: &str| format!("services.{name}.{k}");
+    let get = |k: &str| -> Result<Option<String>, ConfigError> { cx.scalar(&key(k), table.get(k)) };
+    let kind = match (get("type")?, get("_type")?, get("_service")?) {
+        (Some(t), _, _) => ServiceKind::parse(&t).ok_or_else(|| cx.err(key("type"), format!("unknown type {t:?}; expected request-access, match-interaction, request-interaction or session")))?,
+        (None, Some(t), Some(s)) if t == "builtin" => ServiceKind::parse(&s).ok_or_else(|| cx.err(key("_service"), format!("unknown builtin {s:?}")))?,
+        (None, Some(t), _) if t == "builtin" => return Err(cx.err(key("_service"), "required with _type = \"builtin\"")),
+        (None, Some(_), _) => ServiceKind::Session,
+        (None, None, _) => return Err(cx.err(key("type"), "required: request-access, match-interaction, request-interaction or session")),
+    };
+    let mut ignored = Vec::new();
+    for k in table.keys() {
+        let known = matches!(
+            k.as_str(),
+            "type"
+                | "_type"
+                | "_service"
+                | "username"
+                | "password"
+                | "_resource_group"
+                | "_provide_code"
+                | "_access_code_length"
+                | "_booking_expiration_timeout"
+                | "_ttl"
+                | "match_without_code"
+                | "_return_pool_health"
+        );
+        if IGNORED.contains(&k.as_str()) || (k == "_ttl" && kind == ServiceKind::RequestAccess) {
+            ignored.push(k.as_str());
+        } else if !known {
+            return Err(cx.err(key(k), "unknown key"));
+        }
+    }
+    if !ignored.is_empty() {
+        warnings.push(format!(
+            "{}: services.{name}: options not acted on by access-broker: {}",
+            cx.origin,
+            ignored.join(", ")
+        ));
+    }
+    let int = |k: &str| -> Result<Option<i64>, ConfigError> {
+        get(k)?
+            .map(|v| {
+                v.trim()
+                    .parse::<i64>()
+                    .map_err(|_| cx.err(key(k), format!("{v:?} is not an integer")))
+            })
+            .transpose()
+    };
+    let flag = |k: &str| -> Result<Option<bool>, ConfigError> {
+        get(k)?
+            .map(|v| crate::http::params::parse_bool(&v).map_err(|e| cx.err(key(k), e)))
+            .transpose()
+    };
+    let ttl = if kind == ServiceKind::RequestAccess {
+        None
+    } else {
+        int("_ttl")?
+    };
+    Ok(ServiceConfig {
+        kind,
+        credentials: credentials(
+            cx,
+            &format!("services.{name}"),
+            get("username")?,
+            get("password")?,
+        )?,
+        resource_group: get("_resource_group")?
+            .map(|g| GroupName::parse(&g).map_err(|e| cx.err(key("_resource_group"), e)))
+            .transpose()?,
+        provide_code: flag("_provide_code")?,
+        access_code_length: int("_access_code_length")?
+            .map(|n| CodeLength::new(n).map_err(|e| cx.err(key("_access_code_length"), e)))
+            .transpose()?,
+        booking_timeout: int("_booking_expiration_timeout")?
+            .map(|n| {
+                BookingTimeout::from_secs_strict(n)
+                    .map_err(|e| cx.err(key("_booking_expiration_timeout"), e))
+            })
+            .transpose()?,
+        ttl: ttl
+            .map(|n| SessionTtl::new(n).map_err(|e| cx.err(key("_ttl"), e)))
+            .transpose()?,
+        match_without_code: flag("match_without_code")?.unwrap_or(false),
+        return_pool_health: flag("_return_pool_health")?.unwrap_or(false),
+    })
+}

@@ -1,0 +1,233 @@
+//! `/genesys/1/admin/*`: the operators' JSON API over groups, numbers and reservations.
+//! Guarded by `[auth.admin]`, or by `[auth]` when that is absent.
+
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::{delete, get, post};
+use serde_json::json;
+
+use super::AppState;
+use super::auth;
+use super::error::ApiError;
+use super::params::Params;
+use super::reply::Reply;
+use crate::domain::{
+    AccessNumber, Allocation, BookingTimeout, GroupName, NumberSpec, PhoneNumber, SessionId,
+};
+use crate::store::{GroupSettings, ReservationFilter};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/genesys/1/admin/groups", get(list_groups))
+        .route(
+            "/genesys/1/admin/groups/{group}",
+            get(show_group).put(put_group).delete(delete_group),
+        )
+        .route("/genesys/1/admin/groups/{group}/numbers", post(add_numbers))
+        .route(
+            "/genesys/1/admin/groups/{group}/numbers/{number}",
+            delete(remove_number),
+        )
+        .route("/genesys/1/admin/reservations", get(find_reservations))
+        .route("/genesys/1/admin/reservations/{number}", delete(release))
+}
+
+fn guard(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+    auth::require(
+        headers,
+        state
+            .config
+            .admin_auth
+            .as_ref()
+            .or(state.config.auth.as_ref()),
+    )
+}
+
+fn group_name(name: &str) -> Result<GroupName, ApiError> {
+    GroupName::parse(name).map_err(ApiError::param("group"))
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> Result<Reply, ApiError> {
+    serde_json::to_value(value)
+        .map(Reply::json)
+        .map_err(|e| ApiError::Internal(Box::new(e)))
+}
+
+/// Numbers and ranges separated by commas, spaces or new lines.
+pub fn parse_numbers(text: &str) -> Result<Vec<AccessNumber>, ApiError> {
+    let specs = text
+        .split(|c: char| c == ',' || c.is_whitespace())
+        .filter(|s| !s.is_empty())
+        .map(|s| NumberSpec::parse(s).map_err(ApiError::param("numbers")))
+        .collect::<Result<Vec<_>, _>>()?;
+    let total: u64 = specs.iter().map(NumberSpec::len).sum();
+    if total > crate::domain::number_limits::MAX_RANGE_SPAN {
+        return Err(ApiError::invalid(
+            "numbers",
+            format!(
+                "{total} numbers in one request; at most {}",
+                crate::domain::number_limits::MAX_RANGE_SPAN
+            ),
+        ));
+    }
+    Ok(NumberSpec::expand(&specs))
+}
+
+async fn list_groups(State(state): State<AppState>, headers: HeaderMap) -> Result<Reply, ApiError> {
+    guard(&state, &headers)?;
+    let groups = state.broker.admin_groups().await?;
+    to_json(&json!({ "groups": groups }))
+}
+
+async fn show_group(
+    State(state): State<AppState>,
+    Path(group): Path<String>,
+    headers: HeaderMap,
+) -> Result<Reply, ApiError> {
+    guard(&state, &headers)?;
+    to_json(&state.broker.admin_group(&group_name(&group)?).await?)
+}
+
+async fn put_group(
+    State(state): State<AppState>,
+    Path(group): Path<String>,
+    headers: HeaderMap,
+    params: Params,
+) -> Result<Reply, ApiError> {
+    guard(&state, &headers)?;
+    let name = group_name(&group)?;
+    let existing = state.broker.store().group(&name).await?.map(|g| g.stats);
+    let allocation = match params.get("allocation") {
+        Some(a) => a
+            .parse::<Allocation>()
+            .map_err(ApiError::param("allocation"))?,
+        None => existing
+            .as_ref()
+            .map_or(Allocation::RoundRobin, |g| g.allocation),
+    };
+    let booking_timeout = match params.get("booking_expiration_timeout") {
+        Some(t) => {
+            let secs: i64 = t.trim().parse().map_err(|_| {
+                ApiError::invalid(
+                    "booking_expiration_timeout",
+                    format!("{t:?} is not an integer"),
+                )
+            })?;
+            Some(
+                BookingTimeout::from_secs_strict(secs)
+                    .map_err(ApiError::param("booking_expiration_timeout"))?,
+            )
+        }
+        None => existing
+            .as_ref()
+            .and_then(|g| g.booking_timeout)
+            .map(|s| BookingTimeout::from_secs_lenient(i64::from(s))),
+    };
+    let numbers = params
+        .get("numbers")
+        .map(parse_numbers)
+        .transpose()?
+        .unwrap_or_default();
+    let created = state
+        .broker
+        .admin_put_group(
+            GroupSettings {
+                name: name.clone(),
+                allocation,
+                booking_timeout,
+            },
+            numbers,
+        )
+        .await?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok(to_json(&state.broker.admin_group(&name).await?.overview)?.with_status(status))
+}
+
+async fn delete_group(
+    State(state): State<AppState>,
+    Path(group): Path<String>,
+    headers: HeaderMap,
+) -> Result<Reply, ApiError> {
+    guard(&state, &headers)?;
+    let name = group_name(&group)?;
+    state.broker.admin_delete_group(&name).await?;
+    Ok(Reply::new().field("deleted", name))
+}
+
+async fn add_numbers(
+    State(state): State<AppState>,
+    Path(group): Path<String>,
+    headers: HeaderMap,
+    params: Params,
+) -> Result<Reply, ApiError> {
+    guard(&state, &headers)?;
+    let name = group_name(&group)?;
+    let text = params.get("numbers").ok_or_else(|| {
+        ApiError::invalid(
+            "numbers",
+            "required: numbers and ranges, e.g. 6504660100-6504660199",
+        )
+    })?;
+    let added = state
+        .broker
+        .admin_add_numbers(&name, parse_numbers(text)?)
+        .await?;
+    to_json(&json!({ "group": name, "added": added }))
+}
+
+async fn remove_number(
+    State(state): State<AppState>,
+    Path((group, number)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Reply, ApiError> {
+    guard(&state, &headers)?;
+    let name = group_name(&group)?;
+    let number = AccessNumber::parse(&number).map_err(ApiError::param("number"))?;
+    let outcome = state.broker.admin_remove_number(&name, &number).await?;
+    to_json(&json!({ "group": name, "number": number, "state": outcome }))
+}
+
+#[derive(serde::Deserialize)]
+struct Search {
+    number: Option<String>,
+    session: Option<String>,
+    phone: Option<String>,
+}
+
+async fn find_reservations(
+    State(state): State<AppState>,
+    Query(q): Query<Search>,
+    headers: HeaderMap,
+) -> Result<Reply, ApiError> {
+    guard(&state, &headers)?;
+    let some = |v: Option<String>| v.filter(|s| !s.trim().is_empty());
+    let filter = ReservationFilter {
+        number: some(q.number)
+            .map(|n| AccessNumber::parse(n.trim()).map_err(ApiError::param("number")))
+            .transpose()?,
+        session: some(q.session)
+            .map(|s| SessionId::parse(s.trim()).map_err(ApiError::param("session")))
+            .transpose()?,
+        phone: some(q.phone)
+            .map(|p| PhoneNumber::parse(&p).map_err(ApiError::param("phone")))
+            .transpose()?,
+    };
+    let found = state.broker.admin_reservations(filter).await?;
+    to_json(&json!({ "reservations": found }))
+}
+
+async fn release(
+    State(state): State<AppState>,
+    Path(number): Path<String>,
+    headers: HeaderMap,
+) -> Result<Reply, ApiError> {
+    guard(&state, &headers)?;
+    let number = AccessNumber::parse(&number).map_err(ApiError::param("number"))?;
+    state.broker.admin_release(&number).await?;
+    Ok(Reply::new().field("released", number))
+}

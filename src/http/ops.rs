@@ -1,0 +1,46 @@
+//! `/health` (the process answers) and `/ready` (the store answers), without auth, and
+//! `/metrics` (Prometheus text), guarded by `[auth.metrics]` when set.
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+
+use super::AppState;
+use super::error::ApiError;
+use super::reply::Reply;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/health", get(health))
+        .route("/ready", get(ready))
+        .route("/metrics", get(metrics))
+}
+
+/// Prometheus text format. Pool gauges are refreshed from the store at each scrape.
+async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
+    super::auth::require(&headers, state.config.metrics_auth.as_ref())?;
+    state.broker.admin_groups().await?;
+    let body = state.broker.metrics().encode();
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response())
+}
+
+async fn health() -> Reply {
+    Reply::new().field("status", "alive")
+}
+
+async fn ready(State(state): State<AppState>) -> Result<Reply, ApiError> {
+    state.broker.store().ping().await?;
+    Ok(Reply::new()
+        .field("status", "ready")
+        .field("store", state.broker.store().kind())
+        .with_status(StatusCode::OK))
+}

@@ -1,0 +1,350 @@
+//! GMS request parameters from the query string and a form-urlencoded, multipart or JSON body.
+//!
+//! The body's declared `charset` is honoured (UTF-8 by default; ISO-8859-1 as GMS clients
+//! send), so every value reads back exactly as sent. The body is read up to the configured
+//! limit, past which the request gets 413 PayloadTooLarge.
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Request};
+use axum::http::header;
+use encoding_rs::Encoding;
+
+use super::error::ApiError;
+use crate::store::Fields;
+
+/// Largest request body accepted; put in the request extensions by the router.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyLimit(pub usize);
+
+/// The request's parameters in the order sent; a name sent twice keeps its last value.
+#[derive(Debug, Clone, Default)]
+pub struct Params {
+    fields: Fields,
+}
+
+impl Params {
+    pub fn from_pairs(pairs: impl IntoIterator<Item = (String, String)>) -> Self {
+        let mut fields = Fields::new();
+        crate::store::merge_fields(&mut fields, pairs.into_iter().collect());
+        Self { fields }
+    }
+
+    /// A parameter's value; an empty value counts as not sent.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.fields
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            .filter(|v| !v.is_empty())
+    }
+
+    /// The first of several spellings that was sent (`_return_data` / `_return_user_data`).
+    pub fn get_any<'a>(&'a self, names: &[&'a str]) -> Option<(&'a str, &'a str)> {
+        names.iter().find_map(|&n| self.get(n).map(|v| (n, v)))
+    }
+
+    /// Parses a parameter with a domain parser; a failure is a 400 naming it.
+    pub fn parse<T, E: std::fmt::Display>(
+        &self,
+        name: &str,
+        parse: impl FnOnce(&str) -> Result<T, E>,
+    ) -> Result<Option<T>, ApiError> {
+        self.get(name)
+            .map(parse)
+            .transpose()
+            .map_err(|e| ApiError::invalid(name, e))
+    }
+
+    /// A boolean: `true`/`false` in any case, or `1`/`0`.
+    pub fn flag(&self, name: &str) -> Result<Option<bool>, ApiError> {
+        self.parse(name, parse_bool)
+    }
+
+    /// Every field whose name does not start with `_`: the user data of a session.
+    pub fn user_fields(&self) -> Fields {
+        self.fields
+            .iter()
+            .filter(|(k, _)| !k.starts_with('_'))
+            .cloned()
+            .collect()
+    }
+
+    /// Every field but the named control parameters.
+    pub fn fields_except(&self, control: &[&str]) -> Fields {
+        self.fields
+            .iter()
+            .filter(|(k, _)| !control.contains(&k.as_str()))
+            .cloned()
+            .collect()
+    }
+}
+
+pub fn parse_bool(s: &str) -> Result<bool, String> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" => Ok(true),
+        "false" | "0" => Ok(false),
+        _ => Err(format!("{s:?} is not a boolean (true, false, 1 or 0)")),
+    }
+}
+
+impl<S: Send + Sync> FromRequest<S> for Params {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, _state: &S) -> Result<Self, ApiError> {
+        let limit = req
+            .extensions()
+            .get::<BodyLimit>()
+            .map_or(64 * 1024, |l| l.0);
+        let content_type = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .map(|v| {
+                v.to_str()
+                    .map(str::to_owned)
+                    .map_err(|_| ApiError::invalid("Content-Type", "not ASCII"))
+            })
+            .transpose()?;
+        let mut pairs = match req.uri().query() {
+            Some(q) => decode_urlencoded(q.as_bytes(), encoding_rs::UTF_8)?,
+            None => Vec::new(),
+        };
+        let body = axum::body::to_bytes(req.into_body(), limit)
+            .await
+            .map_err(|_| ApiError::PayloadTooLarge { limit })?;
+        pairs.extend(parse_body(content_type.as_deref(), body).await?);
+        Ok(Self::from_pairs(pairs))
+    }
+}
+
+async fn parse_body(
+    content_type: Option<&str>,
+    body: Bytes,
+) -> Result<Vec<(String, String)>, ApiError> {
+    if body.is_empty() {
+        return Ok(Vec::new());
+    }
+    let Some(content_type) = content_type else {
+        return decode_urlencoded(&body, encoding_rs::UTF_8);
+    };
+    let mime: mime_parts::Mime = mime_parts::parse(content_type);
+    let encoding = charset(mime.charset.as_deref())?;
+    match mime.essence.as_str() {
+        "application/x-www-form-urlencoded" => decode_urlencoded(&body, encoding),
+        "multipart/form-data" => {
+            let boundary = mime
+                .boundary
+                .ok_or_else(|| ApiError::invalid("Content-Type", "multipart without a boundary"))?;
+            decode_multipart(body, boundary, encoding).await
+        }
+        "application/json" => decode_json(&body),
+        other => Err(ApiError::invalid(
+            "Content-Type",
+            format!(
+                "{other:?} is not supported; send application/x-www-form-urlencoded, multipart/form-data or application/json"
+            ),
+        )),
+    }
+}
+
+fn charset(label: Option<&str>) -> Result<&'static Encoding, ApiError> {
+    match label {
+        None => Ok(encoding_rs::UTF_8),
+        Some(l) => Encoding::for_label(l.as_bytes())
+            .ok_or_else(|| ApiError::invalid("Content-Type", format!("unknown charset {l:?}"))),
+    }
+}
+
+fn decode_text(bytes: &[u8], encoding: &'static Encoding, what: &str) -> Result<String, ApiError> {
+    let (text, had_errors) = encoding.decode_without_bom_handling(bytes);
+    if had_errors {
+        return Err(ApiError::invalid(
+            what,
+            format!("not valid {}", encoding.name()),
+        ));
+    }
+    Ok(text.into_owned())
+}
+
+fn decode_urlencoded(
+    raw: &[u8],
+    encoding: &'static Encoding,
+) -> Result<Vec<(String, String)>, ApiError> {
+    let mut out = Vec::new();
+    for pair in raw.split(|&b| b == b'&').filter(|p| !p.is_empty()) {
+        let (k, v) = match pair.iter().position(|&b| b == b'=') {
+            Some(i) => (&pair[..i], &pair[i + 1..]),
+            None => (pair, &[][..]),
+        };
+        let unescape = |s: &[u8]| -> Vec<u8> {
+            let plus: Vec<u8> = s
+                .iter()
+                .map(|&b| if b == b'+' { b' ' } else { b })
+                .collect();
+            percent_encoding::percent_decode(&plus).collect()
+        };
+        let name = decode_text(&unescape(k), encoding, "parameter name")?;
+        let value = decode_text(&unescape(v), encoding, &name)?;
+        out.push((name, value));
+    }
+    Ok(out)
+}
+
+async fn decode_multipart(
+    body: Bytes,
+    boundary: String,
+    encoding: &'static Encoding,
+) -> Result<Vec<(String, String)>, ApiError> {
+    let stream = futures::stream::once(async move { Ok::<Bytes, std::io::Error>(body) });
+    let mut multipart = multer::Multipart::new(stream, boundary);
+    let mut out = Vec::new();
+    let bad = |e: multer::Error| ApiError::invalid("multipart body", e.to_string());
+    while let Some(field) = multipart.next_field().await.map_err(bad)? {
+        let name = field.name().unwrap_or_default().to_owned();
+        let field_encoding = match field.content_type().and_then(|m| m.get_param("charset")) {
+            Some(cs) => charset(Some(cs.as_str()))?,
+            None => encoding,
+        };
+        let bytes = field.bytes().await.map_err(bad)?;
+        let value = decode_text(&bytes, field_encoding, &name)?;
+        out.push((name, value));
+    }
+    Ok(out)
+}
+
+fn decode_json(body: &[u8]) -> Result<Vec<(String, String)>, ApiError> {
+    let value: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| ApiError::invalid("JSON body", e.to_string()))?;
+    let serde_json::Value::Object(map) = value else {
+        return Err(ApiError::invalid("JSON body", "must be an object"));
+    };
+    let mut out = Vec::with_capacity(map.len());
+    for (k, v) in map {
+        let text = match v {
+            serde_json::Value::String(s) => s,
+            serde_json::Value::Number(n) => n.to_string(),
+            serde_json::Value::Bool(b) => b.to_string(),
+            serde_json::Value::Null => continue,
+            _ => return Err(ApiError::invalid(k, "must be a string, number or boolean")),
+        };
+        out.push((k, text));
+    }
+    Ok(out)
+}
+
+/// Just enough of a `Content-Type` parser: the essence, `charset` and `boundary`.
+mod mime_parts {
+    pub struct Mime {
+        pub essence: String,
+        pub charset: Option<String>,
+        pub boundary: Option<String>,
+    }
+
+    pub fn parse(s: &str) -> Mime {
+        let mut parts = s.split(';');
+        let essence = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+        let (mut charset, mut boundary) = (None, None);
+        for p in parts {
+            if let Some((k, v)) = p.split_once('=') {
+                let v = v.trim().trim_matches('"').to_owned();
+                match k.trim().to_ascii_lowercase().as_str() {
+                    "charset" => charset = Some(v),
+                    "boundary" => boundary = Some(v),
+                    _ => {}
+                }
+            }
+        }
+        Mime {
+            essence,
+            charset,
+            boundary,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn form(body: &[u8], charset: &str) -> Vec<(String, String)> {
+        decode_urlencoded(body, charset_or(charset)).expect("decodes")
+    }
+
+    fn charset_or(label: &str) -> &'static Encoding {
+        charset(Some(label)).expect("known charset")
+    }
+
+    #[test]
+    fn urlencoded_in_utf8_and_latin1() {
+        assert_eq!(
+            form(b"a=1&b=Zo%C3%AB+x&c", "utf-8"),
+            [
+                ("a".into(), "1".into()),
+                ("b".into(), "Zoë x".into()),
+                ("c".into(), String::new())
+            ]
+        );
+        assert_eq!(
+            form(b"name=Zo%EB", "ISO-8859-1"),
+            [("name".into(), "Zoë".into())]
+        );
+        assert!(
+            decode_urlencoded(b"name=Zo%EB", encoding_rs::UTF_8).is_err(),
+            "latin1 bytes sent as UTF-8 are rejected, not mangled"
+        );
+    }
+
+    #[test]
+    fn json_values_become_strings() {
+        let got = decode_json(br#"{"_id":"1-a","n":5,"b":true,"z":null}"#).expect("decodes");
+        assert_eq!(
+            got,
+            [
+                ("_id".into(), "1-a".into()),
+                ("n".into(), "5".into()),
+                ("b".into(), "true".into())
+            ]
+        );
+        assert!(decode_json(br#"{"x":[1]}"#).is_err());
+        assert!(decode_json(b"[1]").is_err());
+        assert!(decode_json(b"{").is_err());
+    }
+
+    #[test]
+    fn last_value_wins_and_empty_is_unset() {
+        let p = Params::from_pairs([
+            ("a".to_owned(), "1".to_owned()),
+            ("a".to_owned(), "2".to_owned()),
+            ("e".to_owned(), String::new()),
+        ]);
+        assert_eq!(p.get("a"), Some("2"));
+        assert_eq!(p.get("e"), None);
+    }
+
+    #[test]
+    fn booleans() {
+        for (s, want) in [
+            ("true", true),
+            ("TRUE", true),
+            ("1", true),
+            ("False", false),
+            ("0", false),
+        ] {
+            assert_eq!(parse_bool(s), Ok(want));
+        }
+        for bad in ["yes", "2", "t"] {
+            assert!(parse_bool(bad).is_err());
+        }
+    }
+
+    #[tokio::test]
+    async fn multipart_fields() {
+        let body = "--XyZ\r\nContent-Disposition: form-data; name=\"_id\"\r\n\r\n1-abc\r\n--XyZ\r\nContent-Disposition: form-data; name=\"note\"\r\n\r\nhé\r\n--XyZ--\r\n";
+        let got = decode_multipart(Bytes::from(body), "XyZ".into(), encoding_rs::UTF_8)
+            .await
+            .expect("decodes");
+        assert_eq!(
+            got,
+            [("_id".into(), "1-abc".into()), ("note".into(), "hé".into())]
+        );
+    }
+}

@@ -1,0 +1,194 @@
+//! `/genesys/1/service/*`: create a session of a configured service (dispatched on its type),
+//! read or end a session by id.
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use axum::routing::post;
+
+use super::AppState;
+use super::auth;
+use super::error::ApiError;
+use super::params::Params;
+use super::reply::Reply;
+use crate::broker::{Access, AccessRequest, MatchParams};
+use crate::config::ServiceKind;
+use crate::domain::{
+    AccessCode, AccessNumber, BookingTimeout, CodeLength, GroupName, PhoneNumber, SessionId,
+    SessionTtl,
+};
+use crate::store::Session;
+
+pub fn router() -> Router<AppState> {
+    Router::new().route(
+        "/genesys/1/service/{name}",
+        post(create).get(read).delete(end),
+    )
+}
+
+async fn create(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    params: Params,
+) -> Result<Reply, ApiError> {
+    let broker = &state.broker;
+    let (name, service) = broker
+        .service(&name)
+        .ok_or_else(|| ApiError::ServiceNotFound(name.clone()))?;
+    auth::require(
+        &headers,
+        service.credentials.as_ref().or(state.config.auth.as_ref()),
+    )?;
+    match service.kind {
+        ServiceKind::Session => {
+            let ttl = params.parse("_ttl", SessionTtl::parse)?;
+            let session = broker
+                .create_session(name, service, params.fields_except(&["_ttl"]), ttl)
+                .await?;
+            Ok(Reply::new().field("_id", session.id))
+        }
+        ServiceKind::RequestAccess => {
+            let id = params
+                .get("_id")
+                .ok_or_else(|| ApiError::invalid("_id", "required"))?;
+            let id = SessionId::parse(id).map_err(ApiError::param("_id"))?;
+            let access = broker
+                .request_access(service, id, access_request(&params)?)
+                .await?;
+            Ok(access_reply(access))
+        }
+        ServiceKind::RequestInteraction => {
+            let ttl = params.parse("_ttl", SessionTtl::parse)?;
+            let access = broker
+                .request_interaction(
+                    name,
+                    service,
+                    params.user_fields(),
+                    ttl,
+                    access_request(&params)?,
+                )
+                .await?;
+            Ok(access_reply(access))
+        }
+        ServiceKind::MatchInteraction => match_interaction(&state, service, &params).await,
+    }
+}
+
+fn access_request(params: &Params) -> Result<AccessRequest, ApiError> {
+    Ok(AccessRequest {
+        group: params.parse("_resource_group", GroupName::parse)?,
+        provide_code: params.flag("_provide_code")?,
+        phone: params.parse("_phone_number", PhoneNumber::parse)?,
+        code_length: params.parse("_access_code_length", CodeLength::parse)?,
+        booking_timeout: params
+            .parse("_booking_expiration_timeout", BookingTimeout::parse_lenient)?,
+        pool_health: params.flag("_return_pool_health")?,
+    })
+}
+
+fn access_reply(access: Access) -> Reply {
+    let r = access.reservation;
+    let mut reply = Reply::new()
+        .field("_id", access.session)
+        .field("_access_number", &r.number)
+        .field("_expiration_time", r.expires_in.as_secs());
+    if let Some(code) = &r.code {
+        reply = reply.field("_access_code", code);
+    }
+    if access.pool_health {
+        reply = reply
+            .field("_pool_size", r.pool_size)
+            .field("_pool_free", r.pool_free);
+    }
+    reply
+}
+
+async fn match_interaction(
+    state: &AppState,
+    service: &crate::config::ServiceConfig,
+    params: &Params,
+) -> Result<Reply, ApiError> {
+    let number = params
+        .get("_access_number")
+        .ok_or_else(|| ApiError::invalid("_access_number", "required"))?;
+    let p = MatchParams {
+        number: AccessNumber::parse(number).map_err(ApiError::param("_access_number"))?,
+        code: params.parse("_access_code", AccessCode::parse)?,
+        phone: params.parse("_phone_number", PhoneNumber::parse)?,
+        end_session: params.flag("_delete_service")?.unwrap_or(false),
+    };
+    let return_data = match params.get_any(&["_return_data", "_return_user_data"]) {
+        Some((name, v)) => super::params::parse_bool(v).map_err(|e| ApiError::invalid(name, e))?,
+        None => false,
+    };
+    let multiple = params.flag("_return_multiple_matches")?.unwrap_or(false);
+    let session = state.broker.match_interaction(service, p).await?;
+    let one = matched(&session, return_data);
+    Ok(if multiple {
+        Reply::new().list("matches", vec![one])
+    } else {
+        one
+    })
+}
+
+fn matched(session: &Session, return_data: bool) -> Reply {
+    let base = if return_data {
+        Reply::new().fields(&session.fields)
+    } else {
+        Reply::new()
+    };
+    base.field("_id", &session.id)
+        .field("_data_id", &session.data_id)
+}
+
+/// Reads a session. Its service's credentials apply; an unknown id still needs the server's.
+async fn read(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Reply, ApiError> {
+    let session = find_session(&state, &id, &headers).await?;
+    Ok(Reply::new()
+        .fields(&session.fields)
+        .field("_id", &session.id)
+        .field("_service", &session.service)
+        .field("_data_id", &session.data_id)
+        .field("_expiration_time", session.expires_in.as_secs()))
+}
+
+async fn end(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Reply, ApiError> {
+    let session = find_session(&state, &id, &headers).await?;
+    state.broker.end_session(&session.id).await?;
+    Ok(Reply::new().field("_id", &session.id))
+}
+
+async fn find_session(
+    state: &AppState,
+    id: &str,
+    headers: &HeaderMap,
+) -> Result<Session, ApiError> {
+    let server_auth = state.config.auth.as_ref();
+    let Ok(id) = SessionId::parse(id) else {
+        auth::require(headers, server_auth)?;
+        return Err(ApiError::ServiceNotFound(id.to_owned()));
+    };
+    match state.broker.session(&id).await {
+        Ok(session) => {
+            let service = state
+                .broker
+                .service(session.service.as_str())
+                .and_then(|(_, s)| s.credentials.as_ref());
+            auth::require(headers, service.or(server_auth))?;
+            Ok(session)
+        }
+        Err(err) => {
+            auth::require(headers, server_auth)?;
+            Err(err)
+        }
+    }
+}

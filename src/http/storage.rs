@@ -1,0 +1,98 @@
+//! `/genesys/1/storage/*`: the GMS storage API. Fields live for a TTL (1..2592000 s, anything
+//! else means 30 s); a session's data is readable here under its `_data_id`.
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use axum::routing::post;
+
+use super::AppState;
+use super::auth;
+use super::error::ApiError;
+use super::params::Params;
+use super::reply::Reply;
+use crate::domain::{DataId, StorageTtl};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/genesys/1/storage/{ttl_or_id}",
+            post(create).get(read).delete(delete),
+        )
+        .route(
+            "/genesys/1/storage/{id}/{ttl_or_key}",
+            post(update).get(read_key),
+        )
+}
+
+fn data_id(id: &str) -> Result<DataId, ApiError> {
+    DataId::parse(id).map_err(|_| ApiError::NotFound(format!("storage id {id:?} not found")))
+}
+
+async fn create(
+    State(state): State<AppState>,
+    Path(ttl): Path<String>,
+    headers: HeaderMap,
+    params: Params,
+) -> Result<Reply, ApiError> {
+    auth::require(&headers, state.config.auth.as_ref())?;
+    let id = state
+        .broker
+        .put_data(params.fields_except(&[]), StorageTtl::parse_lenient(&ttl))
+        .await?;
+    Ok(Reply::new().field("id", id))
+}
+
+async fn read(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Reply, ApiError> {
+    auth::require(&headers, state.config.auth.as_ref())?;
+    let fields = state.broker.data(&data_id(&id)?).await?;
+    Ok(Reply::new().fields(&fields))
+}
+
+async fn read_key(
+    State(state): State<AppState>,
+    Path((id, key)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Reply, ApiError> {
+    auth::require(&headers, state.config.auth.as_ref())?;
+    let fields = state.broker.data(&data_id(&id)?).await?;
+    let value = fields
+        .into_iter()
+        .find(|(k, _)| *k == key)
+        .ok_or_else(|| ApiError::NotFound(format!("storage id {id} has no field {key:?}")))?;
+    Ok(Reply::new().field(value.0, value.1))
+}
+
+async fn update(
+    State(state): State<AppState>,
+    Path((id, ttl)): Path<(String, String)>,
+    headers: HeaderMap,
+    params: Params,
+) -> Result<Reply, ApiError> {
+    auth::require(&headers, state.config.auth.as_ref())?;
+    let id = data_id(&id)?;
+    state
+        .broker
+        .update_data(
+            &id,
+            params.fields_except(&[]),
+            StorageTtl::parse_lenient(&ttl),
+        )
+        .await?;
+    Ok(Reply::new().field("id", id))
+}
+
+async fn delete(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Reply, ApiError> {
+    auth::require(&headers, state.config.auth.as_ref())?;
+    let id = data_id(&id)?;
+    state.broker.delete_data(&id).await?;
+    Ok(Reply::new().field("id", id))
+}

@@ -1,0 +1,324 @@
+//! Metrics: the Prometheus registry (owned by `AppState`, so parallel tests never share
+//! counters) and a per-minute history of each group for the last hour, which the admin API
+//! and the pool-size advisor read.
+
+use std::collections::HashMap;
+
+use parking_lot::Mutex;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::store::GroupStats;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub service: String,
+    pub status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ServiceLabel {
+    pub service: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct GroupLabel {
+    pub group: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabel {
+    pub outcome: &'static str,
+}
+
+fn latency_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.0001, 2.0, 16))
+}
+
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    latency: Family<ServiceLabel, Histogram, fn() -> Histogram>,
+    reservations: Family<GroupLabel, Counter>,
+    refusals: Family<GroupLabel, Counter>,
+    matches: Family<OutcomeLabel, Counter>,
+    pool_size: Family<GroupLabel, Gauge>,
+    pool_free: Family<GroupLabel, Gauge>,
+    pool_reserved: Family<GroupLabel, Gauge>,
+    history: Mutex<HashMap<String, History>>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("access_broker");
+        let requests = Family::<RequestLabels, Counter>::default();
+        let latency = Family::<ServiceLabel, Histogram, fn() -> Histogram>::new_with_constructor(
+            latency_histogram as fn() -> Histogram,
+        );
+        let (reservations, refusals) = (Family::default(), Family::default());
+        let matches = Family::default();
+        let (pool_size, pool_free, pool_reserved) =
+            (Family::default(), Family::default(), Family::default());
+        registry.register(
+            "http_requests",
+            "HTTP requests by service and status",
+            requests.clone(),
+        );
+        registry.register(
+            "http_request_duration_seconds",
+            "HTTP request latency by service",
+            latency.clone(),
+        );
+        registry.register(
+            "reservations",
+            "Numbers handed out (new or renewed) by group",
+            reservations.clone(),
+        );
+        registry.register(
+            "refusals",
+            "request-access refused because the pool was empty",
+            refusals.clone(),
+        );
+        registry.register(
+            "matches",
+            "match-interaction outcomes (hit or miss)",
+            matches.clone(),
+        );
+        registry.register(
+            "pool_size",
+            "Numbers in service per group",
+            pool_size.clone(),
+        );
+        registry.register("pool_free", "Free numbers per group", pool_free.clone());
+        registry.register(
+            "pool_reserved",
+            "Reserved numbers per group",
+            pool_reserved.clone(),
+        );
+        Self {
+            registry,
+            requests,
+            latency,
+            reservations,
+            refusals,
+            matches,
+            pool_size,
+            pool_free,
+            pool_reserved,
+            history: Mutex::default(),
+        }
+    }
+
+    pub fn observe_request(&self, service: &str, status: u16, seconds: f64) {
+        self.requests
+            .get_or_create(&RequestLabels {
+                service: service.to_owned(),
+                status,
+            })
+            .inc();
+        self.latency
+            .get_or_create(&ServiceLabel {
+                service: service.to_owned(),
+            })
+            .observe(seconds);
+    }
+
+    pub fn reserved(&self, group: &str, now_minute: i64) {
+        self.reservations
+            .get_or_create(&GroupLabel {
+                group: group.to_owned(),
+            })
+            .inc();
+        self.history
+            .lock()
+            .entry(group.to_owned())
+            .or_default()
+            .bucket(now_minute)
+            .requests += 1;
+    }
+
+    pub fn refused(&self, group: &str, now_minute: i64) {
+        self.refusals
+            .get_or_create(&GroupLabel {
+                group: group.to_owned(),
+            })
+            .inc();
+        let mut history = self.history.lock();
+        let bucket = history
+            .entry(group.to_owned())
+            .or_default()
+            .bucket(now_minute);
+        bucket.requests += 1;
+        bucket.refusals += 1;
+    }
+
+    pub fn matched(&self, hit: bool) {
+        self.matches
+            .get_or_create(&OutcomeLabel {
+                outcome: if hit { "hit" } else { "miss" },
+            })
+            .inc();
+    }
+
+    /// Records the current pool counts: gauges for Prometheus, and one occupancy sample per
+    /// group for the advisor.
+    pub fn sample_pools(&self, groups: &[GroupStats], now_minute: i64) {
+        for g in [&self.pool_size, &self.pool_free, &self.pool_reserved] {
+            g.clear();
+        }
+        let mut history = self.history.lock();
+        for stats in groups {
+            let label = GroupLabel {
+                group: stats.name.to_string(),
+            };
+            self.pool_size.get_or_create(&label).set(stats.size as i64);
+            self.pool_free.get_or_create(&label).set(stats.free as i64);
+            self.pool_reserved
+                .get_or_create(&label)
+                .set(stats.reserved as i64);
+            let bucket = history
+                .entry(stats.name.to_string())
+                .or_default()
+                .bucket(now_minute);
+            bucket.reserved_sum += stats.reserved;
+            bucket.samples += 1;
+        }
+    }
+
+    /// Requests, refusals and mean occupancy of a group over the last hour.
+    pub fn last_hour(&self, group: &str, now_minute: i64) -> Window {
+        self.history
+            .lock()
+            .get(group)
+            .map(|h| h.window(now_minute))
+            .unwrap_or_default()
+    }
+
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+/// One minute of a group's activity.
+#[derive(Debug, Default, Clone, Copy)]
+struct Bucket {
+    minute: i64,
+    requests: u64,
+    refusals: u64,
+    reserved_sum: u64,
+    samples: u64,
+}
+
+/// The last 60 minutes, one bucket per minute, reused as a ring.
+#[derive(Debug, Default)]
+struct History {
+    buckets: Vec<Bucket>,
+}
+
+impl History {
+    fn bucket(&mut self, minute: i64) -> &mut Bucket {
+        if self.buckets.is_empty() {
+            self.buckets = vec![Bucket::default(); 60];
+        }
+        let b = &mut self.buckets[minute.rem_euclid(60) as usize];
+        if b.minute != minute {
+            *b = Bucket {
+                minute,
+                ..Bucket::default()
+            };
+        }
+        b
+    }
+
+    fn window(&self, now_minute: i64) -> Window {
+        let recent = self
+            .buckets
+            .iter()
+            .filter(|b| b.minute > now_minute - 60 && b.minute <= now_minute);
+        let mut w = Window::default();
+        let mut first = now_minute;
+        for b in recent {
+            w.requests += b.requests;
+            w.refusals += b.refusals;
+            w.reserved_sum += b.reserved_sum;
+            w.samples += b.samples;
+            first = first.min(b.minute);
+        }
+        w.minutes = (now_minute - first + 1) as u64;
+        w
+    }
+}
+
+/// A group's activity over a window of whole minutes.
+#[derive(Debug, Default, Clone, Copy, serde::Serialize)]
+pub struct Window {
+    pub minutes: u64,
+    pub requests: u64,
+    pub refusals: u64,
+    #[serde(skip)]
+    reserved_sum: u64,
+    #[serde(skip)]
+    samples: u64,
+}
+
+impl Window {
+    pub fn mean_reserved(&self) -> f64 {
+        if self.samples == 0 {
+            0.0
+        } else {
+            self.reserved_sum as f64 / self.samples as f64
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn history_keeps_one_hour() {
+        let m = Metrics::new();
+        m.reserved("G", 100);
+        m.refused("G", 100);
+        m.reserved("G", 130);
+        let w = m.last_hour("G", 130);
+        assert_eq!((w.requests, w.refusals, w.minutes), (3, 1, 31));
+        let w = m.last_hour("G", 165);
+        assert_eq!(
+            (w.requests, w.refusals),
+            (1, 0),
+            "minute 100 is more than an hour old"
+        );
+        assert_eq!(m.last_hour("other", 165).requests, 0);
+    }
+
+    #[test]
+    fn text_format_has_the_families() {
+        let m = Metrics::new();
+        m.observe_request("request-access", 200, 0.001);
+        m.refused("DNIS", 1);
+        m.matched(false);
+        let text = m.encode();
+        for needle in [
+            "access_broker_http_requests_total{service=\"request-access\",status=\"200\"} 1",
+            "access_broker_refusals_total{group=\"DNIS\"} 1",
+            "access_broker_matches_total{outcome=\"miss\"} 1",
+            "access_broker_http_request_duration_seconds_bucket",
+        ] {
+            assert!(text.contains(needle), "{needle} missing from\n{text}");
+        }
+    }
+}

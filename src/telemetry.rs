@@ -1,0 +1,19 @@
+//! Logging: `tracing` to stderr, filtered by `RUST_LOG` (default `info`), with one span per
+//! request carrying its request id (see `http::router`). `ACCESS_BROKER_LOG_FORMAT=json`
+//! switches to one JSON object per line for log shippers.
+
+use tracing_subscriber::EnvFilter;
+
+pub fn init() {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let json = std::env::var("ACCESS_BROKER_LOG_FORMAT").is_ok_and(|v| v == "json");
+    // try_init: a second call (tests) keeps the first subscriber.
+    let _ = if json {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
+}

@@ -1,0 +1,242 @@
+//! Request and response formats (XML, multipart, JSON, ISO-8859-1, size limit) and HTTP Basic
+//! authentication (server-wide and per service).
+
+use base64::Engine as _;
+
+use crate::helpers::TestApp;
+use crate::support::Backend;
+
+#[tokio::test]
+async fn xml_when_asked() {
+    let Some(app) = TestApp::spawn(Backend::Memory).await else {
+        return;
+    };
+    let id = app.session(&[]).await;
+    let req = app
+        .client
+        .post(app.path("/genesys/1/service/request-access"))
+        .header("Accept", "application/xml")
+        .form(&[("_id", id.as_str())]);
+    let r = app.send(req).await;
+    assert_eq!(r.status, 200);
+    assert!(
+        r.header("content-type")
+            .unwrap_or_default()
+            .starts_with("application/xml")
+    );
+    let host = app.url.trim_start_matches("http://");
+    let want = format!(
+        "<Response xmlns=\"http://{host}/genesys/1/service/request-access\"><_access_number>6504660000</_access_number><_expiration_time>"
+    );
+    assert!(r.text.contains(&want), "{}", r.text);
+    assert!(
+        r.text.contains(&format!("<_id>{id}</_id></Response>")),
+        "{}",
+        r.text
+    );
+    let req = app
+        .client
+        .post(app.path("/genesys/1/service/request-access"))
+        .header("Accept", "text/xml")
+        .form(&[("_id", "1-nope")]);
+    let r = app.send(req).await;
+    assert_eq!(r.status, 404);
+    assert!(
+        r.text.contains("<exception>ServiceNotFound</exception>"),
+        "{}",
+        r.text
+    );
+}
+
+#[tokio::test]
+async fn multipart_json_and_latin1_bodies() {
+    let Some(app) = TestApp::spawn(Backend::Memory).await else {
+        return;
+    };
+    let form = reqwest::multipart::Form::new()
+        .text("name", "Zoë")
+        .text("_ttl", "60");
+    let r = app
+        .send(
+            app.client
+                .post(app.path("/genesys/1/service/callback"))
+                .multipart(form),
+        )
+        .await;
+    let id = r.field("_id");
+    assert_eq!(
+        app.get(&format!("/genesys/1/service/{id}"))
+            .await
+            .field("name"),
+        "Zoë"
+    );
+
+    let r = app
+        .send(
+            app.client
+                .post(app.path("/genesys/1/service/callback"))
+                .json(&serde_json::json!({"name": "Zoë", "n": 5})),
+        )
+        .await;
+    let s = app
+        .get(&format!("/genesys/1/service/{}", r.field("_id")))
+        .await;
+    assert_eq!(
+        (s.field("name"), s.field("n")),
+        ("Zoë".into(), "5".into()),
+        "values come back as strings"
+    );
+
+    let latin1 = app
+        .send(
+            app.client
+                .post(app.path("/genesys/1/service/callback"))
+                .header(
+                    "Content-Type",
+                    "application/x-www-form-urlencoded; charset=ISO-8859-1",
+                )
+                .body("name=Zo%EB+M%FCller"),
+        )
+        .await;
+    let s = app
+        .get(&format!("/genesys/1/service/{}", latin1.field("_id")))
+        .await;
+    assert_eq!(s.field("name"), "Zoë Müller");
+
+    let bad = app
+        .send(
+            app.client
+                .post(app.path("/genesys/1/service/callback"))
+                .header("Content-Type", "application/json")
+                .body("{not json"),
+        )
+        .await;
+    bad.error(400, "InvalidParameter");
+    let odd = app
+        .send(
+            app.client
+                .post(app.path("/genesys/1/service/callback"))
+                .header("Content-Type", "text/csv")
+                .body("a,b"),
+        )
+        .await;
+    assert!(
+        odd.error(400, "InvalidParameter")
+            .starts_with("Content-Type")
+    );
+}
+
+#[tokio::test]
+async fn body_size_limit() {
+    let Some(app) = TestApp::spawn(Backend::Memory).await else {
+        return;
+    };
+    let big = "x".repeat(70 * 1024);
+    let r = app
+        .post("/genesys/1/service/callback", &[("blob", big.as_str())])
+        .await;
+    r.error(413, "PayloadTooLarge");
+    let groups = app
+        .store
+        .store
+        .find_reservations(Default::default())
+        .await
+        .expect("find");
+    assert!(groups.is_empty());
+}
+
+fn basic(user: &str, password: &str) -> String {
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+    )
+}
+
+#[tokio::test]
+async fn basic_auth_server_wide_and_per_service() {
+    let toml = r#"
+        [auth]
+        username = "gms"
+        password = "secret"
+        [resource_groups.DNIS]
+        numbers = ["100-109"]
+        [services.request-access]
+        type = "request-access"
+        _resource_group = "DNIS"
+        [services.match-interaction]
+        type = "match-interaction"
+        username = "ivr"
+        password = "ivr-pass"
+        [services.callback]
+        type = "session"
+    "#;
+    let Some(app) = TestApp::spawn_with(Backend::Memory, toml).await else {
+        return;
+    };
+    let post = |path: &str, auth: Option<String>, form: Vec<(&'static str, String)>| {
+        let mut req = app.client.post(app.path(path)).form(&form);
+        if let Some(a) = auth {
+            req = req.header("Authorization", a);
+        }
+        req
+    };
+    let r = app
+        .send(post("/genesys/1/service/callback", None, vec![]))
+        .await;
+    r.error(401, "Unauthorized");
+    assert_eq!(
+        r.header("www-authenticate").as_deref(),
+        Some("Basic realm=\"access-broker\"")
+    );
+    app.send(post(
+        "/genesys/1/service/callback",
+        Some(basic("gms", "wrong")),
+        vec![],
+    ))
+    .await
+    .error(401, "Unauthorized");
+    let r = app
+        .send(post(
+            "/genesys/1/service/callback",
+            Some(basic("gms", "secret")),
+            vec![],
+        ))
+        .await;
+    let id = r.field("_id");
+    let r = app
+        .send(post(
+            "/genesys/1/service/request-access",
+            Some(basic("gms", "secret")),
+            vec![("_id", id.clone())],
+        ))
+        .await;
+    let number = r.field("_access_number");
+    let m = post(
+        "/genesys/1/service/match-interaction",
+        Some(basic("gms", "secret")),
+        vec![("_access_number", number.clone())],
+    );
+    app.send(m).await.error(401, "Unauthorized");
+    let m = post(
+        "/genesys/1/service/match-interaction",
+        Some(basic("ivr", "ivr-pass")),
+        vec![("_access_number", number)],
+    );
+    assert_eq!(app.send(m).await.field("_id"), id);
+    app.get(&format!("/genesys/1/service/{id}"))
+        .await
+        .error(401, "Unauthorized");
+    app.get("/genesys/1/storage/whatever")
+        .await
+        .error(401, "Unauthorized");
+    assert_eq!(app.get("/health").await.status, 200, "health needs no auth");
+    assert_eq!(app.get("/ready").await.status, 200);
+}
+
+#[tokio::test]
+async fn unknown_routes_get_the_error_body() {
+    let Some(app) = TestApp::spawn(Backend::Memory).await else {
+        return;
+    };
+    app.get("/nope").await.error(404, "NotFound");
+}

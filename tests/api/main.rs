@@ -1,0 +1,38 @@
+//! API tests: the real app over real HTTP on 127.0.0.1:0, one fresh store per test.
+//! Flows run on every backend; parameter tables run on memory (the HTTP layer is the same).
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod cli;
+mod formats_and_auth;
+mod helpers;
+mod match_interaction;
+mod request_access;
+mod request_interaction;
+mod sessions;
+mod storage;
+
+/// Runs an async test body once per backend, each as its own #[tokio::test].
+#[macro_export]
+macro_rules! on_every_backend {
+    ($name:ident, $body:expr) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+            use $crate::support::Backend;
+            #[tokio::test]
+            async fn memory() {
+                ($body)(Backend::Memory).await
+            }
+            #[tokio::test]
+            async fn sqlite() {
+                ($body)(Backend::Sqlite).await
+            }
+            #[tokio::test]
+            async fn postgres() {
+                ($body)(Backend::Postgres).await
+            }
+        }
+    };
+}

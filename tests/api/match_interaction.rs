@@ -1,0 +1,187 @@
+//! match-interaction: code and phone rules, returned data, multiple matches, ending the
+//! session, and the number going back to the pool.
+
+use crate::helpers::{Case, TestApp};
+use crate::on_every_backend;
+use crate::support::Backend;
+
+on_every_backend!(
+    match_returns_the_session_and_frees_the_number,
+    |backend| async move {
+        let Some(app) = TestApp::spawn(backend).await else {
+            return;
+        };
+        let id = app
+            .session(&[("firstname", "Ann"), ("reason", "billing")])
+            .await;
+        let r = app
+            .request_access(
+                &id,
+                &[
+                    ("_provide_code", "true"),
+                    ("_phone_number", "+1 650 555 0100"),
+                ],
+            )
+            .await;
+        let (number, code) = (r.field("_access_number"), r.field("_access_code"));
+        let wrong = app
+            .match_interaction(&[("_access_number", &number), ("_access_code", "000000x")])
+            .await;
+        wrong.error(400, "InvalidParameter");
+        let other_code = if code == "111111" { "222222" } else { "111111" };
+        let wrong = app
+            .match_interaction(&[("_access_number", &number), ("_access_code", other_code)])
+            .await;
+        assert!(wrong.error(404, "NoMatch").contains(&number));
+        let no_code = app.match_interaction(&[("_access_number", &number)]).await;
+        no_code.error(404, "NoMatch");
+        let wrong_phone = app
+            .match_interaction(&[
+                ("_access_number", &number),
+                ("_access_code", &code),
+                ("_phone_number", "+16505550199"),
+            ])
+            .await;
+        wrong_phone.error(404, "NoMatch");
+        let m = app
+            .match_interaction(&[
+                ("_access_number", &number),
+                ("_access_code", &code),
+                ("_phone_number", "+1-650-555-0100"),
+                ("_return_data", "true"),
+            ])
+            .await;
+        assert_eq!(m.status, 200, "{}", m.text);
+        assert_eq!(m.field("_id"), id);
+        assert_eq!(m.field("firstname"), "Ann");
+        let data_id = m.field("_data_id");
+        let data = app.get(&format!("/genesys/1/storage/{data_id}")).await;
+        assert_eq!(
+            data.field("reason"),
+            "billing",
+            "the session's data is readable by _data_id"
+        );
+        let again = app
+            .match_interaction(&[("_access_number", &number), ("_access_code", &code)])
+            .await;
+        again.error(404, "NoMatch");
+        let next = app.session(&[]).await;
+        let r = app.request_access(&next, &[]).await;
+        assert_eq!(r.status, 200);
+        let session = app.get(&format!("/genesys/1/service/{id}")).await;
+        assert_eq!(session.status, 200, "match alone does not end the session");
+    }
+);
+
+#[tokio::test]
+async fn options_multiple_matches_and_delete_service() {
+    let Some(app) = TestApp::spawn(Backend::Memory).await else {
+        return;
+    };
+    let id = app.session(&[("k", "v")]).await;
+    let number = app.request_access(&id, &[]).await.field("_access_number");
+    let m = app
+        .match_interaction(&[
+            ("_access_number", &number),
+            ("_return_multiple_matches", "true"),
+            ("_return_user_data", "1"),
+            ("_delete_service", "true"),
+        ])
+        .await;
+    let body = m.json();
+    let matches = body["matches"].as_array().expect("matches list");
+    assert_eq!(matches.len(), 1);
+    assert_eq!(matches[0]["_id"], id.as_str());
+    assert_eq!(matches[0]["k"], "v");
+    assert!(matches[0]["_data_id"].is_string());
+    app.get(&format!("/genesys/1/service/{id}"))
+        .await
+        .error(404, "ServiceNotFound");
+    // Without data: only the ids.
+    let id = app.session(&[("k", "v")]).await;
+    let number = app.request_access(&id, &[]).await.field("_access_number");
+    let m = app.match_interaction(&[("_access_number", &number)]).await;
+    let body = m.json();
+    assert_eq!(body.as_object().map(|o| o.len()), Some(2), "{body}");
+}
+
+#[tokio::test]
+async fn bad_parameters() {
+    let Some(app) = TestApp::spawn(Backend::Memory).await else {
+        return;
+    };
+    let cases: &[Case] = &[
+        (&[], 400, "_access_number"),
+        (&[("_access_number", "65a")], 400, "_access_number"),
+        (
+            &[
+                ("_access_number", "6504660000"),
+                ("_return_data", "perhaps"),
+            ],
+            400,
+            "_return_data",
+        ),
+        (
+            &[("_access_number", "6504660000"), ("_return_user_data", "2")],
+            400,
+            "_return_user_data",
+        ),
+        (
+            &[("_access_number", "6504660000"), ("_delete_service", "x")],
+            400,
+            "_delete_service",
+        ),
+        (
+            &[
+                ("_access_number", "6504660000"),
+                ("_return_multiple_matches", "x"),
+            ],
+            400,
+            "_return_multiple_matches",
+        ),
+        (
+            &[("_access_number", "6504660000"), ("_phone_number", "none")],
+            400,
+            "_phone_number",
+        ),
+        (&[("_access_number", "6504660000")], 404, ""),
+        (&[("_access_number", "99999")], 404, ""),
+    ];
+    for (form, status, param) in cases {
+        let r = app.match_interaction(form).await;
+        assert_eq!(r.status.as_u16(), *status, "{form:?}: {}", r.text);
+        if *status == 400 {
+            assert!(
+                r.error(400, "InvalidParameter").starts_with(param),
+                "{form:?}: {}",
+                r.text
+            );
+        } else {
+            r.error(404, "NoMatch");
+        }
+    }
+}
+
+#[tokio::test]
+async fn lenient_mode_matches_without_the_code() {
+    let toml = r#"
+        [resource_groups.DNIS]
+        numbers = ["700-701"]
+        [services.request-access]
+        type = "request-access"
+        _resource_group = "DNIS"
+        _provide_code = true
+        [services.match-interaction]
+        type = "match-interaction"
+        match_without_code = true
+        [services.callback]
+        type = "session"
+    "#;
+    let Some(app) = TestApp::spawn_with(Backend::Memory, toml).await else {
+        return;
+    };
+    let id = app.session(&[]).await;
+    let number = app.request_access(&id, &[]).await.field("_access_number");
+    let m = app.match_interaction(&[("_access_number", &number)]).await;
+    assert_eq!(m.field("_id"), id);
+}
