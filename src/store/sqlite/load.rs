@@ -1,0 +1,156 @@
+//! Rebuilding the engine from the SQLite tables at start. Whatever expired while the node was
+//! down is left out; retired numbers whose reservation ended are deleted.
+
+use rusqlite::Connection;
+
+use crate::domain::{
+    AccessCode, AccessNumber, Allocation, BookingTimeout, DataId, GroupName, PhoneNumber,
+    ServiceName, SessionId, UnixMillis,
+};
+use crate::store::local::engine::Engine;
+use crate::store::local::engine::restore::{StoredNumber, StoredReservation};
+use crate::store::{Fields, GroupSettings};
+
+pub fn load(conn: &mut Connection, now: UnixMillis) -> Result<Engine, String> {
+    let sql_err = |e: rusqlite::Error| format!("reading the store: {e}");
+    let bad = |what: &str, value: &str| format!("corrupt {what} {value:?} in the store");
+    let mut engine = Engine::new();
+
+    let mut stmt = conn
+        .prepare("SELECT name, allocation, booking_timeout, cursor FROM groups ORDER BY rowid")
+        .map_err(sql_err)?;
+    let rows = stmt
+        .query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, Option<i64>>(2)?,
+                r.get::<_, Option<u32>>(3)?,
+            ))
+        })
+        .map_err(sql_err)?;
+    for row in rows {
+        let (name, allocation, timeout, cursor) = row.map_err(sql_err)?;
+        let settings = GroupSettings {
+            name: GroupName::parse(&name).map_err(|_| bad("group", &name))?,
+            allocation: allocation
+                .parse::<Allocation>()
+                .map_err(|_| bad("allocation", &allocation))?,
+            booking_timeout: timeout.map(BookingTimeout::from_secs_lenient),
+        };
+        engine.restore_group(settings, cursor);
+    }
+    drop(stmt);
+
+    let mut stmt = conn
+        .prepare("SELECT id, service, data_id, expires_at FROM sessions WHERE expires_at > ?1")
+        .map_err(sql_err)?;
+    let rows = stmt
+        .query_map([now.0], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, i64>(3)?,
+            ))
+        })
+        .map_err(sql_err)?;
+    for row in rows {
+        let (id, service, data_id, expires_at) = row.map_err(sql_err)?;
+        engine.restore_session(
+            SessionId::parse(&id).map_err(|_| bad("session", &id))?,
+            ServiceName::parse(&service).map_err(|_| bad("service", &service))?,
+            DataId::parse(&data_id).map_err(|_| bad("data id", &data_id))?,
+            UnixMillis(expires_at),
+            now,
+        );
+    }
+    drop(stmt);
+
+    let mut stmt = conn
+        .prepare("SELECT id, fields, expires_at FROM data WHERE expires_at > ?1")
+        .map_err(sql_err)?;
+    let rows = stmt
+        .query_map([now.0], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, i64>(2)?,
+            ))
+        })
+        .map_err(sql_err)?;
+    for row in rows {
+        let (id, fields, expires_at) = row.map_err(sql_err)?;
+        let fields: Fields = serde_json::from_str(&fields).map_err(|_| bad("fields of", &id))?;
+        engine.restore_data(
+            DataId::parse(&id).map_err(|_| bad("data id", &id))?,
+            fields,
+            UnixMillis(expires_at),
+            now,
+        );
+    }
+    drop(stmt);
+
+    let mut numbers = Vec::new();
+    let mut stmt = conn
+        .prepare("SELECT group_name, number, position, retiring, freed_at FROM numbers ORDER BY group_name, position")
+        .map_err(sql_err)?;
+    let rows = stmt
+        .query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, u32>(2)?,
+                r.get::<_, bool>(3)?,
+                r.get::<_, i64>(4)?,
+            ))
+        })
+        .map_err(sql_err)?;
+    for row in rows {
+        let (group, number, position, retiring, freed_at) = row.map_err(sql_err)?;
+        numbers.push(StoredNumber {
+            group: GroupName::parse(&group).map_err(|_| bad("group", &group))?,
+            number: AccessNumber::parse(&number).map_err(|_| bad("number", &number))?,
+            position,
+            retiring,
+            freed_at: UnixMillis(freed_at),
+        });
+    }
+    drop(stmt);
+
+    let mut reservations = Vec::new();
+    let mut stmt = conn.prepare("SELECT number, session, code, phone, expires_at FROM reservations WHERE expires_at > ?1").map_err(sql_err)?;
+    let rows = stmt
+        .query_map([now.0], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, Option<String>>(2)?,
+                r.get::<_, Option<String>>(3)?,
+                r.get::<_, i64>(4)?,
+            ))
+        })
+        .map_err(sql_err)?;
+    for row in rows {
+        let (number, session, code, phone, expires_at) = row.map_err(sql_err)?;
+        reservations.push(StoredReservation {
+            number: AccessNumber::parse(&number).map_err(|_| bad("number", &number))?,
+            session: SessionId::parse(&session).map_err(|_| bad("session", &session))?,
+            code: code.map(AccessCode::from_stored),
+            phone: phone.map(PhoneNumber::from_stored),
+            expires_at: UnixMillis(expires_at),
+        });
+    }
+    drop(stmt);
+
+    let gone = engine.restore_numbers(numbers, reservations, now);
+    if !gone.is_empty() {
+        let tx = conn.transaction().map_err(sql_err)?;
+        for n in &gone {
+            tx.execute("DELETE FROM numbers WHERE number = ?1", [n.as_str()])
+                .map_err(sql_err)?;
+        }
+        tx.commit().map_err(sql_err)?;
+    }
+    Ok(engine)
+}

@@ -1,0 +1,248 @@
+//! The writer thread: owns the connection, commits queued changes in batches (group commit),
+//! and publishes the last durable sequence number for waiting requests.
+//!
+//! A failed commit is retried with backoff, never skipped: the engine has already decided on
+//! those changes, so the only way to stay consistent is to get them on disk (meanwhile
+//! requests time out with 503 StoreUnavailable).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use parking_lot::Mutex;
+use rusqlite::{Connection, Transaction, params};
+use tokio::sync::watch;
+
+use crate::store::StoreError;
+use crate::store::local::journal::{Change, Journal};
+
+/// Most changes folded into one transaction.
+const MAX_BATCH: usize = 20_000;
+
+type Batch = (u64, Vec<Change>);
+
+pub struct SqliteJournal {
+    sender: Mutex<Option<mpsc::Sender<Batch>>>,
+    submitted: AtomicU64,
+    durable: watch::Receiver<u64>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+    timeout: Duration,
+}
+
+impl SqliteJournal {
+    pub fn start(conn: Connection, timeout: Duration) -> Self {
+        let (sender, receiver) = mpsc::channel();
+        let (durable_tx, durable) = watch::channel(0);
+        let thread = std::thread::Builder::new()
+            .name("sqlite-writer".into())
+            .spawn(move || run(conn, receiver, durable_tx))
+            .ok();
+        Self {
+            sender: Mutex::new(Some(sender)),
+            submitted: AtomicU64::new(0),
+            durable,
+            thread: Mutex::new(thread),
+            timeout,
+        }
+    }
+}
+
+impl Journal for SqliteJournal {
+    fn submit(&self, changes: Vec<Change>) -> u64 {
+        let seq = self.submitted.fetch_add(1, Ordering::SeqCst) + 1;
+        if let Some(sender) = self.sender.lock().as_ref() {
+            // A send fails only once the writer is gone; waiters then time out with 503.
+            let _ = sender.send((seq, changes));
+        }
+        seq
+    }
+
+    fn submitted(&self) -> u64 {
+        self.submitted.load(Ordering::SeqCst)
+    }
+
+    fn durable(&self, seq: u64) -> BoxFuture<'_, Result<(), StoreError>> {
+        let mut rx = self.durable.clone();
+        Box::pin(async move {
+            if *rx.borrow() >= seq {
+                return Ok(());
+            }
+            match tokio::time::timeout(self.timeout, rx.wait_for(|&d| d >= seq)).await {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err(e)) => Err(StoreError::Unavailable(Box::new(e))),
+                Err(e) => Err(StoreError::Unavailable(
+                    format!("sqlite commit not done after {:?}: {e}", self.timeout).into(),
+                )),
+            }
+        })
+    }
+}
+
+impl Drop for SqliteJournal {
+    /// Closes the queue and waits for the writer to commit what was queued, so the file is
+    /// complete and unlocked when the store is gone.
+    fn drop(&mut self) {
+        self.sender.lock().take();
+        if let Some(thread) = self.thread.lock().take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn run(mut conn: Connection, receiver: mpsc::Receiver<Batch>, durable: watch::Sender<u64>) {
+    while let Ok(first) = receiver.recv() {
+        let mut count = first.1.len();
+        let mut batches = vec![first];
+        while count < MAX_BATCH {
+            match receiver.try_recv() {
+                Ok(b) => {
+                    count += b.1.len();
+                    batches.push(b);
+                }
+                Err(_) => break,
+            }
+        }
+        let last = batches.last().map_or(0, |b| b.0);
+        let mut backoff = Duration::from_millis(100);
+        while let Err(err) = commit(&mut conn, &batches) {
+            tracing::error!(error = %err, retry_in = ?backoff, "sqlite commit failed; retrying");
+            std::thread::sleep(backoff);
+            backoff = (backoff * 2).min(Duration::from_secs(2));
+        }
+        durable.send_replace(last);
+    }
+}
+
+fn commit(conn: &mut Connection, batches: &[Batch]) -> rusqlite::Result<()> {
+    let tx = conn.transaction()?;
+    let mut cursors: HashMap<&str, u32> = HashMap::new();
+    for change in batches.iter().flat_map(|b| &b.1) {
+        if let Change::Cursor { group, cursor } = change {
+            cursors.insert(group.as_str(), *cursor);
+        } else {
+            apply(&tx, change)?;
+        }
+    }
+    for (group, cursor) in cursors {
+        tx.prepare_cached("UPDATE groups SET cursor = ?1 WHERE name = ?2")?
+            .execute(params![cursor, group])?;
+    }
+    tx.commit()
+}
+
+fn apply(tx: &Transaction, change: &Change) -> rusqlite::Result<()> {
+    match change {
+        Change::Group(s) => {
+            let sql = "INSERT INTO groups (name, allocation, booking_timeout) VALUES (?1, ?2, ?3)
+                       ON CONFLICT (name) DO UPDATE SET allocation = excluded.allocation, booking_timeout = excluded.booking_timeout";
+            tx.prepare_cached(sql)?.execute(params![
+                s.name.as_str(),
+                s.allocation.as_str(),
+                s.booking_timeout.map(|t| t.secs())
+            ])?;
+        }
+        Change::GroupDeleted(name) => {
+            let sql = "DELETE FROM reservations WHERE number IN (SELECT number FROM numbers WHERE group_name = ?1)";
+            tx.prepare_cached(sql)?.execute([name.as_str()])?;
+            tx.prepare_cached("DELETE FROM numbers WHERE group_name = ?1")?
+                .execute([name.as_str()])?;
+            tx.prepare_cached("DELETE FROM groups WHERE name = ?1")?
+                .execute([name.as_str()])?;
+        }
+        Change::Number {
+            group,
+            number,
+            position,
+            retiring,
+        } => {
+            let sql = "INSERT INTO numbers (number, group_name, position, retiring) VALUES (?1, ?2, ?3, ?4)
+                       ON CONFLICT (number) DO UPDATE SET group_name = excluded.group_name, position = excluded.position, retiring = excluded.retiring";
+            tx.prepare_cached(sql)?.execute(params![
+                number.as_str(),
+                group.as_str(),
+                position,
+                retiring
+            ])?;
+        }
+        Change::NumberDeleted(number) => {
+            tx.prepare_cached("DELETE FROM reservations WHERE number = ?1")?
+                .execute([number.as_str()])?;
+            tx.prepare_cached("DELETE FROM numbers WHERE number = ?1")?
+                .execute([number.as_str()])?;
+        }
+        Change::Reserved {
+            number,
+            session,
+            code,
+            phone,
+            expires_at,
+        } => {
+            let sql = "INSERT OR REPLACE INTO reservations (number, session, code, phone, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)";
+            let (code, phone) = (
+                code.as_ref().map(|c| c.as_str()),
+                phone.as_ref().map(|p| p.as_str()),
+            );
+            tx.prepare_cached(sql)?.execute(params![
+                number.as_str(),
+                session.as_str(),
+                code,
+                phone,
+                expires_at.0
+            ])?;
+        }
+        Change::Released { number, freed_at } => {
+            tx.prepare_cached("DELETE FROM reservations WHERE number = ?1")?
+                .execute([number.as_str()])?;
+            tx.prepare_cached("UPDATE numbers SET freed_at = ?1 WHERE number = ?2")?
+                .execute(params![freed_at.0, number.as_str()])?;
+        }
+        Change::Cursor { .. } => {}
+        Change::Session {
+            id,
+            service,
+            data_id,
+            expires_at,
+        } => {
+            let sql = "INSERT OR REPLACE INTO sessions (id, service, data_id, expires_at) VALUES (?1, ?2, ?3, ?4)";
+            tx.prepare_cached(sql)?.execute(params![
+                id.as_str(),
+                service.as_str(),
+                data_id.as_str(),
+                expires_at.0
+            ])?;
+        }
+        Change::SessionEnded(id) => {
+            tx.prepare_cached("DELETE FROM sessions WHERE id = ?1")?
+                .execute([id.as_str()])?;
+        }
+        Change::Data {
+            id,
+            fields,
+            expires_at,
+        } => {
+            let json = serde_json::to_string(fields).unwrap_or_else(|_| "[]".into());
+            let sql = "INSERT OR REPLACE INTO data (id, fields, expires_at) VALUES (?1, ?2, ?3)";
+            tx.prepare_cached(sql)?
+                .execute(params![id.as_str(), json, expires_at.0])?;
+        }
+        Change::DataDeleted(id) => {
+            tx.prepare_cached("DELETE FROM data WHERE id = ?1")?
+                .execute([id.as_str()])?;
+        }
+        Change::Purge(now) => {
+            for sql in [
+                "DELETE FROM reservations WHERE expires_at <= ?1",
+                "DELETE FROM sessions WHERE expires_at <= ?1",
+                "DELETE FROM data WHERE expires_at <= ?1",
+            ] {
+                tx.prepare_cached(sql)?.execute([now.0])?;
+            }
+            let gone = "DELETE FROM numbers WHERE retiring = 1 AND number NOT IN (SELECT number FROM reservations)";
+            tx.prepare_cached(gone)?.execute([])?;
+        }
+    }
+    Ok(())
+}

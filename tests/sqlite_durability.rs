@@ -1,0 +1,143 @@
+//! SQLite durability: what was answered is there after the store is dropped and reopened on
+//! the same file; expired state is not; a second process cannot open a file in use.
+
+mod support;
+
+use std::time::Duration;
+
+use access_broker::domain::{AccessCode, Allocation, DataId};
+use access_broker::store::{self, MatchRequest, ReservationFilter, StoreUrl};
+use support::{Backend, TestStore, group, node, options, reserve_request};
+
+#[tokio::test]
+async fn state_survives_reopen() {
+    let t = TestStore::open(Backend::Sqlite).await.expect("sqlite");
+    let g = t.with_group("DNIS", 5, Allocation::RoundRobin).await;
+    let kept = t
+        .session_with(Duration::from_secs(600), vec![("who", "kept")])
+        .await;
+    let matched = t.session(Duration::from_secs(600)).await;
+    let short = t.session(Duration::from_secs(600)).await;
+    let mut req = reserve_request(&kept, &g);
+    req.code = Some(AccessCode::parse("4321").expect("code"));
+    let r_kept = t.store.reserve(req).await.expect("reserved");
+    let r_matched = t.reserve(&matched, &g).await.expect("reserved");
+    let mut req = reserve_request(&short, &g);
+    req.timeout = Some(access_broker::domain::BookingTimeout::from_secs_lenient(5));
+    let r_short = t.store.reserve(req).await.expect("reserved");
+    let m = MatchRequest {
+        number: r_matched.number.clone(),
+        code: None,
+        phone: None,
+        code_required: true,
+        end_session: false,
+    };
+    assert!(t.store.match_reservation(m).await.expect("match").is_some());
+    let data = DataId::generate(&node());
+    t.store
+        .put_data(
+            data.clone(),
+            vec![("k".into(), "v".into())],
+            Duration::from_secs(600),
+        )
+        .await
+        .expect("put");
+
+    // Reopen on the same file, 10 s later: the 5 s reservation has ended meanwhile.
+    let (url, clock) = (t.url.clone(), t.clock.clone());
+    drop(t.store);
+    clock.advance(Duration::from_secs(10));
+    let reopened = store::open(&url, &options(&clock)).await.expect("reopens");
+    let live = reopened
+        .find_reservations(ReservationFilter::default())
+        .await
+        .expect("find");
+    let numbers: Vec<_> = live.iter().map(|r| r.number.clone()).collect();
+    assert_eq!(
+        numbers,
+        vec![r_kept.number.clone()],
+        "only the kept reservation is live"
+    );
+    assert!(live[0].has_code);
+    assert_ne!(r_short.number, r_kept.number);
+    let session = reopened
+        .session(&kept)
+        .await
+        .expect("read")
+        .expect("kept session");
+    assert_eq!(session.fields, vec![("who".into(), "kept".into())]);
+    assert_eq!(
+        reopened.data(&data).await.expect("read"),
+        Some(vec![("k".into(), "v".into())])
+    );
+    // Round-robin goes on after the last number handed out (the third), not from the start.
+    let next = reopened
+        .reserve(reserve_request(&matched, &g))
+        .await
+        .expect("reserved");
+    assert_eq!(
+        next.number,
+        group("DNIS", 5, Allocation::RoundRobin).numbers[3]
+    );
+    let m = MatchRequest {
+        number: r_kept.number,
+        code: AccessCode::parse("4321").ok(),
+        phone: None,
+        code_required: true,
+        end_session: false,
+    };
+    assert_eq!(
+        reopened
+            .match_reservation(m)
+            .await
+            .expect("match")
+            .map(|s| s.id),
+        Some(kept)
+    );
+}
+
+#[tokio::test]
+async fn a_file_in_use_cannot_be_opened_twice() {
+    let t = TestStore::open(Backend::Sqlite).await.expect("sqlite");
+    let err = store::open(&t.url, &options(&t.clock))
+        .await
+        .err()
+        .expect("second open fails");
+    let text = err.to_string();
+    assert!(
+        text.contains("store.db") && text.contains("another process"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn unusable_paths_fail_with_the_reason() {
+    let clock = std::sync::Arc::new(access_broker::clock::ManualClock::starting_now());
+    let url: StoreUrl = "sqlite:///proc/forbidden/x.db".parse().expect("url");
+    let err = store::open(&url, &options(&clock))
+        .await
+        .err()
+        .expect("fails")
+        .to_string();
+    assert!(
+        err.contains("/proc/forbidden/x.db") && err.contains("cannot create folder"),
+        "{err}"
+    );
+    let dir = tempfile::tempdir().expect("dir");
+    let not_db = dir.path().join("not.db");
+    std::fs::write(
+        &not_db,
+        "this is not a database, just text that is long enough to have a header",
+    )
+    .expect("write");
+    let url = StoreUrl::Sqlite(not_db);
+    let err = store::open(&url, &options(&clock))
+        .await
+        .err()
+        .expect("fails")
+        .to_string();
+    assert!(
+        err.contains("not a SQLite database") || err.contains("not a database"),
+        "{err}"
+    );
+}
