@@ -129,7 +129,7 @@ impl Broker {
                 return Err(ApiError::invalid(
                     "_access_code_length",
                     format!(
-                        "{} leaves no random digit after the node's access_code_prefix {prefix:?}",
+                        "{} leaves no random digit after the node's access_code_prefix \"{prefix}\"",
                         length.get()
                     ),
                 ));
@@ -138,16 +138,15 @@ impl Broker {
         } else {
             None
         };
+        let pool_health = req.pool_health.unwrap_or(service.return_pool_health);
         let reserve = ReserveRequest {
             session,
             group,
             timeout: req.booking_timeout.or(service.booking_timeout),
             code,
             phone: req.phone,
+            pool_health,
         };
-        Ok((
-            reserve,
-            req.pool_health.unwrap_or(service.return_pool_health),
-        ))
+        Ok((reserve, pool_health))
     }
 }

@@ -265,7 +265,7 @@ fn check_prefix(
     }
     for (what, len) in lengths {
         if !prefix.fits(len) {
-            return Err(cx.err("server.access_code_prefix", format!("{prefix:?} takes {} digits, as many as {what} ({}); codes would have no random digit", prefix.len(), len.get())));
+            return Err(cx.err("server.access_code_prefix", format!("\"{prefix}\" takes {} digits, as many as {what} ({}); codes would have no random digit", prefix.len(), len.get())));
         }
     }
     Ok(())

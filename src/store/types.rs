@@ -103,6 +103,9 @@ pub struct ReserveRequest {
     pub code: Option<AccessCode>,
     /// Replaces the reservation's phone number when given.
     pub phone: Option<PhoneNumber>,
+    /// Whether the answer must carry the pool's size and free count (a shared store counts
+    /// them only when asked).
+    pub pool_health: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -111,6 +114,8 @@ pub struct Reservation {
     pub code: Option<AccessCode>,
     /// Time left, as the store saw it when answering (capped at the session's).
     pub expires_in: Duration,
+    /// Counts of the group when asked (`ReserveRequest::pool_health`); a local store always
+    /// fills them.
     pub pool_size: u64,
     pub pool_free: u64,
 }

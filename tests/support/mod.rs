@@ -171,5 +171,6 @@ pub fn reserve_request(session: &SessionId, group: &GroupName) -> ReserveRequest
         timeout: None,
         code: None,
         phone: None,
+        pool_health: true,
     }
 }
