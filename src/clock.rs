@@ -8,10 +8,11 @@ use crate::domain::UnixMillis;
 pub trait Clock: Send + Sync + std::fmt::Debug + 'static {
     fn now(&self) -> UnixMillis;
 
-    /// How far tests have moved this clock ahead of real time. Zero in production; the
-    /// PostgreSQL backend adds it to the database's `now()`, its only clock.
-    fn offset_ms(&self) -> i64 {
-        0
+    /// A test clock's frozen time. `None` in production, where the PostgreSQL backend reads
+    /// only the database's clock; a test clock returns `Some`, so the same SQL runs against a
+    /// time that moves only when the test says (exact expiry boundaries, no sleeping).
+    fn frozen(&self) -> Option<UnixMillis> {
+        None
     }
 }
 
@@ -30,8 +31,8 @@ impl Clock for SystemClock {
 }
 
 /// A clock tests move by hand: a fixed start plus an offset that only `advance` changes.
-/// PostgreSQL, which reads the database's `now()`, adds the same offset (see [`Clock::offset_ms`]),
-/// so one conformance suite can step every backend across an expiry boundary without sleeping.
+/// PostgreSQL uses it in place of the database's clock (see [`Clock::frozen`]), so one
+/// conformance suite can step every backend across an expiry boundary without sleeping.
 #[derive(Debug)]
 pub struct ManualClock {
     start: UnixMillis,
@@ -62,7 +63,7 @@ impl Clock for ManualClock {
         UnixMillis(self.start.0 + self.offset_ms.load(Ordering::SeqCst))
     }
 
-    fn offset_ms(&self) -> i64 {
-        self.offset_ms.load(Ordering::SeqCst)
+    fn frozen(&self) -> Option<UnixMillis> {
+        Some(self.now())
     }
 }

@@ -1,0 +1,325 @@
+//! Group administration, searches and housekeeping in PostgreSQL.
+
+use std::collections::HashSet;
+
+use tokio_postgres::Transaction;
+
+use super::pg_error;
+use super::sessions::left;
+use crate::domain::{AccessNumber, Allocation, GroupName, SessionId};
+use crate::store::{
+    AddNumbers, DeleteGroup, GroupDetail, GroupSettings, GroupStats, NumberState, NumberView,
+    RemoveNumber, ReservationFilter, ReservationView, StoreError,
+};
+
+/// A reservation is live on a row while this holds ($2 is now).
+pub(super) const LIVE: &str = "(session IS NOT NULL AND expires_at > $2)";
+
+fn corrupt(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(e.to_string())
+}
+
+pub async fn ping(_tx: &Transaction<'_>, _now: i64) -> Result<(), StoreError> {
+    Ok(())
+}
+
+async fn stats(
+    tx: &Transaction<'_>,
+    now: i64,
+    name: Option<&str>,
+) -> Result<Vec<GroupStats>, StoreError> {
+    let sql = format!(
+        "SELECT g.name, g.allocation, g.booking_timeout,
+                count(n.number) FILTER (WHERE NOT n.retiring),
+                count(n.number) FILTER (WHERE NOT n.retiring AND {live}),
+                count(n.number) FILTER (WHERE n.retiring AND {live})
+         FROM groups g LEFT JOIN numbers n ON n.group_name = g.name
+         WHERE $1::text IS NULL OR g.name = $1
+         GROUP BY g.name ORDER BY g.name",
+        live = "(n.session IS NOT NULL AND n.expires_at > $2)"
+    );
+    let rows = tx.query(&sql, &[&name, &now]).await.map_err(pg_error)?;
+    rows.iter()
+        .map(|r| {
+            let (size, reserved, retiring): (i64, i64, i64) = (r.get(3), r.get(4), r.get(5));
+            let allocation: String = r.get(1);
+            let timeout: Option<i32> = r.get(2);
+            Ok(GroupStats {
+                name: GroupName::parse(r.get(0)).map_err(corrupt)?,
+                allocation: allocation.parse::<Allocation>().map_err(corrupt)?,
+                booking_timeout: timeout.map(|t| t as u32),
+                size: size as u64,
+                free: (size - reserved) as u64,
+                reserved: reserved as u64,
+                retiring: retiring as u64,
+            })
+        })
+        .collect()
+}
+
+pub async fn groups(tx: &Transaction<'_>, now: i64) -> Result<Vec<GroupStats>, StoreError> {
+    stats(tx, now, None).await
+}
+
+pub async fn group(
+    tx: &Transaction<'_>,
+    now: i64,
+    name: &GroupName,
+) -> Result<Option<GroupDetail>, StoreError> {
+    let Some(stats) = stats(tx, now, Some(name.as_str())).await?.pop() else {
+        return Ok(None);
+    };
+    let sql = format!(
+        "SELECT number, retiring, session, expires_at, {LIVE} FROM numbers WHERE group_name = $1 ORDER BY position"
+    );
+    let rows = tx
+        .query(&sql, &[&name.as_str(), &now])
+        .await
+        .map_err(pg_error)?;
+    let mut numbers = Vec::with_capacity(rows.len());
+    for r in rows {
+        let (retiring, live): (bool, bool) = (r.get(1), r.get(4));
+        let state = if live {
+            let session = SessionId::parse(r.get(2)).map_err(corrupt)?;
+            let expires_in = left(r.get(3), now).as_secs();
+            if retiring {
+                NumberState::Retiring {
+                    session,
+                    expires_in,
+                }
+            } else {
+                NumberState::Reserved {
+                    session,
+                    expires_in,
+                }
+            }
+        } else if retiring {
+            continue;
+        } else {
+            NumberState::Free
+        };
+        numbers.push(NumberView {
+            number: AccessNumber::parse(r.get(0)).map_err(corrupt)?,
+            state,
+        });
+    }
+    Ok(Some(GroupDetail { stats, numbers }))
+}
+
+pub async fn put_group(
+    tx: &Transaction<'_>,
+    _now: i64,
+    s: &GroupSettings,
+) -> Result<bool, StoreError> {
+    let sql = "INSERT INTO groups (name, allocation, booking_timeout) VALUES ($1, $2, $3)
+               ON CONFLICT (name) DO UPDATE SET allocation = excluded.allocation, booking_timeout = excluded.booking_timeout
+               RETURNING (xmax = 0)";
+    let timeout = s.booking_timeout.map(|t| t.secs() as i32);
+    let row = tx
+        .query_one(sql, &[&s.name.as_str(), &s.allocation.as_str(), &timeout])
+        .await
+        .map_err(pg_error)?;
+    Ok(row.get(0))
+}
+
+pub async fn delete_group(
+    tx: &Transaction<'_>,
+    now: i64,
+    name: &GroupName,
+) -> Result<DeleteGroup, StoreError> {
+    let g = name.as_str();
+    if tx
+        .query_opt("SELECT 1 FROM groups WHERE name = $1 FOR UPDATE", &[&g])
+        .await
+        .map_err(pg_error)?
+        .is_none()
+    {
+        return Ok(DeleteGroup::NotFound);
+    }
+    let busy = format!("SELECT 1 FROM numbers WHERE group_name = $1 AND {LIVE} LIMIT 1");
+    if tx
+        .query_opt(&busy, &[&g, &now])
+        .await
+        .map_err(pg_error)?
+        .is_some()
+    {
+        return Ok(DeleteGroup::Busy);
+    }
+    tx.execute("DELETE FROM numbers WHERE group_name = $1", &[&g])
+        .await
+        .map_err(pg_error)?;
+    tx.execute("DELETE FROM groups WHERE name = $1", &[&g])
+        .await
+        .map_err(pg_error)?;
+    Ok(DeleteGroup::Deleted)
+}
+
+/// Drops rows of retired numbers whose reservation has ended (they are gone already).
+pub(super) async fn drop_gone(
+    tx: &Transaction<'_>,
+    now: i64,
+    numbers: &[&str],
+) -> Result<(), StoreError> {
+    let sql = format!("DELETE FROM numbers WHERE number = ANY($1) AND retiring AND NOT {LIVE}");
+    tx.execute(&sql, &[&numbers, &now])
+        .await
+        .map_err(pg_error)?;
+    Ok(())
+}
+
+/// Appends numbers to a group after its last position.
+pub(super) async fn append(
+    tx: &Transaction<'_>,
+    group: &str,
+    numbers: &[&str],
+) -> Result<(), StoreError> {
+    let sql = "INSERT INTO numbers (number, group_name, position)
+               SELECT n, $2, (SELECT coalesce(max(position) + 1, 0) FROM numbers WHERE group_name = $2) + ord - 1
+               FROM unnest($1::text[]) WITH ORDINALITY AS t(n, ord)";
+    tx.execute(sql, &[&numbers, &group])
+        .await
+        .map_err(pg_error)?;
+    Ok(())
+}
+
+pub async fn add_numbers(
+    tx: &Transaction<'_>,
+    now: i64,
+    group: &GroupName,
+    numbers: &Vec<AccessNumber>,
+) -> Result<AddNumbers, StoreError> {
+    let g = group.as_str();
+    if tx
+        .query_opt("SELECT 1 FROM groups WHERE name = $1 FOR UPDATE", &[&g])
+        .await
+        .map_err(pg_error)?
+        .is_none()
+    {
+        return Ok(AddNumbers::UnknownGroup);
+    }
+    let mut seen = HashSet::new();
+    if let Some(dup) = numbers.iter().find(|n| !seen.insert(n.as_str())) {
+        return Ok(AddNumbers::Taken(dup.clone(), group.clone()));
+    }
+    let texts: Vec<&str> = numbers.iter().map(AccessNumber::as_str).collect();
+    drop_gone(tx, now, &texts).await?;
+    let taken = tx
+        .query_opt(
+            "SELECT number, group_name FROM numbers WHERE number = ANY($1) LIMIT 1",
+            &[&texts],
+        )
+        .await
+        .map_err(pg_error)?;
+    if let Some(row) = taken {
+        return Ok(AddNumbers::Taken(
+            AccessNumber::parse(row.get(0)).map_err(corrupt)?,
+            GroupName::parse(row.get(1)).map_err(corrupt)?,
+        ));
+    }
+    append(tx, g, &texts).await?;
+    Ok(AddNumbers::Added(numbers.len() as u64))
+}
+
+pub async fn remove_number(
+    tx: &Transaction<'_>,
+    now: i64,
+    group: &GroupName,
+    number: &AccessNumber,
+) -> Result<RemoveNumber, StoreError> {
+    if tx
+        .query_opt("SELECT 1 FROM groups WHERE name = $1", &[&group.as_str()])
+        .await
+        .map_err(pg_error)?
+        .is_none()
+    {
+        return Ok(RemoveNumber::UnknownGroup);
+    }
+    let sql = format!(
+        "SELECT retiring, {LIVE} FROM numbers WHERE number = $1 AND group_name = $3 FOR UPDATE"
+    );
+    let Some(row) = tx
+        .query_opt(&sql, &[&number.as_str(), &now, &group.as_str()])
+        .await
+        .map_err(pg_error)?
+    else {
+        return Ok(RemoveNumber::UnknownNumber);
+    };
+    let (retiring, live): (bool, bool) = (row.get(0), row.get(1));
+    match (retiring, live) {
+        (true, true) => Ok(RemoveNumber::Retiring),
+        (true, false) => Ok(RemoveNumber::UnknownNumber),
+        (false, true) => {
+            tx.execute(
+                "UPDATE numbers SET retiring = true WHERE number = $1",
+                &[&number.as_str()],
+            )
+            .await
+            .map_err(pg_error)?;
+            Ok(RemoveNumber::Retiring)
+        }
+        (false, false) => {
+            tx.execute("DELETE FROM numbers WHERE number = $1", &[&number.as_str()])
+                .await
+                .map_err(pg_error)?;
+            Ok(RemoveNumber::Removed)
+        }
+    }
+}
+
+pub async fn find_reservations(
+    tx: &Transaction<'_>,
+    now: i64,
+    f: &ReservationFilter,
+) -> Result<Vec<ReservationView>, StoreError> {
+    let sql = format!(
+        "SELECT number, group_name, session, phone, code IS NOT NULL, expires_at FROM numbers
+         WHERE {LIVE} AND ($1::text IS NULL OR number = $1) AND ($3::text IS NULL OR session = $3)
+           AND ($4::text IS NULL OR phone = $4)
+         ORDER BY group_name, position"
+    );
+    let (number, session, phone) = (
+        f.number.as_ref().map(|n| n.as_str()),
+        f.session.as_ref().map(|s| s.as_str()),
+        f.phone.as_ref().map(|p| p.as_str()),
+    );
+    let rows = tx
+        .query(&sql, &[&number, &now, &session, &phone])
+        .await
+        .map_err(pg_error)?;
+    rows.iter()
+        .map(|r| {
+            let phone: Option<String> = r.get(3);
+            Ok(ReservationView {
+                number: AccessNumber::parse(r.get(0)).map_err(corrupt)?,
+                group: GroupName::parse(r.get(1)).map_err(corrupt)?,
+                session: SessionId::parse(r.get(2)).map_err(corrupt)?,
+                phone: phone.map(crate::domain::PhoneNumber::from_stored),
+                has_code: r.get(4),
+                expires_in: left(r.get(5), now).as_secs(),
+            })
+        })
+        .collect()
+}
+
+pub async fn touch_node(tx: &Transaction<'_>, now: i64, node: &String) -> Result<(), StoreError> {
+    let sql = "INSERT INTO nodes (node_id, last_seen) VALUES ($1, $2) ON CONFLICT (node_id) DO UPDATE SET last_seen = excluded.last_seen";
+    tx.execute(sql, &[&node.as_str(), &now])
+        .await
+        .map_err(pg_error)?;
+    Ok(())
+}
+
+/// Space only: every row removed here was already dead by its expiry.
+pub async fn purge(tx: &Transaction<'_>, now: i64, node: &String) -> Result<u64, StoreError> {
+    let mut n = 0;
+    for sql in [
+        "DELETE FROM sessions WHERE expires_at <= $1",
+        "DELETE FROM data WHERE expires_at <= $1",
+        "DELETE FROM numbers WHERE retiring AND NOT (session IS NOT NULL AND expires_at > $1)",
+        "UPDATE numbers SET session = NULL, code = NULL, phone = NULL, expires_at = NULL WHERE session IS NOT NULL AND expires_at <= $1",
+    ] {
+        n += tx.execute(sql, &[&now]).await.map_err(pg_error)?;
+    }
+    touch_node(tx, now, node).await?;
+    Ok(n)
+}

@@ -1,0 +1,137 @@
+//! Applying a node's configured groups to the shared store at start, under an advisory lock
+//! so nodes starting together take turns. Differences from what the store holds are returned
+//! for the node to log loudly; live reservations are never touched: a number the config drops
+//! retires and leaves when its reservation ends.
+
+use std::collections::{HashMap, HashSet};
+
+use tokio_postgres::Transaction;
+
+use super::admin::{LIVE, append, drop_gone, put_group};
+use super::pg_error;
+use crate::domain::BookingTimeout;
+use crate::store::{GroupSpec, StoreError};
+
+const LOCK_KEY: i64 = 0x6163_6365_7374;
+
+pub async fn apply_groups(
+    tx: &Transaction<'_>,
+    now: i64,
+    specs: &Vec<GroupSpec>,
+) -> Result<Vec<String>, StoreError> {
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOCK_KEY])
+        .await
+        .map_err(pg_error)?;
+    let mut notes = Vec::new();
+    for spec in specs {
+        apply_one(tx, now, spec, &mut notes).await?;
+    }
+    Ok(notes)
+}
+
+async fn apply_one(
+    tx: &Transaction<'_>,
+    now: i64,
+    spec: &GroupSpec,
+    notes: &mut Vec<String>,
+) -> Result<(), StoreError> {
+    let name = spec.settings.name.as_str();
+    let current = tx
+        .query_opt(
+            "SELECT allocation, booking_timeout FROM groups WHERE name = $1",
+            &[&name],
+        )
+        .await
+        .map_err(pg_error)?;
+    if let Some(row) = &current {
+        let (allocation, timeout): (String, Option<i32>) = (row.get(0), row.get(1));
+        let timeout = timeout.map(|t| BookingTimeout::from_secs_lenient(i64::from(t)));
+        if allocation != spec.settings.allocation.as_str()
+            || timeout != spec.settings.booking_timeout
+        {
+            notes.push(format!(
+                "group {name}: settings in the store differ from the config; applying the config"
+            ));
+        }
+    }
+    put_group(tx, now, &spec.settings).await?;
+
+    // What the group holds now: number -> (retiring, live).
+    let sql = format!("SELECT number, retiring, {LIVE} FROM numbers WHERE group_name = $1");
+    let rows = tx.query(&sql, &[&name, &now]).await.map_err(pg_error)?;
+    let held: HashMap<String, (bool, bool)> = rows
+        .iter()
+        .map(|r| (r.get(0), (r.get(1), r.get(2))))
+        .collect();
+    let wanted: HashSet<&str> = spec.numbers.iter().map(|n| n.as_str()).collect();
+
+    let (mut retire, mut delete) = (Vec::new(), Vec::new());
+    for (number, &(retiring, live)) in &held {
+        if !retiring && !wanted.contains(number.as_str()) {
+            if live {
+                retire.push(number.as_str())
+            } else {
+                delete.push(number.as_str())
+            }
+        }
+    }
+    if !retire.is_empty() || !delete.is_empty() {
+        notes.push(format!(
+            "group {name}: {} numbers not in the config are retired",
+            retire.len() + delete.len()
+        ));
+    }
+    tx.execute(
+        "UPDATE numbers SET retiring = true WHERE number = ANY($1)",
+        &[&retire],
+    )
+    .await
+    .map_err(pg_error)?;
+    tx.execute("DELETE FROM numbers WHERE number = ANY($1)", &[&delete])
+        .await
+        .map_err(pg_error)?;
+
+    // Listed again while retiring: back in service.
+    let back: Vec<&str> = held
+        .iter()
+        .filter(|(n, (retiring, _))| *retiring && wanted.contains(n.as_str()))
+        .map(|(n, _)| n.as_str())
+        .collect();
+    tx.execute(
+        "UPDATE numbers SET retiring = false WHERE number = ANY($1)",
+        &[&back],
+    )
+    .await
+    .map_err(pg_error)?;
+
+    let missing: Vec<&str> = spec
+        .numbers
+        .iter()
+        .map(|n| n.as_str())
+        .filter(|n| !held.contains_key(*n))
+        .collect();
+    drop_gone(tx, now, &missing).await?;
+    let elsewhere = tx
+        .query(
+            "SELECT number, group_name FROM numbers WHERE number = ANY($1)",
+            &[&missing],
+        )
+        .await
+        .map_err(pg_error)?;
+    let taken: HashSet<String> = elsewhere.iter().map(|r| r.get(0)).collect();
+    for r in &elsewhere {
+        let (number, owner): (String, String) = (r.get(0), r.get(1));
+        notes.push(format!("group {name}: number {number} still belongs to group {owner} (reserved); it is left there"));
+    }
+    let new: Vec<&str> = missing
+        .into_iter()
+        .filter(|n| !taken.contains(*n))
+        .collect();
+    if current.is_some() && !new.is_empty() {
+        notes.push(format!(
+            "group {name}: {} numbers from the config were added",
+            new.len()
+        ));
+    }
+    append(tx, name, &new).await
+}

@@ -1,0 +1,44 @@
+//! Versioned migrations, applied at open under a transaction-level advisory lock so several
+//! nodes starting at the same moment apply each one exactly once.
+
+use tokio_postgres::Transaction;
+
+use super::pg_error;
+use crate::store::StoreError;
+
+const MIGRATIONS: [&str; 1] = [include_str!("../../../migrations/postgres/0001_init.sql")];
+/// Any constant; every node uses the same one.
+const LOCK_KEY: i64 = 0x6163_6365_7373;
+
+pub async fn migrate(tx: &Transaction<'_>, _now: i64) -> Result<(), StoreError> {
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOCK_KEY])
+        .await
+        .map_err(pg_error)?;
+    tx.batch_execute("CREATE TABLE IF NOT EXISTS schema_migrations (version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())")
+        .await
+        .map_err(pg_error)?;
+    let row = tx
+        .query_one(
+            "SELECT coalesce(max(version), 0) FROM schema_migrations",
+            &[],
+        )
+        .await
+        .map_err(pg_error)?;
+    let done: i32 = row.get(0);
+    if done as usize > MIGRATIONS.len() {
+        return Err(StoreError::Corrupt(format!(
+            "schema version {done} is newer than this build knows ({})",
+            MIGRATIONS.len()
+        )));
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(done as usize) {
+        tx.batch_execute(sql).await.map_err(pg_error)?;
+        tx.execute(
+            "INSERT INTO schema_migrations (version) VALUES ($1)",
+            &[&(i as i32 + 1)],
+        )
+        .await
+        .map_err(pg_error)?;
+    }
+    Ok(())
+}

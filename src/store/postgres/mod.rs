@@ -1,0 +1,346 @@
+//! The shared store (`postgres://…`): any number of nodes on one PostgreSQL database.
+//!
+//! Every operation is one transaction. Correctness across nodes rests on row locks, never on
+//! a node's memory: a reservation lives on its number's row (so a number cannot carry two),
+//! claims take free rows with `FOR UPDATE SKIP LOCKED`, and a reserving session's row is
+//! locked first so one session cannot get two numbers in a group. The only clock is the
+//! database's (tests may freeze it, see `Clock::frozen`), so node clock skew cannot end or
+//! extend a reservation.
+//!
+//! Any failure to reach the database, and any operation slower than the configured timeout,
+//! is `StoreError::Unavailable` (503); the pool reconnects by itself.
+
+mod admin;
+mod apply;
+mod migrate;
+mod reserve;
+mod sessions;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use tokio_postgres::error::SqlState;
+use tokio_postgres::{NoTls, Transaction};
+
+use super::{
+    AddNumbers, DeleteGroup, DynStore, Fields, GroupDetail, GroupSettings, GroupSpec, GroupStats,
+    MatchRequest, NewSession, OpenError, RemoveNumber, Reservation, ReservationFilter,
+    ReservationView, ReserveError, ReserveRequest, Session, Store, StoreError, StoreOptions,
+    StoreUrl, sweeper,
+};
+use crate::clock::Clock;
+use crate::domain::{AccessNumber, DataId, GroupName, SessionId};
+
+/// Runs `$f(tx, now, &arg…)` in a transaction (see `with_tx`), cloning each argument into
+/// every attempt so the future borrows only the transaction.
+macro_rules! in_tx {
+    ($store:expr, $f:path $(, $arg:ident)*) => {
+        $store.with_tx(move |tx, now| {
+            $( let $arg = $arg.clone(); )*
+            Box::pin(async move { $f(tx, now $(, &$arg)*).await })
+        })
+    };
+}
+
+pub struct PgStore {
+    pool: Pool,
+    clock: Arc<dyn Clock>,
+    timeout: Duration,
+    node_id: String,
+}
+
+pub async fn open(url: &StoreUrl, options: &StoreOptions) -> Result<DynStore, OpenError> {
+    let StoreUrl::Postgres(raw) = url else {
+        return Err(OpenError::Failed {
+            url: url.to_string(),
+            reason: "not a postgres:// URL".into(),
+        });
+    };
+    let fail = |reason: String| OpenError::Failed {
+        url: url.to_string(),
+        reason,
+    };
+    let mut config: tokio_postgres::Config = raw.parse().map_err(|e| fail(format!("{e}")))?;
+    let ms = options.timeout.as_millis();
+    // Keep any options the URL carries (tests pass their schema as search_path there).
+    let extra = config.get_options().map(str::to_owned).unwrap_or_default();
+    config.options(format!("{extra} -c statement_timeout={ms} -c lock_timeout={ms}").trim());
+    config.connect_timeout(options.timeout);
+    config.application_name(&format!("access-broker node {}", options.node_id));
+    let manager = Manager::from_config(
+        config,
+        NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    let pool = Pool::builder(manager)
+        .max_size(options.max_connections.max(1))
+        .wait_timeout(Some(options.timeout))
+        .create_timeout(Some(options.timeout))
+        .recycle_timeout(Some(options.timeout))
+        .runtime(Runtime::Tokio1)
+        .build()
+        .map_err(|e| fail(e.to_string()))?;
+    let store = PgStore {
+        pool,
+        clock: options.clock.clone(),
+        timeout: options.timeout,
+        node_id: options.node_id.clone(),
+    };
+    in_tx!(store, migrate::migrate)
+        .await
+        .map_err(|e| fail(describe(&e)))?;
+    let node = store.node_id.clone();
+    in_tx!(store, admin::touch_node, node)
+        .await
+        .map_err(|e| fail(describe(&e)))?;
+    let store: DynStore = Arc::new(store);
+    sweeper::spawn(&store, Duration::from_secs(30));
+    Ok(store)
+}
+
+/// The error's chain in one line, for startup messages.
+fn describe(e: &StoreError) -> String {
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+/// Maps a driver error: unreachable, timed out, overloaded, or a lost race the caller may
+/// retry are `Unavailable`; anything else is a bug in our SQL or data.
+pub(crate) fn pg_error(e: tokio_postgres::Error) -> StoreError {
+    let transient = match e.code() {
+        None => true,
+        Some(code) => {
+            let c = code.code();
+            c.starts_with("08")
+                || c.starts_with("53")
+                || c.starts_with("57")
+                || *code == SqlState::T_R_SERIALIZATION_FAILURE
+                || *code == SqlState::T_R_DEADLOCK_DETECTED
+                || *code == SqlState::LOCK_NOT_AVAILABLE
+        }
+    };
+    if transient {
+        StoreError::Unavailable(Box::new(e))
+    } else {
+        StoreError::Corrupt(format!("postgres: {e}"))
+    }
+}
+
+/// Errors an operation may end with; a lost race (deadlock, serialization failure) is retried.
+pub(crate) trait TxError: From<StoreError> {
+    fn store_error(&self) -> Option<&StoreError>;
+
+    fn is_retryable(&self) -> bool {
+        let Some(StoreError::Unavailable(source)) = self.store_error() else {
+            return false;
+        };
+        source
+            .downcast_ref::<tokio_postgres::Error>()
+            .and_then(|e| e.code())
+            .is_some_and(|c| {
+                *c == SqlState::T_R_SERIALIZATION_FAILURE || *c == SqlState::T_R_DEADLOCK_DETECTED
+            })
+    }
+}
+
+impl TxError for StoreError {
+    fn store_error(&self) -> Option<&StoreError> {
+        Some(self)
+    }
+}
+
+impl TxError for ReserveError {
+    fn store_error(&self) -> Option<&StoreError> {
+        match self {
+            ReserveError::Store(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+type TxFuture<'a, T, E> = std::pin::Pin<Box<dyn Future<Output = Result<T, E>> + Send + 'a>>;
+
+impl PgStore {
+    /// Runs `f` in one transaction with the database's `now` (ms). An error rolls back; a
+    /// lost race is retried up to three times; all of it within the store's timeout. The
+    /// closure owns its inputs (clone them in), so the future borrows only the transaction.
+    async fn with_tx<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        E: TxError,
+        F: for<'a> Fn(&'a Transaction<'a>, i64) -> TxFuture<'a, T, E>,
+    {
+        let attempt = async {
+            let mut tries = 0;
+            loop {
+                tries += 1;
+                match self.try_tx(&f).await {
+                    Err(e) if tries < 3 && e.is_retryable() => continue,
+                    other => return other,
+                }
+            }
+        };
+        match tokio::time::timeout(self.timeout, attempt).await {
+            Ok(result) => result,
+            Err(_) => Err(StoreError::Unavailable(
+                format!("postgres did not answer within {:?}", self.timeout).into(),
+            )
+            .into()),
+        }
+    }
+
+    async fn try_tx<T, E, F>(&self, f: &F) -> Result<T, E>
+    where
+        E: TxError,
+        F: for<'a> Fn(&'a Transaction<'a>, i64) -> TxFuture<'a, T, E>,
+    {
+        let mut client = self
+            .pool
+            .get()
+            .await
+            .map_err(|e| StoreError::Unavailable(Box::new(e)))?;
+        let tx = client.transaction().await.map_err(pg_error)?;
+        let row = tx
+            .query_one(
+                "SELECT coalesce($1::bigint, (extract(epoch FROM clock_timestamp()) * 1000)::bigint)",
+                &[&self.clock.frozen().map(|t| t.0)],
+            )
+            .await
+            .map_err(pg_error)?;
+        let now: i64 = row.get(0);
+        match f(&tx, now).await {
+            Ok(value) => {
+                tx.commit().await.map_err(pg_error)?;
+                Ok(value)
+            }
+            Err(e) => {
+                // Roll back now rather than on drop: a dropped transaction's ROLLBACK waits
+                // for the connection task, and meanwhile the connection holds its locks.
+                let _ = tx.rollback().await;
+                Err(e)
+            }
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for PgStore {
+    fn kind(&self) -> &'static str {
+        "postgres"
+    }
+
+    async fn apply_groups(&self, groups: &[GroupSpec]) -> Result<Vec<String>, StoreError> {
+        let groups = groups.to_vec();
+        in_tx!(self, apply::apply_groups, groups).await
+    }
+
+    async fn create_session(&self, new: NewSession) -> Result<Session, StoreError> {
+        in_tx!(self, sessions::create, new).await
+    }
+
+    async fn session(&self, id: &SessionId) -> Result<Option<Session>, StoreError> {
+        in_tx!(self, sessions::get, id).await
+    }
+
+    async fn end_session(&self, id: &SessionId) -> Result<bool, StoreError> {
+        in_tx!(self, sessions::end, id).await
+    }
+
+    async fn reserve(&self, req: ReserveRequest) -> Result<Reservation, ReserveError> {
+        in_tx!(self, reserve::reserve, req).await
+    }
+
+    async fn reserve_new_session(
+        &self,
+        session: NewSession,
+        req: ReserveRequest,
+    ) -> Result<(Session, Reservation), ReserveError> {
+        in_tx!(self, reserve::reserve_new_session, session, req).await
+    }
+
+    async fn match_reservation(&self, req: MatchRequest) -> Result<Option<Session>, StoreError> {
+        in_tx!(self, reserve::match_reservation, req).await
+    }
+
+    async fn put_data(&self, id: DataId, fields: Fields, ttl: Duration) -> Result<(), StoreError> {
+        in_tx!(self, sessions::put_data, id, fields, ttl).await
+    }
+
+    async fn data(&self, id: &DataId) -> Result<Option<Fields>, StoreError> {
+        in_tx!(self, sessions::data, id).await
+    }
+
+    async fn update_data(
+        &self,
+        id: &DataId,
+        fields: Fields,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        in_tx!(self, sessions::update_data, id, fields, ttl).await
+    }
+
+    async fn delete_data(&self, id: &DataId) -> Result<bool, StoreError> {
+        in_tx!(self, sessions::delete_data, id).await
+    }
+
+    async fn groups(&self) -> Result<Vec<GroupStats>, StoreError> {
+        in_tx!(self, admin::groups).await
+    }
+
+    async fn group(&self, name: &GroupName) -> Result<Option<GroupDetail>, StoreError> {
+        in_tx!(self, admin::group, name).await
+    }
+
+    async fn put_group(&self, settings: GroupSettings) -> Result<bool, StoreError> {
+        in_tx!(self, admin::put_group, settings).await
+    }
+
+    async fn delete_group(&self, name: &GroupName) -> Result<DeleteGroup, StoreError> {
+        in_tx!(self, admin::delete_group, name).await
+    }
+
+    async fn add_numbers(
+        &self,
+        group: &GroupName,
+        numbers: Vec<AccessNumber>,
+    ) -> Result<AddNumbers, StoreError> {
+        in_tx!(self, admin::add_numbers, group, numbers).await
+    }
+
+    async fn remove_number(
+        &self,
+        group: &GroupName,
+        number: &AccessNumber,
+    ) -> Result<RemoveNumber, StoreError> {
+        in_tx!(self, admin::remove_number, group, number).await
+    }
+
+    async fn find_reservations(
+        &self,
+        filter: ReservationFilter,
+    ) -> Result<Vec<ReservationView>, StoreError> {
+        in_tx!(self, admin::find_reservations, filter).await
+    }
+
+    async fn release(&self, number: &AccessNumber) -> Result<bool, StoreError> {
+        in_tx!(self, reserve::release, number).await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        in_tx!(self, admin::ping).await
+    }
+
+    async fn purge_expired(&self) -> Result<u64, StoreError> {
+        let node = self.node_id.clone();
+        in_tx!(self, admin::purge, node).await
+    }
+}

@@ -1,0 +1,175 @@
+//! Sessions and stored data in PostgreSQL. A session's fields live in its data row.
+
+use std::time::Duration;
+
+use tokio_postgres::Transaction;
+
+use super::pg_error;
+use crate::domain::{DataId, ServiceName, SessionId};
+use crate::store::{Fields, NewSession, Session, StoreError, merge_fields};
+
+pub(super) fn ms(d: &Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+pub(super) fn left(expires_at: i64, now: i64) -> Duration {
+    Duration::from_millis(u64::try_from(expires_at - now).unwrap_or(0))
+}
+
+fn encode(fields: &Fields) -> String {
+    serde_json::to_string(fields).unwrap_or_else(|_| "[]".into())
+}
+
+fn decode(text: &str) -> Result<Fields, StoreError> {
+    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("stored fields: {e}")))
+}
+
+pub async fn create(
+    tx: &Transaction<'_>,
+    now: i64,
+    new: &NewSession,
+) -> Result<Session, StoreError> {
+    let expires_at = now + ms(&new.ttl);
+    tx.execute(
+        "INSERT INTO sessions (id, service, data_id, expires_at) VALUES ($1, $2, $3, $4)",
+        &[
+            &new.id.as_str(),
+            &new.service.as_str(),
+            &new.data_id.as_str(),
+            &expires_at,
+        ],
+    )
+    .await
+    .map_err(pg_error)?;
+    put_data(tx, now, &new.data_id, &new.fields, &new.ttl).await?;
+    Ok(Session {
+        id: new.id.clone(),
+        service: new.service.clone(),
+        data_id: new.data_id.clone(),
+        fields: new.fields.clone(),
+        expires_in: new.ttl,
+    })
+}
+
+pub async fn get(
+    tx: &Transaction<'_>,
+    now: i64,
+    id: &SessionId,
+) -> Result<Option<Session>, StoreError> {
+    let sql = "SELECT s.service, s.data_id, s.expires_at, d.fields FROM sessions s
+               LEFT JOIN data d ON d.id = s.data_id AND d.expires_at > $2
+               WHERE s.id = $1 AND s.expires_at > $2";
+    let Some(row) = tx
+        .query_opt(sql, &[&id.as_str(), &now])
+        .await
+        .map_err(pg_error)?
+    else {
+        return Ok(None);
+    };
+    let service: String = row.get(0);
+    let data_id: String = row.get(1);
+    let fields: Option<String> = row.get(3);
+    Ok(Some(Session {
+        id: id.clone(),
+        service: ServiceName::parse(&service).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        data_id: DataId::parse(&data_id).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        fields: fields
+            .as_deref()
+            .map(decode)
+            .transpose()?
+            .unwrap_or_default(),
+        expires_in: left(row.get(2), now),
+    }))
+}
+
+/// Ends a live session: releases its reservations (retiring numbers leave), deletes its data.
+pub async fn end(tx: &Transaction<'_>, now: i64, id: &SessionId) -> Result<bool, StoreError> {
+    let sql = "DELETE FROM sessions WHERE id = $1 AND expires_at > $2 RETURNING data_id";
+    let Some(row) = tx
+        .query_opt(sql, &[&id.as_str(), &now])
+        .await
+        .map_err(pg_error)?
+    else {
+        return Ok(false);
+    };
+    let data_id: String = row.get(0);
+    let live = "session = $1 AND expires_at > $2";
+    tx.execute(
+        &format!("DELETE FROM numbers WHERE {live} AND retiring"),
+        &[&id.as_str(), &now],
+    )
+    .await
+    .map_err(pg_error)?;
+    let release = format!(
+        "UPDATE numbers SET session = NULL, code = NULL, phone = NULL, expires_at = NULL, freed_at = $2 WHERE {live}"
+    );
+    tx.execute(&release, &[&id.as_str(), &now])
+        .await
+        .map_err(pg_error)?;
+    tx.execute("DELETE FROM data WHERE id = $1", &[&data_id])
+        .await
+        .map_err(pg_error)?;
+    Ok(true)
+}
+
+pub async fn put_data(
+    tx: &Transaction<'_>,
+    now: i64,
+    id: &DataId,
+    fields: &Fields,
+    ttl: &Duration,
+) -> Result<(), StoreError> {
+    let sql = "INSERT INTO data (id, fields, expires_at) VALUES ($1, $2, $3)
+               ON CONFLICT (id) DO UPDATE SET fields = excluded.fields, expires_at = excluded.expires_at";
+    tx.execute(sql, &[&id.as_str(), &encode(fields), &(now + ms(ttl))])
+        .await
+        .map_err(pg_error)?;
+    Ok(())
+}
+
+pub async fn data(
+    tx: &Transaction<'_>,
+    now: i64,
+    id: &DataId,
+) -> Result<Option<Fields>, StoreError> {
+    let row = tx
+        .query_opt(
+            "SELECT fields FROM data WHERE id = $1 AND expires_at > $2",
+            &[&id.as_str(), &now],
+        )
+        .await
+        .map_err(pg_error)?;
+    row.map(|r| decode(r.get(0))).transpose()
+}
+
+pub async fn update_data(
+    tx: &Transaction<'_>,
+    now: i64,
+    id: &DataId,
+    update: &Fields,
+    ttl: &Duration,
+) -> Result<bool, StoreError> {
+    let sql = "SELECT fields FROM data WHERE id = $1 AND expires_at > $2 FOR UPDATE";
+    let Some(row) = tx
+        .query_opt(sql, &[&id.as_str(), &now])
+        .await
+        .map_err(pg_error)?
+    else {
+        return Ok(false);
+    };
+    let mut fields = decode(row.get(0))?;
+    merge_fields(&mut fields, update.clone());
+    put_data(tx, now, id, &fields, ttl).await?;
+    Ok(true)
+}
+
+pub async fn delete_data(tx: &Transaction<'_>, now: i64, id: &DataId) -> Result<bool, StoreError> {
+    let n = tx
+        .execute(
+            "DELETE FROM data WHERE id = $1 AND expires_at > $2",
+            &[&id.as_str(), &now],
+        )
+        .await
+        .map_err(pg_error)?;
+    Ok(n > 0)
+}
