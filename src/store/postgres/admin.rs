@@ -186,7 +186,7 @@ pub async fn add_numbers(
     tx: &Transaction<'_>,
     now: i64,
     group: &GroupName,
-    numbers: &Vec<AccessNumber>,
+    numbers: &[AccessNumber],
 ) -> Result<AddNumbers, StoreError> {
     let g = group.as_str();
     if tx
@@ -301,16 +301,14 @@ pub async fn find_reservations(
         .collect()
 }
 
-pub async fn touch_node(tx: &Transaction<'_>, now: i64, node: &String) -> Result<(), StoreError> {
+pub async fn touch_node(tx: &Transaction<'_>, now: i64, node: &str) -> Result<(), StoreError> {
     let sql = "INSERT INTO nodes (node_id, last_seen) VALUES ($1, $2) ON CONFLICT (node_id) DO UPDATE SET last_seen = excluded.last_seen";
-    tx.execute(sql, &[&node.as_str(), &now])
-        .await
-        .map_err(pg_error)?;
+    tx.execute(sql, &[&node, &now]).await.map_err(pg_error)?;
     Ok(())
 }
 
 /// Space only: every row removed here was already dead by its expiry.
-pub async fn purge(tx: &Transaction<'_>, now: i64, node: &String) -> Result<u64, StoreError> {
+pub async fn purge(tx: &Transaction<'_>, now: i64, node: &str) -> Result<u64, StoreError> {
     let mut n = 0;
     for sql in [
         "DELETE FROM sessions WHERE expires_at <= $1",

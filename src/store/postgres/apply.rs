@@ -17,7 +17,7 @@ const LOCK_KEY: i64 = 0x6163_6365_7374;
 pub async fn apply_groups(
     tx: &Transaction<'_>,
     now: i64,
-    specs: &Vec<GroupSpec>,
+    specs: &[GroupSpec],
 ) -> Result<Vec<String>, StoreError> {
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOCK_KEY])
         .await

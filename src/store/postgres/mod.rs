@@ -68,7 +68,7 @@ pub async fn open(url: &StoreUrl, options: &StoreOptions) -> Result<DynStore, Op
     let extra = config.get_options().map(str::to_owned).unwrap_or_default();
     config.options(format!("{extra} -c statement_timeout={ms} -c lock_timeout={ms}").trim());
     config.connect_timeout(options.timeout);
-    config.application_name(&format!("access-broker node {}", options.node_id));
+    config.application_name(format!("access-broker node {}", options.node_id));
     let manager = Manager::from_config(
         config,
         NoTls,
