@@ -5,6 +5,7 @@
 //! `CI=true`, where a missing database fails the run.
 #![allow(dead_code)]
 
+pub mod cluster;
 pub mod pg;
 pub mod process;
 

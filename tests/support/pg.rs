@@ -46,10 +46,13 @@ impl Schema {
     }
 
     pub fn url(&self) -> StoreUrl {
+        self.url_string().parse().expect("store url")
+    }
+
+    /// The URL with the schema as `search_path`, password included (for child processes).
+    pub fn url_string(&self) -> String {
         let sep = if self.base.contains('?') { '&' } else { '?' };
         format!("{}{sep}options=-csearch_path%3D{}", self.base, self.name)
-            .parse()
-            .expect("store url")
     }
 
     pub fn name(&self) -> &str {

@@ -1,0 +1,93 @@
+//! Several real nodes on one PostgreSQL schema, and a load driver that records what each
+//! answer proved.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use super::pg::Schema;
+use super::process::Node;
+
+pub struct Cluster {
+    pub nodes: Vec<Node>,
+    pub schema: Schema,
+    pub dir: tempfile::TempDir,
+    pub client: reqwest::Client,
+}
+
+/// A config for node `id` with one group `DNIS` of `pool` numbers and long sessions.
+pub fn config(dir: &tempfile::TempDir, id: usize, pool: usize, booking: u32) -> PathBuf {
+    let path = dir.path().join(format!("node{id}.toml"));
+    let last = 7_000_000 + pool - 1;
+    let text = format!(
+        r#"
+[server]
+node_id = "{id}"
+store_timeout_ms = 2000
+max_connections = 8
+[resource_groups.DNIS]
+numbers = ["7000000-{last}"]
+allocation = "round-robin"
+[services.request-access]
+type = "request-access"
+_resource_group = "DNIS"
+_provide_code = true
+_booking_expiration_timeout = {booking}
+[services.match-interaction]
+type = "match-interaction"
+[services.callback]
+type = "session"
+_ttl = 3600
+"#
+    );
+    std::fs::write(&path, text).expect("write config");
+    path
+}
+
+impl Cluster {
+    /// Starts `n` nodes on a fresh schema; `None` when PostgreSQL tests are not enabled.
+    pub async fn start(n: usize, pool: usize, booking: u32) -> Option<Cluster> {
+        let schema = Schema::create().await?;
+        let dir = tempfile::tempdir().expect("dir");
+        let url = schema.url_string();
+        let nodes = (1..=n).map(|id| Node::start(&config(&dir, id, pool, booking), &url, &[])).collect();
+        let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().expect("client");
+        Some(Cluster { nodes, schema, dir, client })
+    }
+
+    pub fn url(&self, node: usize) -> &str {
+        &self.nodes[node % self.nodes.len()].url
+    }
+}
+
+/// What one successful request-access proved, with the client-side times around it.
+#[derive(Debug, Clone)]
+pub struct Held {
+    pub number: String,
+    pub code: String,
+    pub session: String,
+    /// When the answer arrived: the reservation was live from here…
+    pub granted: Instant,
+    /// …at least until the match request was sent (None: not matched).
+    pub released: Option<Instant>,
+}
+
+/// Pairs of answers proving two live reservations on one number at the same time.
+pub fn overlaps(held: &[Held]) -> usize {
+    let mut by_number: std::collections::HashMap<&str, Vec<&Held>> = Default::default();
+    for h in held {
+        by_number.entry(&h.number).or_default().push(h);
+    }
+    let mut found = 0;
+    for list in by_number.values() {
+        for (i, a) in list.iter().enumerate() {
+            for b in &list[i + 1..] {
+                let a_end = a.released.unwrap_or_else(Instant::now);
+                let b_end = b.released.unwrap_or_else(Instant::now);
+                if a.granted < b_end && b.granted < a_end {
+                    found += 1;
+                }
+            }
+        }
+    }
+    found
+}
