@@ -10,7 +10,7 @@ mod support;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use support::cluster::{overlaps, Cluster, Held};
+use support::cluster::{Cluster, Held, overlaps};
 
 #[derive(Default, Debug)]
 struct Tally {
@@ -26,10 +26,26 @@ async fn caller(cluster: Arc<Cluster>, i: usize, rounds: usize, tally: Arc<Mutex
     let c = &cluster.client;
     for round in 0..rounds {
         let k = i + round;
-        let Ok(r) = c.post(format!("{}/genesys/1/service/callback", cluster.url(k))).form(&[("caller", i.to_string())]).send().await else { continue };
-        let Ok(body) = r.json::<serde_json::Value>().await else { continue };
+        let Ok(r) = c
+            .post(format!("{}/genesys/1/service/callback", cluster.url(k)))
+            .form(&[("caller", i.to_string())])
+            .send()
+            .await
+        else {
+            continue;
+        };
+        let Ok(body) = r.json::<serde_json::Value>().await else {
+            continue;
+        };
         let session = body["_id"].as_str().unwrap_or_default().to_owned();
-        let r = c.post(format!("{}/genesys/1/service/request-access", cluster.url(k + 1))).form(&[("_id", session.as_str())]).send().await;
+        let r = c
+            .post(format!(
+                "{}/genesys/1/service/request-access",
+                cluster.url(k + 1)
+            ))
+            .form(&[("_id", session.as_str())])
+            .send()
+            .await;
         let Ok(r) = r else { continue };
         let status = r.status().as_u16();
         let granted = Instant::now();
@@ -50,13 +66,22 @@ async fn caller(cluster: Arc<Cluster>, i: usize, rounds: usize, tally: Arc<Mutex
             }
         }
         let body: serde_json::Value = serde_json::from_str(&text).expect("json");
-        let number = body["_access_number"].as_str().unwrap_or_default().to_owned();
+        let number = body["_access_number"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
         let code = body["_access_code"].as_str().unwrap_or_default().to_owned();
         tokio::time::sleep(Duration::from_millis(5)).await;
         let released = Instant::now();
         let m = c
-            .post(format!("{}/genesys/1/service/match-interaction", cluster.url(k + 2)))
-            .form(&[("_access_number", number.as_str()), ("_access_code", code.as_str())])
+            .post(format!(
+                "{}/genesys/1/service/match-interaction",
+                cluster.url(k + 2)
+            ))
+            .form(&[
+                ("_access_number", number.as_str()),
+                ("_access_code", code.as_str()),
+            ])
             .send()
             .await
             .expect("match sent");
@@ -66,17 +91,27 @@ async fn caller(cluster: Arc<Cluster>, i: usize, rounds: usize, tally: Arc<Mutex
         if !ok || matched["_id"].as_str() != Some(session.as_str()) {
             t.matches_wrong += 1;
         }
-        t.held.push(Held { number, code, session, granted, released: Some(released) });
+        t.held.push(Held {
+            number,
+            code,
+            session,
+            granted,
+            released: Some(released),
+        });
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_nodes_never_double_book_and_match_anywhere() {
-    let Some(cluster) = Cluster::start(3, 20, 60).await else { return };
+    let Some(cluster) = Cluster::start(3, 20, 60).await else {
+        return;
+    };
     let cluster = Arc::new(cluster);
     let tally = Arc::new(Mutex::new(Tally::default()));
     let db = support::pg::connect(&cluster.schema.url_string()).await;
-    let callers: Vec<_> = (0..60).map(|i| tokio::spawn(caller(cluster.clone(), i, 50, tally.clone()))).collect();
+    let callers: Vec<_> = (0..60)
+        .map(|i| tokio::spawn(caller(cluster.clone(), i, 50, tally.clone())))
+        .collect();
     // From the database, while the load runs: never two live reservations for one session in
     // one group, never more live reservations than numbers.
     let mut samples = 0;
@@ -105,16 +140,26 @@ async fn three_nodes_never_double_book_and_match_anywhere() {
         t.other.len(),
         t.matches_wrong
     );
-    assert!(t.other.is_empty(), "unexpected answers: {:?}", &t.other[..t.other.len().min(5)]);
+    assert!(
+        t.other.is_empty(),
+        "unexpected answers: {:?}",
+        &t.other[..t.other.len().min(5)]
+    );
     assert_eq!(found, 0, "two live reservations on one number");
     assert_eq!(t.matches_wrong, 0, "a match landed on the wrong session");
-    assert!(t.refused > 0 && t.held.len() > 100, "demand exceeded the pool: {t:?}", t = (t.requests, t.refused));
+    assert!(
+        t.refused > 0 && t.held.len() > 100,
+        "demand exceeded the pool: {t:?}",
+        t = (t.requests, t.refused)
+    );
     assert_eq!(live, 0, "every reservation was matched and released");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_node_loses_nothing_it_answered() {
-    let Some(mut cluster) = Cluster::start(3, 2000, 1800).await else { return };
+    let Some(mut cluster) = Cluster::start(3, 2000, 1800).await else {
+        return;
+    };
     let client = cluster.client.clone();
     let urls: Vec<String> = cluster.nodes.iter().map(|n| n.url.clone()).collect();
     let answered: Arc<Mutex<Vec<Held>>> = Arc::default();
@@ -123,14 +168,31 @@ async fn a_killed_node_loses_nothing_it_answered() {
             let (client, url, answered) = (client.clone(), urls[i % 3].clone(), answered.clone());
             tokio::spawn(async move {
                 for _ in 0..200 {
-                    let Ok(r) = client.post(format!("{url}/genesys/1/service/callback")).send().await else { return };
-                    let Ok(s) = r.json::<serde_json::Value>().await else { return };
+                    let Ok(r) = client
+                        .post(format!("{url}/genesys/1/service/callback"))
+                        .send()
+                        .await
+                    else {
+                        return;
+                    };
+                    let Ok(s) = r.json::<serde_json::Value>().await else {
+                        return;
+                    };
                     let session = s["_id"].as_str().unwrap_or_default().to_owned();
-                    let Ok(r) = client.post(format!("{url}/genesys/1/service/request-access")).form(&[("_id", session.as_str())]).send().await else { return };
+                    let Ok(r) = client
+                        .post(format!("{url}/genesys/1/service/request-access"))
+                        .form(&[("_id", session.as_str())])
+                        .send()
+                        .await
+                    else {
+                        return;
+                    };
                     if r.status() != 200 {
                         continue;
                     }
-                    let Ok(b) = r.json::<serde_json::Value>().await else { return };
+                    let Ok(b) = r.json::<serde_json::Value>().await else {
+                        return;
+                    };
                     let held = Held {
                         number: b["_access_number"].as_str().unwrap_or_default().into(),
                         code: b["_access_code"].as_str().unwrap_or_default().into(),
@@ -156,7 +218,10 @@ async fn a_killed_node_loses_nothing_it_answered() {
         let survivor = if i % 2 == 0 { &urls[0] } else { &urls[2] };
         let m = client
             .post(format!("{survivor}/genesys/1/service/match-interaction"))
-            .form(&[("_access_number", h.number.as_str()), ("_access_code", h.code.as_str())])
+            .form(&[
+                ("_access_number", h.number.as_str()),
+                ("_access_code", h.code.as_str()),
+            ])
             .send()
             .await
             .expect("match");
@@ -164,5 +229,8 @@ async fn a_killed_node_loses_nothing_it_answered() {
         let body: serde_json::Value = m.json().await.expect("json");
         assert_eq!(body["_id"].as_str(), Some(h.session.as_str()));
     }
-    eprintln!("cluster: node 2 killed with SIGKILL mid-load; all {} answered reservations matched through nodes 1 and 3", answered.len());
+    eprintln!(
+        "cluster: node 2 killed with SIGKILL mid-load; all {} answered reservations matched through nodes 1 and 3",
+        answered.len()
+    );
 }

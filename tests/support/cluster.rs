@@ -34,6 +34,11 @@ _provide_code = true
 _booking_expiration_timeout = {booking}
 [services.match-interaction]
 type = "match-interaction"
+[services.request-interaction]
+type = "request-interaction"
+_resource_group = "DNIS"
+_booking_expiration_timeout = {booking}
+_ttl = 3600
 [services.callback]
 type = "session"
 _ttl = 3600
@@ -49,9 +54,19 @@ impl Cluster {
         let schema = Schema::create().await?;
         let dir = tempfile::tempdir().expect("dir");
         let url = schema.url_string();
-        let nodes = (1..=n).map(|id| Node::start(&config(&dir, id, pool, booking), &url, &[])).collect();
-        let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().expect("client");
-        Some(Cluster { nodes, schema, dir, client })
+        let nodes = (1..=n)
+            .map(|id| Node::start(&config(&dir, id, pool, booking), &url, &[]))
+            .collect();
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .expect("client");
+        Some(Cluster {
+            nodes,
+            schema,
+            dir,
+            client,
+        })
     }
 
     pub fn url(&self, node: usize) -> &str {
