@@ -125,13 +125,13 @@ async fn three_nodes_never_double_book_and_match_anywhere() {
     for c in callers {
         c.await.expect("caller");
     }
-    let t = tally.lock().expect("lock");
-    let found = overlaps(&t.held);
     let live: i64 = db
         .query_one("SELECT count(*) FROM numbers WHERE session IS NOT NULL AND expires_at > (extract(epoch FROM clock_timestamp())*1000)::bigint", &[])
         .await
         .expect("query")
         .get(0);
+    let t = tally.lock().expect("lock");
+    let found = overlaps(&t.held);
     eprintln!(
         "cluster: 3 nodes, pool 20, {} request-access calls, {} successes, {} refused (503), {} other, overlaps found = {found}, wrong matches = {}, {samples} database samples",
         t.requests,

@@ -135,7 +135,7 @@ async fn nodes_answer_503_during_a_restart_and_recover() {
     for w in workers {
         w.await.expect("worker");
     }
-    let s = seen.lock().expect("lock");
+    let s = std::mem::take(&mut *seen.lock().expect("lock"));
     eprintln!(
         "outage: {} ok ({before} before the restart), {} answered 503 StoreUnavailable, {} other, slowest answer {:?}, recovered {:?} after the restart",
         s.ok,

@@ -66,7 +66,12 @@ pub async fn open(url: &StoreUrl, options: &StoreOptions) -> Result<DynStore, Op
     let ms = options.timeout.as_millis();
     // Keep any options the URL carries (tests pass their schema as search_path there).
     let extra = config.get_options().map(str::to_owned).unwrap_or_default();
-    config.options(format!("{extra} -c statement_timeout={ms} -c lock_timeout={ms}").trim());
+    config.options(
+        format!(
+            "{extra} -c statement_timeout={ms} -c lock_timeout={ms} -c client_min_messages=warning"
+        )
+        .trim(),
+    );
     config.connect_timeout(options.timeout);
     config.application_name(format!("access-broker node {}", options.node_id));
     let manager = Manager::from_config(
