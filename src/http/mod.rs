@@ -9,6 +9,7 @@ pub mod params;
 pub mod reply;
 pub mod service;
 pub mod storage;
+pub mod ui;
 
 use std::sync::Arc;
 
@@ -45,6 +46,7 @@ pub fn router(state: AppState) -> Router {
         .merge(storage::router())
         .merge(ops::router())
         .merge(admin::router())
+        .merge(ui::router())
         .fallback(not_found)
         .layer(middleware::from_fn(reply::negotiate))
         .layer(middleware::from_fn_with_state(state.clone(), observe))

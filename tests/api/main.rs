@@ -4,6 +4,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod admin;
 mod cli;
 mod formats_and_auth;
 mod helpers;

@@ -1,0 +1,242 @@
+// access-broker Service Management page: a pools overview, a page per group, and a search.
+// Everything goes through the admin JSON API; values are put in the page with textContent,
+// never as HTML.
+"use strict";
+
+const API = "/genesys/1/admin";
+const view = document.getElementById("view");
+const statusLine = document.getElementById("status");
+let refreshTimer = null;
+let tickTimer = null;
+
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (k === "on") Object.entries(v).forEach(([ev, fn]) => node.addEventListener(ev, fn));
+    else if (k === "text") node.textContent = v;
+    else node.setAttribute(k, v);
+  }
+  for (const c of children.flat()) node.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  return node;
+}
+
+async function api(method, path, form) {
+  const init = { method, headers: { Accept: "application/json" } };
+  if (form) {
+    init.body = new URLSearchParams(form);
+    init.headers["Content-Type"] = "application/x-www-form-urlencoded";
+  }
+  const res = await fetch(API + path, init);
+  const body = await res.json().catch(() => ({}));
+  if (!res.ok) throw new Error(body.message || `${res.status} ${res.statusText}`);
+  return body;
+}
+
+function bar(ratio) {
+  const pct = Math.round(ratio * 100);
+  const cls = pct >= 100 ? "bar full" : pct >= 80 ? "bar high" : "bar";
+  return el("span", { class: cls, role: "img", "aria-label": `${pct}% used` }, el("span", { style: `width:${pct}%` }));
+}
+
+function schedule(fn, ms) {
+  clearInterval(refreshTimer);
+  refreshTimer = setInterval(fn, ms);
+}
+
+// ---- overview ----
+
+async function overview() {
+  const { groups } = await api("GET", "/groups");
+  const rows = groups.map((g) =>
+    el("tr", { "data-testid": `group-row-${g.name}` },
+      el("td", {}, el("a", { href: `#/group/${encodeURIComponent(g.name)}`, "data-testid": `group-link-${g.name}` }, g.name)),
+      el("td", { class: "num", "data-testid": "size" }, g.size),
+      el("td", { class: "num", "data-testid": "free" }, g.free),
+      el("td", { class: "num", "data-testid": "reserved" }, g.reserved),
+      el("td", { class: "num" }, g.retiring),
+      el("td", {}, bar(g.utilisation), ` ${Math.round(g.utilisation * 100)}%`),
+      el("td", { class: "num", "data-testid": "refusals" }, g.refusals),
+      el("td", {}, g.allocation),
+      el("td", { class: "num" }, g.booking_timeout ?? "30 (default)")));
+  view.replaceChildren(
+    el("h1", { text: "Resource groups" }),
+    el("table", { "data-testid": "groups" },
+      el("thead", {}, el("tr", {}, ...["Group", "Size", "Free", "Reserved", "Retiring", "Utilisation", "Refusals (1 h)", "Allocation", "Booking (s)"].map((h) => el("th", { text: h })))),
+      el("tbody", {}, rows)),
+    createGroupForm());
+}
+
+function createGroupForm() {
+  const msg = el("p", { class: "error", role: "alert", "data-testid": "create-error" });
+  const form = el("form", { class: "card", "data-testid": "create-group" },
+    el("label", {}, "New group", el("input", { name: "name", required: "" })),
+    el("label", {}, "Numbers and ranges", el("input", { name: "numbers", placeholder: "6504660100-6504660199" })),
+    allocationSelect("round-robin"),
+    el("button", { class: "primary", type: "submit" }, "Create group"), msg);
+  form.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const data = new FormData(form);
+    const name = data.get("name");
+    data.delete("name");
+    try {
+      await api("PUT", `/groups/${encodeURIComponent(name)}`, data);
+      location.hash = `#/group/${encodeURIComponent(name)}`;
+    } catch (err) { msg.textContent = err.message; }
+  });
+  return form;
+}
+
+function allocationSelect(current) {
+  const select = el("select", { name: "allocation" },
+    ...["round-robin", "random", "least-recently-used"].map((a) => el("option", { value: a, ...(a === current ? { selected: "" } : {}) }, a)));
+  return el("label", {}, "Allocation", select);
+}
+
+// ---- group page ----
+
+let countdowns = [];
+
+async function groupPage(name) {
+  const g = await api("GET", `/groups/${encodeURIComponent(name)}`);
+  const fetchedAt = Date.now();
+  countdowns = [];
+  const rows = g.numbers.map((n) => {
+    const left = el("td", { class: "num", "data-testid": "left" });
+    if (n.expires_in !== undefined) countdowns.push({ node: left, until: fetchedAt + n.expires_in * 1000 });
+    const release = n.state === "free" ? "" : el("button", {
+      class: "danger", "data-testid": `release-${n.number}`,
+      on: { click: async () => {
+        try { await api("DELETE", `/reservations/${encodeURIComponent(n.number)}`); await route(); }
+        catch (err) { statusLine.textContent = err.message; }
+      } },
+    }, "Release");
+    const remove = el("button", {
+      "data-testid": `remove-${n.number}`,
+      on: { click: async () => {
+        try { await api("DELETE", `/groups/${encodeURIComponent(name)}/numbers/${encodeURIComponent(n.number)}`); await route(); }
+        catch (err) { statusLine.textContent = err.message; }
+      } },
+    }, "Remove");
+    return el("tr", { "data-testid": `number-${n.number}`, "data-state": n.state },
+      el("td", { class: "num" }, n.number),
+      el("td", { class: `state-${n.state}`, "data-testid": "state" }, n.state),
+      el("td", {}, n._id ?? ""),
+      left,
+      el("td", {}, release, " ", remove));
+  });
+  const a = g.advice;
+  view.replaceChildren(
+    el("p", {}, el("a", { href: "#/" }, "← all groups")),
+    el("h1", { "data-testid": "group-title" }, `Group ${g.name}`),
+    el("p", {}, bar(g.utilisation), ` ${g.reserved} of ${g.size} reserved · ${g.free} free · ${g.retiring} retiring · ${g.refusals} refusals in the last hour`),
+    el("section", { class: "card advice", "data-testid": "advisor" },
+      el("h2", { text: "Pool-size advisor (Erlang B)" }),
+      el("dl", {},
+        el("dt", { text: "Current size" }), el("dd", { "data-testid": "advice-size" }, g.size),
+        el("dt", { text: "Size for 1 % refusals" }), el("dd", { "data-testid": "advice-1" }, a.size_for_1_percent),
+        el("dt", { text: "Size for 0.1 % refusals" }), el("dd", { "data-testid": "advice-01" }, a.size_for_0_1_percent),
+        el("dt", { text: "Observed" }), el("dd", {}, `${a.requests_per_second.toFixed(3)} requests/s over ${a.window_minutes} min, mean holding ${a.mean_holding_seconds.toFixed(1)} s, offered load ${a.offered_load.toFixed(2)}, refused ${(a.refusal_ratio * 100).toFixed(2)} %`))),
+    settingsForm(g), addNumbersForm(g.name),
+    el("h2", { text: "Numbers" }),
+    el("table", { "data-testid": "numbers" },
+      el("thead", {}, el("tr", {}, ...["Number", "State", "Session", "Seconds left", ""].map((h) => el("th", { text: h })))),
+      el("tbody", {}, rows)),
+    deleteGroupForm(g.name));
+  tick();
+}
+
+function tick() {
+  const now = Date.now();
+  for (const c of countdowns) c.node.textContent = Math.max(0, Math.floor((c.until - now) / 1000));
+}
+
+function settingsForm(g) {
+  const msg = el("p", { class: "error", role: "alert", "data-testid": "settings-error" });
+  const form = el("form", { class: "card", "data-testid": "settings" },
+    allocationSelect(g.allocation),
+    el("label", {}, "Booking timeout (5–1800 s)", el("input", { name: "booking_expiration_timeout", value: g.booking_timeout ?? "", "data-testid": "timeout-input" })),
+    el("button", { type: "submit" }, "Save settings"), msg);
+  form.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    try { await api("PUT", `/groups/${encodeURIComponent(g.name)}`, new FormData(form)); msg.textContent = ""; await route(); }
+    catch (err) { msg.textContent = err.message; }
+  });
+  return form;
+}
+
+function addNumbersForm(name) {
+  const msg = el("p", { class: "error", role: "alert", "data-testid": "add-error" });
+  const form = el("form", { class: "card", "data-testid": "add-numbers" },
+    el("label", {}, "Add numbers and ranges", el("input", { name: "numbers", "data-testid": "add-input", placeholder: "6504660200, 6504660300-6504660399" })),
+    el("button", { class: "primary", type: "submit", "data-testid": "add-submit" }, "Add"), msg);
+  form.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    try { await api("POST", `/groups/${encodeURIComponent(name)}/numbers`, new FormData(form)); msg.textContent = ""; await route(); }
+    catch (err) { msg.textContent = err.message; }
+  });
+  return form;
+}
+
+function deleteGroupForm(name) {
+  const msg = el("p", { class: "error", role: "alert" });
+  const button = el("button", { class: "danger", type: "button", "data-testid": "delete-group" }, `Delete group ${name}`);
+  button.addEventListener("click", async () => {
+    if (!confirm(`Delete group ${name}?`)) return;
+    try { await api("DELETE", `/groups/${encodeURIComponent(name)}`); location.hash = "#/"; }
+    catch (err) { msg.textContent = err.message; }
+  });
+  return el("section", { class: "card" }, button, msg);
+}
+
+// ---- search ----
+
+async function search(q) {
+  const query = q.trim();
+  const param = /^\d+-[0-9a-f-]{20,}$/i.test(query) || query.includes("-") ? "session" : query.startsWith("+") ? "phone" : "number";
+  let found = [];
+  try {
+    found = (await api("GET", `/reservations?${param}=${encodeURIComponent(query)}`)).reservations;
+    if (found.length === 0 && param === "number") found = (await api("GET", `/reservations?phone=${encodeURIComponent(query)}`)).reservations;
+  } catch (err) { statusLine.textContent = err.message; }
+  view.replaceChildren(
+    el("p", {}, el("a", { href: "#/" }, "← all groups")),
+    el("h1", {}, `Reservations matching “${query}”`),
+    found.length === 0 ? el("p", { "data-testid": "no-results" }, "No live reservation matches.") :
+      el("table", { "data-testid": "results" },
+        el("thead", {}, el("tr", {}, ...["Number", "Group", "Session", "Phone", "Code", "Seconds left"].map((h) => el("th", { text: h })))),
+        el("tbody", {}, found.map((r) => el("tr", {},
+          el("td", {}, r.number), el("td", {}, el("a", { href: `#/group/${encodeURIComponent(r.group)}` }, r.group)),
+          el("td", {}, r._id), el("td", {}, r.phone ?? ""), el("td", {}, r.has_code ? "yes" : "no"), el("td", { class: "num" }, r.expires_in))))));
+}
+
+// ---- routing ----
+
+async function route() {
+  const hash = decodeURIComponent(location.hash.slice(1) || "/");
+  try {
+    if (hash.startsWith("/group/")) {
+      const name = hash.slice("/group/".length);
+      await groupPage(name);
+      schedule(() => groupPage(name).catch(show), 2000);
+    } else if (hash.startsWith("/search/")) {
+      clearInterval(refreshTimer);
+      await search(hash.slice("/search/".length));
+    } else {
+      await overview();
+      schedule(() => overview().catch(show), 2000);
+    }
+    statusLine.textContent = `Updated ${new Date().toLocaleTimeString()}`;
+  } catch (err) { show(err); }
+}
+
+function show(err) { statusLine.textContent = `Could not load: ${err.message}`; }
+
+document.getElementById("search").addEventListener("submit", (e) => {
+  e.preventDefault();
+  const q = document.getElementById("search-input").value;
+  if (q.trim()) location.hash = `#/search/${encodeURIComponent(q.trim())}`;
+});
+window.addEventListener("hashchange", route);
+clearInterval(tickTimer);
+tickTimer = setInterval(tick, 1000);
+route();

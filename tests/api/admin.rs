@@ -1,0 +1,345 @@
+//! The admin API, `/metrics`, `/health` and `/ready`: every endpoint, good and bad input, auth.
+
+use base64::Engine as _;
+
+use crate::helpers::TestApp;
+use crate::on_every_backend;
+use crate::support::Backend;
+
+const TOML: &str = r#"
+[resource_groups.DNIS]
+numbers = ["100-104"]
+booking_expiration_timeout = 60
+[services.request-access]
+type = "request-access"
+_resource_group = "DNIS"
+[services.callback]
+type = "session"
+"#;
+
+on_every_backend!(groups_numbers_and_reservations, |backend| async move {
+    let Some(app) = TestApp::spawn_with(backend, TOML).await else {
+        return;
+    };
+    let groups = app.get("/genesys/1/admin/groups").await.json();
+    let dnis = &groups["groups"][0];
+    assert_eq!(
+        (
+            dnis["name"].as_str(),
+            dnis["size"].as_u64(),
+            dnis["free"].as_u64()
+        ),
+        (Some("DNIS"), Some(5), Some(5))
+    );
+    assert_eq!(dnis["allocation"], "round-robin");
+    assert_eq!(dnis["booking_timeout"], 60);
+
+    let id = app.session(&[]).await;
+    let number = app
+        .request_access(&id, &[("_phone_number", "+1 555 0100")])
+        .await
+        .field("_access_number");
+    let page = app.get("/genesys/1/admin/groups/DNIS").await.json();
+    assert_eq!(page["reserved"], 1);
+    assert_eq!(page["numbers"][0]["state"], "reserved");
+    assert_eq!(page["numbers"][0]["_id"], id.as_str());
+    assert!(
+        page["numbers"][0]["expires_in"]
+            .as_u64()
+            .is_some_and(|s| (59..=60).contains(&s))
+    );
+    assert_eq!(page["numbers"][1]["state"], "free");
+    assert!(page["advice"]["size_for_1_percent"].is_u64());
+
+    for query in [
+        format!("number={number}"),
+        format!("session={id}"),
+        "phone=%2B15550100".to_owned(),
+    ] {
+        let found = app
+            .get(&format!("/genesys/1/admin/reservations?{query}"))
+            .await
+            .json();
+        assert_eq!(
+            found["reservations"][0]["number"],
+            number.as_str(),
+            "{query}"
+        );
+    }
+    let none = app
+        .get("/genesys/1/admin/reservations?number=999")
+        .await
+        .json();
+    assert_eq!(none["reservations"].as_array().map(Vec::len), Some(0));
+
+    // Remove a reserved number: it retires, and leaves when released.
+    let r = app
+        .delete(&format!("/genesys/1/admin/groups/DNIS/numbers/{number}"))
+        .await;
+    assert_eq!(r.json()["state"], "retiring");
+    let page = app.get("/genesys/1/admin/groups/DNIS").await.json();
+    assert_eq!(
+        (page["size"].as_u64(), page["retiring"].as_u64()),
+        (Some(4), Some(1))
+    );
+    app.delete("/genesys/1/admin/groups/DNIS")
+        .await
+        .error(409, "Conflict");
+    assert_eq!(
+        app.delete(&format!("/genesys/1/admin/reservations/{number}"))
+            .await
+            .status,
+        200
+    );
+    app.delete(&format!("/genesys/1/admin/reservations/{number}"))
+        .await
+        .error(404, "NotFound");
+    let page = app.get("/genesys/1/admin/groups/DNIS").await.json();
+    assert_eq!(
+        (page["size"].as_u64(), page["retiring"].as_u64()),
+        (Some(4), Some(0))
+    );
+    assert_eq!(
+        app.delete("/genesys/1/admin/groups/DNIS/numbers/101")
+            .await
+            .json()["state"],
+        "removed"
+    );
+
+    // Add numbers and ranges; change settings; create and delete a group.
+    let r = app
+        .post(
+            "/genesys/1/admin/groups/DNIS/numbers",
+            &[("numbers", "200, 300-302\n400")],
+        )
+        .await;
+    assert_eq!(r.json()["added"], 5);
+    let r = app
+        .send(
+            app.client
+                .put(app.path("/genesys/1/admin/groups/DNIS"))
+                .form(&[
+                    ("allocation", "random"),
+                    ("booking_expiration_timeout", "90"),
+                ]),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(
+        (
+            r.json()["allocation"].as_str(),
+            r.json()["booking_timeout"].as_u64()
+        ),
+        (Some("random"), Some(90))
+    );
+    let r = app
+        .send(
+            app.client
+                .put(app.path("/genesys/1/admin/groups/NEW"))
+                .form(&[("numbers", "900-909")]),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert_eq!(r.json()["size"], 10);
+    assert_eq!(app.delete("/genesys/1/admin/groups/NEW").await.status, 200);
+    app.get("/genesys/1/admin/groups/NEW")
+        .await
+        .error(404, "NotFound");
+});
+
+#[tokio::test]
+async fn bad_input_names_the_field() {
+    let Some(app) = TestApp::spawn_with(Backend::Memory, TOML).await else {
+        return;
+    };
+    let put = |form: &'static [(&'static str, &'static str)]| {
+        app.client
+            .put(app.path("/genesys/1/admin/groups/DNIS"))
+            .form(form)
+    };
+    let cases: Vec<(reqwest::RequestBuilder, u16, &str, &str)> = vec![
+        (
+            put(&[("allocation", "fifo")]),
+            400,
+            "InvalidParameter",
+            "allocation",
+        ),
+        (
+            put(&[("booking_expiration_timeout", "4")]),
+            400,
+            "InvalidParameter",
+            "booking_expiration_timeout",
+        ),
+        (
+            put(&[("booking_expiration_timeout", "soon")]),
+            400,
+            "InvalidParameter",
+            "booking_expiration_timeout",
+        ),
+        (
+            put(&[("numbers", "5-1")]),
+            400,
+            "InvalidParameter",
+            "numbers",
+        ),
+        (
+            app.client
+                .post(app.path("/genesys/1/admin/groups/DNIS/numbers"))
+                .form(&[("numbers", "abc")]),
+            400,
+            "InvalidParameter",
+            "numbers",
+        ),
+        (
+            app.client
+                .post(app.path("/genesys/1/admin/groups/DNIS/numbers")),
+            400,
+            "InvalidParameter",
+            "numbers",
+        ),
+        (
+            app.client
+                .post(app.path("/genesys/1/admin/groups/DNIS/numbers"))
+                .form(&[("numbers", "102")]),
+            400,
+            "InvalidParameter",
+            "numbers",
+        ),
+        (
+            app.client
+                .post(app.path("/genesys/1/admin/groups/NOPE/numbers"))
+                .form(&[("numbers", "1")]),
+            404,
+            "NotFound",
+            "resource group",
+        ),
+        (
+            app.client
+                .delete(app.path("/genesys/1/admin/groups/DNIS/numbers/12x")),
+            400,
+            "InvalidParameter",
+            "number",
+        ),
+        (
+            app.client
+                .delete(app.path("/genesys/1/admin/groups/DNIS/numbers/999")),
+            404,
+            "NotFound",
+            "number",
+        ),
+        (
+            app.client
+                .get(app.path("/genesys/1/admin/reservations?phone=nope")),
+            400,
+            "InvalidParameter",
+            "phone",
+        ),
+        (
+            app.client.get(app.path("/genesys/1/admin/groups/NOPE")),
+            404,
+            "NotFound",
+            "resource group",
+        ),
+        (
+            app.client.delete(app.path("/genesys/1/admin/groups/NOPE")),
+            404,
+            "NotFound",
+            "resource group",
+        ),
+    ];
+    for (req, status, kind, named) in cases {
+        let r = app.send(req).await;
+        let message = r.error(status, kind);
+        assert!(message.starts_with(named), "{message}");
+    }
+    let page = app.get("/genesys/1/admin/groups/DNIS").await.json();
+    assert_eq!(
+        (page["size"].as_u64(), page["allocation"].as_str()),
+        (Some(5), Some("round-robin")),
+        "nothing half-applied"
+    );
+}
+
+fn basic(user: &str, password: &str) -> String {
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+    )
+}
+
+#[tokio::test]
+async fn admin_metrics_and_ops_auth() {
+    let toml = format!(
+        "[auth]\nusername = \"gms\"\npassword = \"s\"\n[auth.admin]\nusername = \"ops\"\npassword = \"o\"\n[auth.metrics]\nusername = \"prom\"\npassword = \"p\"\n{TOML}"
+    );
+    let Some(app) = TestApp::spawn_with(Backend::Memory, &toml).await else {
+        return;
+    };
+    let get = |path: &str, auth: Option<String>| {
+        let req = app.client.get(app.path(path));
+        match auth {
+            Some(a) => req.header("Authorization", a),
+            None => req,
+        }
+    };
+    app.send(get("/genesys/1/admin/groups", None))
+        .await
+        .error(401, "Unauthorized");
+    app.send(get("/genesys/1/admin/groups", Some(basic("gms", "s"))))
+        .await
+        .error(401, "Unauthorized");
+    assert_eq!(
+        app.send(get("/genesys/1/admin/groups", Some(basic("ops", "o"))))
+            .await
+            .status,
+        200
+    );
+    app.send(get("/ui/", None)).await.error(401, "Unauthorized");
+    let ui = app.send(get("/ui/", Some(basic("ops", "o")))).await;
+    assert!(
+        ui.status == 200 && ui.text.contains("<title>access-broker"),
+        "{}",
+        ui.text
+    );
+    app.send(get("/metrics", None))
+        .await
+        .error(401, "Unauthorized");
+    let metrics = app.send(get("/metrics", Some(basic("prom", "p")))).await;
+    assert_eq!(metrics.status, 200);
+    assert_eq!(app.send(get("/health", None)).await.status, 200);
+    assert_eq!(app.send(get("/ready", None)).await.field("status"), "ready");
+}
+
+#[tokio::test]
+async fn metrics_count_requests_refusals_and_matches() {
+    let toml = TOML.replace("100-104", "100");
+    let Some(app) = TestApp::spawn_with(Backend::Memory, &toml).await else {
+        return;
+    };
+    let a = app.session(&[]).await;
+    app.request_access(&a, &[]).await;
+    let b = app.session(&[]).await;
+    app.request_access(&b, &[])
+        .await
+        .error(503, "PoolExhausted");
+    app.post(
+        "/genesys/1/service/match-interaction",
+        &[("_access_number", "999")],
+    )
+    .await;
+    let text = app.get("/metrics").await.text;
+    for needle in [
+        "access_broker_http_requests_total{service=\"request-access\",status=\"200\"} 1",
+        "access_broker_http_requests_total{service=\"request-access\",status=\"503\"} 1",
+        "access_broker_refusals_total{group=\"DNIS\"} 1",
+        "access_broker_reservations_total{group=\"DNIS\"} 1",
+        "access_broker_pool_size{group=\"DNIS\"} 1",
+        "access_broker_pool_reserved{group=\"DNIS\"} 1",
+        "access_broker_pool_free{group=\"DNIS\"} 0",
+        "access_broker_http_request_duration_seconds_bucket{le=",
+    ] {
+        assert!(text.contains(needle), "{needle} missing:\n{text}");
+    }
+    let overview = app.get("/genesys/1/admin/groups").await.json();
+    assert_eq!(overview["groups"][0]["refusals"], 1);
+}

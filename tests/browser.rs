@@ -1,0 +1,321 @@
+//! Browser test: the management page in a real headless Chromium (Debian's chromium and
+//! chromium-driver), driven over WebDriver. It opens the overview, adds a number through the
+//! form, sees a reservation made through the GMS API appear with a countdown, releases it from
+//! the page, and sees the number free. Screenshots go to docs/screenshots/.
+//!
+//! Without chromedriver the test prints one line and passes, except under `CI=true`.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use access_broker::app::App;
+use access_broker::config::Config;
+use access_broker::store::{self, StoreOptions, StoreUrl};
+use fantoccini::{Client, ClientBuilder, Locator};
+
+const CONFIG: &str = r#"
+[resource_groups.DNIS]
+numbers = ["6504660000-6504660004"]
+booking_expiration_timeout = 120
+[resource_groups.SALES]
+numbers = ["6504661000-6504661019"]
+allocation = "least-recently-used"
+[services.request-access]
+type = "request-access"
+_resource_group = "DNIS"
+[services.callback]
+type = "session"
+_ttl = 600
+"#;
+
+/// chromedriver and the browser profile folder, both gone when the test ends.
+struct Driver(Child, tempfile::TempDir);
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+async fn start_browser() -> Option<(Driver, Client)> {
+    if Command::new("chromedriver")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI=true needs chromedriver: apt-get install -y chromium chromium-driver"
+        );
+        eprintln!(
+            "skipped: browser test; install chromium chromium-driver (apt-get install -y chromium chromium-driver)"
+        );
+        return None;
+    }
+    let port = free_port();
+    let child = Command::new("chromedriver")
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("chromedriver");
+    let profile = tempfile::tempdir().expect("profile");
+    let caps = serde_json::json!({
+        "browserName": "chrome",
+        "goog:chromeOptions": {
+            "binary": "/usr/bin/chromium",
+            "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic", "--no-first-run",
+                     "--disable-background-networking", "--disable-component-update", "--disable-sync", "--window-size=1200,900",
+                     format!("--user-data-dir={}", profile.path().display())]
+        }
+    });
+    let serde_json::Value::Object(caps) = caps else {
+        unreachable!()
+    };
+    let driver = Driver(child, profile);
+    let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+    let started = Instant::now();
+    loop {
+        match ClientBuilder::new(connector.clone())
+            .capabilities(caps.clone())
+            .connect(&format!("http://127.0.0.1:{port}"))
+            .await
+        {
+            Ok(client) => return Some((driver, client)),
+            Err(e) if started.elapsed() < Duration::from_secs(20) => {
+                let _ = e;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => panic!("chromedriver did not start a session: {e}"),
+        }
+    }
+}
+
+async fn start_app() -> String {
+    let (config, _) = Config::from_toml(CONFIG, "browser.toml").expect("config");
+    let store = store::open(&StoreUrl::Memory, &StoreOptions::default())
+        .await
+        .expect("store");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let app = App::build(config, listener, store).await.expect("app");
+    let url = format!("http://{}", app.local_addr());
+    tokio::spawn(app.run(std::future::pending()));
+    url
+}
+
+/// Waits (at most 10 s) until the element's text satisfies `ok`.
+async fn wait_text(c: &Client, css: &str, ok: impl Fn(&str) -> bool) -> String {
+    let started = Instant::now();
+    loop {
+        if let Ok(e) = c.find(Locator::Css(css)).await {
+            if let Ok(text) = e.text().await {
+                if ok(&text) {
+                    return text;
+                }
+                if started.elapsed() > Duration::from_secs(10) {
+                    panic!("{css}: text {text:?} never matched");
+                }
+            }
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{css} never appeared"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn screenshot(c: &Client, name: &str) {
+    let png = c.screenshot().await.expect("screenshot");
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/screenshots");
+    std::fs::create_dir_all(&dir).expect("dir");
+    std::fs::write(dir.join(name), png).expect("write screenshot");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_sees_and_releases_a_reservation() {
+    let Some((_driver, c)) = start_browser().await else {
+        return;
+    };
+    let base = start_app().await;
+    let http = reqwest::Client::new();
+
+    c.goto(&format!("{base}/ui")).await.expect("open overview");
+    wait_text(&c, "[data-testid=group-row-DNIS] [data-testid=size]", |t| {
+        t == "5"
+    })
+    .await;
+    wait_text(
+        &c,
+        "[data-testid=group-row-SALES] [data-testid=free]",
+        |t| t == "20",
+    )
+    .await;
+
+    // Add a number through the form, and see a bad range refused with the API's message.
+    c.find(Locator::Css("[data-testid=group-link-DNIS]"))
+        .await
+        .expect("link")
+        .click()
+        .await
+        .expect("click");
+    wait_text(&c, "[data-testid=group-title]", |t| t == "Group DNIS").await;
+    let input = c
+        .find(Locator::Css("[data-testid=add-input]"))
+        .await
+        .expect("input");
+    input
+        .send_keys("6504669999-6504669990")
+        .await
+        .expect("type");
+    c.find(Locator::Css("[data-testid=add-submit]"))
+        .await
+        .expect("add")
+        .click()
+        .await
+        .expect("click");
+    let message = wait_text(&c, "[data-testid=add-error]", |t| !t.is_empty()).await;
+    assert!(
+        message.starts_with("numbers:") && message.contains("start is greater than end"),
+        "{message}"
+    );
+    let input = c
+        .find(Locator::Css("[data-testid=add-input]"))
+        .await
+        .expect("input");
+    input.clear().await.expect("clear");
+    input.send_keys("6504669999").await.expect("type");
+    c.find(Locator::Css("[data-testid=add-submit]"))
+        .await
+        .expect("add")
+        .click()
+        .await
+        .expect("click");
+    wait_text(
+        &c,
+        "[data-testid=number-6504669999] [data-testid=state]",
+        |t| t == "free",
+    )
+    .await;
+
+    // A reservation made through the GMS API shows up with its session and a countdown.
+    let session: serde_json::Value = http
+        .post(format!("{base}/genesys/1/service/callback"))
+        .form(&[("who", "Ann")])
+        .send()
+        .await
+        .expect("session")
+        .json()
+        .await
+        .expect("json");
+    let id = session["_id"].as_str().expect("id").to_owned();
+    let access: serde_json::Value = http
+        .post(format!("{base}/genesys/1/service/request-access"))
+        .form(&[("_id", id.as_str())])
+        .send()
+        .await
+        .expect("access")
+        .json()
+        .await
+        .expect("json");
+    let number = access["_access_number"]
+        .as_str()
+        .expect("number")
+        .to_owned();
+    let row = format!("[data-testid=number-{number}]");
+    wait_text(&c, &format!("{row} [data-testid=state]"), |t| {
+        t == "reserved"
+    })
+    .await;
+    let first = wait_text(&c, &format!("{row} [data-testid=left]"), |t| {
+        t.parse::<u32>().is_ok_and(|s| s > 100)
+    })
+    .await;
+    let later = wait_text(&c, &format!("{row} [data-testid=left]"), |t| t != first).await;
+    assert!(
+        later.parse::<u32>().expect("seconds") < first.parse::<u32>().expect("seconds"),
+        "the countdown ticks down"
+    );
+    let page = c
+        .find(Locator::Css(&row))
+        .await
+        .expect("row")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        page.contains(&id),
+        "the holder's session id is shown: {page}"
+    );
+    screenshot(&c, "group.png").await;
+
+    // Release it from the page: the number is free again, in the page and in the API.
+    c.find(Locator::Css(&format!("[data-testid=release-{number}]")))
+        .await
+        .expect("release")
+        .click()
+        .await
+        .expect("click");
+    wait_text(&c, &format!("{row} [data-testid=state]"), |t| t == "free").await;
+    let found: serde_json::Value = http
+        .get(format!(
+            "{base}/genesys/1/admin/reservations?number={number}"
+        ))
+        .send()
+        .await
+        .expect("find")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(found["reservations"].as_array().map(Vec::len), Some(0));
+
+    // The overview shows the new size; the search box finds a live reservation.
+    let again: serde_json::Value = http
+        .post(format!("{base}/genesys/1/service/request-access"))
+        .form(&[("_id", id.as_str())])
+        .send()
+        .await
+        .expect("access")
+        .json()
+        .await
+        .expect("json");
+    c.goto(&format!("{base}/ui/#/")).await.expect("overview");
+    wait_text(&c, "[data-testid=group-row-DNIS] [data-testid=size]", |t| {
+        t == "6"
+    })
+    .await;
+    wait_text(
+        &c,
+        "[data-testid=group-row-DNIS] [data-testid=reserved]",
+        |t| t == "1",
+    )
+    .await;
+    screenshot(&c, "overview.png").await;
+    let search = c
+        .find(Locator::Css("[data-testid=search-input]"))
+        .await
+        .expect("search");
+    search
+        .send_keys(again["_access_number"].as_str().expect("number"))
+        .await
+        .expect("type");
+    c.find(Locator::Css("[data-testid=search-form] button"))
+        .await
+        .expect("find")
+        .click()
+        .await
+        .expect("click");
+    let results = wait_text(&c, "[data-testid=results]", |t| t.contains(&id)).await;
+    assert!(results.contains("DNIS"));
+    c.close().await.expect("close");
+}
