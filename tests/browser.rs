@@ -29,12 +29,15 @@ _ttl = 600
 "#;
 
 /// chromedriver and the browser profile folder, both gone when the test ends.
-struct Driver(Child, tempfile::TempDir);
+struct Driver {
+    child: Child,
+    _profile: tempfile::TempDir,
+}
 
 impl Drop for Driver {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -80,7 +83,10 @@ async fn start_browser() -> Option<(Driver, Client)> {
     let serde_json::Value::Object(caps) = caps else {
         unreachable!()
     };
-    let driver = Driver(child, profile);
+    let driver = Driver {
+        child,
+        _profile: profile,
+    };
     let connector = hyper_util::client::legacy::connect::HttpConnector::new();
     let started = Instant::now();
     loop {
@@ -117,14 +123,14 @@ async fn start_app() -> String {
 async fn wait_text(c: &Client, css: &str, ok: impl Fn(&str) -> bool) -> String {
     let started = Instant::now();
     loop {
-        if let Ok(e) = c.find(Locator::Css(css)).await {
-            if let Ok(text) = e.text().await {
-                if ok(&text) {
-                    return text;
-                }
-                if started.elapsed() > Duration::from_secs(10) {
-                    panic!("{css}: text {text:?} never matched");
-                }
+        if let Ok(e) = c.find(Locator::Css(css)).await
+            && let Ok(text) = e.text().await
+        {
+            if ok(&text) {
+                return text;
+            }
+            if started.elapsed() > Duration::from_secs(10) {
+                panic!("{css}: text {text:?} never matched");
             }
         }
         assert!(
