@@ -1,0 +1,23 @@
+//! The benchmark floor: a trivial axum handler answering a fixed JSON body, served on the same
+//! runtime and driven by the same load generator as access-broker, so every throughput target
+//! is a ratio to what this machine can do for HTTP alone in the same run. Not part of the
+//! product; `cargo bench --bench http` starts it.
+
+use axum::Router;
+use axum::routing::post;
+
+const BODY: &str = r#"{"_id":"1-887ad635-22b1-49c5-ae7b-3b271bc10289","_access_number":"6504660000","_expiration_time":"30"}"#;
+
+#[tokio::main]
+async fn main() -> std::io::Result<()> {
+    let app = Router::new().fallback(post(|body: String| async move {
+        let _ = body;
+        (
+            [(axum::http::header::CONTENT_TYPE, "application/json")],
+            BODY,
+        )
+    }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    eprintln!("bench-floor listening on {}", listener.local_addr()?);
+    axum::serve(listener, app).await
+}
