@@ -23,11 +23,16 @@ impl App {
     /// Applies the config's groups to the store (logging every difference found) and builds
     /// the router. Nothing is served until `run`.
     pub async fn build(
-        config: Config,
+        mut config: Config,
         listener: TcpListener,
         store: DynStore,
     ) -> Result<App, StoreError> {
         let notes = store.apply_groups(&config.groups).await?;
+        // The store holds the numbers from here on; a million-number group's list would
+        // otherwise stay in memory for the life of the process.
+        for group in &mut config.groups {
+            group.numbers = Vec::new();
+        }
         for note in notes {
             tracing::warn!(store = store.kind(), "{note}");
         }

@@ -141,6 +141,40 @@ impl Broker {
     }
 }
 
+/// A node sharing the store, and how long ago it last showed signs of life.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct NodeSeen {
+    pub node_id: String,
+    pub seen_seconds_ago: u64,
+    pub this_node: bool,
+}
+
+impl Broker {
+    /// The nodes sharing the store (PostgreSQL), or just this one.
+    pub async fn admin_nodes(&self) -> Result<Vec<NodeSeen>, ApiError> {
+        let me = self.config.server.node_id.to_string();
+        let mut nodes: Vec<NodeSeen> = self
+            .store
+            .nodes()
+            .await?
+            .into_iter()
+            .map(|(node_id, seen_seconds_ago)| NodeSeen {
+                this_node: node_id == me,
+                node_id,
+                seen_seconds_ago,
+            })
+            .collect();
+        if !nodes.iter().any(|n| n.this_node) {
+            nodes.push(NodeSeen {
+                node_id: me,
+                seen_seconds_ago: 0,
+                this_node: true,
+            });
+        }
+        Ok(nodes)
+    }
+}
+
 fn unknown_group(name: &GroupName) -> ApiError {
     ApiError::NotFound(format!("resource group {name} not found"))
 }

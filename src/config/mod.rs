@@ -203,3 +203,184 @@ pub(crate) mod defaults {
 
 #[allow(dead_code)]
 fn _assert_types(_: BookingTimeout, _: CodeLength, _: SessionTtl, _: GroupName) {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> Result<(Config, Warnings), String> {
+        Config::from_toml(text, "t.toml").map_err(|e| e.to_string())
+    }
+
+    const GROUP: &str = "[resource_groups.DNIS]\nnumbers = [\"100-109\"]\n";
+
+    #[test]
+    fn the_demo_config_loads() {
+        let c = Config::demo();
+        assert_eq!(c.groups.len(), 1);
+        assert_eq!(c.groups[0].numbers.len(), 100);
+        assert_eq!(c.groups[0].numbers[0].as_str(), "6504660000");
+        let kinds: Vec<&str> = c.services.values().map(|s| s.kind.as_str()).collect();
+        assert_eq!(
+            kinds,
+            [
+                "session",
+                "match-interaction",
+                "request-access",
+                "request-interaction"
+            ]
+        );
+        assert_eq!(c.server.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.server.store.to_string(), "sqlite://data/access-broker.db");
+    }
+
+    #[test]
+    fn every_bad_value_names_its_key() {
+        let cases = [
+            (
+                "[resource_groups.DNIS]\nnumbers = [\"1\", \"1\"]\n",
+                "resource_groups.DNIS.numbers[1]",
+            ),
+            (
+                "[resource_groups.A]\nnumbers = [\"1\"]\n[resource_groups.B]\nnumbers = [\"0-5\"]\n",
+                "resource_groups.B.numbers[0]",
+            ),
+            (
+                "[resource_groups.DNIS]\nnumbers = []\n",
+                "resource_groups.DNIS.numbers",
+            ),
+            (
+                "[resource_groups.DNIS]\nnumbers = [\"1\"]\nallocation = \"LOCAL\"\n",
+                "resource_groups.DNIS.allocation",
+            ),
+            (
+                "[resource_groups.DNIS]\nnumbers = [\"1\"]\nbooking_expiration_timeout = 2000\n",
+                "resource_groups.DNIS.booking_expiration_timeout",
+            ),
+            (
+                "[resource_groups.DNIS]\nnumbers = [\"12-3\"]\n",
+                "resource_groups.DNIS.numbers[0]",
+            ),
+            (
+                "[resource_groups.DNIS]\nnumbers = [\"1\"]\ncolour = \"red\"\n",
+                "resource_groups.DNIS",
+            ),
+            ("[server]\nnode_id = \"a-b\"\n", "server.node_id"),
+            ("[server]\nstore = \"redis://x\"\n", "server.store"),
+            (
+                "[server]\nsqlite_synchronous = \"off\"\n",
+                "server.sqlite_synchronous",
+            ),
+            ("[server]\nmax_body_bytes = 0\n", "server.max_body_bytes"),
+            (
+                "[server]\naccess_code_prefix = \"123456\"\n",
+                "server.access_code_prefix",
+            ),
+            ("[auth]\npassword = \"x\"\n", "auth"),
+            ("[auth.admin]\nusername = \"x\"\n", "auth.admin"),
+            (
+                "[services.x]\n_resource_group = \"DNIS\"\n",
+                "services.x.type",
+            ),
+            ("[services.x]\ntype = \"callback\"\n", "services.x.type"),
+            (
+                "[services.x]\ntype = \"request-access\"\n_resource_group = \"NOPE\"\n",
+                "services.x._resource_group",
+            ),
+            (
+                "[services.x]\ntype = \"request-access\"\n_access_code_length = 13\n",
+                "services.x._access_code_length",
+            ),
+            (
+                "[services.x]\ntype = \"request-access\"\n_provide_code = \"yes\"\n",
+                "services.x._provide_code",
+            ),
+            (
+                "[services.x]\ntype = \"session\"\n_ttl = 0\n",
+                "services.x._ttl",
+            ),
+            (
+                "[services.x]\ntype = \"session\"\nusername = \"u\"\n",
+                "services.x",
+            ),
+            (
+                "[services.x]\ntype = \"session\"\nbogus = 1\n",
+                "services.x.bogus",
+            ),
+            (
+                "[services.x]\n_type = \"builtin\"\n_service = \"nope\"\n",
+                "services.x._service",
+            ),
+            ("[bogus]\nx = 1\n", "bogus"),
+        ];
+        for (text, key) in cases {
+            let text = format!("{GROUP}{text}").replacen(
+                "[resource_groups.DNIS]\nnumbers = [\"100-109\"]\n[resource_groups.DNIS]",
+                "[resource_groups.DNIS]",
+                1,
+            );
+            let err = load(&text)
+                .err()
+                .unwrap_or_else(|| panic!("accepted: {text}"));
+            assert!(
+                err.starts_with("t.toml: ") && err.contains(key),
+                "{key}: {err}"
+            );
+            assert!(!err.contains('\n'), "one line: {err}");
+        }
+    }
+
+    #[test]
+    fn gms_configs_carry_over() {
+        let text = format!(
+            "{GROUP}[services.ra]\n_type = \"builtin\"\n_service = \"request-access\"\n_resource_group = \"DNIS\"\n_provide_code = \"true\"\n\
+             _access_code_length = \"8\"\n_booking_expiration_timeout = \"\"\n_redirect = \"x\"\n_ttl = 60\n"
+        );
+        let (c, warnings) = load(&text).expect("valid");
+        let ra = &c.services.values().next().expect("service");
+        assert_eq!(ra.kind, ServiceKind::RequestAccess);
+        assert_eq!(ra.provide_code, Some(true));
+        assert_eq!(ra.access_code_length.map(CodeLength::get), Some(8));
+        assert_eq!(ra.booking_timeout, None, "an empty string is unset");
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(
+            warnings[0].contains("_redirect") && warnings[0].contains("_ttl"),
+            "{warnings:?}"
+        );
+    }
+
+    #[test]
+    fn overrides_beat_the_file_and_name_the_flag() {
+        let (c, _) =
+            load("[server]\nlisten = \"127.0.0.1:9000\"\nstore = \"memory://\"\n").expect("valid");
+        assert_eq!(c.server.listen.port(), 9000);
+        let c = c
+            .with_overrides(Some("127.0.0.1:0"), Some("sqlite://x.db"))
+            .expect("valid");
+        assert_eq!(
+            (c.server.listen.port(), c.server.store.to_string()),
+            (0, "sqlite://x.db".to_owned())
+        );
+        let err = Config::demo()
+            .with_overrides(Some("nowhere"), None)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("--listen"), "{err}");
+        let err = Config::demo()
+            .with_overrides(None, Some("mysql://x"))
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            err.contains("--store") && err.contains("mysql://x"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn secrets_stay_out_of_debug_output() {
+        let (c, _) = load("[auth]\nusername = \"gms\"\npassword = \"hunter2\"\n").expect("valid");
+        assert!(!format!("{c:?}").contains("hunter2"));
+    }
+}

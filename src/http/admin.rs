@@ -31,6 +31,7 @@ pub fn router() -> Router<AppState> {
         )
         .route("/genesys/1/admin/reservations", get(find_reservations))
         .route("/genesys/1/admin/reservations/{number}", delete(release))
+        .route("/genesys/1/admin/nodes", get(nodes))
 }
 
 fn guard(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
@@ -230,4 +231,9 @@ async fn release(
     let number = AccessNumber::parse(&number).map_err(ApiError::param("number"))?;
     state.broker.admin_release(&number).await?;
     Ok(Reply::new().field("released", number))
+}
+
+async fn nodes(State(state): State<AppState>, headers: HeaderMap) -> Result<Reply, ApiError> {
+    guard(&state, &headers)?;
+    to_json(&json!({ "nodes": state.broker.admin_nodes().await? }))
 }

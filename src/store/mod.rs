@@ -125,6 +125,12 @@ pub trait Store: Send + Sync + 'static {
     /// Releases the live reservation on a number; `false` if it had none.
     async fn release(&self, number: &AccessNumber) -> Result<bool, StoreError>;
 
+    /// Nodes that share this store and when each was last seen (seconds ago), for stores
+    /// shared by several nodes; a single-node store answers an empty list.
+    async fn nodes(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        Ok(Vec::new())
+    }
+
     /// Whether the backend answers.
     async fn ping(&self) -> Result<(), StoreError>;
     /// Frees the space of expired sessions, data and reservations. Never decides expiry:

@@ -321,3 +321,20 @@ pub async fn purge(tx: &Transaction<'_>, now: i64, node: &str) -> Result<u64, St
     touch_node(tx, now, node).await?;
     Ok(n)
 }
+
+/// Every node that touched the store (at start, then at each purge, every 30 s).
+pub async fn nodes(tx: &Transaction<'_>, now: i64) -> Result<Vec<(String, u64)>, StoreError> {
+    let rows = tx
+        .query("SELECT node_id, last_seen FROM nodes ORDER BY node_id", &[])
+        .await
+        .map_err(pg_error)?;
+    Ok(rows
+        .iter()
+        .map(|r| {
+            (
+                r.get::<_, String>(0),
+                u64::try_from((now - r.get::<_, i64>(1)) / 1000).unwrap_or(0),
+            )
+        })
+        .collect())
+}

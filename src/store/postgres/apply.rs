@@ -13,12 +13,19 @@ use crate::domain::BookingTimeout;
 use crate::store::{GroupSpec, StoreError};
 
 const LOCK_KEY: i64 = 0x6163_6365_7374;
+/// How long applying the config's groups may take at start (large groups, many nodes queued
+/// on the advisory lock).
+pub const TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
 
 pub async fn apply_groups(
     tx: &Transaction<'_>,
     now: i64,
     specs: &[GroupSpec],
 ) -> Result<Vec<String>, StoreError> {
+    // The connection's statement timeout is sized for requests; this transaction is not one.
+    tx.batch_execute("SET LOCAL statement_timeout = 0; SET LOCAL lock_timeout = 0")
+        .await
+        .map_err(pg_error)?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOCK_KEY])
         .await
         .map_err(pg_error)?;

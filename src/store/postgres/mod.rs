@@ -184,6 +184,15 @@ impl PgStore {
         E: TxError,
         F: for<'a> Fn(&'a Transaction<'a>, i64) -> TxFuture<'a, T, E>,
     {
+        self.with_tx_within(self.timeout, f).await
+    }
+
+    /// `with_tx` with its own bound (start-up work on large groups needs more than a request).
+    async fn with_tx_within<T, E, F>(&self, timeout: Duration, f: F) -> Result<T, E>
+    where
+        E: TxError,
+        F: for<'a> Fn(&'a Transaction<'a>, i64) -> TxFuture<'a, T, E>,
+    {
         let attempt = async {
             let mut tries = 0;
             loop {
@@ -194,10 +203,10 @@ impl PgStore {
                 }
             }
         };
-        match tokio::time::timeout(self.timeout, attempt).await {
+        match tokio::time::timeout(timeout, attempt).await {
             Ok(result) => result,
             Err(_) => Err(StoreError::Unavailable(
-                format!("postgres did not answer within {:?}", self.timeout).into(),
+                format!("postgres did not answer within {timeout:?}").into(),
             )
             .into()),
         }
@@ -245,7 +254,12 @@ impl Store for PgStore {
 
     async fn apply_groups(&self, groups: &[GroupSpec]) -> Result<Vec<String>, StoreError> {
         let groups = groups.to_vec();
-        in_tx!(self, apply::apply_groups, groups).await
+        // Applying a million-number group at start takes longer than any request may.
+        self.with_tx_within(apply::TIMEOUT, move |tx, now| {
+            let groups = groups.clone();
+            Box::pin(async move { apply::apply_groups(tx, now, &groups).await })
+        })
+        .await
     }
 
     async fn create_session(&self, new: NewSession) -> Result<Session, StoreError> {
@@ -338,6 +352,10 @@ impl Store for PgStore {
 
     async fn release(&self, number: &AccessNumber) -> Result<bool, StoreError> {
         in_tx!(self, reserve::release, number).await
+    }
+
+    async fn nodes(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        in_tx!(self, admin::nodes).await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

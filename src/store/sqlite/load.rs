@@ -106,10 +106,16 @@ pub fn load(conn: &mut Connection, now: UnixMillis) -> Result<Engine, String> {
             ))
         })
         .map_err(sql_err)?;
+    let mut names: Vec<GroupName> = Vec::new();
     for row in rows {
         let (group, number, position, retiring, freed_at) = row.map_err(sql_err)?;
+        // Rows come sorted by group: parse each group's name once, not once per number.
+        if names.last().is_none_or(|n| n.as_str() != group) {
+            names.push(GroupName::parse(&group).map_err(|_| bad("group", &group))?);
+        }
+        let group = names.last().cloned().ok_or_else(|| bad("group", &group))?;
         numbers.push(StoredNumber {
-            group: GroupName::parse(&group).map_err(|_| bad("group", &group))?,
+            group,
             number: AccessNumber::parse(&number).map_err(|_| bad("number", &number))?,
             position,
             retiring,
