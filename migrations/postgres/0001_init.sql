@@ -24,7 +24,7 @@ CREATE TABLE numbers (
 );
 CREATE INDEX numbers_by_position ON numbers (group_name, position);
 CREATE INDEX numbers_by_age ON numbers (group_name, freed_at, position);
-CREATE INDEX numbers_by_session ON numbers (session) WHERE session IS NOT NULL;
+CREATE INDEX numbers_by_session ON numbers (session, group_name) WHERE session IS NOT NULL;
 
 CREATE TABLE sessions (
     id text PRIMARY KEY,

@@ -2,8 +2,10 @@
 //! Guarded by `[auth.admin]`, or by `[auth]` when that is absent.
 
 use axum::Router;
-use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{Path, Query, Request, State};
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::Response;
 use axum::routing::{delete, get, post};
 use serde_json::json;
 
@@ -34,15 +36,21 @@ pub fn router() -> Router<AppState> {
         .route("/genesys/1/admin/nodes", get(nodes))
 }
 
-fn guard(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+/// Middleware for the admin API and the page: `[auth.admin]`, else `[auth]`.
+pub async fn require_admin(
+    State(state): State<AppState>,
+    req: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
     auth::require(
-        headers,
+        req.headers(),
         state
             .config
             .admin_auth
             .as_ref()
             .or(state.config.auth.as_ref()),
-    )
+    )?;
+    Ok(next.run(req).await)
 }
 
 fn group_name(name: &str) -> Result<GroupName, ApiError> {
@@ -75,8 +83,7 @@ pub fn parse_numbers(text: &str) -> Result<Vec<AccessNumber>, ApiError> {
     Ok(NumberSpec::expand(&specs))
 }
 
-async fn list_groups(State(state): State<AppState>, headers: HeaderMap) -> Result<Reply, ApiError> {
-    guard(&state, &headers)?;
+async fn list_groups(State(state): State<AppState>) -> Result<Reply, ApiError> {
     let groups = state.broker.admin_groups().await?;
     to_json(&json!({ "groups": groups }))
 }
@@ -84,19 +91,15 @@ async fn list_groups(State(state): State<AppState>, headers: HeaderMap) -> Resul
 async fn show_group(
     State(state): State<AppState>,
     Path(group): Path<String>,
-    headers: HeaderMap,
 ) -> Result<Reply, ApiError> {
-    guard(&state, &headers)?;
     to_json(&state.broker.admin_group(&group_name(&group)?).await?)
 }
 
 async fn put_group(
     State(state): State<AppState>,
     Path(group): Path<String>,
-    headers: HeaderMap,
     params: Params,
 ) -> Result<Reply, ApiError> {
-    guard(&state, &headers)?;
     let name = group_name(&group)?;
     let existing = state.broker.store().group(&name).await?.map(|g| g.stats);
     let allocation = match params.get("allocation") {
@@ -152,9 +155,7 @@ async fn put_group(
 async fn delete_group(
     State(state): State<AppState>,
     Path(group): Path<String>,
-    headers: HeaderMap,
 ) -> Result<Reply, ApiError> {
-    guard(&state, &headers)?;
     let name = group_name(&group)?;
     state.broker.admin_delete_group(&name).await?;
     Ok(Reply::new().field("deleted", name))
@@ -163,10 +164,8 @@ async fn delete_group(
 async fn add_numbers(
     State(state): State<AppState>,
     Path(group): Path<String>,
-    headers: HeaderMap,
     params: Params,
 ) -> Result<Reply, ApiError> {
-    guard(&state, &headers)?;
     let name = group_name(&group)?;
     let text = params.get("numbers").ok_or_else(|| {
         ApiError::invalid(
@@ -184,9 +183,7 @@ async fn add_numbers(
 async fn remove_number(
     State(state): State<AppState>,
     Path((group, number)): Path<(String, String)>,
-    headers: HeaderMap,
 ) -> Result<Reply, ApiError> {
-    guard(&state, &headers)?;
     let name = group_name(&group)?;
     let number = AccessNumber::parse(&number).map_err(ApiError::param("number"))?;
     let outcome = state.broker.admin_remove_number(&name, &number).await?;
@@ -203,9 +200,7 @@ struct Search {
 async fn find_reservations(
     State(state): State<AppState>,
     Query(q): Query<Search>,
-    headers: HeaderMap,
 ) -> Result<Reply, ApiError> {
-    guard(&state, &headers)?;
     let some = |v: Option<String>| v.filter(|s| !s.trim().is_empty());
     let filter = ReservationFilter {
         number: some(q.number)
@@ -225,15 +220,12 @@ async fn find_reservations(
 async fn release(
     State(state): State<AppState>,
     Path(number): Path<String>,
-    headers: HeaderMap,
 ) -> Result<Reply, ApiError> {
-    guard(&state, &headers)?;
     let number = AccessNumber::parse(&number).map_err(ApiError::param("number"))?;
     state.broker.admin_release(&number).await?;
     Ok(Reply::new().field("released", number))
 }
 
-async fn nodes(State(state): State<AppState>, headers: HeaderMap) -> Result<Reply, ApiError> {
-    guard(&state, &headers)?;
+async fn nodes(State(state): State<AppState>) -> Result<Reply, ApiError> {
     to_json(&json!({ "nodes": state.broker.admin_nodes().await? }))
 }

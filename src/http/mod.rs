@@ -46,8 +46,11 @@ pub fn router(state: AppState) -> Router {
         .merge(service::router())
         .merge(storage::router())
         .merge(ops::router())
-        .merge(admin::router())
-        .merge(ui::router())
+        .merge(
+            admin::router()
+                .merge(ui::router())
+                .route_layer(middleware::from_fn_with_state(state.clone(), admin::require_admin)),
+        )
         .fallback(not_found)
         .layer(middleware::from_fn(reply::negotiate))
         .layer(middleware::from_fn_with_state(state.clone(), observe))

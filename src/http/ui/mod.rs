@@ -1,16 +1,14 @@
 //! `/ui`: the Service Management page, served from assets compiled into the binary (no
 //! separate server, no build step at run time). The page is static; it reads and changes
-//! everything through the admin API, with the same Basic credentials, so the browser's one
-//! login prompt covers both.
+//! everything through the admin API, and `http::router` guards both with the same Basic
+//! credentials, so the browser's one login prompt covers both.
 
 use axum::Router;
-use axum::extract::State;
-use axum::http::{HeaderMap, header};
+use axum::http::header;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 
 use super::AppState;
-use super::error::ApiError;
 
 const INDEX: &str = include_str!("assets/index.html");
 const SCRIPT: &str = include_str!("assets/app.js");
@@ -24,17 +22,6 @@ pub fn router() -> Router<AppState> {
         .route("/ui/style.css", get(style))
 }
 
-fn guard(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
-    super::auth::require(
-        headers,
-        state
-            .config
-            .admin_auth
-            .as_ref()
-            .or(state.config.auth.as_ref()),
-    )
-}
-
 fn asset(content_type: &'static str, body: &'static str) -> Response {
     (
         [
@@ -46,17 +33,14 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
         .into_response()
 }
 
-async fn index(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
-    guard(&state, &headers)?;
-    Ok(asset("text/html; charset=utf-8", INDEX))
+async fn index() -> Response {
+    asset("text/html; charset=utf-8", INDEX)
 }
 
-async fn script(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
-    guard(&state, &headers)?;
-    Ok(asset("text/javascript; charset=utf-8", SCRIPT))
+async fn script() -> Response {
+    asset("text/javascript; charset=utf-8", SCRIPT)
 }
 
-async fn style(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
-    guard(&state, &headers)?;
-    Ok(asset("text/css; charset=utf-8", STYLE))
+async fn style() -> Response {
+    asset("text/css; charset=utf-8", STYLE)
 }
