@@ -68,7 +68,7 @@ async fn main() {
             if pool == 1_000_000 {
                 rows.extend(node.scale_checks(&s).await);
             }
-            node.stop();
+            node.stop(&s).await;
         }
         if store == "postgres" {
             for conns in [8, 64] {

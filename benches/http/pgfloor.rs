@@ -23,6 +23,23 @@ pub async fn fresh_schema(base: &str, prefix: &str) -> Option<String> {
     Some(format!("{base}{sep}options=-csearch_path%3D{name}"))
 }
 
+/// Drops the schema a `fresh_schema` URL names.
+pub async fn drop_schema(base: &str, url: &str) {
+    let Some(name) = url
+        .rsplit("search_path%3D")
+        .next()
+        .filter(|n| n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
+    else {
+        return;
+    };
+    if let Ok((client, conn)) = tokio_postgres::connect(base, tokio_postgres::NoTls).await {
+        tokio::spawn(conn);
+        let _ = client
+            .batch_execute(&format!("DROP SCHEMA IF EXISTS {name} CASCADE"))
+            .await;
+    }
+}
+
 const SCRIPT: &str = "UPDATE pool SET taken_until = (extract(epoch FROM clock_timestamp()) * 1000)::bigint + 1 \
 WHERE number = (SELECT number FROM pool WHERE taken_until < (extract(epoch FROM clock_timestamp()) * 1000)::bigint \
 ORDER BY number LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING number;\n";

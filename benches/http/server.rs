@@ -205,9 +205,12 @@ impl Node {
         rows
     }
 
-    pub fn stop(mut self) {
+    pub async fn stop(mut self, s: &Settings) {
         if let Some(p) = self.proc.take() {
             p.stop();
+        }
+        if self.store == "postgres" {
+            crate::pgfloor::drop_schema(&s.pg, &self.url).await;
         }
     }
 }
