@@ -150,6 +150,8 @@ pub struct MatchRequest {
 pub struct GroupStats {
     pub name: GroupName,
     pub allocation: Allocation,
+    /// The group's own booking time in seconds (`None`: the 30 s default).
+    #[serde(rename = "booking_expiration_timeout")]
     pub booking_timeout: Option<u32>,
     /// Numbers in service (retiring ones excluded).
     pub size: u64,

@@ -32,7 +32,7 @@ on_every_backend!(groups_numbers_and_reservations, |backend| async move {
         (Some("DNIS"), Some(5), Some(5))
     );
     assert_eq!(dnis["allocation"], "round-robin");
-    assert_eq!(dnis["booking_timeout"], 60);
+    assert_eq!(dnis["booking_expiration_timeout"], 60);
 
     let id = app.session(&[]).await;
     let number = app
@@ -128,7 +128,7 @@ on_every_backend!(groups_numbers_and_reservations, |backend| async move {
     assert_eq!(
         (
             r.json()["allocation"].as_str(),
-            r.json()["booking_timeout"].as_u64()
+            r.json()["booking_expiration_timeout"].as_u64()
         ),
         (Some("random"), Some(90))
     );

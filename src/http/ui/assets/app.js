@@ -57,7 +57,7 @@ async function overview() {
       el("td", {}, bar(g.utilisation), ` ${Math.round(g.utilisation * 100)}%`),
       el("td", { class: "num", "data-testid": "refusals" }, g.refusals),
       el("td", {}, g.allocation),
-      el("td", { class: "num" }, g.booking_timeout ?? "30 (default)")));
+      el("td", { class: "num" }, g.booking_expiration_timeout ?? "30 (default)")));
   view.replaceChildren(
     el("h1", { text: "Resource groups" }),
     el("table", { "data-testid": "groups" },
@@ -154,7 +154,7 @@ function settingsForm(g) {
   const msg = el("p", { class: "error", role: "alert", "data-testid": "settings-error" });
   const form = el("form", { class: "card", "data-testid": "settings" },
     allocationSelect(g.allocation),
-    el("label", {}, "Booking timeout (5–1800 s)", el("input", { name: "booking_expiration_timeout", value: g.booking_timeout ?? "", "data-testid": "timeout-input" })),
+    el("label", {}, "Booking timeout (5–1800 s)", el("input", { name: "booking_expiration_timeout", value: g.booking_expiration_timeout ?? "", "data-testid": "timeout-input" })),
     el("button", { type: "submit" }, "Save settings"), msg);
   form.addEventListener("submit", async (e) => {
     e.preventDefault();
