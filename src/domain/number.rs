@@ -10,9 +10,12 @@ const MAX_NUMBER_LEN: usize = 32;
 pub const MAX_RANGE_SPAN: u64 = 10_000_000;
 
 /// One access number: digits with an optional leading `+`, leading zeros kept.
+///
+/// Stored inline (no heap allocation up to 24 characters, which covers E.164): a node holds
+/// a million of these, so each one's size is most of a group's memory.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
 #[serde(transparent)]
-pub struct AccessNumber(Box<str>);
+pub struct AccessNumber(compact_str::CompactString);
 
 impl AccessNumber {
     pub fn parse(s: &str) -> Result<Self, ParseError> {
@@ -27,7 +30,7 @@ impl AccessNumber {
                 "{s:?} is not an access number (digits only, optional leading +)"
             )));
         }
-        Ok(Self(s.into()))
+        Ok(Self(compact_str::CompactString::new(s)))
     }
 
     pub fn as_str(&self) -> &str {
@@ -90,7 +93,8 @@ impl NumberRange {
 
     pub fn iter(&self) -> impl Iterator<Item = AccessNumber> + '_ {
         let width = self.width;
-        (self.start..=self.end).map(move |n| AccessNumber(format!("{n:0width$}").into()))
+        (self.start..=self.end)
+            .map(move |n| AccessNumber(compact_str::format_compact!("{n:0width$}")))
     }
 }
 

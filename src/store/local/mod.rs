@@ -10,6 +10,7 @@
 pub mod engine;
 pub mod free_set;
 pub mod journal;
+mod number_index;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -91,39 +91,8 @@ pub fn load(conn: &mut Connection, now: UnixMillis) -> Result<Engine, String> {
     }
     drop(stmt);
 
-    let mut numbers = Vec::new();
-    let mut stmt = conn
-        .prepare("SELECT group_name, number, position, retiring, freed_at FROM numbers ORDER BY group_name, position")
-        .map_err(sql_err)?;
-    let rows = stmt
-        .query_map([], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, u32>(2)?,
-                r.get::<_, bool>(3)?,
-                r.get::<_, i64>(4)?,
-            ))
-        })
-        .map_err(sql_err)?;
-    let mut names: Vec<GroupName> = Vec::new();
-    for row in rows {
-        let (group, number, position, retiring, freed_at) = row.map_err(sql_err)?;
-        // Rows come sorted by group: parse each group's name once, not once per number.
-        if names.last().is_none_or(|n| n.as_str() != group) {
-            names.push(GroupName::parse(&group).map_err(|_| bad("group", &group))?);
-        }
-        let group = names.last().cloned().ok_or_else(|| bad("group", &group))?;
-        numbers.push(StoredNumber {
-            group,
-            number: AccessNumber::parse(&number).map_err(|_| bad("number", &number))?,
-            position,
-            retiring,
-            freed_at: UnixMillis(freed_at),
-        });
-    }
-    drop(stmt);
-
+    // Reservations first (a small table), so the numbers can stream from their query straight
+    // into the engine: a million-row list held in between would double the start-up memory.
     let mut reservations = Vec::new();
     let mut stmt = conn.prepare("SELECT number, session, code, phone, expires_at FROM reservations WHERE expires_at > ?1").map_err(sql_err)?;
     let rows = stmt
@@ -149,7 +118,47 @@ pub fn load(conn: &mut Connection, now: UnixMillis) -> Result<Engine, String> {
     }
     drop(stmt);
 
+    let mut stmt = conn
+        .prepare("SELECT group_name, number, position, retiring, freed_at FROM numbers ORDER BY group_name, position")
+        .map_err(sql_err)?;
+    let mut rows = stmt.query([]).map_err(sql_err)?;
+    let mut failure: Option<String> = None;
+    let mut group: Option<GroupName> = None;
+    let mut read = |r: &rusqlite::Row<'_>| -> Result<StoredNumber, String> {
+        let name = r
+            .get_ref(0)
+            .and_then(|v| Ok(v.as_str()?))
+            .map_err(sql_err)?;
+        // Rows come sorted by group: parse each group's name once, not once per number.
+        if group.as_ref().is_none_or(|g| g.as_str() != name) {
+            group = Some(GroupName::parse(name).map_err(|_| bad("group", name))?);
+        }
+        let number = r
+            .get_ref(1)
+            .and_then(|v| Ok(v.as_str()?))
+            .map_err(sql_err)?;
+        Ok(StoredNumber {
+            group: group.clone().ok_or_else(|| bad("group", name))?,
+            number: AccessNumber::parse(number).map_err(|_| bad("number", number))?,
+            position: r.get(2).map_err(sql_err)?,
+            retiring: r.get(3).map_err(sql_err)?,
+            freed_at: UnixMillis(r.get(4).map_err(sql_err)?),
+        })
+    };
+    let numbers = std::iter::from_fn(|| {
+        let row = match rows.next() {
+            Ok(Some(row)) => read(row),
+            Ok(None) => return None,
+            Err(e) => Err(sql_err(e)),
+        };
+        row.map_err(|e| failure = Some(e)).ok()
+    });
     let gone = engine.restore_numbers(numbers, reservations, now);
+    if let Some(failure) = failure {
+        return Err(failure);
+    }
+    drop(rows);
+    drop(stmt);
     if !gone.is_empty() {
         let tx = conn.transaction().map_err(sql_err)?;
         for n in &gone {

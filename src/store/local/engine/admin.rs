@@ -132,7 +132,7 @@ impl Engine {
             .map(|s| s.number.clone())
             .collect();
         for n in numbers {
-            self.numbers.remove(&n);
+            self.unindex_number(&n);
         }
         self.groups[g as usize] = None;
         self.group_index.remove(name);
@@ -151,7 +151,7 @@ impl Engine {
         };
         let mut seen = HashSet::with_capacity(numbers.len());
         for n in &numbers {
-            if let Some(&(owner, _)) = self.numbers.get(n) {
+            if let Some((owner, _)) = self.locate(n) {
                 let owner = self.groups[owner as usize]
                     .as_ref()
                     .map(|o| o.settings.name.clone());
@@ -184,7 +184,7 @@ impl Engine {
         });
         group.free.insert(pos, UnixMillis(0));
         group.active += 1;
-        self.numbers.insert(number, (g, pos));
+        self.index_number(&number, (g, pos));
     }
 
     pub fn remove_number(
@@ -198,7 +198,7 @@ impl Engine {
             return RemoveNumber::UnknownGroup;
         };
         self.reap(g, now);
-        let Some(&(owner, pos)) = self.numbers.get(number) else {
+        let Some((owner, pos)) = self.locate(number) else {
             return RemoveNumber::UnknownNumber;
         };
         if owner != g {
@@ -211,7 +211,7 @@ impl Engine {
                 slot.state = SlotState::Gone;
                 group.free.remove(pos);
                 group.active -= 1;
-                self.numbers.remove(number);
+                self.unindex_number(number);
                 record(log, || Change::NumberDeleted(number.clone()));
                 RemoveNumber::Removed
             }
@@ -240,7 +240,7 @@ impl Engine {
         now: UnixMillis,
     ) -> Vec<ReservationView> {
         let candidates: Vec<(GroupIdx, u32)> = if let Some(n) = &filter.number {
-            self.numbers.get(n).copied().into_iter().collect()
+            self.locate(n).into_iter().collect()
         } else if let Some(s) = &filter.session {
             self.sessions
                 .get(s)
@@ -329,7 +329,7 @@ impl Engine {
             let g = self.group_idx(name).expect("group was just put");
             let mut added = 0u64;
             for number in &spec.numbers {
-                match self.numbers.get(number).copied() {
+                match self.locate(number) {
                     None => {
                         self.push_number(g, number.clone(), log);
                         added += 1;

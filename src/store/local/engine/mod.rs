@@ -20,6 +20,7 @@ use crate::store::{Fields, GroupSettings, NewSession, Session, merge_fields};
 
 use super::free_set::FreeSet;
 use super::journal::{Change, ChangeLog, record};
+use super::number_index::{Location, NumberIndex};
 
 type GroupIdx = u32;
 type Pos = u32;
@@ -28,7 +29,7 @@ type Pos = u32;
 pub struct Engine {
     groups: Vec<Option<Group>>,
     group_index: HashMap<GroupName, GroupIdx>,
-    numbers: HashMap<AccessNumber, (GroupIdx, Pos)>,
+    numbers: NumberIndex,
     sessions: HashMap<SessionId, SessionEntry>,
     data: HashMap<DataId, DataEntry>,
 }
@@ -135,6 +136,27 @@ impl Engine {
 
     fn group_idx(&self, name: &GroupName) -> Option<GroupIdx> {
         self.group_index.get(name).copied()
+    }
+
+    /// Where a number lives, if it is in a group.
+    fn locate(&self, number: &AccessNumber) -> Option<(GroupIdx, Pos)> {
+        let groups = &self.groups;
+        self.numbers
+            .get(number.as_str(), |at| number_at(groups, at))
+    }
+
+    /// Indexes a number whose slot was just filled.
+    fn index_number(&mut self, number: &AccessNumber, at: (GroupIdx, Pos)) {
+        let groups = &self.groups;
+        self.numbers
+            .insert(number.as_str(), at, |k| number_at(groups, k));
+    }
+
+    /// Forgets a number; call it before its group or slot goes away.
+    fn unindex_number(&mut self, number: &AccessNumber) {
+        let groups = &self.groups;
+        self.numbers
+            .remove(number.as_str(), |k| number_at(groups, k));
     }
 
     fn group_mut(&mut self, idx: GroupIdx) -> &mut Group {
@@ -289,4 +311,12 @@ impl Engine {
         }
         (before - self.sessions.len() - self.data.len()) as u64
     }
+}
+
+/// The number in a slot, for the index to hash and compare with.
+fn number_at(groups: &[Option<Group>], (g, pos): Location) -> &str {
+    groups[g as usize]
+        .as_ref()
+        .and_then(|group| group.slots.get(pos as usize))
+        .map_or("", |slot| slot.number.as_str())
 }

@@ -47,7 +47,7 @@ impl Engine {
         if hold.retiring {
             slot.state = SlotState::Gone;
             group.retiring -= 1;
-            self.numbers.remove(&number);
+            self.unindex_number(&number);
             record(log, || Change::NumberDeleted(number));
         } else {
             group.free.insert(pos, freed_at);
@@ -160,7 +160,7 @@ impl Engine {
         now: UnixMillis,
         log: &mut ChangeLog,
     ) -> Option<Session> {
-        let &(g, pos) = self.numbers.get(&req.number)?;
+        let (g, pos) = self.locate(&req.number)?;
         let hold = self.groups[g as usize].as_ref()?.live_hold(pos, now)?;
         let code_ok = match (&hold.code, &req.code) {
             (Some(want), Some(got)) => want == got,
@@ -185,7 +185,7 @@ impl Engine {
 
     /// Releases the live hold on a number (admin); `false` if it had none.
     pub fn release(&mut self, number: &AccessNumber, now: UnixMillis, log: &mut ChangeLog) -> bool {
-        let Some(&(g, pos)) = self.numbers.get(number) else {
+        let Some((g, pos)) = self.locate(number) else {
             return false;
         };
         let live = self.groups[g as usize]

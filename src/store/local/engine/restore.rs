@@ -76,7 +76,7 @@ impl Engine {
     /// deleted from disk (retiring, and no live reservation any more).
     pub fn restore_numbers(
         &mut self,
-        numbers: Vec<StoredNumber>,
+        numbers: impl IntoIterator<Item = StoredNumber>,
         reservations: Vec<StoredReservation>,
         now: UnixMillis,
     ) -> Vec<AccessNumber> {
@@ -100,7 +100,7 @@ impl Engine {
                 number: n.number.clone(),
                 state: SlotState::Free,
             });
-            self.numbers.insert(n.number.clone(), (g, pos));
+            self.index_number(&n.number, (g, pos));
             if n.retiring {
                 retiring.push((g, pos));
             } else {
@@ -111,7 +111,7 @@ impl Engine {
             if r.expires_at.is_reached(now) {
                 continue;
             }
-            let Some(&(g, pos)) = self.numbers.get(&r.number) else {
+            let Some((g, pos)) = self.locate(&r.number) else {
                 continue;
             };
             let Some(session) = self.sessions.get_mut(&r.session) else {
@@ -152,7 +152,7 @@ impl Engine {
             }
         }
         for n in &gone {
-            self.numbers.remove(n);
+            self.unindex_number(n);
         }
         gone
     }
