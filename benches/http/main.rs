@@ -5,7 +5,8 @@
 //! load generator, measures PostgreSQL's own floor with pgbench, prints a table and writes
 //! `docs/performance.md` with PNG plots. Figures are ratios to floors measured in the same
 //! run. Env: `BENCH_SECS` (measured window per scenario, default 5), `BENCH_WARMUP` (default
-//! 1), `BENCH_STORES` (default `sqlite,memory,postgres`), `BENCH_PG`
+//! 1), `BENCH_STORES` (default `sqlite,memory,postgres`), `BENCH_POOLS` (default
+//! `100,10000,1000000`), `BENCH_PG`
 //! (default `postgres://postgres@127.0.0.1:5432/test`).
 
 mod load;
@@ -23,6 +24,7 @@ pub struct Settings {
     pub warmup: Duration,
     pub stores: Vec<String>,
     pub pg: String,
+    pub pools: Vec<usize>,
 }
 
 fn settings() -> Settings {
@@ -40,6 +42,11 @@ fn settings() -> Settings {
             .split(',')
             .map(str::to_owned)
             .collect(),
+        pools: std::env::var("BENCH_POOLS")
+            .unwrap_or_else(|_| "100,10000,1000000".into())
+            .split(',')
+            .filter_map(|p| p.trim().parse().ok())
+            .collect(),
         pg: std::env::var("BENCH_PG")
             .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into()),
     }
@@ -56,7 +63,7 @@ async fn main() {
         rows.push(server::floor(&s, conns).await);
     }
     for store in &s.stores {
-        for pool in [100usize, 10_000, 1_000_000] {
+        for &pool in &s.pools {
             let Some(mut node) = server::Node::start(store, pool, &s).await else {
                 continue;
             };

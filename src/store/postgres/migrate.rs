@@ -6,7 +6,10 @@ use tokio_postgres::Transaction;
 use super::pg_error;
 use crate::store::StoreError;
 
-const MIGRATIONS: [&str; 1] = [include_str!("../../../migrations/postgres/0001_init.sql")];
+const MIGRATIONS: [&str; 2] = [
+    include_str!("../../../migrations/postgres/0001_init.sql"),
+    include_str!("../../../migrations/postgres/0002_reserve_function.sql"),
+];
 /// Any constant; every node uses the same one.
 const LOCK_KEY: i64 = 0x6163_6365_7373;
 

@@ -12,6 +12,7 @@
 
 mod admin;
 mod apply;
+mod batch;
 mod migrate;
 mod reserve;
 mod sessions;
@@ -37,7 +38,7 @@ use crate::domain::{AccessNumber, DataId, GroupName, SessionId};
 /// every attempt so the future borrows only the transaction.
 macro_rules! in_tx {
     ($store:expr, $f:path $(, $arg:ident)*) => {
-        $store.with_tx(move |tx, now| {
+        $store.db.with_tx(move |tx, now| {
             $( let $arg = $arg.clone(); )*
             Box::pin(async move { $f(tx, now $(, &$arg)*).await })
         })
@@ -45,10 +46,18 @@ macro_rules! in_tx {
 }
 
 pub struct PgStore {
+    db: Db,
+    batcher: batch::Batcher,
+    node_id: String,
+}
+
+/// The connection pool with the clock and bound every transaction runs under; cheap to
+/// clone, so the batcher's tasks hold their own.
+#[derive(Clone)]
+struct Db {
     pool: Pool,
     clock: Arc<dyn Clock>,
     timeout: Duration,
-    node_id: String,
 }
 
 pub async fn open(url: &StoreUrl, options: &StoreOptions) -> Result<DynStore, OpenError> {
@@ -89,10 +98,14 @@ pub async fn open(url: &StoreUrl, options: &StoreOptions) -> Result<DynStore, Op
         .runtime(Runtime::Tokio1)
         .build()
         .map_err(|e| fail(e.to_string()))?;
-    let store = PgStore {
+    let db = Db {
         pool,
         clock: options.clock.clone(),
         timeout: options.timeout,
+    };
+    let store = PgStore {
+        batcher: batch::Batcher::start(db.clone(), batch::parallel(options.max_connections)),
+        db,
         node_id: options.node_id.clone(),
     };
     in_tx!(store, migrate::migrate)
@@ -175,7 +188,7 @@ impl TxError for ReserveError {
 
 type TxFuture<'a, T, E> = std::pin::Pin<Box<dyn Future<Output = Result<T, E>> + Send + 'a>>;
 
-impl PgStore {
+impl Db {
     /// Runs `f` in one transaction with the database's `now` (ms). An error rolls back; a
     /// lost race is retried up to three times; all of it within the store's timeout. The
     /// closure owns its inputs (clone them in), so the future borrows only the transaction.
@@ -255,11 +268,12 @@ impl Store for PgStore {
     async fn apply_groups(&self, groups: &[GroupSpec]) -> Result<Vec<String>, StoreError> {
         let groups = groups.to_vec();
         // Applying a million-number group at start takes longer than any request may.
-        self.with_tx_within(apply::TIMEOUT, move |tx, now| {
-            let groups = groups.clone();
-            Box::pin(async move { apply::apply_groups(tx, now, &groups).await })
-        })
-        .await
+        self.db
+            .with_tx_within(apply::TIMEOUT, move |tx, now| {
+                let groups = groups.clone();
+                Box::pin(async move { apply::apply_groups(tx, now, &groups).await })
+            })
+            .await
     }
 
     async fn create_session(&self, new: NewSession) -> Result<Session, StoreError> {
@@ -275,7 +289,7 @@ impl Store for PgStore {
     }
 
     async fn reserve(&self, req: ReserveRequest) -> Result<Reservation, ReserveError> {
-        in_tx!(self, reserve::reserve, req).await
+        self.batcher.reserve(req).await
     }
 
     async fn reserve_new_session(

@@ -7,204 +7,137 @@
 
 use std::time::Duration;
 
-use rand::Rng;
 use tokio_postgres::Transaction;
 
 use super::pg_error;
 use super::sessions::{self, left};
-use crate::domain::{AccessCode, AccessNumber, Allocation, BookingTimeout};
+use crate::domain::{AccessCode, AccessNumber};
 use crate::store::{
     MatchRequest, NewSession, Reservation, ReserveError, ReserveRequest, Session, StoreError,
 };
 
-/// A number is free when no live reservation sits on it (an expired one counts as none).
-const FREE: &str = "NOT retiring AND (session IS NULL OR expires_at <= $2)";
-
+/// One reservation in the caller's transaction (request-interaction uses it after creating
+/// the session); the decision itself is the `ab_reserve` function (migration 0002).
 pub async fn reserve(
     tx: &Transaction<'_>,
     now: i64,
     req: &ReserveRequest,
 ) -> Result<Reservation, ReserveError> {
-    let sql = "SELECT expires_at FROM sessions WHERE id = $1 AND expires_at > $2 FOR UPDATE";
-    let row = tx
-        .query_opt(sql, &[&req.session.as_str(), &now])
-        .await
-        .map_err(pg_error)?;
-    let session_expiry: i64 = row.ok_or(ReserveError::SessionNotFound)?.get(0);
-    let group = req.group.as_str();
-    let row = tx
-        .query_opt(
-            "SELECT allocation, booking_timeout FROM groups WHERE name = $1",
-            &[&group],
-        )
-        .await
-        .map_err(pg_error)?
-        .ok_or(ReserveError::UnknownGroup)?;
-    let allocation: String = row.get(0);
-    let allocation: Allocation = allocation
-        .parse()
-        .map_err(|e| StoreError::Corrupt(format!("group {group}: {e}")))?;
-    let group_timeout: Option<i32> = row.get(1);
-    let timeout = req
-        .timeout
-        .or(group_timeout.map(|t| BookingTimeout::from_secs_lenient(i64::from(t))))
-        .unwrap_or(BookingTimeout::DEFAULT);
-    let expires_at = (now + i64::from(timeout.secs()) * 1000).min(session_expiry);
-
-    let mine =
-        "SELECT number FROM numbers WHERE group_name = $1 AND session = $3 AND expires_at > $2";
-    let existing = tx
-        .query_opt(mine, &[&group, &now, &req.session.as_str()])
-        .await
-        .map_err(pg_error)?;
-    let number: String = match existing {
-        Some(row) => row.get(0),
-        None => pick(tx, now, group, allocation).await?,
-    };
-    let code = req.code.as_ref().map(|c| c.as_str());
-    let phone = req.phone.as_ref().map(|p| p.as_str());
-    let sql = "UPDATE numbers SET session = $3, expires_at = $2, freed_at = $2,
-                      code = CASE WHEN session = $3 AND expires_at > $5 THEN coalesce(code, $4) ELSE $4 END,
-                      phone = CASE WHEN session = $3 AND expires_at > $5 THEN coalesce($6, phone) ELSE $6 END
-               WHERE number = $1 RETURNING code";
     let row = tx
         .query_one(
-            sql,
+            "SELECT * FROM ab_reserve($1, $2, $3, $4, $5, $6, $7)",
             &[
-                &number,
-                &expires_at,
                 &req.session.as_str(),
-                &code,
+                &req.group.as_str(),
+                &req.code.as_ref().map(|c| c.as_str()),
+                &req.phone.as_ref().map(|p| p.as_str()),
+                &req.timeout.map(|t| t.secs() as i32),
+                &req.pool_health,
                 &now,
-                &phone,
             ],
         )
         .await
         .map_err(pg_error)?;
-    let code: Option<String> = row.get(0);
-    let (pool_size, pool_free) = if req.pool_health {
-        counts(tx, now, group).await?
-    } else {
-        (0, 0)
-    };
-    Ok(Reservation {
-        number: AccessNumber::parse(&number).map_err(|e| StoreError::Corrupt(e.to_string()))?,
-        code: code.map(AccessCode::from_stored),
-        expires_in: left(expires_at, now),
-        pool_size,
-        pool_free,
+    answer(&row, now)?
+}
+
+/// The batch statement: one implicit transaction (autocommit), `now` from the database's
+/// clock unless a test froze it ($7), returned with every row.
+pub const BATCH_SQL: &str = "SELECT b.*, t.now FROM
+    (SELECT coalesce($7::bigint, (extract(epoch FROM clock_timestamp()) * 1000)::bigint) AS now) t,
+    LATERAL ab_reserve_batch($1, $2, $3, $4, $5, $6, t.now) b";
+
+/// Many reservations in one round trip, decided in order (see `batch.rs`).
+pub async fn reserve_batch(
+    client: &tokio_postgres::Client,
+    statement: &tokio_postgres::Statement,
+    frozen_now: Option<i64>,
+    reqs: &[ReserveRequest],
+) -> Result<Vec<Result<Reservation, ReserveError>>, StoreError> {
+    let sessions: Vec<&str> = reqs.iter().map(|r| r.session.as_str()).collect();
+    let groups: Vec<&str> = reqs.iter().map(|r| r.group.as_str()).collect();
+    let codes: Vec<Option<&str>> = reqs
+        .iter()
+        .map(|r| r.code.as_ref().map(|c| c.as_str()))
+        .collect();
+    let phones: Vec<Option<&str>> = reqs
+        .iter()
+        .map(|r| r.phone.as_ref().map(|p| p.as_str()))
+        .collect();
+    let timeouts: Vec<Option<i32>> = reqs
+        .iter()
+        .map(|r| r.timeout.map(|t| t.secs() as i32))
+        .collect();
+    let health: Vec<bool> = reqs.iter().map(|r| r.pool_health).collect();
+    let rows = client
+        .query(
+            statement,
+            &[
+                &sessions,
+                &groups,
+                &codes,
+                &phones,
+                &timeouts,
+                &health,
+                &frozen_now,
+            ],
+        )
+        .await
+        .map_err(pg_error)?;
+    if rows.len() != reqs.len() {
+        return Err(StoreError::Corrupt(format!(
+            "ab_reserve_batch answered {} rows for {} requests",
+            rows.len(),
+            reqs.len()
+        )));
+    }
+    rows.iter()
+        .map(|row| {
+            let now: i64 = row.try_get("now").map_err(corrupt)?;
+            answer(row, now)
+        })
+        .collect()
+}
+
+/// Reads one `ab_reserve` row: the outer error is a broken row, the inner one the answer.
+fn answer(
+    row: &tokio_postgres::Row,
+    now: i64,
+) -> Result<Result<Reservation, ReserveError>, StoreError> {
+    let status: &str = row.try_get(0).map_err(corrupt)?;
+    let expires_at: Option<i64> = row.try_get(3).map_err(corrupt)?;
+    Ok(match status {
+        "ok" => {
+            let number: &str = row.try_get(1).map_err(corrupt)?;
+            let code: Option<String> = row.try_get(2).map_err(corrupt)?;
+            let (size, free): (i64, i64) = (
+                row.try_get(4).map_err(corrupt)?,
+                row.try_get(5).map_err(corrupt)?,
+            );
+            Ok(Reservation {
+                number: AccessNumber::parse(number)
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                code: code.map(AccessCode::from_stored),
+                expires_in: left(expires_at.unwrap_or(now), now),
+                pool_size: size as u64,
+                pool_free: free as u64,
+            })
+        }
+        "session" => Err(ReserveError::SessionNotFound),
+        "group" => Err(ReserveError::UnknownGroup),
+        "exhausted" => Err(ReserveError::Exhausted {
+            retry_after: left(expires_at.unwrap_or(now), now).max(Duration::from_secs(1)),
+        }),
+        other => {
+            return Err(StoreError::Corrupt(format!(
+                "ab_reserve answered status {other:?}"
+            )));
+        }
     })
 }
 
-/// Locks a free number of the group by its allocation rule; `Exhausted` when none is free.
-async fn pick(
-    tx: &Transaction<'_>,
-    now: i64,
-    group: &str,
-    allocation: Allocation,
-) -> Result<String, ReserveError> {
-    let from = |order: &str, filter: &str| {
-        format!(
-            "SELECT number, position FROM numbers WHERE group_name = $1 AND {FREE} {filter} ORDER BY {order} LIMIT 1 FOR UPDATE SKIP LOCKED"
-        )
-    };
-    let found = match allocation {
-        Allocation::LeastRecentlyUsed => tx
-            .query_opt(&from("freed_at, position", ""), &[&group, &now])
-            .await
-            .map_err(pg_error)?,
-        Allocation::RoundRobin => {
-            // The group row's lock makes the cursor exact across nodes (allocations in one
-            // round-robin group take turns; other groups and rules are not held up).
-            let row = tx
-                .query_one(
-                    "SELECT cursor FROM groups WHERE name = $1 FOR UPDATE",
-                    &[&group],
-                )
-                .await
-                .map_err(pg_error)?;
-            let cursor: i64 = row.get(0);
-            let found = around(tx, now, group, cursor, &from).await?;
-            if let Some(row) = &found {
-                let position: i64 = row.get(1);
-                tx.execute(
-                    "UPDATE groups SET cursor = $2 WHERE name = $1",
-                    &[&group, &(position + 1)],
-                )
-                .await
-                .map_err(pg_error)?;
-            }
-            found
-        }
-        Allocation::Random => {
-            // A random start position, then the next free number: uniform when few numbers
-            // are busy, and cheap (one index probe) at any pool size.
-            let row = tx
-                .query_one(
-                    "SELECT max(position) FROM numbers WHERE group_name = $1",
-                    &[&group],
-                )
-                .await
-                .map_err(pg_error)?;
-            let max: Option<i64> = row.get(0);
-            let start = rand::rng().random_range(0..=max.unwrap_or(0).max(0));
-            around(tx, now, group, start, &from).await?
-        }
-    };
-    match found {
-        Some(row) => Ok(row.get(0)),
-        None => Err(exhausted(tx, now, group).await?),
-    }
-}
-
-/// The first free number at or after `start`, wrapping to the start of the group.
-async fn around(
-    tx: &Transaction<'_>,
-    now: i64,
-    group: &str,
-    start: i64,
-    from: &impl Fn(&str, &str) -> String,
-) -> Result<Option<tokio_postgres::Row>, StoreError> {
-    let after = tx
-        .query_opt(
-            &from("position", "AND position >= $3"),
-            &[&group, &now, &start],
-        )
-        .await
-        .map_err(pg_error)?;
-    if after.is_some() {
-        return Ok(after);
-    }
-    tx.query_opt(
-        &from("position", "AND position < $3"),
-        &[&group, &now, &start],
-    )
-    .await
-    .map_err(pg_error)
-}
-
-async fn exhausted(
-    tx: &Transaction<'_>,
-    now: i64,
-    group: &str,
-) -> Result<ReserveError, StoreError> {
-    let sql = "SELECT min(expires_at) FROM numbers WHERE group_name = $1 AND session IS NOT NULL AND expires_at > $2";
-    let row = tx.query_one(sql, &[&group, &now]).await.map_err(pg_error)?;
-    let first: Option<i64> = row.get(0);
-    let retry_after = left(first.unwrap_or(now), now).max(Duration::from_secs(1));
-    Ok(ReserveError::Exhausted { retry_after })
-}
-
-async fn counts(tx: &Transaction<'_>, now: i64, group: &str) -> Result<(u64, u64), StoreError> {
-    let sql = format!(
-        "SELECT count(*) FILTER (WHERE NOT retiring), count(*) FILTER (WHERE {FREE}) FROM numbers WHERE group_name = $1"
-    );
-    let row = tx
-        .query_one(&sql, &[&group, &now])
-        .await
-        .map_err(pg_error)?;
-    let (size, free): (i64, i64) = (row.get(0), row.get(1));
-    Ok((size as u64, free as u64))
+fn corrupt(e: tokio_postgres::Error) -> StoreError {
+    StoreError::Corrupt(format!("ab_reserve row: {e}"))
 }
 
 pub async fn reserve_new_session(

@@ -1,0 +1,150 @@
+//! Group commit for request-access on PostgreSQL: the calls waiting on this node go to the
+//! database together, as one `ab_reserve_batch` call in one transaction, so a hundred
+//! reservations cost one round trip and one commit (one WAL flush) instead of a hundred.
+//!
+//! Nothing is answered before its batch commits. While a batch is in flight the next calls
+//! queue; up to `parallel` batches run at once (on different pooled connections), so the
+//! database's own group commit can overlap their flushes. Items are decided in arrival
+//! order, exactly as if they had come one by one; an item's refusal (no session, no free
+//! number) is its own answer and does not undo the others. A failure of the whole batch
+//! (outage, timeout) answers every item with it, as 503.
+
+use std::sync::Arc;
+
+use tokio::sync::{Semaphore, mpsc, oneshot};
+
+use super::{Db, TxError, reserve};
+use crate::store::{Reservation, ReserveError, ReserveRequest, StoreError};
+
+/// Most reservations in one transaction: large enough to amortise the commit at 64
+/// connections per node, small enough that one batch's locks are held briefly.
+const MAX_BATCH: usize = 128;
+
+type Answer = Result<Reservation, ReserveError>;
+type Job = (ReserveRequest, oneshot::Sender<Answer>);
+
+pub struct Batcher {
+    queue: mpsc::UnboundedSender<Job>,
+    db: Db,
+}
+
+/// Batches in flight at once: two keep the database busy while the node gathers the next,
+/// and leave the rest of the pool to sessions, matches and admin calls.
+pub fn parallel(max_connections: usize) -> usize {
+    if let Some(n) = std::env::var("AB_BATCHES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        return n;
+    }
+    (max_connections / 2).clamp(1, 2)
+}
+
+impl Batcher {
+    pub fn start(db: Db, parallel: usize) -> Self {
+        let (queue, jobs) = mpsc::unbounded_channel();
+        tokio::spawn(drive(db.clone(), jobs, parallel));
+        Self { queue, db }
+    }
+
+    /// Queues one request-access and waits for its committed answer, within the store's
+    /// timeout (time spent queued included).
+    pub async fn reserve(&self, req: ReserveRequest) -> Answer {
+        let (reply, answer) = oneshot::channel();
+        let gone = || StoreError::Unavailable("the reservation batcher stopped".into());
+        self.queue.send((req, reply)).map_err(|_| gone())?;
+        match tokio::time::timeout(self.db.timeout, answer).await {
+            Ok(Ok(answer)) => answer,
+            Ok(Err(_)) => Err(gone().into()),
+            Err(_) => Err(StoreError::Unavailable(
+                format!("postgres did not answer within {:?}", self.db.timeout).into(),
+            )
+            .into()),
+        }
+    }
+}
+
+/// Takes the queued calls as one batch whenever a batch slot is free; ends when the store
+/// (the only sender) is dropped.
+async fn drive(db: Db, mut jobs: mpsc::UnboundedReceiver<Job>, parallel: usize) {
+    let slots = Arc::new(Semaphore::new(parallel));
+    loop {
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        let Some(first) = jobs.recv().await else {
+            return;
+        };
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match jobs.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let db = db.clone();
+        tokio::spawn(async move {
+            run(&db, batch).await;
+            drop(slot);
+        });
+    }
+}
+
+async fn run(db: &Db, batch: Vec<Job>) {
+    // Callers that gave up (timed out) are left out rather than reserved for nobody.
+    let (reqs, replies): (Vec<ReserveRequest>, Vec<oneshot::Sender<Answer>>) =
+        batch.into_iter().filter(|(_, r)| !r.is_closed()).unzip();
+    if reqs.is_empty() {
+        return;
+    }
+    let outcome = match tokio::time::timeout(db.timeout, attempts(db, &reqs)).await {
+        Ok(outcome) => outcome,
+        Err(_) => Err(StoreError::Unavailable(
+            format!("postgres did not answer within {:?}", db.timeout).into(),
+        )),
+    };
+    match outcome {
+        Ok(answers) => {
+            for (reply, answer) in replies.into_iter().zip(answers) {
+                let _ = reply.send(answer);
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, size = replies.len(), "reservation batch failed");
+            for reply in replies {
+                let _ = reply.send(Err(share(&e).into()));
+            }
+        }
+    }
+}
+
+/// One statement (its own transaction, so one round trip with the statement prepared once per
+/// connection); a lost race (deadlock) is retried like `Db::with_tx` does.
+async fn attempts(db: &Db, reqs: &[ReserveRequest]) -> Result<Vec<Answer>, StoreError> {
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        let client = db
+            .pool
+            .get()
+            .await
+            .map_err(|e| StoreError::Unavailable(Box::new(e)))?;
+        let statement = client
+            .prepare_cached(reserve::BATCH_SQL)
+            .await
+            .map_err(super::pg_error)?;
+        let frozen = db.clock.frozen().map(|t| t.0);
+        match reserve::reserve_batch(&client, &statement, frozen, reqs).await {
+            Err(e) if tries < 3 && e.is_retryable() => continue,
+            other => return other,
+        }
+    }
+}
+
+/// The batch's error, once per caller (store errors carry a boxed source, not `Clone`).
+fn share(e: &StoreError) -> StoreError {
+    match e {
+        StoreError::Unavailable(source) => StoreError::Unavailable(source.to_string().into()),
+        other => StoreError::Corrupt(other.to_string()),
+    }
+}
