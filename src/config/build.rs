@@ -1,7 +1,7 @@
 //! One validation pass from the raw shapes to the typed config. Every error names the file
 //! and the key path, e.g. `demo.toml: resource_groups.DNIS.numbers[1]: range "9-1": …`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -186,8 +186,10 @@ fn server(cx: &Cx, raw: super::raw::RawServer) -> Result<ServerConfig, ConfigErr
 }
 
 fn groups(cx: &Cx, raw: toml::Table) -> Result<Vec<GroupSpec>, ConfigError> {
-    let mut owner: HashMap<AccessNumber, String> = HashMap::new();
     let mut out = Vec::new();
+    // Where each number came from (group, entry), for the listed-twice check at the end.
+    let mut sources: Vec<Vec<u32>> = Vec::new();
+    let mut keys: Vec<String> = Vec::new();
     for (name, value) in raw {
         let key = format!("resource_groups.{name}");
         let group = RawGroup::deserialize(value)
@@ -212,19 +214,15 @@ fn groups(cx: &Cx, raw: toml::Table) -> Result<Vec<GroupSpec>, ConfigError> {
                 }
             };
         let mut numbers = Vec::new();
+        let mut entries = Vec::new();
         for (i, entry) in group.numbers.iter().enumerate() {
             let spec =
                 NumberSpec::parse(entry).map_err(|e| cx.err(format!("{key}.numbers[{i}]"), e))?;
+            numbers.reserve(spec.len() as usize);
+            entries.reserve(spec.len() as usize);
             for number in spec.numbers() {
-                if let Some(first) = owner.insert(number.clone(), name.clone()) {
-                    return Err(cx.err(
-                        format!("{key}.numbers[{i}]"),
-                        format!(
-                            "number {number} is listed twice (also in resource_groups.{first})"
-                        ),
-                    ));
-                }
                 numbers.push(number);
+                entries.push(i as u32);
             }
         }
         if numbers.is_empty() {
@@ -241,8 +239,48 @@ fn groups(cx: &Cx, raw: toml::Table) -> Result<Vec<GroupSpec>, ConfigError> {
             },
             numbers,
         });
+        sources.push(entries);
+        keys.push(key);
     }
+    listed_once(cx, &out, &sources, &keys)?;
     Ok(out)
+}
+
+/// Every number in at most one group, once: sorting (group, entry, number) triples finds
+/// repeats without a million-entry hash map, and reports the later listing of each.
+fn listed_once(
+    cx: &Cx,
+    groups: &[GroupSpec],
+    sources: &[Vec<u32>],
+    keys: &[String],
+) -> Result<(), ConfigError> {
+    let mut all: Vec<(&AccessNumber, u32, u32)> = groups
+        .iter()
+        .zip(sources)
+        .enumerate()
+        .flat_map(|(g, (spec, entries))| {
+            spec.numbers
+                .iter()
+                .zip(entries)
+                .map(move |(n, &e)| (n, g as u32, e))
+        })
+        .collect();
+    all.sort_unstable();
+    let repeat = all
+        .windows(2)
+        .filter(|w| w[0].0 == w[1].0)
+        .min_by_key(|w| (w[1].1, w[1].2));
+    if let Some(w) = repeat {
+        let (number, (g, entry), first) = (w[1].0, (w[1].1, w[1].2), w[0].1);
+        return Err(cx.err(
+            format!("{}.numbers[{entry}]", keys[g as usize]),
+            format!(
+                "number {number} is listed twice (also in {})",
+                keys[first as usize]
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// The node's code prefix must leave at least one random digit in every code a service can

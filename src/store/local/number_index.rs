@@ -48,6 +48,14 @@ impl NumberIndex {
         }
     }
 
+    /// Makes room for `additional` more numbers at once (one allocation instead of a chain of
+    /// doublings when a large group loads).
+    pub fn reserve<'a>(&mut self, additional: usize, key: impl Fn(Location) -> &'a str) {
+        let hasher = &self.hasher;
+        self.table
+            .reserve(additional, |&at| hasher.hash_one(key(at)));
+    }
+
     /// Forgets `number`; its slot must still hold it (remove before dropping the slot).
     pub fn remove<'a>(&mut self, number: &str, key: impl Fn(Location) -> &'a str) {
         let hash = self.hasher.hash_one(number);

@@ -17,7 +17,11 @@ pub fn load(conn: &mut Connection, now: UnixMillis) -> Result<Engine, String> {
     let mut engine = Engine::new();
 
     let mut stmt = conn
-        .prepare("SELECT name, allocation, booking_timeout, cursor FROM groups ORDER BY rowid")
+        .prepare(
+            "SELECT name, allocation, booking_timeout, cursor,
+                    (SELECT max(position) + 1 FROM numbers n WHERE n.group_name = groups.name)
+               FROM groups ORDER BY rowid",
+        )
         .map_err(sql_err)?;
     let rows = stmt
         .query_map([], |r| {
@@ -26,11 +30,12 @@ pub fn load(conn: &mut Connection, now: UnixMillis) -> Result<Engine, String> {
                 r.get::<_, String>(1)?,
                 r.get::<_, Option<i64>>(2)?,
                 r.get::<_, Option<u32>>(3)?,
+                r.get::<_, Option<u32>>(4)?,
             ))
         })
         .map_err(sql_err)?;
     for row in rows {
-        let (name, allocation, timeout, cursor) = row.map_err(sql_err)?;
+        let (name, allocation, timeout, cursor, size) = row.map_err(sql_err)?;
         let settings = GroupSettings {
             name: GroupName::parse(&name).map_err(|_| bad("group", &name))?,
             allocation: allocation
@@ -38,7 +43,7 @@ pub fn load(conn: &mut Connection, now: UnixMillis) -> Result<Engine, String> {
                 .map_err(|_| bad("allocation", &allocation))?,
             booking_timeout: timeout.map(BookingTimeout::from_secs_lenient),
         };
-        engine.restore_group(settings, cursor);
+        engine.restore_group(settings, cursor, size.unwrap_or(0) as usize);
     }
     drop(stmt);
 

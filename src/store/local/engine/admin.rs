@@ -305,13 +305,22 @@ impl Engine {
             if *current != spec.settings {
                 notes.push(format!("group {name}: settings in the store differ from the config; applying the config"));
             }
-            let wanted: HashSet<&AccessNumber> = spec.numbers.iter().collect();
+            // Mark the slots the config still lists (through the index: no million-entry set).
+            let mut wanted = vec![false; self.group_mut(g).slots.len()];
+            for number in &spec.numbers {
+                if let Some((owner, pos)) = self.locate(number)
+                    && owner == g
+                {
+                    wanted[pos as usize] = true;
+                }
+            }
             let dropped: Vec<AccessNumber> = self
                 .group_mut(g)
                 .slots
                 .iter()
-                .filter(|s| !matches!(s.state, SlotState::Gone) && !wanted.contains(&s.number))
-                .map(|s| s.number.clone())
+                .zip(&wanted)
+                .filter(|(s, wanted)| !matches!(s.state, SlotState::Gone) && !**wanted)
+                .map(|(s, _)| s.number.clone())
                 .collect();
             if !dropped.is_empty() {
                 notes.push(format!(

@@ -28,9 +28,13 @@ pub struct StoredReservation {
 }
 
 impl Engine {
-    pub fn restore_group(&mut self, settings: GroupSettings, cursor: Option<u32>) {
+    /// A stored group; `size` (its highest position + 1) sizes the tables once, up front.
+    pub fn restore_group(&mut self, settings: GroupSettings, cursor: Option<u32>, size: usize) {
         let g = self.groups.len() as u32;
         let mut group = Group::new(settings);
+        group.slots.reserve_exact(size);
+        let groups = &self.groups;
+        self.numbers.reserve(size, |k| super::number_at(groups, k));
         if let Some(c) = cursor {
             group.free.set_cursor(c);
         }
