@@ -140,6 +140,13 @@ async fn virtual_client(
         };
         record(&mut t, sent, from, until, outcome.unwrap_or(0));
     }
+    if !session.is_empty() {
+        // Ending the session releases its number, so the next scenario starts with a full pool.
+        let _ = c
+            .delete(format!("{base}/genesys/1/service/{session}"))
+            .send()
+            .await;
+    }
     t
 }
 
