@@ -63,6 +63,7 @@ conformance!(
     admin_change_allocation_keeps_reservations,
     admin_find_and_release,
     apply_groups_is_idempotent_and_retires_dropped_numbers,
+    the_config_wins_again_after_admin_changes,
     purge_changes_nothing_visible,
     concurrent_reserves_never_share_a_number,
 );
@@ -920,6 +921,43 @@ async fn apply_groups_is_idempotent_and_retires_dropped_numbers(t: TestStore) {
         .collect();
     assert_eq!(numbers.len(), 2);
     assert!(numbers.contains(&"5550002".to_owned()) && numbers.contains(&"5559999".to_owned()));
+}
+
+// Applying the same config again (a node restart) must still undo admin changes made since:
+// on PostgreSQL this checks that admin changes clear the group's config fingerprint.
+async fn the_config_wins_again_after_admin_changes(t: TestStore) {
+    let spec = group("DNIS", 3, Allocation::RoundRobin);
+    let g = spec.settings.name.clone();
+    let apply = || t.store.apply_groups(std::slice::from_ref(&spec));
+    apply().await.expect("apply");
+    let removed = t
+        .store
+        .remove_number(&g, &number("5550001"))
+        .await
+        .expect("remove");
+    assert_eq!(removed, RemoveNumber::Removed);
+    let added = t
+        .store
+        .add_numbers(&g, vec![number("5558888")])
+        .await
+        .expect("add");
+    assert_eq!(added, AddNumbers::Added(1));
+    let notes = apply().await.expect("apply again");
+    assert!(!notes.is_empty(), "the differences are reported: {notes:?}");
+    let mut numbers: Vec<String> = t
+        .store
+        .group(&g)
+        .await
+        .expect("g")
+        .expect("g")
+        .numbers
+        .iter()
+        .map(|n| n.number.to_string())
+        .collect();
+    numbers.sort();
+    assert_eq!(numbers, ["5550000", "5550001", "5550002"]);
+    let notes = apply().await.expect("apply a third time");
+    assert!(notes.is_empty(), "nothing differs now: {notes:?}");
 }
 
 async fn purge_changes_nothing_visible(t: TestStore) {

@@ -59,10 +59,14 @@ async fn main() {
     }
     let s = settings();
     let mut rows: Vec<Row> = Vec::new();
-    for conns in [8, 64] {
-        rows.push(server::floor(&s, conns).await);
-    }
     for store in &s.stores {
+        // A floor right before each store's scenarios: the machine's speed drifts within a
+        // run, and each store's ratios are taken against the floor measured next to them.
+        for conns in [8, 64] {
+            let mut floor = server::floor(&s, conns).await;
+            floor.store = format!("(before {store})");
+            rows.push(floor);
+        }
         for &pool in &s.pools {
             let Some(mut node) = server::Node::start(store, pool, &s).await else {
                 continue;

@@ -12,20 +12,21 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 rows = list(csv.DictReader(open(sys.argv[1])))
+first_floor = next((r["store"] for r in rows if r["what"] == "floor"), "")
 out = sys.argv[2]
 fig, ax = plt.subplots(figsize=(7, 4))
 for store in ["memory", "sqlite", "postgres"]:
     pts = sorted((int(r["pool"]), float(r["rps"])) for r in rows if r["store"] == store and r["scenario"] == "access+match pairs" and r["conns"] == "64")
     if pts:
         ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=store)
-floor = [float(r["rps"]) for r in rows if r["what"] == "floor" and r["conns"] == "64"]
+floor = [float(r["rps"]) for r in rows if r["what"] == "floor" and r["conns"] == "64" and r["store"] == first_floor]
 if floor:
     ax.axhline(floor[0], color="grey", linestyle="--", label="floor (fixed JSON)")
 ax.set_xscale("log"); ax.set_xlabel("numbers in the pool"); ax.set_ylabel("requests/s (access+match, 64 conns)")
 ax.set_ylim(bottom=0); ax.legend(); ax.set_title("Throughput vs pool size")
 fig.tight_layout(); fig.savefig(out + "/throughput_vs_pool.png", dpi=110)
 fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4))
-series = [("floor", lambda r: r["what"] == "floor")] + [(s, (lambda s: lambda r: r["store"] == s and r["pool"] == "10000" and r["scenario"] == "request-access")(s)) for s in ["memory", "sqlite", "postgres"]]
+series = [("floor", lambda r: r["what"] == "floor" and r["store"] == first_floor)] + [(s, (lambda s: lambda r: r["store"] == s and r["pool"] == "10000" and r["scenario"] == "request-access")(s)) for s in ["memory", "sqlite", "postgres"]]
 for name, pick in series:
     pts = sorted((int(r["conns"]), float(r["rps"]), float(r["p99"])) for r in rows if pick(r))
     if pts:

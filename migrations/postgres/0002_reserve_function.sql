@@ -3,6 +3,11 @@
 -- (src/store/postgres/batch.rs). Out columns are prefixed o_ so they never shadow a table
 -- column inside the function body.
 
+-- Fingerprint of the config a group was last applied from (settings and numbers, in order);
+-- a node starting with the same config skips the number-by-number comparison. Any change
+-- through the admin API clears it, so the next start compares again.
+ALTER TABLE groups ADD COLUMN config_hash text;
+
 -- One reservation for a session in a group, with the same rules as the embedded engine:
 -- a live session is required (its row is locked first); asking again renews the session's own
 -- number; otherwise a free number is claimed by the group's allocation rule. o_status is

@@ -112,7 +112,7 @@ pub async fn put_group(
     s: &GroupSettings,
 ) -> Result<bool, StoreError> {
     let sql = "INSERT INTO groups (name, allocation, booking_timeout) VALUES ($1, $2, $3)
-               ON CONFLICT (name) DO UPDATE SET allocation = excluded.allocation, booking_timeout = excluded.booking_timeout
+               ON CONFLICT (name) DO UPDATE SET allocation = excluded.allocation, booking_timeout = excluded.booking_timeout, config_hash = NULL
                RETURNING (xmax = 0)";
     let timeout = s.booking_timeout.map(|t| t.secs() as i32);
     let row = tx
@@ -182,6 +182,17 @@ pub(super) async fn append(
     Ok(())
 }
 
+/// The group no longer matches the config it was applied from (see `apply.rs`).
+async fn forget_config(tx: &Transaction<'_>, group: &str) -> Result<(), StoreError> {
+    tx.execute(
+        "UPDATE groups SET config_hash = NULL WHERE name = $1",
+        &[&group],
+    )
+    .await
+    .map_err(pg_error)?;
+    Ok(())
+}
+
 pub async fn add_numbers(
     tx: &Transaction<'_>,
     now: i64,
@@ -197,6 +208,7 @@ pub async fn add_numbers(
     {
         return Ok(AddNumbers::UnknownGroup);
     }
+    forget_config(tx, g).await?;
     let mut seen = HashSet::new();
     if let Some(dup) = numbers.iter().find(|n| !seen.insert(n.as_str())) {
         return Ok(AddNumbers::Taken(dup.clone(), group.clone()));
@@ -234,6 +246,7 @@ pub async fn remove_number(
     {
         return Ok(RemoveNumber::UnknownGroup);
     }
+    forget_config(tx, group.as_str()).await?;
     let sql = format!(
         "SELECT retiring, {LIVE} FROM numbers WHERE number = $1 AND group_name = $3 FOR UPDATE"
     );

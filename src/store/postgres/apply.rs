@@ -30,31 +30,60 @@ pub async fn apply_groups(
         .await
         .map_err(pg_error)?;
     let mut notes = Vec::new();
+    let mut changed = false;
     for spec in specs {
-        apply_one(tx, now, spec, &mut notes).await?;
+        changed |= apply_one(tx, now, spec, &mut notes).await?;
     }
-    // Fresh statistics after a bulk change, so the planner keeps using the per-session and
-    // per-position indexes instead of scanning a million-row group.
-    tx.batch_execute("ANALYZE numbers")
-        .await
-        .map_err(pg_error)?;
+    if changed {
+        // Fresh statistics after a bulk change, so the planner keeps using the per-session
+        // and per-position indexes instead of scanning a million-row group.
+        tx.batch_execute("ANALYZE numbers")
+            .await
+            .map_err(pg_error)?;
+    }
     Ok(notes)
 }
 
+/// FNV-1a over the group's settings and numbers in order: stable across builds and
+/// platforms, which is all a "same config as last time" check needs.
+fn fingerprint(spec: &GroupSpec) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut feed = |bytes: &[u8]| {
+        for &b in bytes.iter().chain(b"\n") {
+            hash = (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    };
+    feed(spec.settings.allocation.as_str().as_bytes());
+    feed(format!("{:?}", spec.settings.booking_timeout.map(|t| t.secs())).as_bytes());
+    for number in &spec.numbers {
+        feed(number.as_str().as_bytes());
+    }
+    format!("v1:{hash:016x}:{}", spec.numbers.len())
+}
+
+/// Applies one group; `false` when the store already holds exactly this config (nothing
+/// to compare or write).
 async fn apply_one(
     tx: &Transaction<'_>,
     now: i64,
     spec: &GroupSpec,
     notes: &mut Vec<String>,
-) -> Result<(), StoreError> {
+) -> Result<bool, StoreError> {
     let name = spec.settings.name.as_str();
     let current = tx
         .query_opt(
-            "SELECT allocation, booking_timeout FROM groups WHERE name = $1",
+            "SELECT allocation, booking_timeout, config_hash FROM groups WHERE name = $1",
             &[&name],
         )
         .await
         .map_err(pg_error)?;
+    let print = fingerprint(spec);
+    if current
+        .as_ref()
+        .is_some_and(|row| row.get::<_, Option<String>>(2).as_deref() == Some(print.as_str()))
+    {
+        return Ok(false);
+    }
     if let Some(row) = &current {
         let (allocation, timeout): (String, Option<i32>) = (row.get(0), row.get(1));
         let timeout = timeout.map(|t| BookingTimeout::from_secs_lenient(i64::from(t)));
@@ -145,5 +174,16 @@ async fn apply_one(
             new.len()
         ));
     }
-    append(tx, name, &new).await
+    append(tx, name, &new).await?;
+    // Remember the config only when the group now holds all of it: a number still held by
+    // another group must be tried again at the next start.
+    let complete = taken.is_empty();
+    let hash = complete.then_some(print);
+    tx.execute(
+        "UPDATE groups SET config_hash = $2 WHERE name = $1",
+        &[&name, &hash],
+    )
+    .await
+    .map_err(pg_error)?;
+    Ok(true)
 }
