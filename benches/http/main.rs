@@ -6,7 +6,7 @@
 //! `docs/performance.md` with PNG plots. Figures are ratios to floors measured in the same
 //! run. Env: `BENCH_SECS` (measured window per scenario, default 5), `BENCH_WARMUP` (default
 //! 1), `BENCH_STORES` (default `sqlite,memory,postgres`), `BENCH_POOLS` (default
-//! `100,10000,1000000`), `BENCH_PG`
+//! `100,10000,1000000`), `BENCH_SQLITE_SYNC` (`full` or `normal`, default full), `BENCH_PG`
 //! (default `postgres://postgres@127.0.0.1:5432/test`).
 
 mod load;

@@ -98,8 +98,10 @@ pub struct Node {
 fn config(dir: &tempfile::TempDir, pool: usize) -> PathBuf {
     let path = dir.path().join("bench.toml");
     let last = 10_000_000 + pool - 1;
+    // BENCH_SQLITE_SYNC=normal measures the no-fsync-per-commit setting (default: full).
+    let sync = std::env::var("BENCH_SQLITE_SYNC").unwrap_or_else(|_| "full".into());
     let text = format!(
-        "[server]\nmax_connections = 32\n[resource_groups.DNIS]\nnumbers = [\"10000000-{last}\"]\n\
+        "[server]\nmax_connections = 32\nsqlite_synchronous = \"{sync}\"\n[resource_groups.DNIS]\nnumbers = [\"10000000-{last}\"]\n\
          [services.request-access]\ntype = \"request-access\"\n_resource_group = \"DNIS\"\n\
          [services.match-interaction]\ntype = \"match-interaction\"\n\
          [services.request-interaction]\ntype = \"request-interaction\"\n_resource_group = \"DNIS\"\n_ttl = 3600\n\
