@@ -909,16 +909,7 @@ async fn apply_groups_is_idempotent_and_retires_dropped_numbers(t: TestStore) {
         t.store.match_reservation(m).await.expect("match").is_some(),
         "live reservation untouched"
     );
-    let numbers: Vec<String> = t
-        .store
-        .group(&g)
-        .await
-        .expect("g")
-        .expect("g")
-        .numbers
-        .iter()
-        .map(|n| n.number.to_string())
-        .collect();
+    let numbers = group_numbers(&t, &g).await;
     assert_eq!(numbers.len(), 2);
     assert!(numbers.contains(&"5550002".to_owned()) && numbers.contains(&"5559999".to_owned()));
 }
@@ -944,20 +935,26 @@ async fn the_config_wins_again_after_admin_changes(t: TestStore) {
     assert_eq!(added, AddNumbers::Added(1));
     let notes = apply().await.expect("apply again");
     assert!(!notes.is_empty(), "the differences are reported: {notes:?}");
-    let mut numbers: Vec<String> = t
-        .store
-        .group(&g)
-        .await
-        .expect("g")
-        .expect("g")
-        .numbers
-        .iter()
-        .map(|n| n.number.to_string())
-        .collect();
+    let mut numbers = group_numbers(&t, &g).await;
     numbers.sort();
     assert_eq!(numbers, ["5550000", "5550001", "5550002"]);
     let notes = apply().await.expect("apply a third time");
     assert!(notes.is_empty(), "nothing differs now: {notes:?}");
+}
+
+/// The numbers a group lists, in the store's order.
+async fn group_numbers(t: &TestStore, g: &access_broker::domain::GroupName) -> Vec<String> {
+    let detail = t
+        .store
+        .group(g)
+        .await
+        .expect("group")
+        .expect("the group exists");
+    detail
+        .numbers
+        .iter()
+        .map(|n| n.number.to_string())
+        .collect()
 }
 
 async fn purge_changes_nothing_visible(t: TestStore) {

@@ -8,6 +8,16 @@
 -- through the admin API clears it, so the next start compares again.
 ALTER TABLE groups ADD COLUMN config_hash text;
 
+-- How long a booking lasts, in ms: the request's timeout, else the group's, else 30 s; a
+-- stored group value out of 5..1800 counts as 30 (as in the embedded engine). Inlined by
+-- the planner wherever it is used.
+CREATE FUNCTION ab_booking_ms(p_timeout integer, p_group_timeout integer) RETURNS bigint
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT coalesce(p_timeout,
+                    CASE WHEN p_group_timeout BETWEEN 5 AND 1800 THEN p_group_timeout ELSE 30 END
+           )::bigint * 1000
+$$;
+
 -- One reservation for a session in a group, with the same rules as the embedded engine:
 -- a live session is required (its row is locked first); asking again renews the session's own
 -- number; otherwise a free number is claimed by the group's allocation rule. o_status is
@@ -43,12 +53,7 @@ BEGIN
         RETURN QUERY SELECT 'group'::text, NULL::text, NULL::text, NULL::bigint, 0::bigint, 0::bigint;
         RETURN;
     END IF;
-    -- Request > group > 30 s; a stored value out of 5..1800 counts as 30 (as in the engine).
-    IF v_group_timeout IS NOT NULL AND v_group_timeout NOT BETWEEN 5 AND 1800 THEN
-        v_group_timeout := 30;
-    END IF;
-    v_expires := least(p_now + coalesce(p_timeout, v_group_timeout, 30)::bigint * 1000,
-                       v_session_expiry);
+    v_expires := least(p_now + ab_booking_ms(p_timeout, v_group_timeout), v_session_expiry);
 
     SELECT n.number INTO v_number FROM numbers n
      WHERE n.group_name = p_group AND n.session = p_session AND n.expires_at > p_now;
@@ -147,10 +152,8 @@ BEGIN
         SELECT DISTINCT ON (session, grp) * FROM req ORDER BY session, grp, i
     ), renewals AS (
         SELECT f.i, f.code, f.phone, held.number,
-               least(p_now + coalesce(f.timeout,
-                                      CASE WHEN g.booking_timeout BETWEEN 5 AND 1800
-                                           THEN g.booking_timeout ELSE 30 END)::bigint * 1000,
-                     s.expires_at) AS expires
+               least(p_now + ab_booking_ms(f.timeout, g.booking_timeout), s.expires_at)
+                   AS expires
           -- One index probe per item and table: LATERAL … LIMIT 1 keeps the plan a nested
           -- loop driven by the batch, never a scan of every session or held number, whatever
           -- the statistics say. "session IS NOT NULL" lets the last one use the partial index

@@ -187,9 +187,8 @@ fn server(cx: &Cx, raw: super::raw::RawServer) -> Result<ServerConfig, ConfigErr
 
 fn groups(cx: &Cx, raw: toml::Table) -> Result<Vec<GroupSpec>, ConfigError> {
     let mut out = Vec::new();
-    // Where each number came from (group, entry), for the listed-twice check at the end.
+    // Which `numbers` entry each number came from, per group, for the listed-twice check.
     let mut sources: Vec<Vec<u32>> = Vec::new();
-    let mut keys: Vec<String> = Vec::new();
     for (name, value) in raw {
         let key = format!("resource_groups.{name}");
         let group = RawGroup::deserialize(value)
@@ -240,20 +239,15 @@ fn groups(cx: &Cx, raw: toml::Table) -> Result<Vec<GroupSpec>, ConfigError> {
             numbers,
         });
         sources.push(entries);
-        keys.push(key);
     }
-    listed_once(cx, &out, &sources, &keys)?;
+    listed_once(cx, &out, &sources)?;
     Ok(out)
 }
 
 /// Every number in at most one group, once: sorting (group, entry, number) triples finds
 /// repeats without a million-entry hash map, and reports the later listing of each.
-fn listed_once(
-    cx: &Cx,
-    groups: &[GroupSpec],
-    sources: &[Vec<u32>],
-    keys: &[String],
-) -> Result<(), ConfigError> {
+fn listed_once(cx: &Cx, groups: &[GroupSpec], sources: &[Vec<u32>]) -> Result<(), ConfigError> {
+    let key = |g: u32| format!("resource_groups.{}", groups[g as usize].settings.name);
     let mut all: Vec<(&AccessNumber, u32, u32)> = groups
         .iter()
         .zip(sources)
@@ -273,11 +267,8 @@ fn listed_once(
     if let Some(w) = repeat {
         let (number, (g, entry), first) = (w[1].0, (w[1].1, w[1].2), w[0].1);
         return Err(cx.err(
-            format!("{}.numbers[{entry}]", keys[g as usize]),
-            format!(
-                "number {number} is listed twice (also in {})",
-                keys[first as usize]
-            ),
+            format!("{}.numbers[{entry}]", key(g)),
+            format!("number {number} is listed twice (also in {})", key(first)),
         ));
     }
     Ok(())

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
-use super::{Db, TxError, reserve};
+use super::{Db, reserve, retried_within, timed_out};
 use crate::store::{Reservation, ReserveError, ReserveRequest, StoreError};
 
 /// Most reservations in one transaction: large enough to amortise the commit at 64
@@ -31,12 +31,6 @@ pub struct Batcher {
 /// Batches in flight at once: two keep the database busy while the node gathers the next,
 /// and leave the rest of the pool to sessions, matches and admin calls.
 pub fn parallel(max_connections: usize) -> usize {
-    if let Some(n) = std::env::var("AB_BATCHES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-    {
-        return n;
-    }
     (max_connections / 2).clamp(1, 2)
 }
 
@@ -56,10 +50,7 @@ impl Batcher {
         match tokio::time::timeout(self.db.timeout, answer).await {
             Ok(Ok(answer)) => answer,
             Ok(Err(_)) => Err(gone().into()),
-            Err(_) => Err(StoreError::Unavailable(
-                format!("postgres did not answer within {:?}", self.db.timeout).into(),
-            )
-            .into()),
+            Err(_) => Err(timed_out(self.db.timeout).into()),
         }
     }
 }
@@ -97,12 +88,7 @@ async fn run(db: &Db, batch: Vec<Job>) {
     if reqs.is_empty() {
         return;
     }
-    let outcome = match tokio::time::timeout(db.timeout, attempts(db, &reqs)).await {
-        Ok(outcome) => outcome,
-        Err(_) => Err(StoreError::Unavailable(
-            format!("postgres did not answer within {:?}", db.timeout).into(),
-        )),
-    };
+    let outcome = retried_within(db.timeout, || attempt(db, &reqs)).await;
     match outcome {
         Ok(answers) => {
             for (reply, answer) in replies.into_iter().zip(answers) {
@@ -118,27 +104,20 @@ async fn run(db: &Db, batch: Vec<Job>) {
     }
 }
 
-/// One statement (its own transaction, so one round trip with the statement prepared once per
-/// connection); a lost race (deadlock) is retried like `Db::with_tx` does.
-async fn attempts(db: &Db, reqs: &[ReserveRequest]) -> Result<Vec<Answer>, StoreError> {
-    let mut tries = 0;
-    loop {
-        tries += 1;
-        let client = db
-            .pool
-            .get()
-            .await
-            .map_err(|e| StoreError::Unavailable(Box::new(e)))?;
-        let statement = client
-            .prepare_cached(reserve::BATCH_SQL)
-            .await
-            .map_err(super::pg_error)?;
-        let frozen = db.clock.frozen().map(|t| t.0);
-        match reserve::reserve_batch(&client, &statement, frozen, reqs).await {
-            Err(e) if tries < 3 && e.is_retryable() => continue,
-            other => return other,
-        }
-    }
+/// One statement, its own transaction: one round trip, with the statement prepared once per
+/// connection.
+async fn attempt(db: &Db, reqs: &[ReserveRequest]) -> Result<Vec<Answer>, StoreError> {
+    let client = db
+        .pool
+        .get()
+        .await
+        .map_err(|e| StoreError::Unavailable(Box::new(e)))?;
+    let statement = client
+        .prepare_cached(reserve::BATCH_SQL)
+        .await
+        .map_err(super::pg_error)?;
+    let frozen = db.clock.frozen().map(|t| t.0);
+    reserve::reserve_batch(&client, &statement, frozen, reqs).await
 }
 
 /// The batch's error, once per caller (store errors carry a boxed source, not `Clone`).

@@ -186,6 +186,34 @@ impl TxError for ReserveError {
     }
 }
 
+/// Runs `attempt` again when it lost a race (deadlock, serialization failure), up to three
+/// tries, all of it within `timeout`; past it, `Unavailable` (503).
+async fn retried_within<T, E, Fut>(timeout: Duration, attempt: impl Fn() -> Fut) -> Result<T, E>
+where
+    E: TxError,
+    Fut: Future<Output = Result<T, E>>,
+{
+    let tries = async {
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            match attempt().await {
+                Err(e) if tries < 3 && e.is_retryable() => continue,
+                other => return other,
+            }
+        }
+    };
+    match tokio::time::timeout(timeout, tries).await {
+        Ok(result) => result,
+        Err(_) => Err(timed_out(timeout).into()),
+    }
+}
+
+/// The error for an operation that took longer than the store's bound.
+fn timed_out(timeout: Duration) -> StoreError {
+    StoreError::Unavailable(format!("postgres did not answer within {timeout:?}").into())
+}
+
 type TxFuture<'a, T, E> = std::pin::Pin<Box<dyn Future<Output = Result<T, E>> + Send + 'a>>;
 
 impl Db {
@@ -206,23 +234,7 @@ impl Db {
         E: TxError,
         F: for<'a> Fn(&'a Transaction<'a>, i64) -> TxFuture<'a, T, E>,
     {
-        let attempt = async {
-            let mut tries = 0;
-            loop {
-                tries += 1;
-                match self.try_tx(&f).await {
-                    Err(e) if tries < 3 && e.is_retryable() => continue,
-                    other => return other,
-                }
-            }
-        };
-        match tokio::time::timeout(timeout, attempt).await {
-            Ok(result) => result,
-            Err(_) => Err(StoreError::Unavailable(
-                format!("postgres did not answer within {timeout:?}").into(),
-            )
-            .into()),
-        }
+        retried_within(timeout, || self.try_tx(&f)).await
     }
 
     async fn try_tx<T, E, F>(&self, f: &F) -> Result<T, E>
