@@ -5,6 +5,7 @@
 //!
 //! # Layout
 //! - `domain/`: pure types, parsed once at the edge.
+//! - `rules/`: the decision core: every reservation rule, pure, called by every store.
 //! - `store/`: the `Store` trait and its backends (memory, SQLite, PostgreSQL).
 //! - `broker/`: the use cases; the only caller of the store.
 //! - `http/`: axum routes, parameter parsing, replies and errors.
@@ -19,5 +20,6 @@ pub mod config;
 pub mod domain;
 pub mod http;
 pub mod metrics;
+pub mod rules;
 pub mod store;
 pub mod telemetry;

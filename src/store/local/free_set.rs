@@ -3,9 +3,8 @@
 
 use std::collections::BTreeSet;
 
-use rand::Rng;
-
 use crate::domain::{Allocation, UnixMillis};
+use crate::rules::{self, FreeNumbers, Pos};
 
 /// Slot positions (indexes into the group's number list) that are free now.
 #[derive(Debug)]
@@ -129,28 +128,55 @@ impl FreeSet {
         }
     }
 
-    /// Picks and removes the next free position by the set's allocation rule.
+    /// The strategy this shape serves.
+    fn allocation(&self) -> Allocation {
+        match self {
+            Self::Ordered { .. } => Allocation::RoundRobin,
+            Self::Dense { .. } => Allocation::Random,
+            Self::ByAge { .. } => Allocation::LeastRecentlyUsed,
+        }
+    }
+
+    /// Picks and removes the next free position by the group's strategy (`rules::pick`),
+    /// moving the round-robin cursor past it.
     pub fn take(&mut self) -> Option<u32> {
-        let pos = match self {
-            Self::Ordered { set, cursor } => {
-                let pos = set
-                    .range(*cursor..)
-                    .next()
-                    .or_else(|| set.iter().next())
-                    .copied()?;
-                *cursor = pos.saturating_add(1);
-                pos
-            }
-            Self::Dense { items, .. } => {
-                if items.is_empty() {
-                    return None;
-                }
-                items[rand::rng().random_range(0..items.len())]
-            }
-            Self::ByAge { set, .. } => set.first()?.1,
-        };
+        let cursor = self.cursor().unwrap_or(0);
+        let pos = rules::pick(self.allocation(), cursor, self, &mut rand::rng())?;
+        self.set_cursor(rules::cursor_after_pick(pos));
         self.remove(pos);
         Some(pos)
+    }
+}
+
+/// Each shape answers the question of its own strategy in O(log n) or O(1); the others are
+/// never asked (the set is built for its group's allocation) and answer `None`.
+impl FreeNumbers for FreeSet {
+    fn first_from(&self, from: Pos) -> Option<Pos> {
+        match self {
+            Self::Ordered { set, .. } => set.range(from..).next().copied(),
+            _ => None,
+        }
+    }
+
+    fn count(&self) -> usize {
+        match self {
+            Self::Dense { items, .. } => items.len(),
+            _ => 0,
+        }
+    }
+
+    fn nth(&self, i: usize) -> Option<Pos> {
+        match self {
+            Self::Dense { items, .. } => items.get(i).copied(),
+            _ => None,
+        }
+    }
+
+    fn oldest(&self) -> Option<Pos> {
+        match self {
+            Self::ByAge { set, .. } => set.first().map(|&(_, pos)| pos),
+            _ => None,
+        }
     }
 }
 

@@ -1,9 +1,9 @@
 //! Reserving, matching and releasing numbers: the heart of the engine.
 
 use std::cmp::Reverse;
-use std::time::Duration;
 
-use crate::domain::{AccessNumber, BookingTimeout, UnixMillis};
+use crate::domain::{AccessNumber, UnixMillis};
+use crate::rules;
 use crate::store::{MatchRequest, Reservation, ReserveError, ReserveRequest, Session};
 
 use super::{Engine, GroupIdx, Hold, Pos, SlotState};
@@ -72,13 +72,7 @@ impl Engine {
             .group_idx(&req.group)
             .ok_or(ReserveError::UnknownGroup)?;
         self.reap(g, now);
-        let group = self.group_mut(g);
-        let timeout = req
-            .timeout
-            .or(group.settings.booking_timeout)
-            .unwrap_or(BookingTimeout::DEFAULT);
-        let expires_at = now.plus(timeout.duration()).min(session_expiry);
-
+        let group_timeout = self.group_mut(g).settings.booking_timeout;
         let existing = self
             .sessions
             .get(&req.session)
@@ -93,13 +87,24 @@ impl Engine {
         let SlotState::Held(hold) = &mut slot.state else {
             unreachable!("a session's hold points at a held slot");
         };
+        let current = existing.map(|_| rules::Booking {
+            code: hold.code.clone(),
+            phone: hold.phone.clone(),
+            expires_at: hold.expires_at,
+        });
+        let booking = rules::book(
+            now,
+            req.timeout,
+            group_timeout,
+            session_expiry,
+            req.code,
+            req.phone,
+            current.as_ref(),
+        );
+        let expires_at = booking.expires_at;
         hold.expires_at = expires_at;
-        if hold.code.is_none() {
-            hold.code = req.code;
-        }
-        if req.phone.is_some() {
-            hold.phone = req.phone;
-        }
+        hold.code = booking.code;
+        hold.phone = booking.phone;
         let reservation = Reservation {
             number: slot.number.clone(),
             code: hold.code.clone(),
@@ -128,8 +133,7 @@ impl Engine {
     ) -> Result<Pos, ReserveError> {
         let group = self.group_mut(g);
         let Some(pos) = group.free.take() else {
-            let retry_at = group.first_expiry().unwrap_or(now);
-            let retry_after = retry_at.remaining_from(now).max(Duration::from_secs(1));
+            let retry_after = rules::retry_after(now, group.first_expiry());
             return Err(ReserveError::Exhausted { retry_after });
         };
         group.reserved += 1;
@@ -162,16 +166,14 @@ impl Engine {
     ) -> Option<Session> {
         let (g, pos) = self.locate(&req.number)?;
         let hold = self.groups[g as usize].as_ref()?.live_hold(pos, now)?;
-        let code_ok = match (&hold.code, &req.code) {
-            (Some(want), Some(got)) => want == got,
-            (Some(_), None) => !req.code_required,
-            (None, _) => true,
-        };
-        let phone_ok = match (&hold.phone, &req.phone) {
-            (Some(want), Some(got)) => want == got,
-            _ => true,
-        };
-        if !code_ok || !phone_ok {
+        let accepted = rules::check_match(
+            hold.code.as_ref(),
+            hold.phone.as_ref(),
+            req.code.as_ref(),
+            req.phone.as_ref(),
+            req.code_required,
+        );
+        if accepted.is_err() {
             return None;
         }
         let session_id = hold.session.clone();

@@ -1,0 +1,20 @@
+//! The decision core: every rule about reservations, in one place, with no I/O.
+//!
+//! Nothing here reads a clock, takes a lock or touches a store. Each function is given `now`,
+//! the request and the rows that matter, and returns the answer and what to write. The
+//! memory/SQLite engine (`store::local::engine`) and the PostgreSQL store (`store::postgres`)
+//! both call these functions; their own code only finds, locks, reads and writes rows. A rule
+//! added later is added here, once, and both stores follow it.
+//!
+//! - [`booking`]: how long a reservation holds, capping by the session, renewal (which code
+//!   and phone a renewed reservation keeps), and Retry-After on an empty pool.
+//! - [`pick`]: which free number each allocation strategy takes, and the round-robin cursor.
+//! - [`matching`]: whether a call's code and phone match a live reservation.
+
+pub mod booking;
+pub mod matching;
+pub mod pick;
+
+pub use booking::{Booking, book, retry_after};
+pub use matching::{Refusal, check_match};
+pub use pick::{Candidates, FreeNumbers, Pos, cursor_after_change, cursor_after_pick, pick};
