@@ -1,5 +1,5 @@
 //! Group commit for request-access on PostgreSQL: the calls waiting on this node go to the
-//! database together, as one `ab_reserve_batch` call in one transaction, so a hundred
+//! database together, in one transaction (`reserve::reserve_many`), so a hundred
 //! reservations cost one round trip and one commit (one WAL flush) instead of a hundred.
 //!
 //! Nothing is answered before its batch commits. While a batch is in flight the next calls
@@ -104,20 +104,15 @@ async fn run(db: &Db, batch: Vec<Job>) {
     }
 }
 
-/// One statement, its own transaction: one round trip, with the statement prepared once per
-/// connection.
+/// The whole batch in one transaction: its rows read and locked, decided in order by the
+/// rules, written set-based, committed once.
 async fn attempt(db: &Db, reqs: &[ReserveRequest]) -> Result<Vec<Answer>, StoreError> {
-    let client = db
-        .pool
-        .get()
-        .await
-        .map_err(|e| StoreError::Unavailable(Box::new(e)))?;
-    let statement = client
-        .prepare_cached(reserve::BATCH_SQL)
-        .await
-        .map_err(super::pg_error)?;
-    let frozen = db.clock.frozen().map(|t| t.0);
-    reserve::reserve_batch(&client, &statement, frozen, reqs).await
+    let reqs = reqs.to_vec();
+    db.try_tx(&move |tx, now| {
+        let reqs = reqs.clone();
+        Box::pin(async move { reserve::reserve_many(tx, now, &reqs).await })
+    })
+    .await
 }
 
 /// The batch's error, once per caller (store errors carry a boxed source, not `Clone`).

@@ -13,6 +13,7 @@
 mod admin;
 mod apply;
 mod batch;
+mod claim;
 mod migrate;
 mod reserve;
 mod sessions;
@@ -237,7 +238,7 @@ impl Db {
         retried_within(timeout, || self.try_tx(&f)).await
     }
 
-    async fn try_tx<T, E, F>(&self, f: &F) -> Result<T, E>
+    pub(super) async fn try_tx<T, E, F>(&self, f: &F) -> Result<T, E>
     where
         E: TxError,
         F: for<'a> Fn(&'a Transaction<'a>, i64) -> TxFuture<'a, T, E>,

@@ -1,143 +1,295 @@
-//! Reserving, matching and releasing in PostgreSQL: the locking decisions live here.
+//! Reserving, matching and releasing in PostgreSQL. The decisions are the rules of
+//! `crate::rules`, the same functions the embedded engine calls; this file gathers the rows
+//! they need (`claim.rs`), applies them in request order, and writes the result set-based.
 //!
-//! Lock order is session row → group row (round-robin only) → number rows, the same in
+//! Lock order is session rows → group row (round-robin only) → number rows, the same in
 //! every path that takes more than one, so concurrent calls queue rather than deadlock
 //! (match locks the number, then ends the session only when asked; a rare deadlock with a
 //! concurrent reserve of that same session is retried by `with_tx`).
 
-use std::time::Duration;
+use std::collections::{HashMap, HashSet};
 
 use tokio_postgres::Transaction;
+use tokio_postgres::types::Type;
 
+use super::claim::{self, GroupRow, Pool};
 use super::pg_error;
 use super::sessions::{self, left};
-use crate::domain::{AccessCode, AccessNumber};
+use crate::domain::{AccessNumber, UnixMillis};
+use crate::rules::{self, Booking};
 use crate::store::{
     MatchRequest, NewSession, Reservation, ReserveError, ReserveRequest, Session, StoreError,
 };
 
-/// One reservation in the caller's transaction (request-interaction uses it after creating
-/// the session); the decision itself is the `ab_reserve` function (migration 0002).
+pub type Answer = Result<Reservation, ReserveError>;
+
+/// One reservation in the caller's transaction (request-interaction, after creating the
+/// session).
 pub async fn reserve(
     tx: &Transaction<'_>,
     now: i64,
     req: &ReserveRequest,
 ) -> Result<Reservation, ReserveError> {
-    let row = tx
-        .query_one(
-            "SELECT * FROM ab_reserve($1, $2, $3, $4, $5, $6, $7)",
-            &[
-                &req.session.as_str(),
-                &req.group.as_str(),
-                &req.code.as_ref().map(|c| c.as_str()),
-                &req.phone.as_ref().map(|p| p.as_str()),
-                &req.timeout.map(|t| t.secs() as i32),
-                &req.pool_health,
-                &now,
-            ],
-        )
-        .await
-        .map_err(pg_error)?;
-    answer(&row, now)?
-}
-
-/// The batch statement: one implicit transaction (autocommit), `now` from the database's
-/// clock unless a test froze it ($7), returned with every row.
-pub const BATCH_SQL: &str = "SELECT b.*, t.now FROM
-    (SELECT coalesce($7::bigint, (extract(epoch FROM clock_timestamp()) * 1000)::bigint) AS now) t,
-    LATERAL ab_reserve_batch($1, $2, $3, $4, $5, $6, t.now) b";
-
-/// Many reservations in one round trip, decided in order (see `batch.rs`).
-pub async fn reserve_batch(
-    client: &tokio_postgres::Client,
-    statement: &tokio_postgres::Statement,
-    frozen_now: Option<i64>,
-    reqs: &[ReserveRequest],
-) -> Result<Vec<Result<Reservation, ReserveError>>, StoreError> {
-    let sessions: Vec<&str> = reqs.iter().map(|r| r.session.as_str()).collect();
-    let groups: Vec<&str> = reqs.iter().map(|r| r.group.as_str()).collect();
-    let codes: Vec<Option<&str>> = reqs
-        .iter()
-        .map(|r| r.code.as_ref().map(|c| c.as_str()))
-        .collect();
-    let phones: Vec<Option<&str>> = reqs
-        .iter()
-        .map(|r| r.phone.as_ref().map(|p| p.as_str()))
-        .collect();
-    let timeouts: Vec<Option<i32>> = reqs
-        .iter()
-        .map(|r| r.timeout.map(|t| t.secs() as i32))
-        .collect();
-    let health: Vec<bool> = reqs.iter().map(|r| r.pool_health).collect();
-    let rows = client
-        .query(
-            statement,
-            &[
-                &sessions,
-                &groups,
-                &codes,
-                &phones,
-                &timeouts,
-                &health,
-                &frozen_now,
-            ],
-        )
-        .await
-        .map_err(pg_error)?;
-    if rows.len() != reqs.len() {
-        return Err(StoreError::Corrupt(format!(
-            "ab_reserve_batch answered {} rows for {} requests",
-            rows.len(),
-            reqs.len()
-        )));
-    }
-    rows.iter()
-        .map(|row| {
-            let now: i64 = row.try_get("now").map_err(corrupt)?;
-            answer(row, now)
-        })
-        .collect()
-}
-
-/// Reads one `ab_reserve` row: the outer error is a broken row, the inner one the answer.
-fn answer(
-    row: &tokio_postgres::Row,
-    now: i64,
-) -> Result<Result<Reservation, ReserveError>, StoreError> {
-    let status: &str = row.try_get(0).map_err(corrupt)?;
-    let expires_at: Option<i64> = row.try_get(3).map_err(corrupt)?;
-    Ok(match status {
-        "ok" => {
-            let number: &str = row.try_get(1).map_err(corrupt)?;
-            let code: Option<String> = row.try_get(2).map_err(corrupt)?;
-            let (size, free): (i64, i64) = (
-                row.try_get(4).map_err(corrupt)?,
-                row.try_get(5).map_err(corrupt)?,
-            );
-            Ok(Reservation {
-                number: AccessNumber::parse(number)
-                    .map_err(|e| StoreError::Corrupt(e.to_string()))?,
-                code: code.map(AccessCode::from_stored),
-                expires_in: left(expires_at.unwrap_or(now), now),
-                pool_size: size as u64,
-                pool_free: free as u64,
-            })
-        }
-        "session" => Err(ReserveError::SessionNotFound),
-        "group" => Err(ReserveError::UnknownGroup),
-        "exhausted" => Err(ReserveError::Exhausted {
-            retry_after: left(expires_at.unwrap_or(now), now).max(Duration::from_secs(1)),
-        }),
-        other => {
-            return Err(StoreError::Corrupt(format!(
-                "ab_reserve answered status {other:?}"
-            )));
-        }
+    let mut answers = reserve_many(tx, now, std::slice::from_ref(req)).await?;
+    answers.pop().unwrap_or_else(|| {
+        Err(StoreError::Corrupt("a batch of one answered nothing".into()).into())
     })
 }
 
-fn corrupt(e: tokio_postgres::Error) -> StoreError {
-    StoreError::Corrupt(format!("ab_reserve row: {e}"))
+/// A group as the batch goes through it: its settings, the candidates locked for it, and
+/// what the batch already did in it.
+struct GroupState {
+    row: GroupRow,
+    pool: Option<Pool>,
+    /// Number of the group → expiry, for every live reservation (loaded on the first refusal).
+    expiries: Option<HashMap<String, i64>>,
+    /// (in service, free) before the batch, when a caller asked for pool health.
+    counts: Option<(u64, u64)>,
+    /// Numbers this batch took in the group.
+    taken: Vec<String>,
+    cursor_moved: bool,
+}
+
+/// Request-access calls decided one by one in order, as if each came alone, in the caller's
+/// transaction; item i of the answer is for request i. A refusal (no session, no group, no
+/// free number) is that item's answer and does not undo the others.
+pub async fn reserve_many(
+    tx: &Transaction<'_>,
+    now: i64,
+    reqs: &[ReserveRequest],
+) -> Result<Vec<Answer>, StoreError> {
+    let mut ids: Vec<&str> = reqs.iter().map(|r| r.session.as_str()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let mut names: Vec<&str> = reqs.iter().map(|r| r.group.as_str()).collect();
+    names.sort_unstable();
+    names.dedup();
+    // Sessions first (the lock order), then groups and the sessions' reservations.
+    let sessions = claim::lock_sessions(tx, now, &ids).await?;
+    let (groups, held) = tokio::try_join!(claim::groups(tx, &names), claim::held(tx, now, &ids))?;
+
+    // (session, group) → (number, position-less booking) of the live reservation.
+    let mut holds: HashMap<(String, String), (String, Booking)> = held
+        .into_iter()
+        .map(|h| ((h.session, h.group), (h.number, h.booking)))
+        .collect();
+    let mut states: HashMap<&str, GroupState> = groups
+        .into_iter()
+        .filter_map(|(name, row)| {
+            let name = names.iter().find(|n| **n == name)?;
+            Some((*name, GroupState::new(row)))
+        })
+        .collect();
+    load_candidates(tx, now, reqs, &sessions, &holds, &mut states).await?;
+
+    let mut written: HashMap<String, (String, Booking)> = HashMap::new();
+    let mut answers = Vec::with_capacity(reqs.len());
+    for req in reqs {
+        let Some(&session_expiry) = sessions.get(req.session.as_str()) else {
+            answers.push(Err(ReserveError::SessionNotFound));
+            continue;
+        };
+        let Some(state) = states.get_mut(req.group.as_str()) else {
+            answers.push(Err(ReserveError::UnknownGroup));
+            continue;
+        };
+        let key = (
+            req.session.as_str().to_owned(),
+            req.group.as_str().to_owned(),
+        );
+        let current = holds.get(&key).cloned();
+        let taken = match &current {
+            Some((number, _)) => Some(number.clone()),
+            None => state.take(&mut rand::rng()),
+        };
+        let number = match taken {
+            Some(number) => number,
+            None => {
+                let refusal = state.exhausted(tx, now, req.group.as_str(), &written);
+                answers.push(Err(refusal.await?));
+                continue;
+            }
+        };
+        let booking = rules::book(
+            UnixMillis(now),
+            req.timeout,
+            state.row.timeout,
+            UnixMillis(session_expiry),
+            req.code.clone(),
+            req.phone.clone(),
+            current.as_ref().map(|(_, b)| b),
+        );
+        let (size, free) = match req.pool_health {
+            true => state.health(tx, now, req).await?,
+            false => (0, 0),
+        };
+        answers.push(Ok(Reservation {
+            number: AccessNumber::parse(&number).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            code: booking.code.clone(),
+            expires_in: left(booking.expires_at.0, now),
+            pool_size: size,
+            pool_free: free,
+        }));
+        holds.insert(key, (number.clone(), booking.clone()));
+        written.insert(number, (req.session.as_str().to_owned(), booking));
+    }
+    write(tx, &written, &states).await?;
+    Ok(answers)
+}
+
+impl GroupState {
+    fn new(row: GroupRow) -> Self {
+        Self {
+            row,
+            pool: None,
+            expiries: None,
+            counts: None,
+            taken: Vec::new(),
+            cursor_moved: false,
+        }
+    }
+
+    /// Takes the next free number by the group's strategy.
+    fn take(&mut self, rng: &mut impl rand::Rng) -> Option<String> {
+        let pool = self.pool.as_mut()?;
+        let pos = rules::pick(self.row.allocation, pool.cursor, &pool.candidates, rng)?;
+        pool.candidates.remove(pos);
+        if self.row.allocation == crate::domain::Allocation::RoundRobin {
+            pool.cursor = rules::cursor_after_pick(pos);
+            self.cursor_moved = true;
+        }
+        let number = pool.numbers.remove(&pos)?;
+        self.taken.push(number.clone());
+        Some(number)
+    }
+
+    /// The refusal for an empty pool, with Retry-After counted over the group's live
+    /// reservations as this batch left them so far (renewals and new ones included).
+    async fn exhausted(
+        &mut self,
+        tx: &Transaction<'_>,
+        now: i64,
+        group: &str,
+        written: &HashMap<String, (String, Booking)>,
+    ) -> Result<ReserveError, StoreError> {
+        let live = match self.expiries.take() {
+            Some(live) => live,
+            None => claim::live_expiries(tx, now, group).await?,
+        };
+        let at = |number: &String| written.get(number).map(|(_, b)| b.expires_at.0);
+        let first = live
+            .iter()
+            .map(|(number, &expires)| at(number).unwrap_or(expires))
+            .chain(self.taken.iter().filter_map(at))
+            .min();
+        self.expiries = Some(live);
+        Ok(ReserveError::Exhausted {
+            retry_after: rules::retry_after(UnixMillis(now), first.map(UnixMillis)),
+        })
+    }
+
+    /// (in service, free) after this batch's changes so far.
+    async fn health(
+        &mut self,
+        tx: &Transaction<'_>,
+        now: i64,
+        req: &ReserveRequest,
+    ) -> Result<(u64, u64), StoreError> {
+        if self.counts.is_none() {
+            self.counts = Some(claim::counts(tx, now, req.group.as_str()).await?);
+        }
+        let (size, free) = self.counts.unwrap_or_default();
+        Ok((size, free.saturating_sub(self.taken.len() as u64)))
+    }
+}
+/// Locks enough candidates in each group for the batch's new reservations there: one per
+/// live session of the batch that holds no number in the group yet.
+async fn load_candidates(
+    tx: &Transaction<'_>,
+    now: i64,
+    reqs: &[ReserveRequest],
+    sessions: &HashMap<String, i64>,
+    holds: &HashMap<(String, String), (String, Booking)>,
+    states: &mut HashMap<&str, GroupState>,
+) -> Result<(), StoreError> {
+    let mut wanted: HashMap<&str, HashSet<&str>> = HashMap::new();
+    for req in reqs {
+        let (session, group) = (req.session.as_str(), req.group.as_str());
+        let key = (session.to_owned(), group.to_owned());
+        if sessions.contains_key(session) && states.contains_key(group) && !holds.contains_key(&key)
+        {
+            wanted.entry(group).or_default().insert(session);
+        }
+    }
+    for (group, new) in wanted {
+        let Some(state) = states.get_mut(group) else {
+            continue;
+        };
+        let pool = claim::candidates(tx, now, group, state.row.allocation, new.len()).await?;
+        state.pool = Some(pool);
+    }
+    Ok(())
+}
+
+/// Writes every number the batch reserved or renewed, and the cursors it moved: one
+/// statement each, whatever the batch's size.
+async fn write(
+    tx: &Transaction<'_>,
+    written: &HashMap<String, (String, Booking)>,
+    states: &HashMap<&str, GroupState>,
+) -> Result<(), StoreError> {
+    let mut numbers = Vec::with_capacity(written.len());
+    let mut sessions = Vec::with_capacity(written.len());
+    let mut codes = Vec::with_capacity(written.len());
+    let mut phones = Vec::with_capacity(written.len());
+    let mut expiries = Vec::with_capacity(written.len());
+    for (number, (session, booking)) in written {
+        numbers.push(number.as_str());
+        sessions.push(session.as_str());
+        codes.push(booking.code.as_ref().map(|c| c.as_str()));
+        phones.push(booking.phone.as_ref().map(|p| p.as_str()));
+        expiries.push(booking.expires_at.0);
+    }
+    let (names, cursors): (Vec<&str>, Vec<i64>) = states
+        .iter()
+        .filter(|(_, s)| s.cursor_moved)
+        .filter_map(|(name, s)| Some((*name, i64::from(s.pool.as_ref()?.cursor))))
+        .unzip();
+    let reservations = async {
+        if numbers.is_empty() {
+            return Ok(0);
+        }
+        tx.query_typed(
+            "UPDATE numbers n SET session = x.session, code = x.code, phone = x.phone,
+                    expires_at = x.expires, freed_at = x.expires
+               FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int8[])
+                    AS x(number, session, code, phone, expires)
+              WHERE n.number = x.number",
+            &[
+                (&numbers, Type::TEXT_ARRAY),
+                (&sessions, Type::TEXT_ARRAY),
+                (&codes, Type::TEXT_ARRAY),
+                (&phones, Type::TEXT_ARRAY),
+                (&expiries, Type::INT8_ARRAY),
+            ],
+        )
+        .await
+        .map(|rows| rows.len())
+    };
+    let cursors = async {
+        if names.is_empty() {
+            return Ok(0);
+        }
+        tx.query_typed(
+            "UPDATE groups g SET cursor = x.cursor
+               FROM unnest($1::text[], $2::int8[]) AS x(name, cursor) WHERE g.name = x.name",
+            &[(&names, Type::TEXT_ARRAY), (&cursors, Type::INT8_ARRAY)],
+        )
+        .await
+        .map(|rows| rows.len())
+    };
+    tokio::try_join!(reservations, cursors).map_err(pg_error)?;
+    Ok(())
 }
 
 pub async fn reserve_new_session(
@@ -166,16 +318,18 @@ pub async fn match_reservation(
     };
     let (session, code, phone): (String, Option<String>, Option<String>) =
         (row.get(0), row.get(1), row.get(2));
-    let code_ok = match (&code, &req.code) {
-        (Some(want), Some(got)) => want == got.as_str(),
-        (Some(_), None) => !req.code_required,
-        (None, _) => true,
-    };
-    let phone_ok = match (&phone, &req.phone) {
-        (Some(want), Some(got)) => want == got.as_str(),
-        _ => true,
-    };
-    if !code_ok || !phone_ok {
+    let (code, phone) = (
+        code.map(crate::domain::AccessCode::from_stored),
+        phone.map(crate::domain::PhoneNumber::from_stored),
+    );
+    let accepted = rules::check_match(
+        code.as_ref(),
+        phone.as_ref(),
+        req.code.as_ref(),
+        req.phone.as_ref(),
+        req.code_required,
+    );
+    if accepted.is_err() {
         return Ok(None);
     }
     let id = crate::domain::SessionId::parse(&session)

@@ -1,0 +1,11 @@
+-- access-broker PostgreSQL schema, version 2.
+--
+-- Fingerprint of the config a group was last applied from (settings and numbers, in order);
+-- a node starting with the same config skips the number-by-number comparison. Any change
+-- through the admin API clears it, so the next start compares again.
+--
+-- (Until 2026-12-04 this migration also created the plpgsql functions ab_booking_ms,
+-- ab_reserve and ab_reserve_batch. The reservation rules now live only in Rust
+-- (src/rules/); migration 3 drops the functions from databases that have them, so old and
+-- new databases end with the same schema.)
+ALTER TABLE groups ADD COLUMN config_hash text;

@@ -1,0 +1,299 @@
+//! Reading and locking the rows a batch of request-access calls needs: the sessions, the
+//! groups, the sessions' live reservations, and free candidate numbers. The rules that decide
+//! among them live in `crate::rules`; this file only finds rows.
+//!
+//! Candidates are locked with `FOR UPDATE SKIP LOCKED`, so nodes claiming in one group at the
+//! same time take different numbers instead of queueing: a number another transaction is
+//! taking is, for this one, not free.
+
+use std::collections::HashMap;
+
+use rand::Rng;
+use tokio_postgres::Transaction;
+use tokio_postgres::types::Type;
+
+use super::pg_error;
+use crate::domain::{AccessCode, Allocation, BookingTimeout, PhoneNumber};
+use crate::rules::{self, Candidates, Pos};
+use crate::store::StoreError;
+
+/// "Free at `now`": not retiring, and no live reservation (an expired one is free).
+const FREE: &str = "NOT retiring AND (session IS NULL OR expires_at <= $2)";
+
+/// A group's settings as a reservation needs them.
+pub struct GroupRow {
+    pub allocation: Allocation,
+    pub timeout: Option<BookingTimeout>,
+}
+
+/// A live reservation of one of the batch's sessions.
+pub struct HeldRow {
+    pub number: String,
+    pub session: String,
+    pub group: String,
+    pub booking: rules::Booking,
+}
+
+/// Locks the batch's live sessions (in id order, so two batches sharing sessions queue
+/// instead of deadlocking) and returns each one's expiry.
+pub async fn lock_sessions(
+    tx: &Transaction<'_>,
+    now: i64,
+    ids: &[&str],
+) -> Result<HashMap<String, i64>, StoreError> {
+    let rows = tx
+        .query_typed(
+            "SELECT id, expires_at FROM sessions WHERE id = ANY($1) AND expires_at > $2
+             ORDER BY id FOR UPDATE",
+            &[(&ids, Type::TEXT_ARRAY), (&now, Type::INT8)],
+        )
+        .await
+        .map_err(pg_error)?;
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+}
+
+pub async fn groups(
+    tx: &Transaction<'_>,
+    names: &[&str],
+) -> Result<HashMap<String, GroupRow>, StoreError> {
+    let rows = tx
+        .query_typed(
+            "SELECT name, allocation, booking_timeout FROM groups WHERE name = ANY($1)",
+            &[(&names, Type::TEXT_ARRAY)],
+        )
+        .await
+        .map_err(pg_error)?;
+    rows.iter()
+        .map(|r| {
+            let allocation: &str = r.get(1);
+            let timeout: Option<i32> = r.get(2);
+            let row = GroupRow {
+                allocation: allocation
+                    .parse()
+                    .map_err(|e| corrupt("groups.allocation", e))?,
+                // A stored value out of 5..=1800 counts as the default, as in the engine.
+                timeout: timeout.map(|t| BookingTimeout::from_secs_lenient(i64::from(t))),
+            };
+            Ok((r.get(0), row))
+        })
+        .collect()
+}
+
+/// The live reservations of these sessions, locked (a renewal rewrites them).
+pub async fn held(
+    tx: &Transaction<'_>,
+    now: i64,
+    sessions: &[&str],
+) -> Result<Vec<HeldRow>, StoreError> {
+    let rows = tx
+        .query_typed(
+            "SELECT number, session, group_name, code, phone, expires_at FROM numbers
+             WHERE session IS NOT NULL AND session = ANY($1) AND expires_at > $2 FOR UPDATE",
+            &[(&sessions, Type::TEXT_ARRAY), (&now, Type::INT8)],
+        )
+        .await
+        .map_err(pg_error)?;
+    rows.iter()
+        .map(|r| {
+            let code: Option<String> = r.get(3);
+            let phone: Option<String> = r.get(4);
+            Ok(HeldRow {
+                number: r.get(0),
+                session: r.get(1),
+                group: r.get(2),
+                booking: rules::Booking {
+                    code: code.map(AccessCode::from_stored),
+                    phone: phone.map(PhoneNumber::from_stored),
+                    expires_at: crate::domain::UnixMillis(r.get(5)),
+                },
+            })
+        })
+        .collect()
+}
+
+/// Free numbers of a group, locked, enough for `wanted` picks by the group's strategy, with
+/// the round-robin cursor (read under the group row's lock) when that is the strategy.
+pub struct Pool {
+    pub candidates: Candidates,
+    pub numbers: HashMap<Pos, String>,
+    pub cursor: Pos,
+}
+
+pub async fn candidates(
+    tx: &Transaction<'_>,
+    now: i64,
+    group: &str,
+    allocation: Allocation,
+    wanted: usize,
+) -> Result<Pool, StoreError> {
+    let limit = wanted as i64;
+    let mut cursor = 0;
+    let rows = match allocation {
+        Allocation::RoundRobin => {
+            cursor = lock_cursor(tx, group).await?;
+            let from = format!(
+                "SELECT number, position, freed_at FROM numbers WHERE group_name = $1 AND {FREE}
+                 AND position >= $3 ORDER BY position LIMIT $4 FOR UPDATE SKIP LOCKED"
+            );
+            let mut rows = query(tx, &from, group, now, i64::from(cursor), limit).await?;
+            if rows.len() < wanted {
+                // Wrapping round: the numbers before the cursor, in order.
+                let before = from.replace("position >= $3", "position < $3");
+                rows.extend(query(tx, &before, group, now, i64::from(cursor), limit).await?);
+            }
+            rows
+        }
+        Allocation::LeastRecentlyUsed => {
+            let sql = format!(
+                "SELECT number, position, freed_at FROM numbers WHERE group_name = $1 AND {FREE}
+                 AND $3 = $3 ORDER BY freed_at, position LIMIT $4 FOR UPDATE SKIP LOCKED"
+            );
+            query(tx, &sql, group, now, 0, limit).await?
+        }
+        Allocation::Random => random_sample(tx, now, group, wanted).await?,
+    };
+    let mut items = Vec::with_capacity(rows.len());
+    let mut numbers = HashMap::with_capacity(rows.len());
+    for (number, position, freed_at) in rows {
+        let pos = Pos::try_from(position).map_err(|e| corrupt("numbers.position", e))?;
+        if numbers.insert(pos, number).is_none() {
+            items.push((pos, freed_at));
+        }
+    }
+    Ok(Pool {
+        candidates: Candidates::new(items),
+        numbers,
+        cursor,
+    })
+}
+
+type Row3 = (String, i64, i64);
+
+async fn query(
+    tx: &Transaction<'_>,
+    sql: &str,
+    group: &str,
+    now: i64,
+    third: i64,
+    limit: i64,
+) -> Result<Vec<Row3>, StoreError> {
+    let rows = tx
+        .query_typed(
+            sql,
+            &[
+                (&group, Type::TEXT),
+                (&now, Type::INT8),
+                (&third, Type::INT8),
+                (&limit, Type::INT8),
+            ],
+        )
+        .await
+        .map_err(pg_error)?;
+    Ok(rows
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect())
+}
+
+/// The round-robin cursor, under the group row's lock so nodes walk one sequence.
+async fn lock_cursor(tx: &Transaction<'_>, group: &str) -> Result<Pos, StoreError> {
+    let row = tx
+        .query_typed_one(
+            "SELECT cursor FROM groups WHERE name = $1 FOR UPDATE",
+            &[(&group, Type::TEXT)],
+        )
+        .await
+        .map_err(pg_error)?;
+    let cursor: i64 = row.get(0);
+    Ok(Pos::try_from(cursor.max(0)).unwrap_or(Pos::MAX))
+}
+
+/// A uniform sample of the group's free numbers: probes random positions (one index lookup
+/// each, whatever the pool size) and keeps the free ones. Every free number is equally likely
+/// to be found, so a uniform pick among those found is a uniform pick among all free ones
+/// (`rules::FreeNumbers::nth`). When the probes find fewer than `wanted` (a nearly full pool)
+/// it reads every free number instead: rarer, and just as uniform.
+async fn random_sample(
+    tx: &Transaction<'_>,
+    now: i64,
+    group: &str,
+    wanted: usize,
+) -> Result<Vec<Row3>, StoreError> {
+    let max: Option<i64> = tx
+        .query_typed_one(
+            "SELECT max(position) FROM numbers WHERE group_name = $1",
+            &[(&group, Type::TEXT)],
+        )
+        .await
+        .map_err(pg_error)?
+        .get(0);
+    let Some(max) = max else {
+        return Ok(Vec::new());
+    };
+    let probes = (wanted * 4 + 32).min(usize::try_from(max + 1).unwrap_or(usize::MAX));
+    let positions: Vec<i64> = {
+        let mut rng = rand::rng();
+        (0..probes).map(|_| rng.random_range(0..=max)).collect()
+    };
+    let sql = format!(
+        "SELECT number, position, freed_at FROM numbers WHERE group_name = $1 AND {FREE}
+         AND position = ANY($3) FOR UPDATE SKIP LOCKED"
+    );
+    let rows = tx
+        .query_typed(
+            &sql,
+            &[
+                (&group, Type::TEXT),
+                (&now, Type::INT8),
+                (&positions, Type::INT8_ARRAY),
+            ],
+        )
+        .await
+        .map_err(pg_error)?;
+    if rows.len() >= wanted {
+        return Ok(rows
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect());
+    }
+    let sql = format!(
+        "SELECT number, position, freed_at FROM numbers WHERE group_name = $1 AND {FREE}
+         AND $3 = $3 ORDER BY position LIMIT $4 FOR UPDATE SKIP LOCKED"
+    );
+    query(tx, &sql, group, now, 0, i64::MAX).await
+}
+
+/// The expiry of every live reservation in a group (Retry-After on an empty pool).
+pub async fn live_expiries(
+    tx: &Transaction<'_>,
+    now: i64,
+    group: &str,
+) -> Result<HashMap<String, i64>, StoreError> {
+    let rows = tx
+        .query_typed(
+            "SELECT number, expires_at FROM numbers
+             WHERE group_name = $1 AND session IS NOT NULL AND expires_at > $2",
+            &[(&group, Type::TEXT), (&now, Type::INT8)],
+        )
+        .await
+        .map_err(pg_error)?;
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+}
+
+/// Numbers in service and free ones, at `now`, before this batch's changes.
+pub async fn counts(tx: &Transaction<'_>, now: i64, group: &str) -> Result<(u64, u64), StoreError> {
+    let sql = format!(
+        "SELECT count(*) FILTER (WHERE NOT retiring), count(*) FILTER (WHERE {FREE})
+         FROM numbers WHERE group_name = $1"
+    );
+    let row = tx
+        .query_typed_one(&sql, &[(&group, Type::TEXT), (&now, Type::INT8)])
+        .await
+        .map_err(pg_error)?;
+    let (size, free): (i64, i64) = (row.get(0), row.get(1));
+    Ok((size.max(0) as u64, free.max(0) as u64))
+}
+
+fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(format!("{what}: {e}"))
+}
