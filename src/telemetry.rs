@@ -20,3 +20,19 @@ pub fn init() {
         builder.try_init()
     };
 }
+
+/// An error with its whole cause chain, `outer: cause: root cause`, for log fields and
+/// start-up messages (an error's own `Display` never shows its source).
+pub struct Chain<'a>(pub &'a (dyn std::error::Error + 'static));
+
+impl std::fmt::Display for Chain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(cause) = source {
+            write!(f, ": {cause}")?;
+            source = cause.source();
+        }
+        Ok(())
+    }
+}

@@ -94,7 +94,7 @@ impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> Self {
         match err {
             StoreError::Unavailable(_) => Self::StoreUnavailable(err),
-            StoreError::Corrupt(_) => Self::Internal(Box::new(err)),
+            _ => Self::Internal(Box::new(err)),
         }
     }
 }

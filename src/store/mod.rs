@@ -32,14 +32,46 @@ use crate::domain::{AccessNumber, DataId, GroupName, SessionId};
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
-#[derive(Debug, thiserror::Error)]
+/// A store error's cause, shared: one failed batch answers each of its callers with the same
+/// error, cause chain included.
+pub type Cause = Arc<dyn std::error::Error + Send + Sync + 'static>;
+
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// The backend could not be reached or did not answer in time; the caller may retry.
     #[error("store unavailable")]
-    Unavailable(#[source] BoxError),
-    /// The backend answered with something that breaks the store's own rules.
-    #[error("corrupt store data: {0}")]
-    Corrupt(String),
+    Unavailable(#[source] Cause),
+    /// A stored value breaks the store's own rules (it does not parse back, say).
+    #[error("corrupt store data in {what}")]
+    Corrupt {
+        what: &'static str,
+        #[source]
+        source: Cause,
+    },
+    /// The backend refused a statement for a reason that will not pass by retrying: a bug in
+    /// our SQL or a schema that is not ours.
+    #[error("store query failed")]
+    Query(#[source] Cause),
+    /// The database's schema is newer than this build knows.
+    #[error("store schema version {found} is newer than this build knows ({known})")]
+    SchemaTooNew { found: i64, known: usize },
+}
+
+impl StoreError {
+    pub fn unavailable(cause: impl Into<BoxError>) -> Self {
+        Self::Unavailable(Arc::from(cause.into()))
+    }
+
+    pub fn corrupt(what: &'static str, cause: impl Into<BoxError>) -> Self {
+        Self::Corrupt {
+            what,
+            source: Arc::from(cause.into()),
+        }
+    }
+
+    pub fn query(cause: impl Into<BoxError>) -> Self {
+        Self::Query(Arc::from(cause.into()))
+    }
 }
 
 /// Every operation access-broker performs on its state.

@@ -16,7 +16,7 @@ use crate::store::{
 pub(super) const LIVE: &str = "(session IS NOT NULL AND expires_at > $2)";
 
 fn corrupt(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Corrupt(e.to_string())
+    StoreError::corrupt("a postgres row", e.to_string())
 }
 
 pub async fn ping(_tx: &Transaction<'_>, _now: i64) -> Result<(), StoreError> {

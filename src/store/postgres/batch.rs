@@ -45,7 +45,7 @@ impl Batcher {
     /// timeout (time spent queued included).
     pub async fn reserve(&self, req: ReserveRequest) -> Answer {
         let (reply, answer) = oneshot::channel();
-        let gone = || StoreError::Unavailable("the reservation batcher stopped".into());
+        let gone = || StoreError::unavailable("the reservation batcher stopped");
         self.queue.send((req, reply)).map_err(|_| gone())?;
         match tokio::time::timeout(self.db.timeout, answer).await {
             Ok(Ok(answer)) => answer,
@@ -96,9 +96,9 @@ async fn run(db: &Db, batch: Vec<Job>) {
             }
         }
         Err(e) => {
-            tracing::warn!(error = %e, size = replies.len(), "reservation batch failed");
+            tracing::warn!(error = %crate::telemetry::Chain(&e), size = replies.len(), "reservation batch failed");
             for reply in replies {
-                let _ = reply.send(Err(share(&e).into()));
+                let _ = reply.send(Err(e.clone().into()));
             }
         }
     }
@@ -113,12 +113,4 @@ async fn attempt(db: &Db, reqs: &[ReserveRequest]) -> Result<Vec<Answer>, StoreE
         Box::pin(async move { reserve::reserve_many(tx, now, &reqs).await })
     })
     .await
-}
-
-/// The batch's error, once per caller (store errors carry a boxed source, not `Clone`).
-fn share(e: &StoreError) -> StoreError {
-    match e {
-        StoreError::Unavailable(source) => StoreError::Unavailable(source.to_string().into()),
-        other => StoreError::Corrupt(other.to_string()),
-    }
 }

@@ -294,6 +294,6 @@ pub async fn counts(tx: &Transaction<'_>, now: i64, group: &str) -> Result<(u64,
     Ok((size.max(0) as u64, free.max(0) as u64))
 }
 
-fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
-    StoreError::Corrupt(format!("{what}: {e}"))
+fn corrupt(what: &'static str, e: impl Into<crate::store::BoxError>) -> StoreError {
+    StoreError::corrupt(what, e)
 }

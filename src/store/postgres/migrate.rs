@@ -30,10 +30,10 @@ pub async fn migrate(tx: &Transaction<'_>, _now: i64) -> Result<(), StoreError> 
         .map_err(pg_error)?;
     let done: i32 = row.get(0);
     if done as usize > MIGRATIONS.len() {
-        return Err(StoreError::Corrupt(format!(
-            "schema version {done} is newer than this build knows ({})",
-            MIGRATIONS.len()
-        )));
+        return Err(StoreError::SchemaTooNew {
+            found: i64::from(done),
+            known: MIGRATIONS.len(),
+        });
     }
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(done as usize) {
         tx.batch_execute(sql).await.map_err(pg_error)?;

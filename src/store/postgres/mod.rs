@@ -123,14 +123,7 @@ pub async fn open(url: &StoreUrl, options: &StoreOptions) -> Result<DynStore, Op
 
 /// The error's chain in one line, for startup messages.
 fn describe(e: &StoreError) -> String {
-    let mut text = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
+    crate::telemetry::Chain(e).to_string()
 }
 
 /// Maps a driver error: unreachable, timed out, overloaded, or a lost race the caller may
@@ -149,9 +142,9 @@ pub(crate) fn pg_error(e: tokio_postgres::Error) -> StoreError {
         }
     };
     if transient {
-        StoreError::Unavailable(Box::new(e))
+        StoreError::unavailable(e)
     } else {
-        StoreError::Corrupt(format!("postgres: {e}"))
+        StoreError::query(e)
     }
 }
 
@@ -212,7 +205,7 @@ where
 
 /// The error for an operation that took longer than the store's bound.
 fn timed_out(timeout: Duration) -> StoreError {
-    StoreError::Unavailable(format!("postgres did not answer within {timeout:?}").into())
+    StoreError::unavailable(format!("postgres did not answer within {timeout:?}"))
 }
 
 type TxFuture<'a, T, E> = std::pin::Pin<Box<dyn Future<Output = Result<T, E>> + Send + 'a>>;
@@ -243,11 +236,7 @@ impl Db {
         E: TxError,
         F: for<'a> Fn(&'a Transaction<'a>, i64) -> TxFuture<'a, T, E>,
     {
-        let mut client = self
-            .pool
-            .get()
-            .await
-            .map_err(|e| StoreError::Unavailable(Box::new(e)))?;
+        let mut client = self.pool.get().await.map_err(StoreError::unavailable)?;
         let tx = client.transaction().await.map_err(pg_error)?;
         let row = tx
             .query_one(

@@ -31,9 +31,9 @@ pub async fn reserve(
     req: &ReserveRequest,
 ) -> Result<Reservation, ReserveError> {
     let mut answers = reserve_many(tx, now, std::slice::from_ref(req)).await?;
-    answers.pop().unwrap_or_else(|| {
-        Err(StoreError::Corrupt("a batch of one answered nothing".into()).into())
-    })
+    answers
+        .pop()
+        .unwrap_or_else(|| Err(StoreError::corrupt("a batch of one", "no answer").into()))
 }
 
 /// A group as the batch goes through it: its settings, the candidates locked for it, and
@@ -124,7 +124,8 @@ pub async fn reserve_many(
             false => (0, 0),
         };
         answers.push(Ok(Reservation {
-            number: AccessNumber::parse(&number).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            number: AccessNumber::parse(&number)
+                .map_err(|e| StoreError::corrupt("numbers.number", e))?,
             code: booking.code.clone(),
             expires_in: left(booking.expires_at.0, now),
             pool_size: size,
@@ -333,7 +334,7 @@ pub async fn match_reservation(
         return Ok(None);
     }
     let id = crate::domain::SessionId::parse(&session)
-        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        .map_err(|e| StoreError::corrupt("numbers.session", e))?;
     let Some(found) = sessions::get(tx, now, &id).await? else {
         return Ok(None);
     };

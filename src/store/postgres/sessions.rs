@@ -21,7 +21,7 @@ fn encode(fields: &Fields) -> String {
 }
 
 fn decode(text: &str) -> Result<Fields, StoreError> {
-    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("stored fields: {e}")))
+    serde_json::from_str(text).map_err(|e| StoreError::corrupt("data.fields", e))
 }
 
 pub async fn create(
@@ -71,8 +71,9 @@ pub async fn get(
     let fields: Option<String> = row.get(3);
     Ok(Some(Session {
         id: id.clone(),
-        service: ServiceName::parse(&service).map_err(|e| StoreError::Corrupt(e.to_string()))?,
-        data_id: DataId::parse(&data_id).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        service: ServiceName::parse(&service)
+            .map_err(|e| StoreError::corrupt("sessions.service", e))?,
+        data_id: DataId::parse(&data_id).map_err(|e| StoreError::corrupt("sessions.data_id", e))?,
         fields: fields
             .as_deref()
             .map(decode)

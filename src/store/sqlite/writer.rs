@@ -72,10 +72,11 @@ impl Journal for SqliteJournal {
             }
             match tokio::time::timeout(self.timeout, rx.wait_for(|&d| d >= seq)).await {
                 Ok(Ok(_)) => Ok(()),
-                Ok(Err(e)) => Err(StoreError::Unavailable(Box::new(e))),
-                Err(e) => Err(StoreError::Unavailable(
-                    format!("sqlite commit not done after {:?}: {e}", self.timeout).into(),
-                )),
+                Ok(Err(e)) => Err(StoreError::unavailable(e)),
+                Err(e) => Err(StoreError::unavailable(format!(
+                    "sqlite commit not done after {:?}: {e}",
+                    self.timeout
+                ))),
             }
         })
     }
