@@ -38,7 +38,7 @@ impl App {
         }
         let addr = listener
             .local_addr()
-            .map_err(|e| StoreError::unavailable(e))?;
+            .map_err(StoreError::unavailable)?;
         let config = Arc::new(config);
         let metrics = Arc::new(crate::metrics::Metrics::new());
         let broker = Broker::new(store, config.clone(), metrics);
