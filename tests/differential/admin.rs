@@ -27,7 +27,8 @@ impl Run {
             (name, allocation)
         } else {
             let g = self.index(self.groups.len());
-            let allocation = match self.groups[g].allocation {
+            let current = self.groups[g].allocation;
+            let allocation = match current {
                 Allocation::Random => Allocation::Random,
                 _ if self.chance(0.1) => Allocation::Random,
                 _ if self.chance(0.5) => Allocation::RoundRobin,

@@ -30,6 +30,8 @@ pub struct Run {
     pub now_ms: u64,
     /// Every session created so far; ended and expired ones stay, to be asked about.
     pub sessions: Vec<NewSession>,
+    /// When each session expires (ms since the start), ended or not.
+    pub session_ends: Vec<u64>,
     pub groups: Vec<Grp>,
     /// (session, group, reference number) of recent reservations, newest last.
     pub held: Vec<(usize, usize, AccessNumber)>,
@@ -73,6 +75,7 @@ impl Run {
             stores,
             now_ms: 0,
             sessions: Vec::new(),
+            session_ends: Vec::new(),
             groups,
             held: Vec::new(),
             codes: HashMap::new(),
@@ -83,13 +86,21 @@ impl Run {
         }
     }
 
-    pub async fn go(mut self, steps: usize) -> Result<(), String> {
+    /// Runs `steps` random operations, then compares everything; the result and a tally.
+    pub async fn go(mut self, steps: usize) -> (Result<(), String>, String) {
+        let mut result = Ok(());
         for step in 0..steps {
             self.step = step;
-            self.one_step().await?;
+            result = self.one_step().await;
+            if result.is_err() {
+                break;
+            }
         }
-        self.step = steps;
-        self.compare_everything().await
+        if result.is_ok() {
+            self.step = steps;
+            result = self.compare_everything().await;
+        }
+        (result, self.tally())
     }
 
     /// Compares `answers` (one per store, already in reference numbers); on a difference,
@@ -113,8 +124,12 @@ impl Run {
         for (side, answer) in self.stores.sides.iter().zip(answers) {
             out += &format!("  {:<8} {answer}\n", side.name());
         }
-        out += "  steps before it (memory's answers):\n";
-        let from = self.history.len().saturating_sub(30);
+        out += "  steps before it (memory's answers; DIFF_HISTORY=<n> shows n):\n";
+        let keep = std::env::var("DIFF_HISTORY")
+            .ok()
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or(30);
+        let from = self.history.len().saturating_sub(keep);
         for line in &self.history[from..self.history.len().saturating_sub(1)] {
             out += &format!("    {line}\n");
         }
@@ -133,18 +148,53 @@ impl Run {
         self.rng.random_range(0..len)
     }
 
-    /// A session of the run (mostly a recent one, so it is still alive), or one never created.
+    /// A session of the run (mostly one that has not expired yet), or one never created.
     pub fn pick_session(&mut self) -> (String, SessionId) {
-        let n = self.sessions.len();
-        if n == 0 || self.chance(0.05) {
+        let now = self.now_ms;
+        let alive: Vec<usize> = (0..self.sessions.len())
+            .filter(|&i| self.session_ends[i] > now)
+            .collect();
+        let i = if self.sessions.is_empty() || self.chance(0.04) {
             return ("ghost".into(), new_session(Duration::ZERO, vec![]).id);
-        }
-        let i = if self.chance(0.8) {
-            n - 1 - self.index(n.min(6))
+        } else if !alive.is_empty() && self.chance(0.85) {
+            alive[self.index(alive.len())]
         } else {
-            self.index(n)
+            self.index(self.sessions.len())
         };
         (format!("s{i}"), self.sessions[i].id.clone())
+    }
+
+    pub fn add_session(&mut self, new: NewSession) {
+        self.session_ends
+            .push(self.now_ms + new.ttl.as_millis() as u64);
+        self.remember_deadline(new.ttl);
+        self.sessions.push(new);
+    }
+
+    /// What the answers of a run were, roughly: shows a run reaches every kind of answer.
+    pub fn tally(&self) -> String {
+        let kinds = [
+            ("reserve -> Ok", "reserve", "-> Ok"),
+            ("Exhausted", "", "Exhausted"),
+            ("SessionNotFound", "", "SessionNotFound"),
+            ("UnknownGroup", "", "UnknownGroup"),
+            ("matched", "match", "-> 7-"),
+            ("Retiring", "remove_number", "Retiring"),
+            ("Taken", "add_numbers", "Taken"),
+            ("released", "release", "Ok(true)"),
+        ];
+        let counts: Vec<String> = kinds
+            .iter()
+            .map(|(label, op, answer)| {
+                let n = self
+                    .history
+                    .iter()
+                    .filter(|l| l.contains(op) && l.contains(answer))
+                    .count();
+                format!("{label} {n}")
+            })
+            .collect();
+        counts.join(", ")
     }
 
     /// A group of the run, or (sometimes) one no store knows.

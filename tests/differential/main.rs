@@ -53,9 +53,9 @@ async fn random_operation_sequences_agree_on_every_store() {
     for seed in seeds {
         let stores = Stores::open().await;
         let started = std::time::Instant::now();
-        let result = driver::Run::new(seed, stores).await.go(steps).await;
+        let (result, tally) = driver::Run::new(seed, stores).await.go(steps).await;
         eprintln!(
-            "seed {seed}: {steps} steps in {:.1} s: {}",
+            "seed {seed}: {steps} steps in {:.1} s: {} ({tally})",
             started.elapsed().as_secs_f64(),
             if result.is_ok() { "same answers" } else { "DIFFERENT" }
         );

@@ -45,8 +45,7 @@ impl Run {
                 Err(e) => format!("Err {e:?}"),
             }
         });
-        self.remember_deadline(new.ttl);
-        self.sessions.push(new);
+        self.add_session(new);
         self.check(&what, answers)
     }
 
@@ -54,6 +53,9 @@ impl Run {
         let (who, id) = self.pick_session();
         let id = &id;
         let answers = on_all!(self.stores, |s| format!("{:?}", s.t.store.end_session(id).await));
+        if let Some(i) = self.sessions.iter().position(|n| &n.id == id) {
+            self.session_ends[i] = self.session_ends[i].min(self.now_ms);
+        }
         self.check(&format!("end {who}"), answers)
     }
 
@@ -121,8 +123,7 @@ impl Run {
         }
         self.check(&format!("{what}: the session"), sessions)?;
         if reservations[0].is_ok() {
-            self.remember_deadline(new.ttl);
-            self.sessions.push(new.clone());
+            self.add_session(new.clone());
         }
         let index = reservations[0].is_ok().then(|| self.sessions.len() - 1);
         self.settle(&what, index, group, &req, reservations).await?;
@@ -241,8 +242,12 @@ impl Run {
         let now = self.now_ms;
         let ahead: Vec<u64> = self.deadlines.iter().copied().filter(|&d| d > now).collect();
         let by = if !ahead.is_empty() && self.chance(0.4) {
-            let d = ahead[self.index(ahead.len())];
+            let mut ahead = ahead;
+            ahead.sort_unstable();
+            let d = ahead[self.index(ahead.len().min(3))];
             d - now - u64::from(self.chance(0.3))
+        } else if self.chance(0.5) {
+            self.rng.random_range(0..=5_000)
         } else {
             self.rng.random_range(0..=40_000)
         };
