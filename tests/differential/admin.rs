@@ -54,7 +54,11 @@ impl Run {
         // Pools stay small (at most 8): a full group only gets a number that is taken.
         let room = g.is_some_and(|g| self.groups[g].numbers.len() < 8);
         let mut numbers = Vec::new();
-        for _ in 0..if room { self.rng.random_range(1..=2) } else { 1 } {
+        for _ in 0..if room {
+            self.rng.random_range(1..=2)
+        } else {
+            1
+        } {
             numbers.push(self.fresh_number(&name));
         }
         let taken = self.pick_existing();
@@ -74,7 +78,9 @@ impl Run {
         let added = self.stores.sides[0].t.store.group(name).await;
         if let (Some(g), Ok(Some(detail))) = (g, added) {
             let now: Vec<_> = detail.numbers.iter().map(|n| n.number.clone()).collect();
-            self.groups[g].numbers.extend(numbers.into_iter().filter(|n| now.contains(n)));
+            self.groups[g]
+                .numbers
+                .extend(numbers.into_iter().filter(|n| now.contains(n)));
         }
         Ok(())
     }
@@ -183,7 +189,10 @@ impl Run {
         self.check("find_reservations (all)", answers)?;
         for i in 0..self.sessions.len() {
             let id = &self.sessions[i].id;
-            let answers = on_all!(self.stores, |s| format!("{:?}", s.t.store.session(id).await));
+            let answers = on_all!(self.stores, |s| format!(
+                "{:?}",
+                s.t.store.session(id).await
+            ));
             self.check(&format!("read s{i}"), answers)?;
         }
         Ok(())

@@ -60,7 +60,11 @@ impl Run {
                 .random_bool(0.5)
                 .then(|| BookingTimeout::from_secs_lenient(rng.random_range(5..=90)));
             for side in &stores.sides {
-                side.t.store.apply_groups(&[spec.clone()]).await.expect("apply");
+                side.t
+                    .store
+                    .apply_groups(&[spec.clone()])
+                    .await
+                    .expect("apply");
             }
             groups.push(Grp {
                 name: spec.settings.name,

@@ -11,7 +11,10 @@
 //!   operation on small pools (so exhaustion and wrap-around are common). A failure names the
 //!   seed, the step, each store's answer and the steps before it. Replay one seed with
 //!   `DIFF_SEED=<n>` (and `DIFF_STEPS=<n>` for another length).
-//! - `changing_allocation_resets_the_round_robin_cursor`: the targeted case for a known drift.
+//! - Targeted cases (`targeted.rs`), one per drift found: the round-robin cursor after an
+//!   allocation change, least-recently-used order after an allocation change, round-robin
+//!   after the last number was replaced, and the free time of a number whose reservation
+//!   expired before its session was ended.
 //! - `random_allocation_is_uniform_on_<store>`: random allocation picks uniformly among the
 //!   free numbers (a chi-square test), which answer-by-answer comparison cannot see.
 //!
@@ -25,15 +28,10 @@ mod admin;
 mod driver;
 mod ops;
 mod stores;
+mod targeted;
 mod uniformity;
 
-use std::time::Duration;
-
-use access_broker::domain::{Allocation, GroupName};
-use access_broker::store::MatchRequest;
-use support::{group, reserve_request};
-
-use stores::{Stores, put_group};
+use stores::Stores;
 
 /// Seeds every run goes through; add the seed of any failure found elsewhere.
 const SEEDS: [u64; 6] = [1, 2, 3, 42, 1009, 20_240_610];
@@ -43,12 +41,18 @@ const STEPS: usize = 400;
 #[tokio::test]
 async fn random_operation_sequences_agree_on_every_store() {
     let seeds: Vec<u64> = match std::env::var("DIFF_SEED") {
-        Ok(s) => vec![s.trim().parse().expect("DIFF_SEED is an integer")],
+        // One seed, or a range `a..b` to explore.
+        Ok(s) => match s.trim().split_once("..") {
+            Some((a, b)) => {
+                (a.parse().expect("DIFF_SEED a..b")..b.parse().expect("DIFF_SEED a..b")).collect()
+            }
+            None => vec![s.trim().parse().expect("DIFF_SEED is an integer or a..b")],
+        },
         Err(_) => SEEDS.to_vec(),
     };
-    let steps = std::env::var("DIFF_STEPS")
-        .ok()
-        .map_or(STEPS, |s| s.trim().parse().expect("DIFF_STEPS is an integer"));
+    let steps = std::env::var("DIFF_STEPS").ok().map_or(STEPS, |s| {
+        s.trim().parse().expect("DIFF_STEPS is an integer")
+    });
     let mut failures = Vec::new();
     for seed in seeds {
         let stores = Stores::open().await;
@@ -57,7 +61,11 @@ async fn random_operation_sequences_agree_on_every_store() {
         eprintln!(
             "seed {seed}: {steps} steps in {:.1} s: {} ({tally})",
             started.elapsed().as_secs_f64(),
-            if result.is_ok() { "same answers" } else { "DIFFERENT" }
+            if result.is_ok() {
+                "same answers"
+            } else {
+                "DIFFERENT"
+            }
         );
         if let Err(report) = result {
             failures.push(report);
@@ -71,46 +79,24 @@ async fn random_operation_sequences_agree_on_every_store() {
     );
 }
 
-/// Memory and SQLite rebuild a group's free set when its allocation changes, so a group
-/// switched away from round-robin and back starts again at its first number. Every store must
-/// do the same.
 #[tokio::test]
 async fn changing_allocation_resets_the_round_robin_cursor() {
-    let stores = Stores::open().await;
-    let spec = group("CURSOR", 5, Allocation::RoundRobin);
-    let name: GroupName = spec.settings.name.clone();
-    let first = spec.numbers[0].clone();
-    let mut got = Vec::new();
-    for side in &stores.sides {
-        let t = &side.t;
-        t.store.apply_groups(&[spec.clone()]).await.expect("apply");
-        let s = t.session(Duration::from_secs(600)).await;
-        for _ in 0..2 {
-            let r = t.store.reserve(reserve_request(&s, &name)).await;
-            let number = r.expect("reserved").number;
-            let m = MatchRequest {
-                number,
-                code: None,
-                phone: None,
-                code_required: false,
-                end_session: false,
-            };
-            assert!(t.store.match_reservation(m).await.expect("match").is_some());
-        }
-        for allocation in [Allocation::LeastRecentlyUsed, Allocation::RoundRobin] {
-            let created = put_group(&t.store, &name, allocation, None).await;
-            assert!(!created.expect("put_group"), "the group exists");
-        }
-        let r = t.store.reserve(reserve_request(&s, &name)).await;
-        got.push((side.name(), r.expect("reserved").number));
-    }
-    for (store, number) in &got {
-        assert_eq!(
-            number, &first,
-            "{store}: after round-robin -> least-recently-used -> round-robin, the next \
-             reservation must take the group's first number (cursor reset); all stores: {got:?}"
-        );
-    }
+    targeted::cursor_resets_on_allocation_change().await;
+}
+
+#[tokio::test]
+async fn changing_allocation_to_lru_orders_free_numbers_alike() {
+    targeted::lru_order_after_allocation_change().await;
+}
+
+#[tokio::test]
+async fn round_robin_puts_a_replacement_number_last() {
+    targeted::round_robin_after_replacing_the_last_number().await;
+}
+
+#[tokio::test]
+async fn lru_counts_a_number_free_from_its_expiry_even_if_the_session_ends_later() {
+    targeted::lru_counts_from_expiry_when_the_session_ends_later().await;
 }
 
 #[tokio::test]

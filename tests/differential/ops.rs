@@ -37,7 +37,11 @@ impl Run {
 
     async fn create_session(&mut self) -> Result<(), String> {
         let new = self.new_session();
-        let what = format!("create s{} ttl={}ms", self.sessions.len(), new.ttl.as_millis());
+        let what = format!(
+            "create s{} ttl={}ms",
+            self.sessions.len(),
+            new.ttl.as_millis()
+        );
         let new_ref = &new;
         let answers = on_all!(self.stores, |s| {
             match s.t.store.create_session(new_ref.clone()).await {
@@ -52,7 +56,10 @@ impl Run {
     async fn end_session(&mut self) -> Result<(), String> {
         let (who, id) = self.pick_session();
         let id = &id;
-        let answers = on_all!(self.stores, |s| format!("{:?}", s.t.store.end_session(id).await));
+        let answers = on_all!(self.stores, |s| format!(
+            "{:?}",
+            s.t.store.end_session(id).await
+        ));
         if let Some(i) = self.sessions.iter().position(|n| &n.id == id) {
             self.session_ends[i] = self.session_ends[i].min(self.now_ms);
         }
@@ -195,7 +202,10 @@ impl Run {
         let right = self.codes.get(&number).cloned();
         let code = match self.index(4) {
             0 | 1 => right.clone(),
-            2 => Some(AccessCode::parse(&format!("{}9", right.as_ref().map_or("", |c| c.as_str()))).expect("code")),
+            2 => Some(
+                AccessCode::parse(&format!("{}9", right.as_ref().map_or("", |c| c.as_str())))
+                    .expect("code"),
+            ),
             _ => None,
         };
         let phone = match self.index(4) {
@@ -240,7 +250,12 @@ impl Run {
     /// Moves every clock: a random amount, or exactly to (or 1 ms before) a known expiry.
     pub fn advance(&mut self) {
         let now = self.now_ms;
-        let ahead: Vec<u64> = self.deadlines.iter().copied().filter(|&d| d > now).collect();
+        let ahead: Vec<u64> = self
+            .deadlines
+            .iter()
+            .copied()
+            .filter(|&d| d > now)
+            .collect();
         let by = if !ahead.is_empty() && self.chance(0.4) {
             let mut ahead = ahead;
             ahead.sort_unstable();
@@ -253,8 +268,10 @@ impl Run {
         };
         self.stores.advance(Duration::from_millis(by));
         self.now_ms += by;
-        self.history
-            .push(format!("#{} advance {by} ms (t={} ms)", self.step, self.now_ms));
+        self.history.push(format!(
+            "#{} advance {by} ms (t={} ms)",
+            self.step, self.now_ms
+        ));
     }
 
     async fn purge(&mut self) -> Result<(), String> {

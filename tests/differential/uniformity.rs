@@ -48,7 +48,9 @@ pub async fn check(backend: Backend) {
     for pos in 0..SIZE {
         let s = t.session(hour).await;
         let mut req = reserve_request(&s, &name);
-        req.timeout = Some(access_broker::domain::BookingTimeout::from_secs_lenient(1800));
+        req.timeout = Some(access_broker::domain::BookingTimeout::from_secs_lenient(
+            1800,
+        ));
         let r = t.store.reserve(req).await.expect("reserved");
         assert_eq!(r.number, spec.numbers[pos as usize], "{store}: set-up");
         if !BUSY.contains(&pos) {
@@ -111,7 +113,11 @@ pub async fn check(backend: Backend) {
         "{store}: {draws} random picks in {:.1} s, chi-square {chi2:.2} (critical {CRITICAL_DF9_P001})",
         started.elapsed().as_secs_f64()
     );
-    assert_eq!(free.len() - 1, 9, "the critical value is for 9 degrees of freedom");
+    assert_eq!(
+        free.len() - 1,
+        9,
+        "the critical value is for 9 degrees of freedom"
+    );
     let table: Vec<String> = counts.iter().map(|(n, c)| format!("{n}: {c}")).collect();
     assert!(
         chi2 < CRITICAL_DF9_P001,
