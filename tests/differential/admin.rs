@@ -1,12 +1,13 @@
 //! Admin operations and views, and the final comparison of everything the stores hold.
 
 use access_broker::domain::{Allocation, BookingTimeout, GroupName};
-use access_broker::store::{AddNumbers, GroupDetail, NumberState, ReservationFilter};
+use access_broker::store::{AddNumbers, ReservationFilter};
 use rand::Rng;
 
+use crate::answers::fmt_detail;
 use crate::driver::{Grp, Run};
 use crate::on_all;
-use crate::stores::{Side, put_group};
+use crate::stores::put_group;
 
 impl Run {
     /// Changes a group's allocation and booking time, or creates a group. A random group
@@ -122,7 +123,8 @@ impl Run {
         self.check(&what, answers)
     }
 
-    /// Live reservations in reference numbers, sorted (the trait promises no order).
+    /// Live reservations in reference numbers, sorted (the trait promises no order);
+    /// `expires_in` is whole seconds in this admin view (see `fmt_detail`).
     pub async fn find_answers(&self, filter: ReservationFilter) -> Vec<String> {
         let filter = &filter;
         on_all!(self.stores, |s| {
@@ -197,35 +199,4 @@ impl Run {
         }
         Ok(())
     }
-}
-
-/// A group's detail in reference numbers; admin views count whole seconds (`u64`, rounded
-/// down by every backend), so `expires_in` compares at that precision. Numbers come in
-/// position order, except in a random group, where aliases reorder them: sorted there.
-fn fmt_detail(side: &Side, detail: Option<GroupDetail>, random: bool) -> String {
-    let Some(d) = detail else {
-        return "None".into();
-    };
-    let mut numbers: Vec<String> = d
-        .numbers
-        .iter()
-        .map(|n| {
-            let state = match &n.state {
-                NumberState::Free => "free".to_owned(),
-                NumberState::Reserved {
-                    session,
-                    expires_in,
-                } => format!("reserved by {session} for {expires_in}s"),
-                NumberState::Retiring {
-                    session,
-                    expires_in,
-                } => format!("retiring, held by {session} for {expires_in}s"),
-            };
-            format!("{} {state}", side.to_ref(&n.number))
-        })
-        .collect();
-    if random {
-        numbers.sort();
-    }
-    format!("{:?} {numbers:?}", d.stats)
 }

@@ -7,11 +7,11 @@ use std::time::Duration;
 use access_broker::domain::{
     AccessCode, AccessNumber, Allocation, BookingTimeout, GroupName, PhoneNumber, SessionId,
 };
-use access_broker::store::{NewSession, Reservation, ReserveError, ReserveRequest, Session};
+use access_broker::store::{NewSession, ReserveRequest};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use crate::stores::{Side, Stores};
+use crate::stores::Stores;
 use crate::support::{self, new_session, number};
 
 /// A group as the run knows it: its reference numbers (in the order they were added).
@@ -175,32 +175,6 @@ impl Run {
         self.sessions.push(new);
     }
 
-    /// What the answers of a run were, roughly: shows a run reaches every kind of answer.
-    pub fn tally(&self) -> String {
-        let kinds = [
-            ("reserve -> Ok", "reserve", "-> Ok"),
-            ("Exhausted", "", "Exhausted"),
-            ("SessionNotFound", "", "SessionNotFound"),
-            ("UnknownGroup", "", "UnknownGroup"),
-            ("matched", "match", "-> 7-"),
-            ("Retiring", "remove_number", "Retiring"),
-            ("Taken", "add_numbers", "Taken"),
-            ("released", "release", "Ok(true)"),
-        ];
-        let counts: Vec<String> = kinds
-            .iter()
-            .map(|(label, op, answer)| {
-                let n = self
-                    .history
-                    .iter()
-                    .filter(|l| l.contains(op) && l.contains(answer))
-                    .count();
-                format!("{label} {n}")
-            })
-            .collect();
-        counts.join(", ")
-    }
-
     /// A group of the run, or (sometimes) one no store knows.
     pub fn pick_group(&mut self) -> (Option<usize>, GroupName) {
         if self.chance(0.06) {
@@ -298,44 +272,5 @@ impl Run {
         if self.deadlines.len() > 60 {
             self.deadlines.remove(0);
         }
-    }
-}
-
-/// A reservation answer in reference numbers; expiry and Retry-After exact to the ms (every
-/// clock is manual and every store keeps ms); pool counts only when asked for (a shared
-/// store fills them only then).
-pub fn fmt_reserve(side: &Side, a: &Result<Reservation, ReserveError>, health: bool) -> String {
-    match a {
-        Ok(r) => {
-            let pool = if health {
-                format!(" pool {} free of {}", r.pool_free, r.pool_size)
-            } else {
-                String::new()
-            };
-            format!(
-                "Ok {} code={:?} expires_in={}ms{pool}",
-                side.to_ref(&r.number),
-                r.code.as_ref().map(|c| c.as_str()),
-                r.expires_in.as_millis()
-            )
-        }
-        Err(ReserveError::Exhausted { retry_after }) => {
-            format!("Exhausted retry_after={}ms", retry_after.as_millis())
-        }
-        Err(e) => format!("Err {e:?}"),
-    }
-}
-
-pub fn fmt_session(s: &Option<Session>) -> String {
-    match s {
-        None => "None".into(),
-        Some(s) => format!(
-            "{} service={} data={} fields={:?} expires_in={}ms",
-            s.id,
-            s.service,
-            s.data_id,
-            s.fields,
-            s.expires_in.as_millis()
-        ),
     }
 }

@@ -25,6 +25,7 @@
 mod support;
 
 mod admin;
+mod answers;
 mod driver;
 mod ops;
 mod stores;
@@ -34,9 +35,9 @@ mod uniformity;
 use stores::Stores;
 
 /// Seeds every run goes through; add the seed of any failure found elsewhere.
-const SEEDS: [u64; 6] = [1, 2, 3, 42, 1009, 20_240_610];
+const SEEDS: [u64; 8] = [1, 2, 3, 11, 41, 42, 1009, 20_240_610];
 /// Operations per seed: long enough for pools to fill, wrap and expire many times over.
-const STEPS: usize = 400;
+const STEPS: usize = 500;
 
 #[tokio::test]
 async fn random_operation_sequences_agree_on_every_store() {

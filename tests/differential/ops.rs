@@ -8,7 +8,8 @@ use access_broker::store::{
 };
 use rand::Rng;
 
-use crate::driver::{Run, fmt_reserve, fmt_session};
+use crate::answers::{fmt_reserve, fmt_session};
+use crate::driver::Run;
 use crate::on_all;
 
 impl Run {
@@ -200,17 +201,17 @@ impl Run {
     async fn match_number(&mut self) -> Result<(), String> {
         let number = self.pick_number();
         let right = self.codes.get(&number).cloned();
-        let code = match self.index(4) {
-            0 | 1 => right.clone(),
-            2 => Some(
+        let code = match self.index(5) {
+            0..=2 => right.clone(),
+            3 => Some(
                 AccessCode::parse(&format!("{}9", right.as_ref().map_or("", |c| c.as_str())))
                     .expect("code"),
             ),
             _ => None,
         };
-        let phone = match self.index(4) {
-            0 | 1 => None,
-            2 => self.phones.get(&number).cloned(),
+        let phone = match self.index(5) {
+            0..=2 => None,
+            3 => self.phones.get(&number).cloned(),
             _ => Some(PhoneNumber::parse("+319999").expect("phone")),
         };
         let (code_required, end_session) = (self.chance(0.7), self.chance(0.25));
