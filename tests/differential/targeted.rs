@@ -56,7 +56,10 @@ pub async fn cursor_resets_on_allocation_change() {
     let mut picks = Vec::new();
     for side in &stores.sides {
         let (t, g) = (&side.t, &spec.settings.name);
-        t.store.apply_groups(&[spec.clone()]).await.expect("apply");
+        t.store
+            .apply_groups(std::slice::from_ref(&spec))
+            .await
+            .expect("apply");
         for _ in 0..2 {
             let n = take(t, g).await;
             give_back(t, n).await;
@@ -82,7 +85,10 @@ pub async fn lru_order_after_allocation_change() {
     let mut picks = Vec::new();
     for side in &stores.sides {
         let (t, g) = (&side.t, &spec.settings.name);
-        t.store.apply_groups(&[spec.clone()]).await.expect("apply");
+        t.store
+            .apply_groups(std::slice::from_ref(&spec))
+            .await
+            .expect("apply");
         let held = [take(t, g).await, take(t, g).await, take(t, g).await];
         for n in held.into_iter().rev() {
             t.advance(SEC);
@@ -105,7 +111,10 @@ pub async fn round_robin_after_replacing_the_last_number() {
     let mut picks = Vec::new();
     for side in &stores.sides {
         let (t, g) = (&side.t, &spec.settings.name);
-        t.store.apply_groups(&[spec.clone()]).await.expect("apply");
+        t.store
+            .apply_groups(std::slice::from_ref(&spec))
+            .await
+            .expect("apply");
         for _ in 0..3 {
             let n = take(t, g).await;
             give_back(t, n).await;
@@ -128,7 +137,10 @@ pub async fn lru_counts_from_expiry_when_the_session_ends_later() {
     let mut picks = Vec::new();
     for side in &stores.sides {
         let (t, g) = (&side.t, &spec.settings.name);
-        t.store.apply_groups(&[spec.clone()]).await.expect("apply");
+        t.store
+            .apply_groups(std::slice::from_ref(&spec))
+            .await
+            .expect("apply");
         let a = t.session(LONG).await;
         let mut req = reserve_request(&a, g);
         req.timeout = Some(BookingTimeout::from_secs_lenient(10));

@@ -43,7 +43,10 @@ pub async fn check(backend: Backend) {
     // Round-robin first, so the busy numbers are exactly the ones chosen; then random.
     let spec = group("UNIFORM", SIZE, Allocation::RoundRobin);
     let name = spec.settings.name.clone();
-    t.store.apply_groups(&[spec.clone()]).await.expect("apply");
+    t.store
+        .apply_groups(std::slice::from_ref(&spec))
+        .await
+        .expect("apply");
     let hour = Duration::from_secs(3600);
     for pos in 0..SIZE {
         let s = t.session(hour).await;
