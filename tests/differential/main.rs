@@ -10,13 +10,16 @@
 //! - `random_operation_sequences_agree_on_every_store`: long seeded sequences of every `Store`
 //!   operation on small pools (so exhaustion and wrap-around are common). A failure names the
 //!   seed, the step, each store's answer and the steps before it. Replay one seed with
-//!   `DIFF_SEED=<n>` (and `DIFF_STEPS=<n>` for another length).
+//!   `DIFF_SEED=<n>`, explore with `DIFF_SEED=<a>..<b>`, set the length with `DIFF_STEPS=<n>`
+//!   and the steps shown with `DIFF_HISTORY=<n>`. Memory is the reference column; random
+//!   picks are lined up across stores by aliases (`stores.rs`).
 //! - Targeted cases (`targeted.rs`), one per drift found: the round-robin cursor after an
 //!   allocation change, least-recently-used order after an allocation change, round-robin
 //!   after the last number was replaced, and the free time of a number whose reservation
 //!   expired before its session was ended.
 //! - `random_allocation_is_uniform_on_<store>`: random allocation picks uniformly among the
-//!   free numbers (a chi-square test), which answer-by-answer comparison cannot see.
+//!   free numbers (a chi-square test), which answer-by-answer comparison cannot see. It is a
+//!   statistical test: a correct store fails it once in 1000 runs.
 //!
 //! PostgreSQL joins when `TEST_POSTGRES_URL` is set (see `support::pg::base_url`: skipped with
 //! a message otherwise, required under `CI=true`).
