@@ -36,9 +36,7 @@ impl App {
         for note in notes {
             tracing::warn!(store = store.kind(), "{note}");
         }
-        let addr = listener
-            .local_addr()
-            .map_err(StoreError::unavailable)?;
+        let addr = listener.local_addr().map_err(StoreError::unavailable)?;
         let config = Arc::new(config);
         let metrics = Arc::new(crate::metrics::Metrics::new());
         let broker = Broker::new(store, config.clone(), metrics);

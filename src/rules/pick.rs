@@ -9,7 +9,7 @@
 
 use rand::Rng;
 
-use crate::domain::Allocation;
+use crate::domain::{Allocation, UnixMillis};
 
 /// A number's position in its group.
 pub type Pos = u32;
@@ -61,6 +61,13 @@ pub fn cursor_after_pick(taken: Pos) -> Pos {
 /// at the beginning, on every store).
 pub fn cursor_after_change(old: Allocation, new: Allocation, cursor: Pos) -> Pos {
     if old == new { cursor } else { 0 }
+}
+
+/// When a number became free, for least-recently-used order: the moment its reservation
+/// ended, which is its expiry if it was released (a session ended, an admin release) only
+/// after it had already expired.
+pub fn freed_at(expires_at: UnixMillis, released_at: UnixMillis) -> UnixMillis {
+    expires_at.min(released_at)
 }
 
 /// Free numbers held in a plain list, for stores that read candidates into memory (and for

@@ -40,6 +40,7 @@ impl Engine {
             return;
         };
         let number = slot.number.clone();
+        let freed_at = rules::freed_at(hold.expires_at, freed_at);
         record(log, || Change::Released {
             number: number.clone(),
             freed_at,

@@ -111,8 +111,13 @@ impl Engine {
                 freed.push((g, pos, n.freed_at));
             }
         }
+        // A reservation that expired while the node was down freed its number at its expiry.
+        let mut expired = std::collections::HashMap::new();
         for r in reservations {
             if r.expires_at.is_reached(now) {
+                if let Some(at) = self.locate(&r.number) {
+                    expired.insert(at, r.expires_at);
+                }
                 continue;
             }
             let Some((g, pos)) = self.locate(&r.number) else {
@@ -133,6 +138,9 @@ impl Engine {
             group.expiries.push(Reverse((r.expires_at, pos)));
         }
         for (g, pos, freed_at) in freed {
+            let freed_at = expired
+                .get(&(g, pos))
+                .map_or(freed_at, |&at| at.max(freed_at));
             let group = self.group_mut(g);
             group.active += 1;
             match group.slots[pos as usize].state {
