@@ -2,6 +2,7 @@
 //! passes (body limit, XML negotiation, tracing with a request id, panic safety).
 
 pub mod admin;
+pub mod admin_views;
 pub mod auth;
 pub mod error;
 pub mod ops;

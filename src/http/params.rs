@@ -57,7 +57,7 @@ impl Params {
 
     /// A boolean: `true`/`false` in any case, or `1`/`0`.
     pub fn flag(&self, name: &str) -> Result<Option<bool>, ApiError> {
-        self.parse(name, parse_bool)
+        self.parse(name, crate::domain::parse_bool)
     }
 
     /// Every field whose name does not start with `_`: the user data of a session.
@@ -76,14 +76,6 @@ impl Params {
             .filter(|(k, _)| !control.contains(&k.as_str()))
             .cloned()
             .collect()
-    }
-}
-
-pub fn parse_bool(s: &str) -> Result<bool, String> {
-    match s.trim().to_ascii_lowercase().as_str() {
-        "true" | "1" => Ok(true),
-        "false" | "0" => Ok(false),
-        _ => Err(format!("{s:?} is not a boolean (true, false, 1 or 0)")),
     }
 }
 
@@ -318,22 +310,6 @@ mod tests {
         ]);
         assert_eq!(p.get("a"), Some("2"));
         assert_eq!(p.get("e"), None);
-    }
-
-    #[test]
-    fn booleans() {
-        for (s, want) in [
-            ("true", true),
-            ("TRUE", true),
-            ("1", true),
-            ("False", false),
-            ("0", false),
-        ] {
-            assert_eq!(parse_bool(s), Ok(want));
-        }
-        for bad in ["yes", "2", "t"] {
-            assert!(parse_bool(bad).is_err());
-        }
     }
 
     #[tokio::test]
