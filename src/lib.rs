@@ -7,8 +7,9 @@
 //! - `domain/`: pure types, parsed once at the edge.
 //! - `rules/`: the decision core: every reservation rule, pure, called by every store.
 //! - `store/`: the `Store` trait and its backends (memory, SQLite, PostgreSQL).
-//! - `broker/`: the use cases; the only caller of the store.
-//! - `http/`: axum routes, parameter parsing, replies and errors.
+//! - `broker/`: the use cases; the only caller of the store; `BrokerError` names each refusal.
+//! - `http/`: axum routes, parameter parsing, replies, the admin API's JSON views, and
+//!   `error.rs`, the one place a refusal becomes a status and a body.
 //! - `config.rs`, `cli.rs`, `app.rs`: configuration, command line, and wiring.
 
 pub mod advisor;

@@ -72,28 +72,51 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let app = App::build(config, listener, store)
         .await
         .map_err(|e| anyhow::anyhow!("store {url}: {e}"))?;
+    // Handlers are registered before the line that tells the world we listen: a SIGTERM
+    // sent as soon as it is read must stop us cleanly, not kill us with the default action.
+    let shutdown = shutdown_signal();
     tracing::info!(addr = %app.local_addr(), store = %url, node = %node, groups = %groups.join(","), "access-broker listening on {}", app.local_addr());
-    app.run(shutdown_signal()).await?;
+    app.run(shutdown).await?;
     tracing::info!("stopped");
     Ok(())
 }
 
-/// Resolves on Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Registers the Ctrl-C and SIGTERM handlers now and returns what resolves on either.
+/// (Why not an `async fn`: its body, and so the registration, would wait for the first poll.)
+fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
+    let (mut int, mut term) = {
+        use tokio::signal::unix::{SignalKind, signal};
+        (
+            signal(SignalKind::interrupt()).ok(),
+            signal(SignalKind::terminate()).ok(),
+        )
     };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
-    tracing::info!("shutting down: finishing requests in flight");
+    async move {
+        #[cfg(unix)]
+        {
+            let int = async {
+                match int.as_mut() {
+                    Some(s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            let term = async {
+                match term.as_mut() {
+                    Some(s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! { _ = int => {}, _ = term => {} }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+        tracing::info!("shutting down: finishing requests in flight");
+    }
 }

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use access_broker::domain::{AccessCode, Allocation, BookingTimeout, DataId, PhoneNumber};
 use access_broker::store::{
-    AddNumbers, DeleteGroup, GroupSettings, MatchRequest, NumberState, RemoveNumber,
+    AddNumbers, DeleteGroup, GroupChange, MatchRequest, NumberState, PutGroup, RemoveNumber,
     ReservationFilter, ReserveError,
 };
 use support::{Backend, TestStore, group, new_session, node, number, reserve_request};
@@ -758,14 +758,15 @@ async fn admin_change_allocation_keeps_reservations(t: TestStore) {
     let r = t.reserve(&s, &g).await.expect("reserved");
     let created = t
         .store
-        .put_group(GroupSettings {
+        .put_group(GroupChange {
             name: g.clone(),
-            allocation: Allocation::LeastRecentlyUsed,
+            allocation: Some(Allocation::LeastRecentlyUsed),
             booking_timeout: BookingTimeout::from_secs_strict(60).ok(),
+            numbers: Vec::new(),
         })
         .await
         .expect("put");
-    assert!(!created);
+    assert_eq!(created, PutGroup::Changed);
     let stats = t.store.group(&g).await.expect("g").expect("g").stats;
     assert_eq!(
         (
@@ -781,15 +782,17 @@ async fn admin_change_allocation_keeps_reservations(t: TestStore) {
     assert_ne!(r2.number, r.number);
     assert_eq!(r2.expires_in, 60 * SEC, "new group timeout applies");
     let fresh = access_broker::domain::GroupName::parse("FRESH").expect("name");
-    assert!(
+    assert_eq!(
         t.store
-            .put_group(GroupSettings {
+            .put_group(GroupChange {
                 name: fresh,
-                allocation: Allocation::Random,
-                booking_timeout: None
+                allocation: Some(Allocation::Random),
+                booking_timeout: None,
+                numbers: Vec::new(),
             })
             .await
-            .expect("put")
+            .expect("put"),
+        PutGroup::Created
     );
 }
 

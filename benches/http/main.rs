@@ -1,6 +1,7 @@
 //! The HTTP benchmark suite: `cargo bench --bench http`.
 //!
-//! Builds in release mode (cargo bench does), starts the floor (`bench-floor`) and the real
+//! Builds in release mode (cargo bench does), starts the floor (this binary with `--floor`,
+//! see `floor.rs`) and the real
 //! `access-broker` binary on each store, drives them over loopback with the same closed-loop
 //! load generator, measures PostgreSQL's own floor with pgbench, prints a table and writes
 //! `docs/performance.md` with PNG plots. Figures are ratios to floors measured in the same
@@ -9,6 +10,7 @@
 //! `100,10000,1000000`), `BENCH_SQLITE_SYNC` (`full` or `normal`, default full), `BENCH_PG`
 //! (default `postgres://postgres@127.0.0.1:5432/test`).
 
+mod floor;
 mod load;
 mod pgfloor;
 mod plot;
@@ -52,8 +54,19 @@ fn settings() -> Settings {
     }
 }
 
+/// The product's allocator, for the load generator and the floor alike.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() {
+    if std::env::args().any(|a| a == floor::ARG) {
+        if let Err(err) = floor::serve().await {
+            eprintln!("bench-floor: {err}");
+            std::process::exit(1);
+        }
+        return;
+    }
     if std::env::args().any(|a| a == "--list" || a == "--test") {
         return; // `cargo test --benches` probes harness=false benches; nothing to list.
     }

@@ -10,7 +10,6 @@ use crate::load::{self, Scenario};
 use crate::report::Row;
 
 const PRODUCT: &str = env!("CARGO_BIN_EXE_access-broker");
-const FLOOR: &str = env!("CARGO_BIN_EXE_bench-floor");
 
 pub struct Proc {
     child: Child,
@@ -81,7 +80,10 @@ impl Proc {
 }
 
 pub async fn floor(s: &Settings, conns: usize) -> Row {
-    let p = Proc::spawn(Command::new(FLOOR));
+    // The floor is this very binary, re-started as a server (see `floor.rs`).
+    let mut cmd = Command::new(std::env::current_exe().expect("bench binary path"));
+    cmd.arg(crate::floor::ARG);
+    let p = Proc::spawn(cmd);
     let row = load::measure(&p, "floor", "-", 0, Scenario::Floor, conns, s).await;
     p.stop();
     row

@@ -6,10 +6,9 @@ use crate::domain::{
     AccessCode, BookingTimeout, CodeLength, GroupName, PhoneNumber, ServiceName, SessionId,
     SessionTtl,
 };
-use crate::http::error::ApiError;
 use crate::store::{Fields, NewSession, Reservation, ReserveError, ReserveRequest};
 
-use super::Broker;
+use super::{Broker, BrokerError};
 
 /// The parameters of a request-access (or request-interaction) call, parsed.
 #[derive(Debug, Clone, Default)]
@@ -37,13 +36,13 @@ impl Broker {
         service: &ServiceConfig,
         session: SessionId,
         req: AccessRequest,
-    ) -> Result<Access, ApiError> {
+    ) -> Result<Access, BrokerError> {
         let (reserve, pool_health) = self.reserve_request(service, session.clone(), req)?;
         let group = reserve.group.clone();
         let result = self.store.reserve(reserve).await;
         let reservation = self
             .count(&group, result)
-            .map_err(|e| ApiError::from_reserve(e, session.as_str(), &group))?;
+            .map_err(|e| BrokerError::from_reserve(e, &session, &group))?;
         Ok(Access {
             session,
             reservation,
@@ -59,7 +58,7 @@ impl Broker {
         fields: Fields,
         ttl: Option<SessionTtl>,
         req: AccessRequest,
-    ) -> Result<Access, ApiError> {
+    ) -> Result<Access, BrokerError> {
         let node = &self.config.server.node_id;
         let ttl = ttl
             .or(service.ttl)
@@ -77,7 +76,7 @@ impl Broker {
         let result = self.store.reserve_new_session(new, reserve).await;
         let (session, reservation) = self
             .count(&group, result)
-            .map_err(|e| ApiError::from_reserve(e, id.as_str(), &group))?;
+            .map_err(|e| BrokerError::from_reserve(e, &id, &group))?;
         Ok(Access {
             session: session.id,
             reservation,
@@ -108,16 +107,11 @@ impl Broker {
         service: &ServiceConfig,
         session: SessionId,
         req: AccessRequest,
-    ) -> Result<(ReserveRequest, bool), ApiError> {
+    ) -> Result<(ReserveRequest, bool), BrokerError> {
         let group = req
             .group
             .or_else(|| service.resource_group.clone())
-            .ok_or_else(|| {
-                ApiError::invalid(
-                    "_resource_group",
-                    "required: the request names no group and the service has no default",
-                )
-            })?;
+            .ok_or(BrokerError::GroupRequired)?;
         let provide_code = req.provide_code.or(service.provide_code).unwrap_or(false);
         let code = if provide_code {
             let length = req
@@ -126,13 +120,10 @@ impl Broker {
                 .unwrap_or(CodeLength::DEFAULT);
             let prefix = &self.config.server.access_code_prefix;
             if !prefix.fits(length) {
-                return Err(ApiError::invalid(
-                    "_access_code_length",
-                    format!(
-                        "{} leaves no random digit after the node's access_code_prefix \"{prefix}\"",
-                        length.get()
-                    ),
-                ));
+                return Err(BrokerError::CodeTooShort {
+                    length,
+                    prefix: prefix.clone(),
+                });
             }
             Some(AccessCode::generate(length, prefix))
         } else {

@@ -4,31 +4,36 @@
 
 use crate::advisor::{Advice, advise};
 use crate::domain::{AccessNumber, GroupName};
-use crate::http::error::ApiError;
 use crate::metrics::Window;
 use crate::store::{
-    AddNumbers, DeleteGroup, GroupDetail, GroupSettings, GroupStats, RemoveNumber,
-    ReservationFilter, ReservationView,
+    AddNumbers, DeleteGroup, GroupChange, GroupDetail, GroupStats, NumberView, PutGroup,
+    RemoveNumber, ReservationFilter, ReservationView,
 };
 
-use super::{Broker, now_minute};
+use super::{Broker, BrokerError, now_minute};
 
 /// A group as the admin API shows it: counts, utilisation and the last hour's refusals.
-#[derive(Debug, Clone, serde::Serialize)]
+/// (Plain data: the JSON shape is `http::admin_views`'s.)
+#[derive(Debug, Clone)]
 pub struct GroupOverview {
-    #[serde(flatten)]
     pub stats: GroupStats,
     pub utilisation: f64,
     pub refusals: u64,
     pub last_hour: Window,
 }
 
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone)]
 pub struct GroupPage {
-    #[serde(flatten)]
     pub overview: GroupOverview,
     pub advice: Advice,
-    pub numbers: Vec<crate::store::NumberView>,
+    pub numbers: Vec<NumberView>,
+}
+
+/// What `/ready` reports: the store answered.
+#[derive(Debug, Clone, Copy)]
+pub struct Ready {
+    /// The backend's name: `memory`, `sqlite` or `postgres`.
+    pub store: &'static str,
 }
 
 impl Broker {
@@ -48,13 +53,13 @@ impl Broker {
     }
 
     /// Every group; also refreshes the pool gauges and the advisor's occupancy samples.
-    pub async fn admin_groups(&self) -> Result<Vec<GroupOverview>, ApiError> {
+    pub async fn admin_groups(&self) -> Result<Vec<GroupOverview>, BrokerError> {
         let groups = self.store.groups().await?;
         self.metrics.sample_pools(&groups, now_minute());
         Ok(groups.into_iter().map(|g| self.overview(g)).collect())
     }
 
-    pub async fn admin_group(&self, name: &GroupName) -> Result<GroupPage, ApiError> {
+    pub async fn admin_group(&self, name: &GroupName) -> Result<GroupPage, BrokerError> {
         let GroupDetail { stats, numbers } = self
             .store
             .group(name)
@@ -69,27 +74,30 @@ impl Broker {
         })
     }
 
-    /// Creates a group (with its first numbers) or changes its settings; `true` when created.
+    /// Creates a group (with its first numbers) or changes its settings and adds numbers, in
+    /// one store operation (why: a read-merge-write here could lose a concurrent change, and a
+    /// taken number after the settings were written would leave the change half-made).
+    /// Answers whether it was created, and the group as it is now.
     pub async fn admin_put_group(
         &self,
-        settings: GroupSettings,
-        numbers: Vec<AccessNumber>,
-    ) -> Result<bool, ApiError> {
-        let name = settings.name.clone();
-        let created = self.store.put_group(settings).await?;
-        if !numbers.is_empty() {
-            self.admin_add_numbers(&name, numbers).await?;
-        }
-        Ok(created)
+        change: GroupChange,
+    ) -> Result<(bool, GroupOverview), BrokerError> {
+        let name = change.name.clone();
+        let created = match self.store.put_group(change).await? {
+            PutGroup::Created => true,
+            PutGroup::Changed => false,
+            PutGroup::Taken(number, owner) => {
+                return Err(BrokerError::NumberTaken { number, owner });
+            }
+        };
+        Ok((created, self.admin_group(&name).await?.overview))
     }
 
-    pub async fn admin_delete_group(&self, name: &GroupName) -> Result<(), ApiError> {
+    pub async fn admin_delete_group(&self, name: &GroupName) -> Result<(), BrokerError> {
         match self.store.delete_group(name).await? {
             DeleteGroup::Deleted => Ok(()),
             DeleteGroup::NotFound => Err(unknown_group(name)),
-            DeleteGroup::Busy => Err(ApiError::Conflict(format!(
-                "group {name} holds live reservations; release them or wait for them to end"
-            ))),
+            DeleteGroup::Busy => Err(BrokerError::GroupBusy(name.clone())),
         }
     }
 
@@ -97,14 +105,11 @@ impl Broker {
         &self,
         name: &GroupName,
         numbers: Vec<AccessNumber>,
-    ) -> Result<u64, ApiError> {
+    ) -> Result<u64, BrokerError> {
         match self.store.add_numbers(name, numbers).await? {
             AddNumbers::Added(n) => Ok(n),
             AddNumbers::UnknownGroup => Err(unknown_group(name)),
-            AddNumbers::Taken(number, owner) => Err(ApiError::invalid(
-                "numbers",
-                format!("{number} already belongs to group {owner}"),
-            )),
+            AddNumbers::Taken(number, owner) => Err(BrokerError::NumberTaken { number, owner }),
         }
     }
 
@@ -113,36 +118,35 @@ impl Broker {
         &self,
         name: &GroupName,
         number: &AccessNumber,
-    ) -> Result<&'static str, ApiError> {
+    ) -> Result<&'static str, BrokerError> {
         match self.store.remove_number(name, number).await? {
             RemoveNumber::Removed => Ok("removed"),
             RemoveNumber::Retiring => Ok("retiring"),
             RemoveNumber::UnknownGroup => Err(unknown_group(name)),
-            RemoveNumber::UnknownNumber => Err(ApiError::NotFound(format!(
-                "number {number} is not in group {name}"
-            ))),
+            RemoveNumber::UnknownNumber => Err(BrokerError::NumberNotInGroup {
+                group: name.clone(),
+                number: number.clone(),
+            }),
         }
     }
 
     pub async fn admin_reservations(
         &self,
         filter: ReservationFilter,
-    ) -> Result<Vec<ReservationView>, ApiError> {
+    ) -> Result<Vec<ReservationView>, BrokerError> {
         Ok(self.store.find_reservations(filter).await?)
     }
 
-    pub async fn admin_release(&self, number: &AccessNumber) -> Result<(), ApiError> {
+    pub async fn admin_release(&self, number: &AccessNumber) -> Result<(), BrokerError> {
         match self.store.release(number).await? {
             true => Ok(()),
-            false => Err(ApiError::NotFound(format!(
-                "number {number} holds no live reservation"
-            ))),
+            false => Err(BrokerError::NoReservation(number.clone())),
         }
     }
 }
 
 /// A node sharing the store, and how long ago it last showed signs of life.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone)]
 pub struct NodeSeen {
     pub node_id: String,
     pub seen_seconds_ago: u64,
@@ -151,7 +155,7 @@ pub struct NodeSeen {
 
 impl Broker {
     /// The nodes sharing the store (PostgreSQL), or just this one.
-    pub async fn admin_nodes(&self) -> Result<Vec<NodeSeen>, ApiError> {
+    pub async fn admin_nodes(&self) -> Result<Vec<NodeSeen>, BrokerError> {
         let me = self.config.server.node_id.to_string();
         let mut nodes: Vec<NodeSeen> = self
             .store
@@ -173,8 +177,16 @@ impl Broker {
         }
         Ok(nodes)
     }
+
+    /// Whether the store answers, for `/ready`.
+    pub async fn ready(&self) -> Result<Ready, BrokerError> {
+        self.store.ping().await?;
+        Ok(Ready {
+            store: self.store.kind(),
+        })
+    }
 }
 
-fn unknown_group(name: &GroupName) -> ApiError {
-    ApiError::NotFound(format!("resource group {name} not found"))
+fn unknown_group(name: &GroupName) -> BrokerError {
+    BrokerError::GroupNotFound(name.clone())
 }

@@ -3,10 +3,9 @@
 
 use crate::config::ServiceConfig;
 use crate::domain::{AccessCode, AccessNumber, PhoneNumber};
-use crate::http::error::ApiError;
 use crate::store::{MatchRequest, Session};
 
-use super::Broker;
+use super::{Broker, BrokerError};
 
 #[derive(Debug, Clone)]
 pub struct MatchParams {
@@ -21,8 +20,8 @@ impl Broker {
         &self,
         service: &ServiceConfig,
         p: MatchParams,
-    ) -> Result<Session, ApiError> {
-        let number = p.number.to_string();
+    ) -> Result<Session, BrokerError> {
+        let number = p.number.clone();
         let req = MatchRequest {
             number: p.number,
             code: p.code,
@@ -32,6 +31,6 @@ impl Broker {
         };
         let matched = self.store.match_reservation(req).await?;
         self.metrics.matched(matched.is_some());
-        matched.ok_or(ApiError::NoMatch(number))
+        matched.ok_or(BrokerError::NoMatch(number))
     }
 }

@@ -1,15 +1,19 @@
 //! The use cases: request-access, match-interaction, request-interaction, sessions, storage
 //! and administration. The broker is the only caller of the store; it applies the contract's
-//! precedence rules (request > service > group > default) and turns refusals into `ApiError`s.
+//! precedence rules (request > service > group > default) and names every refusal with a
+//! [`BrokerError`]; what a client sees of it is `http::error`'s business.
 
 mod access;
 mod admin;
+mod error;
 mod matching;
 mod sessions;
 
 use std::sync::Arc;
 
 pub use access::{Access, AccessRequest};
+pub use admin::{GroupOverview, GroupPage, NodeSeen, Ready};
+pub use error::BrokerError;
 pub use matching::MatchParams;
 
 use crate::clock::{Clock, SystemClock};
@@ -38,10 +42,6 @@ impl Broker {
         &self.metrics
     }
 
-    pub fn store(&self) -> &DynStore {
-        &self.store
-    }
-
     pub fn config(&self) -> &Config {
         &self.config
     }
@@ -52,6 +52,12 @@ impl Broker {
             .services
             .iter()
             .find(|(n, _)| n.as_str() == name)
+    }
+
+    /// Like [`Broker::service`], for a request that needs the service: unknown is a refusal.
+    pub fn find_service(&self, name: &str) -> Result<(&ServiceName, &ServiceConfig), BrokerError> {
+        self.service(name)
+            .ok_or_else(|| BrokerError::UnknownService(name.to_owned()))
     }
 }
 

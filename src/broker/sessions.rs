@@ -4,10 +4,9 @@ use std::time::Duration;
 
 use crate::config::ServiceConfig;
 use crate::domain::{DataId, ServiceName, SessionId, SessionTtl, StorageTtl};
-use crate::http::error::ApiError;
 use crate::store::{Fields, NewSession, Session};
 
-use super::Broker;
+use super::{Broker, BrokerError};
 
 impl Broker {
     pub async fn create_session(
@@ -16,7 +15,7 @@ impl Broker {
         service: &ServiceConfig,
         fields: Fields,
         ttl: Option<SessionTtl>,
-    ) -> Result<Session, ApiError> {
+    ) -> Result<Session, BrokerError> {
         let node = &self.config.server.node_id;
         let ttl = ttl.or(service.ttl).unwrap_or(SessionTtl::DEFAULT);
         let new = NewSession {
@@ -29,21 +28,21 @@ impl Broker {
         Ok(self.store.create_session(new).await?)
     }
 
-    pub async fn session(&self, id: &SessionId) -> Result<Session, ApiError> {
+    pub async fn session(&self, id: &SessionId) -> Result<Session, BrokerError> {
         self.store
             .session(id)
             .await?
-            .ok_or_else(|| ApiError::ServiceNotFound(id.to_string()))
+            .ok_or_else(|| BrokerError::SessionNotFound(id.clone()))
     }
 
-    pub async fn end_session(&self, id: &SessionId) -> Result<(), ApiError> {
+    pub async fn end_session(&self, id: &SessionId) -> Result<(), BrokerError> {
         match self.store.end_session(id).await? {
             true => Ok(()),
-            false => Err(ApiError::ServiceNotFound(id.to_string())),
+            false => Err(BrokerError::SessionNotFound(id.clone())),
         }
     }
 
-    pub async fn put_data(&self, fields: Fields, ttl: StorageTtl) -> Result<DataId, ApiError> {
+    pub async fn put_data(&self, fields: Fields, ttl: StorageTtl) -> Result<DataId, BrokerError> {
         let id = DataId::generate(&self.config.server.node_id);
         self.store
             .put_data(id.clone(), fields, ttl.duration())
@@ -51,7 +50,7 @@ impl Broker {
         Ok(id)
     }
 
-    pub async fn data(&self, id: &DataId) -> Result<Fields, ApiError> {
+    pub async fn data(&self, id: &DataId) -> Result<Fields, BrokerError> {
         self.store.data(id).await?.ok_or_else(|| not_found(id))
     }
 
@@ -60,7 +59,7 @@ impl Broker {
         id: &DataId,
         fields: Fields,
         ttl: StorageTtl,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), BrokerError> {
         match self
             .store
             .update_data(id, fields, Duration::from_secs(u64::from(ttl.secs())))
@@ -71,7 +70,7 @@ impl Broker {
         }
     }
 
-    pub async fn delete_data(&self, id: &DataId) -> Result<(), ApiError> {
+    pub async fn delete_data(&self, id: &DataId) -> Result<(), BrokerError> {
         match self.store.delete_data(id).await? {
             true => Ok(()),
             false => Err(not_found(id)),
@@ -79,6 +78,6 @@ impl Broker {
     }
 }
 
-fn not_found(id: &DataId) -> ApiError {
-    ApiError::NotFound(format!("storage id {id} not found or expired"))
+fn not_found(id: &DataId) -> BrokerError {
+    BrokerError::DataNotFound(id.clone())
 }

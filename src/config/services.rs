@@ -113,7 +113,7 @@ pub fn parse(
     };
     let flag = |k: &str| -> Result<Option<bool>, ConfigError> {
         get(k)?
-            .map(|v| crate::http::params::parse_bool(&v).map_err(|e| cx.err(key(k), e)))
+            .map(|v| crate::domain::parse_bool(&v).map_err(|e| cx.err(key(k), e)))
             .transpose()
     };
     let ttl = if kind == ServiceKind::RequestAccess {

@@ -5,6 +5,7 @@
 
 mod allocation;
 mod code;
+mod flag;
 mod ids;
 mod number;
 mod time;
@@ -12,6 +13,7 @@ mod timeouts;
 
 pub use allocation::Allocation;
 pub use code::{AccessCode, CodeLength, CodePrefix};
+pub use flag::parse_bool;
 pub use ids::{DataId, GroupName, NodeId, ServiceName, SessionId};
 pub use number::{AccessNumber, NumberRange, NumberSpec, PhoneNumber};
 

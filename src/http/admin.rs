@@ -10,6 +10,7 @@ use axum::routing::{delete, get, post};
 use serde_json::json;
 
 use super::AppState;
+use super::admin_views::{GroupJson, GroupPageJson, NodeJson, ReservationJson};
 use super::auth;
 use super::error::ApiError;
 use super::params::Params;
@@ -17,7 +18,7 @@ use super::reply::Reply;
 use crate::domain::{
     AccessNumber, Allocation, BookingTimeout, GroupName, NumberSpec, PhoneNumber, SessionId,
 };
-use crate::store::{GroupSettings, ReservationFilter};
+use crate::store::{GroupChange, ReservationFilter};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -84,7 +85,13 @@ pub fn parse_numbers(text: &str) -> Result<Vec<AccessNumber>, ApiError> {
 }
 
 async fn list_groups(State(state): State<AppState>) -> Result<Reply, ApiError> {
-    let groups = state.broker.admin_groups().await?;
+    let groups: Vec<GroupJson> = state
+        .broker
+        .admin_groups()
+        .await?
+        .into_iter()
+        .map(GroupJson::from)
+        .collect();
     to_json(&json!({ "groups": groups }))
 }
 
@@ -92,64 +99,59 @@ async fn show_group(
     State(state): State<AppState>,
     Path(group): Path<String>,
 ) -> Result<Reply, ApiError> {
-    to_json(&state.broker.admin_group(&group_name(&group)?).await?)
+    let page = state.broker.admin_group(&group_name(&group)?).await?;
+    to_json(&GroupPageJson::from(page))
 }
 
+/// Creates a group or changes it. Settings not sent keep their value; `numbers` are added.
+/// The whole change is one store operation (see `Store::put_group`): a taken number refuses
+/// it with nothing changed.
 async fn put_group(
     State(state): State<AppState>,
     Path(group): Path<String>,
     params: Params,
 ) -> Result<Reply, ApiError> {
     let name = group_name(&group)?;
-    let existing = state.broker.store().group(&name).await?.map(|g| g.stats);
-    let allocation = match params.get("allocation") {
-        Some(a) => a
-            .parse::<Allocation>()
-            .map_err(ApiError::param("allocation"))?,
-        None => existing
-            .as_ref()
-            .map_or(Allocation::RoundRobin, |g| g.allocation),
-    };
-    let booking_timeout = match params.get("booking_expiration_timeout") {
-        Some(t) => {
+    let allocation = params
+        .get("allocation")
+        .map(|a| {
+            a.parse::<Allocation>()
+                .map_err(ApiError::param("allocation"))
+        })
+        .transpose()?;
+    let booking_timeout = params
+        .get("booking_expiration_timeout")
+        .map(|t| {
             let secs: i64 = t.trim().parse().map_err(|_| {
                 ApiError::invalid(
                     "booking_expiration_timeout",
                     format!("{t:?} is not an integer"),
                 )
             })?;
-            Some(
-                BookingTimeout::from_secs_strict(secs)
-                    .map_err(ApiError::param("booking_expiration_timeout"))?,
-            )
-        }
-        None => existing
-            .as_ref()
-            .and_then(|g| g.booking_timeout)
-            .map(|s| BookingTimeout::from_secs_lenient(i64::from(s))),
-    };
+            BookingTimeout::from_secs_strict(secs)
+                .map_err(ApiError::param("booking_expiration_timeout"))
+        })
+        .transpose()?;
     let numbers = params
         .get("numbers")
         .map(parse_numbers)
         .transpose()?
         .unwrap_or_default();
-    let created = state
+    let (created, overview) = state
         .broker
-        .admin_put_group(
-            GroupSettings {
-                name: name.clone(),
-                allocation,
-                booking_timeout,
-            },
+        .admin_put_group(GroupChange {
+            name,
+            allocation,
+            booking_timeout,
             numbers,
-        )
+        })
         .await?;
     let status = if created {
         StatusCode::CREATED
     } else {
         StatusCode::OK
     };
-    Ok(to_json(&state.broker.admin_group(&name).await?.overview)?.with_status(status))
+    Ok(to_json(&GroupJson::from(overview))?.with_status(status))
 }
 
 async fn delete_group(
@@ -213,7 +215,13 @@ async fn find_reservations(
             .map(|p| PhoneNumber::parse(&p).map_err(ApiError::param("phone")))
             .transpose()?,
     };
-    let found = state.broker.admin_reservations(filter).await?;
+    let found: Vec<ReservationJson> = state
+        .broker
+        .admin_reservations(filter)
+        .await?
+        .into_iter()
+        .map(ReservationJson::from)
+        .collect();
     to_json(&json!({ "reservations": found }))
 }
 
@@ -227,5 +235,12 @@ async fn release(
 }
 
 async fn nodes(State(state): State<AppState>) -> Result<Reply, ApiError> {
-    to_json(&json!({ "nodes": state.broker.admin_nodes().await? }))
+    let nodes: Vec<NodeJson> = state
+        .broker
+        .admin_nodes()
+        .await?
+        .into_iter()
+        .map(NodeJson::from)
+        .collect();
+    to_json(&json!({ "nodes": nodes }))
 }

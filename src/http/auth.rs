@@ -1,10 +1,18 @@
 //! HTTP Basic authentication: server-wide `[auth]`, per-service credentials, and the admin
 //! and metrics credentials. Comparisons are constant-time; credentials never reach logs.
+//!
+//! The header is decoded by `headers`' typed `Authorization<Basic>` (scheme case-insensitive,
+//! base64, the first `:` splitting user from password), so no hand-written decoder is left.
 
-use axum::http::{HeaderMap, header};
-use base64::Engine as _;
+use axum::extract::{Request, State};
+use axum::http::HeaderMap;
+use axum::middleware::Next;
+use axum::response::Response;
+use axum_extra::headers::HeaderMapExt as _;
+use axum_extra::headers::authorization::{Authorization, Basic};
 use subtle::ConstantTimeEq;
 
+use super::AppState;
 use super::error::ApiError;
 use crate::config::Credentials;
 
@@ -13,32 +21,69 @@ pub fn require(headers: &HeaderMap, expected: Option<&Credentials>) -> Result<()
     let Some(expected) = expected else {
         return Ok(());
     };
-    let given = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Basic ")
-                .or_else(|| v.strip_prefix("basic "))
-        })
-        .and_then(|b64| {
-            base64::engine::general_purpose::STANDARD
-                .decode(b64.trim())
-                .ok()
-        })
-        .and_then(|raw| String::from_utf8(raw).ok());
-    let Some(given) = given else {
+    let Some(Authorization(given)) = headers.typed_get::<Authorization<Basic>>() else {
         return Err(ApiError::Unauthorized);
     };
-    let Some((user, password)) = given.split_once(':') else {
-        return Err(ApiError::Unauthorized);
-    };
-    let user_ok = user.as_bytes().ct_eq(expected.username.as_bytes());
-    let password_ok = password
+    // Both compared every time (`&`, not `&&`): the answer's timing tells nothing.
+    let user_ok = given
+        .username()
+        .as_bytes()
+        .ct_eq(expected.username.as_bytes());
+    let password_ok = given
+        .password()
         .as_bytes()
         .ct_eq(expected.password.expose().as_bytes());
     if bool::from(user_ok & password_ok) {
         Ok(())
     } else {
         Err(ApiError::Unauthorized)
+    }
+}
+
+/// Middleware for routes every `[auth]` user may call (the storage API): checked once,
+/// after routing, before any extractor reads the body.
+pub async fn require_server(
+    State(state): State<AppState>,
+    req: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    require(req.headers(), state.config.auth.as_ref())?;
+    Ok(next.run(req).await)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+    use axum::http::header::AUTHORIZATION;
+
+    fn creds() -> Credentials {
+        Credentials {
+            username: "gms".into(),
+            password: crate::config::Secret::new("s:ecret"),
+        }
+    }
+
+    fn with(value: &'static str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(AUTHORIZATION, HeaderValue::from_static(value));
+        h
+    }
+
+    #[test]
+    fn basic_credentials() {
+        // gms:s:ecret: the password keeps its colon.
+        assert!(require(&with("Basic Z21zOnM6ZWNyZXQ="), Some(&creds())).is_ok());
+        assert!(require(&with("basic Z21zOnM6ZWNyZXQ="), Some(&creds())).is_ok());
+        for bad in [
+            "Basic Z21zOnM=",
+            "Bearer Z21zOnM6ZWNyZXQ=",
+            "Basic !!!",
+            "Basic",
+        ] {
+            assert!(require(&with(bad), Some(&creds())).is_err(), "{bad}");
+        }
+        assert!(require(&HeaderMap::new(), Some(&creds())).is_err());
+        assert!(require(&HeaderMap::new(), None).is_ok());
     }
 }

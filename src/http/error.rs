@@ -1,14 +1,19 @@
 //! `ApiError`: what a client sees when something goes wrong. The one place errors render:
 //! each variant maps to a status and a GMS exception kind, and the body is
 //! `{"message": Display, "exception": Kind}` (XML when asked, see `reply.rs`).
+//!
+//! The broker's refusals arrive as [`BrokerError`] and are mapped here, and only here, to a
+//! status and kind; the edge's own failures (parameters that do not parse, auth, body size)
+//! are `ApiError` variants of their own. A 5xx logs the whole `source()` chain.
 
 use std::time::Duration;
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-use crate::domain::{GroupName, ParseError};
-use crate::store::{BoxError, ReserveError, StoreError};
+use crate::broker::BrokerError;
+use crate::domain::ParseError;
+use crate::store::{BoxError, StoreError};
 
 use super::reply::Reply;
 
@@ -16,21 +21,10 @@ use super::reply::Reply;
 pub enum ApiError {
     #[error("{name}: {reason}")]
     InvalidParameter { name: String, reason: String },
-    #[error("_resource_group: unknown resource group {0:?}")]
-    UnknownResourceGroup(String),
     #[error("service {0:?} not found")]
     ServiceNotFound(String),
-    #[error("no live reservation matches access number {0}")]
-    NoMatch(String),
     #[error("{0}")]
     NotFound(String),
-    #[error("{0}")]
-    Conflict(String),
-    #[error("no free number in resource group {group}")]
-    PoolExhausted {
-        group: GroupName,
-        retry_after: Duration,
-    },
     #[error("authentication required")]
     Unauthorized,
     #[error("store unavailable; retry later")]
@@ -39,6 +33,10 @@ pub enum ApiError {
     PayloadTooLarge { limit: usize },
     #[error("internal error")]
     Internal(#[source] BoxError),
+    /// A use case's refusal; its `Display` is the message. Never holds `BrokerError::Store`
+    /// (that one becomes `StoreUnavailable` or `Internal`, see `From<BrokerError>`).
+    #[error(transparent)]
+    Broker(BrokerError),
 }
 
 impl ApiError {
@@ -56,19 +54,13 @@ impl ApiError {
 
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::InvalidParameter { .. } | Self::UnknownResourceGroup(_) => {
-                StatusCode::BAD_REQUEST
-            }
-            Self::ServiceNotFound(_) | Self::NoMatch(_) | Self::NotFound(_) => {
-                StatusCode::NOT_FOUND
-            }
-            Self::Conflict(_) => StatusCode::CONFLICT,
-            Self::PoolExhausted { .. } | Self::StoreUnavailable(_) => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            Self::InvalidParameter { .. } => StatusCode::BAD_REQUEST,
+            Self::ServiceNotFound(_) | Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::StoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Broker(e) => broker_status(e),
         }
     }
 
@@ -76,16 +68,61 @@ impl ApiError {
     pub fn kind(&self) -> &'static str {
         match self {
             Self::InvalidParameter { .. } => "InvalidParameter",
-            Self::UnknownResourceGroup(_) => "UnknownResourceGroup",
             Self::ServiceNotFound(_) => "ServiceNotFound",
-            Self::NoMatch(_) => "NoMatch",
             Self::NotFound(_) => "NotFound",
-            Self::Conflict(_) => "Conflict",
-            Self::PoolExhausted { .. } => "PoolExhausted",
             Self::Unauthorized => "Unauthorized",
             Self::StoreUnavailable(_) => "StoreUnavailable",
             Self::PayloadTooLarge { .. } => "PayloadTooLarge",
             Self::Internal(_) => "Internal",
+            Self::Broker(e) => broker_kind(e),
+        }
+    }
+}
+
+/// The status of each refusal the broker makes.
+fn broker_status(e: &BrokerError) -> StatusCode {
+    use BrokerError as B;
+    match e {
+        B::GroupRequired | B::CodeTooShort { .. } | B::UnknownGroup(_) | B::NumberTaken { .. } => {
+            StatusCode::BAD_REQUEST
+        }
+        B::UnknownService(_)
+        | B::SessionNotFound(_)
+        | B::NoMatch(_)
+        | B::DataNotFound(_)
+        | B::GroupNotFound(_)
+        | B::NumberNotInGroup { .. }
+        | B::NoReservation(_) => StatusCode::NOT_FOUND,
+        B::GroupBusy(_) => StatusCode::CONFLICT,
+        B::PoolExhausted { .. } => StatusCode::SERVICE_UNAVAILABLE,
+        // Not reached: `From<BrokerError>` turns it into StoreUnavailable or Internal.
+        B::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+/// The GMS `exception` of each refusal the broker makes.
+fn broker_kind(e: &BrokerError) -> &'static str {
+    use BrokerError as B;
+    match e {
+        B::GroupRequired | B::CodeTooShort { .. } | B::NumberTaken { .. } => "InvalidParameter",
+        B::UnknownGroup(_) => "UnknownResourceGroup",
+        B::UnknownService(_) | B::SessionNotFound(_) => "ServiceNotFound",
+        B::NoMatch(_) => "NoMatch",
+        B::DataNotFound(_)
+        | B::GroupNotFound(_)
+        | B::NumberNotInGroup { .. }
+        | B::NoReservation(_) => "NotFound",
+        B::GroupBusy(_) => "Conflict",
+        B::PoolExhausted { .. } => "PoolExhausted",
+        B::Store(_) => "Internal",
+    }
+}
+
+impl From<BrokerError> for ApiError {
+    fn from(err: BrokerError) -> Self {
+        match err {
+            BrokerError::Store(e) => e.into(),
+            other => Self::Broker(other),
         }
     }
 }
@@ -94,42 +131,51 @@ impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> Self {
         match err {
             StoreError::Unavailable(_) => Self::StoreUnavailable(err),
+            // Why a wildcard: every other store error is a broken rule, not the client's doing.
             _ => Self::Internal(Box::new(err)),
         }
     }
 }
 
 impl ApiError {
-    /// Maps a reservation refusal, naming the session and group the request named.
-    pub fn from_reserve(err: ReserveError, session: &str, group: &GroupName) -> Self {
-        match err {
-            ReserveError::SessionNotFound => Self::ServiceNotFound(session.to_owned()),
-            ReserveError::UnknownGroup => Self::UnknownResourceGroup(group.to_string()),
-            ReserveError::Exhausted { retry_after } => Self::PoolExhausted {
-                group: group.clone(),
-                retry_after,
-            },
-            ReserveError::Store(e) => e.into(),
+    /// `Retry-After` for an empty pool: whole seconds until a number frees up, at least 1.
+    fn pool_retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::Broker(BrokerError::PoolExhausted { retry_after, .. }) => Some(*retry_after),
+            _ => None,
         }
     }
+}
+
+/// The error and every cause under it, `: `-separated, for the one log line a 5xx writes.
+fn cause_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
-        if status.is_server_error() && !matches!(self, Self::PoolExhausted { .. }) {
-            tracing::error!(error = %self, source = ?std::error::Error::source(&self), kind = self.kind(), "request failed");
+        // An empty pool is an answer, not a failure; every other 5xx logs its whole chain.
+        if status.is_server_error() && self.pool_retry_after().is_none() {
+            tracing::error!(error = %cause_chain(&self), kind = self.kind(), "request failed");
         }
         let body = Reply::new()
             .field("message", self.to_string())
             .field("exception", self.kind());
         let mut response = body.with_status(status).into_response();
         let headers = response.headers_mut();
+        if let Some(retry_after) = self.pool_retry_after() {
+            let secs = retry_after.as_secs().max(1) + u64::from(retry_after.subsec_nanos() > 0);
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
         match &self {
-            Self::PoolExhausted { retry_after, .. } => {
-                let secs = retry_after.as_secs().max(1) + u64::from(retry_after.subsec_nanos() > 0);
-                headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
-            }
             Self::Unauthorized => {
                 headers.insert(
                     header::WWW_AUTHENTICATE,
@@ -148,14 +194,16 @@ impl IntoResponse for ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::{AccessNumber, GroupName};
 
     #[test]
     fn every_kind_has_its_status() {
         let g = GroupName::parse("DNIS").expect("name");
+        let n = AccessNumber::parse("100").expect("number");
         let cases = [
             (ApiError::invalid("_id", "missing"), 400, "InvalidParameter"),
             (
-                ApiError::UnknownResourceGroup("X".into()),
+                BrokerError::UnknownGroup(g.clone()).into(),
                 400,
                 "UnknownResourceGroup",
             ),
@@ -164,15 +212,36 @@ mod tests {
                 404,
                 "ServiceNotFound",
             ),
-            (ApiError::NoMatch("1".into()), 404, "NoMatch"),
+            (BrokerError::NoMatch(n.clone()).into(), 404, "NoMatch"),
             (ApiError::NotFound("x".into()), 404, "NotFound"),
+            (BrokerError::GroupBusy(g.clone()).into(), 409, "Conflict"),
             (
-                ApiError::PoolExhausted {
+                BrokerError::NumberTaken {
+                    number: n,
+                    owner: g.clone(),
+                }
+                .into(),
+                400,
+                "InvalidParameter",
+            ),
+            (
+                BrokerError::PoolExhausted {
                     group: g,
                     retry_after: Duration::from_secs(3),
-                },
+                }
+                .into(),
                 503,
                 "PoolExhausted",
+            ),
+            (
+                BrokerError::Store(StoreError::unavailable("down")).into(),
+                503,
+                "StoreUnavailable",
+            ),
+            (
+                BrokerError::Store(StoreError::corrupt("a test", "bad")).into(),
+                500,
+                "Internal",
             ),
             (ApiError::Unauthorized, 401, "Unauthorized"),
             (
@@ -183,11 +252,23 @@ mod tests {
             (ApiError::Internal("boom".into()), 500, "Internal"),
         ];
         for (err, status, kind) in cases {
+            let err: ApiError = err;
             assert_eq!((err.status().as_u16(), err.kind()), (status, kind));
         }
         assert_eq!(
             ApiError::Internal("secret detail".into()).to_string(),
             "internal error"
+        );
+    }
+
+    #[test]
+    fn a_5xx_log_line_carries_every_cause() {
+        let io = std::io::Error::other("disk full");
+        let err: ApiError = BrokerError::Store(StoreError::unavailable(io)).into();
+        assert_eq!(err.to_string(), "store unavailable; retry later");
+        assert_eq!(
+            cause_chain(&err),
+            "store unavailable; retry later: store unavailable: disk full"
         );
     }
 }

@@ -2,6 +2,7 @@
 //! passes (body limit, XML negotiation, tracing with a request id, panic safety).
 
 pub mod admin;
+pub mod admin_views;
 pub mod auth;
 pub mod error;
 pub mod ops;
@@ -15,7 +16,8 @@ use std::sync::Arc;
 
 use std::time::Instant;
 
-use axum::extract::{Request, State};
+use axum::RequestExt as _;
+use axum::extract::{MatchedPath, RawPathParams, Request, State};
 use axum::http::{HeaderName, Method};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -44,7 +46,12 @@ pub fn router(state: AppState) -> Router {
     let node = state.config.server.node_id.to_string();
     Router::new()
         .merge(service::router())
-        .merge(storage::router())
+        // Auth as a route layer, like the admin credentials: checked after routing (so an
+        // unknown path still answers 404) and before any extractor reads the body.
+        .merge(storage::router().route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_server,
+        )))
         .merge(ops::router())
         .merge(
             admin::router()
@@ -66,34 +73,66 @@ pub fn router(state: AppState) -> Router {
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
 }
 
-/// Counts every request by service and status, and times it.
-async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let service = service_label(&state, req.method(), req.uri().path());
+/// Counts every request by service and status, and times it. Runs after routing (a
+/// `Router::layer`), so axum's `MatchedPath` names the route template that answered.
+async fn observe(
+    State(state): State<AppState>,
+    matched: Option<MatchedPath>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    let name = match req.extract_parts::<RawPathParams>().await {
+        Ok(params) => params
+            .iter()
+            .find(|(key, _)| *key == "name")
+            .map(|(_, value)| value.to_owned()),
+        Err(_) => None,
+    };
+    let service = service_label(
+        &state,
+        req.method(),
+        matched.as_ref().map(MatchedPath::as_str),
+        name.as_deref(),
+    );
     let started = Instant::now();
     let response = next.run(req).await;
     state.broker.metrics().observe_request(
-        &service,
+        service,
         response.status().as_u16(),
         started.elapsed().as_secs_f64(),
     );
     response
 }
 
-/// A bounded label: the configured service's name, or the API area; never a raw id.
-fn service_label(state: &AppState, method: &Method, path: &str) -> String {
-    let mut parts = path.trim_start_matches('/').split('/');
-    match (parts.next(), parts.next(), parts.next(), parts.next()) {
-        (Some("genesys"), Some("1"), Some("service"), Some(name)) if *method == Method::POST => {
-            if state.broker.service(name).is_some() {
-                name.to_owned()
-            } else {
-                "unknown".to_owned()
-            }
+/// A bounded label from the route template, never from the raw path (which carries ids):
+/// a configured service's name for its POSTs (the config bounds them), else the API area.
+fn service_label<'a>(
+    state: &'a AppState,
+    method: &Method,
+    template: Option<&str>,
+    name: Option<&str>,
+) -> &'a str {
+    let Some(template) = template else {
+        return "other"; // the fallback: no route matched
+    };
+    if template == "/genesys/1/service/{name}" {
+        if *method != Method::POST {
+            return "session";
         }
-        (Some("genesys"), Some("1"), Some("service"), _) => "session".to_owned(),
-        (Some("genesys"), Some("1"), Some(area @ ("storage" | "admin")), _) => area.to_owned(),
-        (Some(p @ ("health" | "ready" | "metrics" | "ui")), ..) => p.to_owned(),
-        _ => "other".to_owned(),
+        return match name.and_then(|n| state.broker.service(n)) {
+            Some((configured, _)) => configured.as_str(),
+            None => "unknown",
+        };
+    }
+    let mut parts = template.trim_start_matches('/').split('/');
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some("genesys"), Some("1"), Some("storage")) => "storage",
+        (Some("genesys"), Some("1"), Some("admin")) => "admin",
+        (Some("health"), ..) => "health",
+        (Some("ready"), ..) => "ready",
+        (Some("metrics"), ..) => "metrics",
+        (Some("ui"), ..) => "ui",
+        _ => "other",
     }
 }
 

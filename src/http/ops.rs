@@ -38,9 +38,9 @@ async fn health() -> Reply {
 }
 
 async fn ready(State(state): State<AppState>) -> Result<Reply, ApiError> {
-    state.broker.store().ping().await?;
+    let ready = state.broker.ready().await?;
     Ok(Reply::new()
         .field("status", "ready")
-        .field("store", state.broker.store().kind())
+        .field("store", ready.store)
         .with_status(StatusCode::OK))
 }

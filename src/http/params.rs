@@ -8,6 +8,7 @@ use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
 use axum::http::header;
 use encoding_rs::Encoding;
+use mime::Mime;
 
 use super::error::ApiError;
 use crate::store::Fields;
@@ -57,7 +58,7 @@ impl Params {
 
     /// A boolean: `true`/`false` in any case, or `1`/`0`.
     pub fn flag(&self, name: &str) -> Result<Option<bool>, ApiError> {
-        self.parse(name, parse_bool)
+        self.parse(name, crate::domain::parse_bool)
     }
 
     /// Every field whose name does not start with `_`: the user data of a session.
@@ -76,14 +77,6 @@ impl Params {
             .filter(|(k, _)| !control.contains(&k.as_str()))
             .cloned()
             .collect()
-    }
-}
-
-pub fn parse_bool(s: &str) -> Result<bool, String> {
-    match s.trim().to_ascii_lowercase().as_str() {
-        "true" | "1" => Ok(true),
-        "false" | "0" => Ok(false),
-        _ => Err(format!("{s:?} is not a boolean (true, false, 1 or 0)")),
     }
 }
 
@@ -126,24 +119,33 @@ async fn parse_body(
     let Some(content_type) = content_type else {
         return decode_urlencoded(&body, encoding_rs::UTF_8);
     };
-    let mime: mime_parts::Mime = mime_parts::parse(content_type);
-    let encoding = charset(mime.charset.as_deref())?;
-    match mime.essence.as_str() {
-        "application/x-www-form-urlencoded" => decode_urlencoded(&body, encoding),
-        "multipart/form-data" => {
+    // Parsed by `mime` (quoted parameters, case rules); a header it cannot parse is answered
+    // like any unsupported type, named by what precedes its first `;`.
+    let Ok(mime) = content_type.parse::<Mime>() else {
+        let essence = content_type.split(';').next().unwrap_or("").trim();
+        return Err(unsupported(&essence.to_ascii_lowercase()));
+    };
+    let encoding = charset(mime.get_param(mime::CHARSET).map(|v| v.as_str()))?;
+    match (mime.type_(), mime.subtype()) {
+        (mime::APPLICATION, mime::WWW_FORM_URLENCODED) => decode_urlencoded(&body, encoding),
+        (mime::MULTIPART, mime::FORM_DATA) => {
             let boundary = mime
-                .boundary
+                .get_param(mime::BOUNDARY)
                 .ok_or_else(|| ApiError::invalid("Content-Type", "multipart without a boundary"))?;
-            decode_multipart(body, boundary, encoding).await
+            decode_multipart(body, boundary.as_str().to_owned(), encoding).await
         }
-        "application/json" => decode_json(&body),
-        other => Err(ApiError::invalid(
-            "Content-Type",
-            format!(
-                "{other:?} is not supported; send application/x-www-form-urlencoded, multipart/form-data or application/json"
-            ),
-        )),
+        (mime::APPLICATION, mime::JSON) => decode_json(&body),
+        _ => Err(unsupported(mime.essence_str())),
     }
+}
+
+fn unsupported(essence: &str) -> ApiError {
+    ApiError::invalid(
+        "Content-Type",
+        format!(
+            "{essence:?} is not supported; send application/x-www-form-urlencoded, multipart/form-data or application/json"
+        ),
+    )
 }
 
 fn charset(label: Option<&str>) -> Result<&'static Encoding, ApiError> {
@@ -231,36 +233,6 @@ fn decode_json(body: &[u8]) -> Result<Vec<(String, String)>, ApiError> {
     Ok(out)
 }
 
-/// Just enough of a `Content-Type` parser: the essence, `charset` and `boundary`.
-mod mime_parts {
-    pub struct Mime {
-        pub essence: String,
-        pub charset: Option<String>,
-        pub boundary: Option<String>,
-    }
-
-    pub fn parse(s: &str) -> Mime {
-        let mut parts = s.split(';');
-        let essence = parts.next().unwrap_or("").trim().to_ascii_lowercase();
-        let (mut charset, mut boundary) = (None, None);
-        for p in parts {
-            if let Some((k, v)) = p.split_once('=') {
-                let v = v.trim().trim_matches('"').to_owned();
-                match k.trim().to_ascii_lowercase().as_str() {
-                    "charset" => charset = Some(v),
-                    "boundary" => boundary = Some(v),
-                    _ => {}
-                }
-            }
-        }
-        Mime {
-            essence,
-            charset,
-            boundary,
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -320,19 +292,26 @@ mod tests {
         assert_eq!(p.get("e"), None);
     }
 
-    #[test]
-    fn booleans() {
-        for (s, want) in [
-            ("true", true),
-            ("TRUE", true),
-            ("1", true),
-            ("False", false),
-            ("0", false),
+    #[tokio::test]
+    async fn content_types_parse_with_mime() {
+        let body = || Bytes::from_static(b"name=Zo%EB");
+        let latin1 = parse_body(
+            Some("Application/X-WWW-Form-URLEncoded; charset=\"ISO-8859-1\""),
+            body(),
+        )
+        .await
+        .expect("decodes");
+        assert_eq!(latin1, [("name".into(), "Zoë".into())]);
+        for (content_type, named) in [
+            ("text/plain", "\"text/plain\" is not supported"),
+            ("garbage", "\"garbage\" is not supported"),
+            ("multipart/form-data", "multipart without a boundary"),
+            ("application/json; charset=klingon", "unknown charset"),
         ] {
-            assert_eq!(parse_bool(s), Ok(want));
-        }
-        for bad in ["yes", "2", "t"] {
-            assert!(parse_bool(bad).is_err());
+            let err = parse_body(Some(content_type), body())
+                .await
+                .expect_err(content_type);
+            assert!(err.to_string().contains(named), "{content_type}: {err}");
         }
     }
 

@@ -10,9 +10,16 @@ use axum::extract::Request;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use mime::Mime;
+use quick_xml::Writer;
+use quick_xml::events::{BytesDecl, BytesEnd, BytesStart, BytesText, Event};
 use serde_json::{Map, Value};
+use std::borrow::Cow;
 
 use crate::store::Fields;
+
+/// `mime` names no `application/xml` constant; this one is checked against it in the tests.
+const XML_UTF_8: &str = "application/xml; charset=utf-8";
 
 #[derive(Debug, Clone, Default)]
 pub struct Reply {
@@ -62,48 +69,58 @@ impl Reply {
         self
     }
 
+    /// The reply as XML. Why `quick_xml::Writer` and not string pushing: the writer escapes
+    /// every text and attribute value and closes every element it opens, so no field value,
+    /// however odd, can change the document's structure.
     fn to_xml(&self, xmlns: &str) -> String {
-        let mut out = String::with_capacity(256);
-        out.push_str("<?xml version=\"1.0\" encoding=\"UTF-8\"?>");
-        out.push_str(&format!("<Response xmlns=\"{}\">", escape(xmlns)));
-        write_object(&mut out, &self.body);
-        out.push_str("</Response>");
-        out
+        let mut writer = Writer::new(Vec::with_capacity(256));
+        // Writing to a Vec cannot fail; a failure would only mean a bug in this function.
+        let written = (|| -> std::io::Result<()> {
+            writer.write_event(Event::Decl(BytesDecl::new("1.0", Some("UTF-8"), None)))?;
+            writer.write_event(Event::Start(
+                BytesStart::new("Response").with_attributes([("xmlns", xml_chars(xmlns).as_ref())]),
+            ))?;
+            write_object(&mut writer, &self.body)?;
+            writer.write_event(Event::End(BytesEnd::new("Response")))
+        })();
+        debug_assert!(written.is_ok(), "writing XML to memory failed");
+        String::from_utf8(writer.into_inner()).unwrap_or_default()
     }
 }
 
+type XmlWriter = Writer<Vec<u8>>;
+
 /// Fields in name order, as the seed's example shows them.
-fn write_object(out: &mut String, body: &Map<String, Value>) {
+fn write_object(out: &mut XmlWriter, body: &Map<String, Value>) -> std::io::Result<()> {
     let mut keys: Vec<&String> = body.keys().collect();
     keys.sort();
     for key in keys {
-        write_element(out, key, &body[key]);
+        write_element(out, key, &body[key])?;
     }
+    Ok(())
 }
 
-fn write_element(out: &mut String, name: &str, value: &Value) {
+fn write_element(out: &mut XmlWriter, name: &str, value: &Value) -> std::io::Result<()> {
     // User data may carry names that are not XML names; those go in a <field name="…">.
-    let (open, close) = if is_xml_name(name) {
-        (format!("<{name}>"), format!("</{name}>"))
+    let start = if is_xml_name(name) {
+        BytesStart::new(name)
     } else {
-        (
-            format!("<field name=\"{}\">", escape(name)),
-            "</field>".to_owned(),
-        )
+        BytesStart::new("field").with_attributes([("name", xml_chars(name).as_ref())])
     };
-    out.push_str(&open);
+    let end = start.to_end().into_owned();
+    out.write_event(Event::Start(start.borrow()))?;
     match value {
-        Value::String(s) => out.push_str(&escape(s)),
+        Value::String(s) => out.write_event(Event::Text(BytesText::new(&xml_chars(s))))?,
         Value::Array(items) => {
             let item_name = if name == "matches" { "match" } else { "item" };
             for item in items {
-                write_element(out, item_name, item);
+                write_element(out, item_name, item)?;
             }
         }
-        Value::Object(map) => write_object(out, map),
-        other => out.push_str(&escape(&other.to_string())),
+        Value::Object(map) => write_object(out, map)?,
+        other => out.write_event(Event::Text(BytesText::new(&other.to_string())))?,
     }
-    out.push_str(&close);
+    out.write_event(Event::End(end))
 }
 
 fn is_xml_name(name: &str) -> bool {
@@ -116,41 +133,101 @@ fn is_xml_name(name: &str) -> bool {
         && !name.to_ascii_lowercase().starts_with("xml")
 }
 
-fn escape(s: &str) -> String {
-    quick_xml::escape::escape(s).into_owned()
+/// Drops the characters XML 1.0 cannot carry, even escaped (C0 controls other than tab, LF
+/// and CR, and U+FFFE/U+FFFF), so an XML answer always parses (the contract's rule; JSON
+/// carries every value exactly).
+fn xml_chars(s: &str) -> Cow<'_, str> {
+    let allowed = |c: char| !matches!(c, '\u{0}'..='\u{8}' | '\u{B}' | '\u{C}' | '\u{E}'..='\u{1F}' | '\u{FFFE}' | '\u{FFFF}');
+    if s.chars().all(allowed) {
+        Cow::Borrowed(s)
+    } else {
+        Cow::Owned(s.chars().filter(|&c| allowed(c)).collect())
+    }
 }
 
 impl IntoResponse for Reply {
     fn into_response(self) -> Response {
         let status = self.status.unwrap_or(StatusCode::OK);
         let body = serde_json::to_vec(&self.body).unwrap_or_default();
-        let mut response =
-            (status, [(header::CONTENT_TYPE, "application/json")], body).into_response();
+        let mut response = (
+            status,
+            [(header::CONTENT_TYPE, mime::APPLICATION_JSON.as_ref())],
+            body,
+        )
+            .into_response();
         response.extensions_mut().insert(self);
         response
     }
 }
 
-/// Whether the client asked for XML: the first of JSON or XML named in `Accept` wins.
+/// Whether the client's `Accept` prefers XML to JSON.
+///
+/// Why a parser of our own on top of `mime` (and not a crate): `headers` 0.4 dropped its
+/// `Accept`, and the choice is between two formats only. Each media range is parsed by
+/// `mime`; a format's quality is the `q` of the most specific range that covers it. JSON
+/// wins unless XML is preferred: by a higher `q`, by being named first at the same `q` (as
+/// GMS clients that list both expect), or because JSON alone is refused with `q=0`.
 pub fn wants_xml(headers: &HeaderMap) -> bool {
     let Some(accept) = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()) else {
         return false;
     };
-    for range in accept.split(',') {
-        let media = range
-            .split(';')
-            .next()
-            .unwrap_or("")
-            .trim()
-            .to_ascii_lowercase();
-        if media == "application/json" {
-            return false;
-        }
-        if media == "application/xml" || media == "text/xml" {
-            return true;
-        }
+    let ranges: Vec<(Mime, u16)> = accept
+        .split(',')
+        .filter_map(|range| {
+            let mime: Mime = range.trim().parse().ok()?;
+            let q = quality(&mime)?;
+            Some((mime, q))
+        })
+        .collect();
+    let json = preference(&ranges, &[("application", "json")]);
+    let xml = preference(&ranges, &[("application", "xml"), ("text", "xml")]);
+    match (xml, json) {
+        (Some((xq, xi)), Some((jq, ji))) => xq > jq || (xq == jq && xq > 0 && xi < ji),
+        // Not named at all sits between refused (q=0) and accepted.
+        (Some((xq, _)), None) => xq > 0,
+        (None, Some((jq, _))) => jq == 0,
+        (None, None) => false,
     }
-    false
+}
+
+/// A range's `q` in thousandths (absent: 1000); `None` when it is not a number in 0..=1.
+fn quality(range: &Mime) -> Option<u16> {
+    let Some(q) = range.get_param("q") else {
+        return Some(1000);
+    };
+    let q: f32 = q.as_str().trim().parse().ok()?;
+    (0.0..=1.0)
+        .contains(&q)
+        .then(|| (q * 1000.0).round() as u16)
+}
+
+/// The best quality any of `types` gets, with the position of the range that gave it; each
+/// type takes the `q` of its most specific covering range (`type/sub` > `type/*` > `*/*`).
+fn preference(ranges: &[(Mime, u16)], types: &[(&str, &str)]) -> Option<(u16, usize)> {
+    types
+        .iter()
+        .filter_map(|&(ty, sub)| {
+            ranges
+                .iter()
+                .enumerate()
+                .filter_map(|(i, (range, q))| {
+                    let specificity = if range.type_() == mime::STAR {
+                        0
+                    } else if range.type_() != ty {
+                        return None;
+                    } else if range.subtype() == mime::STAR {
+                        1
+                    } else if range.subtype() == sub {
+                        2
+                    } else {
+                        return None;
+                    };
+                    Some((specificity, std::cmp::Reverse(i), *q))
+                })
+                .max()
+                .map(|(_, std::cmp::Reverse(i), q)| (q, i))
+        })
+        .max_by_key(|&(q, i)| (q, std::cmp::Reverse(i)))
 }
 
 /// Middleware: re-renders any `Reply` (errors included) as XML when the request asked for it.
@@ -168,10 +245,9 @@ pub async fn negotiate(request: Request, next: Next) -> Response {
     let mut response = next.run(request).await;
     if let Some(reply) = response.extensions_mut().remove::<Reply>() {
         let xml = reply.to_xml(&xmlns);
-        response.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/xml; charset=utf-8"),
-        );
+        response
+            .headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static(XML_UTF_8));
         response.headers_mut().remove(header::CONTENT_LENGTH);
         *response.body_mut() = Body::from(xml);
     }
@@ -227,18 +303,86 @@ mod tests {
         );
     }
 
+    fn accepts_xml(accept: &'static str) -> bool {
+        let mut h = HeaderMap::new();
+        h.insert(header::ACCEPT, HeaderValue::from_static(accept));
+        wants_xml(&h)
+    }
+
     #[test]
     fn accept_negotiation() {
-        let with = |v: &'static str| {
-            let mut h = HeaderMap::new();
-            h.insert(header::ACCEPT, HeaderValue::from_static(v));
-            wants_xml(&h)
-        };
-        assert!(with("application/xml"));
-        assert!(with("text/xml; q=0.9"));
-        assert!(!with("application/json, application/xml"));
-        assert!(with("text/html, application/xml"));
-        assert!(!with("*/*"));
+        assert!(accepts_xml("application/xml"));
+        assert!(accepts_xml("text/xml; q=0.9"));
+        assert!(!accepts_xml("application/json, application/xml"));
+        assert!(
+            accepts_xml("application/xml, application/json"),
+            "first named wins a tie"
+        );
+        assert!(accepts_xml("text/html, application/xml"));
+        assert!(!accepts_xml("*/*"));
+        assert!(!accepts_xml("text/html"));
+        assert!(!accepts_xml("not a media type"));
         assert!(!wants_xml(&HeaderMap::new()));
+    }
+
+    #[test]
+    fn accept_honours_q_values() {
+        assert!(!accepts_xml("application/xml;q=0.1, application/json"));
+        assert!(accepts_xml("application/json;q=0.5, text/xml"));
+        assert!(accepts_xml("application/json;q=0"), "JSON refused: XML");
+        assert!(accepts_xml("application/json;q=0, */*"));
+        assert!(!accepts_xml("application/xml;q=0"));
+        assert!(!accepts_xml("application/xml;q=0, application/json;q=0"));
+        assert!(accepts_xml("*/*;q=0.5, application/xml"));
+        assert!(
+            !accepts_xml("application/*;q=0.9, application/xml;q=0.8"),
+            "json 0.9 > xml 0.8"
+        );
+        assert!(
+            !accepts_xml("application/xml;q=2"),
+            "a q out of range ignores the range"
+        );
+    }
+
+    #[test]
+    fn xml_content_type_is_a_valid_mime() {
+        let m: Mime = XML_UTF_8.parse().expect("parses");
+        assert_eq!((m.type_(), m.subtype()), (mime::APPLICATION, mime::XML));
+        assert_eq!(m.get_param(mime::CHARSET), Some(mime::UTF_8));
+    }
+
+    #[test]
+    fn xml_escapes_markup_in_values_names_and_namespace() {
+        let reply = Reply::new()
+            .field("x", "</x><evil attr='1'>&amp;")
+            .field("a\"b", "v");
+        let xml = reply.to_xml("http://h/?a=1&b=<2>");
+        assert_eq!(
+            xml,
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response xmlns=\"http://h/?a=1&amp;b=&lt;2&gt;\">\
+             <field name=\"a&quot;b\">v</field><x>&lt;/x&gt;&lt;evil attr=&apos;1&apos;&gt;&amp;amp;</x></Response>"
+        );
+    }
+
+    #[test]
+    fn xml_drops_characters_xml_cannot_carry() {
+        let reply = Reply::new().field("v", "a\u{1}b\tc\u{1b}d\u{FFFF}");
+        assert!(
+            reply.to_xml("x").contains("<v>ab\tcd</v>"),
+            "{}",
+            reply.to_xml("x")
+        );
+    }
+
+    #[test]
+    fn xml_empty_values_and_non_strings() {
+        let reply = Reply::json(serde_json::json!({"e": "", "n": 5, "z": null}));
+        assert!(
+            reply
+                .to_xml("x")
+                .ends_with("<e></e><n>5</n><z>null</z></Response>"),
+            "{}",
+            reply.to_xml("x")
+        );
     }
 }

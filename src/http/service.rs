@@ -33,9 +33,7 @@ async fn create(
     params: Params,
 ) -> Result<Reply, ApiError> {
     let broker = &state.broker;
-    let (name, service) = broker
-        .service(&name)
-        .ok_or_else(|| ApiError::ServiceNotFound(name.clone()))?;
+    let (name, service) = broker.find_service(&name)?;
     auth::require(
         &headers,
         service.credentials.as_ref().or(state.config.auth.as_ref()),
@@ -119,7 +117,7 @@ async fn match_interaction(
         end_session: params.flag("_delete_service")?.unwrap_or(false),
     };
     let return_data = match params.get_any(&["_return_data", "_return_user_data"]) {
-        Some((name, v)) => super::params::parse_bool(v).map_err(|e| ApiError::invalid(name, e))?,
+        Some((name, v)) => crate::domain::parse_bool(v).map_err(|e| ApiError::invalid(name, e))?,
         None => false,
     };
     let multiple = params.flag("_return_multiple_matches")?.unwrap_or(false);
@@ -188,7 +186,7 @@ async fn find_session(
         }
         Err(err) => {
             auth::require(headers, server_auth)?;
-            Err(err)
+            Err(err.into())
         }
     }
 }

@@ -1,13 +1,12 @@
 //! `/genesys/1/storage/*`: the GMS storage API. Fields live for a TTL (1..2592000 s, anything
-//! else means 30 s); a session's data is readable here under its `_data_id`.
+//! else means 30 s); a session's data is readable here under its `_data_id`. `[auth]` guards
+//! every route through the `route_layer` that `http::router` puts on this router.
 
 use axum::Router;
 use axum::extract::{Path, State};
-use axum::http::HeaderMap;
 use axum::routing::post;
 
 use super::AppState;
-use super::auth;
 use super::error::ApiError;
 use super::params::Params;
 use super::reply::Reply;
@@ -32,10 +31,8 @@ fn data_id(id: &str) -> Result<DataId, ApiError> {
 async fn create(
     State(state): State<AppState>,
     Path(ttl): Path<String>,
-    headers: HeaderMap,
     params: Params,
 ) -> Result<Reply, ApiError> {
-    auth::require(&headers, state.config.auth.as_ref())?;
     let id = state
         .broker
         .put_data(params.fields_except(&[]), StorageTtl::parse_lenient(&ttl))
@@ -43,12 +40,7 @@ async fn create(
     Ok(Reply::new().field("id", id))
 }
 
-async fn read(
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-) -> Result<Reply, ApiError> {
-    auth::require(&headers, state.config.auth.as_ref())?;
+async fn read(State(state): State<AppState>, Path(id): Path<String>) -> Result<Reply, ApiError> {
     let fields = state.broker.data(&data_id(&id)?).await?;
     Ok(Reply::new().fields(&fields))
 }
@@ -56,9 +48,7 @@ async fn read(
 async fn read_key(
     State(state): State<AppState>,
     Path((id, key)): Path<(String, String)>,
-    headers: HeaderMap,
 ) -> Result<Reply, ApiError> {
-    auth::require(&headers, state.config.auth.as_ref())?;
     let fields = state.broker.data(&data_id(&id)?).await?;
     let value = fields
         .into_iter()
@@ -70,10 +60,8 @@ async fn read_key(
 async fn update(
     State(state): State<AppState>,
     Path((id, ttl)): Path<(String, String)>,
-    headers: HeaderMap,
     params: Params,
 ) -> Result<Reply, ApiError> {
-    auth::require(&headers, state.config.auth.as_ref())?;
     let id = data_id(&id)?;
     state
         .broker
@@ -86,12 +74,7 @@ async fn update(
     Ok(Reply::new().field("id", id))
 }
 
-async fn delete(
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-) -> Result<Reply, ApiError> {
-    auth::require(&headers, state.config.auth.as_ref())?;
+async fn delete(State(state): State<AppState>, Path(id): Path<String>) -> Result<Reply, ApiError> {
     let id = data_id(&id)?;
     state.broker.delete_data(&id).await?;
     Ok(Reply::new().field("id", id))

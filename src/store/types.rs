@@ -1,4 +1,8 @@
 //! The values that cross the `Store` trait: requests, answers and admin views.
+//!
+//! Why no `serde` here: these are the store's words, not the admin API's. The JSON names
+//! (`_id`, `booking_expiration_timeout`, …) live in `http::admin_views`, so renaming a field
+//! of the API never touches a backend, and a backend's type never leaks into a response.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -63,6 +67,25 @@ pub enum SqliteSync {
 pub struct GroupSpec {
     pub settings: GroupSettings,
     pub numbers: Vec<AccessNumber>,
+}
+
+/// An admin change to one group (`Store::put_group`): settings left `None` keep their value
+/// (a new group takes round-robin and the 30 s default); `numbers` are added.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupChange {
+    pub name: GroupName,
+    pub allocation: Option<Allocation>,
+    pub booking_timeout: Option<BookingTimeout>,
+    pub numbers: Vec<AccessNumber>,
+}
+
+/// What `Store::put_group` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PutGroup {
+    Created,
+    Changed,
+    /// Nothing changed: this number already belongs to that group (or is listed twice).
+    Taken(AccessNumber, GroupName),
 }
 
 /// A group's settings, without its numbers.
@@ -146,12 +169,11 @@ pub struct MatchRequest {
     pub end_session: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GroupStats {
     pub name: GroupName,
     pub allocation: Allocation,
     /// The group's own booking time in seconds (`None`: the 30 s default).
-    #[serde(rename = "booking_expiration_timeout")]
     pub booking_timeout: Option<u32>,
     /// Numbers in service (retiring ones excluded).
     pub size: u64,
@@ -161,34 +183,23 @@ pub struct GroupStats {
     pub retiring: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GroupDetail {
-    #[serde(flatten)]
     pub stats: GroupStats,
     pub numbers: Vec<NumberView>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NumberView {
     pub number: AccessNumber,
-    #[serde(flatten)]
     pub state: NumberState,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-#[serde(tag = "state", rename_all = "lowercase")]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NumberState {
     Free,
-    Reserved {
-        #[serde(rename = "_id")]
-        session: SessionId,
-        expires_in: u64,
-    },
-    Retiring {
-        #[serde(rename = "_id")]
-        session: SessionId,
-        expires_in: u64,
-    },
+    Reserved { session: SessionId, expires_in: u64 },
+    Retiring { session: SessionId, expires_in: u64 },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -221,11 +232,10 @@ pub struct ReservationFilter {
     pub phone: Option<PhoneNumber>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReservationView {
     pub number: AccessNumber,
     pub group: GroupName,
-    #[serde(rename = "_id")]
     pub session: SessionId,
     pub phone: Option<PhoneNumber>,
     pub has_code: bool,

@@ -343,3 +343,106 @@ async fn metrics_count_requests_refusals_and_matches() {
     let overview = app.get("/genesys/1/admin/groups").await.json();
     assert_eq!(overview["groups"][0]["refusals"], 1);
 }
+
+// PUT of a group is one atomic step: a number that belongs to another group refuses the
+// whole change, so neither the settings nor any other number of the request are applied,
+// and a new group is not created.
+on_every_backend!(
+    put_group_with_a_taken_number_changes_nothing,
+    |backend| async move {
+        let Some(app) = TestApp::spawn_with(backend, TOML).await else {
+            return;
+        };
+        let before = app.get("/genesys/1/admin/groups/DNIS").await.json();
+        let put = |path: &'static str, form: &'static [(&'static str, &'static str)]| {
+            app.client.put(app.path(path)).form(form)
+        };
+        let message = app
+            .send(put(
+                "/genesys/1/admin/groups/DNIS",
+                &[
+                    ("allocation", "random"),
+                    ("booking_expiration_timeout", "90"),
+                    ("numbers", "500, 102"),
+                ],
+            ))
+            .await
+            .error(400, "InvalidParameter");
+        assert_eq!(message, "numbers: 102 already belongs to group DNIS");
+        let after = app.get("/genesys/1/admin/groups/DNIS").await.json();
+        for field in [
+            "allocation",
+            "booking_expiration_timeout",
+            "size",
+            "numbers",
+        ] {
+            assert_eq!(after[field], before[field], "{field} unchanged");
+        }
+
+        let message = app
+            .send(put(
+                "/genesys/1/admin/groups/OTHER",
+                &[("allocation", "random"), ("numbers", "600-601, 104")],
+            ))
+            .await
+            .error(400, "InvalidParameter");
+        assert_eq!(message, "numbers: 104 already belongs to group DNIS");
+        app.get("/genesys/1/admin/groups/OTHER")
+            .await
+            .error(404, "NotFound");
+        // The numbers it would have taken are still free to add elsewhere.
+        let r = app
+            .send(put(
+                "/genesys/1/admin/groups/OTHER",
+                &[("numbers", "600-601")],
+            ))
+            .await;
+        assert_eq!(r.status, 201, "{}", r.text);
+        assert_eq!(r.json()["size"], 2);
+    }
+);
+
+// Round-robin walks on from where it stopped while the allocation stays, and starts again
+// at the group's first number when the allocation changes, on every store.
+on_every_backend!(
+    allocation_change_restarts_round_robin,
+    |backend| async move {
+        let Some(app) = TestApp::spawn_with(backend, TOML).await else {
+            return;
+        };
+        let take = || async {
+            let id = app.session(&[]).await;
+            let number = app.request_access(&id, &[]).await.field("_access_number");
+            let released = app
+                .delete(&format!("/genesys/1/admin/reservations/{number}"))
+                .await;
+            assert_eq!(released.status, 200, "{}", released.text);
+            number
+        };
+        let put = |form: &[(&str, &str)]| {
+            app.client
+                .put(app.path("/genesys/1/admin/groups/DNIS"))
+                .form(form)
+        };
+        assert_eq!((take().await, take().await), ("100".into(), "101".into()));
+        let r = app.send(put(&[("booking_expiration_timeout", "90")])).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        assert_eq!(take().await, "102", "same allocation: the walk goes on");
+        let r = app.send(put(&[("allocation", "round-robin")])).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        assert_eq!(
+            take().await,
+            "103",
+            "naming the same allocation is no change"
+        );
+        for allocation in ["random", "round-robin"] {
+            let r = app.send(put(&[("allocation", allocation)])).await;
+            assert_eq!(r.status, 200, "{}", r.text);
+        }
+        assert_eq!(
+            take().await,
+            "100",
+            "a new allocation starts at the first number"
+        );
+    }
+);

@@ -5,25 +5,25 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use access_broker::domain::{AccessNumber, Allocation, BookingTimeout, GroupName};
-use access_broker::store::{DynStore, GroupSettings, StoreError};
+use access_broker::store::{DynStore, GroupChange, PutGroup, StoreError};
 
 use crate::support::{Backend, TestStore};
 
-/// The one place that calls `Store::put_group`, whose signature is about to change (a
-/// `GroupChange` with optional allocation and booking timeout): adapt here only.
+/// The one place that calls `Store::put_group`. A `None` booking timeout keeps the group's
+/// (the admin API cannot clear it); `true` when the group was created.
 pub async fn put_group(
     store: &DynStore,
     name: &GroupName,
     allocation: Allocation,
     booking_timeout: Option<BookingTimeout>,
 ) -> Result<bool, StoreError> {
-    store
-        .put_group(GroupSettings {
-            name: name.clone(),
-            allocation,
-            booking_timeout,
-        })
-        .await
+    let change = GroupChange {
+        name: name.clone(),
+        allocation: Some(allocation),
+        booking_timeout,
+        numbers: Vec::new(),
+    };
+    Ok(store.put_group(change).await? == PutGroup::Created)
 }
 
 /// One store with its own clock, and how its numbers map onto the reference store's.

@@ -13,6 +13,7 @@ use super::AppState;
 const INDEX: &str = include_str!("assets/index.html");
 const SCRIPT: &str = include_str!("assets/app.js");
 const STYLE: &str = include_str!("assets/style.css");
+const JAVASCRIPT_UTF_8: &str = "text/javascript; charset=utf-8";
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -22,7 +23,7 @@ pub fn router() -> Router<AppState> {
         .route("/ui/style.css", get(style))
 }
 
-fn asset(content_type: &'static str, body: &'static str) -> Response {
+fn asset(content_type: &str, body: &'static str) -> Response {
     (
         [
             (header::CONTENT_TYPE, content_type),
@@ -34,13 +35,15 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
 }
 
 async fn index() -> Response {
-    asset("text/html; charset=utf-8", INDEX)
+    asset(mime::TEXT_HTML_UTF_8.as_ref(), INDEX)
 }
 
 async fn script() -> Response {
-    asset("text/javascript; charset=utf-8", SCRIPT)
+    // `mime` spells its UTF-8 script constant `application/javascript`; browsers and the
+    // HTML standard use `text/javascript`, which the page has always been served as.
+    asset(JAVASCRIPT_UTF_8, SCRIPT)
 }
 
 async fn style() -> Response {
-    asset("text/css; charset=utf-8", STYLE)
+    asset(mime::TEXT_CSS_UTF_8.as_ref(), STYLE)
 }

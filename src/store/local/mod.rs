@@ -23,8 +23,8 @@ use crate::domain::{AccessNumber, DataId, GroupName, SessionId, UnixMillis};
 use self::engine::Engine;
 use self::journal::{ChangeLog, Journal};
 use super::{
-    AddNumbers, DeleteGroup, Fields, GroupDetail, GroupSettings, GroupSpec, GroupStats,
-    MatchRequest, NewSession, RemoveNumber, Reservation, ReservationFilter, ReservationView,
+    AddNumbers, DeleteGroup, Fields, GroupChange, GroupDetail, GroupSpec, GroupStats, MatchRequest,
+    NewSession, PutGroup, RemoveNumber, Reservation, ReservationFilter, ReservationView,
     ReserveError, ReserveRequest, Session, Store, StoreError,
 };
 
@@ -181,9 +181,8 @@ impl Store for LocalStore {
         self.run(|e, now, _| e.group(name, now)).await
     }
 
-    async fn put_group(&self, settings: GroupSettings) -> Result<bool, StoreError> {
-        self.run(|e, now, log| e.put_group(settings, now, log))
-            .await
+    async fn put_group(&self, change: GroupChange) -> Result<PutGroup, StoreError> {
+        self.run(|e, now, log| e.put_group(change, now, log)).await
     }
 
     async fn delete_group(&self, name: &GroupName) -> Result<DeleteGroup, StoreError> {

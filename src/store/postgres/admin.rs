@@ -8,15 +8,18 @@ use super::pg_error;
 use super::sessions::left;
 use crate::domain::{AccessNumber, Allocation, GroupName, SessionId};
 use crate::store::{
-    AddNumbers, DeleteGroup, GroupDetail, GroupSettings, GroupStats, NumberState, NumberView,
-    RemoveNumber, ReservationFilter, ReservationView, StoreError,
+    AddNumbers, DeleteGroup, GroupChange, GroupDetail, GroupSettings, GroupStats, NumberState,
+    NumberView, PutGroup, RemoveNumber, ReservationFilter, ReservationView, StoreError,
 };
 
 /// A reservation is live on a row while this holds ($2 is now).
 pub(super) const LIVE: &str = "(session IS NOT NULL AND expires_at > $2)";
 
-fn corrupt(e: impl std::fmt::Display) -> StoreError {
-    StoreError::corrupt("a postgres row", e.to_string())
+/// A column that does not parse: the parse error stays the source (never flattened).
+fn corrupt<E: std::error::Error + Send + Sync + 'static>(
+    what: &'static str,
+) -> impl FnOnce(E) -> StoreError {
+    move |e| StoreError::corrupt(what, e)
 }
 
 pub async fn ping(_tx: &Transaction<'_>, _now: i64) -> Result<(), StoreError> {
@@ -45,8 +48,10 @@ async fn stats(
             let allocation: String = r.get(1);
             let timeout: Option<i32> = r.get(2);
             Ok(GroupStats {
-                name: GroupName::parse(r.get(0)).map_err(corrupt)?,
-                allocation: allocation.parse::<Allocation>().map_err(corrupt)?,
+                name: GroupName::parse(r.get(0)).map_err(corrupt("groups.name"))?,
+                allocation: allocation
+                    .parse::<Allocation>()
+                    .map_err(corrupt("groups.allocation"))?,
                 booking_timeout: timeout.map(|t| t as u32),
                 size: size as u64,
                 free: (size - reserved) as u64,
@@ -80,7 +85,7 @@ pub async fn group(
     for r in rows {
         let (retiring, live): (bool, bool) = (r.get(1), r.get(4));
         let state = if live {
-            let session = SessionId::parse(r.get(2)).map_err(corrupt)?;
+            let session = SessionId::parse(r.get(2)).map_err(corrupt("numbers.session"))?;
             let expires_in = left(r.get(3), now).as_secs();
             if retiring {
                 NumberState::Retiring {
@@ -99,27 +104,104 @@ pub async fn group(
             NumberState::Free
         };
         numbers.push(NumberView {
-            number: AccessNumber::parse(r.get(0)).map_err(corrupt)?,
+            number: AccessNumber::parse(r.get(0)).map_err(corrupt("numbers.number"))?,
             state,
         });
     }
     Ok(Some(GroupDetail { stats, numbers }))
 }
 
-pub async fn put_group(
-    tx: &Transaction<'_>,
-    _now: i64,
-    s: &GroupSettings,
-) -> Result<bool, StoreError> {
+/// Sets a group's whole settings from the config at start (see `apply.rs`). A change of
+/// allocation restarts the round-robin walk at position 0 in the same statement, as the
+/// local store does; the same allocation keeps the cursor.
+pub(super) async fn set_group(tx: &Transaction<'_>, s: &GroupSettings) -> Result<(), StoreError> {
     let sql = "INSERT INTO groups (name, allocation, booking_timeout) VALUES ($1, $2, $3)
-               ON CONFLICT (name) DO UPDATE SET allocation = excluded.allocation, booking_timeout = excluded.booking_timeout, config_hash = NULL
-               RETURNING (xmax = 0)";
+               ON CONFLICT (name) DO UPDATE SET allocation = excluded.allocation,
+                   booking_timeout = excluded.booking_timeout, config_hash = NULL,
+                   cursor = CASE WHEN groups.allocation = excluded.allocation THEN groups.cursor ELSE 0 END";
     let timeout = s.booking_timeout.map(|t| t.secs() as i32);
-    let row = tx
-        .query_one(sql, &[&s.name.as_str(), &s.allocation.as_str(), &timeout])
+    tx.execute(sql, &[&s.name.as_str(), &s.allocation.as_str(), &timeout])
         .await
         .map_err(pg_error)?;
-    Ok(row.get(0))
+    Ok(())
+}
+
+/// The admin API's change to one group, in this one transaction: the group row is locked
+/// first (two admins changing one group take turns, and a reservation's cursor update waits),
+/// every number is checked before anything is written, then settings and numbers are
+/// written together. Settings left `None` keep their value.
+pub async fn put_group(
+    tx: &Transaction<'_>,
+    now: i64,
+    change: &GroupChange,
+) -> Result<PutGroup, StoreError> {
+    let g = change.name.as_str();
+    tx.query_opt("SELECT 1 FROM groups WHERE name = $1 FOR UPDATE", &[&g])
+        .await
+        .map_err(pg_error)?;
+    if let Some((number, owner)) = first_taken(tx, now, &change.name, &change.numbers).await? {
+        return Ok(PutGroup::Taken(number, owner));
+    }
+    // One statement for both cases; in the UPDATE, `groups.*` are the old values, so the
+    // cursor resets exactly when the allocation really changes.
+    let sql = "INSERT INTO groups (name, allocation, booking_timeout) VALUES ($1, coalesce($2::text, $4::text), $3::integer)
+               ON CONFLICT (name) DO UPDATE SET
+                   allocation = coalesce($2, groups.allocation),
+                   booking_timeout = coalesce($3, groups.booking_timeout),
+                   cursor = CASE WHEN groups.allocation = coalesce($2, groups.allocation)
+                                 THEN groups.cursor ELSE 0 END,
+                   config_hash = NULL
+               RETURNING (xmax = 0)";
+    let allocation = change.allocation.map(Allocation::as_str);
+    let timeout = change.booking_timeout.map(|t| t.secs() as i32);
+    let row = tx
+        .query_one(
+            sql,
+            &[&g, &allocation, &timeout, &Allocation::RoundRobin.as_str()],
+        )
+        .await
+        .map_err(pg_error)?;
+    let texts: Vec<&str> = change.numbers.iter().map(AccessNumber::as_str).collect();
+    append(tx, g, &texts).await?;
+    Ok(if row.get::<_, bool>(0) {
+        PutGroup::Created
+    } else {
+        PutGroup::Changed
+    })
+}
+
+/// The first of `numbers` listed twice (reported as `group`'s) or already in a group. Rows of
+/// retired numbers whose reservation ended are dropped first: they belong to no one.
+async fn first_taken(
+    tx: &Transaction<'_>,
+    now: i64,
+    group: &GroupName,
+    numbers: &[AccessNumber],
+) -> Result<Option<(AccessNumber, GroupName)>, StoreError> {
+    let mut seen = HashSet::new();
+    if let Some(dup) = numbers.iter().find(|n| !seen.insert(n.as_str())) {
+        return Ok(Some((dup.clone(), group.clone())));
+    }
+    if numbers.is_empty() {
+        return Ok(None);
+    }
+    let texts: Vec<&str> = numbers.iter().map(AccessNumber::as_str).collect();
+    drop_gone(tx, now, &texts).await?;
+    let taken = tx
+        .query_opt(
+            "SELECT number, group_name FROM numbers WHERE number = ANY($1) LIMIT 1",
+            &[&texts],
+        )
+        .await
+        .map_err(pg_error)?;
+    taken
+        .map(|row| {
+            Ok((
+                AccessNumber::parse(row.get(0)).map_err(corrupt("numbers.number"))?,
+                GroupName::parse(row.get(1)).map_err(corrupt("numbers.group_name"))?,
+            ))
+        })
+        .transpose()
 }
 
 pub async fn delete_group(
@@ -209,25 +291,10 @@ pub async fn add_numbers(
         return Ok(AddNumbers::UnknownGroup);
     }
     forget_config(tx, g).await?;
-    let mut seen = HashSet::new();
-    if let Some(dup) = numbers.iter().find(|n| !seen.insert(n.as_str())) {
-        return Ok(AddNumbers::Taken(dup.clone(), group.clone()));
+    if let Some((number, owner)) = first_taken(tx, now, group, numbers).await? {
+        return Ok(AddNumbers::Taken(number, owner));
     }
     let texts: Vec<&str> = numbers.iter().map(AccessNumber::as_str).collect();
-    drop_gone(tx, now, &texts).await?;
-    let taken = tx
-        .query_opt(
-            "SELECT number, group_name FROM numbers WHERE number = ANY($1) LIMIT 1",
-            &[&texts],
-        )
-        .await
-        .map_err(pg_error)?;
-    if let Some(row) = taken {
-        return Ok(AddNumbers::Taken(
-            AccessNumber::parse(row.get(0)).map_err(corrupt)?,
-            GroupName::parse(row.get(1)).map_err(corrupt)?,
-        ));
-    }
     append(tx, g, &texts).await?;
     Ok(AddNumbers::Added(numbers.len() as u64))
 }
@@ -303,9 +370,9 @@ pub async fn find_reservations(
         .map(|r| {
             let phone: Option<String> = r.get(3);
             Ok(ReservationView {
-                number: AccessNumber::parse(r.get(0)).map_err(corrupt)?,
-                group: GroupName::parse(r.get(1)).map_err(corrupt)?,
-                session: SessionId::parse(r.get(2)).map_err(corrupt)?,
+                number: AccessNumber::parse(r.get(0)).map_err(corrupt("numbers.number"))?,
+                group: GroupName::parse(r.get(1)).map_err(corrupt("numbers.group_name"))?,
+                session: SessionId::parse(r.get(2)).map_err(corrupt("numbers.session"))?,
                 phone: phone.map(crate::domain::PhoneNumber::from_stored),
                 has_code: r.get(4),
                 expires_in: left(r.get(5), now).as_secs(),

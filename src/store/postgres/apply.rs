@@ -7,7 +7,7 @@ use std::collections::{HashMap, HashSet};
 
 use tokio_postgres::Transaction;
 
-use super::admin::{LIVE, append, drop_gone, put_group};
+use super::admin::{LIVE, append, drop_gone, set_group};
 use super::pg_error;
 use crate::domain::BookingTimeout;
 use crate::store::{GroupSpec, StoreError};
@@ -95,7 +95,7 @@ async fn apply_one(
             ));
         }
     }
-    put_group(tx, now, &spec.settings).await?;
+    set_group(tx, &spec.settings).await?;
 
     // What the group holds now: number -> (retiring, live).
     let sql = format!("SELECT number, retiring, {LIVE} FROM numbers WHERE group_name = $1");

@@ -27,8 +27,8 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::{NoTls, Transaction};
 
 use super::{
-    AddNumbers, DeleteGroup, DynStore, Fields, GroupDetail, GroupSettings, GroupSpec, GroupStats,
-    MatchRequest, NewSession, OpenError, RemoveNumber, Reservation, ReservationFilter,
+    AddNumbers, DeleteGroup, DynStore, Fields, GroupChange, GroupDetail, GroupSpec, GroupStats,
+    MatchRequest, NewSession, OpenError, PutGroup, RemoveNumber, Reservation, ReservationFilter,
     ReservationView, ReserveError, ReserveRequest, Session, Store, StoreError, StoreOptions,
     StoreUrl, sweeper,
 };
@@ -335,8 +335,8 @@ impl Store for PgStore {
         in_tx!(self, admin::group, name).await
     }
 
-    async fn put_group(&self, settings: GroupSettings) -> Result<bool, StoreError> {
-        in_tx!(self, admin::put_group, settings).await
+    async fn put_group(&self, change: GroupChange) -> Result<PutGroup, StoreError> {
+        in_tx!(self, admin::put_group, change).await
     }
 
     async fn delete_group(&self, name: &GroupName) -> Result<DeleteGroup, StoreError> {

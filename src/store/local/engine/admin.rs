@@ -2,10 +2,10 @@
 
 use std::collections::HashSet;
 
-use crate::domain::{AccessNumber, GroupName, UnixMillis};
+use crate::domain::{AccessNumber, Allocation, GroupName, UnixMillis};
 use crate::store::{
-    AddNumbers, DeleteGroup, GroupDetail, GroupSettings, GroupSpec, GroupStats, NumberState,
-    NumberView, RemoveNumber, ReservationFilter, ReservationView,
+    AddNumbers, DeleteGroup, GroupChange, GroupDetail, GroupSettings, GroupSpec, GroupStats,
+    NumberState, NumberView, PutGroup, RemoveNumber, ReservationFilter, ReservationView,
 };
 
 use super::{Engine, Group, GroupIdx, Slot, SlotState};
@@ -81,8 +81,11 @@ impl Engine {
         })
     }
 
-    /// Creates a group or changes its settings; `true` when created.
-    pub fn put_group(
+    /// Sets a group's whole settings, creating it if needed; `true` when created. A change of
+    /// allocation rebuilds the free set, which restarts the round-robin walk at position 0
+    /// (the rule every store keeps, PostgreSQL included), and journals that cursor so a
+    /// restart does not bring back the old one; an unchanged allocation keeps the walk.
+    pub fn set_group(
         &mut self,
         settings: GroupSettings,
         now: UnixMillis,
@@ -105,9 +108,52 @@ impl Engine {
                 }
             }
             group.free = free;
+            let name = settings.name.clone();
+            record(log, || Change::Cursor {
+                group: name,
+                cursor: 0,
+            });
         }
         group.settings = settings;
         false
+    }
+
+    /// The admin API's change to one group (see `Store::put_group`). Every check comes before
+    /// the first write, so a refusal leaves the engine and the journal untouched.
+    pub fn put_group(
+        &mut self,
+        change: GroupChange,
+        now: UnixMillis,
+        log: &mut ChangeLog,
+    ) -> PutGroup {
+        if let Some((number, owner)) = self.first_taken(&change.name, &change.numbers) {
+            return PutGroup::Taken(number, owner);
+        }
+        let current = self
+            .group_idx(&change.name)
+            .map(|g| self.group_mut(g).settings.clone());
+        let settings = GroupSettings {
+            allocation: change
+                .allocation
+                .or(current.as_ref().map(|s| s.allocation))
+                .unwrap_or(Allocation::RoundRobin),
+            booking_timeout: change
+                .booking_timeout
+                .or(current.and_then(|s| s.booking_timeout)),
+            name: change.name,
+        };
+        let name = settings.name.clone();
+        let created = self.set_group(settings, now, log);
+        if let Some(g) = self.group_idx(&name) {
+            for number in change.numbers {
+                self.push_number(g, number, log);
+            }
+        }
+        if created {
+            PutGroup::Created
+        } else {
+            PutGroup::Changed
+        }
     }
 
     pub fn delete_group(
@@ -149,23 +195,36 @@ impl Engine {
         let Some(g) = self.group_idx(name) else {
             return AddNumbers::UnknownGroup;
         };
-        let mut seen = HashSet::with_capacity(numbers.len());
-        for n in &numbers {
-            if let Some((owner, _)) = self.locate(n) {
-                let owner = self.groups[owner as usize]
-                    .as_ref()
-                    .map(|o| o.settings.name.clone());
-                return AddNumbers::Taken(n.clone(), owner.unwrap_or_else(|| name.clone()));
-            }
-            if !seen.insert(n) {
-                return AddNumbers::Taken(n.clone(), name.clone());
-            }
+        if let Some((number, owner)) = self.first_taken(name, &numbers) {
+            return AddNumbers::Taken(number, owner);
         }
         let added = numbers.len() as u64;
         for number in numbers {
             self.push_number(g, number, log);
         }
         AddNumbers::Added(added)
+    }
+
+    /// The first of `numbers` that already belongs to a group, or is listed twice (then it is
+    /// reported as belonging to `name`, the group it was about to join).
+    fn first_taken(
+        &self,
+        name: &GroupName,
+        numbers: &[AccessNumber],
+    ) -> Option<(AccessNumber, GroupName)> {
+        let mut seen = HashSet::with_capacity(numbers.len());
+        for n in numbers {
+            if let Some((owner, _)) = self.locate(n) {
+                let owner = self.groups[owner as usize]
+                    .as_ref()
+                    .map(|o| o.settings.name.clone());
+                return Some((n.clone(), owner.unwrap_or_else(|| name.clone())));
+            }
+            if !seen.insert(n) {
+                return Some((n.clone(), name.clone()));
+            }
+        }
+        None
     }
 
     fn push_number(&mut self, g: GroupIdx, number: AccessNumber, log: &mut ChangeLog) {
@@ -334,7 +393,7 @@ impl Engine {
         }
         for spec in specs {
             let name = &spec.settings.name;
-            self.put_group(spec.settings.clone(), now, log);
+            self.set_group(spec.settings.clone(), now, log);
             let g = self.group_idx(name).expect("group was just put");
             let mut added = 0u64;
             for number in &spec.numbers {

@@ -1,0 +1,201 @@
+//! The admin API's JSON: its field names (`_id`, `booking_expiration_timeout`, …) and shapes,
+//! converted from the broker's and the store's plain types.
+//!
+//! Why here and not as `serde` attributes on the store's types: the JSON is a promise of the
+//! HTTP API, so it is written where the API lives; a backend can rename or regroup its types
+//! without changing a byte of what operators and the UI read.
+
+use serde::Serialize;
+
+use crate::advisor::Advice;
+use crate::broker::{GroupOverview, GroupPage, NodeSeen};
+use crate::domain::{AccessNumber, Allocation, GroupName, PhoneNumber, SessionId};
+use crate::metrics::Window;
+use crate::store::{GroupStats, NumberState, NumberView, ReservationView};
+
+/// A group's counts and settings.
+#[derive(Debug, Serialize)]
+pub struct GroupJson {
+    name: GroupName,
+    allocation: Allocation,
+    /// `null`: the 30 s default.
+    booking_expiration_timeout: Option<u32>,
+    size: u64,
+    free: u64,
+    reserved: u64,
+    retiring: u64,
+    utilisation: f64,
+    refusals: u64,
+    last_hour: Window,
+}
+
+impl From<GroupOverview> for GroupJson {
+    fn from(o: GroupOverview) -> Self {
+        let GroupStats {
+            name,
+            allocation,
+            booking_timeout,
+            size,
+            free,
+            reserved,
+            retiring,
+        } = o.stats;
+        Self {
+            name,
+            allocation,
+            booking_expiration_timeout: booking_timeout,
+            size,
+            free,
+            reserved,
+            retiring,
+            utilisation: o.utilisation,
+            refusals: o.refusals,
+            last_hour: o.last_hour,
+        }
+    }
+}
+
+/// One group's page: its overview, the advisor's advice and every number's state.
+#[derive(Debug, Serialize)]
+pub struct GroupPageJson {
+    #[serde(flatten)]
+    group: GroupJson,
+    advice: Advice,
+    numbers: Vec<NumberJson>,
+}
+
+impl From<GroupPage> for GroupPageJson {
+    fn from(p: GroupPage) -> Self {
+        Self {
+            group: p.overview.into(),
+            advice: p.advice,
+            numbers: p.numbers.into_iter().map(NumberJson::from).collect(),
+        }
+    }
+}
+
+/// `{"number", "state"}`, plus `_id` and `expires_in` while a reservation holds it.
+#[derive(Debug, Serialize)]
+pub struct NumberJson {
+    number: AccessNumber,
+    state: &'static str,
+    #[serde(rename = "_id", skip_serializing_if = "Option::is_none")]
+    session: Option<SessionId>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    expires_in: Option<u64>,
+}
+
+impl From<NumberView> for NumberJson {
+    fn from(v: NumberView) -> Self {
+        let (state, session, expires_in) = match v.state {
+            NumberState::Free => ("free", None, None),
+            NumberState::Reserved {
+                session,
+                expires_in,
+            } => ("reserved", Some(session), Some(expires_in)),
+            NumberState::Retiring {
+                session,
+                expires_in,
+            } => ("retiring", Some(session), Some(expires_in)),
+        };
+        Self {
+            number: v.number,
+            state,
+            session,
+            expires_in,
+        }
+    }
+}
+
+/// A live reservation as the search answers it.
+#[derive(Debug, Serialize)]
+pub struct ReservationJson {
+    number: AccessNumber,
+    group: GroupName,
+    #[serde(rename = "_id")]
+    session: SessionId,
+    phone: Option<PhoneNumber>,
+    has_code: bool,
+    expires_in: u64,
+}
+
+impl From<ReservationView> for ReservationJson {
+    fn from(r: ReservationView) -> Self {
+        Self {
+            number: r.number,
+            group: r.group,
+            session: r.session,
+            phone: r.phone,
+            has_code: r.has_code,
+            expires_in: r.expires_in,
+        }
+    }
+}
+
+/// A node sharing the store.
+#[derive(Debug, Serialize)]
+pub struct NodeJson {
+    node_id: String,
+    seen_seconds_ago: u64,
+    this_node: bool,
+}
+
+impl From<NodeSeen> for NodeJson {
+    fn from(n: NodeSeen) -> Self {
+        Self {
+            node_id: n.node_id,
+            seen_seconds_ago: n.seen_seconds_ago,
+            this_node: n.this_node,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn json(value: impl Serialize) -> String {
+        serde_json::to_string(&value).expect("serializes")
+    }
+
+    #[test]
+    fn numbers_in_the_api_shape() {
+        let session = SessionId::parse("1-2fb1").expect("id");
+        let number = AccessNumber::parse("100").expect("number");
+        let free = NumberView {
+            number: number.clone(),
+            state: NumberState::Free,
+        };
+        let held = NumberView {
+            number,
+            state: NumberState::Retiring {
+                session,
+                expires_in: 29,
+            },
+        };
+        assert_eq!(
+            json(NumberJson::from(free)),
+            r#"{"number":"100","state":"free"}"#
+        );
+        assert_eq!(
+            json(NumberJson::from(held)),
+            r#"{"number":"100","state":"retiring","_id":"1-2fb1","expires_in":29}"#
+        );
+    }
+
+    #[test]
+    fn reservations_in_the_api_shape() {
+        let view = ReservationView {
+            number: AccessNumber::parse("100").expect("number"),
+            group: GroupName::parse("DNIS").expect("group"),
+            session: SessionId::parse("1-2fb1").expect("id"),
+            phone: None,
+            has_code: true,
+            expires_in: 5,
+        };
+        assert_eq!(
+            json(ReservationJson::from(view)),
+            r#"{"number":"100","group":"DNIS","_id":"1-2fb1","phone":null,"has_code":true,"expires_in":5}"#
+        );
+    }
+}
