@@ -5,11 +5,11 @@
 //! ignored. Mark a test that needs PostgreSQL with [`IGNORE`]'s attribute:
 //! `#[cfg_attr(no_postgres, ignore = "needs PostgreSQL: set TEST_POSTGRES_URL=postgres://postgres@127.0.0.1:5432/test")]`.
 //!
-//! Dropping a [`Schema`] never waits on the test's runtime: it runs on its own thread with
-//! its own connection, first ends every backend holding a lock in the schema (a store the
-//! test dropped may still have a transaction open there, and its connection task can only
-//! finish on the runtime the drop is blocking), then drops it under `lock_timeout`; it gives
-//! up after 30 s with a warning rather than hang.
+//! Dropping a [`Schema`] never waits on the test's runtime: it runs on its own thread with its
+//! own connections, and ends every backend that blocks the `DROP SCHEMA` (a store the test
+//! dropped may still have a transaction open there, whose connection task could only finish
+//! on the very runtime the drop is blocking: the 20-minute hang of issue 10). The drop runs
+//! under `lock_timeout`, and `Drop` gives up after 30 s with a warning rather than hang.
 
 use std::time::Duration;
 
@@ -24,9 +24,9 @@ pub const IGNORE: &str =
 /// True when this build runs the PostgreSQL tests (not `no_postgres`).
 pub const ENABLED: bool = !cfg!(no_postgres);
 
-/// How long the cleanup connection waits for locks on the schema before ending their holders
-/// again, and how long the whole drop may take.
-const DROP_LOCK_TIMEOUT: &str = "2s";
+/// How long the drop may wait for locks on the schema (its blockers are being ended
+/// meanwhile), and how long `Drop` waits for the whole cleanup before leaving the schema.
+const DROP_LOCK_TIMEOUT: &str = "20s";
 const DROP_DEADLINE: Duration = Duration::from_secs(30);
 
 /// The base URL of the test database.
@@ -146,41 +146,60 @@ impl Drop for Schema {
     }
 }
 
-/// Ends the backends holding or awaiting locks on the schema's tables, then drops it; a few
-/// rounds, since a pool may open a new transaction between the two.
+/// Drops the schema on one connection while a second ends every backend that blocks the drop
+/// (`pg_blocking_pids`): a transaction still open on the schema, even one that created tables
+/// there and has not committed, is ended rather than waited for.
 #[cfg(feature = "postgres")]
 async fn drop_schema(base: &str, name: &str) -> Result<(), String> {
-    let mut config: tokio_postgres::Config = base.parse().map_err(|e| format!("{e}"))?;
+    let dropper = cleanup_connection(base).await?;
+    let watcher = cleanup_connection(base).await?;
+    let pid: i32 = dropper
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .map_err(describe)?
+        .get(0);
+    let sql =
+        format!("SET lock_timeout = '{DROP_LOCK_TIMEOUT}'; DROP SCHEMA IF EXISTS {name} CASCADE");
+    let drop = dropper.batch_execute(&sql);
+    let end_blockers = async {
+        loop {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let ended = watcher
+                .execute(
+                    "SELECT pg_terminate_backend(b) FROM unnest(pg_blocking_pids($1)) b",
+                    &[&pid],
+                )
+                .await;
+            if let Err(e) = ended {
+                return describe(e);
+            }
+        }
+    };
+    tokio::select! {
+        dropped = drop => dropped.map_err(|e| format!("drop: {}", describe(e))),
+        failed = end_blockers => Err(format!("ending the drop's blockers: {failed}")),
+    }
+}
+
+#[cfg(feature = "postgres")]
+async fn cleanup_connection(base: &str) -> Result<tokio_postgres::Client, String> {
+    let mut config: tokio_postgres::Config = base.parse().map_err(describe)?;
     config
         .connect_timeout(Duration::from_secs(5))
         .application_name("access-broker test cleanup");
     let (client, conn) = config
         .connect(tokio_postgres::NoTls)
         .await
-        .map_err(|e| format!("connect: {e}"))?;
+        .map_err(|e| format!("connect: {}", describe(e)))?;
     tokio::spawn(conn);
-    client
-        .batch_execute(&format!(
-            "SET lock_timeout = '{DROP_LOCK_TIMEOUT}'; SET statement_timeout = '10s'"
-        ))
-        .await
-        .map_err(|e| format!("set timeouts: {e}"))?;
-    let holders = "SELECT pg_terminate_backend(pid) FROM (
-            SELECT DISTINCT l.pid FROM pg_locks l JOIN pg_class c ON c.oid = l.relation
-            WHERE c.relnamespace = to_regnamespace($1) AND l.pid <> pg_backend_pid()) h";
-    let mut last = String::new();
-    for _ in 0..5 {
-        if let Err(e) = client.execute(holders, &[&name]).await {
-            last = format!("ending lock holders: {e}");
-            continue;
-        }
-        match client
-            .batch_execute(&format!("DROP SCHEMA IF EXISTS {name} CASCADE"))
-            .await
-        {
-            Ok(()) => return Ok(()),
-            Err(e) => last = format!("drop: {e}"),
-        }
+    Ok(client)
+}
+
+/// The server's message when there is one (`Display` alone says only "db error").
+#[cfg(feature = "postgres")]
+fn describe(e: tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => db.message().to_owned(),
+        None => e.to_string(),
     }
-    Err(last)
 }
