@@ -10,7 +10,8 @@ mod support;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use support::cluster::{Cluster, Held, overlaps};
+use support::cluster::{self, Cluster, Held, overlaps};
+use support::limit::within_for;
 
 #[derive(Default, Debug)]
 struct Tally {
@@ -103,10 +104,16 @@ async fn caller(cluster: Arc<Cluster>, i: usize, rounds: usize, tally: Arc<Mutex
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    no_postgres,
+    ignore = "needs PostgreSQL: set TEST_POSTGRES_URL=postgres://postgres@127.0.0.1:5432/test"
+)]
 async fn three_nodes_never_double_book_and_match_anywhere() {
-    let Some(cluster) = Cluster::start(3, 20, 60).await else {
-        return;
-    };
+    within_for(cluster::limit(), three_nodes_never_double_book()).await;
+}
+
+async fn three_nodes_never_double_book() {
+    let cluster = Cluster::start(3, 20, 60).await;
     let cluster = Arc::new(cluster);
     let tally = Arc::new(Mutex::new(Tally::default()));
     let db = support::pg::connect(&cluster.schema.url_string()).await;
@@ -157,10 +164,16 @@ async fn three_nodes_never_double_book_and_match_anywhere() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    no_postgres,
+    ignore = "needs PostgreSQL: set TEST_POSTGRES_URL=postgres://postgres@127.0.0.1:5432/test"
+)]
 async fn a_killed_node_loses_nothing_it_answered() {
-    let Some(mut cluster) = Cluster::start(3, 2000, 1800).await else {
-        return;
-    };
+    within_for(cluster::limit(), a_killed_node_loses_nothing()).await;
+}
+
+async fn a_killed_node_loses_nothing() {
+    let mut cluster = Cluster::start(3, 2000, 1800).await;
     let client = cluster.client.clone();
     let urls: Vec<String> = cluster.nodes.iter().map(|n| n.url.clone()).collect();
     let answered: Arc<Mutex<Vec<Held>>> = Arc::default();

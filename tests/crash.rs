@@ -27,6 +27,10 @@ _ttl = 3600
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn answered_reservations_survive_sigkill() {
+    support::limit::within(kill_and_restart()).await;
+}
+
+async fn kill_and_restart() {
     let dir = tempfile::tempdir().expect("dir");
     let config = dir.path().join("crash.toml");
     std::fs::write(&config, CONFIG).expect("config");

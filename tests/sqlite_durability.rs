@@ -11,7 +11,7 @@ use support::{Backend, TestStore, group, node, options, reserve_request};
 
 #[tokio::test]
 async fn state_survives_reopen() {
-    let t = TestStore::open(Backend::Sqlite).await.expect("sqlite");
+    let t = TestStore::require(Backend::Sqlite).await;
     let g = t.with_group("DNIS", 5, Allocation::RoundRobin).await;
     let kept = t
         .session_with(Duration::from_secs(600), vec![("who", "kept")])
@@ -98,7 +98,7 @@ async fn state_survives_reopen() {
 
 #[tokio::test]
 async fn a_file_in_use_cannot_be_opened_twice() {
-    let t = TestStore::open(Backend::Sqlite).await.expect("sqlite");
+    let t = TestStore::require(Backend::Sqlite).await;
     let err = store::open(&t.url, &options(&t.clock))
         .await
         .err()

@@ -18,9 +18,7 @@ type = "session"
 "#;
 
 on_every_backend!(groups_numbers_and_reservations, |backend| async move {
-    let Some(app) = TestApp::spawn_with(backend, TOML).await else {
-        return;
-    };
+    let app = TestApp::spawn_with(backend, TOML).await;
     let groups = app.get("/genesys/1/admin/groups").await.json();
     let dnis = &groups["groups"][0];
     assert_eq!(
@@ -149,9 +147,7 @@ on_every_backend!(groups_numbers_and_reservations, |backend| async move {
 
 #[tokio::test]
 async fn bad_input_names_the_field() {
-    let Some(app) = TestApp::spawn_with(Backend::Memory, TOML).await else {
-        return;
-    };
+    let app = TestApp::spawn_with(Backend::Memory, TOML).await;
     let put = |form: &'static [(&'static str, &'static str)]| {
         app.client
             .put(app.path("/genesys/1/admin/groups/DNIS"))
@@ -272,9 +268,7 @@ async fn admin_metrics_and_ops_auth() {
     let toml = format!(
         "[auth]\nusername = \"gms\"\npassword = \"s\"\n[auth.admin]\nusername = \"ops\"\npassword = \"o\"\n[auth.metrics]\nusername = \"prom\"\npassword = \"p\"\n{TOML}"
     );
-    let Some(app) = TestApp::spawn_with(Backend::Memory, &toml).await else {
-        return;
-    };
+    let app = TestApp::spawn_with(Backend::Memory, &toml).await;
     let get = |path: &str, auth: Option<String>| {
         let req = app.client.get(app.path(path));
         match auth {
@@ -313,9 +307,7 @@ async fn admin_metrics_and_ops_auth() {
 #[tokio::test]
 async fn metrics_count_requests_refusals_and_matches() {
     let toml = TOML.replace("100-104", "100");
-    let Some(app) = TestApp::spawn_with(Backend::Memory, &toml).await else {
-        return;
-    };
+    let app = TestApp::spawn_with(Backend::Memory, &toml).await;
     let a = app.session(&[]).await;
     app.request_access(&a, &[]).await;
     let b = app.session(&[]).await;
@@ -350,9 +342,7 @@ async fn metrics_count_requests_refusals_and_matches() {
 on_every_backend!(
     put_group_with_a_taken_number_changes_nothing,
     |backend| async move {
-        let Some(app) = TestApp::spawn_with(backend, TOML).await else {
-            return;
-        };
+        let app = TestApp::spawn_with(backend, TOML).await;
         let before = app.get("/genesys/1/admin/groups/DNIS").await.json();
         let put = |path: &'static str, form: &'static [(&'static str, &'static str)]| {
             app.client.put(app.path(path)).form(form)
@@ -407,9 +397,7 @@ on_every_backend!(
 on_every_backend!(
     allocation_change_restarts_round_robin,
     |backend| async move {
-        let Some(app) = TestApp::spawn_with(backend, TOML).await else {
-            return;
-        };
+        let app = TestApp::spawn_with(backend, TOML).await;
         let take = || async {
             let id = app.session(&[]).await;
             let number = app.request_access(&id, &[]).await.field("_access_number");

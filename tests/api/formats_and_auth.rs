@@ -8,9 +8,7 @@ use crate::support::Backend;
 
 #[tokio::test]
 async fn xml_when_asked() {
-    let Some(app) = TestApp::spawn(Backend::Memory).await else {
-        return;
-    };
+    let app = TestApp::spawn(Backend::Memory).await;
     let id = app.session(&[]).await;
     let req = app
         .client
@@ -50,9 +48,7 @@ async fn xml_when_asked() {
 
 #[tokio::test]
 async fn multipart_json_and_latin1_bodies() {
-    let Some(app) = TestApp::spawn(Backend::Memory).await else {
-        return;
-    };
+    let app = TestApp::spawn(Backend::Memory).await;
     let form = reqwest::multipart::Form::new()
         .text("name", "Zoë")
         .text("_ttl", "60");
@@ -128,9 +124,7 @@ async fn multipart_json_and_latin1_bodies() {
 
 #[tokio::test]
 async fn body_size_limit() {
-    let Some(app) = TestApp::spawn(Backend::Memory).await else {
-        return;
-    };
+    let app = TestApp::spawn(Backend::Memory).await;
     let big = "x".repeat(70 * 1024);
     let r = app
         .post("/genesys/1/service/callback", &[("blob", big.as_str())])
@@ -170,9 +164,7 @@ async fn basic_auth_server_wide_and_per_service() {
         [services.callback]
         type = "session"
     "#;
-    let Some(app) = TestApp::spawn_with(Backend::Memory, toml).await else {
-        return;
-    };
+    let app = TestApp::spawn_with(Backend::Memory, toml).await;
     let post = |path: &str, auth: Option<String>, form: Vec<(&'static str, String)>| {
         let mut req = app.client.post(app.path(path)).form(&form);
         if let Some(a) = auth {
@@ -235,8 +227,6 @@ async fn basic_auth_server_wide_and_per_service() {
 
 #[tokio::test]
 async fn unknown_routes_get_the_error_body() {
-    let Some(app) = TestApp::spawn(Backend::Memory).await else {
-        return;
-    };
+    let app = TestApp::spawn(Backend::Memory).await;
     app.get("/nope").await.error(404, "NotFound");
 }

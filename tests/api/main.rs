@@ -14,25 +14,30 @@ mod request_interaction;
 mod sessions;
 mod storage;
 
-/// Runs an async test body once per backend, each as its own #[tokio::test].
+/// Runs an async test body once per backend, each as its own #[tokio::test] under the
+/// per-test time limit; the PostgreSQL one is listed as ignored in a `no_postgres` build.
 #[macro_export]
 macro_rules! on_every_backend {
     ($name:ident, $body:expr) => {
         mod $name {
             #[allow(unused_imports)]
             use super::*;
-            use $crate::support::Backend;
+            use $crate::support::{Backend, limit::within};
             #[tokio::test]
             async fn memory() {
-                ($body)(Backend::Memory).await
+                within(($body)(Backend::Memory)).await
             }
             #[tokio::test]
             async fn sqlite() {
-                ($body)(Backend::Sqlite).await
+                within(($body)(Backend::Sqlite)).await
             }
             #[tokio::test]
+            #[cfg_attr(
+                no_postgres,
+                ignore = "needs PostgreSQL: set TEST_POSTGRES_URL=postgres://postgres@127.0.0.1:5432/test"
+            )]
             async fn postgres() {
-                ($body)(Backend::Postgres).await
+                within(($body)(Backend::Postgres)).await
             }
         }
     };

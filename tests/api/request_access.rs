@@ -17,9 +17,7 @@ on_every_backend!(reserves_renews_and_exhausts, |backend| async move {
         [services.callback]
         type = "session"
     "#;
-    let Some(app) = TestApp::spawn_with(backend, toml).await else {
-        return;
-    };
+    let app = TestApp::spawn_with(backend, toml).await;
     let id = app.session(&[]).await;
     let r = app.request_access(&id, &[]).await;
     assert_eq!(r.status, 200, "{}", r.text);
@@ -73,9 +71,7 @@ on_every_backend!(
         [services.callback]
         type = "session"
     "#;
-        let Some(app) = TestApp::spawn_with(backend, toml).await else {
-            return;
-        };
+        let app = TestApp::spawn_with(backend, toml).await;
         let mut ids = Vec::new();
         for _ in 0..150 {
             ids.push(app.session(&[]).await);
@@ -133,9 +129,7 @@ async fn booking_timeout_precedence_and_gms_fallback() {
         type = "session"
         _ttl = 3600
     "#;
-    let Some(app) = TestApp::spawn_with(Backend::Memory, toml).await else {
-        return;
-    };
+    let app = TestApp::spawn_with(Backend::Memory, toml).await;
     // (service, request value, expected seconds): request > service > group > 30.
     let cases = [
         ("request-access", None, 120),
@@ -184,9 +178,7 @@ async fn booking_timeout_precedence_and_gms_fallback() {
 
 #[tokio::test]
 async fn parameters_good_and_bad() {
-    let Some(app) = TestApp::spawn(Backend::Memory).await else {
-        return;
-    };
+    let app = TestApp::spawn(Backend::Memory).await;
     // (extra params, expected status, parameter named in the error)
     let cases: &[Case] = &[
         (&[("_provide_code", "true")], 200, ""),
@@ -258,9 +250,7 @@ async fn codes_have_the_asked_length_and_the_node_prefix() {
         [services.callback]
         type = "session"
     "#;
-    let Some(app) = TestApp::spawn_with(Backend::Memory, toml).await else {
-        return;
-    };
+    let app = TestApp::spawn_with(Backend::Memory, toml).await;
     for (extra, len) in [(vec![], 8), (vec![("_access_code_length", "5")], 5)] {
         let id = app.session(&[]).await;
         let code = app.request_access(&id, &extra).await.field("_access_code");
@@ -303,9 +293,7 @@ async fn session_and_group_errors() {
         type = "session"
         _ttl = 10
     "#;
-    let Some(app) = TestApp::spawn_with(Backend::Memory, toml).await else {
-        return;
-    };
+    let app = TestApp::spawn_with(Backend::Memory, toml).await;
     let r = app.post("/genesys/1/service/request-access", &[]).await;
     assert_eq!(r.error(400, "InvalidParameter"), "_id: required");
     let r = app.request_access("1-unknown", &[]).await;
@@ -346,9 +334,7 @@ async fn pool_health_and_expiry_free_the_number() {
         [services.callback]
         type = "session"
     "#;
-    let Some(app) = TestApp::spawn_with(Backend::Memory, toml).await else {
-        return;
-    };
+    let app = TestApp::spawn_with(Backend::Memory, toml).await;
     let a = app.session(&[]).await;
     let r = app
         .request_access(

@@ -4,14 +4,23 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use super::limit::Watchdog;
 use super::pg::Schema;
 use super::process::Node;
 
+/// The time limit of a cluster test: several real nodes under load are slow by design, more
+/// so on a debug build sharing two cores; at least 300 s, more if `TEST_TIME_LIMIT_SECS` says.
+pub fn limit() -> Duration {
+    super::limit::time_limit().max(Duration::from_secs(300))
+}
+
+/// Fields drop in order: the nodes are killed before their schema is dropped.
 pub struct Cluster {
     pub nodes: Vec<Node>,
     pub schema: Schema,
     pub dir: tempfile::TempDir,
     pub client: reqwest::Client,
+    _watchdog: Watchdog,
 }
 
 /// A config for node `id` with one group `DNIS` of `pool` numbers and long sessions.
@@ -49,9 +58,11 @@ _ttl = 3600
 }
 
 impl Cluster {
-    /// Starts `n` nodes on a fresh schema; `None` when PostgreSQL tests are not enabled.
-    pub async fn start(n: usize, pool: usize, booking: u32) -> Option<Cluster> {
-        let schema = Schema::create().await?;
+    /// Starts `n` nodes on a fresh schema; panics when PostgreSQL is not configured (mark the
+    /// test `#[cfg_attr(no_postgres, ignore = …)]`).
+    pub async fn start(n: usize, pool: usize, booking: u32) -> Cluster {
+        let watchdog = Watchdog::start(limit());
+        let schema = Schema::require().await;
         let dir = tempfile::tempdir().expect("dir");
         let url = schema.url_string();
         let nodes = (1..=n)
@@ -61,12 +72,13 @@ impl Cluster {
             .timeout(Duration::from_secs(10))
             .build()
             .expect("client");
-        Some(Cluster {
+        Cluster {
             nodes,
             schema,
             dir,
             client,
-        })
+            _watchdog: watchdog,
+        }
     }
 
     pub fn url(&self, node: usize) -> &str {

@@ -1,11 +1,13 @@
 //! Shared test support: a fresh store of each backend with a manual clock, and small builders.
 //!
-//! PostgreSQL runs when `TEST_POSTGRES_URL` is set (each test in its own schema, dropped after
-//! unless `KEEP_TEST_DB` is set); without it the test prints one line and passes, except under
-//! `CI=true`, where a missing database fails the run.
+//! PostgreSQL runs when `TEST_POSTGRES_URL` is set at build time (each test in its own schema,
+//! dropped after unless `KEEP_TEST_DB` is set); without it, tests marked
+//! `#[cfg_attr(no_postgres, ignore = "…")]` show as ignored in the summary (see `build.rs` and
+//! `pg.rs`). Every store a test opens carries a watchdog (`limit.rs`), so no test can hang.
 #![allow(dead_code)]
 
 pub mod cluster;
+pub mod limit;
 pub mod pg;
 pub mod process;
 
@@ -28,7 +30,20 @@ pub enum Backend {
     Postgres,
 }
 
+impl Backend {
+    /// Every backend this build tests: PostgreSQL only when enabled (see `pg::ENABLED`).
+    pub fn all() -> Vec<Backend> {
+        let mut all = vec![Backend::Memory, Backend::Sqlite];
+        if pg::ENABLED {
+            all.push(Backend::Postgres);
+        }
+        all
+    }
+}
+
 /// A store opened for one test, with the clock that test moves by hand.
+///
+/// Fields drop in order: the store handle goes before its schema or directory.
 pub struct TestStore {
     pub store: DynStore,
     pub clock: Arc<ManualClock>,
@@ -36,11 +51,24 @@ pub struct TestStore {
     pub backend: Backend,
     _dir: Option<tempfile::TempDir>,
     _schema: Option<pg::Schema>,
+    _watchdog: limit::Watchdog,
 }
 
 impl TestStore {
-    /// A fresh, empty store; `None` when the backend is not available here (PostgreSQL only).
+    /// A fresh, empty store, or a panic naming what is missing (a test that reaches this for
+    /// PostgreSQL in a `no_postgres` build was run with `--include-ignored`).
+    pub async fn require(backend: Backend) -> TestStore {
+        match TestStore::open(backend).await {
+            Some(t) => t,
+            None => panic!("{backend:?} store unavailable: this test {}", pg::IGNORE),
+        }
+    }
+
+    /// A fresh, empty store; `None` when the backend is not available here (PostgreSQL in a
+    /// `no_postgres` build, after one `skipped:` line). Prefer [`TestStore::require`] in a test
+    /// marked `#[cfg_attr(no_postgres, ignore = …)]`, so a skip is never counted as a pass.
     pub async fn open(backend: Backend) -> Option<TestStore> {
+        let watchdog = limit::Watchdog::for_test();
         let clock = Arc::new(ManualClock::starting_now());
         let (url, dir, schema) = match backend {
             Backend::Memory => (StoreUrl::Memory, None, None),
@@ -64,6 +92,7 @@ impl TestStore {
             backend,
             _dir: dir,
             _schema: schema,
+            _watchdog: watchdog,
         })
     }
 
