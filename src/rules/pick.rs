@@ -63,6 +63,13 @@ pub fn cursor_after_change(old: Allocation, new: Allocation, cursor: Pos) -> Pos
     if old == new { cursor } else { 0 }
 }
 
+/// Where a number added to a group goes: after every number the group has, and never before
+/// the round-robin cursor, so it is last in the walk and comes next if the walk already
+/// passed the end (a removed number's place is never given to a new one).
+pub fn next_position(last: Option<Pos>, cursor: Pos) -> Pos {
+    last.map_or(0, |p| p.saturating_add(1)).max(cursor)
+}
+
 /// When a number became free, for least-recently-used order: the moment its reservation
 /// ended, which is its expiry if it was released (a session ended, an admin release) only
 /// after it had already expired.
@@ -165,6 +172,17 @@ mod tests {
             .map(|&p| (f64::from(counts[p]) - 1000.0).powi(2) / 1000.0)
             .sum();
         assert!(chi < 18.47, "chi-square {chi}: {counts:?}");
+    }
+
+    #[test]
+    fn a_new_number_goes_last_and_not_behind_the_cursor() {
+        assert_eq!(next_position(None, 0), 0);
+        assert_eq!(next_position(Some(4), 2), 5);
+        assert_eq!(
+            next_position(Some(1), 3),
+            3,
+            "the last one was removed after a pick"
+        );
     }
 
     #[test]

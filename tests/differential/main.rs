@@ -114,6 +114,10 @@ async fn random_allocation_is_uniform_on_sqlite() {
 }
 
 #[tokio::test]
+#[cfg_attr(
+    no_postgres,
+    ignore = "needs PostgreSQL: set TEST_POSTGRES_URL=postgres://postgres@127.0.0.1:5432/test"
+)]
 async fn random_allocation_is_uniform_on_postgres() {
     uniformity::check(support::Backend::Postgres).await;
 }

@@ -7,6 +7,7 @@ use tokio_postgres::Transaction;
 use super::pg_error;
 use super::sessions::left;
 use crate::domain::{AccessNumber, Allocation, GroupName, SessionId};
+use crate::rules;
 use crate::store::{
     AddNumbers, DeleteGroup, GroupChange, GroupDetail, GroupSettings, GroupStats, NumberState,
     NumberView, PutGroup, RemoveNumber, ReservationFilter, ReservationView, StoreError,
@@ -249,16 +250,31 @@ pub(super) async fn drop_gone(
     Ok(())
 }
 
-/// Appends numbers to a group after its last position.
+/// Appends numbers to a group at `rules::next_position` (after its last number, never behind
+/// the round-robin cursor). Callers hold the group row's lock.
 pub(super) async fn append(
     tx: &Transaction<'_>,
     group: &str,
     numbers: &[&str],
 ) -> Result<(), StoreError> {
+    let row = tx
+        .query_one(
+            "SELECT (SELECT max(position) FROM numbers WHERE group_name = $1),
+                    (SELECT cursor FROM groups WHERE name = $1)",
+            &[&group],
+        )
+        .await
+        .map_err(pg_error)?;
+    let last: Option<i64> = row.get(0);
+    let cursor: Option<i64> = row.get(1);
+    let pos = |v: i64| {
+        rules::Pos::try_from(v.max(0)).map_err(|e| StoreError::corrupt("numbers.position", e))
+    };
+    let start = rules::next_position(last.map(pos).transpose()?, pos(cursor.unwrap_or(0))?);
     let sql = "INSERT INTO numbers (number, group_name, position)
-               SELECT n, $2, (SELECT coalesce(max(position) + 1, 0) FROM numbers WHERE group_name = $2) + ord - 1
+               SELECT n, $2, $3 + ord - 1
                FROM unnest($1::text[]) WITH ORDINALITY AS t(n, ord)";
-    tx.execute(sql, &[&numbers, &group])
+    tx.execute(sql, &[&numbers, &group, &i64::from(start)])
         .await
         .map_err(pg_error)?;
     Ok(())

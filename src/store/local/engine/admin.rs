@@ -9,6 +9,7 @@ use crate::store::{
 };
 
 use super::{Engine, Group, GroupIdx, Slot, SlotState};
+use crate::rules;
 use crate::store::local::free_set::FreeSet;
 use crate::store::local::journal::{Change, ChangeLog, record};
 
@@ -51,7 +52,7 @@ impl Engine {
             .iter()
             .filter_map(|slot| {
                 let state = match &slot.state {
-                    SlotState::Free => NumberState::Free,
+                    SlotState::Free(_) => NumberState::Free,
                     SlotState::Gone => return None,
                     SlotState::Held(h) => {
                         let session = h.session.clone();
@@ -100,18 +101,22 @@ impl Engine {
         };
         self.reap(g, now);
         let group = self.group_mut(g);
-        if group.settings.allocation != settings.allocation {
-            let mut free = FreeSet::new(settings.allocation);
+        let (old, new) = (group.settings.allocation, settings.allocation);
+        if old != new {
+            // The free numbers keep the time each became free (least-recently-used order).
+            let mut free = FreeSet::new(new);
             for (pos, slot) in group.slots.iter().enumerate() {
-                if matches!(slot.state, SlotState::Free) {
-                    free.insert(pos as u32, now);
+                if let SlotState::Free(since) = slot.state {
+                    free.insert(pos as u32, since);
                 }
             }
+            let cursor = rules::cursor_after_change(old, new, group.free.cursor().unwrap_or(0));
+            free.set_cursor(cursor);
             group.free = free;
             let name = settings.name.clone();
             record(log, || Change::Cursor {
                 group: name,
-                cursor: 0,
+                cursor,
             });
         }
         group.settings = settings;
@@ -229,7 +234,14 @@ impl Engine {
 
     fn push_number(&mut self, g: GroupIdx, number: AccessNumber, log: &mut ChangeLog) {
         let group = self.group_mut(g);
-        let pos = group.slots.len() as u32;
+        let last = (group.slots.len() as u32).checked_sub(1);
+        let pos = rules::next_position(last, group.free.cursor().unwrap_or(0));
+        while (group.slots.len() as u32) < pos {
+            group.slots.push(Slot {
+                number: number.clone(),
+                state: SlotState::Gone,
+            });
+        }
         let name = group.settings.name.clone();
         record(log, || Change::Number {
             group: name,
@@ -239,7 +251,7 @@ impl Engine {
         });
         group.slots.push(Slot {
             number: number.clone(),
-            state: SlotState::Free,
+            state: SlotState::Free(UnixMillis(0)),
         });
         group.free.insert(pos, UnixMillis(0));
         group.active += 1;
@@ -266,7 +278,7 @@ impl Engine {
         let group = self.group_mut(g);
         let slot = &mut group.slots[pos as usize];
         match &mut slot.state {
-            SlotState::Free => {
+            SlotState::Free(_) => {
                 slot.state = SlotState::Gone;
                 group.free.remove(pos);
                 group.active -= 1;

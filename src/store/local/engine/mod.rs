@@ -58,7 +58,8 @@ struct Slot {
 
 #[derive(Debug)]
 enum SlotState {
-    Free,
+    /// Free since this time (least-recently-used order, kept across strategy changes).
+    Free(UnixMillis),
     Held(Box<Hold>),
     /// Removed from the group; the position stays so round-robin order is stable.
     Gone,

@@ -36,11 +36,12 @@ impl Engine {
     ) {
         let group = self.group_mut(g);
         let slot = &mut group.slots[pos as usize];
-        let SlotState::Held(hold) = std::mem::replace(&mut slot.state, SlotState::Free) else {
+        let SlotState::Held(hold) = std::mem::replace(&mut slot.state, SlotState::Gone) else {
             return;
         };
         let number = slot.number.clone();
         let freed_at = rules::freed_at(hold.expires_at, freed_at);
+        slot.state = SlotState::Free(freed_at);
         record(log, || Change::Released {
             number: number.clone(),
             freed_at,

@@ -102,7 +102,7 @@ impl Engine {
             let pos = group.slots.len() as u32;
             group.slots.push(Slot {
                 number: n.number.clone(),
-                state: SlotState::Free,
+                state: SlotState::Free(n.freed_at),
             });
             self.index_number(&n.number, (g, pos));
             if n.retiring {
@@ -143,9 +143,13 @@ impl Engine {
                 .map_or(freed_at, |&at| at.max(freed_at));
             let group = self.group_mut(g);
             group.active += 1;
-            match group.slots[pos as usize].state {
+            let slot = &mut group.slots[pos as usize];
+            match slot.state {
                 SlotState::Held(_) => group.reserved += 1,
-                _ => group.free.insert(pos, freed_at),
+                _ => {
+                    slot.state = SlotState::Free(freed_at);
+                    group.free.insert(pos, freed_at);
+                }
             }
         }
         let mut gone = Vec::new();
