@@ -4,7 +4,7 @@
 //! answers only after its effect is durable for that backend. Backends are picked once from
 //! the store URL by [`open`] and then hidden behind `Arc<dyn Store>`.
 //!
-//! Invariants every backend keeps (the conformance suite in `tests/store_conformance.rs`
+//! Invariants every backend keeps (the conformance suite in `tests/conformance/`
 //! checks them on each):
 //! - A number is in at most one live reservation. A reservation is live while `now < expires_at`
 //!   and it was neither matched nor released; reads decide this, never a sweeper.

@@ -23,12 +23,18 @@ pub async fn apply_groups(
     specs: &[GroupSpec],
 ) -> Result<Vec<String>, StoreError> {
     // The connection's statement timeout is sized for requests; this transaction is not one.
-    tx.batch_execute("SET LOCAL statement_timeout = 0; SET LOCAL lock_timeout = 0")
+    // It is still bounded, by TIMEOUT, so one stuck node cannot hold the others forever.
+    tx.batch_execute("SET LOCAL statement_timeout = '600s'; SET LOCAL lock_timeout = '600s'")
         .await
         .map_err(pg_error)?;
-    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOCK_KEY])
-        .await
-        .map_err(pg_error)?;
+    // One lock per schema: nodes sharing a schema queue, stores in other schemas (tests,
+    // several deployments in one database) do not.
+    tx.execute(
+        "SELECT pg_advisory_xact_lock(hashtextextended(current_schema(), $1))",
+        &[&LOCK_KEY],
+    )
+    .await
+    .map_err(pg_error)?;
     let mut notes = Vec::new();
     let mut changed = false;
     for spec in specs {

@@ -15,9 +15,13 @@ const MIGRATIONS: [&str; 3] = [
 const LOCK_KEY: i64 = 0x6163_6365_7373;
 
 pub async fn migrate(tx: &Transaction<'_>, _now: i64) -> Result<(), StoreError> {
-    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOCK_KEY])
-        .await
-        .map_err(pg_error)?;
+    // One lock per schema, as for applying groups (apply.rs).
+    tx.execute(
+        "SELECT pg_advisory_xact_lock(hashtextextended(current_schema(), $1))",
+        &[&LOCK_KEY],
+    )
+    .await
+    .map_err(pg_error)?;
     tx.batch_execute("CREATE TABLE IF NOT EXISTS schema_migrations (version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())")
         .await
         .map_err(pg_error)?;
