@@ -19,7 +19,7 @@
 //!   expired before its session was ended.
 //! - `random_allocation_is_uniform_on_<store>`: random allocation picks uniformly among the
 //!   free numbers (a chi-square test), which answer-by-answer comparison cannot see. It is a
-//!   statistical test: a correct store fails it once in 1000 runs.
+//!   statistical test: a correct store fails it once in a million runs.
 //!
 //! PostgreSQL joins when `TEST_POSTGRES_URL` is set (see `support::pg::base_url`: skipped with
 //! a message otherwise, required under `CI=true`).

@@ -30,10 +30,13 @@ const BUDGET: Duration = Duration::from_secs(12);
 /// trip). Within a batch the picks are without replacement, which leaves each number's
 /// chance uniform under the hypothesis and only makes the test more conservative.
 const BATCH: usize = 4;
-/// Upper 0.1 % point of the chi-square distribution with 9 degrees of freedom (10 free
-/// numbers - 1): 27.877. Source: NIST/SEMATECH e-Handbook of Statistical Methods, section
-/// 1.3.6.7.4, "Critical Values of the Chi-Square Distribution" (upper tail, 0.001).
-const CRITICAL_DF9_P001: f64 = 27.877;
+/// Upper 10^-6 point of the chi-square distribution with 9 degrees of freedom (10 free
+/// numbers - 1): 44.811, computed from the regularized incomplete gamma function (the
+/// 0.001 point, 27.877, is in the NIST/SEMATECH e-Handbook, section 1.3.6.7.4, and the same
+/// computation reproduces it). Why so strict: CI runs this on three stores every time, so a
+/// correct store may fail it only once in a million runs; the biased allocation this test
+/// was written for scored 130 to 190.
+const CRITICAL_DF9: f64 = 44.811;
 
 pub async fn check(backend: Backend) {
     let Some(t) = TestStore::open(backend).await else {
@@ -113,7 +116,7 @@ pub async fn check(backend: Backend) {
         .map(|&c| (c as f64 - expected).powi(2) / expected)
         .sum();
     eprintln!(
-        "{store}: {draws} random picks in {:.1} s, chi-square {chi2:.2} (critical {CRITICAL_DF9_P001})",
+        "{store}: {draws} random picks in {:.1} s, chi-square {chi2:.2} (critical {CRITICAL_DF9})",
         started.elapsed().as_secs_f64()
     );
     assert_eq!(
@@ -123,9 +126,9 @@ pub async fn check(backend: Backend) {
     );
     let table: Vec<String> = counts.iter().map(|(n, c)| format!("{n}: {c}")).collect();
     assert!(
-        chi2 < CRITICAL_DF9_P001,
+        chi2 < CRITICAL_DF9,
         "{store}: random allocation is not uniform among the free numbers: chi-square \
-         {chi2:.1} >= {CRITICAL_DF9_P001} (df 9, p = 0.001) over {draws} picks, {expected:.0} \
+         {chi2:.1} >= {CRITICAL_DF9} (df 9, p = 1e-6) over {draws} picks, {expected:.0} \
          expected each; busy positions {BUSY:?}; picks per free number: {}",
         table.join(", ")
     );
