@@ -6,11 +6,12 @@
 //! same time take different numbers instead of queueing: a number another transaction is
 //! taking is, for this one, not free.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use rand::Rng;
+use rand::seq::SliceRandom;
 use tokio_postgres::Transaction;
-use tokio_postgres::types::Type;
+use tokio_postgres::types::{ToSql, Type};
 
 use super::pg_error;
 use crate::domain::{AccessCode, Allocation, BookingTimeout, PhoneNumber};
@@ -139,7 +140,8 @@ pub async fn candidates(
             if rows.len() < wanted {
                 // Wrapping round: the numbers before the cursor, in order.
                 let before = from.replace("position >= $3", "position < $3");
-                rows.extend(query(tx, &before, group, now, i64::from(cursor), limit).await?);
+                let short = (wanted - rows.len()) as i64;
+                rows.extend(query(tx, &before, group, now, i64::from(cursor), short).await?);
             }
             rows
         }
@@ -208,11 +210,13 @@ async fn lock_cursor(tx: &Transaction<'_>, group: &str) -> Result<Pos, StoreErro
     Ok(Pos::try_from(cursor.max(0)).unwrap_or(Pos::MAX))
 }
 
-/// A uniform sample of the group's free numbers: probes random positions (one index lookup
-/// each, whatever the pool size) and keeps the free ones. Every free number is equally likely
-/// to be found, so a uniform pick among those found is a uniform pick among all free ones
-/// (`rules::FreeNumbers::nth`). When the probes find fewer than `wanted` (a nearly full pool)
-/// it reads every free number instead: rarer, and just as uniform.
+/// A uniform random choice of `wanted` free numbers of the group, locked. It looks at random
+/// positions first (one index probe each, whatever the pool size), without locking, and
+/// shuffles the free numbers found; when those are too few (a nearly full pool) it reads every
+/// free number instead. Either way every free number is equally likely to come first, so the
+/// first `wanted` that can still be locked are a uniform choice (`rules::FreeNumbers::nth`).
+/// Only those are locked: a batch never holds more free numbers than it takes, so other nodes
+/// claiming in the same small pool are not refused for numbers nobody uses.
 async fn random_sample(
     tx: &Transaction<'_>,
     now: i64,
@@ -237,30 +241,71 @@ async fn random_sample(
     };
     let sql = format!(
         "SELECT number, position, freed_at FROM numbers WHERE group_name = $1 AND {FREE}
-         AND position = ANY($3) FOR UPDATE SKIP LOCKED"
+         AND position = ANY($3)"
     );
-    let rows = tx
-        .query_typed(
-            &sql,
-            &[
-                (&group, Type::TEXT),
-                (&now, Type::INT8),
-                (&positions, Type::INT8_ARRAY),
-            ],
-        )
-        .await
-        .map_err(pg_error)?;
-    if rows.len() >= wanted {
-        return Ok(rows
-            .iter()
-            .map(|r| (r.get(0), r.get(1), r.get(2)))
-            .collect());
+    let params: [(&(dyn ToSql + Sync), Type); 3] = [
+        (&group, Type::TEXT),
+        (&now, Type::INT8),
+        (&positions, Type::INT8_ARRAY),
+    ];
+    let found = tx.query_typed(&sql, &params).await.map_err(pg_error)?;
+    let mut locked = lock_some(tx, now, shuffled(rows3(&found)), wanted).await?;
+    if locked.len() < wanted {
+        let sql = format!(
+            "SELECT number, position, freed_at FROM numbers WHERE group_name = $1 AND {FREE}"
+        );
+        let every = tx
+            .query_typed(&sql, &[(&group, Type::TEXT), (&now, Type::INT8)])
+            .await
+            .map_err(pg_error)?;
+        let rest = rows3(&every)
+            .into_iter()
+            .filter(|(n, _, _)| !locked.iter().any(|(m, _, _)| m == n))
+            .collect();
+        let more = lock_some(tx, now, shuffled(rest), wanted - locked.len()).await?;
+        locked.extend(more);
     }
+    Ok(locked)
+}
+
+fn rows3(rows: &[tokio_postgres::Row]) -> Vec<Row3> {
+    rows.iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect()
+}
+
+fn shuffled(mut rows: Vec<Row3>) -> Vec<Row3> {
+    rows.shuffle(&mut rand::rng());
+    rows
+}
+
+/// Locks the first `wanted` of `rows`, in their order, that are still free and not locked by
+/// another transaction (a row taken meanwhile is skipped, the next one tried).
+async fn lock_some(
+    tx: &Transaction<'_>,
+    now: i64,
+    rows: Vec<Row3>,
+    wanted: usize,
+) -> Result<Vec<Row3>, StoreError> {
     let sql = format!(
-        "SELECT number, position, freed_at FROM numbers WHERE group_name = $1 AND {FREE}
-         AND $3 = $3 ORDER BY position LIMIT $4 FOR UPDATE SKIP LOCKED"
+        "SELECT number, position, freed_at FROM numbers WHERE number = ANY($1) AND {FREE}
+         FOR UPDATE SKIP LOCKED"
     );
-    query(tx, &sql, group, now, 0, i64::MAX).await
+    let mut locked = Vec::with_capacity(wanted);
+    let mut rest = rows.as_slice();
+    while locked.len() < wanted && !rest.is_empty() {
+        let (chunk, after) = rest.split_at((wanted - locked.len()).min(rest.len()));
+        rest = after;
+        let numbers: Vec<&str> = chunk.iter().map(|(n, _, _)| n.as_str()).collect();
+        let got = tx
+            .query_typed(&sql, &[(&numbers, Type::TEXT_ARRAY), (&now, Type::INT8)])
+            .await
+            .map_err(pg_error)?;
+        let got: HashSet<String> = got.iter().map(|r| r.get(0)).collect();
+        // Keep the shuffled order: the rules pick by index among these.
+        locked.extend(chunk.iter().filter(|(n, _, _)| got.contains(n)).cloned());
+    }
+    Ok(locked)
 }
 
 /// The expiry of every live reservation in a group (Retry-After on an empty pool).

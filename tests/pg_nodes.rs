@@ -1,0 +1,72 @@
+//! Two nodes on one PostgreSQL store, at the store level: claims made at the same moment in a
+//! small pool must each take only the numbers they use. A batch that locked every free number
+//! it looked at (random allocation probes many) would leave the other node a pool that looks
+//! empty, and its callers would be refused although numbers were free.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use access_broker::clock::ManualClock;
+use access_broker::domain::Allocation;
+use access_broker::store::{self, DynStore, MatchRequest, StoreOptions};
+use support::{TestStore, group, new_session, reserve_request};
+
+const POOL: u32 = 8;
+const ROUNDS: usize = 30;
+
+async fn second_node(t: &TestStore) -> DynStore {
+    let options = StoreOptions {
+        clock: t.clock.clone() as Arc<ManualClock>,
+        node_id: "8".into(),
+        ..support::options(&t.clock)
+    };
+    store::open(&t.url, &options)
+        .await
+        .expect("second node opens")
+}
+
+#[tokio::test]
+#[cfg_attr(
+    no_postgres,
+    ignore = "needs PostgreSQL: set TEST_POSTGRES_URL=postgres://postgres@127.0.0.1:5432/test"
+)]
+async fn concurrent_claims_in_a_small_pool_leave_each_other_the_rest() {
+    support::limit::within(async {
+        for allocation in [Allocation::Random, Allocation::RoundRobin, Allocation::LeastRecentlyUsed] {
+            let t = TestStore::require(support::Backend::Postgres).await;
+            let spec = group("NODES", POOL, allocation);
+            t.store.apply_groups(std::slice::from_ref(&spec)).await.expect("apply");
+            let b = second_node(&t).await;
+            let g = &spec.settings.name;
+            for round in 0..ROUNDS {
+                let mut calls = Vec::new();
+                for i in 0..POOL {
+                    let node = if i % 2 == 0 { t.store.clone() } else { b.clone() };
+                    let session = node
+                        .create_session(new_session(Duration::from_secs(600), vec![]))
+                        .await
+                        .expect("session");
+                    let req = reserve_request(&session.id, g);
+                    calls.push(tokio::spawn(async move { node.reserve(req).await }));
+                }
+                let mut numbers = Vec::new();
+                for call in calls {
+                    match call.await.expect("task") {
+                        Ok(r) => numbers.push(r.number),
+                        Err(e) => panic!("{allocation} round {round}: refused with {e:?} while the pool had room for every caller"),
+                    }
+                }
+                numbers.sort();
+                numbers.dedup();
+                assert_eq!(numbers.len(), POOL as usize, "{allocation}: distinct numbers");
+                for number in numbers {
+                    let m = MatchRequest { number, code: None, phone: None, code_required: false, end_session: true };
+                    assert!(t.store.match_reservation(m).await.expect("match").is_some());
+                }
+            }
+        }
+    })
+    .await;
+}
