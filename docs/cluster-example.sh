@@ -51,7 +51,7 @@ cleanup() {
   fi
   if $schema_made; then
     echo "dropping schema $SCHEMA ..."
-    psql -q "$PG" -c "DROP SCHEMA IF EXISTS $SCHEMA CASCADE" >/dev/null ||
+    psql -q "$PG" -c "SET client_min_messages = warning; DROP SCHEMA IF EXISTS $SCHEMA CASCADE" >/dev/null ||
       echo "warning: could not drop schema $SCHEMA; drop it by hand" >&2
   fi
   rm -rf "$DIR"
@@ -96,11 +96,12 @@ done
 # Starts node $1 on a free port and prints its base URL once /ready answers 200.
 start_node() {
   local n=$1 log="$DIR/node$1.log" addr="" i
+  : >"$log" # exists before the node opens it, so the first look below cannot fail
   "${BIN[@]}" serve --config "$DIR/node$n.toml" --listen 127.0.0.1:0 --store "$STORE" \
     >/dev/null 2>"$log" &
   PIDS+=($!)
   for ((i = 0; i < READY_TRIES; i++)); do
-    addr=$(sed -n 's/.*listening on \([^ ]*\).*/\1/p' "$log" | head -n 1)
+    addr=$(sed -n 's/.*listening on \([^ ]*\).*/\1/p' "$log" | head -n 1 || true)
     [[ -n $addr ]] && break
     kill -0 "${PIDS[-1]}" 2>/dev/null || { echo "error: node $n exited before listening" >&2; return 1; }
     sleep 0.5
