@@ -8,6 +8,9 @@
 //!   PostgreSQL, so it only runs when asked for (`.ci/run` asks).
 //! - `browser_tests`: `ACCESS_BROKER_BROWSER_TESTS=1`; the browser test needs Chromium and
 //!   chromium-driver installed (`.ci/run` installs them and asks).
+//! - `no_systemd_analyze`: no `systemd-analyze` on `PATH`, so `tests/deploy_files.rs` cannot
+//!   verify `deploy/access-broker.service`. Looked up when this script runs (not re-checked
+//!   when systemd is installed later: `touch build.rs` then).
 //!
 //! Changing one of these variables re-runs this script and rebuilds the crate and its tests
 //! (the flags reach every target of the package); the library itself never reads them.
@@ -28,7 +31,9 @@ fn main() {
     ] {
         println!("cargo::rerun-if-env-changed={name}");
     }
-    println!("cargo::rustc-check-cfg=cfg(no_postgres, outage_tests, browser_tests)");
+    println!(
+        "cargo::rustc-check-cfg=cfg(no_postgres, outage_tests, browser_tests, no_systemd_analyze)"
+    );
 
     let ci = env::var("CI").is_ok_and(|v| v == "true");
     let postgres_feature = env::var_os("CARGO_FEATURE_POSTGRES").is_some();
@@ -41,4 +46,12 @@ fn main() {
     if is_set("ACCESS_BROKER_BROWSER_TESTS") {
         println!("cargo::rustc-cfg=browser_tests");
     }
+    if !on_path("systemd-analyze") {
+        println!("cargo::rustc-cfg=no_systemd_analyze");
+    }
+}
+
+fn on_path(program: &str) -> bool {
+    env::var_os("PATH")
+        .is_some_and(|path| env::split_paths(&path).any(|dir| dir.join(program).is_file()))
 }
