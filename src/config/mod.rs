@@ -33,6 +33,8 @@ pub struct Config {
     pub admin_auth: Option<Credentials>,
     /// `[auth.metrics]`: guards `/metrics` when set.
     pub metrics_auth: Option<Credentials>,
+    /// `[limits]`: only what this build enforces (the rest is refused at load).
+    pub limits: LimitsConfig,
     /// Resource groups in config order.
     pub groups: Vec<GroupSpec>,
     pub services: BTreeMap<ServiceName, ServiceConfig>,
@@ -51,6 +53,34 @@ pub struct ServerConfig {
     pub max_connections: usize,
     pub sqlite_synchronous: SqliteSync,
 }
+
+/// `[limits]` as far as this build acts on it.
+#[derive(Debug, Clone, Default)]
+pub struct LimitsConfig {
+    /// Behind a trusted proxy: the header whose first address names the client
+    /// (`x-forwarded-for`); `None` uses the connection's peer address.
+    pub client_ip_header: Option<axum::http::HeaderName>,
+}
+
+/// The environment variables that give credentials, per config section, as
+/// `(section, username variable, password variable)`. They beat the file, key by key.
+pub const CREDENTIAL_ENV: [(&str, &str, &str); 3] = [
+    (
+        "auth",
+        "ACCESS_BROKER_AUTH_USERNAME",
+        "ACCESS_BROKER_AUTH_PASSWORD",
+    ),
+    (
+        "auth.admin",
+        "ACCESS_BROKER_ADMIN_USERNAME",
+        "ACCESS_BROKER_ADMIN_PASSWORD",
+    ),
+    (
+        "auth.metrics",
+        "ACCESS_BROKER_METRICS_USERNAME",
+        "ACCESS_BROKER_METRICS_PASSWORD",
+    ),
+];
 
 #[derive(Clone, PartialEq, Eq)]
 pub struct Credentials {
@@ -133,14 +163,71 @@ impl Config {
         let origin = path.display().to_string();
         let text = std::fs::read_to_string(path)
             .map_err(|e| ConfigError::new(&origin, "", format!("cannot read: {e}")))?;
-        Self::from_toml(&text, &origin)
+        Self::from_toml_in(&text, &origin, path.parent())
     }
 
     /// Parses and validates TOML text; `origin` names it in errors (usually the file path).
+    /// A relative `password_file` is read from the current folder.
     pub fn from_toml(text: &str, origin: &str) -> Result<(Config, Warnings), ConfigError> {
+        Self::from_toml_in(text, origin, None)
+    }
+
+    /// As [`Config::from_toml`], with relative `password_file` paths read from `base`
+    /// (the config file's folder).
+    pub fn from_toml_in(
+        text: &str,
+        origin: &str,
+        base: Option<&Path>,
+    ) -> Result<(Config, Warnings), ConfigError> {
         let raw: raw::RawConfig =
             toml::from_str(text).map_err(|e| build::toml_error(origin, text, &e))?;
-        build::build(raw, origin)
+        build::build(raw, origin, base)
+    }
+
+    /// Applies the credential variables of [`CREDENTIAL_ENV`] (read through `env`, so tests
+    /// need not touch the process environment) over the file: each variable beats its key,
+    /// and a section they complete or create must end up with both a username and a password.
+    /// An empty variable counts as unset.
+    pub fn with_env_credentials(
+        mut self,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        for (section, user_var, password_var) in CREDENTIAL_ENV {
+            let slot = match section {
+                "auth" => &mut self.auth,
+                "auth.admin" => &mut self.admin_auth,
+                _ => &mut self.metrics_auth,
+            };
+            let user = env(user_var).filter(|v| !v.is_empty());
+            let password = env(password_var).filter(|v| !v.is_empty());
+            if user.is_none() && password.is_none() {
+                continue;
+            }
+            let user = user.or_else(|| slot.as_ref().map(|c| c.username.clone()));
+            let password = password
+                .map(Secret::new)
+                .or_else(|| slot.as_ref().map(|c| c.password.clone()));
+            match (user, password) {
+                (Some(username), Some(password)) => {
+                    *slot = Some(Credentials { username, password });
+                }
+                (None, _) => {
+                    return Err(ConfigError::new(
+                        "environment",
+                        password_var,
+                        format!("set, but [{section}] has no username: set {user_var} too"),
+                    ));
+                }
+                (_, None) => {
+                    return Err(ConfigError::new(
+                        "environment",
+                        user_var,
+                        format!("set, but [{section}] has no password: set {password_var} too"),
+                    ));
+                }
+            }
+        }
+        Ok(self)
     }
 
     /// Applies `--listen` / `--store` (or their environment variables) over the file.
@@ -179,10 +266,11 @@ pub fn check_config_report(config: &Config) -> String {
             .settings
             .booking_timeout
             .map_or("default 30 s".to_owned(), |t| format!("{} s", t.secs()));
+        let size = g.numbers.len();
         out.push_str(&format!(
-            "group {}: {} numbers, {}, booking {timeout}\n",
+            "group {}: {size} number{}, {}, booking {timeout}\n",
             g.settings.name,
-            g.numbers.len(),
+            if size == 1 { "" } else { "s" },
             g.settings.allocation
         ));
     }
