@@ -467,6 +467,154 @@ mod tests {
     }
 
     #[test]
+    fn a_password_file_gives_its_first_line_and_excludes_an_inline_password() {
+        let dir = tempfile::tempdir().expect("dir");
+        std::fs::write(dir.path().join("pw"), "from-file\r\nsecond line\n").expect("write");
+        let text = "[auth]\nusername = \"gms\"\npassword_file = \"pw\"\n\
+                    [auth.admin]\nusername = \"ops\"\npassword_file = \"pw\"\n";
+        let (c, _) = Config::from_toml_in(text, "t.toml", Some(dir.path())).expect("valid");
+        let pw = |c: &Option<Credentials>| c.as_ref().map(|c| c.password.expose().to_owned());
+        assert_eq!(pw(&c.auth).as_deref(), Some("from-file"));
+        assert_eq!(pw(&c.admin_auth).as_deref(), Some("from-file"));
+        let cases = [
+            (
+                "[auth]\nusername = \"u\"\npassword = \"p\"\npassword_file = \"pw\"\n",
+                "auth.password_file",
+            ),
+            (
+                "[auth.metrics]\nusername = \"u\"\npassword_file = \"missing\"\n",
+                "auth.metrics.password_file",
+            ),
+            (
+                "[services.x]\ntype = \"session\"\nusername = \"u\"\npassword = \"p\"\npassword_file = \"pw\"\n",
+                "services.x.password_file",
+            ),
+        ];
+        for (text, key) in cases {
+            let err = Config::from_toml_in(text, "t.toml", Some(dir.path()))
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_else(|| panic!("accepted: {text}"));
+            assert!(err.contains(key), "{key}: {err}");
+        }
+        let err = load("[auth]\nusername = \"u\"\npassword_file = \"/no/such/pw\"\n")
+            .err()
+            .unwrap_or_default();
+        assert!(
+            err.contains("/no/such/pw") && err.contains("auth.password_file"),
+            "{err}"
+        );
+        let (c, _) = Config::from_toml_in(
+            "[services.x]\ntype = \"session\"\nusername = \"u\"\npassword_file = \"pw\"\n",
+            "t.toml",
+            Some(dir.path()),
+        )
+        .expect("valid");
+        let creds = c
+            .services
+            .values()
+            .next()
+            .and_then(|s| s.credentials.clone());
+        assert_eq!(pw(&creds).as_deref(), Some("from-file"));
+    }
+
+    #[test]
+    fn credential_variables_beat_the_file_key_by_key() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |k: &str| {
+                pairs
+                    .iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| v.to_string())
+            }
+        };
+        let (c, _) = load("[auth]\nusername = \"gms\"\npassword = \"file\"\n").expect("valid");
+        let c = c
+            .with_env_credentials(env(&[("ACCESS_BROKER_AUTH_PASSWORD", "env")]))
+            .expect("valid");
+        let auth = c.auth.expect("auth");
+        assert_eq!(
+            (auth.username.as_str(), auth.password.expose()),
+            ("gms", "env")
+        );
+        let c = Config::demo()
+            .with_env_credentials(env(&[
+                ("ACCESS_BROKER_ADMIN_USERNAME", "ops"),
+                ("ACCESS_BROKER_ADMIN_PASSWORD", "s3"),
+                ("ACCESS_BROKER_METRICS_USERNAME", ""),
+            ]))
+            .expect("valid");
+        assert!(c.auth.is_none() && c.metrics_auth.is_none());
+        assert_eq!(c.admin_auth.map(|a| a.username), Some("ops".to_owned()));
+        let err = Config::demo()
+            .with_env_credentials(env(&[("ACCESS_BROKER_METRICS_USERNAME", "prom")]))
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("ACCESS_BROKER_METRICS_PASSWORD"), "{err}");
+        assert!(
+            !format!(
+                "{:?}",
+                Config::demo().with_env_credentials(env(&[
+                    ("ACCESS_BROKER_AUTH_USERNAME", "u"),
+                    ("ACCESS_BROKER_AUTH_PASSWORD", "hunter2"),
+                ]))
+            )
+            .contains("hunter2")
+        );
+    }
+
+    #[test]
+    fn limits_parse_and_unenforced_ones_are_refused() {
+        let (c, _) = load("[limits]\nrequests_per_second = 0\nreservations_per_client = 0\nmax_sessions = 0\nmax_storage_bytes = 0\nclient_ip_header = \"X-Forwarded-For\"\n")
+            .expect("valid");
+        assert_eq!(
+            c.limits.client_ip_header.as_ref().map(|h| h.as_str()),
+            Some("x-forwarded-for")
+        );
+        let (c, _) = load("[limits]\nclient_ip_header = \"\"\n").expect("valid");
+        assert!(c.limits.client_ip_header.is_none());
+        for (text, key, says) in [
+            (
+                "requests_per_second = 10",
+                "limits.requests_per_second",
+                "not supported yet",
+            ),
+            (
+                "reservations_per_client = 2",
+                "limits.reservations_per_client",
+                "not supported yet",
+            ),
+            (
+                "max_sessions = 1000",
+                "limits.max_sessions",
+                "not supported yet",
+            ),
+            (
+                "max_storage_bytes = 1",
+                "limits.max_storage_bytes",
+                "not supported yet",
+            ),
+            (
+                "max_sessions = -1",
+                "limits.max_sessions",
+                "0 (off) or more",
+            ),
+            (
+                "client_ip_header = \"x forwarded\"",
+                "limits.client_ip_header",
+                "not a header name",
+            ),
+            ("burst = 3", "limits.burst", "unknown key"),
+        ] {
+            let err = load(&format!("[limits]\n{text}\n"))
+                .err()
+                .unwrap_or_default();
+            assert!(err.contains(key) && err.contains(says), "{text}: {err}");
+        }
+    }
+
+    #[test]
     fn secrets_stay_out_of_debug_output() {
         let (c, _) = load("[auth]\nusername = \"gms\"\npassword = \"hunter2\"\n").expect("valid");
         assert!(!format!("{c:?}").contains("hunter2"));
