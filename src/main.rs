@@ -47,12 +47,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Serve(args) => {
             let (config, warnings) = Config::load(args.config.as_deref())?;
-            for w in warnings {
-                tracing::warn!("{w}");
-            }
+            // Every layer first: a bad one stops the start with its single line, no warnings.
             let config = config
                 .with_overrides(args.listen.as_deref(), args.store.as_deref())?
                 .with_env_credentials(env)?;
+            for w in warnings {
+                tracing::warn!("{w}");
+            }
             serve(config).await
         }
         Command::Backup(args) => {
