@@ -91,13 +91,15 @@ async fn credentials_from_the_environment_beat_the_file() {
     .await
 }
 
+/// (config text, extra environment, what stderr must name)
+type Case = (String, Vec<(&'static str, &'static str)>, Vec<String>);
+
 #[test]
 fn bad_secret_settings_exit_2_naming_the_key() {
     let dir = tempfile::tempdir().expect("dir");
     std::fs::write(dir.path().join("pw"), "x\n").expect("write");
     let missing = dir.path().join("missing.pw");
-    // (config text, extra env, what stderr names)
-    let cases: [(String, Vec<(&str, &str)>, Vec<String>); 4] = [
+    let cases: [Case; 4] = [
         (
             format!("{GROUP}[auth]\nusername = \"u\"\npassword = \"p\"\npassword_file = \"pw\"\n"),
             vec![],
