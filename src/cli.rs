@@ -1,6 +1,7 @@
 //! The command line (clap derive). Every `serve` flag also reads its `ACCESS_BROKER_*`
 //! environment variable; clap puts the flag above the variable, and `Config::with_overrides`
-//! puts both above the file.
+//! puts both above the file. Credentials have variables but no flags (a flag would show in
+//! `ps`): `Config::with_env_credentials` reads them.
 
 use std::path::PathBuf;
 
@@ -34,6 +35,11 @@ pub enum Command {
     Serve(ServeArgs),
     /// Validate a config file and print its groups and services.
     CheckConfig(CheckArgs),
+    /// Copy a live SQLite store to a file, consistently, while the node keeps serving.
+    ///
+    /// Restore by serving the copy: `access-broker serve --store sqlite://COPY`. For
+    /// PostgreSQL use pg_dump; memory:// keeps nothing to copy.
+    Backup(BackupArgs),
 }
 
 #[derive(Debug, Args, Default)]
@@ -47,6 +53,23 @@ pub struct ServeArgs {
     /// Store URL: sqlite://PATH, postgres://…, or memory://.
     #[arg(long, env = "ACCESS_BROKER_STORE")]
     pub store: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    /// Config file (TOML) whose `server.store` names the store; without it, the default store.
+    #[arg(long, env = "ACCESS_BROKER_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Store URL (beats the config file): sqlite://PATH.
+    #[arg(long, env = "ACCESS_BROKER_STORE")]
+    pub store: Option<String>,
+    /// File to write the copy to. An existing file is refused unless it is empty or
+    /// --force is given; it is replaced only once the new copy is complete.
+    #[arg(long)]
+    pub to: PathBuf,
+    /// Replace an existing --to file.
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Args)]
@@ -81,6 +104,11 @@ mod tests {
             .expect("parses");
         assert!(
             matches!(cli.into_command(), Command::Serve(a) if a.store.as_deref() == Some("memory://"))
+        );
+        let cli = Cli::try_parse_from(["access-broker", "backup", "--to", "b.db", "--force"])
+            .expect("parses");
+        assert!(
+            matches!(cli.into_command(), Command::Backup(a) if a.to.as_os_str() == "b.db" && a.force)
         );
         assert!(
             Cli::try_parse_from(["access-broker", "check-config"]).is_err()

@@ -38,6 +38,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.into_command() {
         Command::CheckConfig(args) => {
             let (config, warnings) = Config::load(Some(&args.config))?;
+            let config = config.with_env_credentials(env)?;
             for w in warnings {
                 eprintln!("warning: {w}");
             }
@@ -46,12 +47,57 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Serve(args) => {
             let (config, warnings) = Config::load(args.config.as_deref())?;
+            // Every layer first: a bad one stops the start with its single line, no warnings.
+            let config = config
+                .with_overrides(args.listen.as_deref(), args.store.as_deref())?
+                .with_env_credentials(env)?;
             for w in warnings {
                 tracing::warn!("{w}");
             }
-            let config = config.with_overrides(args.listen.as_deref(), args.store.as_deref())?;
             serve(config).await
         }
+        Command::Backup(args) => {
+            // The same layering as `serve` for the store URL; credentials are not needed.
+            let (config, _) = Config::load(args.config.as_deref())?;
+            let config = config.with_overrides(None, args.store.as_deref())?;
+            backup(&config.server.store, args.to, args.force).await
+        }
+    }
+}
+
+/// A credential variable; one that is not valid UTF-8 counts as unset.
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+async fn backup(url: &store::StoreUrl, to: std::path::PathBuf, force: bool) -> anyhow::Result<()> {
+    let path = match url {
+        store::StoreUrl::Sqlite(path) => path.clone(),
+        store::StoreUrl::Memory => {
+            anyhow::bail!("backup: store {url} keeps nothing on disk; there is nothing to back up")
+        }
+        store::StoreUrl::Postgres(_) => {
+            anyhow::bail!("backup: store {url} is PostgreSQL: use pg_dump for PostgreSQL")
+        }
+    };
+    #[cfg(feature = "sqlite")]
+    {
+        let report =
+            tokio::task::spawn_blocking(move || store::sqlite::backup::backup(&path, &to, force))
+                .await?
+                .map_err(anyhow::Error::msg)?;
+        println!(
+            "backup of {url} written to {} ({} bytes) in {:.2} s",
+            report.path.display(),
+            report.bytes,
+            report.elapsed.as_secs_f64()
+        );
+        Ok(())
+    }
+    #[cfg(not(feature = "sqlite"))]
+    {
+        let _ = (path, to, force);
+        anyhow::bail!("backup: store {url}: this build has no SQLite support")
     }
 }
 

@@ -2,13 +2,16 @@
 //! and the key path, e.g. `demo.toml: resource_groups.DNIS.numbers[1]: range "9-1": …`.
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::raw::{RawConfig, RawCredentials, RawGroup};
+use super::raw::{RawConfig, RawCredentials, RawGroup, RawLimits};
 use super::services::{self, ServiceKind};
-use super::{Config, ConfigError, Credentials, Secret, ServerConfig, Warnings, defaults};
+use super::{
+    Config, ConfigError, Credentials, LimitsConfig, Secret, ServerConfig, Warnings, defaults,
+};
 use crate::domain::{
     AccessNumber, Allocation, BookingTimeout, CodeLength, CodePrefix, GroupName, NodeId,
     NumberSpec, ServiceName,
@@ -18,9 +21,19 @@ use crate::store::{GroupSettings, GroupSpec, SqliteSync};
 /// The file being read, for error messages.
 pub struct Cx<'a> {
     pub origin: &'a str,
+    /// The config file's folder: a relative `password_file` is read from there.
+    pub base: Option<&'a Path>,
 }
 
 impl Cx<'_> {
+    /// A path from the config file, relative to the file's folder.
+    fn resolve(&self, path: &str) -> PathBuf {
+        match self.base {
+            Some(base) if Path::new(path).is_relative() => base.join(path),
+            _ => PathBuf::from(path),
+        }
+    }
+
     pub fn err(&self, key: impl Into<String>, reason: impl std::fmt::Display) -> ConfigError {
         ConfigError::new(self.origin, key, reason)
     }
@@ -49,29 +62,122 @@ impl Cx<'_> {
     }
 }
 
-/// A TOML syntax or shape error, on one line with its line number.
+/// A TOML syntax or shape error, on one line with its line number. An unknown key (serde's
+/// `unknown field`) is named by its full path, e.g. `server.lisen (line 2)`, found from the
+/// error's span and the table header above it.
 pub fn toml_error(origin: &str, text: &str, e: &toml::de::Error) -> ConfigError {
-    let line = e
-        .span()
-        .map(|s| text[..s.start.min(text.len())].lines().count().max(1));
+    let line = e.span().map(|s| {
+        text.as_bytes()[..s.start.min(text.len())]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count()
+            + 1
+    });
     let place = line.map_or(String::new(), |l| format!("line {l}"));
-    ConfigError::new(origin, place, e.message().replace('\n', " "))
+    let message = e.message().replace('\n', " ");
+    if let (Some(span), Some(line)) = (e.span(), line)
+        && let Some((_, expected)) = unknown_field(&message)
+        && let Some(path) = key_path_at(text, span)
+    {
+        return ConfigError::new(
+            origin,
+            format!("{path} (line {line})"),
+            format!("unknown key; {expected}"),
+        );
+    }
+    ConfigError::new(origin, place, message)
+}
+
+/// The dotted path of the key at `span`: the last `[table]` header before it, any dotted
+/// keys before it on its line (`server.lisen = 1`), then the key itself.
+fn key_path_at(text: &str, span: std::ops::Range<usize>) -> Option<String> {
+    let key = text.get(span.clone())?.trim().trim_matches(['"', '\'']);
+    if key.is_empty() || key.contains(['\n', '=', '[', ']']) {
+        return None;
+    }
+    let before = text.get(..span.start)?;
+    let (earlier, line) = before.rsplit_once('\n').unwrap_or(("", before));
+    let dotted = |s: &str| -> Vec<String> {
+        s.split('.')
+            .map(|k| k.trim().trim_matches(['"', '\'']).to_owned())
+            .filter(|k| !k.is_empty())
+            .collect()
+    };
+    let mut path = match line.trim_start().strip_prefix('[') {
+        // The key sits in a header: `[server.tls]` or `[[x]]`.
+        Some(header) => dotted(header.trim_start_matches('[')),
+        None => {
+            let mut path = earlier
+                .lines()
+                .rev()
+                .find_map(|l| {
+                    let l = l.trim().strip_prefix('[')?;
+                    Some(dotted(l.trim_start_matches('[').split(']').next()?))
+                })
+                .unwrap_or_default();
+            path.extend(dotted(line));
+            path
+        }
+    };
+    path.push(key.to_owned());
+    Some(path.join("."))
+}
+
+/// serde's `unknown field `x`, expected one of `a`, `b`` as (`x`, `expected one of a, b`).
+pub fn unknown_field(message: &str) -> Option<(String, String)> {
+    let rest = message.strip_prefix("unknown field `")?;
+    let (field, expected) = rest.split_once('`')?;
+    let expected = expected.trim_start_matches(',').trim().replace('`', "");
+    Some((field.to_owned(), expected))
 }
 
 pub fn credentials(
     cx: &Cx,
     section: &str,
     username: Option<String>,
-    password: Option<String>,
+    password: Option<Secret>,
 ) -> Result<Option<Credentials>, ConfigError> {
     match (username, password) {
         (None, None) => Ok(None),
-        (Some(username), Some(password)) => Ok(Some(Credentials {
-            username,
-            password: Secret::new(password),
-        })),
+        (Some(username), Some(password)) => Ok(Some(Credentials { username, password })),
         _ => Err(cx.err(section, "username and password must both be set")),
     }
+}
+
+/// A section's password: `password` inline or `password_file` (its first line), exactly one.
+/// An empty inline value counts as unset, as everywhere in the file.
+pub fn password(
+    cx: &Cx,
+    section: &str,
+    value: Option<String>,
+    file: Option<String>,
+) -> Result<Option<Secret>, ConfigError> {
+    let value = value.filter(|s| !s.is_empty());
+    let file = file.filter(|s| !s.is_empty());
+    match (value, file) {
+        (Some(_), Some(_)) => Err(cx.err(
+            format!("{section}.password_file"),
+            format!("{section}.password is set too; give the password or the file, not both"),
+        )),
+        (Some(value), None) => Ok(Some(Secret::new(value))),
+        (None, Some(file)) => read_secret(cx, &format!("{section}.password_file"), &file).map(Some),
+        (None, None) => Ok(None),
+    }
+}
+
+/// The first line of a secret file, without its line ending; never echoed in errors.
+fn read_secret(cx: &Cx, key: &str, file: &str) -> Result<Secret, ConfigError> {
+    let path = cx.resolve(file);
+    let bytes = std::fs::read(&path)
+        .map_err(|e| cx.err(key, format!("cannot read {}: {e}", path.display())))?;
+    let text = String::from_utf8(bytes)
+        .map_err(|_| cx.err(key, format!("{} is not UTF-8 text", path.display())))?;
+    let first = text.split('\n').next().unwrap_or_default();
+    let first = first.strip_suffix('\r').unwrap_or(first);
+    if first.is_empty() {
+        return Err(cx.err(key, format!("{}: the first line is empty", path.display())));
+    }
+    Ok(Secret::new(first))
 }
 
 fn raw_credentials(
@@ -80,18 +186,66 @@ fn raw_credentials(
     raw: Option<RawCredentials>,
 ) -> Result<Option<Credentials>, ConfigError> {
     let raw = raw.unwrap_or_default();
+    let password = password(cx, section, raw.password, raw.password_file)?;
     credentials(
         cx,
         section,
         raw.username.filter(|s| !s.is_empty()),
-        raw.password.filter(|s| !s.is_empty()),
+        password,
     )
 }
 
-pub fn build(raw: RawConfig, origin: &str) -> Result<(Config, Warnings), ConfigError> {
-    let cx = Cx { origin };
+/// `[limits]`: only `client_ip_header` is acted on yet. A safety limit this build would not
+/// enforce is refused, never ignored: an operator who sets one must not believe it holds.
+fn limits(cx: &Cx, raw: Option<RawLimits>) -> Result<LimitsConfig, ConfigError> {
+    let raw = raw.unwrap_or_default();
+    for (key, value) in [
+        ("requests_per_second", raw.requests_per_second),
+        ("reservations_per_client", raw.reservations_per_client),
+        ("max_sessions", raw.max_sessions),
+        ("max_storage_bytes", raw.max_storage_bytes),
+    ] {
+        match value {
+            None | Some(0) => {}
+            Some(n) if n < 0 => {
+                return Err(cx.err(
+                    format!("limits.{key}"),
+                    format!("{n}: must be 0 (off) or more"),
+                ));
+            }
+            Some(n) => {
+                return Err(cx.err(
+                    format!("limits.{key}"),
+                    format!("{n}: not supported yet, this build would not enforce it; remove the key or set 0"),
+                ));
+            }
+        }
+    }
+    let client_ip_header = match raw.client_ip_header.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(h) => Some(
+            axum::http::HeaderName::from_bytes(h.to_ascii_lowercase().as_bytes()).map_err(
+                |_| {
+                    cx.err(
+                        "limits.client_ip_header",
+                        format!("{h:?} is not a header name"),
+                    )
+                },
+            )?,
+        ),
+    };
+    Ok(LimitsConfig { client_ip_header })
+}
+
+pub fn build(
+    raw: RawConfig,
+    origin: &str,
+    base: Option<&Path>,
+) -> Result<(Config, Warnings), ConfigError> {
+    let cx = Cx { origin, base };
     let mut warnings = Vec::new();
     let server = server(&cx, raw.server)?;
+    let limits = limits(&cx, raw.limits)?;
     let auth = raw.auth.unwrap_or_default();
     let admin_auth = raw_credentials(&cx, "auth.admin", auth.admin)?;
     let metrics_auth = raw_credentials(&cx, "auth.metrics", auth.metrics)?;
@@ -101,6 +255,7 @@ pub fn build(raw: RawConfig, origin: &str) -> Result<(Config, Warnings), ConfigE
         Some(RawCredentials {
             username: auth.username,
             password: auth.password,
+            password_file: auth.password_file,
         }),
     )?;
     let groups = groups(&cx, raw.resource_groups)?;
@@ -114,18 +269,27 @@ pub fn build(raw: RawConfig, origin: &str) -> Result<(Config, Warnings), ConfigE
         {
             return Err(cx.err(
                 format!("services.{name}._resource_group"),
-                format!("unknown resource group {group:?}"),
+                format!("unknown resource group {:?}", group.as_str()),
             ));
         }
         services.insert(service_name, service);
     }
     check_prefix(&cx, &server.access_code_prefix, &services)?;
+    if services.is_empty() {
+        // Not an error: the storage and admin APIs work without services, and a node may
+        // be started only to serve them. But it is almost always a forgotten section.
+        warnings.push(format!(
+            "{origin}: no [services.*] table: request-access, match-interaction and sessions \
+             answer 404 ServiceNotFound; only the storage and admin APIs serve"
+        ));
+    }
     Ok((
         Config {
             server,
             auth,
             admin_auth,
             metrics_auth,
+            limits,
             groups,
             services,
         },
@@ -191,8 +355,12 @@ fn groups(cx: &Cx, raw: toml::Table) -> Result<Vec<GroupSpec>, ConfigError> {
     let mut sources: Vec<Vec<u32>> = Vec::new();
     for (name, value) in raw {
         let key = format!("resource_groups.{name}");
-        let group = RawGroup::deserialize(value)
-            .map_err(|e| cx.err(&key, e.message().replace('\n', " ")))?;
+        let group = RawGroup::deserialize(value).map_err(|e| match unknown_field(e.message()) {
+            Some((field, expected)) => {
+                cx.err(format!("{key}.{field}"), format!("unknown key; {expected}"))
+            }
+            None => cx.err(&key, e.message().replace('\n', " ")),
+        })?;
         let group_name = GroupName::parse(&name).map_err(|e| cx.err(&key, e))?;
         let allocation = match group.allocation.as_deref() {
             None | Some("") => Allocation::RoundRobin,

@@ -33,6 +33,8 @@ pub struct Config {
     pub admin_auth: Option<Credentials>,
     /// `[auth.metrics]`: guards `/metrics` when set.
     pub metrics_auth: Option<Credentials>,
+    /// `[limits]`: only what this build enforces (the rest is refused at load).
+    pub limits: LimitsConfig,
     /// Resource groups in config order.
     pub groups: Vec<GroupSpec>,
     pub services: BTreeMap<ServiceName, ServiceConfig>,
@@ -51,6 +53,34 @@ pub struct ServerConfig {
     pub max_connections: usize,
     pub sqlite_synchronous: SqliteSync,
 }
+
+/// `[limits]` as far as this build acts on it.
+#[derive(Debug, Clone, Default)]
+pub struct LimitsConfig {
+    /// Behind a trusted proxy: the header whose first address names the client
+    /// (`x-forwarded-for`); `None` uses the connection's peer address.
+    pub client_ip_header: Option<axum::http::HeaderName>,
+}
+
+/// The environment variables that give credentials, per config section, as
+/// `(section, username variable, password variable)`. They beat the file, key by key.
+pub const CREDENTIAL_ENV: [(&str, &str, &str); 3] = [
+    (
+        "auth",
+        "ACCESS_BROKER_AUTH_USERNAME",
+        "ACCESS_BROKER_AUTH_PASSWORD",
+    ),
+    (
+        "auth.admin",
+        "ACCESS_BROKER_ADMIN_USERNAME",
+        "ACCESS_BROKER_ADMIN_PASSWORD",
+    ),
+    (
+        "auth.metrics",
+        "ACCESS_BROKER_METRICS_USERNAME",
+        "ACCESS_BROKER_METRICS_PASSWORD",
+    ),
+];
 
 #[derive(Clone, PartialEq, Eq)]
 pub struct Credentials {
@@ -133,14 +163,71 @@ impl Config {
         let origin = path.display().to_string();
         let text = std::fs::read_to_string(path)
             .map_err(|e| ConfigError::new(&origin, "", format!("cannot read: {e}")))?;
-        Self::from_toml(&text, &origin)
+        Self::from_toml_in(&text, &origin, path.parent())
     }
 
     /// Parses and validates TOML text; `origin` names it in errors (usually the file path).
+    /// A relative `password_file` is read from the current folder.
     pub fn from_toml(text: &str, origin: &str) -> Result<(Config, Warnings), ConfigError> {
+        Self::from_toml_in(text, origin, None)
+    }
+
+    /// As [`Config::from_toml`], with relative `password_file` paths read from `base`
+    /// (the config file's folder).
+    pub fn from_toml_in(
+        text: &str,
+        origin: &str,
+        base: Option<&Path>,
+    ) -> Result<(Config, Warnings), ConfigError> {
         let raw: raw::RawConfig =
             toml::from_str(text).map_err(|e| build::toml_error(origin, text, &e))?;
-        build::build(raw, origin)
+        build::build(raw, origin, base)
+    }
+
+    /// Applies the credential variables of [`CREDENTIAL_ENV`] (read through `env`, so tests
+    /// need not touch the process environment) over the file: each variable beats its key,
+    /// and a section they complete or create must end up with both a username and a password.
+    /// An empty variable counts as unset.
+    pub fn with_env_credentials(
+        mut self,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        for (section, user_var, password_var) in CREDENTIAL_ENV {
+            let slot = match section {
+                "auth" => &mut self.auth,
+                "auth.admin" => &mut self.admin_auth,
+                _ => &mut self.metrics_auth,
+            };
+            let user = env(user_var).filter(|v| !v.is_empty());
+            let password = env(password_var).filter(|v| !v.is_empty());
+            if user.is_none() && password.is_none() {
+                continue;
+            }
+            let user = user.or_else(|| slot.as_ref().map(|c| c.username.clone()));
+            let password = password
+                .map(Secret::new)
+                .or_else(|| slot.as_ref().map(|c| c.password.clone()));
+            match (user, password) {
+                (Some(username), Some(password)) => {
+                    *slot = Some(Credentials { username, password });
+                }
+                (None, _) => {
+                    return Err(ConfigError::new(
+                        "environment",
+                        password_var,
+                        format!("set, but [{section}] has no username: set {user_var} too"),
+                    ));
+                }
+                (_, None) => {
+                    return Err(ConfigError::new(
+                        "environment",
+                        user_var,
+                        format!("set, but [{section}] has no password: set {password_var} too"),
+                    ));
+                }
+            }
+        }
+        Ok(self)
     }
 
     /// Applies `--listen` / `--store` (or their environment variables) over the file.
@@ -179,10 +266,11 @@ pub fn check_config_report(config: &Config) -> String {
             .settings
             .booking_timeout
             .map_or("default 30 s".to_owned(), |t| format!("{} s", t.secs()));
+        let size = g.numbers.len();
         out.push_str(&format!(
-            "group {}: {} numbers, {}, booking {timeout}\n",
+            "group {}: {size} number{}, {}, booking {timeout}\n",
             g.settings.name,
-            g.numbers.len(),
+            if size == 1 { "" } else { "s" },
             g.settings.allocation
         ));
     }
@@ -376,6 +464,154 @@ mod tests {
             err.contains("--store") && err.contains("mysql://x"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_password_file_gives_its_first_line_and_excludes_an_inline_password() {
+        let dir = tempfile::tempdir().expect("dir");
+        std::fs::write(dir.path().join("pw"), "from-file\r\nsecond line\n").expect("write");
+        let text = "[auth]\nusername = \"gms\"\npassword_file = \"pw\"\n\
+                    [auth.admin]\nusername = \"ops\"\npassword_file = \"pw\"\n";
+        let (c, _) = Config::from_toml_in(text, "t.toml", Some(dir.path())).expect("valid");
+        let pw = |c: &Option<Credentials>| c.as_ref().map(|c| c.password.expose().to_owned());
+        assert_eq!(pw(&c.auth).as_deref(), Some("from-file"));
+        assert_eq!(pw(&c.admin_auth).as_deref(), Some("from-file"));
+        let cases = [
+            (
+                "[auth]\nusername = \"u\"\npassword = \"p\"\npassword_file = \"pw\"\n",
+                "auth.password_file",
+            ),
+            (
+                "[auth.metrics]\nusername = \"u\"\npassword_file = \"missing\"\n",
+                "auth.metrics.password_file",
+            ),
+            (
+                "[services.x]\ntype = \"session\"\nusername = \"u\"\npassword = \"p\"\npassword_file = \"pw\"\n",
+                "services.x.password_file",
+            ),
+        ];
+        for (text, key) in cases {
+            let err = Config::from_toml_in(text, "t.toml", Some(dir.path()))
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_else(|| panic!("accepted: {text}"));
+            assert!(err.contains(key), "{key}: {err}");
+        }
+        let err = load("[auth]\nusername = \"u\"\npassword_file = \"/no/such/pw\"\n")
+            .err()
+            .unwrap_or_default();
+        assert!(
+            err.contains("/no/such/pw") && err.contains("auth.password_file"),
+            "{err}"
+        );
+        let (c, _) = Config::from_toml_in(
+            "[services.x]\ntype = \"session\"\nusername = \"u\"\npassword_file = \"pw\"\n",
+            "t.toml",
+            Some(dir.path()),
+        )
+        .expect("valid");
+        let creds = c
+            .services
+            .values()
+            .next()
+            .and_then(|s| s.credentials.clone());
+        assert_eq!(pw(&creds).as_deref(), Some("from-file"));
+    }
+
+    #[test]
+    fn credential_variables_beat_the_file_key_by_key() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |k: &str| {
+                pairs
+                    .iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| v.to_string())
+            }
+        };
+        let (c, _) = load("[auth]\nusername = \"gms\"\npassword = \"file\"\n").expect("valid");
+        let c = c
+            .with_env_credentials(env(&[("ACCESS_BROKER_AUTH_PASSWORD", "env")]))
+            .expect("valid");
+        let auth = c.auth.expect("auth");
+        assert_eq!(
+            (auth.username.as_str(), auth.password.expose()),
+            ("gms", "env")
+        );
+        let c = Config::demo()
+            .with_env_credentials(env(&[
+                ("ACCESS_BROKER_ADMIN_USERNAME", "ops"),
+                ("ACCESS_BROKER_ADMIN_PASSWORD", "s3"),
+                ("ACCESS_BROKER_METRICS_USERNAME", ""),
+            ]))
+            .expect("valid");
+        assert!(c.auth.is_none() && c.metrics_auth.is_none());
+        assert_eq!(c.admin_auth.map(|a| a.username), Some("ops".to_owned()));
+        let err = Config::demo()
+            .with_env_credentials(env(&[("ACCESS_BROKER_METRICS_USERNAME", "prom")]))
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("ACCESS_BROKER_METRICS_PASSWORD"), "{err}");
+        assert!(
+            !format!(
+                "{:?}",
+                Config::demo().with_env_credentials(env(&[
+                    ("ACCESS_BROKER_AUTH_USERNAME", "u"),
+                    ("ACCESS_BROKER_AUTH_PASSWORD", "hunter2"),
+                ]))
+            )
+            .contains("hunter2")
+        );
+    }
+
+    #[test]
+    fn limits_parse_and_unenforced_ones_are_refused() {
+        let (c, _) = load("[limits]\nrequests_per_second = 0\nreservations_per_client = 0\nmax_sessions = 0\nmax_storage_bytes = 0\nclient_ip_header = \"X-Forwarded-For\"\n")
+            .expect("valid");
+        assert_eq!(
+            c.limits.client_ip_header.as_ref().map(|h| h.as_str()),
+            Some("x-forwarded-for")
+        );
+        let (c, _) = load("[limits]\nclient_ip_header = \"\"\n").expect("valid");
+        assert!(c.limits.client_ip_header.is_none());
+        for (text, key, says) in [
+            (
+                "requests_per_second = 10",
+                "limits.requests_per_second",
+                "not supported yet",
+            ),
+            (
+                "reservations_per_client = 2",
+                "limits.reservations_per_client",
+                "not supported yet",
+            ),
+            (
+                "max_sessions = 1000",
+                "limits.max_sessions",
+                "not supported yet",
+            ),
+            (
+                "max_storage_bytes = 1",
+                "limits.max_storage_bytes",
+                "not supported yet",
+            ),
+            (
+                "max_sessions = -1",
+                "limits.max_sessions",
+                "0 (off) or more",
+            ),
+            (
+                "client_ip_header = \"x forwarded\"",
+                "limits.client_ip_header",
+                "not a header name",
+            ),
+            ("burst = 3", "limits.burst", "unknown key"),
+        ] {
+            let err = load(&format!("[limits]\n{text}\n"))
+                .err()
+                .unwrap_or_default();
+            assert!(err.contains(key) && err.contains(says), "{text}: {err}");
+        }
     }
 
     #[test]

@@ -11,6 +11,7 @@ pub struct RawConfig {
     #[serde(default)]
     pub server: RawServer,
     pub auth: Option<RawAuth>,
+    pub limits: Option<RawLimits>,
     #[serde(default)]
     pub resource_groups: toml::Table,
     #[serde(default)]
@@ -35,6 +36,7 @@ pub struct RawServer {
 pub struct RawAuth {
     pub username: Option<String>,
     pub password: Option<String>,
+    pub password_file: Option<String>,
     pub admin: Option<RawCredentials>,
     pub metrics: Option<RawCredentials>,
 }
@@ -44,6 +46,18 @@ pub struct RawAuth {
 pub struct RawCredentials {
     pub username: Option<String>,
     pub password: Option<String>,
+    pub password_file: Option<String>,
+}
+
+/// `[limits]`: every key the contract lists, so none is mistaken for a typo; 0 = off.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimits {
+    pub requests_per_second: Option<i64>,
+    pub reservations_per_client: Option<i64>,
+    pub max_sessions: Option<i64>,
+    pub max_storage_bytes: Option<i64>,
+    pub client_ip_header: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -6,7 +6,7 @@
 
 use crate::domain::{BookingTimeout, CodeLength, GroupName, SessionTtl};
 
-use super::build::{Cx, credentials};
+use super::build::{Cx, credentials, password};
 use super::{ConfigError, Credentials};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,6 +81,7 @@ pub fn parse(
                 | "_service"
                 | "username"
                 | "password"
+                | "password_file"
                 | "_resource_group"
                 | "_provide_code"
                 | "_access_code_length"
@@ -127,7 +128,12 @@ pub fn parse(
             cx,
             &format!("services.{name}"),
             get("username")?,
-            get("password")?,
+            password(
+                cx,
+                &format!("services.{name}"),
+                get("password")?,
+                get("password_file")?,
+            )?,
         )?,
         resource_group: get("_resource_group")?
             .map(|g| GroupName::parse(&g).map_err(|e| cx.err(key("_resource_group"), e)))

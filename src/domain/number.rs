@@ -64,7 +64,9 @@ impl NumberRange {
             return Err(bad("both ends must be 1 to 18 digits"));
         }
         if a.len() != b.len() {
-            return Err(bad("both ends must have the same number of digits"));
+            return Err(bad(&format!(
+                "both ends must have the same number of digits; if it is one number, write it without separators: {a}{b}"
+            )));
         }
         let (start, end) = (a.parse::<u64>(), b.parse::<u64>());
         let (Ok(start), Ok(end)) = (start, end) else {
@@ -115,6 +117,15 @@ pub enum NumberSpec {
 impl NumberSpec {
     pub fn parse(s: &str) -> Result<Self, ParseError> {
         let s = s.trim();
+        // A range is two numbers joined by one `-`. More dashes mean a number written with
+        // separators (`650-466-0000`): name it as such, not as a broken range.
+        if s.matches('-').count() > 1 {
+            return Err(ParseError::new(format!(
+                "{s:?} is not a number (digits only, no separators: write {:?}) nor a range \
+                 (two numbers of the same width joined by one -)",
+                s.replace(['-', ' ', '.'], "")
+            )));
+        }
         if s.contains('-') {
             NumberRange::parse(s).map(Self::Range)
         } else {

@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod admin_views;
 pub mod auth;
+pub mod client;
 pub mod error;
 pub mod ops;
 pub mod params;
@@ -44,6 +45,7 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub fn router(state: AppState) -> Router {
     let limit = BodyLimit(state.config.server.max_body_bytes);
     let node = state.config.server.node_id.to_string();
+    let client_header = state.config.limits.client_ip_header.clone();
     Router::new()
         .merge(service::router())
         // Auth as a route layer, like the admin credentials: checked after routing (so an
@@ -67,8 +69,9 @@ pub fn router(state: AppState) -> Router {
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(TraceLayer::new_for_http().make_span_with(move |req: &Request| {
             let id = req.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("-");
+            let client = client::ClientAddr::from_request(req.headers(), req.extensions(), client_header.as_ref());
             tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id,
-                node = %node)
+                node = %node, client = %client)
         }))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
 }

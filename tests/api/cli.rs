@@ -129,3 +129,190 @@ fn serves_and_stops_cleanly_on_sigterm() {
     let status = child.wait().expect("exits");
     assert_eq!(status.code(), Some(0));
 }
+
+/// Runs `check-config` on `text`; (exit code, stdout, stderr).
+fn check_config(text: &str) -> (Option<i32>, String, String) {
+    let dir = tempfile::tempdir().expect("dir");
+    let path = write(&dir, "c.toml", text);
+    let out = Command::new(BIN)
+        .args(["check-config", "--config"])
+        .arg(&path)
+        .env_remove("ACCESS_BROKER_AUTH_USERNAME")
+        .env_remove("ACCESS_BROKER_AUTH_PASSWORD")
+        .output()
+        .expect("runs");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+const ONE: &str = "[resource_groups.DNIS]\nnumbers = [\"6504660000\"]\n";
+const SERVICE: &str = "[services.ra]\ntype = \"request-access\"\n_resource_group = \"DNIS\"\n";
+
+#[test]
+fn check_config_messages_say_what_is_wrong_plainly() {
+    // (config, what stderr must say, what it must not say)
+    let cases = [
+        (
+            format!("{ONE}[services.ra]\ntype = \"request-access\"\n_resource_group = \"DNSI\"\n"),
+            "services.ra._resource_group: unknown resource group \"DNSI\"",
+            "GroupName",
+        ),
+        (
+            "[server]\nlisen = \"127.0.0.1:1\"\n".to_owned(),
+            "server.lisen (line 2): unknown key",
+            "unknown field",
+        ),
+        (
+            "server.lisen = 1\n".to_owned(),
+            "server.lisen (line 1): unknown key",
+            "unknown field",
+        ),
+        (
+            "[auth]\nusername = \"u\"\npasword = \"p\"\n".to_owned(),
+            "auth.pasword (line 3): unknown key",
+            "unknown field",
+        ),
+        (
+            "[resource_groups.DNIS]\nnumbers = [\"1\"]\ncolour = \"red\"\n".to_owned(),
+            "resource_groups.DNIS.colour: unknown key",
+            "unknown field",
+        ),
+        (
+            "[resource_groups.DNIS]\nnumbers = [\"650-466-0000\"]\n".to_owned(),
+            "\"650-466-0000\" is not a number (digits only, no separators: write \"6504660000\")",
+            "range \"650",
+        ),
+        (
+            "[resource_groups.DNIS]\nnumbers = [\"650-4660000\"]\n".to_owned(),
+            "write it without separators: 6504660000",
+            "GroupName",
+        ),
+        (
+            format!("{ONE}[limits]\nrequests_per_second = 5\n"),
+            "limits.requests_per_second: 5: not supported yet",
+            "GroupName",
+        ),
+    ];
+    for (text, says, not) in cases {
+        let (code, _, stderr) = check_config(&text);
+        assert_eq!(code, Some(2), "{text}");
+        assert!(
+            stderr.contains(says) && !stderr.contains(not),
+            "{text}\n-> {stderr}"
+        );
+        assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
+    }
+}
+
+#[test]
+fn check_config_counts_numbers_and_warns_without_services() {
+    // (config, stdout must say, stderr must say; both exit 0)
+    let cases = [
+        (format!("{ONE}{SERVICE}"), "group DNIS: 1 number,", ""),
+        (
+            format!("[resource_groups.DNIS]\nnumbers = [\"100-101\"]\n{SERVICE}"),
+            "group DNIS: 2 numbers,",
+            "",
+        ),
+        (ONE.to_owned(), "group DNIS: 1 number,", "warning: "),
+    ];
+    for (text, out, err) in cases {
+        let (code, stdout, stderr) = check_config(&text);
+        assert_eq!(code, Some(0), "{text}: {stderr}");
+        assert!(stdout.contains(out), "{text}\n-> {stdout}");
+        if err.is_empty() {
+            assert!(stderr.is_empty(), "{text}\n-> {stderr}");
+        } else {
+            assert!(
+                stderr.contains(err) && stderr.contains("no [services.*] table"),
+                "{text}\n-> {stderr}"
+            );
+        }
+    }
+}
+
+#[test]
+fn unenforced_limits_stop_serve_too() {
+    let dir = tempfile::tempdir().expect("dir");
+    let path = write(
+        &dir,
+        "l.toml",
+        &format!("{ONE}[limits]\nmax_sessions = 100\n"),
+    );
+    let out = Command::new(BIN)
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--store",
+            "memory://",
+            "--config",
+        ])
+        .arg(&path)
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("l.toml: limits.max_sessions") && stderr.contains("not supported yet"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn backup_refuses_stores_it_cannot_copy() {
+    let dir = tempfile::tempdir().expect("dir");
+    let to = dir.path().join("copy.db");
+    let cases = [
+        ("memory://", "memory://"),
+        (
+            "postgres://u:pw@127.0.0.1:1/db",
+            "use pg_dump for PostgreSQL",
+        ),
+        (
+            "sqlite:///no/such/store.db",
+            "sqlite:///no/such/store.db: no such file",
+        ),
+    ];
+    for (store, says) in cases {
+        let out = Command::new(BIN)
+            .args(["backup", "--store", store, "--to"])
+            .arg(&to)
+            .output()
+            .expect("runs");
+        assert_eq!(out.status.code(), Some(2), "{store}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains(says) && !stderr.contains("pw@"),
+            "{store}: {stderr}"
+        );
+        assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
+        assert!(!to.exists(), "nothing written");
+    }
+    // The store URL comes from the environment too, and from the config file.
+    let out = Command::new(BIN)
+        .args(["backup", "--to"])
+        .arg(&to)
+        .env("ACCESS_BROKER_STORE", "memory://")
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(2));
+    let config = write(
+        &dir,
+        "pg.toml",
+        "[server]\nstore = \"postgres://u@127.0.0.1:1/db\"\n",
+    );
+    let out = Command::new(BIN)
+        .args(["backup", "--to"])
+        .arg(&to)
+        .arg("--config")
+        .arg(&config)
+        .env_remove("ACCESS_BROKER_STORE")
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("pg_dump"));
+}

@@ -11,6 +11,7 @@ mod helpers;
 mod match_interaction;
 mod request_access;
 mod request_interaction;
+mod secrets;
 mod sessions;
 mod storage;
 

@@ -1,10 +1,13 @@
 //! The embedded store (`sqlite://PATH`, the default): the single-node engine, with every change
 //! written to a SQLite file before it is answered.
 //!
-//! One connection, opened in exclusive locking mode so a second process can never share the
-//! file; at open it migrates the schema and rebuilds the engine from the tables (`load.rs`),
-//! then moves to the writer thread (`writer.rs`), which commits queued changes in batches.
+//! One connection in WAL mode; at open it migrates the schema and rebuilds the engine from the
+//! tables (`load.rs`), then moves to the writer thread (`writer.rs`), which commits queued
+//! changes in batches. A second access-broker can never share the file: the node holds an
+//! exclusive `flock` on `PATH.lock` for as long as the store is open. Other processes may
+//! read the file meanwhile (SQLite's normal WAL locking), which is what `backup.rs` does.
 
+pub mod backup;
 mod load;
 mod writer;
 
@@ -26,16 +29,17 @@ pub async fn open(path: &Path, options: &StoreOptions) -> Result<DynStore, OpenE
         reason,
     };
     let (path, options_copy) = (path.to_owned(), options.clone());
-    let (conn, engine) = tokio::task::spawn_blocking(move || {
+    let (conn, lock, engine) = tokio::task::spawn_blocking(move || {
+        let lock = lock_file(&path)?;
         let mut conn = connect(&path, options_copy.sqlite_synchronous)?;
         migrate(&mut conn)?;
         let engine = load::load(&mut conn, options_copy.clock.now())?;
-        Ok::<_, String>((conn, engine))
+        Ok::<_, String>((conn, lock, engine))
     })
     .await
     .map_err(|e| fail(e.to_string()))?
     .map_err(fail)?;
-    let journal = writer::SqliteJournal::start(conn, options.timeout);
+    let journal = writer::SqliteJournal::start(conn, lock, options.timeout);
     let store: DynStore = Arc::new(LocalStore::durable(
         engine,
         options.clock.clone(),
@@ -46,20 +50,47 @@ pub async fn open(path: &Path, options: &StoreOptions) -> Result<DynStore, OpenE
     Ok(store)
 }
 
-fn connect(path: &Path, sync: SqliteSync) -> Result<Connection, String> {
+/// Takes the node's exclusive lock on `PATH.lock` (created if missing, never removed: an
+/// empty file). A separate file rather than the database itself, because SQLite's own POSIX
+/// locks on the database would be dropped by closing any other descriptor of it, and
+/// because `flock` on the database could collide with them on network filesystems.
+/// The lock ends with the process, so a node killed with SIGKILL leaves nothing to clean up.
+fn lock_file(path: &Path) -> Result<std::fs::File, String> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)
             .map_err(|e| format!("cannot create folder {}: {e}", dir.display()))?;
     }
+    let mut name = path.as_os_str().to_owned();
+    name.push(".lock");
+    let lock_path = std::path::PathBuf::from(name);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| format!("cannot open lock file {}: {e}", lock_path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(format!(
+            "the file is in use by another process (another access-broker? it holds {})",
+            lock_path.display()
+        )),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(format!("cannot lock {}: {e}", lock_path.display()))
+        }
+    }
+}
+
+fn connect(path: &Path, sync: SqliteSync) -> Result<Connection, String> {
     let conn = Connection::open(path).map_err(|e| format!("cannot open: {e}"))?;
     let synchronous = match sync {
         SqliteSync::Full => "FULL",
         SqliteSync::Normal => "NORMAL",
     };
-    // Exclusive mode: the first write takes a lock this process keeps until it exits, so a
-    // second access-broker on the same file fails at start instead of double-booking.
+    // Normal (not exclusive) locking, so `access-broker backup` can read a consistent snapshot
+    // from another process while this one writes; the lock file keeps other nodes out.
     let pragmas = format!(
-        "PRAGMA locking_mode = EXCLUSIVE; PRAGMA journal_mode = WAL; PRAGMA synchronous = {synchronous}; PRAGMA foreign_keys = ON;"
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = {synchronous}; PRAGMA foreign_keys = ON;"
     );
     conn.busy_timeout(Duration::from_millis(200))
         .map_err(|e| e.to_string())?;

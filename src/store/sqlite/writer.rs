@@ -33,12 +33,17 @@ pub struct SqliteJournal {
 }
 
 impl SqliteJournal {
-    pub fn start(conn: Connection, timeout: Duration) -> Self {
+    /// `lock` is the node's lock on the file; the thread releases it after the connection
+    /// closes, so the next node finds the file complete.
+    pub fn start(conn: Connection, lock: std::fs::File, timeout: Duration) -> Self {
         let (sender, receiver) = mpsc::channel();
         let (durable_tx, durable) = watch::channel(0);
         let thread = std::thread::Builder::new()
             .name("sqlite-writer".into())
-            .spawn(move || run(conn, receiver, durable_tx))
+            .spawn(move || {
+                run(conn, receiver, durable_tx);
+                drop(lock);
+            })
             .ok();
         Self {
             sender: Mutex::new(Some(sender)),
@@ -115,6 +120,7 @@ fn run(mut conn: Connection, receiver: mpsc::Receiver<Batch>, durable: watch::Se
         }
         durable.send_replace(last);
     }
+    drop(conn);
 }
 
 fn commit(conn: &mut Connection, batches: &[Batch]) -> rusqlite::Result<()> {

@@ -1,0 +1,190 @@
+//! `access-broker backup`: a consistent copy of a SQLite store, taken by a separate process
+//! while the node keeps serving and writing, with SQLite's online backup API.
+//!
+//! The store is opened read-only (this process never writes to it, and takes no node lock).
+//! The copy is written to a hidden file next to the target, checked (`PRAGMA quick_check`),
+//! switched to a single self-contained file (`journal_mode = DELETE`), synced, and only then
+//! renamed to the target: a failed or interrupted backup never leaves a half copy under the
+//! target's name, and `--force` replaces an old copy only once the new one is complete.
+//! Restoring is `serve --store sqlite://COPY`.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use rusqlite::backup::{Backup, StepResult};
+use rusqlite::{Connection, OpenFlags};
+
+/// Pages copied per step (4 KiB pages: 4 MiB): the node's writer thread never waits for a
+/// step, and a small store is copied in one.
+const PAGES_PER_STEP: i32 = 1024;
+/// Pause between steps, so the copy leaves the disk to the node between them.
+const PAUSE: Duration = Duration::from_millis(5);
+/// A write by the node between two steps restarts the copy from the first page (SQLite's
+/// rule for a source changed by another process). After this many restarts the rest is
+/// copied in one step: one read transaction, which in WAL mode never blocks the node.
+const MAX_RESTARTS: u32 = 3;
+/// How long the store may stay locked (busy) before the backup gives up.
+const BUSY_LIMIT: Duration = Duration::from_secs(30);
+
+/// What a finished backup reports.
+#[derive(Debug, Clone)]
+pub struct BackupReport {
+    pub path: PathBuf,
+    pub bytes: u64,
+    pub elapsed: Duration,
+}
+
+/// Copies the store at `source` to `to`. An existing `to` is refused unless `force` is set or
+/// it is empty (as `mktemp` leaves it); `to` may never be the store itself.
+pub fn backup(source: &Path, to: &Path, force: bool) -> Result<BackupReport, String> {
+    let started = Instant::now();
+    let store = format!("sqlite://{}", source.display());
+    if !source.is_file() {
+        return Err(format!("store {store}: no such file"));
+    }
+    check_target(source, to, force)?;
+    let src = Connection::open_with_flags(
+        source,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|e| format!("store {store}: cannot open: {e}"))?;
+    src.busy_timeout(Duration::from_secs(5))
+        .map_err(|e| format!("store {store}: {e}"))?;
+    let version: i64 = src
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(|e| format!("store {store}: {e}"))?;
+    if version < 1 {
+        return Err(format!(
+            "store {store}: not an access-broker store (no schema)"
+        ));
+    }
+
+    let partial = partial_path(to);
+    let _ = std::fs::remove_file(&partial);
+    let result = copy(&src, &partial).and_then(|()| finish(&partial, to));
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&partial);
+        return Err(format!("backup of {store} to {}: {e}", to.display()));
+    }
+    let bytes = std::fs::metadata(to)
+        .map(|m| m.len())
+        .map_err(|e| format!("{}: {e}", to.display()))?;
+    Ok(BackupReport {
+        path: to.to_owned(),
+        bytes,
+        elapsed: started.elapsed(),
+    })
+}
+
+/// Refuses a target that exists (unless forced, or empty) or that is the store or one of
+/// its side files.
+fn check_target(source: &Path, to: &Path, force: bool) -> Result<(), String> {
+    let canonical_source = source
+        .canonicalize()
+        .map_err(|e| format!("{}: {e}", source.display()))?;
+    let target_name = to
+        .file_name()
+        .ok_or_else(|| format!("--to {}: not a file name", to.display()))?;
+    let target_dir = match to.parent().filter(|d| !d.as_os_str().is_empty()) {
+        Some(d) => d.canonicalize(),
+        None => std::env::current_dir(),
+    }
+    .map_err(|e| format!("--to {}: folder: {e}", to.display()))?;
+    let canonical_target = target_dir.join(target_name);
+    for suffix in ["", "-wal", "-shm", "-journal", ".lock"] {
+        let mut side = canonical_source.as_os_str().to_owned();
+        side.push(suffix);
+        let same = to.canonicalize().is_ok_and(|t| t == Path::new(&side))
+            || canonical_target == Path::new(&side);
+        if same {
+            return Err(format!(
+                "--to {}: that is the store's own file; choose another path",
+                to.display()
+            ));
+        }
+    }
+    match std::fs::metadata(to) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(format!("--to {}: {e}", to.display())),
+        Ok(m) if !m.is_file() => Err(format!("--to {}: not a regular file", to.display())),
+        Ok(m) if m.len() == 0 || force => Ok(()),
+        Ok(_) => Err(format!(
+            "--to {}: the file exists; pass --force to replace it",
+            to.display()
+        )),
+    }
+}
+
+/// `DIR/.NAME.partial`: same folder as the target, so the final rename is atomic.
+fn partial_path(to: &Path) -> PathBuf {
+    let name = to
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    to.with_file_name(format!(".{name}.partial"))
+}
+
+/// The online backup, step by step. (`Backup::run_to_completion` does the same loop but
+/// cannot see restarts or bound a busy store, so the loop is written out.)
+fn copy(src: &Connection, partial: &Path) -> Result<(), String> {
+    let mut dst = Connection::open(partial).map_err(|e| e.to_string())?;
+    {
+        let backup = Backup::new(src, &mut dst).map_err(|e| e.to_string())?;
+        let mut restarts = 0;
+        let mut last_remaining = i32::MAX;
+        let mut busy_since: Option<Instant> = None;
+        loop {
+            let pages = if restarts >= MAX_RESTARTS {
+                -1
+            } else {
+                PAGES_PER_STEP
+            };
+            match backup.step(pages).map_err(|e| e.to_string())? {
+                StepResult::Done => break,
+                StepResult::More => {
+                    busy_since = None;
+                    let remaining = backup.progress().remaining;
+                    if remaining > last_remaining {
+                        restarts += 1;
+                    }
+                    last_remaining = remaining;
+                    std::thread::sleep(PAUSE);
+                }
+                StepResult::Busy | StepResult::Locked => {
+                    let since = *busy_since.get_or_insert_with(Instant::now);
+                    if since.elapsed() > BUSY_LIMIT {
+                        return Err(format!(
+                            "the store stayed locked for {} s",
+                            BUSY_LIMIT.as_secs()
+                        ));
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                // StepResult is non-exhaustive.
+                _ => std::thread::sleep(PAUSE),
+            }
+        }
+    }
+    let check: String = dst
+        .query_row("PRAGMA quick_check", [], |r| r.get(0))
+        .map_err(|e| e.to_string())?;
+    if check != "ok" {
+        return Err(format!("the copy fails its check: {check}"));
+    }
+    // One self-contained file: the copy needs no -wal beside it.
+    dst.query_row("PRAGMA journal_mode = DELETE", [], |_| Ok(()))
+        .map_err(|e| e.to_string())?;
+    dst.close().map_err(|(_, e)| e.to_string())
+}
+
+/// Syncs the copy and moves it into place, then syncs the folder so the rename lasts.
+fn finish(partial: &Path, to: &Path) -> Result<(), String> {
+    std::fs::File::open(partial)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| e.to_string())?;
+    std::fs::rename(partial, to).map_err(|e| e.to_string())?;
+    if let Some(dir) = to.parent().filter(|d| !d.as_os_str().is_empty()) {
+        let _ = std::fs::File::open(dir).and_then(|d| d.sync_all());
+    }
+    Ok(())
+}
