@@ -147,7 +147,12 @@ impl NumberSpec {
     }
 }
 
-/// A caller's phone number, normalised to its digits and a leading `+` for comparison.
+/// A caller's phone number, normalised to its digits and a leading `+`: what the caller or the
+/// app sent, minus spaces, dots, dashes and brackets.
+///
+/// Two phone numbers are the same caller when [`PhoneNumber::same_line`] says so, never by
+/// `==` on the text: matching (`rules::matching`) and the admin search both ask it, so the rule
+/// lives here once.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(transparent)]
 pub struct PhoneNumber(String);
@@ -176,6 +181,22 @@ impl PhoneNumber {
 
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// The digits alone, without the leading `+`.
+    pub fn digits(&self) -> &str {
+        self.0.strip_prefix('+').unwrap_or(&self.0)
+    }
+
+    /// Whether both name the same line: equal digits, whatever the leading `+`.
+    ///
+    /// Why the `+` does not count: the app usually sends E.164 (`+15557654321`) while the
+    /// switch hands the IVR the caller's number without it (`15557654321`); both are one caller,
+    /// and a reservation that refused its own caller for a missing `+` would be a bug. Digits
+    /// themselves must all agree: no national-prefix guessing (`0` vs `+33`), which would need
+    /// a numbering plan per country.
+    pub fn same_line(&self, other: &PhoneNumber) -> bool {
+        self.digits() == other.digits()
     }
 }
 
@@ -243,5 +264,28 @@ mod tests {
         assert_eq!(p("650.466.4136"), Ok("6504664136".into()));
         assert!(p("call me").is_err());
         assert!(p("+").is_err());
+    }
+
+    #[test]
+    fn same_line_compares_digits_only() {
+        let p = |s| PhoneNumber::parse(s).expect("phone");
+        let held = p("+15557654321");
+        for same in [
+            "15557654321",
+            "+1 (555) 765-4321",
+            "1.555.765.4321",
+            "+15557654321",
+        ] {
+            assert!(held.same_line(&p(same)), "{same}");
+            assert!(p(same).same_line(&held), "{same} (symmetric)");
+        }
+        for other in [
+            "5557654321",
+            "+15557654320",
+            "015557654321",
+            "+115557654321",
+        ] {
+            assert!(!held.same_line(&p(other)), "{other}");
+        }
     }
 }

@@ -152,7 +152,8 @@ pub trait Store: Send + Sync + 'static {
         group: &GroupName,
         number: &AccessNumber,
     ) -> Result<RemoveNumber, StoreError>;
-    /// Live reservations matching every given criterion.
+    /// Live reservations matching every given criterion; a phone matches by
+    /// [`PhoneNumber::same_line`](crate::domain::PhoneNumber::same_line), as a call does.
     async fn find_reservations(
         &self,
         filter: ReservationFilter,
