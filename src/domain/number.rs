@@ -150,9 +150,9 @@ impl NumberSpec {
 /// A caller's phone number, normalised to its digits and a leading `+`: what the caller or the
 /// app sent, minus spaces, dots, dashes and brackets.
 ///
-/// Two phone numbers are the same caller when [`PhoneNumber::same_line`] says so, never by
-/// `==` on the text: matching (`rules::matching`) and the admin search both ask it, so the rule
-/// lives here once.
+/// Two phone numbers are compared by the two rules below, never by `==` at the call site, so
+/// each rule lives here once: [`PhoneNumber::same_caller`] for matching (the contract's rule),
+/// [`PhoneNumber::same_digits`] for the admin search.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(transparent)]
 pub struct PhoneNumber(String);
@@ -188,14 +188,21 @@ impl PhoneNumber {
         self.0.strip_prefix('+').unwrap_or(&self.0)
     }
 
-    /// Whether both name the same line: equal digits, whatever the leading `+`.
+    /// Matching's rule (`rules::matching::check_match`): equal once everything but the digits
+    /// and a leading `+` is removed, as the contract's match-interaction section says. So the
+    /// `+` counts: `+15557654321` and `15557654321` are different callers to a match.
+    pub fn same_caller(&self, other: &PhoneNumber) -> bool {
+        self.0 == other.0
+    }
+
+    /// The admin search's rule: equal digits, whatever the leading `+`.
     ///
-    /// Why the `+` does not count: the app usually sends E.164 (`+15557654321`) while the
-    /// switch hands the IVR the caller's number without it (`15557654321`); both are one caller,
-    /// and a reservation that refused its own caller for a missing `+` would be a bug. Digits
-    /// themselves must all agree: no national-prefix guessing (`0` vs `+33`), which would need
-    /// a numbering plan per country.
-    pub fn same_line(&self, other: &PhoneNumber) -> bool {
+    /// Why looser than [`PhoneNumber::same_caller`]: an operator types what the customer reads
+    /// out (`15557654321`, `+1 (555) 765-4321`) while the app stored E.164; a search lists
+    /// candidates for a person to look at and never grants a match, so finding both spellings
+    /// costs nothing. Every digit must still agree: no national-prefix guessing (`0…` vs
+    /// `+33…`), which would need a numbering plan per country.
+    pub fn same_digits(&self, other: &PhoneNumber) -> bool {
         self.digits() == other.digits()
     }
 }
@@ -267,7 +274,7 @@ mod tests {
     }
 
     #[test]
-    fn same_line_compares_digits_only() {
+    fn matching_counts_the_plus_and_search_does_not() {
         let p = |s| PhoneNumber::parse(s).expect("phone");
         let held = p("+15557654321");
         for same in [
@@ -276,8 +283,8 @@ mod tests {
             "1.555.765.4321",
             "+15557654321",
         ] {
-            assert!(held.same_line(&p(same)), "{same}");
-            assert!(p(same).same_line(&held), "{same} (symmetric)");
+            assert!(held.same_digits(&p(same)), "{same}");
+            assert!(p(same).same_digits(&held), "{same} (symmetric)");
         }
         for other in [
             "5557654321",
@@ -285,7 +292,13 @@ mod tests {
             "015557654321",
             "+115557654321",
         ] {
-            assert!(!held.same_line(&p(other)), "{other}");
+            assert!(!held.same_digits(&p(other)), "{other}");
+            assert!(!held.same_caller(&p(other)), "{other}");
         }
+        assert!(held.same_caller(&p("+1 (555) 765-4321")));
+        assert!(
+            !held.same_caller(&p("15557654321")),
+            "the + counts in a match"
+        );
     }
 }

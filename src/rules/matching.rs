@@ -18,7 +18,7 @@ pub enum Refusal {
 ///   codes are not required (the lenient GMS mode). A reservation without a code accepts any.
 /// - A reservation with a phone number accepts a call from that number, or a call that gives
 ///   none (the IVR may not know it); a reservation without one accepts any caller. "That
-///   number" is [`PhoneNumber::same_line`]: the same digits, with or without a leading `+`.
+///   number" is [`PhoneNumber::same_caller`]: the same digits and the same leading `+`.
 pub fn check_match(
     held_code: Option<&AccessCode>,
     held_phone: Option<&PhoneNumber>,
@@ -32,7 +32,7 @@ pub fn check_match(
         _ => {}
     }
     match (held_phone, phone) {
-        (Some(want), Some(got)) if !want.same_line(got) => Err(Refusal::WrongPhone),
+        (Some(want), Some(got)) if !want.same_caller(got) => Err(Refusal::WrongPhone),
         _ => Ok(()),
     }
 }
@@ -78,8 +78,14 @@ mod tests {
                 Err(Refusal::WrongPhone),
             ),
             (None, Some(&p1), None, None, true, Ok(())),
-            (None, Some(&p1), None, Some(&p1_plus), true, Ok(())),
-            (None, Some(&p1_plus), None, Some(&p1), true, Ok(())),
+            (
+                None,
+                Some(&p1_plus),
+                None,
+                Some(&p1),
+                true,
+                Err(Refusal::WrongPhone),
+            ),
             (None, None, None, Some(&p2), true, Ok(())),
         ];
         for (hc, hp, c, p, required, want) in cases {

@@ -153,7 +153,8 @@ pub trait Store: Send + Sync + 'static {
         number: &AccessNumber,
     ) -> Result<RemoveNumber, StoreError>;
     /// Live reservations matching every given criterion; a phone matches by
-    /// [`PhoneNumber::same_line`](crate::domain::PhoneNumber::same_line), as a call does.
+    /// [`PhoneNumber::same_digits`](crate::domain::PhoneNumber::same_digits) (the leading `+`
+    /// does not count here, unlike in a match).
     async fn find_reservations(
         &self,
         filter: ReservationFilter,

@@ -1,5 +1,5 @@
 //! The operator's path (issue 14): the audit trail of admin changes, the 409 that guards the
-//! groups of the config file, and the phone search that compares digits as matching does.
+//! groups of the config file, and the phone search that compares digits whatever the `+`.
 
 use serde_json::Value;
 
@@ -341,9 +341,14 @@ on_every_backend!(phone_search_compares_digits, |backend| async move {
         assert!(find(other).await.is_empty(), "{other}");
     }
 
-    // Matching applies the same rule: the IVR's number without the `+` finds the session.
-    let matched = app
+    // Matching keeps the contract's rule, where the `+` counts: the search is looser on
+    // purpose (it lists, it never grants a match).
+    let refused = app
         .match_interaction(&[("_access_number", &a), ("_phone_number", "15557654321")])
+        .await;
+    refused.error(404, "NoMatch");
+    let matched = app
+        .match_interaction(&[("_access_number", &a), ("_phone_number", "+1 555 765 4321")])
         .await;
     assert_eq!(matched.status, 200, "{}", matched.text);
     assert_eq!(matched.field("_id"), with_plus);

@@ -367,9 +367,9 @@ pub async fn find_reservations(
     now: i64,
     f: &ReservationFilter,
 ) -> Result<Vec<ReservationView>, StoreError> {
-    // The phone is compared here, not in SQL, by `PhoneNumber::same_line`: the one rule
-    // matching uses too (a `+` or not, same digits). SQL narrows to reservations that carry a
-    // phone; an admin search is rare enough for the rest to be read and compared.
+    // The phone is compared here, not in SQL, by `PhoneNumber::same_digits` (a `+` or not, same
+    // digits), so the search's rule is written once for every backend. SQL narrows to
+    // reservations that carry a phone; an admin search is rare enough for those to be read.
     let sql = format!(
         "SELECT number, group_name, session, phone, code IS NOT NULL, expires_at FROM numbers
          WHERE {LIVE} AND ($1::text IS NULL OR number = $1) AND ($3::text IS NULL OR session = $3)
@@ -399,10 +399,11 @@ pub async fn find_reservations(
     let mut found = Vec::new();
     for view in views {
         let view: ReservationView = view?;
-        let wanted = f
-            .phone
-            .as_ref()
-            .is_none_or(|want| view.phone.as_ref().is_some_and(|held| held.same_line(want)));
+        let wanted = f.phone.as_ref().is_none_or(|want| {
+            view.phone
+                .as_ref()
+                .is_some_and(|held| held.same_digits(want))
+        });
         if wanted {
             found.push(view);
         }
