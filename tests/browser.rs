@@ -1,7 +1,9 @@
 //! Browser test: the management page in a real headless Chromium (Debian's chromium and
 //! chromium-driver), driven over WebDriver. It opens the overview, adds a number through the
 //! form, sees a reservation made through the GMS API appear with a countdown, releases it from
-//! the page, and sees the number free.
+//! the page, and sees the number free. A second test serves the app behind a reverse proxy
+//! under `/broker/` (as nginx's `location /broker/ { proxy_pass http://…/; }` does) and makes
+//! a change from the page through it.
 //!
 //! It runs in a build with `ACCESS_BROKER_BROWSER_TESTS=1` (`.ci/run` sets it) and is listed as
 //! ignored otherwise; once asked for, a missing chromedriver is a failure, not a skip.
@@ -9,6 +11,7 @@
 //! (relative to the crate) refreshes the README's images instead.
 
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use access_broker::app::App;
@@ -340,5 +343,165 @@ async fn operator_flow() {
         .expect("click");
     let results = wait_text(&c, "[data-testid=results]", |t| t.contains(&id)).await;
     assert!(results.contains("DNIS"));
+    c.close().await.expect("close");
+}
+
+/// A prefix-stripping reverse proxy: `/broker/<rest>` goes to `<upstream>/<rest>`, anything
+/// else answers 404 and is noted, so a page that reached for a root path shows up.
+struct Proxy {
+    url: String,
+    outside_prefix: Arc<Mutex<Vec<String>>>,
+}
+
+#[derive(Clone)]
+struct Upstream {
+    client: reqwest::Client,
+    url: String,
+    outside_prefix: Arc<Mutex<Vec<String>>>,
+}
+
+async fn start_proxy(upstream: &str) -> Proxy {
+    let outside_prefix = Arc::new(Mutex::new(Vec::new()));
+    let state = Upstream {
+        client: reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("client"),
+        url: upstream.to_owned(),
+        outside_prefix: outside_prefix.clone(),
+    };
+    let router = axum::Router::new().fallback(forward).with_state(state);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    Proxy {
+        url,
+        outside_prefix,
+    }
+}
+
+async fn forward(
+    axum::extract::State(up): axum::extract::State<Upstream>,
+    req: axum::extract::Request,
+) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
+    let Some(rest) = path.strip_prefix("/broker/") else {
+        if let Ok(mut seen) = up.outside_prefix.lock() {
+            seen.push(path.to_owned());
+        }
+        return (axum::http::StatusCode::NOT_FOUND, "outside /broker/").into_response();
+    };
+    let mut out = up
+        .client
+        .request(req.method().clone(), format!("{}/{rest}", up.url));
+    for (name, value) in req.headers() {
+        if name != axum::http::header::HOST {
+            out = out.header(name, value);
+        }
+    }
+    let Ok(body) = axum::body::to_bytes(req.into_body(), 1 << 20).await else {
+        return axum::http::StatusCode::BAD_REQUEST.into_response();
+    };
+    let Ok(resp) = out.body(body).send().await else {
+        return axum::http::StatusCode::BAD_GATEWAY.into_response();
+    };
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let body = resp.bytes().await.unwrap_or_default();
+    let mut answer = (status, body).into_response();
+    for (name, value) in &headers {
+        if name != axum::http::header::CONTENT_LENGTH
+            && name != axum::http::header::TRANSFER_ENCODING
+        {
+            answer.headers_mut().insert(name, value.clone());
+        }
+    }
+    answer
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(browser_tests),
+    ignore = "needs Chromium and chromium-driver: set ACCESS_BROKER_BROWSER_TESTS=1 to run"
+)]
+async fn the_page_works_behind_a_proxy_under_a_prefix() {
+    support::limit::within(prefix_flow()).await;
+}
+
+async fn prefix_flow() {
+    let (_driver, c) = start_browser().await;
+    let base = start_app().await;
+    let proxy = start_proxy(&base).await;
+
+    // `/broker/ui` redirects to `/broker/ui/` (not `/ui/`), whose page loads its groups.
+    c.goto(&format!("{}/broker/ui", proxy.url))
+        .await
+        .expect("open overview");
+    wait_text(&c, "[data-testid=group-row-DNIS] [data-testid=size]", |t| {
+        t == "5"
+    })
+    .await;
+    let here = c.current_url().await.expect("url");
+    assert_eq!(here.path(), "/broker/ui/");
+
+    // A change made from the page goes through the prefix and shows in Recent changes.
+    c.find(Locator::Css("[data-testid=group-link-SALES]"))
+        .await
+        .expect("link")
+        .click()
+        .await
+        .expect("click");
+    wait_text(&c, "[data-testid=group-title]", |t| t == "Group SALES").await;
+    c.find(Locator::Css("[data-testid=add-input]"))
+        .await
+        .expect("input")
+        .send_keys("6504661999")
+        .await
+        .expect("type");
+    c.find(Locator::Css("[data-testid=add-submit]"))
+        .await
+        .expect("add")
+        .click()
+        .await
+        .expect("click");
+    wait_text(
+        &c,
+        "[data-testid=number-6504661999] [data-testid=state]",
+        |t| t == "free",
+    )
+    .await;
+    wait_text(
+        &c,
+        "[data-testid=recent-changes] [data-testid=change]",
+        |t| {
+            t.contains("anonymous")
+                && t.contains("add numbers SALES")
+                && t.contains("1 numbers added")
+        },
+    )
+    .await;
+    let page: serde_json::Value = reqwest::get(format!("{base}/genesys/1/admin/groups/SALES"))
+        .await
+        .expect("group")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(page["size"], 21, "the change reached the app");
+    // The browser's own `/favicon.ico` guess is not the page's doing.
+    let outside: Vec<String> = proxy
+        .outside_prefix
+        .lock()
+        .expect("lock")
+        .iter()
+        .filter(|p| p.as_str() != "/favicon.ico")
+        .cloned()
+        .collect();
+    assert!(
+        outside.is_empty(),
+        "the page asked for paths outside /broker/: {outside:?}"
+    );
     c.close().await.expect("close");
 }

@@ -6,10 +6,11 @@ use crate::advisor::{Advice, advise};
 use crate::domain::{AccessNumber, GroupName};
 use crate::metrics::Window;
 use crate::store::{
-    AddNumbers, DeleteGroup, GroupChange, GroupDetail, GroupStats, NumberView, PutGroup,
-    RemoveNumber, ReservationFilter, ReservationView,
+    AddNumbers, DeleteGroup, GroupChange, GroupDetail, GroupStats, NumberState, NumberView,
+    PutGroup, RemoveNumber, ReservationFilter, ReservationView,
 };
 
+use super::audit::{Actor, AuditAction, AuditEntry, AuditTarget};
 use super::{Broker, BrokerError, now_minute};
 
 /// A group as the admin API shows it: counts, utilisation and the last hour's refusals.
@@ -77,12 +78,29 @@ impl Broker {
     /// Creates a group (with its first numbers) or changes its settings and adds numbers, in
     /// one store operation (why: a read-merge-write here could lose a concurrent change, and a
     /// taken number after the settings were written would leave the change half-made).
-    /// Answers whether it was created, and the group as it is now.
+    /// Answers whether it was created, and the group as it is now. Audited: the settings read
+    /// just before serve only the `old→new` of the audit detail, never the change itself.
     pub async fn admin_put_group(
         &self,
+        user: &Actor,
         change: GroupChange,
     ) -> Result<(bool, GroupOverview), BrokerError> {
         let name = change.name.clone();
+        let result = self.put_group(change).await;
+        self.audit.outcome(
+            user,
+            target(AuditAction::PutGroup, Some(&name), None),
+            result,
+        )
+    }
+
+    async fn put_group(
+        &self,
+        change: GroupChange,
+    ) -> Result<((bool, GroupOverview), String), BrokerError> {
+        let name = change.name.clone();
+        let added = change.numbers.len();
+        let before = self.stats_of(&name).await?;
         let created = match self.store.put_group(change).await? {
             PutGroup::Created => true,
             PutGroup::Changed => false,
@@ -90,44 +108,157 @@ impl Broker {
                 return Err(BrokerError::NumberTaken { number, owner });
             }
         };
-        Ok((created, self.admin_group(&name).await?.overview))
+        let overview = self.admin_group(&name).await?.overview;
+        let detail = put_detail(before.as_ref(), &overview.stats, added);
+        Ok(((created, overview), detail))
     }
 
-    pub async fn admin_delete_group(&self, name: &GroupName) -> Result<(), BrokerError> {
-        match self.store.delete_group(name).await? {
-            DeleteGroup::Deleted => Ok(()),
-            DeleteGroup::NotFound => Err(unknown_group(name)),
-            DeleteGroup::Busy => Err(BrokerError::GroupBusy(name.clone())),
+    /// A group's counts and settings, without listing its numbers.
+    async fn stats_of(&self, name: &GroupName) -> Result<Option<GroupStats>, BrokerError> {
+        Ok(self
+            .store
+            .groups()
+            .await?
+            .into_iter()
+            .find(|g| g.name == *name))
+    }
+
+    /// Whether the config file defines this group (it comes back at every start).
+    fn is_config_group(&self, name: &GroupName) -> bool {
+        self.config.groups.iter().any(|g| g.settings.name == *name)
+    }
+
+    /// Deletes a group. A group the config file defines is refused unless `force`: it would
+    /// come back at the next start, which is rarely what the operator meant.
+    pub async fn admin_delete_group(
+        &self,
+        user: &Actor,
+        name: &GroupName,
+        force: bool,
+    ) -> Result<(), BrokerError> {
+        let result = self.delete_group(name, force).await;
+        self.audit.outcome(
+            user,
+            target(AuditAction::DeleteGroup, Some(name), None),
+            result,
+        )
+    }
+
+    async fn delete_group(
+        &self,
+        name: &GroupName,
+        force: bool,
+    ) -> Result<((), String), BrokerError> {
+        let configured = self.is_config_group(name);
+        if configured && !force {
+            // An unknown name answers 404 like any other; only a group that exists is refused.
+            if self.stats_of(name).await?.is_none() {
+                return Err(unknown_group(name));
+            }
+            return Err(BrokerError::ConfigGroup(name.clone()));
         }
+        match self.store.delete_group(name).await? {
+            DeleteGroup::Deleted => {}
+            DeleteGroup::NotFound => return Err(unknown_group(name)),
+            DeleteGroup::Busy => return Err(BrokerError::GroupBusy(name.clone())),
+        }
+        let detail = if configured {
+            "group deleted (defined in the config file: force=true; it comes back at the next start)"
+        } else {
+            "group deleted"
+        };
+        Ok(((), detail.to_owned()))
     }
 
     pub async fn admin_add_numbers(
         &self,
+        user: &Actor,
         name: &GroupName,
         numbers: Vec<AccessNumber>,
     ) -> Result<u64, BrokerError> {
-        match self.store.add_numbers(name, numbers).await? {
-            AddNumbers::Added(n) => Ok(n),
-            AddNumbers::UnknownGroup => Err(unknown_group(name)),
-            AddNumbers::Taken(number, owner) => Err(BrokerError::NumberTaken { number, owner }),
-        }
+        let result = match self.store.add_numbers(name, numbers).await {
+            Ok(AddNumbers::Added(n)) => Ok((n, format!("{n} numbers added"))),
+            Ok(AddNumbers::UnknownGroup) => Err(unknown_group(name)),
+            Ok(AddNumbers::Taken(number, owner)) => Err(BrokerError::NumberTaken { number, owner }),
+            Err(e) => Err(e.into()),
+        };
+        self.audit.outcome(
+            user,
+            target(AuditAction::AddNumbers, Some(name), None),
+            result,
+        )
     }
 
     /// Removes a number: `"removed"` at once, or `"retiring"` until its reservation ends.
+    /// The last number in service of a group the config file defines is refused unless
+    /// `force` (the group would lend nothing until the next start puts its numbers back).
+    ///
+    /// The last-number check reads the group before removing, so two operators removing a
+    /// config group's last two numbers at the same moment could both pass: it guards against
+    /// a slip of the hand, not against a race, and the next start restores the numbers anyway.
     pub async fn admin_remove_number(
+        &self,
+        user: &Actor,
+        name: &GroupName,
+        number: &AccessNumber,
+        force: bool,
+    ) -> Result<&'static str, BrokerError> {
+        let result = self.remove_number(name, number, force).await;
+        self.audit.outcome(
+            user,
+            target(AuditAction::RemoveNumber, Some(name), Some(number)),
+            result,
+        )
+    }
+
+    async fn remove_number(
         &self,
         name: &GroupName,
         number: &AccessNumber,
-    ) -> Result<&'static str, BrokerError> {
-        match self.store.remove_number(name, number).await? {
-            RemoveNumber::Removed => Ok("removed"),
-            RemoveNumber::Retiring => Ok("retiring"),
-            RemoveNumber::UnknownGroup => Err(unknown_group(name)),
-            RemoveNumber::UnknownNumber => Err(BrokerError::NumberNotInGroup {
+        force: bool,
+    ) -> Result<(&'static str, String), BrokerError> {
+        if !force && self.is_config_group(name) && self.is_last_in_service(name, number).await? {
+            return Err(BrokerError::LastConfigNumber {
                 group: name.clone(),
                 number: number.clone(),
-            }),
+            });
         }
+        let state = match self.store.remove_number(name, number).await? {
+            RemoveNumber::Removed => "removed",
+            RemoveNumber::Retiring => "retiring",
+            RemoveNumber::UnknownGroup => return Err(unknown_group(name)),
+            RemoveNumber::UnknownNumber => {
+                return Err(BrokerError::NumberNotInGroup {
+                    group: name.clone(),
+                    number: number.clone(),
+                });
+            }
+        };
+        let detail = match state {
+            "removed" => format!("number {number} removed"),
+            _ => format!("number {number} retiring: it leaves when its reservation ends"),
+        };
+        Ok((state, detail))
+    }
+
+    /// Whether `number` is the group's only number in service (free or reserved, not retiring).
+    /// Counts first, so a large group is never listed; only a group of one number is.
+    async fn is_last_in_service(
+        &self,
+        name: &GroupName,
+        number: &AccessNumber,
+    ) -> Result<bool, BrokerError> {
+        match self.stats_of(name).await? {
+            Some(stats) if stats.size == 1 => {}
+            _ => return Ok(false),
+        }
+        let Some(detail) = self.store.group(name).await? else {
+            return Ok(false);
+        };
+        Ok(detail
+            .numbers
+            .iter()
+            .any(|n| n.number == *number && !matches!(n.state, NumberState::Retiring { .. })))
     }
 
     pub async fn admin_reservations(
@@ -137,11 +268,73 @@ impl Broker {
         Ok(self.store.find_reservations(filter).await?)
     }
 
-    pub async fn admin_release(&self, number: &AccessNumber) -> Result<(), BrokerError> {
-        match self.store.release(number).await? {
-            true => Ok(()),
-            false => Err(BrokerError::NoReservation(number.clone())),
-        }
+    pub async fn admin_release(
+        &self,
+        user: &Actor,
+        number: &AccessNumber,
+    ) -> Result<(), BrokerError> {
+        let result = match self.store.release(number).await {
+            Ok(true) => Ok(((), format!("reservation on {number} released"))),
+            Ok(false) => Err(BrokerError::NoReservation(number.clone())),
+            Err(e) => Err(e.into()),
+        };
+        self.audit.outcome(
+            user,
+            target(AuditAction::Release, None, Some(number)),
+            result,
+        )
+    }
+
+    /// The admin changes this node saw lately, newest first (see `broker::audit`).
+    pub fn admin_audit(&self) -> Vec<AuditEntry> {
+        self.audit.recent()
+    }
+}
+
+fn target<'a>(
+    action: AuditAction,
+    group: Option<&'a GroupName>,
+    number: Option<&'a AccessNumber>,
+) -> AuditTarget<'a> {
+    AuditTarget {
+        action,
+        group,
+        number,
+    }
+}
+
+/// What a PUT changed, `old→new` for each setting that moved: `allocation round-robin→random,
+/// booking_expiration_timeout 30 (default)→90, 5 numbers added`.
+fn put_detail(before: Option<&GroupStats>, after: &GroupStats, added: usize) -> String {
+    let timeout = |t: Option<u32>| t.map_or_else(|| "30 (default)".to_owned(), |s| s.to_string());
+    let Some(before) = before else {
+        return format!(
+            "group created: allocation {}, booking_expiration_timeout {}, {added} numbers",
+            after.allocation,
+            timeout(after.booking_timeout)
+        );
+    };
+    let mut changes = Vec::new();
+    if before.allocation != after.allocation {
+        changes.push(format!(
+            "allocation {}→{}",
+            before.allocation, after.allocation
+        ));
+    }
+    if before.booking_timeout != after.booking_timeout {
+        changes.push(format!(
+            "booking_expiration_timeout {}→{}",
+            timeout(before.booking_timeout),
+            timeout(after.booking_timeout)
+        ));
+    }
+    if added > 0 {
+        changes.push(format!("{added} numbers added"));
+    }
+    if changes.is_empty() {
+        "no change".to_owned()
+    } else {
+        changes.join(", ")
     }
 }
 

@@ -52,6 +52,20 @@ pub enum BrokerError {
     /// Admin: a group with live reservations is not deleted.
     #[error("group {0} holds live reservations; release them or wait for them to end")]
     GroupBusy(GroupName),
+    /// Admin: deleting a group the config file defines, without `force`.
+    #[error(
+        "group {0} is defined in the config file; it would come back at the next start; add force=true to delete it anyway"
+    )]
+    ConfigGroup(GroupName),
+    /// Admin: removing the last number in service of a group the config file defines, without
+    /// `force`.
+    #[error(
+        "number {number} is the last number in service of group {group}, which the config file defines; the group would lend nothing until the next start puts its numbers back; add force=true to remove it anyway"
+    )]
+    LastConfigNumber {
+        group: GroupName,
+        number: AccessNumber,
+    },
     /// Admin: a number to add already belongs to a group (or is listed twice).
     #[error("numbers: {number} already belongs to group {owner}")]
     NumberTaken {

@@ -5,6 +5,7 @@
 
 mod access;
 mod admin;
+mod audit;
 mod error;
 mod matching;
 mod sessions;
@@ -13,6 +14,7 @@ use std::sync::Arc;
 
 pub use access::{Access, AccessRequest};
 pub use admin::{GroupOverview, GroupPage, NodeSeen, Ready};
+pub use audit::{AUDIT_CAPACITY, Actor, AuditAction, AuditEntry, AuditOutcome};
 pub use error::BrokerError;
 pub use matching::MatchParams;
 
@@ -22,11 +24,15 @@ use crate::domain::ServiceName;
 use crate::metrics::Metrics;
 use crate::store::DynStore;
 
+use self::audit::AuditLog;
+
 #[derive(Clone)]
 pub struct Broker {
     store: DynStore,
     config: Arc<Config>,
     metrics: Arc<Metrics>,
+    /// This node's recent admin changes (per node, lost at restart: see `audit`).
+    audit: Arc<AuditLog>,
 }
 
 impl Broker {
@@ -35,6 +41,7 @@ impl Broker {
             store,
             config,
             metrics,
+            audit: Arc::default(),
         }
     }
 

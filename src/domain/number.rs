@@ -158,7 +158,12 @@ impl NumberSpec {
     }
 }
 
-/// A caller's phone number, normalised to its digits and a leading `+` for comparison.
+/// A caller's phone number, normalised to its digits and a leading `+`: what the caller or the
+/// app sent, minus spaces, dots, dashes and brackets.
+///
+/// Two phone numbers are compared by the two rules below, never by `==` at the call site, so
+/// each rule lives here once: [`PhoneNumber::same_caller`] for matching (the contract's rule),
+/// [`PhoneNumber::same_digits`] for the admin search.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(transparent)]
 pub struct PhoneNumber(String);
@@ -187,6 +192,29 @@ impl PhoneNumber {
 
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// The digits alone, without the leading `+`.
+    pub fn digits(&self) -> &str {
+        self.0.strip_prefix('+').unwrap_or(&self.0)
+    }
+
+    /// Matching's rule (`rules::matching::check_match`): equal once everything but the digits
+    /// and a leading `+` is removed, as the contract's match-interaction section says. So the
+    /// `+` counts: `+15557654321` and `15557654321` are different callers to a match.
+    pub fn same_caller(&self, other: &PhoneNumber) -> bool {
+        self.0 == other.0
+    }
+
+    /// The admin search's rule: equal digits, whatever the leading `+`.
+    ///
+    /// Why looser than [`PhoneNumber::same_caller`]: an operator types what the customer reads
+    /// out (`15557654321`, `+1 (555) 765-4321`) while the app stored E.164; a search lists
+    /// candidates for a person to look at and never grants a match, so finding both spellings
+    /// costs nothing. Every digit must still agree: no national-prefix guessing (`0…` vs
+    /// `+33…`), which would need a numbering plan per country.
+    pub fn same_digits(&self, other: &PhoneNumber) -> bool {
+        self.digits() == other.digits()
     }
 }
 
@@ -254,5 +282,34 @@ mod tests {
         assert_eq!(p("650.466.4136"), Ok("6504664136".into()));
         assert!(p("call me").is_err());
         assert!(p("+").is_err());
+    }
+
+    #[test]
+    fn matching_counts_the_plus_and_search_does_not() {
+        let p = |s| PhoneNumber::parse(s).expect("phone");
+        let held = p("+15557654321");
+        for same in [
+            "15557654321",
+            "+1 (555) 765-4321",
+            "1.555.765.4321",
+            "+15557654321",
+        ] {
+            assert!(held.same_digits(&p(same)), "{same}");
+            assert!(p(same).same_digits(&held), "{same} (symmetric)");
+        }
+        for other in [
+            "5557654321",
+            "+15557654320",
+            "015557654321",
+            "+115557654321",
+        ] {
+            assert!(!held.same_digits(&p(other)), "{other}");
+            assert!(!held.same_caller(&p(other)), "{other}");
+        }
+        assert!(held.same_caller(&p("+1 (555) 765-4321")));
+        assert!(
+            !held.same_caller(&p("15557654321")),
+            "the + counts in a match"
+        );
     }
 }

@@ -1,20 +1,21 @@
 //! `/genesys/1/admin/*`: the operators' JSON API over groups, numbers and reservations.
 //! Guarded by `[auth.admin]`, or by `[auth]` when that is absent.
 
-use axum::Router;
 use axum::extract::{Path, Query, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::Response;
 use axum::routing::{delete, get, post};
+use axum::{Extension, Router};
 use serde_json::json;
 
 use super::AppState;
-use super::admin_views::{GroupJson, GroupPageJson, NodeJson, ReservationJson};
+use super::admin_views::{AuditJson, GroupJson, GroupPageJson, NodeJson, ReservationJson};
 use super::auth;
 use super::error::ApiError;
 use super::params::Params;
 use super::reply::Reply;
+use crate::broker::Actor;
 use crate::domain::{
     AccessNumber, Allocation, BookingTimeout, GroupName, NumberSpec, PhoneNumber, SessionId,
 };
@@ -35,23 +36,31 @@ pub fn router() -> Router<AppState> {
         .route("/genesys/1/admin/reservations", get(find_reservations))
         .route("/genesys/1/admin/reservations/{number}", delete(release))
         .route("/genesys/1/admin/nodes", get(nodes))
+        .route("/genesys/1/admin/audit", get(audit))
 }
 
-/// Middleware for the admin API and the page: `[auth.admin]`, else `[auth]`.
+/// Middleware for the admin API and the page: `[auth.admin]`, else `[auth]`. Once passed, the
+/// request carries the [`Actor`] the audit trail names: the user of those credentials (the
+/// check demands exactly them, so no header is read again), or `anonymous` when none guard it.
 pub async fn require_admin(
     State(state): State<AppState>,
-    req: Request,
+    mut req: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
-    auth::require(
-        req.headers(),
-        state
-            .config
-            .admin_auth
-            .as_ref()
-            .or(state.config.auth.as_ref()),
-    )?;
+    let expected = state
+        .config
+        .admin_auth
+        .as_ref()
+        .or(state.config.auth.as_ref());
+    auth::require(req.headers(), expected)?;
+    let actor = expected.map_or_else(Actor::anonymous, |c| Actor::named(c.username.clone()));
+    req.extensions_mut().insert(actor);
     Ok(next.run(req).await)
+}
+
+/// `force=true` (query string or form): do it even though the group is in the config file.
+fn force(params: &Params) -> Result<bool, ApiError> {
+    Ok(params.flag("force")?.unwrap_or(false))
 }
 
 fn group_name(name: &str) -> Result<GroupName, ApiError> {
@@ -108,6 +117,7 @@ async fn show_group(
 /// it with nothing changed.
 async fn put_group(
     State(state): State<AppState>,
+    Extension(user): Extension<Actor>,
     Path(group): Path<String>,
     params: Params,
 ) -> Result<Reply, ApiError> {
@@ -139,12 +149,15 @@ async fn put_group(
         .unwrap_or_default();
     let (created, overview) = state
         .broker
-        .admin_put_group(GroupChange {
-            name,
-            allocation,
-            booking_timeout,
-            numbers,
-        })
+        .admin_put_group(
+            &user,
+            GroupChange {
+                name,
+                allocation,
+                booking_timeout,
+                numbers,
+            },
+        )
         .await?;
     let status = if created {
         StatusCode::CREATED
@@ -156,15 +169,21 @@ async fn put_group(
 
 async fn delete_group(
     State(state): State<AppState>,
+    Extension(user): Extension<Actor>,
     Path(group): Path<String>,
+    params: Params,
 ) -> Result<Reply, ApiError> {
     let name = group_name(&group)?;
-    state.broker.admin_delete_group(&name).await?;
+    state
+        .broker
+        .admin_delete_group(&user, &name, force(&params)?)
+        .await?;
     Ok(Reply::new().field("deleted", name))
 }
 
 async fn add_numbers(
     State(state): State<AppState>,
+    Extension(user): Extension<Actor>,
     Path(group): Path<String>,
     params: Params,
 ) -> Result<Reply, ApiError> {
@@ -177,18 +196,23 @@ async fn add_numbers(
     })?;
     let added = state
         .broker
-        .admin_add_numbers(&name, parse_numbers(text)?)
+        .admin_add_numbers(&user, &name, parse_numbers(text)?)
         .await?;
     to_json(&json!({ "group": name, "added": added }))
 }
 
 async fn remove_number(
     State(state): State<AppState>,
+    Extension(user): Extension<Actor>,
     Path((group, number)): Path<(String, String)>,
+    params: Params,
 ) -> Result<Reply, ApiError> {
     let name = group_name(&group)?;
     let number = AccessNumber::parse(&number).map_err(ApiError::param("number"))?;
-    let outcome = state.broker.admin_remove_number(&name, &number).await?;
+    let outcome = state
+        .broker
+        .admin_remove_number(&user, &name, &number, force(&params)?)
+        .await?;
     to_json(&json!({ "group": name, "number": number, "state": outcome }))
 }
 
@@ -227,10 +251,11 @@ async fn find_reservations(
 
 async fn release(
     State(state): State<AppState>,
+    Extension(user): Extension<Actor>,
     Path(number): Path<String>,
 ) -> Result<Reply, ApiError> {
     let number = AccessNumber::parse(&number).map_err(ApiError::param("number"))?;
-    state.broker.admin_release(&number).await?;
+    state.broker.admin_release(&user, &number).await?;
     Ok(Reply::new().field("released", number))
 }
 
@@ -243,4 +268,16 @@ async fn nodes(State(state): State<AppState>) -> Result<Reply, ApiError> {
         .map(NodeJson::from)
         .collect();
     to_json(&json!({ "nodes": nodes }))
+}
+
+/// This node's recent admin changes, newest first (per node, lost at restart; the INFO log
+/// under `access_broker::audit` is the durable trail).
+async fn audit(State(state): State<AppState>) -> Result<Reply, ApiError> {
+    let entries: Vec<AuditJson> = state
+        .broker
+        .admin_audit()
+        .into_iter()
+        .map(AuditJson::from)
+        .collect();
+    to_json(&json!({ "entries": entries }))
 }

@@ -8,7 +8,7 @@
 use serde::Serialize;
 
 use crate::advisor::Advice;
-use crate::broker::{GroupOverview, GroupPage, NodeSeen};
+use crate::broker::{AuditEntry, GroupOverview, GroupPage, NodeSeen};
 use crate::domain::{AccessNumber, Allocation, GroupName, PhoneNumber, SessionId};
 use crate::metrics::Window;
 use crate::store::{GroupStats, NumberState, NumberView, ReservationView};
@@ -146,6 +146,36 @@ impl From<NodeSeen> for NodeJson {
             node_id: n.node_id,
             seen_seconds_ago: n.seen_seconds_ago,
             this_node: n.this_node,
+        }
+    }
+}
+
+/// One admin change: `at` in milliseconds since the Unix epoch (this node's clock), `user`,
+/// `action` (`put_group`, `delete_group`, `add_numbers`, `remove_number`, `release`),
+/// `outcome` (`done`, `refused`, `failed`), the `group` and `number` it names, and `detail`.
+#[derive(Debug, Serialize)]
+pub struct AuditJson {
+    at: i64,
+    user: String,
+    action: &'static str,
+    outcome: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    group: Option<GroupName>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    number: Option<AccessNumber>,
+    detail: String,
+}
+
+impl From<AuditEntry> for AuditJson {
+    fn from(e: AuditEntry) -> Self {
+        Self {
+            at: e.at.0,
+            user: e.user.as_str().to_owned(),
+            action: e.action.as_str(),
+            outcome: e.outcome.as_str(),
+            group: e.group,
+            number: e.number,
+            detail: e.detail,
         }
     }
 }

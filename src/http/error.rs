@@ -93,7 +93,7 @@ fn broker_status(e: &BrokerError) -> StatusCode {
         | B::GroupNotFound(_)
         | B::NumberNotInGroup { .. }
         | B::NoReservation(_) => StatusCode::NOT_FOUND,
-        B::GroupBusy(_) => StatusCode::CONFLICT,
+        B::GroupBusy(_) | B::ConfigGroup(_) | B::LastConfigNumber { .. } => StatusCode::CONFLICT,
         B::PoolExhausted { .. } => StatusCode::SERVICE_UNAVAILABLE,
         // Not reached: `From<BrokerError>` turns it into StoreUnavailable or Internal.
         B::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -112,7 +112,7 @@ fn broker_kind(e: &BrokerError) -> &'static str {
         | B::GroupNotFound(_)
         | B::NumberNotInGroup { .. }
         | B::NoReservation(_) => "NotFound",
-        B::GroupBusy(_) => "Conflict",
+        B::GroupBusy(_) | B::ConfigGroup(_) | B::LastConfigNumber { .. } => "Conflict",
         B::PoolExhausted { .. } => "PoolExhausted",
         B::Store(_) => "Internal",
     }
@@ -215,6 +215,16 @@ mod tests {
             (BrokerError::NoMatch(n.clone()).into(), 404, "NoMatch"),
             (ApiError::NotFound("x".into()), 404, "NotFound"),
             (BrokerError::GroupBusy(g.clone()).into(), 409, "Conflict"),
+            (BrokerError::ConfigGroup(g.clone()).into(), 409, "Conflict"),
+            (
+                BrokerError::LastConfigNumber {
+                    group: g.clone(),
+                    number: n.clone(),
+                }
+                .into(),
+                409,
+                "Conflict",
+            ),
             (
                 BrokerError::NumberTaken {
                     number: n,

@@ -17,7 +17,8 @@ pub enum Refusal {
 /// - A reservation with a code needs the same code; a call without one is accepted only when
 ///   codes are not required (the lenient GMS mode). A reservation without a code accepts any.
 /// - A reservation with a phone number accepts a call from that number, or a call that gives
-///   none (the IVR may not know it); a reservation without one accepts any caller.
+///   none (the IVR may not know it); a reservation without one accepts any caller. "That
+///   number" is [`PhoneNumber::same_caller`]: the same digits and the same leading `+`.
 pub fn check_match(
     held_code: Option<&AccessCode>,
     held_phone: Option<&PhoneNumber>,
@@ -31,7 +32,7 @@ pub fn check_match(
         _ => {}
     }
     match (held_phone, phone) {
-        (Some(want), Some(got)) if want != got => Err(Refusal::WrongPhone),
+        (Some(want), Some(got)) if !want.same_caller(got) => Err(Refusal::WrongPhone),
         _ => Ok(()),
     }
 }
@@ -46,6 +47,7 @@ mod tests {
         let c2 = AccessCode::from_stored("4321".into());
         let p1 = PhoneNumber::parse("5551").expect("phone");
         let p2 = PhoneNumber::parse("5552").expect("phone");
+        let p1_plus = PhoneNumber::parse("+5551").expect("phone");
         let cases = [
             (Some(&c1), None, Some(&c1), None, true, Ok(())),
             (
@@ -76,6 +78,14 @@ mod tests {
                 Err(Refusal::WrongPhone),
             ),
             (None, Some(&p1), None, None, true, Ok(())),
+            (
+                None,
+                Some(&p1_plus),
+                None,
+                Some(&p1),
+                true,
+                Err(Refusal::WrongPhone),
+            ),
             (None, None, None, Some(&p2), true, Ok(())),
         ];
         for (hc, hp, c, p, required, want) in cases {

@@ -152,7 +152,9 @@ pub trait Store: Send + Sync + 'static {
         group: &GroupName,
         number: &AccessNumber,
     ) -> Result<RemoveNumber, StoreError>;
-    /// Live reservations matching every given criterion.
+    /// Live reservations matching every given criterion; a phone matches by
+    /// [`PhoneNumber::same_digits`](crate::domain::PhoneNumber::same_digits) (the leading `+`
+    /// does not count here, unlike in a match).
     async fn find_reservations(
         &self,
         filter: ReservationFilter,

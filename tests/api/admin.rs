@@ -80,9 +80,12 @@ on_every_backend!(groups_numbers_and_reservations, |backend| async move {
         (page["size"].as_u64(), page["retiring"].as_u64()),
         (Some(4), Some(1))
     );
-    app.delete("/genesys/1/admin/groups/DNIS")
+    // Busy: refused even with force=true (which only overrides the config file's guard).
+    let busy = app
+        .delete("/genesys/1/admin/groups/DNIS?force=true")
         .await
         .error(409, "Conflict");
+    assert!(busy.contains("holds live reservations"), "{busy}");
     assert_eq!(
         app.delete(&format!("/genesys/1/admin/reservations/{number}"))
             .await

@@ -9,6 +9,7 @@ mod cli;
 mod formats_and_auth;
 mod helpers;
 mod match_interaction;
+mod operator;
 mod request_access;
 mod request_interaction;
 mod secrets;

@@ -2,6 +2,10 @@
 //! separate server, no build step at run time). The page is static; it reads and changes
 //! everything through the admin API, and `http::router` guards both with the same Basic
 //! credentials, so the browser's one login prompt covers both.
+//!
+//! Every URL the page uses is relative (`app.js`, `../genesys/1/admin/…`, the `/ui` redirect
+//! to `ui/`), so a reverse proxy may serve the broker under any path prefix (`/broker/ui/`)
+//! without rewriting a byte of it; a test below keeps it that way.
 
 use axum::Router;
 use axum::http::header;
@@ -17,7 +21,8 @@ const JAVASCRIPT_UTF_8: &str = "text/javascript; charset=utf-8";
 
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/ui", get(|| async { Redirect::permanent("/ui/") }))
+        // Relative: `/broker/ui` behind a proxy goes to `/broker/ui/`, not to `/ui/`.
+        .route("/ui", get(|| async { Redirect::permanent("ui/") }))
         .route("/ui/", get(index))
         .route("/ui/app.js", get(script))
         .route("/ui/style.css", get(style))
@@ -46,4 +51,37 @@ async fn script() -> Response {
 
 async fn style() -> Response {
     asset(mime::TEXT_CSS_UTF_8.as_ref(), STYLE)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// No asset names a path from the root: it would miss the prefix a proxy serves under.
+    #[test]
+    fn assets_use_relative_urls_only() {
+        for (name, text) in [
+            ("index.html", INDEX),
+            ("app.js", SCRIPT),
+            ("style.css", STYLE),
+        ] {
+            for absolute in [
+                "\"/genesys",
+                "'/genesys",
+                "`/genesys",
+                "\"/ui",
+                "'/ui",
+                "`/ui",
+                "href=\"/",
+                "src=\"/",
+                "url(/",
+                "url(\"/",
+            ] {
+                assert!(
+                    !text.contains(absolute),
+                    "{name} holds an absolute URL ({absolute}…)"
+                );
+            }
+        }
+    }
 }

@@ -367,34 +367,48 @@ pub async fn find_reservations(
     now: i64,
     f: &ReservationFilter,
 ) -> Result<Vec<ReservationView>, StoreError> {
+    // The phone is compared here, not in SQL, by `PhoneNumber::same_digits` (a `+` or not, same
+    // digits), so the search's rule is written once for every backend. SQL narrows to
+    // reservations that carry a phone; an admin search is rare enough for those to be read.
     let sql = format!(
         "SELECT number, group_name, session, phone, code IS NOT NULL, expires_at FROM numbers
          WHERE {LIVE} AND ($1::text IS NULL OR number = $1) AND ($3::text IS NULL OR session = $3)
-           AND ($4::text IS NULL OR phone = $4)
+           AND (NOT $4 OR phone IS NOT NULL)
          ORDER BY group_name, position"
     );
-    let (number, session, phone) = (
+    let (number, session, by_phone) = (
         f.number.as_ref().map(|n| n.as_str()),
         f.session.as_ref().map(|s| s.as_str()),
-        f.phone.as_ref().map(|p| p.as_str()),
+        f.phone.is_some(),
     );
     let rows = tx
-        .query(&sql, &[&number, &now, &session, &phone])
+        .query(&sql, &[&number, &now, &session, &by_phone])
         .await
         .map_err(pg_error)?;
-    rows.iter()
-        .map(|r| {
-            let phone: Option<String> = r.get(3);
-            Ok(ReservationView {
-                number: AccessNumber::parse(r.get(0)).map_err(corrupt("numbers.number"))?,
-                group: GroupName::parse(r.get(1)).map_err(corrupt("numbers.group_name"))?,
-                session: SessionId::parse(r.get(2)).map_err(corrupt("numbers.session"))?,
-                phone: phone.map(crate::domain::PhoneNumber::from_stored),
-                has_code: r.get(4),
-                expires_in: left(r.get(5), now).as_secs(),
-            })
+    let views = rows.iter().map(|r| {
+        let phone: Option<String> = r.get(3);
+        Ok(ReservationView {
+            number: AccessNumber::parse(r.get(0)).map_err(corrupt("numbers.number"))?,
+            group: GroupName::parse(r.get(1)).map_err(corrupt("numbers.group_name"))?,
+            session: SessionId::parse(r.get(2)).map_err(corrupt("numbers.session"))?,
+            phone: phone.map(crate::domain::PhoneNumber::from_stored),
+            has_code: r.get(4),
+            expires_in: left(r.get(5), now).as_secs(),
         })
-        .collect()
+    });
+    let mut found = Vec::new();
+    for view in views {
+        let view: ReservationView = view?;
+        let wanted = f.phone.as_ref().is_none_or(|want| {
+            view.phone
+                .as_ref()
+                .is_some_and(|held| held.same_digits(want))
+        });
+        if wanted {
+            found.push(view);
+        }
+    }
+    Ok(found)
 }
 
 pub async fn touch_node(tx: &Transaction<'_>, now: i64, node: &str) -> Result<(), StoreError> {

@@ -3,7 +3,9 @@
 // never as HTML.
 "use strict";
 
-const API = "/genesys/1/admin";
+// Relative to the page (served at …/ui/), never from the root: behind a proxy that serves the
+// broker under a prefix (/broker/ui/), the API is at /broker/genesys/1/admin/.
+const API = new URL("../genesys/1/admin/", document.baseURI);
 const view = document.getElementById("view");
 const statusLine = document.getElementById("status");
 let refreshTimer = null;
@@ -26,10 +28,24 @@ async function api(method, path, form) {
     init.body = new URLSearchParams(form);
     init.headers["Content-Type"] = "application/x-www-form-urlencoded";
   }
-  const res = await fetch(API + path, init);
+  const res = await fetch(new URL(path, API), init);
   const body = await res.json().catch(() => ({}));
-  if (!res.ok) throw new Error(body.message || `${res.status} ${res.statusText}`);
+  if (!res.ok) {
+    const err = new Error(body.message || `${res.status} ${res.statusText}`);
+    err.status = res.status;
+    throw err;
+  }
   return body;
+}
+
+// A change the API refuses with 409 because the config file defines the group: ask, then
+// repeat it with force=true. (A 409 for live reservations stays refused: force cannot help.)
+async function withForce(method, path, question) {
+  try { return await api(method, path); }
+  catch (err) {
+    if (err.status !== 409 || !err.message.includes("force=true") || !confirm(`${err.message}\n\n${question}`)) throw err;
+    return api(method, `${path}${path.includes("?") ? "&" : "?"}force=true`);
+  }
 }
 
 function bar(ratio) {
@@ -46,7 +62,7 @@ function schedule(fn, ms) {
 // ---- overview ----
 
 async function overview() {
-  const { groups } = await api("GET", "/groups");
+  const { groups } = await api("GET", "groups");
   const rows = groups.map((g) =>
     el("tr", { "data-testid": `group-row-${g.name}` },
       el("td", {}, el("a", { href: `#/group/${encodeURIComponent(g.name)}`, "data-testid": `group-link-${g.name}` }, g.name)),
@@ -63,7 +79,26 @@ async function overview() {
     el("table", { "data-testid": "groups" },
       el("thead", {}, el("tr", {}, ...["Group", "Size", "Free", "Reserved", "Retiring", "Utilisation", "Refusals (1 h)", "Allocation", "Booking (s)"].map((h) => el("th", { text: h })))),
       el("tbody", {}, rows)),
-    createGroupForm());
+    createGroupForm(),
+    await recentChanges());
+}
+
+// ---- recent changes (this node's audit trail) ----
+
+async function recentChanges(group) {
+  const { entries } = await api("GET", "audit");
+  const shown = entries.filter((e) => !group || e.group === group).slice(0, 20);
+  const items = shown.map((e) =>
+    el("li", { class: `audit-${e.outcome}`, "data-testid": "change" },
+      el("time", { datetime: new Date(e.at).toISOString() }, new Date(e.at).toLocaleTimeString()), " ",
+      el("strong", {}, e.user), ` ${e.action.replace("_", " ")}`,
+      e.group ? ` ${e.group}` : "", e.number ? ` ${e.number}` : "",
+      e.outcome === "done" ? "" : el("span", { class: "refused" }, ` (${e.outcome})`),
+      `: ${e.detail}`));
+  return el("section", { class: "card", "data-testid": "recent-changes" },
+    el("h2", { text: "Recent changes" }),
+    items.length ? el("ul", { class: "changes" }, items) : el("p", {}, "No change on this node since it started."),
+    el("p", { class: "hint" }, "This node's last changes, kept in memory; the log keeps them all."));
 }
 
 function createGroupForm() {
@@ -79,7 +114,7 @@ function createGroupForm() {
     const name = data.get("name");
     data.delete("name");
     try {
-      await api("PUT", `/groups/${encodeURIComponent(name)}`, data);
+      await api("PUT", `groups/${encodeURIComponent(name)}`, data);
       location.hash = `#/group/${encodeURIComponent(name)}`;
     } catch (err) { msg.textContent = err.message; }
   });
@@ -97,7 +132,7 @@ function allocationSelect(current) {
 let countdowns = [];
 
 async function groupPage(name) {
-  const g = await api("GET", `/groups/${encodeURIComponent(name)}`);
+  const g = await api("GET", `groups/${encodeURIComponent(name)}`);
   const fetchedAt = Date.now();
   countdowns = [];
   const rows = g.numbers.map((n) => {
@@ -106,14 +141,14 @@ async function groupPage(name) {
     const release = n.state === "free" ? "" : el("button", {
       class: "danger", "data-testid": `release-${n.number}`,
       on: { click: async () => {
-        try { await api("DELETE", `/reservations/${encodeURIComponent(n.number)}`); await route(); }
+        try { await api("DELETE", `reservations/${encodeURIComponent(n.number)}`); await route(); }
         catch (err) { statusLine.textContent = err.message; }
       } },
     }, "Release");
     const remove = el("button", {
       "data-testid": `remove-${n.number}`,
       on: { click: async () => {
-        try { await api("DELETE", `/groups/${encodeURIComponent(name)}/numbers/${encodeURIComponent(n.number)}`); await route(); }
+        try { await withForce("DELETE", `groups/${encodeURIComponent(name)}/numbers/${encodeURIComponent(n.number)}`, "Remove it anyway?"); await route(); }
         catch (err) { statusLine.textContent = err.message; }
       } },
     }, "Remove");
@@ -141,7 +176,8 @@ async function groupPage(name) {
     el("table", { "data-testid": "numbers" },
       el("thead", {}, el("tr", {}, ...["Number", "State", "Session", "Seconds left", ""].map((h) => el("th", { text: h })))),
       el("tbody", {}, rows)),
-    deleteGroupForm(g.name));
+    deleteGroupForm(g.name),
+    await recentChanges(g.name));
   tick();
 }
 
@@ -158,7 +194,7 @@ function settingsForm(g) {
     el("button", { type: "submit" }, "Save settings"), msg);
   form.addEventListener("submit", async (e) => {
     e.preventDefault();
-    try { await api("PUT", `/groups/${encodeURIComponent(g.name)}`, new FormData(form)); msg.textContent = ""; await route(); }
+    try { await api("PUT", `groups/${encodeURIComponent(g.name)}`, new FormData(form)); msg.textContent = ""; await route(); }
     catch (err) { msg.textContent = err.message; }
   });
   return form;
@@ -171,7 +207,7 @@ function addNumbersForm(name) {
     el("button", { class: "primary", type: "submit", "data-testid": "add-submit" }, "Add"), msg);
   form.addEventListener("submit", async (e) => {
     e.preventDefault();
-    try { await api("POST", `/groups/${encodeURIComponent(name)}/numbers`, new FormData(form)); msg.textContent = ""; await route(); }
+    try { await api("POST", `groups/${encodeURIComponent(name)}/numbers`, new FormData(form)); msg.textContent = ""; await route(); }
     catch (err) { msg.textContent = err.message; }
   });
   return form;
@@ -182,7 +218,7 @@ function deleteGroupForm(name) {
   const button = el("button", { class: "danger", type: "button", "data-testid": "delete-group" }, `Delete group ${name}`);
   button.addEventListener("click", async () => {
     if (!confirm(`Delete group ${name}?`)) return;
-    try { await api("DELETE", `/groups/${encodeURIComponent(name)}`); location.hash = "#/"; }
+    try { await withForce("DELETE", `groups/${encodeURIComponent(name)}`, "Delete it anyway?"); location.hash = "#/"; }
     catch (err) { msg.textContent = err.message; }
   });
   return el("section", { class: "card" }, button, msg);
@@ -195,8 +231,8 @@ async function search(q) {
   const param = /^\d+-[0-9a-f-]{20,}$/i.test(query) || query.includes("-") ? "session" : query.startsWith("+") ? "phone" : "number";
   let found = [];
   try {
-    found = (await api("GET", `/reservations?${param}=${encodeURIComponent(query)}`)).reservations;
-    if (found.length === 0 && param === "number") found = (await api("GET", `/reservations?phone=${encodeURIComponent(query)}`)).reservations;
+    found = (await api("GET", `reservations?${param}=${encodeURIComponent(query)}`)).reservations;
+    if (found.length === 0 && param === "number") found = (await api("GET", `reservations?phone=${encodeURIComponent(query)}`)).reservations;
   } catch (err) { statusLine.textContent = err.message; }
   view.replaceChildren(
     el("p", {}, el("a", { href: "#/" }, "← all groups")),

@@ -343,7 +343,7 @@ impl Engine {
                 && filter
                     .phone
                     .as_ref()
-                    .is_none_or(|p| hold.phone.as_ref() == Some(p));
+                    .is_none_or(|p| hold.phone.as_ref().is_some_and(|h| h.same_digits(p)));
             if wanted {
                 out.push(ReservationView {
                     number: group.slots[pos as usize].number.clone(),
