@@ -104,13 +104,51 @@ async fn run(db: &Db, batch: Vec<Job>) {
     }
 }
 
-/// The whole batch in one transaction: its rows read and locked, decided in order by the
-/// rules, written set-based, committed once.
+/// The whole batch in one transaction, in three round trips: `BEGIN` with the reads, the
+/// candidates, the writes with `COMMIT`. The rows are decided in order by the rules
+/// (`reserve::reserve_many`). Nothing is answered before the commit.
 async fn attempt(db: &Db, reqs: &[ReserveRequest]) -> Result<Vec<Answer>, StoreError> {
-    let reqs = reqs.to_vec();
-    db.try_tx(&move |tx, now| {
-        let reqs = reqs.clone();
-        Box::pin(async move { reserve::reserve_many(tx, now, &reqs).await })
-    })
-    .await
+    let conn = OpenTx(Some(db.pool.get().await.map_err(StoreError::unavailable)?));
+    let client: &tokio_postgres::Client = conn.client()?;
+    let frozen = db.clock.frozen().map(|t| t.0);
+    // try_join! polls in order, so BEGIN is sent before the first read.
+    let begin = async { client.batch_execute("BEGIN").await.map_err(super::pg_error) };
+    let ((), (answers, writes)) =
+        tokio::try_join!(begin, reserve::reserve_many(client, frozen, reqs))?;
+    let commit = async {
+        client
+            .batch_execute("COMMIT")
+            .await
+            .map_err(super::pg_error)
+    };
+    tokio::try_join!(reserve::write(client, &writes), commit)?;
+    conn.done();
+    Ok(answers)
+}
+
+/// A pooled connection with a transaction open on it. Unless `done` is called (after the
+/// commit), dropping it discards the connection, whatever stopped the batch (an error, or the
+/// caller's timeout dropping the future): closing the connection rolls the transaction back
+/// in the database, and the pool never hands out a connection left inside a transaction.
+struct OpenTx(Option<deadpool_postgres::Object>);
+
+impl OpenTx {
+    fn client(&self) -> Result<&tokio_postgres::Client, StoreError> {
+        self.0
+            .as_deref()
+            .map(|wrapper| &**wrapper)
+            .ok_or_else(|| StoreError::unavailable("connection already released"))
+    }
+
+    fn done(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for OpenTx {
+    fn drop(&mut self) {
+        if let Some(object) = self.0.take() {
+            drop(deadpool_postgres::Object::take(object));
+        }
+    }
 }

@@ -10,13 +10,33 @@ use std::collections::{HashMap, HashSet};
 
 use rand::Rng;
 use rand::seq::SliceRandom;
-use tokio_postgres::Transaction;
+use tokio_postgres::GenericClient;
 use tokio_postgres::types::{ToSql, Type};
 
 use super::pg_error;
 use crate::domain::{AccessCode, Allocation, BookingTimeout, PhoneNumber};
 use crate::rules::{self, Candidates, Pos};
 use crate::store::StoreError;
+
+/// The transaction's `now` in ms: when it began, by the database's clock (`$N` is a test's
+/// frozen time, else NULL). Every statement of a transaction computes the same value, so the
+/// reads of a batch can be sent together before the node knows it.
+pub const NOW: &str =
+    "coalesce($N::int8, (extract(epoch FROM transaction_timestamp()) * 1000)::int8)";
+
+fn now_param(n: usize) -> String {
+    NOW.replace("$N", &format!("${n}"))
+}
+
+/// The transaction's `now` (see [`NOW`]).
+pub async fn now<C: GenericClient + Sync>(tx: &C, frozen: Option<i64>) -> Result<i64, StoreError> {
+    let sql = format!("SELECT {}", now_param(1));
+    let row = tx
+        .query_typed_one(&sql, &[(&frozen, Type::INT8)])
+        .await
+        .map_err(pg_error)?;
+    Ok(row.get(0))
+}
 
 /// "Free at `now`": not retiring, and no live reservation (an expired one is free).
 const FREE: &str = "NOT retiring AND (session IS NULL OR expires_at <= $2)";
@@ -37,24 +57,25 @@ pub struct HeldRow {
 
 /// Locks the batch's live sessions (in id order, so two batches sharing sessions queue
 /// instead of deadlocking) and returns each one's expiry.
-pub async fn lock_sessions(
-    tx: &Transaction<'_>,
-    now: i64,
+pub async fn lock_sessions<C: GenericClient + Sync>(
+    tx: &C,
+    frozen: Option<i64>,
     ids: &[&str],
 ) -> Result<HashMap<String, i64>, StoreError> {
+    let sql = format!(
+        "SELECT id, expires_at FROM sessions WHERE id = ANY($1) AND expires_at > {}
+         ORDER BY id FOR UPDATE",
+        now_param(2)
+    );
     let rows = tx
-        .query_typed(
-            "SELECT id, expires_at FROM sessions WHERE id = ANY($1) AND expires_at > $2
-             ORDER BY id FOR UPDATE",
-            &[(&ids, Type::TEXT_ARRAY), (&now, Type::INT8)],
-        )
+        .query_typed(&sql, &[(&ids, Type::TEXT_ARRAY), (&frozen, Type::INT8)])
         .await
         .map_err(pg_error)?;
     Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
 }
 
-pub async fn groups(
-    tx: &Transaction<'_>,
+pub async fn groups<C: GenericClient + Sync>(
+    tx: &C,
     names: &[&str],
 ) -> Result<HashMap<String, GroupRow>, StoreError> {
     let rows = tx
@@ -81,16 +102,20 @@ pub async fn groups(
 }
 
 /// The live reservations of these sessions, locked (a renewal rewrites them).
-pub async fn held(
-    tx: &Transaction<'_>,
-    now: i64,
+pub async fn held<C: GenericClient + Sync>(
+    tx: &C,
+    frozen: Option<i64>,
     sessions: &[&str],
 ) -> Result<Vec<HeldRow>, StoreError> {
+    let sql = format!(
+        "SELECT number, session, group_name, code, phone, expires_at FROM numbers
+         WHERE session IS NOT NULL AND session = ANY($1) AND expires_at > {} FOR UPDATE",
+        now_param(2)
+    );
     let rows = tx
         .query_typed(
-            "SELECT number, session, group_name, code, phone, expires_at FROM numbers
-             WHERE session IS NOT NULL AND session = ANY($1) AND expires_at > $2 FOR UPDATE",
-            &[(&sessions, Type::TEXT_ARRAY), (&now, Type::INT8)],
+            &sql,
+            &[(&sessions, Type::TEXT_ARRAY), (&frozen, Type::INT8)],
         )
         .await
         .map_err(pg_error)?;
@@ -120,8 +145,8 @@ pub struct Pool {
     pub cursor: Pos,
 }
 
-pub async fn candidates(
-    tx: &Transaction<'_>,
+pub async fn candidates<C: GenericClient + Sync>(
+    tx: &C,
     now: i64,
     group: &str,
     allocation: Allocation,
@@ -131,18 +156,8 @@ pub async fn candidates(
     let mut cursor = 0;
     let rows = match allocation {
         Allocation::RoundRobin => {
-            cursor = lock_cursor(tx, group).await?;
-            let from = format!(
-                "SELECT number, position, freed_at FROM numbers WHERE group_name = $1 AND {FREE}
-                 AND position >= $3 ORDER BY position LIMIT $4 FOR UPDATE SKIP LOCKED"
-            );
-            let mut rows = query(tx, &from, group, now, i64::from(cursor), limit).await?;
-            if rows.len() < wanted {
-                // Wrapping round: the numbers before the cursor, in order.
-                let before = from.replace("position >= $3", "position < $3");
-                let short = (wanted - rows.len()) as i64;
-                rows.extend(query(tx, &before, group, now, i64::from(cursor), short).await?);
-            }
+            let (at, rows) = round_robin(tx, now, group, limit).await?;
+            cursor = at;
             rows
         }
         Allocation::LeastRecentlyUsed => {
@@ -171,8 +186,8 @@ pub async fn candidates(
 
 type Row3 = (String, i64, i64);
 
-async fn query(
-    tx: &Transaction<'_>,
+async fn query<C: GenericClient + Sync>(
+    tx: &C,
     sql: &str,
     group: &str,
     now: i64,
@@ -197,17 +212,45 @@ async fn query(
         .collect())
 }
 
-/// The round-robin cursor, under the group row's lock so nodes walk one sequence.
-async fn lock_cursor(tx: &Transaction<'_>, group: &str) -> Result<Pos, StoreError> {
-    let row = tx
-        .query_typed_one(
-            "SELECT cursor FROM groups WHERE name = $1 FOR UPDATE",
-            &[(&group, Type::TEXT)],
+/// Round-robin candidates in one statement: the cursor under the group row's lock (so nodes
+/// walk one sequence), the first free numbers from it, and, only for the shortfall, the
+/// first ones from the start (the wrap). Returns the cursor and the rows.
+async fn round_robin<C: GenericClient + Sync>(
+    tx: &C,
+    now: i64,
+    group: &str,
+    limit: i64,
+) -> Result<(Pos, Vec<Row3>), StoreError> {
+    let sql = format!(
+        "WITH g AS (SELECT cursor FROM groups WHERE name = $1 FOR UPDATE),
+         a AS (SELECT n.number, n.position, n.freed_at FROM numbers n, g
+                WHERE n.group_name = $1 AND {FREE} AND n.position >= g.cursor
+                ORDER BY n.position LIMIT $3 FOR UPDATE OF n SKIP LOCKED),
+         b AS (SELECT n.number, n.position, n.freed_at FROM numbers n, g
+                WHERE n.group_name = $1 AND {FREE} AND n.position < g.cursor
+                ORDER BY n.position LIMIT greatest(0, $3 - (SELECT count(*) FROM a))
+                FOR UPDATE OF n SKIP LOCKED)
+         SELECT g.cursor, x.number, x.position, x.freed_at
+           FROM g LEFT JOIN (SELECT * FROM a UNION ALL SELECT * FROM b) x ON true"
+    );
+    let rows = tx
+        .query_typed(
+            &sql,
+            &[
+                (&group, Type::TEXT),
+                (&now, Type::INT8),
+                (&limit, Type::INT8),
+            ],
         )
         .await
         .map_err(pg_error)?;
-    let cursor: i64 = row.get(0);
-    Ok(Pos::try_from(cursor.max(0)).unwrap_or(Pos::MAX))
+    let cursor: i64 = rows.first().map_or(0, |r| r.get(0));
+    let cursor = Pos::try_from(cursor.max(0)).unwrap_or(Pos::MAX);
+    let found = rows
+        .iter()
+        .filter_map(|r| Some((r.get::<_, Option<String>>(1)?, r.get(2), r.get(3))))
+        .collect();
+    Ok((cursor, found))
 }
 
 /// A uniform random choice of `wanted` free numbers of the group, locked. It looks at random
@@ -217,8 +260,8 @@ async fn lock_cursor(tx: &Transaction<'_>, group: &str) -> Result<Pos, StoreErro
 /// first `wanted` that can still be locked are a uniform choice (`rules::FreeNumbers::nth`).
 /// Only those are locked: a batch never holds more free numbers than it takes, so other nodes
 /// claiming in the same small pool are not refused for numbers nobody uses.
-async fn random_sample(
-    tx: &Transaction<'_>,
+async fn random_sample<C: GenericClient + Sync>(
+    tx: &C,
     now: i64,
     group: &str,
     wanted: usize,
@@ -281,8 +324,8 @@ fn shuffled(mut rows: Vec<Row3>) -> Vec<Row3> {
 
 /// Locks the first `wanted` of `rows`, in their order, that are still free and not locked by
 /// another transaction (a row taken meanwhile is skipped, the next one tried).
-async fn lock_some(
-    tx: &Transaction<'_>,
+async fn lock_some<C: GenericClient + Sync>(
+    tx: &C,
     now: i64,
     rows: Vec<Row3>,
     wanted: usize,
@@ -309,8 +352,8 @@ async fn lock_some(
 }
 
 /// The expiry of every live reservation in a group (Retry-After on an empty pool).
-pub async fn live_expiries(
-    tx: &Transaction<'_>,
+pub async fn live_expiries<C: GenericClient + Sync>(
+    tx: &C,
     now: i64,
     group: &str,
 ) -> Result<HashMap<String, i64>, StoreError> {
@@ -326,7 +369,11 @@ pub async fn live_expiries(
 }
 
 /// Numbers in service and free ones, at `now`, before this batch's changes.
-pub async fn counts(tx: &Transaction<'_>, now: i64, group: &str) -> Result<(u64, u64), StoreError> {
+pub async fn counts<C: GenericClient + Sync>(
+    tx: &C,
+    now: i64,
+    group: &str,
+) -> Result<(u64, u64), StoreError> {
     let sql = format!(
         "SELECT count(*) FILTER (WHERE NOT retiring), count(*) FILTER (WHERE {FREE})
          FROM numbers WHERE group_name = $1"

@@ -238,14 +238,7 @@ impl Db {
     {
         let mut client = self.pool.get().await.map_err(StoreError::unavailable)?;
         let tx = client.transaction().await.map_err(pg_error)?;
-        let row = tx
-            .query_one(
-                "SELECT coalesce($1::bigint, (extract(epoch FROM clock_timestamp()) * 1000)::bigint)",
-                &[&self.clock.frozen().map(|t| t.0)],
-            )
-            .await
-            .map_err(pg_error)?;
-        let now: i64 = row.get(0);
+        let now = claim::now(&*tx, self.clock.frozen().map(|t| t.0)).await?;
         match f(&tx, now).await {
             Ok(value) => {
                 tx.commit().await.map_err(pg_error)?;

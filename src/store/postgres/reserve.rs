@@ -9,8 +9,8 @@
 
 use std::collections::{HashMap, HashSet};
 
-use tokio_postgres::Transaction;
 use tokio_postgres::types::Type;
+use tokio_postgres::{GenericClient, Transaction};
 
 use super::claim::{self, GroupRow, Pool};
 use super::pg_error;
@@ -30,7 +30,9 @@ pub async fn reserve(
     now: i64,
     req: &ReserveRequest,
 ) -> Result<Reservation, ReserveError> {
-    let mut answers = reserve_many(tx, now, std::slice::from_ref(req)).await?;
+    // This transaction's `now` is the one every statement of it computes (claim::NOW).
+    let (mut answers, writes) = reserve_many(tx, Some(now), std::slice::from_ref(req)).await?;
+    write(tx, &writes).await?;
     answers
         .pop()
         .unwrap_or_else(|| Err(StoreError::corrupt("a batch of one", "no answer").into()))
@@ -50,23 +52,40 @@ struct GroupState {
     cursor_moved: bool,
 }
 
+/// What a batch writes: every number it reserved or renewed (number → session, booking) and
+/// the round-robin cursors it moved.
+#[derive(Debug, Default)]
+pub struct Writes {
+    reservations: HashMap<String, (String, Booking)>,
+    cursors: Vec<(String, i64)>,
+}
+
 /// Request-access calls decided one by one in order, as if each came alone, in the caller's
 /// transaction; item i of the answer is for request i. A refusal (no session, no group, no
-/// free number) is that item's answer and does not undo the others.
-pub async fn reserve_many(
-    tx: &Transaction<'_>,
-    now: i64,
+/// free number) is that item's answer and does not undo the others. Returns the answers and
+/// what to write ([`write`]); the caller writes and commits (the batcher sends both at once).
+///
+/// Round trips: the reads (the transaction's `now`, the sessions, locked in id order, the
+/// groups and the sessions' live reservations) go together, so they can follow a `BEGIN` in
+/// one trip; then one statement per group for candidates; then the writes.
+pub async fn reserve_many<C: GenericClient + Sync>(
+    tx: &C,
+    frozen: Option<i64>,
     reqs: &[ReserveRequest],
-) -> Result<Vec<Answer>, StoreError> {
+) -> Result<(Vec<Answer>, Writes), StoreError> {
     let mut ids: Vec<&str> = reqs.iter().map(|r| r.session.as_str()).collect();
     ids.sort_unstable();
     ids.dedup();
     let mut names: Vec<&str> = reqs.iter().map(|r| r.group.as_str()).collect();
     names.sort_unstable();
     names.dedup();
-    // Sessions first (the lock order), then groups and the sessions' reservations.
-    let sessions = claim::lock_sessions(tx, now, &ids).await?;
-    let (groups, held) = tokio::try_join!(claim::groups(tx, &names), claim::held(tx, now, &ids))?;
+    // Sent in this order (the lock order: sessions, then numbers) and answered together.
+    let (now, sessions, groups, held) = tokio::try_join!(
+        claim::now(tx, frozen),
+        claim::lock_sessions(tx, frozen, &ids),
+        claim::groups(tx, &names),
+        claim::held(tx, frozen, &ids),
+    )?;
 
     // (session, group) → (number, position-less booking) of the live reservation.
     let mut holds: HashMap<(String, String), (String, Booking)> = held
@@ -134,8 +153,16 @@ pub async fn reserve_many(
         holds.insert(key, (number.clone(), booking.clone()));
         written.insert(number, (req.session.as_str().to_owned(), booking));
     }
-    write(tx, &written, &states).await?;
-    Ok(answers)
+    let cursors = states
+        .iter()
+        .filter(|(_, s)| s.cursor_moved)
+        .filter_map(|(name, s)| Some(((*name).to_owned(), i64::from(s.pool.as_ref()?.cursor))))
+        .collect();
+    let writes = Writes {
+        reservations: written,
+        cursors,
+    };
+    Ok((answers, writes))
 }
 
 impl GroupState {
@@ -168,7 +195,7 @@ impl GroupState {
     /// reservations as this batch left them so far (renewals and new ones included).
     async fn exhausted(
         &mut self,
-        tx: &Transaction<'_>,
+        tx: &(impl GenericClient + Sync),
         now: i64,
         group: &str,
         written: &HashMap<String, (String, Booking)>,
@@ -192,7 +219,7 @@ impl GroupState {
     /// (in service, free) after this batch's changes so far.
     async fn health(
         &mut self,
-        tx: &Transaction<'_>,
+        tx: &(impl GenericClient + Sync),
         now: i64,
         req: &ReserveRequest,
     ) -> Result<(u64, u64), StoreError> {
@@ -206,7 +233,7 @@ impl GroupState {
 /// Locks enough candidates in each group for the batch's new reservations there: one per
 /// live session of the batch that holds no number in the group yet.
 async fn load_candidates(
-    tx: &Transaction<'_>,
+    tx: &(impl GenericClient + Sync),
     now: i64,
     reqs: &[ReserveRequest],
     sessions: &HashMap<String, i64>,
@@ -233,12 +260,9 @@ async fn load_candidates(
 }
 
 /// Writes every number the batch reserved or renewed, and the cursors it moved: one
-/// statement each, whatever the batch's size.
-async fn write(
-    tx: &Transaction<'_>,
-    written: &HashMap<String, (String, Booking)>,
-    states: &HashMap<&str, GroupState>,
-) -> Result<(), StoreError> {
+/// statement each, whatever the batch's size, sent together.
+pub async fn write<C: GenericClient + Sync>(tx: &C, writes: &Writes) -> Result<(), StoreError> {
+    let written = &writes.reservations;
     let mut numbers = Vec::with_capacity(written.len());
     let mut sessions = Vec::with_capacity(written.len());
     let mut codes = Vec::with_capacity(written.len());
@@ -251,10 +275,10 @@ async fn write(
         phones.push(booking.phone.as_ref().map(|p| p.as_str()));
         expiries.push(booking.expires_at.0);
     }
-    let (names, cursors): (Vec<&str>, Vec<i64>) = states
+    let (names, cursors): (Vec<&str>, Vec<i64>) = writes
+        .cursors
         .iter()
-        .filter(|(_, s)| s.cursor_moved)
-        .filter_map(|(name, s)| Some((*name, i64::from(s.pool.as_ref()?.cursor))))
+        .map(|(name, cursor)| (name.as_str(), *cursor))
         .unzip();
     let reservations = async {
         if numbers.is_empty() {
