@@ -214,7 +214,10 @@ async fn query<C: GenericClient + Sync>(
 
 /// Round-robin candidates in one statement: the cursor under the group row's lock (so nodes
 /// walk one sequence), the first free numbers from it, and, only for the shortfall, the
-/// first ones from the start (the wrap). Returns the cursor and the rows.
+/// first ones from the start (the wrap). Returns the cursor and the rows. The cursor is a
+/// scalar subquery, not a join: so it is an index condition on `(group_name, position)`
+/// and the walk starts at the cursor instead of scanning up to it (306 ms to 0.3 ms with the
+/// cursor half-way through a million numbers).
 async fn round_robin<C: GenericClient + Sync>(
     tx: &C,
     now: i64,
@@ -223,11 +226,11 @@ async fn round_robin<C: GenericClient + Sync>(
 ) -> Result<(Pos, Vec<Row3>), StoreError> {
     let sql = format!(
         "WITH g AS (SELECT cursor FROM groups WHERE name = $1 FOR UPDATE),
-         a AS (SELECT n.number, n.position, n.freed_at FROM numbers n, g
-                WHERE n.group_name = $1 AND {FREE} AND n.position >= g.cursor
+         a AS (SELECT n.number, n.position, n.freed_at FROM numbers n
+                WHERE n.group_name = $1 AND {FREE} AND n.position >= (SELECT cursor FROM g)
                 ORDER BY n.position LIMIT $3 FOR UPDATE OF n SKIP LOCKED),
-         b AS (SELECT n.number, n.position, n.freed_at FROM numbers n, g
-                WHERE n.group_name = $1 AND {FREE} AND n.position < g.cursor
+         b AS (SELECT n.number, n.position, n.freed_at FROM numbers n
+                WHERE n.group_name = $1 AND {FREE} AND n.position < (SELECT cursor FROM g)
                 ORDER BY n.position LIMIT greatest(0, $3 - (SELECT count(*) FROM a))
                 FOR UPDATE OF n SKIP LOCKED)
          SELECT g.cursor, x.number, x.position, x.freed_at
