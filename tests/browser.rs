@@ -122,6 +122,25 @@ async fn start_app() -> String {
 }
 
 /// Waits (at most 10 s) until the element's text satisfies `ok`.
+/// Finds and clicks an element, again if the page re-rendered it in between (the page
+/// refreshes itself, so a found element can go stale before the click lands).
+async fn click(c: &Client, css: &str) {
+    let started = Instant::now();
+    loop {
+        let clicked = match c.find(Locator::Css(css)).await {
+            Ok(e) => e.click().await.map(drop),
+            Err(e) => Err(e),
+        };
+        match clicked {
+            Ok(()) => return,
+            Err(_) if started.elapsed() < Duration::from_secs(10) => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("click {css}: {e:?}"),
+        }
+    }
+}
+
 async fn wait_text(c: &Client, css: &str, ok: impl Fn(&str) -> bool) -> String {
     let started = Instant::now();
     loop {
@@ -189,12 +208,7 @@ async fn operator_flow() {
     .await;
 
     // Add a number through the form, and see a bad range refused with the API's message.
-    c.find(Locator::Css("[data-testid=group-link-DNIS]"))
-        .await
-        .expect("link")
-        .click()
-        .await
-        .expect("click");
+    click(&c, "[data-testid=group-link-DNIS]").await;
     wait_text(&c, "[data-testid=group-title]", |t| t == "Group DNIS").await;
     let input = c
         .find(Locator::Css("[data-testid=add-input]"))
@@ -204,12 +218,7 @@ async fn operator_flow() {
         .send_keys("6504669999-6504669990")
         .await
         .expect("type");
-    c.find(Locator::Css("[data-testid=add-submit]"))
-        .await
-        .expect("add")
-        .click()
-        .await
-        .expect("click");
+    click(&c, "[data-testid=add-submit]").await;
     let message = wait_text(&c, "[data-testid=add-error]", |t| !t.is_empty()).await;
     assert!(
         message.starts_with("numbers:") && message.contains("start is greater than end"),
@@ -221,12 +230,7 @@ async fn operator_flow() {
         .expect("input");
     input.clear().await.expect("clear");
     input.send_keys("6504669999").await.expect("type");
-    c.find(Locator::Css("[data-testid=add-submit]"))
-        .await
-        .expect("add")
-        .click()
-        .await
-        .expect("click");
+    click(&c, "[data-testid=add-submit]").await;
     wait_text(
         &c,
         "[data-testid=number-6504669999] [data-testid=state]",
@@ -286,12 +290,7 @@ async fn operator_flow() {
     screenshot(&c, "group.png").await;
 
     // Release it from the page: the number is free again, in the page and in the API.
-    c.find(Locator::Css(&format!("[data-testid=release-{number}]")))
-        .await
-        .expect("release")
-        .click()
-        .await
-        .expect("click");
+    click(&c, &format!("[data-testid=release-{number}]")).await;
     wait_text(&c, &format!("{row} [data-testid=state]"), |t| t == "free").await;
     let found: serde_json::Value = http
         .get(format!(
@@ -335,12 +334,7 @@ async fn operator_flow() {
         .send_keys(again["_access_number"].as_str().expect("number"))
         .await
         .expect("type");
-    c.find(Locator::Css("[data-testid=search-form] button"))
-        .await
-        .expect("find")
-        .click()
-        .await
-        .expect("click");
+    click(&c, "[data-testid=search-form] button").await;
     let results = wait_text(&c, "[data-testid=results]", |t| t.contains(&id)).await;
     assert!(results.contains("DNIS"));
     c.close().await.expect("close");
@@ -448,12 +442,7 @@ async fn prefix_flow() {
     assert_eq!(here.path(), "/broker/ui/");
 
     // A change made from the page goes through the prefix and shows in Recent changes.
-    c.find(Locator::Css("[data-testid=group-link-SALES]"))
-        .await
-        .expect("link")
-        .click()
-        .await
-        .expect("click");
+    click(&c, "[data-testid=group-link-SALES]").await;
     wait_text(&c, "[data-testid=group-title]", |t| t == "Group SALES").await;
     c.find(Locator::Css("[data-testid=add-input]"))
         .await
@@ -461,12 +450,7 @@ async fn prefix_flow() {
         .send_keys("6504661999")
         .await
         .expect("type");
-    c.find(Locator::Css("[data-testid=add-submit]"))
-        .await
-        .expect("add")
-        .click()
-        .await
-        .expect("click");
+    click(&c, "[data-testid=add-submit]").await;
     wait_text(
         &c,
         "[data-testid=number-6504661999] [data-testid=state]",
