@@ -10,22 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use support::process::{BIN, Node};
-
-const CONFIG: &str = r#"
-[resource_groups.DNIS]
-numbers = ["5000000-5002999"]
-[services.request-access]
-type = "request-access"
-_resource_group = "DNIS"
-_provide_code = true
-_booking_expiration_timeout = 1800
-[services.match-interaction]
-type = "match-interaction"
-[services.callback]
-type = "session"
-_ttl = 3600
-"#;
+use support::process::{BIN, Node, load_config};
 
 /// Workers and the most reservations each makes: bounded in count and so in time.
 const WORKERS: usize = 4;
@@ -42,7 +27,7 @@ async fn a_backup_taken_under_load_holds_every_earlier_reservation() {
 async fn backup_under_load() {
     let dir = tempfile::tempdir().expect("dir");
     let config = dir.path().join("b.toml");
-    std::fs::write(&config, CONFIG).expect("config");
+    std::fs::write(&config, load_config("5000000-5002999")).expect("config");
     let store = format!("sqlite://{}", dir.path().join("live.db").display());
     let copy = dir.path().join("copy.db");
     let mut node = Node::start(&config, &store, &[]);

@@ -8,22 +8,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use support::process::Node;
-
-const CONFIG: &str = r#"
-[resource_groups.DNIS]
-numbers = ["5000000-5001999"]
-[services.request-access]
-type = "request-access"
-_resource_group = "DNIS"
-_provide_code = true
-_booking_expiration_timeout = 1800
-[services.match-interaction]
-type = "match-interaction"
-[services.callback]
-type = "session"
-_ttl = 3600
-"#;
+use support::process::{Node, load_config};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn answered_reservations_survive_sigkill() {
@@ -33,7 +18,7 @@ async fn answered_reservations_survive_sigkill() {
 async fn kill_and_restart() {
     let dir = tempfile::tempdir().expect("dir");
     let config = dir.path().join("crash.toml");
-    std::fs::write(&config, CONFIG).expect("config");
+    std::fs::write(&config, load_config("5000000-5001999")).expect("config");
     let store = format!("sqlite://{}", dir.path().join("crash.db").display());
     let mut node = Node::start(&config, &store, &[]);
     let client = reqwest::Client::builder()

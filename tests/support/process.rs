@@ -75,3 +75,24 @@ impl Drop for Node {
         self.kill9();
     }
 }
+
+/// The config of the load tests that run the binary: group DNIS of `numbers` (a range), coded
+/// 1800 s reservations, and the match and session services.
+pub fn load_config(numbers: &str) -> String {
+    format!(
+        r#"
+[resource_groups.DNIS]
+numbers = ["{numbers}"]
+[services.request-access]
+type = "request-access"
+_resource_group = "DNIS"
+_provide_code = true
+_booking_expiration_timeout = 1800
+[services.match-interaction]
+type = "match-interaction"
+[services.callback]
+type = "session"
+_ttl = 3600
+"#
+    )
+}
