@@ -9,9 +9,11 @@
 //! - [`booking`]: how long a reservation holds, capping by the session, renewal (which code
 //!   and phone a renewed reservation keeps), and Retry-After on an empty pool.
 //! - [`pick`]: which free number each allocation strategy takes, and the round-robin cursor.
+//! - [`group`]: a group's settings after an admin change (the cursor's part is in `pick`).
 //! - [`matching`]: whether a call's code and phone match a live reservation.
 
 pub mod booking;
+pub mod group;
 pub mod matching;
 pub mod pick;
 

@@ -6,7 +6,7 @@ use tokio_postgres::Transaction;
 
 use super::pg_error;
 use super::sessions::left;
-use crate::domain::{AccessNumber, Allocation, GroupName, SessionId};
+use crate::domain::{AccessNumber, Allocation, BookingTimeout, GroupName, SessionId};
 use crate::rules;
 use crate::store::{
     AddNumbers, DeleteGroup, GroupChange, GroupDetail, GroupSettings, GroupStats, NumberState,
@@ -112,59 +112,91 @@ pub async fn group(
     Ok(Some(GroupDetail { stats, numbers }))
 }
 
-/// Sets a group's whole settings from the config at start (see `apply.rs`). A change of
-/// allocation restarts the round-robin walk at position 0 in the same statement, as the
-/// local store does; the same allocation keeps the cursor.
-pub(super) async fn set_group(tx: &Transaction<'_>, s: &GroupSettings) -> Result<(), StoreError> {
-    let sql = "INSERT INTO groups (name, allocation, booking_timeout) VALUES ($1, $2, $3)
-               ON CONFLICT (name) DO UPDATE SET allocation = excluded.allocation,
-                   booking_timeout = excluded.booking_timeout, config_hash = NULL,
-                   cursor = CASE WHEN groups.allocation = excluded.allocation THEN groups.cursor ELSE 0 END";
-    let timeout = s.booking_timeout.map(|t| t.secs() as i32);
-    tx.execute(sql, &[&s.name.as_str(), &s.allocation.as_str(), &timeout])
+/// A group's settings and round-robin cursor, its row locked (two admins changing one group
+/// take turns, and a reservation's cursor update waits); `None` for an unknown group.
+async fn lock_group(
+    tx: &Transaction<'_>,
+    name: &str,
+) -> Result<Option<(Allocation, Option<BookingTimeout>, rules::Pos)>, StoreError> {
+    let row = tx
+        .query_opt(
+            "SELECT allocation, booking_timeout, cursor FROM groups WHERE name = $1 FOR UPDATE",
+            &[&name],
+        )
         .await
         .map_err(pg_error)?;
+    row.map(|r| {
+        let allocation: String = r.get(0);
+        let timeout: Option<i32> = r.get(1);
+        let cursor: i64 = r.get(2);
+        Ok((
+            allocation.parse().map_err(corrupt("groups.allocation"))?,
+            timeout.map(|t| BookingTimeout::from_secs_lenient(i64::from(t))),
+            rules::Pos::try_from(cursor.max(0)).unwrap_or(rules::Pos::MAX),
+        ))
+    })
+    .transpose()
+}
+
+/// Writes a group's settings over what `lock_group` read (`was`); the cursor follows
+/// `rules::cursor_after_change`. `true` when the group was created.
+async fn write_group(
+    tx: &Transaction<'_>,
+    name: &str,
+    allocation: Allocation,
+    booking_timeout: Option<BookingTimeout>,
+    was: Option<(Allocation, Option<BookingTimeout>, rules::Pos)>,
+) -> Result<bool, StoreError> {
+    let cursor = was.map_or(0, |(old, _, cursor)| {
+        rules::cursor_after_change(old, allocation, cursor)
+    });
+    let sql =
+        "INSERT INTO groups (name, allocation, booking_timeout, cursor) VALUES ($1, $2, $3, $4)
+               ON CONFLICT (name) DO UPDATE SET allocation = excluded.allocation,
+                   booking_timeout = excluded.booking_timeout, cursor = excluded.cursor,
+                   config_hash = NULL
+               RETURNING (xmax = 0)";
+    let timeout = booking_timeout.map(|t| t.secs() as i32);
+    let row = tx
+        .query_one(
+            sql,
+            &[&name, &allocation.as_str(), &timeout, &i64::from(cursor)],
+        )
+        .await
+        .map_err(pg_error)?;
+    Ok(row.get(0))
+}
+
+/// Sets a group's whole settings from the config at start (see `apply.rs`).
+pub(super) async fn set_group(tx: &Transaction<'_>, s: &GroupSettings) -> Result<(), StoreError> {
+    let name = s.name.as_str();
+    let was = lock_group(tx, name).await?;
+    write_group(tx, name, s.allocation, s.booking_timeout, was).await?;
     Ok(())
 }
 
 /// The admin API's change to one group, in this one transaction: the group row is locked
-/// first (two admins changing one group take turns, and a reservation's cursor update waits),
-/// every number is checked before anything is written, then settings and numbers are
-/// written together. Settings left `None` keep their value.
+/// first, every number is checked before anything is written, then settings and numbers are
+/// written together. Settings left `None` keep their value (`rules::group::changed_settings`).
 pub async fn put_group(
     tx: &Transaction<'_>,
     now: i64,
     change: &GroupChange,
 ) -> Result<PutGroup, StoreError> {
     let g = change.name.as_str();
-    tx.query_opt("SELECT 1 FROM groups WHERE name = $1 FOR UPDATE", &[&g])
-        .await
-        .map_err(pg_error)?;
+    let was = lock_group(tx, g).await?;
     if let Some((number, owner)) = first_taken(tx, now, &change.name, &change.numbers).await? {
         return Ok(PutGroup::Taken(number, owner));
     }
-    // One statement for both cases; in the UPDATE, `groups.*` are the old values, so the
-    // cursor resets exactly when the allocation really changes.
-    let sql = "INSERT INTO groups (name, allocation, booking_timeout) VALUES ($1, coalesce($2::text, $4::text), $3::integer)
-               ON CONFLICT (name) DO UPDATE SET
-                   allocation = coalesce($2, groups.allocation),
-                   booking_timeout = coalesce($3, groups.booking_timeout),
-                   cursor = CASE WHEN groups.allocation = coalesce($2, groups.allocation)
-                                 THEN groups.cursor ELSE 0 END,
-                   config_hash = NULL
-               RETURNING (xmax = 0)";
-    let allocation = change.allocation.map(Allocation::as_str);
-    let timeout = change.booking_timeout.map(|t| t.secs() as i32);
-    let row = tx
-        .query_one(
-            sql,
-            &[&g, &allocation, &timeout, &Allocation::RoundRobin.as_str()],
-        )
-        .await
-        .map_err(pg_error)?;
+    let (allocation, timeout) = rules::group::changed_settings(
+        was.map(|(a, t, _)| (a, t)),
+        change.allocation,
+        change.booking_timeout,
+    );
+    let created = write_group(tx, g, allocation, timeout, was).await?;
     let texts: Vec<&str> = change.numbers.iter().map(AccessNumber::as_str).collect();
     append(tx, g, &texts).await?;
-    Ok(if row.get::<_, bool>(0) {
+    Ok(if created {
         PutGroup::Created
     } else {
         PutGroup::Changed

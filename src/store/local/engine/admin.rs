@@ -2,7 +2,7 @@
 
 use std::collections::HashSet;
 
-use crate::domain::{AccessNumber, Allocation, GroupName, UnixMillis};
+use crate::domain::{AccessNumber, GroupName, UnixMillis};
 use crate::store::{
     AddNumbers, DeleteGroup, GroupChange, GroupDetail, GroupSettings, GroupSpec, GroupStats,
     NumberState, NumberView, PutGroup, RemoveNumber, ReservationFilter, ReservationView,
@@ -134,17 +134,15 @@ impl Engine {
         if let Some((number, owner)) = self.first_taken(&change.name, &change.numbers) {
             return PutGroup::Taken(number, owner);
         }
-        let current = self
-            .group_idx(&change.name)
-            .map(|g| self.group_mut(g).settings.clone());
+        let current = self.group_idx(&change.name).map(|g| {
+            let s = &self.group_mut(g).settings;
+            (s.allocation, s.booking_timeout)
+        });
+        let (allocation, booking_timeout) =
+            rules::group::changed_settings(current, change.allocation, change.booking_timeout);
         let settings = GroupSettings {
-            allocation: change
-                .allocation
-                .or(current.as_ref().map(|s| s.allocation))
-                .unwrap_or(Allocation::RoundRobin),
-            booking_timeout: change
-                .booking_timeout
-                .or(current.and_then(|s| s.booking_timeout)),
+            allocation,
+            booking_timeout,
             name: change.name,
         };
         let name = settings.name.clone();
