@@ -49,7 +49,6 @@ struct GroupState {
     counts: Option<(u64, u64)>,
     /// Numbers this batch took in the group.
     taken: Vec<String>,
-    cursor_moved: bool,
 }
 
 /// What a batch writes: every number it reserved or renewed (number → session, booking) and
@@ -155,7 +154,7 @@ pub async fn reserve_many<C: GenericClient + Sync>(
     }
     let cursors = states
         .iter()
-        .filter(|(_, s)| s.cursor_moved)
+        .filter(|(_, s)| s.walks() && !s.taken.is_empty())
         .filter_map(|(name, s)| Some(((*name).to_owned(), i64::from(s.pool.as_ref()?.cursor))))
         .collect();
     let writes = Writes {
@@ -173,8 +172,12 @@ impl GroupState {
             expiries: None,
             counts: None,
             taken: Vec::new(),
-            cursor_moved: false,
         }
+    }
+
+    /// Whether the group walks a round-robin cursor (moved by every number it takes).
+    fn walks(&self) -> bool {
+        self.row.allocation == crate::domain::Allocation::RoundRobin
     }
 
     /// Takes the next free number by the group's strategy.
@@ -182,9 +185,8 @@ impl GroupState {
         let pool = self.pool.as_mut()?;
         let pos = rules::pick(self.row.allocation, pool.cursor, &pool.candidates, rng)?;
         pool.candidates.remove(pos);
-        if self.row.allocation == crate::domain::Allocation::RoundRobin {
+        if self.walks() {
             pool.cursor = rules::cursor_after_pick(pos);
-            self.cursor_moved = true;
         }
         let number = pool.numbers.remove(&pos)?;
         self.taken.push(number.clone());
@@ -230,6 +232,7 @@ impl GroupState {
         Ok((size, free.saturating_sub(self.taken.len() as u64)))
     }
 }
+
 /// Locks enough candidates in each group for the batch's new reservations there: one per
 /// live session of the batch that holds no number in the group yet.
 async fn load_candidates(
