@@ -182,10 +182,11 @@ impl GroupState {
 
     /// Takes the next free number by the group's strategy.
     fn take(&mut self, rng: &mut impl rand::Rng) -> Option<String> {
+        let walks = self.walks();
         let pool = self.pool.as_mut()?;
         let pos = rules::pick(self.row.allocation, pool.cursor, &pool.candidates, rng)?;
         pool.candidates.remove(pos);
-        if self.walks() {
+        if walks {
             pool.cursor = rules::cursor_after_pick(pos);
         }
         let number = pool.numbers.remove(&pos)?;
