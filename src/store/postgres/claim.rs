@@ -92,7 +92,7 @@ pub async fn groups<C: GenericClient + Sync>(
             let row = GroupRow {
                 allocation: allocation
                     .parse()
-                    .map_err(|e| corrupt("groups.allocation", e))?,
+                    .map_err(|e| StoreError::corrupt("groups.allocation", e))?,
                 // A stored value out of 5..=1800 counts as the default, as in the engine.
                 timeout: timeout.map(|t| BookingTimeout::from_secs_lenient(i64::from(t))),
             };
@@ -172,7 +172,8 @@ pub async fn candidates<C: GenericClient + Sync>(
     let mut items = Vec::with_capacity(rows.len());
     let mut numbers = HashMap::with_capacity(rows.len());
     for (number, position, freed_at) in rows {
-        let pos = Pos::try_from(position).map_err(|e| corrupt("numbers.position", e))?;
+        let pos =
+            Pos::try_from(position).map_err(|e| StoreError::corrupt("numbers.position", e))?;
         if numbers.insert(pos, number).is_none() {
             items.push((pos, freed_at));
         }
@@ -387,8 +388,4 @@ pub async fn counts<C: GenericClient + Sync>(
         .map_err(pg_error)?;
     let (size, free): (i64, i64) = (row.get(0), row.get(1));
     Ok((size.max(0) as u64, free.max(0) as u64))
-}
-
-fn corrupt(what: &'static str, e: impl Into<crate::store::BoxError>) -> StoreError {
-    StoreError::corrupt(what, e)
 }
