@@ -8,6 +8,7 @@ mod code;
 mod flag;
 mod ids;
 mod number;
+mod policy;
 mod time;
 mod timeouts;
 
@@ -16,6 +17,7 @@ pub use code::{AccessCode, CodeLength, CodePrefix};
 pub use flag::parse_bool;
 pub use ids::{DataId, GroupName, NodeId, ServiceName, SessionId};
 pub use number::{AccessNumber, NumberRange, NumberSpec, PhoneNumber};
+pub use policy::{MAX_POLICY_SECS, NumberPolicy, PolicyChange};
 
 /// Bounds on how many numbers one range or request may expand to.
 pub mod number_limits {

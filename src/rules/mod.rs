@@ -10,10 +10,15 @@
 //!   and phone a renewed reservation keeps), and Retry-After on an empty pool.
 //! - [`pick`]: which free number each allocation strategy takes, and the round-robin cursor.
 //! - [`group`]: a group's settings after an admin change (the cursor's part is in `pick`).
-//! - [`matching`]: whether a call's code and phone match a live reservation.
+//! - [`matching`]: whether a call's code and phone match a reservation.
+//! - [`call`]: what a call on a number does: match, late match, wrong-code count and lockout,
+//!   stray call, and the reason a refused call is given.
+//! - [`lifecycle`]: how reservations end, cool-down, what a number remembers, quarantine.
 
 pub mod booking;
+pub mod call;
 pub mod group;
+pub mod lifecycle;
 pub mod matching;
 pub mod pick;
 

@@ -1,0 +1,190 @@
+//! What a call (match-interaction) on a number of a group does: match its live reservation,
+//! find an ended one late, count a wrong code or cancel on too many, or count a stray call;
+//! and the reason a refused call is given. Stores gather the number's rows, call [`decide`],
+//! and write what the verdict says.
+
+use crate::domain::{AccessCode, NumberPolicy, PhoneNumber, SessionId, UnixMillis};
+
+use super::lifecycle::{EndReason, Ended, MEMORY};
+use super::matching::{Refusal, check_match};
+
+/// Why a call found no session: the contract's `reason` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Reason {
+    /// The number is in no group.
+    UnknownNumber,
+    /// Free, cooling or quarantined, with nothing more telling to say.
+    NotReserved,
+    Expired,
+    CodeRequired,
+    WrongCode,
+    WrongPhone,
+    /// Cancelled by wrong codes.
+    Locked,
+    SessionEnded,
+}
+
+impl Reason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::UnknownNumber => "unknown_number",
+            Self::NotReserved => "not_reserved",
+            Self::Expired => "expired",
+            Self::CodeRequired => "code_required",
+            Self::WrongCode => "wrong_code",
+            Self::WrongPhone => "wrong_phone",
+            Self::Locked => "locked",
+            Self::SessionEnded => "session_ended",
+        }
+    }
+}
+
+impl From<Refusal> for Reason {
+    fn from(r: Refusal) -> Self {
+        match r {
+            Refusal::CodeRequired => Self::CodeRequired,
+            Refusal::WrongCode => Self::WrongCode,
+            Refusal::WrongPhone => Self::WrongPhone,
+        }
+    }
+}
+
+/// What the caller offered.
+#[derive(Debug, Clone, Copy)]
+pub struct Call<'a> {
+    pub code: Option<&'a AccessCode>,
+    pub phone: Option<&'a PhoneNumber>,
+    /// The service's side: false when `match_without_code` is set (the lenient GMS mode).
+    pub code_required: bool,
+}
+
+/// The number's live reservation, as a call sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct Live<'a> {
+    pub session: &'a SessionId,
+    pub code: Option<&'a AccessCode>,
+    pub phone: Option<&'a PhoneNumber>,
+    /// Wrong codes it survived so far.
+    pub wrong_codes: u32,
+}
+
+/// The number's last ended reservation, and whether its session still lives.
+#[derive(Debug, Clone, Copy)]
+pub struct Last<'a> {
+    pub ended: &'a Ended,
+    pub session_alive: bool,
+}
+
+/// What a store does with a call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// The live reservation accepts: answer its session, end it as matched.
+    Match(SessionId),
+    /// An ended reservation accepts within the grace: answer its session, change nothing.
+    Late(SessionId),
+    /// A wrong code on the live reservation: write its new count, answer `wrong_code`.
+    WrongCode { attempts: u32 },
+    /// One wrong code too many: end the live reservation as locked, answer `locked`.
+    Lockout,
+    /// The live reservation refuses the call for another reason (no code, other phone).
+    Refused(Reason),
+    /// No live or late reservation took the call: a stray call; count it
+    /// ([`super::lifecycle::stray_call`]) and answer `reason`.
+    Stray(Reason),
+}
+
+/// Decides a call on a number of a group.
+///
+/// - A live reservation that accepts wins. Its code check follows the service's leniency,
+///   unless the group has `require_code`.
+/// - Else an ended one within `late_match_grace` that ended by expiry or match and would have
+///   accepted (its code if it had one, lenient or not; its phone if both carry one) answers
+///   its session, as long as the session lives.
+/// - Else a wrong code on the live reservation counts; the attempt after `max_code_attempts`
+///   wrong ones (0: no limit) cancels it.
+/// - With no live reservation, the call is stray; the reason is the ended reservation's
+///   (within the grace: why it refused, or its session's end; within 24 h: `expired`,
+///   `locked`, `session_ended`), else `not_reserved`.
+pub fn decide(
+    call: Call<'_>,
+    live: Option<Live<'_>>,
+    last: Option<Last<'_>>,
+    policy: &NumberPolicy,
+    now: UnixMillis,
+) -> Verdict {
+    let live_refusal = match live {
+        Some(l) => {
+            let required = call.code_required || policy.require_code;
+            match check_match(l.code, l.phone, call.code, call.phone, required) {
+                Ok(()) => return Verdict::Match(l.session.clone()),
+                Err(r) => Some((r, l.wrong_codes)),
+            }
+        }
+        None => None,
+    };
+    let late = last.map(|l| late_answer(call, l, policy, now));
+    if let Some(Ok(session)) = late {
+        return Verdict::Late(session);
+    }
+    match live_refusal {
+        Some((Refusal::WrongCode, wrong)) => {
+            let max = policy.max_code_attempts;
+            if max > 0 && wrong >= max {
+                Verdict::Lockout
+            } else {
+                Verdict::WrongCode {
+                    attempts: wrong.saturating_add(1),
+                }
+            }
+        }
+        Some((r, _)) => Verdict::Refused(r.into()),
+        None => Verdict::Stray(match (late, last) {
+            (Some(Err(Some(reason))), _) => reason,
+            (_, Some(l)) => remembered(l.ended, now),
+            _ => Reason::NotReserved,
+        }),
+    }
+}
+
+/// An ended reservation's answer to a late call: its session, or why not (`None`: it is out
+/// of the grace or ended in a way that closes it).
+fn late_answer(
+    call: Call<'_>,
+    last: Last<'_>,
+    policy: &NumberPolicy,
+    now: UnixMillis,
+) -> Result<SessionId, Option<Reason>> {
+    let e = last.ended;
+    let within = now < e.at.plus(policy.late_match_grace());
+    if !within || !e.reason.allows_late_match() {
+        return Err(None);
+    }
+    check_match(
+        e.code.as_ref(),
+        e.phone.as_ref(),
+        call.code,
+        call.phone,
+        true,
+    )
+    .map_err(|r| Some(r.into()))?;
+    if !last.session_alive {
+        return Err(Some(Reason::SessionEnded));
+    }
+    Ok(e.session.clone())
+}
+
+/// The reason a number gives for its last reservation, for a day after it ended.
+fn remembered(e: &Ended, now: UnixMillis) -> Reason {
+    if now >= e.at.plus(MEMORY) {
+        return Reason::NotReserved;
+    }
+    match e.reason {
+        EndReason::Expired => Reason::Expired,
+        EndReason::Locked => Reason::Locked,
+        EndReason::SessionEnded => Reason::SessionEnded,
+        EndReason::Matched | EndReason::Released => Reason::NotReserved,
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,244 @@
+//! Table-driven cases for `decide`: every verdict and every reason.
+
+use super::*;
+
+const NOW: UnixMillis = UnixMillis(500_000_000);
+
+fn code(s: &str) -> AccessCode {
+    AccessCode::from_stored(s.into())
+}
+
+fn sid(s: &str) -> SessionId {
+    SessionId::parse(s).expect("session id")
+}
+
+fn policy(grace: u32, max: u32, require_code: bool) -> NumberPolicy {
+    NumberPolicy {
+        late_match_grace: grace,
+        max_code_attempts: max,
+        require_code,
+        ..NumberPolicy::default()
+    }
+}
+
+fn ended(reason: EndReason, ago_ms: i64, with_code: Option<&AccessCode>) -> Ended {
+    Ended {
+        session: sid("1-old"),
+        code: with_code.cloned(),
+        phone: None,
+        at: UnixMillis(NOW.0 - ago_ms),
+        reason,
+    }
+}
+
+#[test]
+fn live_reservations_match_refuse_and_count_wrong_codes() {
+    let (c1, c2) = (code("1234"), code("9999"));
+    let s = sid("1-live");
+    let live = |wrong| Live {
+        session: &s,
+        code: Some(&c1),
+        phone: None,
+        wrong_codes: wrong,
+    };
+    let call = |c: Option<&'static AccessCode>, required| Call {
+        code: c,
+        phone: None,
+        code_required: required,
+    };
+    let c1s: &'static AccessCode = Box::leak(Box::new(c1.clone()));
+    let c2s: &'static AccessCode = Box::leak(Box::new(c2.clone()));
+    let p = policy(0, 5, false);
+    let cases = [
+        (
+            call(Some(c1s), true),
+            live(0),
+            &p,
+            Verdict::Match(s.clone()),
+        ),
+        (call(None, false), live(0), &p, Verdict::Match(s.clone())),
+        (
+            call(None, true),
+            live(0),
+            &p,
+            Verdict::Refused(Reason::CodeRequired),
+        ),
+        (
+            call(Some(c2s), true),
+            live(0),
+            &p,
+            Verdict::WrongCode { attempts: 1 },
+        ),
+        (
+            call(Some(c2s), true),
+            live(4),
+            &p,
+            Verdict::WrongCode { attempts: 5 },
+        ),
+        (call(Some(c2s), true), live(5), &p, Verdict::Lockout),
+    ];
+    for (c, l, p, want) in cases {
+        assert_eq!(decide(c, Some(l), None, p, NOW), want, "{c:?} {l:?}");
+    }
+    let unlimited = policy(0, 0, false);
+    assert_eq!(
+        decide(
+            call(Some(c2s), true),
+            Some(live(1000)),
+            None,
+            &unlimited,
+            NOW
+        ),
+        Verdict::WrongCode { attempts: 1001 }
+    );
+    let strict = policy(0, 5, true);
+    assert_eq!(
+        decide(call(None, false), Some(live(0)), None, &strict, NOW),
+        Verdict::Refused(Reason::CodeRequired),
+        "require_code beats match_without_code"
+    );
+}
+
+#[test]
+fn late_calls_find_an_ended_reservation_within_the_grace() {
+    let c1 = code("1234");
+    let p = policy(30, 5, false);
+    let lenient = Call {
+        code: None,
+        phone: None,
+        code_required: false,
+    };
+    let with_code = Call {
+        code: Some(&c1),
+        ..lenient
+    };
+    let cases = [
+        (
+            ended(EndReason::Expired, 10_000, None),
+            true,
+            lenient,
+            Verdict::Late(sid("1-old")),
+        ),
+        (
+            ended(EndReason::Matched, 29_999, None),
+            true,
+            lenient,
+            Verdict::Late(sid("1-old")),
+        ),
+        (
+            ended(EndReason::Matched, 30_000, None),
+            true,
+            lenient,
+            Verdict::Stray(Reason::NotReserved),
+        ),
+        (
+            ended(EndReason::Expired, 40_000, None),
+            true,
+            lenient,
+            Verdict::Stray(Reason::Expired),
+        ),
+        (
+            ended(EndReason::Expired, 10_000, None),
+            false,
+            lenient,
+            Verdict::Stray(Reason::SessionEnded),
+        ),
+        (
+            ended(EndReason::Expired, 10_000, Some(&c1)),
+            true,
+            lenient,
+            Verdict::Stray(Reason::CodeRequired),
+        ),
+        (
+            ended(EndReason::Expired, 10_000, Some(&c1)),
+            true,
+            with_code,
+            Verdict::Late(sid("1-old")),
+        ),
+        (
+            ended(EndReason::Locked, 10_000, None),
+            true,
+            lenient,
+            Verdict::Stray(Reason::Locked),
+        ),
+        (
+            ended(EndReason::SessionEnded, 10_000, None),
+            true,
+            lenient,
+            Verdict::Stray(Reason::SessionEnded),
+        ),
+        (
+            ended(EndReason::Released, 10_000, None),
+            true,
+            lenient,
+            Verdict::Stray(Reason::NotReserved),
+        ),
+        (
+            ended(EndReason::Expired, 86_400_000, None),
+            true,
+            lenient,
+            Verdict::Stray(Reason::NotReserved),
+        ),
+    ];
+    for (e, alive, call, want) in cases {
+        let last = Last {
+            ended: &e,
+            session_alive: alive,
+        };
+        assert_eq!(
+            decide(call, None, Some(last), &p, NOW),
+            want,
+            "{e:?} {alive}"
+        );
+    }
+}
+
+#[test]
+fn a_live_reservation_that_accepts_wins_over_a_late_one() {
+    let (c1, c2) = (code("1234"), code("9999"));
+    let s = sid("1-live");
+    let live = Live {
+        session: &s,
+        code: Some(&c2),
+        phone: None,
+        wrong_codes: 0,
+    };
+    let e = ended(EndReason::Expired, 1_000, Some(&c1));
+    let last = Last {
+        ended: &e,
+        session_alive: true,
+    };
+    let p = policy(30, 5, false);
+    let call = |c| Call {
+        code: Some(c),
+        phone: None,
+        code_required: true,
+    };
+    assert_eq!(
+        decide(call(&c2), Some(live), Some(last), &p, NOW),
+        Verdict::Match(s.clone())
+    );
+    assert_eq!(
+        decide(call(&c1), Some(live), Some(last), &p, NOW),
+        Verdict::Late(sid("1-old")),
+        "the live one refuses, the ended one accepts"
+    );
+    let c3 = code("5555");
+    assert_eq!(
+        decide(call(&c3), Some(live), Some(last), &p, NOW),
+        Verdict::WrongCode { attempts: 1 }
+    );
+}
+
+#[test]
+fn a_number_with_no_reservation_at_all_is_not_reserved() {
+    let call = Call {
+        code: None,
+        phone: None,
+        code_required: true,
+    };
+    assert_eq!(
+        decide(call, None, None, &NumberPolicy::default(), NOW),
+        Verdict::Stray(Reason::NotReserved)
+    );
+}
