@@ -49,6 +49,10 @@ pub struct Metrics {
     pool_size: Family<GroupLabel, Gauge>,
     pool_free: Family<GroupLabel, Gauge>,
     pool_reserved: Family<GroupLabel, Gauge>,
+    pool_cooling: Family<GroupLabel, Gauge>,
+    pool_quarantined: Family<GroupLabel, Gauge>,
+    lockouts: Family<GroupLabel, Counter>,
+    strays: Family<GroupLabel, Counter>,
     history: Mutex<HashMap<String, History>>,
 }
 
@@ -91,7 +95,7 @@ impl Metrics {
         );
         registry.register(
             "matches",
-            "match-interaction outcomes (hit or miss)",
+            "match-interaction outcomes (hit, late or miss)",
             matches.clone(),
         );
         registry.register(
@@ -100,6 +104,28 @@ impl Metrics {
             pool_size.clone(),
         );
         registry.register("pool_free", "Free numbers per group", pool_free.clone());
+        let (pool_cooling, pool_quarantined) = (Family::default(), Family::default());
+        let (lockouts, strays) = (Family::default(), Family::default());
+        registry.register(
+            "pool_cooling",
+            "Numbers resting after a reservation (cool_down) per group",
+            pool_cooling.clone(),
+        );
+        registry.register(
+            "pool_quarantined",
+            "Numbers in quarantine per group",
+            pool_quarantined.clone(),
+        );
+        registry.register(
+            "code_lockouts",
+            "Reservations cancelled by too many wrong codes, by group",
+            lockouts.clone(),
+        );
+        registry.register(
+            "stray_calls",
+            "Calls on a number of the group with no live or late reservation",
+            strays.clone(),
+        );
         registry.register(
             "pool_reserved",
             "Reserved numbers per group",
@@ -115,6 +141,10 @@ impl Metrics {
             pool_size,
             pool_free,
             pool_reserved,
+            pool_cooling,
+            pool_quarantined,
+            lockouts,
+            strays,
             history: Mutex::default(),
         }
     }
@@ -162,18 +192,29 @@ impl Metrics {
         bucket.refusals += 1;
     }
 
-    pub fn matched(&self, hit: bool) {
-        self.matches
-            .get_or_create(&OutcomeLabel {
-                outcome: if hit { "hit" } else { "miss" },
-            })
-            .inc();
+    /// A match-interaction's outcome: `hit`, `late` or `miss`.
+    pub fn matched(&self, outcome: &'static str) {
+        self.matches.get_or_create(&OutcomeLabel { outcome }).inc();
+    }
+
+    pub fn code_lockout(&self, group: &str) {
+        self.lockouts.get_or_create(&group_label(group)).inc();
+    }
+
+    pub fn stray_call(&self, group: &str) {
+        self.strays.get_or_create(&group_label(group)).inc();
     }
 
     /// Records the current pool counts: gauges for Prometheus, and one occupancy sample per
     /// group for the advisor.
     pub fn sample_pools(&self, groups: &[GroupStats], now_minute: i64) {
-        for g in [&self.pool_size, &self.pool_free, &self.pool_reserved] {
+        for g in [
+            &self.pool_size,
+            &self.pool_free,
+            &self.pool_reserved,
+            &self.pool_cooling,
+            &self.pool_quarantined,
+        ] {
             g.clear();
         }
         let mut history = self.history.lock();
@@ -186,6 +227,12 @@ impl Metrics {
             self.pool_reserved
                 .get_or_create(&label)
                 .set(stats.reserved as i64);
+            self.pool_cooling
+                .get_or_create(&label)
+                .set(stats.cooling as i64);
+            self.pool_quarantined
+                .get_or_create(&label)
+                .set(stats.quarantined as i64);
             let bucket = history
                 .entry(stats.name.to_string())
                 .or_default()
@@ -320,5 +367,11 @@ mod tests {
         ] {
             assert!(text.contains(needle), "{needle} missing from\n{text}");
         }
+    }
+}
+
+fn group_label(group: &str) -> GroupLabel {
+    GroupLabel {
+        group: group.to_owned(),
     }
 }

@@ -113,19 +113,20 @@ impl Broker {
             .or_else(|| service.resource_group.clone())
             .ok_or(BrokerError::GroupRequired)?;
         let provide_code = req.provide_code.or(service.provide_code).unwrap_or(false);
-        let code = if provide_code {
-            let length = req
-                .code_length
-                .or(service.access_code_length)
-                .unwrap_or(CodeLength::DEFAULT);
-            let prefix = &self.config.server.access_code_prefix;
-            if !prefix.fits(length) {
-                return Err(BrokerError::CodeTooShort {
-                    length,
-                    prefix: prefix.clone(),
-                });
-            }
+        // A fresh code goes with every request: the group may require one whatever the
+        // request says (`rules::booking::code_to_give` decides in the store).
+        let length = req
+            .code_length
+            .or(service.access_code_length)
+            .unwrap_or(CodeLength::DEFAULT);
+        let prefix = &self.config.server.access_code_prefix;
+        let code = if prefix.fits(length) {
             Some(AccessCode::generate(length, prefix))
+        } else if provide_code || req.code_length.is_some() {
+            return Err(BrokerError::CodeTooShort {
+                length,
+                prefix: prefix.clone(),
+            });
         } else {
             None
         };
@@ -135,6 +136,7 @@ impl Broker {
             group,
             timeout: req.booking_timeout.or(service.booking_timeout),
             code,
+            provide_code,
             phone: req.phone,
             pool_health,
         };

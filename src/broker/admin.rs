@@ -6,8 +6,8 @@ use crate::advisor::{Advice, advise};
 use crate::domain::{AccessNumber, GroupName};
 use crate::metrics::Window;
 use crate::store::{
-    AddNumbers, DeleteGroup, GroupChange, GroupDetail, GroupStats, NumberState, NumberView,
-    PutGroup, RemoveNumber, ReservationFilter, ReservationView,
+    AddNumbers, DeleteGroup, FreeNumber, GroupChange, GroupDetail, GroupStats, NumberState,
+    NumberView, PutGroup, RemoveNumber, ReservationFilter, ReservationView,
 };
 
 use super::audit::{Actor, AuditAction, AuditEntry, AuditTarget};
@@ -239,6 +239,36 @@ impl Broker {
             _ => format!("number {number} retiring: it leaves when its reservation ends"),
         };
         Ok((state, detail))
+    }
+
+    /// Ends a number's cool-down or quarantine. Answers `freed`, or `unchanged` when the
+    /// number was neither cooling nor quarantined (freeing twice is harmless).
+    pub async fn admin_free_number(
+        &self,
+        user: &Actor,
+        name: &GroupName,
+        number: &AccessNumber,
+    ) -> Result<&'static str, BrokerError> {
+        let result = async {
+            let state = match self.store.free_number(name, number).await? {
+                FreeNumber::Freed => "freed",
+                FreeNumber::NotResting => "unchanged",
+                FreeNumber::UnknownGroup => return Err(unknown_group(name)),
+                FreeNumber::UnknownNumber => {
+                    return Err(BrokerError::NumberNotInGroup {
+                        group: name.clone(),
+                        number: number.clone(),
+                    });
+                }
+            };
+            Ok((state, format!("number {number} {state}")))
+        }
+        .await;
+        self.audit.outcome(
+            user,
+            target(AuditAction::FreeNumber, Some(name), Some(number)),
+            result,
+        )
     }
 
     /// Whether `number` is the group's only number in service (free or reserved, not retiring).

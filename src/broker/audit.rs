@@ -60,6 +60,7 @@ pub enum AuditAction {
     AddNumbers,
     RemoveNumber,
     Release,
+    FreeNumber,
 }
 
 impl AuditAction {
@@ -70,6 +71,7 @@ impl AuditAction {
             Self::AddNumbers => "add_numbers",
             Self::RemoveNumber => "remove_number",
             Self::Release => "release",
+            Self::FreeNumber => "free_number",
         }
     }
 }

@@ -40,9 +40,13 @@ pub enum BrokerError {
         group: GroupName,
         retry_after: Duration,
     },
-    /// match-interaction found no live reservation it may release.
-    #[error("no live reservation matches access number {0}")]
-    NoMatch(AccessNumber),
+    /// match-interaction found no reservation that accepts the call; `reason` is there only
+    /// where the service tells it (`return_failure_reason`).
+    #[error("no live reservation matches access number {number}")]
+    NoMatch {
+        number: AccessNumber,
+        reason: Option<crate::rules::call::Reason>,
+    },
     /// Stored data unknown or expired.
     #[error("storage id {0} not found or expired")]
     DataNotFound(DataId),

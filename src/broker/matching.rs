@@ -1,9 +1,17 @@
-//! match-interaction: the IVR's side. Code and phone rules live in the store (they must be
-//! checked atomically with the release); the broker applies the service's leniency option.
+//! match-interaction: the IVR's side. What a call does is decided in the store, atomically
+//! with its effects (`rules::call`); the broker applies the service's leniency option and
+//! counts and logs outcomes: late matches, lockouts, stray calls and quarantines.
 
 use crate::config::ServiceConfig;
 use crate::domain::{AccessCode, AccessNumber, PhoneNumber};
-use crate::store::{MatchRequest, Session};
+use crate::store::{MatchOutcome, MatchRequest, Session};
+
+/// A successful match: the session, and whether it came from a late call.
+#[derive(Debug, Clone)]
+pub struct Matched {
+    pub session: Session,
+    pub late: bool,
+}
 
 use super::{Broker, BrokerError};
 
@@ -20,7 +28,7 @@ impl Broker {
         &self,
         service: &ServiceConfig,
         p: MatchParams,
-    ) -> Result<Session, BrokerError> {
+    ) -> Result<Matched, BrokerError> {
         let number = p.number.clone();
         let req = MatchRequest {
             number: p.number,
@@ -29,8 +37,40 @@ impl Broker {
             code_required: !service.match_without_code,
             end_session: p.end_session,
         };
-        let matched = self.store.match_reservation(req).await?;
-        self.metrics.matched(matched.is_some());
-        matched.ok_or(BrokerError::NoMatch(number))
+        match self.store.match_reservation(req).await? {
+            MatchOutcome::Matched {
+                session,
+                group,
+                late,
+            } => {
+                self.metrics.matched(if late { "late" } else { "hit" });
+                if late {
+                    tracing::info!(%number, %group, session = %session.id, "late call matched an ended reservation");
+                }
+                Ok(Matched { session, late })
+            }
+            MatchOutcome::NoMatch {
+                reason,
+                group,
+                locked,
+                stray,
+                quarantined,
+            } => {
+                self.metrics.matched("miss");
+                let group = group.map(|g| g.to_string()).unwrap_or_default();
+                if locked {
+                    self.metrics.code_lockout(&group);
+                    tracing::warn!(%number, %group, "too many wrong codes: reservation cancelled");
+                }
+                if stray {
+                    self.metrics.stray_call(&group);
+                }
+                if quarantined {
+                    tracing::warn!(%number, %group, "stray calls: number quarantined until an operator frees it");
+                }
+                let reason = service.return_failure_reason.then_some(reason);
+                Err(BrokerError::NoMatch { number, reason })
+            }
+        }
     }
 }

@@ -398,11 +398,13 @@ fn groups(cx: &Cx, raw: toml::Table) -> Result<Vec<GroupSpec>, ConfigError> {
                 "a group needs at least one number",
             ));
         }
+        let policy = group_policy(cx, &key, &group)?;
         out.push(GroupSpec {
             settings: GroupSettings {
                 name: group_name,
                 allocation,
                 booking_timeout,
+                policy,
             },
             numbers,
         });
@@ -410,6 +412,36 @@ fn groups(cx: &Cx, raw: toml::Table) -> Result<Vec<GroupSpec>, ConfigError> {
     }
     listed_once(cx, &out, &sources)?;
     Ok(out)
+}
+
+/// The group's policy keys; unset ones take the defaults.
+fn group_policy(
+    cx: &Cx,
+    key: &str,
+    group: &RawGroup,
+) -> Result<crate::domain::NumberPolicy, ConfigError> {
+    let values = [
+        ("require_code", &group.require_code),
+        ("max_code_attempts", &group.max_code_attempts),
+        ("cool_down", &group.cool_down),
+        ("late_match_grace", &group.late_match_grace),
+        (
+            "quarantine_after_stray_calls",
+            &group.quarantine_after_stray_calls,
+        ),
+    ];
+    let mut texts = Vec::new();
+    for (name, value) in values {
+        texts.push((name, cx.scalar(&format!("{key}.{name}"), value.as_ref())?));
+    }
+    let change = super::policy::parse_change(|k| {
+        texts
+            .iter()
+            .find(|(name, _)| *name == k)
+            .and_then(|(_, v)| v.as_deref())
+    })
+    .map_err(|(name, why)| cx.err(format!("{key}.{name}"), why))?;
+    Ok(change.apply(crate::domain::NumberPolicy::default()))
 }
 
 /// Every number in at most one group, once: sorting (group, entry, number) triples finds

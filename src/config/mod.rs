@@ -6,6 +6,7 @@
 //! file and the key. Loading writes nothing.
 
 mod build;
+pub mod policy;
 mod raw;
 mod services;
 

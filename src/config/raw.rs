@@ -67,4 +67,9 @@ pub struct RawGroup {
     pub numbers: Vec<String>,
     pub allocation: Option<String>,
     pub booking_expiration_timeout: Option<toml::Value>,
+    pub require_code: Option<toml::Value>,
+    pub max_code_attempts: Option<toml::Value>,
+    pub cool_down: Option<toml::Value>,
+    pub late_match_grace: Option<toml::Value>,
+    pub quarantine_after_stray_calls: Option<toml::Value>,
 }

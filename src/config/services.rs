@@ -51,6 +51,8 @@ pub struct ServiceConfig {
     pub ttl: Option<SessionTtl>,
     /// match-interaction: a reservation with a code also matches a request without one.
     pub match_without_code: bool,
+    /// match-interaction: a refused call's answer says why (`reason`).
+    pub return_failure_reason: bool,
     pub return_pool_health: bool,
 }
 
@@ -88,6 +90,7 @@ pub fn parse(
                 | "_booking_expiration_timeout"
                 | "_ttl"
                 | "match_without_code"
+                | "return_failure_reason"
                 | "_return_pool_health"
         );
         if IGNORED.contains(&k.as_str()) || (k == "_ttl" && kind == ServiceKind::RequestAccess) {
@@ -152,6 +155,7 @@ pub fn parse(
             .map(|n| SessionTtl::new(n).map_err(|e| cx.err(key("_ttl"), e)))
             .transpose()?,
         match_without_code: flag("match_without_code")?.unwrap_or(false),
+        return_failure_reason: flag("return_failure_reason")?.unwrap_or(false),
         return_pool_health: flag("_return_pool_health")?.unwrap_or(false),
     })
 }

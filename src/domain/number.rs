@@ -36,6 +36,11 @@ impl AccessNumber {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// A number read back from a store that only ever holds parsed ones.
+    pub fn from_stored(s: String) -> Self {
+        Self(compact_str::CompactString::from(s))
+    }
 }
 
 impl fmt::Display for AccessNumber {

@@ -33,6 +33,10 @@ pub fn router() -> Router<AppState> {
             "/genesys/1/admin/groups/{group}/numbers/{number}",
             delete(remove_number),
         )
+        .route(
+            "/genesys/1/admin/groups/{group}/numbers/{number}/free",
+            post(free_number),
+        )
         .route("/genesys/1/admin/reservations", get(find_reservations))
         .route("/genesys/1/admin/reservations/{number}", delete(release))
         .route("/genesys/1/admin/nodes", get(nodes))
@@ -142,6 +146,8 @@ async fn put_group(
                 .map_err(ApiError::param("booking_expiration_timeout"))
         })
         .transpose()?;
+    let policy = crate::config::policy::parse_change(|k| params.get(k))
+        .map_err(|(key, why)| ApiError::invalid(key, why))?;
     let numbers = params
         .get("numbers")
         .map(parse_numbers)
@@ -155,6 +161,7 @@ async fn put_group(
                 name,
                 allocation,
                 booking_timeout,
+                policy,
                 numbers,
             },
         )
@@ -212,6 +219,21 @@ async fn remove_number(
     let outcome = state
         .broker
         .admin_remove_number(&user, &name, &number, force(&params)?)
+        .await?;
+    to_json(&json!({ "group": name, "number": number, "state": outcome }))
+}
+
+/// Ends a cool-down or a quarantine: `{"group", "number", "state": "freed" | "unchanged"}`.
+async fn free_number(
+    State(state): State<AppState>,
+    Extension(user): Extension<Actor>,
+    Path((group, number)): Path<(String, String)>,
+) -> Result<Reply, ApiError> {
+    let name = group_name(&group)?;
+    let number = AccessNumber::parse(&number).map_err(ApiError::param("number"))?;
+    let outcome = state
+        .broker
+        .admin_free_number(&user, &name, &number)
         .await?;
     to_json(&json!({ "group": name, "number": number, "state": outcome }))
 }

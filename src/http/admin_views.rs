@@ -23,7 +23,14 @@ pub struct GroupJson {
     size: u64,
     free: u64,
     reserved: u64,
+    cooling: u64,
+    quarantined: u64,
     retiring: u64,
+    require_code: bool,
+    max_code_attempts: u32,
+    cool_down: u32,
+    late_match_grace: u32,
+    quarantine_after_stray_calls: u32,
     utilisation: f64,
     refusals: u64,
     last_hour: Window,
@@ -38,7 +45,10 @@ impl From<GroupOverview> for GroupJson {
             size,
             free,
             reserved,
+            cooling,
+            quarantined,
             retiring,
+            policy,
         } = o.stats;
         Self {
             name,
@@ -47,7 +57,14 @@ impl From<GroupOverview> for GroupJson {
             size,
             free,
             reserved,
+            cooling,
+            quarantined,
             retiring,
+            require_code: policy.require_code,
+            max_code_attempts: policy.max_code_attempts,
+            cool_down: policy.cool_down,
+            late_match_grace: policy.late_match_grace,
+            quarantine_after_stray_calls: policy.quarantine_after_stray_calls,
             utilisation: o.utilisation,
             refusals: o.refusals,
             last_hour: o.last_hour,
@@ -74,7 +91,8 @@ impl From<GroupPage> for GroupPageJson {
     }
 }
 
-/// `{"number", "state"}`, plus `_id` and `expires_in` while a reservation holds it.
+/// `{"number", "state", "stray_calls"}`, plus `_id` and `expires_in` while a reservation
+/// holds it, `seconds_left` while it cools down.
 #[derive(Debug, Serialize)]
 pub struct NumberJson {
     number: AccessNumber,
@@ -83,12 +101,21 @@ pub struct NumberJson {
     session: Option<SessionId>,
     #[serde(skip_serializing_if = "Option::is_none")]
     expires_in: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    seconds_left: Option<u64>,
+    stray_calls: u64,
 }
 
 impl From<NumberView> for NumberJson {
     fn from(v: NumberView) -> Self {
+        let mut seconds_left = None;
         let (state, session, expires_in) = match v.state {
             NumberState::Free => ("free", None, None),
+            NumberState::Cooling { seconds_left: s } => {
+                seconds_left = Some(s);
+                ("cooling", None, None)
+            }
+            NumberState::Quarantined => ("quarantined", None, None),
             NumberState::Reserved {
                 session,
                 expires_in,
@@ -103,6 +130,8 @@ impl From<NumberView> for NumberJson {
             state,
             session,
             expires_in,
+            seconds_left,
+            stray_calls: v.stray_calls,
         }
     }
 }

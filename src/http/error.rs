@@ -88,7 +88,7 @@ fn broker_status(e: &BrokerError) -> StatusCode {
         }
         B::UnknownService(_)
         | B::SessionNotFound(_)
-        | B::NoMatch(_)
+        | B::NoMatch { .. }
         | B::DataNotFound(_)
         | B::GroupNotFound(_)
         | B::NumberNotInGroup { .. }
@@ -107,7 +107,7 @@ fn broker_kind(e: &BrokerError) -> &'static str {
         B::GroupRequired | B::CodeTooShort { .. } | B::NumberTaken { .. } => "InvalidParameter",
         B::UnknownGroup(_) => "UnknownResourceGroup",
         B::UnknownService(_) | B::SessionNotFound(_) => "ServiceNotFound",
-        B::NoMatch(_) => "NoMatch",
+        B::NoMatch { .. } => "NoMatch",
         B::DataNotFound(_)
         | B::GroupNotFound(_)
         | B::NumberNotInGroup { .. }
@@ -166,9 +166,16 @@ impl IntoResponse for ApiError {
         if status.is_server_error() && self.pool_retry_after().is_none() {
             tracing::error!(error = %cause_chain(&self), kind = self.kind(), "request failed");
         }
-        let body = Reply::new()
+        let mut body = Reply::new()
             .field("message", self.to_string())
             .field("exception", self.kind());
+        if let Self::Broker(BrokerError::NoMatch {
+            reason: Some(reason),
+            ..
+        }) = &self
+        {
+            body = body.field("reason", reason.as_str());
+        }
         let mut response = body.with_status(status).into_response();
         let headers = response.headers_mut();
         if let Some(retry_after) = self.pool_retry_after() {
@@ -212,7 +219,15 @@ mod tests {
                 404,
                 "ServiceNotFound",
             ),
-            (BrokerError::NoMatch(n.clone()).into(), 404, "NoMatch"),
+            (
+                BrokerError::NoMatch {
+                    number: n.clone(),
+                    reason: None,
+                }
+                .into(),
+                404,
+                "NoMatch",
+            ),
             (ApiError::NotFound("x".into()), 404, "NotFound"),
             (BrokerError::GroupBusy(g.clone()).into(), 409, "Conflict"),
             (BrokerError::ConfigGroup(g.clone()).into(), 409, "Conflict"),

@@ -121,8 +121,11 @@ async fn match_interaction(
         None => false,
     };
     let multiple = params.flag("_return_multiple_matches")?.unwrap_or(false);
-    let session = state.broker.match_interaction(service, p).await?;
-    let one = matched(&session, return_data);
+    let found = state.broker.match_interaction(service, p).await?;
+    let mut one = matched(&found.session, return_data);
+    if found.late {
+        one = one.field("_late_match", "true");
+    }
     Ok(if multiple {
         Reply::new().list("matches", vec![one])
     } else {

@@ -45,6 +45,20 @@ pub fn book(
     }
 }
 
+/// The fresh code a request-access offers the reservation: when the request (or service)
+/// asks for one, or the group requires codes whatever the request says.
+pub fn code_to_give(
+    asked: bool,
+    policy: &crate::domain::NumberPolicy,
+    fresh: Option<AccessCode>,
+) -> Option<AccessCode> {
+    if asked || policy.require_code {
+        fresh
+    } else {
+        None
+    }
+}
+
 /// How long a refused caller should wait on an empty pool: until the group's earliest live
 /// reservation ends, and at least one second (also when the pool has no reservation at all,
 /// e.g. every number is retiring).

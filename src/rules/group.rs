@@ -1,6 +1,12 @@
 //! A group's settings after an admin change.
 
-use crate::domain::{Allocation, BookingTimeout};
+use crate::domain::{Allocation, BookingTimeout, NumberPolicy, PolicyChange};
+
+/// The policy after an admin change: what it names, else the group's current policy, else
+/// the defaults (a new group).
+pub fn changed_policy(current: Option<NumberPolicy>, change: &PolicyChange) -> NumberPolicy {
+    change.apply(current.unwrap_or_default())
+}
 
 /// What an admin change leaves: the allocation and booking time it names, else the group's
 /// current ones (`current`, `None` for a new group), else round-robin and no booking time of

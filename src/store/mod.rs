@@ -106,9 +106,18 @@ pub trait Store: Send + Sync + 'static {
         req: ReserveRequest,
     ) -> Result<(Session, Reservation), ReserveError>;
 
-    /// Matches the live reservation on `req.number` and releases it (and ends the session when
-    /// asked). Returns the matched session, or `None` when nothing matched.
-    async fn match_reservation(&self, req: MatchRequest) -> Result<Option<Session>, StoreError>;
+    /// A call on `req.number`, decided by [`crate::rules::call::decide`] atomically with its
+    /// effects: a live reservation that accepts is ended as matched (and its session too when
+    /// asked); an ended one within the grace answers late and changes nothing; a wrong code
+    /// counts and may cancel the reservation; a stray call counts and may quarantine.
+    async fn match_reservation(&self, req: MatchRequest) -> Result<MatchOutcome, StoreError>;
+
+    /// Ends a number's cool-down or quarantine (an operator's `free`).
+    async fn free_number(
+        &self,
+        group: &GroupName,
+        number: &AccessNumber,
+    ) -> Result<FreeNumber, StoreError>;
 
     /// Stores fields under a fresh id.
     async fn put_data(

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use crate::clock::{Clock, SystemClock};
 use crate::domain::{
-    AccessCode, AccessNumber, Allocation, BookingTimeout, DataId, GroupName, PhoneNumber,
-    ServiceName, SessionId,
+    AccessCode, AccessNumber, Allocation, BookingTimeout, DataId, GroupName, NumberPolicy,
+    PhoneNumber, PolicyChange, ServiceName, SessionId,
 };
 
 use super::StoreError;
@@ -76,6 +76,7 @@ pub struct GroupChange {
     pub name: GroupName,
     pub allocation: Option<Allocation>,
     pub booking_timeout: Option<BookingTimeout>,
+    pub policy: PolicyChange,
     pub numbers: Vec<AccessNumber>,
 }
 
@@ -95,6 +96,8 @@ pub struct GroupSettings {
     pub allocation: Allocation,
     /// The group's own booking time; `None` means the 30 s default.
     pub booking_timeout: Option<BookingTimeout>,
+    /// Codes, lockout, cool-down, late calls and quarantine.
+    pub policy: NumberPolicy,
 }
 
 #[derive(Debug, Clone)]
@@ -122,8 +125,10 @@ pub struct ReserveRequest {
     pub group: GroupName,
     /// Request or service timeout; `None` falls back to the group's, then 30 s.
     pub timeout: Option<BookingTimeout>,
-    /// A fresh code, used when the reservation is new or renewed without one.
+    /// A fresh code, given when the request asks for one (`provide_code`) or the group
+    /// requires codes, to a reservation that is new or renewed without one.
     pub code: Option<AccessCode>,
+    pub provide_code: bool,
     /// Replaces the reservation's phone number when given.
     pub phone: Option<PhoneNumber>,
     /// Whether the answer must carry the pool's size and free count (a shared store counts
@@ -169,6 +174,53 @@ pub struct MatchRequest {
     pub end_session: bool,
 }
 
+/// What a match-interaction call found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MatchOutcome {
+    /// A reservation accepted the call: its session (`late`: one that had ended within the
+    /// group's grace).
+    Matched {
+        session: Session,
+        group: GroupName,
+        late: bool,
+    },
+    /// Nothing matched; why, and what the call did to the number.
+    NoMatch {
+        reason: crate::rules::call::Reason,
+        /// The number's group (`None`: the number is in no group).
+        group: Option<GroupName>,
+        /// The call cancelled a reservation by one wrong code too many.
+        locked: bool,
+        /// The call was stray (no live or late reservation on a number of a group).
+        stray: bool,
+        /// The stray call put the number in quarantine.
+        quarantined: bool,
+    },
+}
+
+impl MatchOutcome {
+    pub fn unknown_number() -> Self {
+        Self::NoMatch {
+            reason: crate::rules::call::Reason::UnknownNumber,
+            group: None,
+            locked: false,
+            stray: false,
+            quarantined: false,
+        }
+    }
+}
+
+/// What `Store::free_number` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FreeNumber {
+    /// The number was cooling or quarantined and is free now.
+    Freed,
+    /// It was neither (free, reserved or retiring): nothing changed.
+    NotResting,
+    UnknownGroup,
+    UnknownNumber,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GroupStats {
     pub name: GroupName,
@@ -179,8 +231,12 @@ pub struct GroupStats {
     pub size: u64,
     pub free: u64,
     pub reserved: u64,
+    /// Numbers resting after a reservation (`cool_down`).
+    pub cooling: u64,
+    pub quarantined: u64,
     /// Removed numbers still held by a reservation.
     pub retiring: u64,
+    pub policy: NumberPolicy,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -193,13 +249,26 @@ pub struct GroupDetail {
 pub struct NumberView {
     pub number: AccessNumber,
     pub state: NumberState,
+    /// Stray calls on it within the last 24 h.
+    pub stray_calls: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NumberState {
     Free,
-    Reserved { session: SessionId, expires_in: u64 },
-    Retiring { session: SessionId, expires_in: u64 },
+    Reserved {
+        session: SessionId,
+        expires_in: u64,
+    },
+    Retiring {
+        session: SessionId,
+        expires_in: u64,
+    },
+    /// Resting after a reservation; lendable in `seconds_left` (rounded up).
+    Cooling {
+        seconds_left: u64,
+    },
+    Quarantined,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

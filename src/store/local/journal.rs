@@ -6,6 +6,7 @@
 use crate::domain::{
     AccessCode, AccessNumber, DataId, GroupName, PhoneNumber, ServiceName, SessionId, UnixMillis,
 };
+use crate::rules::lifecycle::Ended;
 use crate::store::{Fields, GroupSettings};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,10 +26,25 @@ pub enum Change {
         code: Option<AccessCode>,
         phone: Option<PhoneNumber>,
         expires_at: UnixMillis,
+        wrong_codes: u32,
     },
+    /// A reservation ended: the number is lendable from `freed_at` and remembers it.
     Released {
         number: AccessNumber,
         freed_at: UnixMillis,
+        ended: Ended,
+    },
+    /// A live reservation's count of wrong codes.
+    WrongCodes {
+        number: AccessNumber,
+        count: u32,
+    },
+    /// A number's rest: lendable from `freed_at`, quarantined since, recent stray calls.
+    Rest {
+        number: AccessNumber,
+        freed_at: UnixMillis,
+        quarantined_at: Option<UnixMillis>,
+        strays: Vec<UnixMillis>,
     },
     Cursor {
         group: GroupName,

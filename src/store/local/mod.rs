@@ -23,9 +23,9 @@ use crate::domain::{AccessNumber, DataId, GroupName, SessionId, UnixMillis};
 use self::engine::Engine;
 use self::journal::{ChangeLog, Journal};
 use super::{
-    AddNumbers, DeleteGroup, Fields, GroupChange, GroupDetail, GroupSpec, GroupStats, MatchRequest,
-    NewSession, PutGroup, RemoveNumber, Reservation, ReservationFilter, ReservationView,
-    ReserveError, ReserveRequest, Session, Store, StoreError,
+    AddNumbers, DeleteGroup, Fields, FreeNumber, GroupChange, GroupDetail, GroupSpec, GroupStats,
+    MatchOutcome, MatchRequest, NewSession, PutGroup, RemoveNumber, Reservation, ReservationFilter,
+    ReservationView, ReserveError, ReserveRequest, Session, Store, StoreError,
 };
 
 pub struct LocalStore {
@@ -71,6 +71,9 @@ impl LocalStore {
             let now = self.clock.now();
             let mut log: ChangeLog = self.journal.as_ref().map(|_| Vec::new());
             let value = f(&mut engine, now, &mut log);
+            // Events reach the live stream only once durable; until the stream is wired,
+            // they are dropped here so the list stays bounded.
+            engine.emitted.clear();
             let seq = match (&self.journal, log) {
                 (Some(j), Some(changes)) if !changes.is_empty() => Some(j.submit(changes)),
                 (Some(j), _) => Some(j.submitted()),
@@ -145,8 +148,17 @@ impl Store for LocalStore {
         .await?
     }
 
-    async fn match_reservation(&self, req: MatchRequest) -> Result<Option<Session>, StoreError> {
+    async fn match_reservation(&self, req: MatchRequest) -> Result<MatchOutcome, StoreError> {
         self.run(|e, now, log| e.match_reservation(&req, now, log))
+            .await
+    }
+
+    async fn free_number(
+        &self,
+        group: &GroupName,
+        number: &AccessNumber,
+    ) -> Result<FreeNumber, StoreError> {
+        self.run(|e, now, log| e.free_number(group, number, now, log))
             .await
     }
 
@@ -226,7 +238,7 @@ impl Store for LocalStore {
     async fn purge_expired(&self) -> Result<u64, StoreError> {
         self.run(|e, now, log| {
             journal::record(log, || journal::Change::Purge(now));
-            e.purge_expired(now)
+            e.purge_expired(now, log)
         })
         .await
     }

@@ -4,9 +4,12 @@ use std::collections::HashSet;
 
 use tokio_postgres::Transaction;
 
+use super::claim::{POLICY_COLUMNS, policy};
 use super::pg_error;
 use super::sessions::left;
-use crate::domain::{AccessNumber, Allocation, BookingTimeout, GroupName, SessionId};
+use crate::domain::{
+    AccessNumber, Allocation, BookingTimeout, GroupName, NumberPolicy, SessionId, UnixMillis,
+};
 use crate::rules;
 use crate::store::{
     AddNumbers, DeleteGroup, GroupChange, GroupDetail, GroupSettings, GroupStats, NumberState,
@@ -36,16 +39,22 @@ async fn stats(
         "SELECT g.name, g.allocation, g.booking_timeout,
                 count(n.number) FILTER (WHERE NOT n.retiring),
                 count(n.number) FILTER (WHERE NOT n.retiring AND {live}),
-                count(n.number) FILTER (WHERE n.retiring AND {live})
+                count(n.number) FILTER (WHERE n.retiring AND {live}),
+                count(n.number) FILTER (WHERE NOT n.retiring AND n.quarantined_at IS NOT NULL),
+                count(n.number) FILTER (WHERE NOT n.retiring AND n.quarantined_at IS NULL
+                                          AND NOT {live} AND n.freed_at > $2),
+                g.{policy}
          FROM groups g LEFT JOIN numbers n ON n.group_name = g.name
          WHERE $1::text IS NULL OR g.name = $1
          GROUP BY g.name ORDER BY g.name",
-        live = "(n.session IS NOT NULL AND n.expires_at > $2)"
+        live = "(n.session IS NOT NULL AND n.expires_at > $2)",
+        policy = POLICY_COLUMNS.replace(", ", ", g."),
     );
     let rows = tx.query(&sql, &[&name, &now]).await.map_err(pg_error)?;
     rows.iter()
         .map(|r| {
             let (size, reserved, retiring): (i64, i64, i64) = (r.get(3), r.get(4), r.get(5));
+            let (quarantined, cooling): (i64, i64) = (r.get(6), r.get(7));
             let allocation: String = r.get(1);
             let timeout: Option<i32> = r.get(2);
             Ok(GroupStats {
@@ -55,9 +64,12 @@ async fn stats(
                     .map_err(corrupt("groups.allocation"))?,
                 booking_timeout: timeout.map(|t| t as u32),
                 size: size as u64,
-                free: (size - reserved) as u64,
+                free: (size - reserved - quarantined - cooling).max(0) as u64,
                 reserved: reserved as u64,
+                cooling: cooling as u64,
+                quarantined: quarantined as u64,
                 retiring: retiring as u64,
+                policy: policy(r, 8),
             })
         })
         .collect()
@@ -76,7 +88,8 @@ pub async fn group(
         return Ok(None);
     };
     let sql = format!(
-        "SELECT number, retiring, session, expires_at, {LIVE} FROM numbers WHERE group_name = $1 ORDER BY position"
+        "SELECT number, retiring, session, expires_at, {LIVE}, quarantined_at, freed_at, strays
+           FROM numbers WHERE group_name = $1 ORDER BY position"
     );
     let rows = tx
         .query(&sql, &[&name.as_str(), &now])
@@ -101,12 +114,26 @@ pub async fn group(
             }
         } else if retiring {
             continue;
+        } else if r.get::<_, Option<i64>>(5).is_some() {
+            NumberState::Quarantined
+        } else if r.get::<_, i64>(6) > now {
+            let ms = u64::try_from(r.get::<_, i64>(6) - now).unwrap_or(0);
+            NumberState::Cooling {
+                seconds_left: ms.div_ceil(1000),
+            }
         } else {
             NumberState::Free
         };
+        let strays: Vec<UnixMillis> = r
+            .get::<_, Option<Vec<i64>>>(7)
+            .unwrap_or_default()
+            .into_iter()
+            .map(UnixMillis)
+            .collect();
         numbers.push(NumberView {
             number: AccessNumber::parse(r.get(0)).map_err(corrupt("numbers.number"))?,
             state,
+            stray_calls: rules::lifecycle::recent_strays(&strays, UnixMillis(now)),
         });
     }
     Ok(Some(GroupDetail { stats, numbers }))
@@ -114,28 +141,32 @@ pub async fn group(
 
 /// A group's settings and round-robin cursor, its row locked (two admins changing one group
 /// take turns, and a reservation's cursor update waits); `None` for an unknown group.
-async fn lock_group(
-    tx: &Transaction<'_>,
-    name: &str,
-) -> Result<Option<(Allocation, Option<BookingTimeout>, rules::Pos)>, StoreError> {
-    let row = tx
-        .query_opt(
-            "SELECT allocation, booking_timeout, cursor FROM groups WHERE name = $1 FOR UPDATE",
-            &[&name],
-        )
-        .await
-        .map_err(pg_error)?;
+async fn lock_group(tx: &Transaction<'_>, name: &str) -> Result<Option<Locked>, StoreError> {
+    let sql = format!(
+        "SELECT allocation, booking_timeout, cursor, {POLICY_COLUMNS} FROM groups WHERE name = $1 FOR UPDATE"
+    );
+    let row = tx.query_opt(&sql, &[&name]).await.map_err(pg_error)?;
     row.map(|r| {
         let allocation: String = r.get(0);
         let timeout: Option<i32> = r.get(1);
         let cursor: i64 = r.get(2);
-        Ok((
-            allocation.parse().map_err(corrupt("groups.allocation"))?,
-            timeout.map(|t| BookingTimeout::from_secs_lenient(i64::from(t))),
-            rules::Pos::try_from(cursor.max(0)).unwrap_or(rules::Pos::MAX),
-        ))
+        Ok(Locked {
+            allocation: allocation.parse().map_err(corrupt("groups.allocation"))?,
+            timeout: timeout.map(|t| BookingTimeout::from_secs_lenient(i64::from(t))),
+            cursor: rules::Pos::try_from(cursor.max(0)).unwrap_or(rules::Pos::MAX),
+            policy: policy(&r, 3),
+        })
     })
     .transpose()
+}
+
+/// A group's row as `lock_group` read it.
+#[derive(Debug, Clone, Copy)]
+struct Locked {
+    allocation: Allocation,
+    timeout: Option<BookingTimeout>,
+    cursor: rules::Pos,
+    policy: NumberPolicy,
 }
 
 /// Writes a group's settings over what `lock_group` read (`was`); the cursor follows
@@ -145,22 +176,39 @@ async fn write_group(
     name: &str,
     allocation: Allocation,
     booking_timeout: Option<BookingTimeout>,
-    was: Option<(Allocation, Option<BookingTimeout>, rules::Pos)>,
+    policy: &NumberPolicy,
+    was: Option<Locked>,
 ) -> Result<bool, StoreError> {
-    let cursor = was.map_or(0, |(old, _, cursor)| {
-        rules::cursor_after_change(old, allocation, cursor)
+    let cursor = was.map_or(0, |w| {
+        rules::cursor_after_change(w.allocation, allocation, w.cursor)
     });
-    let sql =
-        "INSERT INTO groups (name, allocation, booking_timeout, cursor) VALUES ($1, $2, $3, $4)
+    let sql = "INSERT INTO groups (name, allocation, booking_timeout, cursor, require_code,
+                   max_code_attempts, cool_down, late_match_grace, quarantine_after_stray_calls)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
                ON CONFLICT (name) DO UPDATE SET allocation = excluded.allocation,
                    booking_timeout = excluded.booking_timeout, cursor = excluded.cursor,
+                   require_code = excluded.require_code,
+                   max_code_attempts = excluded.max_code_attempts,
+                   cool_down = excluded.cool_down, late_match_grace = excluded.late_match_grace,
+                   quarantine_after_stray_calls = excluded.quarantine_after_stray_calls,
                    config_hash = NULL
                RETURNING (xmax = 0)";
     let timeout = booking_timeout.map(|t| t.secs() as i32);
+    let n = |v: u32| i32::try_from(v).unwrap_or(i32::MAX);
     let row = tx
         .query_one(
             sql,
-            &[&name, &allocation.as_str(), &timeout, &i64::from(cursor)],
+            &[
+                &name,
+                &allocation.as_str(),
+                &timeout,
+                &i64::from(cursor),
+                &policy.require_code,
+                &n(policy.max_code_attempts),
+                &n(policy.cool_down),
+                &n(policy.late_match_grace),
+                &n(policy.quarantine_after_stray_calls),
+            ],
         )
         .await
         .map_err(pg_error)?;
@@ -171,7 +219,7 @@ async fn write_group(
 pub(super) async fn set_group(tx: &Transaction<'_>, s: &GroupSettings) -> Result<(), StoreError> {
     let name = s.name.as_str();
     let was = lock_group(tx, name).await?;
-    write_group(tx, name, s.allocation, s.booking_timeout, was).await?;
+    write_group(tx, name, s.allocation, s.booking_timeout, &s.policy, was).await?;
     Ok(())
 }
 
@@ -189,11 +237,12 @@ pub async fn put_group(
         return Ok(PutGroup::Taken(number, owner));
     }
     let (allocation, timeout) = rules::group::changed_settings(
-        was.map(|(a, t, _)| (a, t)),
+        was.map(|w| (w.allocation, w.timeout)),
         change.allocation,
         change.booking_timeout,
     );
-    let created = write_group(tx, g, allocation, timeout, was).await?;
+    let policy = rules::group::changed_policy(was.map(|w| w.policy), &change.policy);
+    let created = write_group(tx, g, allocation, timeout, &policy, was).await?;
     let texts: Vec<&str> = change.numbers.iter().map(AccessNumber::as_str).collect();
     append(tx, g, &texts).await?;
     Ok(if created {
@@ -456,10 +505,30 @@ pub async fn purge(tx: &Transaction<'_>, now: i64, node: &str) -> Result<u64, St
         "DELETE FROM sessions WHERE expires_at <= $1",
         "DELETE FROM data WHERE expires_at <= $1",
         "DELETE FROM numbers WHERE retiring AND NOT (session IS NOT NULL AND expires_at > $1)",
-        "UPDATE numbers SET session = NULL, code = NULL, phone = NULL, expires_at = NULL WHERE session IS NOT NULL AND expires_at <= $1",
     ] {
         n += tx.execute(sql, &[&now]).await.map_err(pg_error)?;
     }
+    // Expired reservations become their numbers' last ones (late calls, failure reasons),
+    // a bounded batch at a time by the expiry index, each with its event.
+    let ended = tx
+        .query(
+            "WITH due AS (SELECT number FROM numbers WHERE session IS NOT NULL AND expires_at <= $1
+                           ORDER BY expires_at LIMIT 10000 FOR UPDATE SKIP LOCKED)
+             UPDATE numbers n SET last_session = n.session, last_code = n.code,
+                    last_phone = n.phone, last_end = n.expires_at, last_reason = 'expired',
+                    session = NULL, code = NULL, phone = NULL, expires_at = NULL, wrong_codes = 0
+               FROM due WHERE n.number = due.number
+             RETURNING n.number, n.group_name, n.last_session, n.last_end",
+            &[&now],
+        )
+        .await
+        .map_err(pg_error)?;
+    n += ended.len() as u64;
+    let events: Vec<_> = ended
+        .iter()
+        .filter_map(super::reserve::expired_event)
+        .collect();
+    super::calls::record(tx, &events).await?;
     touch_node(tx, now, node).await?;
     Ok(n)
 }

@@ -61,10 +61,11 @@ fn fingerprint(spec: &GroupSpec) -> String {
     };
     feed(spec.settings.allocation.as_str().as_bytes());
     feed(format!("{:?}", spec.settings.booking_timeout.map(|t| t.secs())).as_bytes());
+    feed(format!("{:?}", spec.settings.policy).as_bytes());
     for number in &spec.numbers {
         feed(number.as_str().as_bytes());
     }
-    format!("v1:{hash:016x}:{}", spec.numbers.len())
+    format!("v2:{hash:016x}:{}", spec.numbers.len())
 }
 
 /// Applies one group; `false` when the store already holds exactly this config (nothing

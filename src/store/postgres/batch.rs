@@ -121,7 +121,13 @@ async fn attempt(db: &Db, reqs: &[ReserveRequest]) -> Result<Vec<Answer>, StoreE
             .await
             .map_err(super::pg_error)
     };
-    tokio::try_join!(reserve::write(client, &writes), commit)?;
+    tokio::try_join!(
+        async {
+            let events = reserve::write(client, &writes).await?;
+            super::calls::record(client, &events).await
+        },
+        commit
+    )?;
     conn.done();
     Ok(answers)
 }

@@ -14,7 +14,7 @@ use tokio_postgres::GenericClient;
 use tokio_postgres::types::{ToSql, Type};
 
 use super::pg_error;
-use crate::domain::{AccessCode, Allocation, BookingTimeout, PhoneNumber};
+use crate::domain::{AccessCode, Allocation, BookingTimeout, NumberPolicy, PhoneNumber};
 use crate::rules::{self, Candidates, Pos};
 use crate::store::StoreError;
 
@@ -38,13 +38,32 @@ pub async fn now<C: GenericClient + Sync>(tx: &C, frozen: Option<i64>) -> Result
     Ok(row.get(0))
 }
 
-/// "Free at `now`": not retiring, and no live reservation (an expired one is free).
-const FREE: &str = "NOT retiring AND (session IS NULL OR expires_at <= $2)";
+/// "Lendable at `now`": not retiring, not quarantined, no live reservation (an expired one
+/// is free) and past its cool-down (`freed_at`, see `rules::lifecycle::free_from`).
+const FREE: &str = "NOT retiring AND quarantined_at IS NULL AND freed_at <= $2
+                    AND (session IS NULL OR expires_at <= $2)";
 
 /// A group's settings as a reservation needs them.
 pub struct GroupRow {
     pub allocation: Allocation,
     pub timeout: Option<BookingTimeout>,
+    pub policy: NumberPolicy,
+}
+
+/// The policy columns of `groups`, in this order, for every query that reads a group.
+pub const POLICY_COLUMNS: &str =
+    "require_code, max_code_attempts, cool_down, late_match_grace, quarantine_after_stray_calls";
+
+/// Reads the policy columns starting at `at`.
+pub fn policy(r: &tokio_postgres::Row, at: usize) -> NumberPolicy {
+    let n = |i: usize| u32::try_from(r.get::<_, i32>(at + i)).unwrap_or(0);
+    NumberPolicy {
+        require_code: r.get(at),
+        max_code_attempts: n(1),
+        cool_down: n(2),
+        late_match_grace: n(3),
+        quarantine_after_stray_calls: n(4),
+    }
 }
 
 /// A live reservation of one of the batch's sessions.
@@ -80,7 +99,9 @@ pub async fn groups<C: GenericClient + Sync>(
 ) -> Result<HashMap<String, GroupRow>, StoreError> {
     let rows = tx
         .query_typed(
-            "SELECT name, allocation, booking_timeout FROM groups WHERE name = ANY($1)",
+            &format!(
+                "SELECT name, allocation, booking_timeout, {POLICY_COLUMNS} FROM groups WHERE name = ANY($1)"
+            ),
             &[(&names, Type::TEXT_ARRAY)],
         )
         .await
@@ -95,6 +116,7 @@ pub async fn groups<C: GenericClient + Sync>(
                     .map_err(|e| StoreError::corrupt("groups.allocation", e))?,
                 // A stored value out of 5..=1800 counts as the default, as in the engine.
                 timeout: timeout.map(|t| BookingTimeout::from_secs_lenient(i64::from(t))),
+                policy: policy(r, 3),
             };
             Ok((r.get(0), row))
         })
@@ -355,16 +377,17 @@ async fn lock_some<C: GenericClient + Sync>(
     Ok(locked)
 }
 
-/// The expiry of every live reservation in a group (Retry-After on an empty pool).
-pub async fn live_expiries<C: GenericClient + Sync>(
+/// When each number of a group that is not lendable now (reserved or cooling) becomes
+/// lendable (Retry-After on an empty pool).
+pub async fn lendable_at<C: GenericClient + Sync>(
     tx: &C,
     now: i64,
     group: &str,
 ) -> Result<HashMap<String, i64>, StoreError> {
     let rows = tx
         .query_typed(
-            "SELECT number, expires_at FROM numbers
-             WHERE group_name = $1 AND session IS NOT NULL AND expires_at > $2",
+            "SELECT number, freed_at FROM numbers
+             WHERE group_name = $1 AND NOT retiring AND quarantined_at IS NULL AND freed_at > $2",
             &[(&group, Type::TEXT), (&now, Type::INT8)],
         )
         .await

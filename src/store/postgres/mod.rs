@@ -13,8 +13,10 @@
 mod admin;
 mod apply;
 mod batch;
+mod calls;
 mod claim;
 mod migrate;
+mod outbox;
 mod reserve;
 mod sessions;
 
@@ -27,10 +29,10 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::{NoTls, Transaction};
 
 use super::{
-    AddNumbers, DeleteGroup, DynStore, Fields, GroupChange, GroupDetail, GroupSpec, GroupStats,
-    MatchRequest, NewSession, OpenError, PutGroup, RemoveNumber, Reservation, ReservationFilter,
-    ReservationView, ReserveError, ReserveRequest, Session, Store, StoreError, StoreOptions,
-    StoreUrl, sweeper,
+    AddNumbers, DeleteGroup, DynStore, Fields, FreeNumber, GroupChange, GroupDetail, GroupSpec,
+    GroupStats, MatchOutcome, MatchRequest, NewSession, OpenError, PutGroup, RemoveNumber,
+    Reservation, ReservationFilter, ReservationView, ReserveError, ReserveRequest, Session, Store,
+    StoreError, StoreOptions, StoreUrl, sweeper,
 };
 use crate::clock::Clock;
 use crate::domain::{AccessNumber, DataId, GroupName, SessionId};
@@ -280,7 +282,7 @@ impl Store for PgStore {
     }
 
     async fn end_session(&self, id: &SessionId) -> Result<bool, StoreError> {
-        in_tx!(self, sessions::end, id).await
+        in_tx!(self, calls::end_session, id).await
     }
 
     async fn reserve(&self, req: ReserveRequest) -> Result<Reservation, ReserveError> {
@@ -295,8 +297,16 @@ impl Store for PgStore {
         in_tx!(self, reserve::reserve_new_session, session, req).await
     }
 
-    async fn match_reservation(&self, req: MatchRequest) -> Result<Option<Session>, StoreError> {
-        in_tx!(self, reserve::match_reservation, req).await
+    async fn match_reservation(&self, req: MatchRequest) -> Result<MatchOutcome, StoreError> {
+        in_tx!(self, calls::call, req).await
+    }
+
+    async fn free_number(
+        &self,
+        group: &GroupName,
+        number: &AccessNumber,
+    ) -> Result<FreeNumber, StoreError> {
+        in_tx!(self, calls::free_number, group, number).await
     }
 
     async fn put_data(&self, id: DataId, fields: Fields, ttl: Duration) -> Result<(), StoreError> {
@@ -360,7 +370,7 @@ impl Store for PgStore {
     }
 
     async fn release(&self, number: &AccessNumber) -> Result<bool, StoreError> {
-        in_tx!(self, reserve::release, number).await
+        in_tx!(self, calls::release_recorded, number).await
     }
 
     async fn nodes(&self) -> Result<Vec<(String, u64)>, StoreError> {

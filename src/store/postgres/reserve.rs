@@ -16,10 +16,9 @@ use super::claim::{self, GroupRow, Pool};
 use super::pg_error;
 use super::sessions::{self, left};
 use crate::domain::{AccessNumber, UnixMillis};
+use crate::events::{Event, EventKind};
 use crate::rules::{self, Booking};
-use crate::store::{
-    MatchRequest, NewSession, Reservation, ReserveError, ReserveRequest, Session, StoreError,
-};
+use crate::store::{NewSession, Reservation, ReserveError, ReserveRequest, Session, StoreError};
 
 pub type Answer = Result<Reservation, ReserveError>;
 
@@ -32,7 +31,8 @@ pub async fn reserve(
 ) -> Result<Reservation, ReserveError> {
     // This transaction's `now` is the one every statement of it computes (claim::NOW).
     let (mut answers, writes) = reserve_many(tx, Some(now), std::slice::from_ref(req)).await?;
-    write(tx, &writes).await?;
+    let events = write(tx, &writes).await?;
+    super::calls::record(tx, &events).await?;
     answers
         .pop()
         .unwrap_or_else(|| Err(StoreError::corrupt("a batch of one", "no answer").into()))
@@ -43,7 +43,8 @@ pub async fn reserve(
 struct GroupState {
     row: GroupRow,
     pool: Option<Pool>,
-    /// Number of the group → expiry, for every live reservation (loaded on the first refusal).
+    /// Number of the group → when it becomes lendable, for every reserved or cooling number
+    /// (loaded on the first refusal).
     expiries: Option<HashMap<String, i64>>,
     /// (in service, free) before the batch, when a caller asked for pool health.
     counts: Option<(u64, u64)>,
@@ -51,12 +52,15 @@ struct GroupState {
     taken: Vec<String>,
 }
 
-/// What a batch writes: every number it reserved or renewed (number → session, booking) and
-/// the round-robin cursors it moved.
+/// What a batch writes: every number it reserved or renewed (number → session, booking,
+/// lendable-again time) and the round-robin cursors it moved, and the events of the new
+/// reservations.
 #[derive(Debug, Default)]
 pub struct Writes {
-    reservations: HashMap<String, (String, Booking)>,
+    reservations: HashMap<String, (String, Booking, i64)>,
     cursors: Vec<(String, i64)>,
+    pub events: Vec<Event>,
+    now: i64,
 }
 
 /// Request-access calls decided one by one in order, as if each came alone, in the caller's
@@ -100,7 +104,8 @@ pub async fn reserve_many<C: GenericClient + Sync>(
         .collect();
     load_candidates(tx, now, reqs, &sessions, &holds, &mut states).await?;
 
-    let mut written: HashMap<String, (String, Booking)> = HashMap::new();
+    let mut written: HashMap<String, (String, Booking, i64)> = HashMap::new();
+    let mut events = Vec::new();
     let mut answers = Vec::with_capacity(reqs.len());
     for req in reqs {
         let Some(&session_expiry) = sessions.get(req.session.as_str()) else {
@@ -116,6 +121,7 @@ pub async fn reserve_many<C: GenericClient + Sync>(
             req.group.as_str().to_owned(),
         );
         let current = holds.get(&key).cloned();
+        let renewal = current.is_some();
         let taken = match &current {
             Some((number, _)) => Some(number.clone()),
             None => state.take(&mut rand::rng()),
@@ -128,12 +134,14 @@ pub async fn reserve_many<C: GenericClient + Sync>(
                 continue;
             }
         };
+        let policy = state.row.policy;
+        let code = rules::booking::code_to_give(req.provide_code, &policy, req.code.clone());
         let booking = rules::book(
             UnixMillis(now),
             req.timeout,
             state.row.timeout,
             UnixMillis(session_expiry),
-            req.code.clone(),
+            code,
             req.phone.clone(),
             current.as_ref().map(|(_, b)| b),
         );
@@ -149,8 +157,21 @@ pub async fn reserve_many<C: GenericClient + Sync>(
             pool_size: size,
             pool_free: free,
         }));
+        if !renewal {
+            events.push(Event::new(
+                EventKind::Created,
+                UnixMillis(now),
+                req.group.clone(),
+                AccessNumber::from_stored(number.clone()),
+                Some(req.session.clone()),
+            ));
+        }
+        let free_from = rules::lifecycle::free_from(booking.expires_at, &policy).0;
         holds.insert(key, (number.clone(), booking.clone()));
-        written.insert(number, (req.session.as_str().to_owned(), booking));
+        written.insert(
+            number,
+            (req.session.as_str().to_owned(), booking, free_from),
+        );
     }
     let cursors = states
         .iter()
@@ -160,6 +181,8 @@ pub async fn reserve_many<C: GenericClient + Sync>(
     let writes = Writes {
         reservations: written,
         cursors,
+        events,
+        now,
     };
     Ok((answers, writes))
 }
@@ -201,13 +224,13 @@ impl GroupState {
         tx: &(impl GenericClient + Sync),
         now: i64,
         group: &str,
-        written: &HashMap<String, (String, Booking)>,
+        written: &HashMap<String, (String, Booking, i64)>,
     ) -> Result<ReserveError, StoreError> {
         let live = match self.expiries.take() {
             Some(live) => live,
-            None => claim::live_expiries(tx, now, group).await?,
+            None => claim::lendable_at(tx, now, group).await?,
         };
-        let at = |number: &String| written.get(number).map(|(_, b)| b.expires_at.0);
+        let at = |number: &String| written.get(number).map(|(_, _, free_from)| *free_from);
         let first = live
             .iter()
             .map(|(number, &expires)| at(number).unwrap_or(expires))
@@ -265,19 +288,25 @@ async fn load_candidates(
 
 /// Writes every number the batch reserved or renewed, and the cursors it moved: one
 /// statement each, whatever the batch's size, sent together.
-pub async fn write<C: GenericClient + Sync>(tx: &C, writes: &Writes) -> Result<(), StoreError> {
+/// Returns the events of the write: the new reservations' and the expiries it recorded.
+pub async fn write<C: GenericClient + Sync>(
+    tx: &C,
+    writes: &Writes,
+) -> Result<Vec<Event>, StoreError> {
     let written = &writes.reservations;
     let mut numbers = Vec::with_capacity(written.len());
     let mut sessions = Vec::with_capacity(written.len());
     let mut codes = Vec::with_capacity(written.len());
     let mut phones = Vec::with_capacity(written.len());
     let mut expiries = Vec::with_capacity(written.len());
-    for (number, (session, booking)) in written {
+    let mut frees = Vec::with_capacity(written.len());
+    for (number, (session, booking, free_from)) in written {
         numbers.push(number.as_str());
         sessions.push(session.as_str());
         codes.push(booking.code.as_ref().map(|c| c.as_str()));
         phones.push(booking.phone.as_ref().map(|p| p.as_str()));
         expiries.push(booking.expires_at.0);
+        frees.push(*free_from);
     }
     let (names, cursors): (Vec<&str>, Vec<i64>) = writes
         .cursors
@@ -286,24 +315,41 @@ pub async fn write<C: GenericClient + Sync>(tx: &C, writes: &Writes) -> Result<(
         .unzip();
     let reservations = async {
         if numbers.is_empty() {
-            return Ok(0);
+            return Ok(Vec::new());
         }
+        // A number taken over an expired reservation no purge has recorded yet keeps that one
+        // as its last (late calls, failure reasons), and its expiry event is returned; a
+        // renewal (the row's reservation is live) keeps its wrong-code count.
         tx.query_typed(
-            "UPDATE numbers n SET session = x.session, code = x.code, phone = x.phone,
-                    expires_at = x.expires, freed_at = x.expires
-               FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int8[])
-                    AS x(number, session, code, phone, expires)
-              WHERE n.number = x.number",
+            "WITH x AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[],
+                                             $5::int8[], $6::int8[])
+                                 AS x(number, session, code, phone, expires, free_from)),
+             old AS (SELECT n.number, n.group_name, n.session, n.expires_at FROM numbers n
+                      JOIN x ON x.number = n.number
+                     WHERE n.session IS NOT NULL AND n.expires_at <= $7),
+             upd AS (UPDATE numbers n SET session = x.session, code = x.code, phone = x.phone,
+                        expires_at = x.expires, freed_at = x.free_from,
+                        wrong_codes = CASE WHEN n.expires_at > $7 THEN n.wrong_codes ELSE 0 END,
+                        last_session = CASE WHEN n.expires_at <= $7 THEN n.session ELSE n.last_session END,
+                        last_code = CASE WHEN n.expires_at <= $7 THEN n.code ELSE n.last_code END,
+                        last_phone = CASE WHEN n.expires_at <= $7 THEN n.phone ELSE n.last_phone END,
+                        last_end = CASE WHEN n.expires_at <= $7 THEN n.expires_at ELSE n.last_end END,
+                        last_reason = CASE WHEN n.expires_at <= $7 THEN 'expired' ELSE n.last_reason END
+                       FROM x WHERE n.number = x.number RETURNING 1)
+             SELECT old.number, old.group_name, old.session, old.expires_at,
+                    (SELECT count(*) FROM upd) FROM old",
             &[
                 (&numbers, Type::TEXT_ARRAY),
                 (&sessions, Type::TEXT_ARRAY),
                 (&codes, Type::TEXT_ARRAY),
                 (&phones, Type::TEXT_ARRAY),
                 (&expiries, Type::INT8_ARRAY),
+                (&frees, Type::INT8_ARRAY),
+                (&writes.now, Type::INT8),
             ],
         )
         .await
-        .map(|rows| rows.len())
+        .map(|rows| rows.iter().filter_map(expired_event).collect::<Vec<_>>())
     };
     let cursors = async {
         if names.is_empty() {
@@ -317,8 +363,20 @@ pub async fn write<C: GenericClient + Sync>(tx: &C, writes: &Writes) -> Result<(
         .await
         .map(|rows| rows.len())
     };
-    tokio::try_join!(reservations, cursors).map_err(pg_error)?;
-    Ok(())
+    let (mut expired, _) = tokio::try_join!(reservations, cursors).map_err(pg_error)?;
+    expired.extend(writes.events.iter().cloned());
+    Ok(expired)
+}
+
+/// The `reservation.expired` event of a row `(number, group, session, expires_at, …)`.
+pub fn expired_event(r: &tokio_postgres::Row) -> Option<Event> {
+    Some(Event::new(
+        EventKind::Expired,
+        UnixMillis(r.get(3)),
+        crate::domain::GroupName::parse(r.get(1)).ok()?,
+        AccessNumber::from_stored(r.get(0)),
+        crate::domain::SessionId::parse(r.get(2)).ok(),
+    ))
 }
 
 pub async fn reserve_new_session(
@@ -330,69 +388,4 @@ pub async fn reserve_new_session(
     let session = sessions::create(tx, now, new).await?;
     let reservation = reserve(tx, now, req).await?;
     Ok((session, reservation))
-}
-
-pub async fn match_reservation(
-    tx: &Transaction<'_>,
-    now: i64,
-    req: &MatchRequest,
-) -> Result<Option<Session>, StoreError> {
-    let sql = "SELECT session, code, phone FROM numbers WHERE number = $1 AND session IS NOT NULL AND expires_at > $2 FOR UPDATE";
-    let Some(row) = tx
-        .query_opt(sql, &[&req.number.as_str(), &now])
-        .await
-        .map_err(pg_error)?
-    else {
-        return Ok(None);
-    };
-    let (session, code, phone): (String, Option<String>, Option<String>) =
-        (row.get(0), row.get(1), row.get(2));
-    let (code, phone) = (
-        code.map(crate::domain::AccessCode::from_stored),
-        phone.map(crate::domain::PhoneNumber::from_stored),
-    );
-    let accepted = rules::check_match(
-        code.as_ref(),
-        phone.as_ref(),
-        req.code.as_ref(),
-        req.phone.as_ref(),
-        req.code_required,
-    );
-    if accepted.is_err() {
-        return Ok(None);
-    }
-    let id = crate::domain::SessionId::parse(&session)
-        .map_err(|e| StoreError::corrupt("numbers.session", e))?;
-    let Some(found) = sessions::get(tx, now, &id).await? else {
-        return Ok(None);
-    };
-    release(tx, now, &req.number).await?;
-    if req.end_session {
-        sessions::end(tx, now, &id).await?;
-    }
-    Ok(Some(found))
-}
-
-/// Ends the live reservation on a number; a retiring number leaves the group.
-pub async fn release(
-    tx: &Transaction<'_>,
-    now: i64,
-    number: &AccessNumber,
-) -> Result<bool, StoreError> {
-    let sql = "UPDATE numbers SET session = NULL, code = NULL, phone = NULL, expires_at = NULL, freed_at = $2
-               WHERE number = $1 AND session IS NOT NULL AND expires_at > $2 RETURNING retiring";
-    let Some(row) = tx
-        .query_opt(sql, &[&number.as_str(), &now])
-        .await
-        .map_err(pg_error)?
-    else {
-        return Ok(false);
-    };
-    let retiring: bool = row.get(0);
-    if retiring {
-        tx.execute("DELETE FROM numbers WHERE number = $1", &[&number.as_str()])
-            .await
-            .map_err(pg_error)?;
-    }
-    Ok(true)
 }

@@ -83,34 +83,39 @@ pub async fn get(
     }))
 }
 
-/// Ends a live session: releases its reservations (retiring numbers leave), deletes its data.
-pub async fn end(tx: &Transaction<'_>, now: i64, id: &SessionId) -> Result<bool, StoreError> {
+/// Ends a live session: ends its reservations (`session_ended`; the numbers rest for their
+/// cool-down, retiring ones leave) and deletes its data. `None` if the session is unknown;
+/// else the reservations' events.
+pub async fn end(
+    tx: &Transaction<'_>,
+    now: i64,
+    id: &SessionId,
+) -> Result<Option<Vec<crate::events::Event>>, StoreError> {
     let sql = "DELETE FROM sessions WHERE id = $1 AND expires_at > $2 RETURNING data_id";
     let Some(row) = tx
         .query_opt(sql, &[&id.as_str(), &now])
         .await
         .map_err(pg_error)?
     else {
-        return Ok(false);
+        return Ok(None);
     };
     let data_id: String = row.get(0);
-    let live = "session = $1 AND expires_at > $2";
-    tx.execute(
-        &format!("DELETE FROM numbers WHERE {live} AND retiring"),
-        &[&id.as_str(), &now],
-    )
-    .await
-    .map_err(pg_error)?;
-    let release = format!(
-        "UPDATE numbers SET session = NULL, code = NULL, phone = NULL, expires_at = NULL, freed_at = $2 WHERE {live}"
-    );
-    tx.execute(&release, &[&id.as_str(), &now])
+    let held = tx
+        .query(
+            "SELECT number FROM numbers WHERE session = $1 ORDER BY number",
+            &[&id.as_str()],
+        )
         .await
         .map_err(pg_error)?;
+    let mut events = Vec::with_capacity(held.len());
+    for r in held {
+        let number = crate::domain::AccessNumber::from_stored(r.get(0));
+        events.extend(super::calls::end_session_hold(tx, now, &number).await?);
+    }
     tx.execute("DELETE FROM data WHERE id = $1", &[&data_id])
         .await
         .map_err(pg_error)?;
-    Ok(true)
+    Ok(Some(events))
 }
 
 pub async fn put_data(

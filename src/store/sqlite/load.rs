@@ -4,9 +4,10 @@
 use rusqlite::Connection;
 
 use crate::domain::{
-    AccessCode, AccessNumber, Allocation, BookingTimeout, DataId, GroupName, PhoneNumber,
-    ServiceName, SessionId, UnixMillis,
+    AccessCode, AccessNumber, Allocation, BookingTimeout, DataId, GroupName, NumberPolicy,
+    PhoneNumber, ServiceName, SessionId, UnixMillis,
 };
+use crate::rules::{self, lifecycle::EndReason, lifecycle::Ended};
 use crate::store::local::engine::Engine;
 use crate::store::local::engine::restore::{StoredNumber, StoredReservation};
 use crate::store::{Fields, GroupSettings};
@@ -19,7 +20,9 @@ pub fn load(conn: &mut Connection, now: UnixMillis) -> Result<Engine, String> {
     let mut stmt = conn
         .prepare(
             "SELECT name, allocation, booking_timeout, cursor,
-                    (SELECT max(position) + 1 FROM numbers n WHERE n.group_name = groups.name)
+                    (SELECT max(position) + 1 FROM numbers n WHERE n.group_name = groups.name),
+                    require_code, max_code_attempts, cool_down, late_match_grace,
+                    quarantine_after_stray_calls
                FROM groups ORDER BY rowid",
         )
         .map_err(sql_err)?;
@@ -31,17 +34,25 @@ pub fn load(conn: &mut Connection, now: UnixMillis) -> Result<Engine, String> {
                 r.get::<_, Option<i64>>(2)?,
                 r.get::<_, Option<u32>>(3)?,
                 r.get::<_, Option<u32>>(4)?,
+                NumberPolicy {
+                    require_code: r.get(5)?,
+                    max_code_attempts: r.get(6)?,
+                    cool_down: r.get(7)?,
+                    late_match_grace: r.get(8)?,
+                    quarantine_after_stray_calls: r.get(9)?,
+                },
             ))
         })
         .map_err(sql_err)?;
     for row in rows {
-        let (name, allocation, timeout, cursor, size) = row.map_err(sql_err)?;
+        let (name, allocation, timeout, cursor, size, policy) = row.map_err(sql_err)?;
         let settings = GroupSettings {
             name: GroupName::parse(&name).map_err(|_| bad("group", &name))?,
             allocation: allocation
                 .parse::<Allocation>()
                 .map_err(|_| bad("allocation", &allocation))?,
             booking_timeout: timeout.map(BookingTimeout::from_secs_lenient),
+            policy,
         };
         engine.restore_group(settings, cursor, size.unwrap_or(0) as usize);
     }
@@ -99,32 +110,43 @@ pub fn load(conn: &mut Connection, now: UnixMillis) -> Result<Engine, String> {
     // Reservations first (a small table), so the numbers can stream from their query straight
     // into the engine: a million-row list held in between would double the start-up memory.
     let mut reservations = Vec::new();
-    let mut stmt = conn.prepare("SELECT number, session, code, phone, expires_at FROM reservations WHERE expires_at > ?1").map_err(sql_err)?;
+    // Expired ones too, for a day: they are the numbers' last reservations (late calls,
+    // failure reasons) until a write records them.
+    let since = now
+        .0
+        .saturating_sub(rules::lifecycle::MEMORY.as_millis() as i64);
+    let mut stmt = conn.prepare("SELECT number, session, code, phone, expires_at, wrong_codes FROM reservations WHERE expires_at > ?1").map_err(sql_err)?;
     let rows = stmt
-        .query_map([now.0], |r| {
+        .query_map([since], |r| {
             Ok((
                 r.get::<_, String>(0)?,
                 r.get::<_, String>(1)?,
                 r.get::<_, Option<String>>(2)?,
                 r.get::<_, Option<String>>(3)?,
                 r.get::<_, i64>(4)?,
+                r.get::<_, u32>(5)?,
             ))
         })
         .map_err(sql_err)?;
     for row in rows {
-        let (number, session, code, phone, expires_at) = row.map_err(sql_err)?;
+        let (number, session, code, phone, expires_at, wrong_codes) = row.map_err(sql_err)?;
         reservations.push(StoredReservation {
             number: AccessNumber::parse(&number).map_err(|_| bad("number", &number))?,
             session: SessionId::parse(&session).map_err(|_| bad("session", &session))?,
             code: code.map(AccessCode::from_stored),
             phone: phone.map(PhoneNumber::from_stored),
             expires_at: UnixMillis(expires_at),
+            wrong_codes,
         });
     }
     drop(stmt);
 
     let mut stmt = conn
-        .prepare("SELECT group_name, number, position, retiring, freed_at FROM numbers ORDER BY group_name, position")
+        .prepare(
+            "SELECT group_name, number, position, retiring, freed_at, quarantined_at, strays,
+                         last_session, last_code, last_phone, last_end, last_reason
+                    FROM numbers ORDER BY group_name, position",
+        )
         .map_err(sql_err)?;
     let mut rows = stmt.query([]).map_err(sql_err)?;
     let mut failure: Option<String> = None;
@@ -148,6 +170,16 @@ pub fn load(conn: &mut Connection, now: UnixMillis) -> Result<Engine, String> {
             position: r.get(2).map_err(sql_err)?,
             retiring: r.get(3).map_err(sql_err)?,
             freed_at: UnixMillis(r.get(4).map_err(sql_err)?),
+            quarantined_at: r.get::<_, Option<i64>>(5).map_err(sql_err)?.map(UnixMillis),
+            strays: match r.get_ref(6).map_err(sql_err)?.as_str_or_null() {
+                Ok(Some(text)) => text
+                    .split(',')
+                    .map(|t| t.parse().map(UnixMillis).map_err(|_| bad("strays", text)))
+                    .collect::<Result<_, _>>()?,
+                _ => Vec::new(),
+            },
+            last: last_reservation(r)
+                .map_err(|e| e.unwrap_or_else(|| bad("last reservation of", number)))?,
         })
     };
     let numbers = std::iter::from_fn(|| {
@@ -173,4 +205,24 @@ pub fn load(conn: &mut Connection, now: UnixMillis) -> Result<Engine, String> {
         tx.commit().map_err(sql_err)?;
     }
     Ok(engine)
+}
+
+/// Columns 7..=11 of a numbers row: its last ended reservation, if any. `Err(None)` for a
+/// value that does not parse (the caller names the number).
+fn last_reservation(r: &rusqlite::Row<'_>) -> Result<Option<Ended>, Option<String>> {
+    let text = |i| -> Result<Option<String>, Option<String>> {
+        r.get::<_, Option<String>>(i)
+            .map_err(|e| Some(e.to_string()))
+    };
+    let (Some(session), Some(reason)) = (text(7)?, text(11)?) else {
+        return Ok(None);
+    };
+    let at: i64 = r.get(10).map_err(|e| Some(e.to_string()))?;
+    Ok(Some(Ended {
+        session: SessionId::parse(&session).map_err(|_| None)?,
+        code: text(8)?.map(AccessCode::from_stored),
+        phone: text(9)?.map(PhoneNumber::from_stored),
+        at: UnixMillis(at),
+        reason: EndReason::parse(&reason).ok_or(None)?,
+    }))
 }

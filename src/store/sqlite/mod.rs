@@ -20,7 +20,10 @@ use rusqlite::Connection;
 use super::local::LocalStore;
 use super::{DynStore, OpenError, SqliteSync, StoreOptions, sweeper};
 
-const MIGRATIONS: [&str; 1] = [include_str!("../../../migrations/sqlite/0001_init.sql")];
+const MIGRATIONS: [&str; 2] = [
+    include_str!("../../../migrations/sqlite/0001_init.sql"),
+    include_str!("../../../migrations/sqlite/0002_number_lifecycle.sql"),
+];
 
 pub async fn open(path: &Path, options: &StoreOptions) -> Result<DynStore, OpenError> {
     let url = format!("sqlite://{}", path.display());

@@ -143,12 +143,21 @@ fn commit(conn: &mut Connection, batches: &[Batch]) -> rusqlite::Result<()> {
 fn apply(tx: &Transaction, change: &Change) -> rusqlite::Result<()> {
     match change {
         Change::Group(s) => {
-            let sql = "INSERT INTO groups (name, allocation, booking_timeout) VALUES (?1, ?2, ?3)
-                       ON CONFLICT (name) DO UPDATE SET allocation = excluded.allocation, booking_timeout = excluded.booking_timeout";
+            let sql = "INSERT INTO groups (name, allocation, booking_timeout, require_code, max_code_attempts, cool_down, late_match_grace, quarantine_after_stray_calls)
+                       VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                       ON CONFLICT (name) DO UPDATE SET allocation = excluded.allocation, booking_timeout = excluded.booking_timeout,
+                           require_code = excluded.require_code, max_code_attempts = excluded.max_code_attempts, cool_down = excluded.cool_down,
+                           late_match_grace = excluded.late_match_grace, quarantine_after_stray_calls = excluded.quarantine_after_stray_calls";
+            let p = &s.policy;
             tx.prepare_cached(sql)?.execute(params![
                 s.name.as_str(),
                 s.allocation.as_str(),
-                s.booking_timeout.map(|t| t.secs())
+                s.booking_timeout.map(|t| t.secs()),
+                p.require_code,
+                p.max_code_attempts,
+                p.cool_down,
+                p.late_match_grace,
+                p.quarantine_after_stray_calls
             ])?;
         }
         Change::GroupDeleted(name) => {
@@ -186,8 +195,9 @@ fn apply(tx: &Transaction, change: &Change) -> rusqlite::Result<()> {
             code,
             phone,
             expires_at,
+            wrong_codes,
         } => {
-            let sql = "INSERT OR REPLACE INTO reservations (number, session, code, phone, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)";
+            let sql = "INSERT OR REPLACE INTO reservations (number, session, code, phone, expires_at, wrong_codes) VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
             let (code, phone) = (
                 code.as_ref().map(|c| c.as_str()),
                 phone.as_ref().map(|p| p.as_str()),
@@ -197,14 +207,53 @@ fn apply(tx: &Transaction, change: &Change) -> rusqlite::Result<()> {
                 session.as_str(),
                 code,
                 phone,
-                expires_at.0
+                expires_at.0,
+                wrong_codes
             ])?;
         }
-        Change::Released { number, freed_at } => {
+        Change::Released {
+            number,
+            freed_at,
+            ended,
+        } => {
             tx.prepare_cached("DELETE FROM reservations WHERE number = ?1")?
                 .execute([number.as_str()])?;
-            tx.prepare_cached("UPDATE numbers SET freed_at = ?1 WHERE number = ?2")?
-                .execute(params![freed_at.0, number.as_str()])?;
+            let sql = "UPDATE numbers SET freed_at = ?1, last_session = ?2, last_code = ?3, last_phone = ?4,
+                       last_end = ?5, last_reason = ?6 WHERE number = ?7";
+            tx.prepare_cached(sql)?.execute(params![
+                freed_at.0,
+                ended.session.as_str(),
+                ended.code.as_ref().map(|c| c.as_str()),
+                ended.phone.as_ref().map(|p| p.as_str()),
+                ended.at.0,
+                ended.reason.as_str(),
+                number.as_str()
+            ])?;
+        }
+        Change::WrongCodes { number, count } => {
+            tx.prepare_cached("UPDATE reservations SET wrong_codes = ?1 WHERE number = ?2")?
+                .execute(params![count, number.as_str()])?;
+        }
+        Change::Rest {
+            number,
+            freed_at,
+            quarantined_at,
+            strays,
+        } => {
+            let strays = (!strays.is_empty()).then(|| {
+                strays
+                    .iter()
+                    .map(|t| t.0.to_string())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            });
+            let sql = "UPDATE numbers SET freed_at = ?1, quarantined_at = ?2, strays = ?3 WHERE number = ?4";
+            tx.prepare_cached(sql)?.execute(params![
+                freed_at.0,
+                quarantined_at.map(|t| t.0),
+                strays,
+                number.as_str()
+            ])?;
         }
         Change::Cursor { .. } => {}
         Change::Session {

@@ -22,7 +22,10 @@ impl Engine {
             size: group.active,
             free: group.free.len() as u64,
             reserved: group.reserved,
+            cooling: group.cooling_count(),
+            quarantined: group.quarantined,
             retiring: group.retiring,
+            policy: group.settings.policy,
         }
     }
 
@@ -52,7 +55,11 @@ impl Engine {
             .iter()
             .filter_map(|slot| {
                 let state = match &slot.state {
-                    SlotState::Free(_) => NumberState::Free,
+                    SlotState::Free(at) if at.is_reached(now) => NumberState::Free,
+                    SlotState::Free(at) => NumberState::Cooling {
+                        seconds_left: at.remaining_from(now).as_millis().div_ceil(1000) as u64,
+                    },
+                    SlotState::Quarantined(_) => NumberState::Quarantined,
                     SlotState::Gone => return None,
                     SlotState::Held(h) => {
                         let session = h.session.clone();
@@ -70,9 +77,11 @@ impl Engine {
                         }
                     }
                 };
+                let strays = slot.past.as_ref().map_or(&[][..], |p| &p.strays[..]);
                 Some(NumberView {
                     number: slot.number.clone(),
                     state,
+                    stray_calls: rules::lifecycle::recent_strays(strays, now),
                 })
             })
             .collect();
@@ -106,7 +115,9 @@ impl Engine {
             // The free numbers keep the time each became free (least-recently-used order).
             let mut free = FreeSet::new(new);
             for (pos, slot) in group.slots.iter().enumerate() {
-                if let SlotState::Free(since) = slot.state {
+                if let SlotState::Free(since) = slot.state
+                    && since.is_reached(now)
+                {
                     free.insert(pos as u32, since);
                 }
             }
@@ -136,13 +147,18 @@ impl Engine {
         }
         let current = self.group_idx(&change.name).map(|g| {
             let s = &self.group_mut(g).settings;
-            (s.allocation, s.booking_timeout)
+            (s.allocation, s.booking_timeout, s.policy)
         });
-        let (allocation, booking_timeout) =
-            rules::group::changed_settings(current, change.allocation, change.booking_timeout);
+        let (allocation, booking_timeout) = rules::group::changed_settings(
+            current.map(|(a, t, _)| (a, t)),
+            change.allocation,
+            change.booking_timeout,
+        );
+        let policy = rules::group::changed_policy(current.map(|c| c.2), &change.policy);
         let settings = GroupSettings {
             allocation,
             booking_timeout,
+            policy,
             name: change.name,
         };
         let name = settings.name.clone();
@@ -238,6 +254,7 @@ impl Engine {
             group.slots.push(Slot {
                 number: number.clone(),
                 state: SlotState::Gone,
+                past: None,
             });
         }
         let name = group.settings.name.clone();
@@ -250,6 +267,7 @@ impl Engine {
         group.slots.push(Slot {
             number: number.clone(),
             state: SlotState::Free(UnixMillis(0)),
+            past: None,
         });
         group.free.insert(pos, UnixMillis(0));
         group.active += 1;
@@ -276,8 +294,12 @@ impl Engine {
         let group = self.group_mut(g);
         let slot = &mut group.slots[pos as usize];
         match &mut slot.state {
-            SlotState::Free(_) => {
+            SlotState::Free(_) | SlotState::Quarantined(_) => {
+                if matches!(slot.state, SlotState::Quarantined(_)) {
+                    group.quarantined -= 1;
+                }
                 slot.state = SlotState::Gone;
+                slot.past = None;
                 group.free.remove(pos);
                 group.active -= 1;
                 self.unindex_number(number);

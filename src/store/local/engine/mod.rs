@@ -6,6 +6,7 @@
 //! each allocation O(log n) in the pool size.
 
 mod admin;
+mod calls;
 mod reserve;
 pub mod restore;
 
@@ -16,6 +17,7 @@ use std::time::Duration;
 use crate::domain::{
     AccessCode, AccessNumber, DataId, GroupName, PhoneNumber, SessionId, UnixMillis,
 };
+use crate::rules;
 use crate::store::{Fields, GroupSettings, NewSession, Session, merge_fields};
 
 use super::free_set::FreeSet;
@@ -32,6 +34,11 @@ pub struct Engine {
     numbers: NumberIndex,
     sessions: HashMap<SessionId, SessionEntry>,
     data: HashMap<DataId, DataEntry>,
+    /// Holds that reads ended by expiry (reads write nothing); the next write records them
+    /// (`record_expiries`), so their ending reaches the journal and the events.
+    unrecorded: Vec<(GroupIdx, Pos, UnixMillis)>,
+    /// Events of the current operation, for the live stream once it is durable.
+    pub(crate) emitted: Vec<crate::events::Event>,
 }
 
 #[derive(Debug)]
@@ -42,25 +49,41 @@ struct Group {
     /// Expiry of every hold, earliest first; entries left by renewals or releases are stale and
     /// skipped when they surface.
     expiries: BinaryHeap<Reverse<(UnixMillis, Pos)>>,
+    /// When each cooling number may be lent again, earliest first; an entry whose slot is no
+    /// longer `Free` at that time is stale.
+    cooling: BinaryHeap<Reverse<(UnixMillis, Pos)>>,
     /// Numbers in service (not retiring, not gone).
     active: u64,
     /// Holds on numbers in service.
     reserved: u64,
     /// Holds on removed numbers.
     retiring: u64,
+    /// Numbers in quarantine (in service, lent to no one).
+    quarantined: u64,
 }
 
 #[derive(Debug)]
 struct Slot {
     number: AccessNumber,
     state: SlotState,
+    /// Its last ended reservation and recent stray calls; `None` for most numbers.
+    past: Option<Box<Past>>,
+}
+
+#[derive(Debug, Default)]
+struct Past {
+    last: Option<rules::lifecycle::Ended>,
+    strays: Vec<UnixMillis>,
 }
 
 #[derive(Debug)]
 enum SlotState {
-    /// Free since this time (least-recently-used order, kept across strategy changes).
+    /// Lendable from this time: in the free set once it has come (least-recently-used order,
+    /// kept across strategy changes), cooling until then.
     Free(UnixMillis),
     Held(Box<Hold>),
+    /// Put in quarantine by stray calls at this time; lent to no one until freed.
+    Quarantined(UnixMillis),
     /// Removed from the group; the position stays so round-robin order is stable.
     Gone,
 }
@@ -72,6 +95,8 @@ struct Hold {
     phone: Option<PhoneNumber>,
     expires_at: UnixMillis,
     retiring: bool,
+    /// Wrong codes it survived.
+    wrong_codes: u32,
 }
 
 #[derive(Debug)]
@@ -96,9 +121,11 @@ impl Group {
             slots: Vec::new(),
             free,
             expiries: BinaryHeap::new(),
+            cooling: BinaryHeap::new(),
             active: 0,
             reserved: 0,
             retiring: 0,
+            quarantined: 0,
         }
     }
 
@@ -123,10 +150,45 @@ impl Group {
         }
     }
 
-    /// When the earliest hold of the group ends.
-    fn first_expiry(&mut self) -> Option<UnixMillis> {
+    /// The first moment a number of the group becomes lendable: the earliest hold's end
+    /// plus the cool-down, or the earliest cooling number's time, whichever comes first.
+    fn first_free_at(&mut self) -> Option<UnixMillis> {
         self.settle_expiries();
-        self.expiries.peek().map(|Reverse((at, _))| *at)
+        let held = self
+            .expiries
+            .peek()
+            .map(|Reverse((at, _))| rules::lifecycle::free_from(*at, &self.settings.policy));
+        while let Some(&Reverse((at, pos))) = self.cooling.peek() {
+            if matches!(self.slots[pos as usize].state, SlotState::Free(t) if t == at) {
+                break;
+            }
+            self.cooling.pop();
+        }
+        let cooling = self.cooling.peek().map(|Reverse((at, _))| *at);
+        held.into_iter().chain(cooling).min()
+    }
+
+    /// Numbers resting after a reservation: in service, neither free, held nor quarantined.
+    fn cooling_count(&self) -> u64 {
+        self.active
+            .saturating_sub(self.reserved + self.quarantined + self.free.len() as u64)
+    }
+
+    /// Makes a slot that just became `Free(at)` lendable: at once if `at` has come, else
+    /// when the cooling heap reaches it.
+    fn rest_until(&mut self, pos: Pos, at: UnixMillis, now: UnixMillis) {
+        self.slots[pos as usize].state = SlotState::Free(at);
+        if at.is_reached(now) {
+            self.free.insert(pos, at);
+        } else {
+            self.cooling.push(Reverse((at, pos)));
+        }
+    }
+
+    fn past_mut(&mut self, pos: Pos) -> &mut Past {
+        self.slots[pos as usize]
+            .past
+            .get_or_insert_with(Box::default)
     }
 }
 
@@ -228,8 +290,10 @@ impl Engine {
         let Some(entry) = self.sessions.remove(id) else {
             return false;
         };
+        self.record_expiries(log);
         for (g, pos) in entry.holds {
-            self.release_slot(g, pos, now, log);
+            let reason = rules::lifecycle::EndReason::SessionEnded;
+            self.end_hold(g, pos, now, reason, Some(&mut *log));
         }
         record(log, || Change::SessionEnded(id.clone()));
         if self.data.remove(&entry.data_id).is_some() {
@@ -301,15 +365,16 @@ impl Engine {
 
     /// Frees the memory of expired sessions and data; returns how many entries went.
     /// Expired reservations are reaped per group as they surface.
-    pub fn purge_expired(&mut self, now: UnixMillis) -> u64 {
+    pub fn purge_expired(&mut self, now: UnixMillis, log: &mut ChangeLog) -> u64 {
         let before = self.sessions.len() + self.data.len();
-        self.sessions.retain(|_, s| !s.expires_at.is_reached(now));
-        self.data.retain(|_, d| !d.expires_at.is_reached(now));
         for idx in 0..self.groups.len() as GroupIdx {
             if self.groups[idx as usize].is_some() {
                 self.reap(idx, now);
             }
         }
+        self.record_expiries(log);
+        self.sessions.retain(|_, s| !s.expires_at.is_reached(now));
+        self.data.retain(|_, d| !d.expires_at.is_reached(now));
         (before - self.sessions.len() - self.data.len()) as u64
     }
 }

@@ -1,17 +1,21 @@
-//! Reserving, matching and releasing numbers: the heart of the engine.
+//! Reserving and ending reservations: the heart of the engine. How a reservation ends (its
+//! reason, when the number is lendable again, what is remembered) is `rules::lifecycle`.
 
 use std::cmp::Reverse;
 
 use crate::domain::{AccessNumber, UnixMillis};
-use crate::rules;
-use crate::store::{MatchRequest, Reservation, ReserveError, ReserveRequest, Session};
+use crate::events::{Event, EventKind};
+use crate::rules::{self, lifecycle::EndReason, lifecycle::Ended};
+use crate::store::{Reservation, ReserveError, ReserveRequest};
 
 use super::{Engine, GroupIdx, Hold, Pos, SlotState};
 use crate::store::local::journal::{Change, ChangeLog, record};
 
 impl Engine {
-    /// Releases every hold of the group that expired by `now`. Writes nothing to the log: an
-    /// expired row on disk is already dead by its `expires_at`.
+    /// Ends every hold of the group that expired by `now`, and makes lendable every cooling
+    /// number whose time has come. Writes nothing (reads call it too): the expiries it ends
+    /// are recorded by the next write (`record_expiries`); on disk they are dead by their
+    /// `expires_at` meanwhile.
     pub(super) fn reap(&mut self, g: GroupIdx, now: UnixMillis) {
         loop {
             let group = self.group_mut(g);
@@ -19,45 +23,125 @@ impl Engine {
             match group.expiries.peek() {
                 Some(&Reverse((at, pos))) if at.is_reached(now) => {
                     group.expiries.pop();
-                    self.release_slot(g, pos, at, &mut None);
+                    if self.end_hold(g, pos, now, EndReason::Expired, None) {
+                        self.unrecorded.push((g, pos, at));
+                    }
                 }
-                _ => return,
+                _ => break,
+            }
+        }
+        let group = self.group_mut(g);
+        while let Some(&Reverse((at, pos))) = group.cooling.peek() {
+            if !at.is_reached(now) {
+                break;
+            }
+            group.cooling.pop();
+            if matches!(group.slots[pos as usize].state, SlotState::Free(t) if t == at) {
+                group.free.insert(pos, at);
             }
         }
     }
 
-    /// Ends the hold on a slot, if any: the number is free again (or gone, if retiring).
-    pub(super) fn release_slot(
+    /// Journals the expiries reads ended, with their events. Every write calls it first.
+    pub(super) fn record_expiries(&mut self, log: &mut ChangeLog) {
+        for (g, pos, at) in std::mem::take(&mut self.unrecorded) {
+            let Some(group) = self.groups.get(g as usize).and_then(Option::as_ref) else {
+                continue;
+            };
+            let slot = &group.slots[pos as usize];
+            let (SlotState::Free(free_from), Some(ended)) = (
+                &slot.state,
+                slot.past.as_ref().and_then(|p| p.last.as_ref()),
+            ) else {
+                continue;
+            };
+            if ended.at != at || ended.reason != EndReason::Expired {
+                continue;
+            }
+            let (number, free_from, ended) = (slot.number.clone(), *free_from, ended.clone());
+            let event = Event::new(
+                EventKind::Expired,
+                at,
+                group.settings.name.clone(),
+                number.clone(),
+                Some(ended.session.clone()),
+            );
+            record(log, || Change::Released {
+                number,
+                freed_at: free_from,
+                ended,
+            });
+            self.emit(event, log);
+        }
+    }
+
+    /// Ends the hold on a slot, if any (`reason`, or `Expired` if it had expired by `now`):
+    /// the number rests for the group's cool-down (or leaves, if retiring) and remembers the
+    /// reservation. Journals and emits the ending into `log`; `None` (reap, which may run in a
+    /// read) leaves that to `record_expiries`. Returns whether there was a hold.
+    pub(super) fn end_hold(
         &mut self,
         g: GroupIdx,
         pos: Pos,
-        freed_at: UnixMillis,
-        log: &mut ChangeLog,
-    ) {
+        now: UnixMillis,
+        reason: EndReason,
+        mut log: Option<&mut ChangeLog>,
+    ) -> bool {
         let group = self.group_mut(g);
         let slot = &mut group.slots[pos as usize];
         let SlotState::Held(hold) = std::mem::replace(&mut slot.state, SlotState::Gone) else {
-            return;
+            return false;
         };
         let number = slot.number.clone();
-        let freed_at = rules::freed_at(hold.expires_at, freed_at);
-        slot.state = SlotState::Free(freed_at);
-        record(log, || Change::Released {
-            number: number.clone(),
-            freed_at,
-        });
+        let expired = hold.expires_at.is_reached(now);
+        let reason = if expired { EndReason::Expired } else { reason };
+        let ended = Ended {
+            session: hold.session.clone(),
+            code: hold.code,
+            phone: hold.phone,
+            at: rules::lifecycle::ended_at(hold.expires_at, now),
+            reason,
+        };
+        let free_from = rules::lifecycle::free_from(ended.at, &group.settings.policy);
+        let group = self.group_mut(g);
+        let name = group.settings.name.clone();
         if hold.retiring {
-            slot.state = SlotState::Gone;
             group.retiring -= 1;
             self.unindex_number(&number);
-            record(log, || Change::NumberDeleted(number));
+            if let Some(log) = log.as_deref_mut() {
+                record(log, || Change::NumberDeleted(number.clone()));
+            }
         } else {
-            group.free.insert(pos, freed_at);
             group.reserved -= 1;
+            group.rest_until(pos, free_from, now);
+            group.past_mut(pos).last = Some(ended.clone());
+            if let Some(log) = log.as_deref_mut() {
+                record(log, || Change::Released {
+                    number: number.clone(),
+                    freed_at: free_from,
+                    ended: ended.clone(),
+                });
+            }
+        }
+        if let Some(log) = log {
+            let time = if reason == EndReason::Matched {
+                now
+            } else {
+                ended.at
+            };
+            let event = Event::new(
+                reason.event(),
+                time,
+                name,
+                number,
+                Some(hold.session.clone()),
+            );
+            self.emit(event, log);
         }
         if let Some(session) = self.sessions.get_mut(&hold.session) {
             session.holds.retain(|&h| h != (g, pos));
         }
+        true
     }
 
     pub fn reserve(
@@ -74,7 +158,8 @@ impl Engine {
             .group_idx(&req.group)
             .ok_or(ReserveError::UnknownGroup)?;
         self.reap(g, now);
-        let group_timeout = self.group_mut(g).settings.booking_timeout;
+        self.record_expiries(log);
+        let settings = self.group_mut(g).settings.clone();
         let existing = self
             .sessions
             .get(&req.session)
@@ -94,12 +179,13 @@ impl Engine {
             phone: hold.phone.clone(),
             expires_at: hold.expires_at,
         });
+        let code = rules::booking::code_to_give(req.provide_code, &settings.policy, req.code);
         let booking = rules::book(
             now,
             req.timeout,
-            group_timeout,
+            settings.booking_timeout,
             session_expiry,
-            req.code,
+            code,
             req.phone,
             current.as_ref(),
         );
@@ -114,14 +200,26 @@ impl Engine {
             pool_size: group.active,
             pool_free: group.free.len() as u64,
         };
+        let wrong_codes = hold.wrong_codes;
         record(log, || Change::Reserved {
             number: reservation.number.clone(),
             session: req.session.clone(),
             code: hold.code.clone(),
             phone: hold.phone.clone(),
             expires_at,
+            wrong_codes,
         });
         group.expiries.push(Reverse((expires_at, pos)));
+        if existing.is_none() {
+            let event = Event::new(
+                EventKind::Created,
+                now,
+                settings.name,
+                reservation.number.clone(),
+                Some(req.session.clone()),
+            );
+            self.emit(event, log);
+        }
         Ok(reservation)
     }
 
@@ -135,7 +233,7 @@ impl Engine {
     ) -> Result<Pos, ReserveError> {
         let group = self.group_mut(g);
         let Some(pos) = group.free.take() else {
-            let retry_after = rules::retry_after(now, group.first_expiry());
+            let retry_after = rules::retry_after(now, group.first_free_at());
             return Err(ReserveError::Exhausted { retry_after });
         };
         group.reserved += 1;
@@ -145,6 +243,7 @@ impl Engine {
             phone: None,
             expires_at: now,
             retiring: false,
+            wrong_codes: 0,
         }));
         if let Some(cursor) = group.free.cursor() {
             let name = group.settings.name.clone();
@@ -159,45 +258,24 @@ impl Engine {
         Ok(pos)
     }
 
-    /// Matches and releases the live hold on a number; ends the session when asked.
-    pub fn match_reservation(
-        &mut self,
-        req: &MatchRequest,
-        now: UnixMillis,
-        log: &mut ChangeLog,
-    ) -> Option<Session> {
-        let (g, pos) = self.locate(&req.number)?;
-        let hold = self.groups[g as usize].as_ref()?.live_hold(pos, now)?;
-        let accepted = rules::check_match(
-            hold.code.as_ref(),
-            hold.phone.as_ref(),
-            req.code.as_ref(),
-            req.phone.as_ref(),
-            req.code_required,
-        );
-        if accepted.is_err() {
-            return None;
-        }
-        let session_id = hold.session.clone();
-        let session = self.session(&session_id, now)?;
-        self.release_slot(g, pos, now, log);
-        if req.end_session {
-            self.end_session(&session_id, now, log);
-        }
-        Some(session)
-    }
-
     /// Releases the live hold on a number (admin); `false` if it had none.
     pub fn release(&mut self, number: &AccessNumber, now: UnixMillis, log: &mut ChangeLog) -> bool {
         let Some((g, pos)) = self.locate(number) else {
             return false;
         };
+        self.reap(g, now);
+        self.record_expiries(log);
         let live = self.groups[g as usize]
             .as_ref()
             .is_some_and(|grp| grp.live_hold(pos, now).is_some());
         if live {
-            self.release_slot(g, pos, now, log);
+            self.end_hold(g, pos, now, EndReason::Released, Some(log));
         }
         live
+    }
+
+    /// Queues an event for the live stream (and the outbox, where delivery is configured).
+    pub(crate) fn emit(&mut self, event: Event, _log: &mut ChangeLog) {
+        self.emitted.push(event);
     }
 }

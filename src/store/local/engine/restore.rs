@@ -7,7 +7,8 @@ use crate::domain::{
 };
 use crate::store::{Fields, GroupSettings};
 
-use super::{DataEntry, Engine, Group, Hold, SessionEntry, Slot, SlotState};
+use super::{DataEntry, Engine, Group, Hold, Past, SessionEntry, Slot, SlotState};
+use crate::rules::lifecycle::{self, EndReason, Ended};
 
 /// One stored number, as the loader reads it.
 pub struct StoredNumber {
@@ -15,7 +16,11 @@ pub struct StoredNumber {
     pub number: AccessNumber,
     pub position: u32,
     pub retiring: bool,
+    /// Lendable from (after its cool-down).
     pub freed_at: UnixMillis,
+    pub quarantined_at: Option<UnixMillis>,
+    pub strays: Vec<UnixMillis>,
+    pub last: Option<Ended>,
 }
 
 /// One stored reservation, as the loader reads it.
@@ -25,6 +30,7 @@ pub struct StoredReservation {
     pub code: Option<AccessCode>,
     pub phone: Option<PhoneNumber>,
     pub expires_at: UnixMillis,
+    pub wrong_codes: u32,
 }
 
 impl Engine {
@@ -75,8 +81,9 @@ impl Engine {
         }
     }
 
-    /// Loads numbers (sorted by group and position) and reservations; whatever expired while
-    /// the node was down is simply not restored. Returns the retired numbers that can be
+    /// Loads numbers (sorted by group and position) and reservations. A reservation that
+    /// expired while the node was down (or before the last write recorded it) becomes its
+    /// number's last reservation, recorded by the next write. Returns the retired numbers that can be
     /// deleted from disk (retiring, and no live reservation any more).
     pub fn restore_numbers(
         &mut self,
@@ -97,12 +104,23 @@ impl Engine {
                 group.slots.push(Slot {
                     number: n.number.clone(),
                     state: SlotState::Gone,
+                    past: None,
                 });
             }
             let pos = group.slots.len() as u32;
+            let past = (n.last.is_some() || !n.strays.is_empty()).then(|| {
+                Box::new(Past {
+                    last: n.last,
+                    strays: n.strays,
+                })
+            });
             group.slots.push(Slot {
                 number: n.number.clone(),
-                state: SlotState::Free(n.freed_at),
+                state: match n.quarantined_at {
+                    Some(since) => SlotState::Quarantined(since),
+                    None => SlotState::Free(n.freed_at),
+                },
+                past,
             });
             self.index_number(&n.number, (g, pos));
             if n.retiring {
@@ -111,12 +129,24 @@ impl Engine {
                 freed.push((g, pos, n.freed_at));
             }
         }
-        // A reservation that expired while the node was down freed its number at its expiry.
         let mut expired = std::collections::HashMap::new();
         for r in reservations {
             if r.expires_at.is_reached(now) {
-                if let Some(at) = self.locate(&r.number) {
-                    expired.insert(at, r.expires_at);
+                if let Some((g, pos)) = self.locate(&r.number) {
+                    let group = self.group_mut(g);
+                    let free_from = lifecycle::free_from(r.expires_at, &group.settings.policy);
+                    let past = group.past_mut(pos);
+                    if past.last.as_ref().is_none_or(|l| l.at < r.expires_at) {
+                        past.last = Some(Ended {
+                            session: r.session,
+                            code: r.code,
+                            phone: r.phone,
+                            at: r.expires_at,
+                            reason: EndReason::Expired,
+                        });
+                        expired.insert((g, pos), free_from);
+                        self.unrecorded.push((g, pos, r.expires_at));
+                    }
                 }
                 continue;
             }
@@ -134,6 +164,7 @@ impl Engine {
                 phone: r.phone,
                 expires_at: r.expires_at,
                 retiring: false,
+                wrong_codes: r.wrong_codes,
             }));
             group.expiries.push(Reverse((r.expires_at, pos)));
         }
@@ -143,13 +174,10 @@ impl Engine {
                 .map_or(freed_at, |&at| at.max(freed_at));
             let group = self.group_mut(g);
             group.active += 1;
-            let slot = &mut group.slots[pos as usize];
-            match slot.state {
+            match group.slots[pos as usize].state {
                 SlotState::Held(_) => group.reserved += 1,
-                _ => {
-                    slot.state = SlotState::Free(freed_at);
-                    group.free.insert(pos, freed_at);
-                }
+                SlotState::Quarantined(_) => group.quarantined += 1,
+                _ => group.rest_until(pos, freed_at, now),
             }
         }
         let mut gone = Vec::new();
