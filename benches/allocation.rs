@@ -27,6 +27,7 @@ async fn rate(size: u32, allocation: Allocation) -> f64 {
             name: name.clone(),
             allocation,
             booking_timeout: None,
+            policy: Default::default(),
         },
         numbers,
     };
@@ -48,6 +49,7 @@ async fn rate(size: u32, allocation: Allocation) -> f64 {
         group: name.clone(),
         timeout: None,
         code: None,
+        provide_code: false,
         phone: None,
         pool_health: false,
     };

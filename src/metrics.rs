@@ -357,7 +357,7 @@ mod tests {
         let m = Metrics::new();
         m.observe_request("request-access", 200, 0.001);
         m.refused("DNIS", 1);
-        m.matched(false);
+        m.matched("miss");
         let text = m.encode();
         for needle in [
             "access_broker_http_requests_total{service=\"request-access\",status=\"200\"} 1",

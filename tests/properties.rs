@@ -164,6 +164,7 @@ async fn check(backend: Backend, ops: Vec<Op>) -> Result<(), TestCaseError> {
                 let mut req = reserve_request(&model.sessions[s].0, &g);
                 req.timeout = timeout_s.map(BookingTimeout::from_secs_lenient);
                 req.code = code.clone();
+                req.provide_code = req.code.is_some();
                 let got = match t.store.reserve(req).await {
                     Ok(r) => {
                         let n = (0..POOL)
@@ -203,7 +204,12 @@ async fn check(backend: Backend, ops: Vec<Op>) -> Result<(), TestCaseError> {
                     code_required: true,
                     end_session: false,
                 };
-                let got = t.store.match_reservation(req).await.expect("match");
+                let got = t
+                    .store
+                    .match_reservation(req)
+                    .await
+                    .expect("match")
+                    .into_session();
                 let got = Answer::Matched(got.map(|s| {
                     model
                         .sessions

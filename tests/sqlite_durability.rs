@@ -20,6 +20,7 @@ async fn state_survives_reopen() {
     let short = t.session(Duration::from_secs(600)).await;
     let mut req = reserve_request(&kept, &g);
     req.code = Some(AccessCode::parse("4321").expect("code"));
+    req.provide_code = req.code.is_some();
     let r_kept = t.store.reserve(req).await.expect("reserved");
     let r_matched = t.reserve(&matched, &g).await.expect("reserved");
     let mut req = reserve_request(&short, &g);
@@ -32,7 +33,14 @@ async fn state_survives_reopen() {
         code_required: true,
         end_session: false,
     };
-    assert!(t.store.match_reservation(m).await.expect("match").is_some());
+    assert!(
+        t.store
+            .match_reservation(m)
+            .await
+            .expect("match")
+            .into_session()
+            .is_some()
+    );
     let data = DataId::generate(&node());
     t.store
         .put_data(
@@ -91,6 +99,7 @@ async fn state_survives_reopen() {
             .match_reservation(m)
             .await
             .expect("match")
+            .into_session()
             .map(|s| s.id),
         Some(kept)
     );

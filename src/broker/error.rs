@@ -16,9 +16,9 @@ pub enum BrokerError {
     /// request-access: neither the request nor the service names a group.
     #[error("_resource_group: required: the request names no group and the service has no default")]
     GroupRequired,
-    /// The code length asked for leaves no random digit after the node's prefix.
+    /// The code length asked for leaves fewer than four random digits after the prefix.
     #[error(
-        "_access_code_length: {} leaves no random digit after the node's access_code_prefix \"{prefix}\"",
+        "_access_code_length: {} leaves fewer than 4 random digits after the node's access_code_prefix \"{prefix}\"",
         length.get()
     )]
     CodeTooShort {

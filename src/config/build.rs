@@ -474,7 +474,7 @@ fn listed_once(cx: &Cx, groups: &[GroupSpec], sources: &[Vec<u32>]) -> Result<()
     Ok(())
 }
 
-/// The node's code prefix must leave at least one random digit in every code a service can
+/// The node's code prefix must leave at least four random digits in every code a service can
 /// be configured to hand out (GMS answered 500 here; we refuse to start).
 fn check_prefix(
     cx: &Cx,
@@ -494,7 +494,7 @@ fn check_prefix(
     }
     for (what, len) in lengths {
         if !prefix.fits(len) {
-            return Err(cx.err("server.access_code_prefix", format!("\"{prefix}\" takes {} digits, as many as {what} ({}); codes would have no random digit", prefix.len(), len.get())));
+            return Err(cx.err("server.access_code_prefix", format!("\"{prefix}\" takes {} of the {} digits of {what}; codes need at least 4 random digits", prefix.len(), len.get())));
         }
     }
     Ok(())

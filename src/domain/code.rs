@@ -6,6 +6,9 @@ use rand::Rng;
 
 use super::ParseError;
 
+/// Random digits every code keeps after the node's prefix.
+pub const MIN_RANDOM_DIGITS: usize = 4;
+
 /// Length of a generated code: 4 to 12 digits, default 6.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct CodeLength(u8);
@@ -84,9 +87,10 @@ impl CodePrefix {
         self.parts.is_empty()
     }
 
-    /// Whether a code of `length` digits still has at least one random digit after the prefix.
+    /// Whether a code of `length` digits still has at least [`MIN_RANDOM_DIGITS`] random
+    /// digits after the prefix (fewer would make codes guessable in a few tries).
     pub fn fits(&self, length: CodeLength) -> bool {
-        self.len() < length.get()
+        self.len() + MIN_RANDOM_DIGITS <= length.get()
     }
 }
 

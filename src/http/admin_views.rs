@@ -224,6 +224,7 @@ mod tests {
         let free = NumberView {
             number: number.clone(),
             state: NumberState::Free,
+            stray_calls: 0,
         };
         let held = NumberView {
             number,
@@ -231,14 +232,15 @@ mod tests {
                 session,
                 expires_in: 29,
             },
+            stray_calls: 0,
         };
         assert_eq!(
             json(NumberJson::from(free)),
-            r#"{"number":"100","state":"free"}"#
+            r#"{"number":"100","state":"free","stray_calls":0}"#
         );
         assert_eq!(
             json(NumberJson::from(held)),
-            r#"{"number":"100","state":"retiring","_id":"1-2fb1","expires_in":29}"#
+            r#"{"number":"100","state":"retiring","_id":"1-2fb1","expires_in":29,"stray_calls":0}"#
         );
     }
 

@@ -199,6 +199,14 @@ pub enum MatchOutcome {
 }
 
 impl MatchOutcome {
+    /// The matched session, if the call matched (live or late).
+    pub fn into_session(self) -> Option<Session> {
+        match self {
+            Self::Matched { session, .. } => Some(session),
+            Self::NoMatch { .. } => None,
+        }
+    }
+
     pub fn unknown_number() -> Self {
         Self::NoMatch {
             reason: crate::rules::call::Reason::UnknownNumber,

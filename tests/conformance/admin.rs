@@ -151,6 +151,7 @@ async fn admin_change_allocation_keeps_reservations(t: TestStore) {
         name: name.clone(),
         allocation: Some(allocation),
         booking_timeout: secs.and_then(|s| BookingTimeout::from_secs_strict(s).ok()),
+        policy: Default::default(),
         numbers: Vec::new(),
     };
     let lru = settings(&g, Allocation::LeastRecentlyUsed, Some(60));

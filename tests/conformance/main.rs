@@ -13,6 +13,7 @@ mod admin;
 mod allocation;
 mod config;
 mod expiry;
+mod lifecycle;
 mod matching;
 mod reserve;
 mod sessions;
@@ -90,7 +91,7 @@ fn plain_match(number: &AccessNumber) -> MatchRequest {
 /// Whether a plain match on `number` finds a live reservation (and so releases it).
 async fn matches(t: &TestStore, number: &AccessNumber) -> bool {
     let m = t.store.match_reservation(plain_match(number)).await;
-    m.expect("match").is_some()
+    m.expect("match").into_session().is_some()
 }
 
 /// A new five-minute session's reservation in `g`.

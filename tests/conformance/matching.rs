@@ -18,7 +18,7 @@ async fn match_releases_the_number(t: TestStore) {
     let s = t.session_with(300 * SEC, vec![("k", "v")]).await;
     let r = t.reserve(&s, &g).await.expect("reserved");
     let matched = t.store.match_reservation(plain_match(&r.number)).await;
-    let matched = matched.expect("match").expect("matched");
+    let matched = matched.expect("match").into_session().expect("matched");
     assert_eq!(matched.id, s);
     assert_eq!(matched.fields, vec![("k".into(), "v".into())]);
     assert!(!matches(&t, &r.number).await, "released: no second match");
@@ -33,6 +33,7 @@ async fn match_checks_code_and_phone(t: TestStore) {
     let s = t.session(300 * SEC).await;
     let mut req = reserve_request(&s, &g);
     req.code = Some(code("4242"));
+    req.provide_code = req.code.is_some();
     req.phone = Some(phone("+1 650 555 0100"));
     let r = t.store.reserve(req).await.expect("reserved");
     let attempt = |code_sent: Option<&str>, phone_sent: Option<&str>, required| MatchRequest {
@@ -52,14 +53,16 @@ async fn match_checks_code_and_phone(t: TestStore) {
             .store
             .match_reservation(attempt(code_sent, phone_sent, required))
             .await
-            .expect("match");
+            .expect("match")
+            .into_session();
         assert!(m.is_none(), "{code_sent:?} {phone_sent:?} must not match");
     }
     let m = t
         .store
         .match_reservation(attempt(None, Some("+1-650-555-0100"), false))
         .await
-        .expect("match");
+        .expect("match")
+        .into_session();
     assert_eq!(
         m.map(|s| s.id),
         Some(s.clone()),
@@ -67,13 +70,19 @@ async fn match_checks_code_and_phone(t: TestStore) {
     );
     let mut req = reserve_request(&s, &g);
     req.code = Some(code("777777"));
+    req.provide_code = req.code.is_some();
     let r = t.store.reserve(req).await.expect("reserved");
     let m = MatchRequest {
         code: Some(code("777777")),
         ..plain_match(&r.number)
     };
     assert!(
-        t.store.match_reservation(m).await.expect("match").is_some(),
+        t.store
+            .match_reservation(m)
+            .await
+            .expect("match")
+            .into_session()
+            .is_some(),
         "right code, no phone given"
     );
 }
@@ -88,7 +97,14 @@ async fn match_can_end_the_session(t: TestStore) {
         end_session: true,
         ..plain_match(&r.number)
     };
-    assert!(t.store.match_reservation(m).await.expect("match").is_some());
+    assert!(
+        t.store
+            .match_reservation(m)
+            .await
+            .expect("match")
+            .into_session()
+            .is_some()
+    );
     let session = t.store.session(&s).await.expect("read");
     assert!(session.is_none(), "session ended");
     let s2 = t.session(300 * SEC).await;

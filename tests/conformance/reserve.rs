@@ -58,6 +58,7 @@ async fn a_session_holds_one_reservation_per_group(t: TestStore) {
     ] {
         let mut req = reserve_request(&s, &g);
         req.code = Some(code(sent));
+        req.provide_code = req.code.is_some();
         let again = t.store.reserve(req).await.expect("renewed");
         assert_eq!(again.number, first.number, "same number");
         assert_eq!(again.expires_in, 30 * SEC, "expiry renewed");

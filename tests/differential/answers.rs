@@ -1,7 +1,9 @@
 //! How answers are written down for comparison: in reference numbers (see `stores.rs`), at
 //! the precision each answer type carries, and a tally of what a run saw.
 
-use access_broker::store::{GroupDetail, NumberState, Reservation, ReserveError, Session};
+use access_broker::store::{
+    GroupDetail, MatchOutcome, NumberState, Reservation, ReserveError, Session,
+};
 
 use crate::driver::Run;
 use crate::stores::Side;
@@ -28,6 +30,22 @@ pub fn fmt_reserve(side: &Side, a: &Result<Reservation, ReserveError>, health: b
             format!("Exhausted retry_after={}ms", retry_after.as_millis())
         }
         Err(e) => format!("Err {e:?}"),
+    }
+}
+
+/// A call's outcome: the session (and whether late), or the reason and what it did.
+pub fn fmt_outcome(o: MatchOutcome) -> String {
+    match o {
+        MatchOutcome::Matched { session, late, .. } => {
+            format!("{} late={late}", fmt_session(&Some(session)))
+        }
+        MatchOutcome::NoMatch {
+            reason,
+            locked,
+            stray,
+            quarantined,
+            ..
+        } => format!("NoMatch {reason:?} locked={locked} stray={stray} quarantined={quarantined}"),
     }
 }
 
@@ -66,12 +84,25 @@ pub fn fmt_detail(side: &Side, detail: Option<GroupDetail>, random: bool) -> Str
                     session,
                     expires_in,
                 } => format!("retiring, held by {session} for {expires_in}s"),
+                NumberState::Cooling { seconds_left } => format!("cooling {seconds_left}s"),
+                NumberState::Quarantined => "quarantined".to_owned(),
             };
-            format!("{} {state}", side.to_ref(&n.number))
+            // In a random group, a number never lent has no counterpart on the other
+            // stores, so its stray calls are compared as a total (below), not per number.
+            match random {
+                true => format!("{} {state}", side.to_ref(&n.number)),
+                false => format!(
+                    "{} {state} strays={}",
+                    side.to_ref(&n.number),
+                    n.stray_calls
+                ),
+            }
         })
         .collect();
     if random {
         numbers.sort();
+        let strays: u64 = d.numbers.iter().map(|n| n.stray_calls).sum();
+        numbers.push(format!("stray calls {strays}"));
     }
     format!("{:?} {numbers:?}", d.stats)
 }

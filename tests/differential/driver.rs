@@ -249,6 +249,7 @@ impl Run {
             session,
             group,
             timeout: timeout.map(BookingTimeout::from_secs_lenient),
+            provide_code: code.is_some(),
             code,
             phone,
             pool_health: self.chance(0.6),

@@ -8,7 +8,7 @@ use access_broker::store::{
 };
 use rand::Rng;
 
-use crate::answers::{fmt_reserve, fmt_session};
+use crate::answers::{fmt_outcome, fmt_reserve, fmt_session};
 use crate::driver::Run;
 use crate::on_all;
 
@@ -231,7 +231,7 @@ impl Run {
                 end_session,
             };
             match s.t.store.match_reservation(req).await {
-                Ok(found) => fmt_session(&found),
+                Ok(found) => fmt_outcome(found),
                 Err(e) => format!("Err {e:?}"),
             }
         });

@@ -21,6 +21,7 @@ pub async fn put_group(
         name: name.clone(),
         allocation: Some(allocation),
         booking_timeout,
+        policy: Default::default(),
         numbers: Vec::new(),
     };
     Ok(store.put_group(change).await? == PutGroup::Created)

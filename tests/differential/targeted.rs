@@ -33,7 +33,14 @@ async fn give_back(t: &TestStore, number: AccessNumber) {
         code_required: false,
         end_session: false,
     };
-    assert!(t.store.match_reservation(m).await.expect("match").is_some());
+    assert!(
+        t.store
+            .match_reservation(m)
+            .await
+            .expect("match")
+            .into_session()
+            .is_some()
+    );
 }
 
 /// Each store's pick; panics unless all agree (and equal `want`, when given).

@@ -107,7 +107,10 @@ pub async fn check(backend: Backend) {
         }))
         .await;
         for m in matched {
-            assert!(m.expect("match").is_some(), "{store}: the pick matches");
+            assert!(
+                m.expect("match").into_session().is_some(),
+                "{store}: the pick matches"
+            );
         }
     }
     let expected = draws as f64 / free.len() as f64;

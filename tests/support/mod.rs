@@ -170,6 +170,7 @@ pub fn group(name: &str, size: u32, allocation: Allocation) -> GroupSpec {
             name: GroupName::parse(name).expect("group name"),
             allocation,
             booking_timeout: None,
+            policy: Default::default(),
         },
         numbers: (0..size)
             .map(|i| number(&format!("{prefix}{i:04}")))
@@ -200,6 +201,7 @@ pub fn reserve_request(session: &SessionId, group: &GroupName) -> ReserveRequest
         group: group.clone(),
         timeout: None,
         code: None,
+        provide_code: false,
         phone: None,
         pool_health: true,
     }
