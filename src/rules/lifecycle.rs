@@ -93,16 +93,19 @@ pub fn free_from(ended_at: UnixMillis, policy: &NumberPolicy) -> UnixMillis {
     ended_at.plus(policy.cool_down())
 }
 
+/// Most stray-call times a number keeps (the admin API counts at most this many).
+pub const MAX_STRAYS_KEPT: usize = 100;
+
 /// What a stray call does to a number: its recent stray times (within [`MEMORY`], oldest
 /// first, this one added) and whether it is now quarantined (the N-th within 24 h, N =
-/// `quarantine_after_stray_calls`; 0 never quarantines). Only the last N times are kept:
-/// older ones can no longer make an N-th.
+/// `quarantine_after_stray_calls`; 0 never quarantines). The last N (at least
+/// [`MAX_STRAYS_KEPT`]) are kept: older ones can no longer make an N-th.
 pub fn stray_call(
     recent: &[UnixMillis],
     now: UnixMillis,
     policy: &NumberPolicy,
 ) -> (Vec<UnixMillis>, bool) {
-    let keep = policy.quarantine_after_stray_calls.max(1) as usize;
+    let keep = (policy.quarantine_after_stray_calls as usize).max(MAX_STRAYS_KEPT);
     let window_start = UnixMillis(now.0.saturating_sub(MEMORY.as_millis() as i64));
     let mut times: Vec<UnixMillis> = recent
         .iter()
@@ -113,7 +116,8 @@ pub fn stray_call(
     if times.len() > keep {
         times.drain(..times.len() - keep);
     }
-    let quarantined = policy.quarantine_after_stray_calls > 0 && times.len() >= keep;
+    let n = policy.quarantine_after_stray_calls as usize;
+    let quarantined = n > 0 && times.len() >= n;
     (times, quarantined)
 }
 
@@ -148,12 +152,13 @@ mod tests {
     #[test]
     fn the_nth_stray_call_within_a_day_quarantines() {
         let day = MEMORY.as_millis() as i64;
-        let cases: [(&[i64], u32, usize, bool); 5] = [
+        let cases: [(&[i64], u32, usize, bool); 6] = [
             (&[], 0, 1, false),
             (&[], 1, 1, true),
             (&[-10], 2, 2, true),
             (&[-day - 1], 2, 1, false),
-            (&[-30, -20, -10], 2, 2, true),
+            (&[-30, -20, -10], 2, 4, true),
+            (&[-30, -20, -10], 0, 4, false),
         ];
         for (before, n, kept, quarantined) in cases {
             let before: Vec<UnixMillis> = before.iter().map(|d| UnixMillis(NOW.0 + d)).collect();

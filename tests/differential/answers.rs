@@ -1,6 +1,7 @@
 //! How answers are written down for comparison: in reference numbers (see `stores.rs`), at
 //! the precision each answer type carries, and a tally of what a run saw.
 
+use access_broker::rules::call::Reason;
 use access_broker::store::{
     GroupDetail, MatchOutcome, NumberState, Reservation, ReserveError, Session,
 };
@@ -33,9 +34,24 @@ pub fn fmt_reserve(side: &Side, a: &Result<Reservation, ReserveError>, health: b
     }
 }
 
-/// A call's outcome: the session (and whether late), or the reason and what it did.
-pub fn fmt_outcome(o: MatchOutcome) -> String {
+/// A call's outcome: the session (and whether late), or the reason and what it did. With
+/// `history_differs` (a number random picks paired differently on each store), a reason that
+/// comes from the number's past is shown as `past`: each store's number has its own.
+pub fn fmt_outcome(o: MatchOutcome, history_differs: bool) -> String {
+    let from_past = |r| {
+        matches!(
+            r,
+            Reason::NotReserved
+                | Reason::Expired
+                | Reason::SessionEnded
+                | Reason::Locked
+                | Reason::UnknownNumber
+        )
+    };
     match o {
+        MatchOutcome::NoMatch { reason, locked, .. } if history_differs && from_past(reason) => {
+            format!("NoMatch (the number's past) locked={locked}")
+        }
         MatchOutcome::Matched { session, late, .. } => {
             format!("{} late={late}", fmt_session(&Some(session)))
         }
@@ -87,8 +103,8 @@ pub fn fmt_detail(side: &Side, detail: Option<GroupDetail>, random: bool) -> Str
                 NumberState::Cooling { seconds_left } => format!("cooling {seconds_left}s"),
                 NumberState::Quarantined => "quarantined".to_owned(),
             };
-            // In a random group, a number never lent has no counterpart on the other
-            // stores, so its stray calls are compared as a total (below), not per number.
+            // In a random group each store's numbers have their own past (random picks pair
+            // them differently), so stray counts are compared only in the other groups.
             match random {
                 true => format!("{} {state}", side.to_ref(&n.number)),
                 false => format!(
@@ -101,8 +117,6 @@ pub fn fmt_detail(side: &Side, detail: Option<GroupDetail>, random: bool) -> Str
         .collect();
     if random {
         numbers.sort();
-        let strays: u64 = d.numbers.iter().map(|n| n.stray_calls).sum();
-        numbers.push(format!("stray calls {strays}"));
     }
     format!("{:?} {numbers:?}", d.stats)
 }

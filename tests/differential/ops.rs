@@ -222,6 +222,7 @@ impl Run {
             phone.as_ref().map(|p| p.as_str())
         );
         let (number, code, phone) = (&number, &code, &phone);
+        let aliased = self.stores.sides.iter().any(|s| s.aliased(number));
         let answers = on_all!(self.stores, |s| {
             let req = MatchRequest {
                 number: s.local(number),
@@ -231,7 +232,7 @@ impl Run {
                 end_session,
             };
             match s.t.store.match_reservation(req).await {
-                Ok(found) => fmt_outcome(found),
+                Ok(found) => fmt_outcome(found, aliased),
                 Err(e) => format!("Err {e:?}"),
             }
         });

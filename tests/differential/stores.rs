@@ -51,6 +51,13 @@ impl Side {
         self.to_ref.get(number).unwrap_or(number).clone()
     }
 
+    /// Whether `number` was ever paired with another store's number (a random pick): its
+    /// history (last reservation, stray calls) then belongs to different numbers on
+    /// different stores.
+    pub fn aliased(&self, number: &AccessNumber) -> bool {
+        self.to_ref.contains_key(number) || self.from_ref.contains_key(number)
+    }
+
     /// This store's name for the reference store's `number`.
     pub fn local(&self, number: &AccessNumber) -> AccessNumber {
         self.from_ref.get(number).unwrap_or(number).clone()

@@ -378,7 +378,8 @@ async fn lock_some<C: GenericClient + Sync>(
 }
 
 /// When each number of a group that is not lendable now (reserved or cooling) becomes
-/// lendable (Retry-After on an empty pool).
+/// lendable (Retry-After on an empty pool). A retiring number counts while it is held, as
+/// in the embedded engine.
 pub async fn lendable_at<C: GenericClient + Sync>(
     tx: &C,
     now: i64,
@@ -387,7 +388,8 @@ pub async fn lendable_at<C: GenericClient + Sync>(
     let rows = tx
         .query_typed(
             "SELECT number, freed_at FROM numbers
-             WHERE group_name = $1 AND NOT retiring AND quarantined_at IS NULL AND freed_at > $2",
+             WHERE group_name = $1 AND quarantined_at IS NULL AND freed_at > $2
+               AND (NOT retiring OR (session IS NOT NULL AND expires_at > $2))",
             &[(&group, Type::TEXT), (&now, Type::INT8)],
         )
         .await
