@@ -18,11 +18,15 @@ impl Engine {
         now: UnixMillis,
         log: &mut ChangeLog,
     ) -> MatchOutcome {
-        let Some((g, pos)) = self.locate(&req.number) else {
+        let Some((g, _)) = self.locate(&req.number) else {
             return MatchOutcome::unknown_number();
         };
         self.reap(g, now);
         self.record_expiries(log);
+        // A retiring number whose reservation the reap just ended has left its group.
+        let Some((g, pos)) = self.locate(&req.number) else {
+            return MatchOutcome::unknown_number();
+        };
         let group = self.groups[g as usize]
             .as_ref()
             .expect("a located number's group is live");
@@ -152,16 +156,12 @@ impl Engine {
         let Some(g) = self.group_idx(group) else {
             return FreeNumber::UnknownGroup;
         };
-        match self.locate(number) {
-            Some((owner, _)) if owner != g => return FreeNumber::UnknownNumber,
-            None => return FreeNumber::UnknownNumber,
-            _ => {}
-        }
-        let Some((_, pos)) = self.locate(number) else {
-            return FreeNumber::UnknownNumber;
-        };
         self.reap(g, now);
         self.record_expiries(log);
+        let pos = match self.locate(number) {
+            Some((owner, pos)) if owner == g => pos,
+            _ => return FreeNumber::UnknownNumber,
+        };
         let group = self.group_mut(g);
         match group.slots[pos as usize].state {
             SlotState::Free(at) if !at.is_reached(now) => {}
