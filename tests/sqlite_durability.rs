@@ -105,6 +105,137 @@ async fn state_survives_reopen() {
     );
 }
 
+/// Everything a number remembers survives a restart: its cool-down, its quarantine and
+/// stray calls, its last reservation (late calls, failure reasons, expiries nobody
+/// recorded before the restart) and a live reservation's wrong-code count.
+#[tokio::test]
+async fn the_number_lifecycle_survives_reopen() {
+    use access_broker::domain::NumberPolicy;
+    use access_broker::rules::call::Reason;
+    use access_broker::store::{MatchOutcome, NumberState};
+
+    let t = TestStore::require(Backend::Sqlite).await;
+    let mut spec = group("DNIS", 4, Allocation::RoundRobin);
+    spec.settings.policy = NumberPolicy {
+        cool_down: 60,
+        late_match_grace: 120,
+        max_code_attempts: 1,
+        quarantine_after_stray_calls: 1,
+        ..NumberPolicy::default()
+    };
+    let n = spec.numbers.clone();
+    let g = spec.settings.name.clone();
+    t.store.apply_groups(&[spec]).await.expect("apply");
+    let s = t.session(Duration::from_secs(3600)).await;
+    let call = |number: &access_broker::domain::AccessNumber, code: Option<&str>| MatchRequest {
+        number: number.clone(),
+        code: code.map(|c| AccessCode::parse(c).expect("code")),
+        phone: None,
+        code_required: true,
+        end_session: false,
+    };
+    // n0: matched (cooling, late calls find it). n1: reserved with one wrong code.
+    // n2: expires unrecorded before the restart. n3: quarantined by a stray call.
+    let mut req = reserve_request(&s, &g);
+    req.code = AccessCode::parse("1111").ok();
+    req.provide_code = true;
+    let r0 = t.store.reserve(req).await.expect("reserved");
+    assert_eq!(r0.number, n[0]);
+    let m = t
+        .store
+        .match_reservation(call(&n[0], Some("1111")))
+        .await
+        .expect("match");
+    assert!(m.into_session().is_some());
+    let s1 = t.session(Duration::from_secs(3600)).await;
+    let mut req = reserve_request(&s1, &g);
+    req.code = AccessCode::parse("2222").ok();
+    req.provide_code = true;
+    assert_eq!(t.store.reserve(req).await.expect("reserved").number, n[1]);
+    let wrong = t.store.match_reservation(call(&n[1], Some("0000"))).await;
+    assert!(matches!(
+        wrong.expect("match"),
+        MatchOutcome::NoMatch {
+            reason: Reason::WrongCode,
+            ..
+        }
+    ));
+    let s2 = t.session(Duration::from_secs(3600)).await;
+    let mut req = reserve_request(&s2, &g);
+    req.timeout = Some(access_broker::domain::BookingTimeout::from_secs_lenient(5));
+    assert_eq!(t.store.reserve(req).await.expect("reserved").number, n[2]);
+    let stray = t
+        .store
+        .match_reservation(call(&n[3], None))
+        .await
+        .expect("match");
+    assert!(matches!(
+        stray,
+        MatchOutcome::NoMatch {
+            quarantined: true,
+            ..
+        }
+    ));
+
+    let (url, clock) = (t.url.clone(), t.clock.clone());
+    drop(t.store);
+    clock.advance(Duration::from_secs(10));
+    let reopened = store::open(&url, &options(&clock)).await.expect("reopens");
+    let detail = reopened.group(&g).await.expect("group").expect("exists");
+    let states: Vec<_> = detail
+        .numbers
+        .iter()
+        .map(|v| (v.state.clone(), v.stray_calls))
+        .collect();
+    assert_eq!(states[0], (NumberState::Cooling { seconds_left: 50 }, 0));
+    assert!(matches!(states[1].0, NumberState::Reserved { .. }));
+    assert_eq!(
+        states[2],
+        (NumberState::Cooling { seconds_left: 55 }, 0),
+        "expired at 5 s, rests 60 s"
+    );
+    assert_eq!(states[3], (NumberState::Quarantined, 1));
+    let late = reopened
+        .match_reservation(call(&n[0], Some("1111")))
+        .await
+        .expect("match");
+    assert!(
+        matches!(late, MatchOutcome::Matched { late: true, .. }),
+        "{late:?}"
+    );
+    let locked = reopened
+        .match_reservation(call(&n[1], Some("0000")))
+        .await
+        .expect("match");
+    assert!(
+        matches!(locked, MatchOutcome::NoMatch { locked: true, .. }),
+        "the count survived: {locked:?}"
+    );
+    let late = reopened
+        .match_reservation(call(&n[2], None))
+        .await
+        .expect("match");
+    assert!(
+        matches!(late, MatchOutcome::Matched { late: true, .. }),
+        "expired before the restart: {late:?}"
+    );
+    clock.advance(Duration::from_secs(120));
+    let expired = reopened
+        .match_reservation(call(&n[2], None))
+        .await
+        .expect("match");
+    assert!(
+        matches!(
+            expired,
+            MatchOutcome::NoMatch {
+                reason: Reason::Expired,
+                ..
+            }
+        ),
+        "{expired:?}"
+    );
+}
+
 #[tokio::test]
 async fn a_file_in_use_cannot_be_opened_twice() {
     let t = TestStore::require(Backend::Sqlite).await;
