@@ -59,10 +59,15 @@ on_every_backend!(
             "billing",
             "the session's data is readable by _data_id"
         );
+        // The demo group has a 30 s late-call grace: the IVR's retry gets the same session.
         let again = app
             .match_interaction(&[("_access_number", &number), ("_access_code", &code)])
             .await;
-        again.error(404, "NoMatch");
+        assert_eq!(again.status, 200, "{}", again.text);
+        assert_eq!(
+            (again.field("_id"), again.field("_late_match")),
+            (id.clone(), "true".into())
+        );
         let next = app.session(&[]).await;
         let r = app.request_access(&next, &[]).await;
         assert_eq!(r.status, 200);
@@ -176,4 +181,102 @@ async fn lenient_mode_matches_without_the_code() {
     let number = app.request_access(&id, &[]).await.field("_access_number");
     let m = app.match_interaction(&[("_access_number", &number)]).await;
     assert_eq!(m.field("_id"), id);
+}
+
+/// Failure reasons only where the service tells them; late calls and lockouts counted.
+#[tokio::test]
+async fn reasons_late_calls_and_lockouts_over_http() {
+    let toml = r#"
+        [resource_groups.DNIS]
+        numbers = ["500-502"]
+        late_match_grace = 60
+        max_code_attempts = 1
+        quarantine_after_stray_calls = 2
+        [services.request-access]
+        type = "request-access"
+        _resource_group = "DNIS"
+        _provide_code = true
+        [services.match-interaction]
+        type = "match-interaction"
+        return_failure_reason = true
+        [services.quiet]
+        type = "match-interaction"
+        [services.callback]
+        type = "session"
+    "#;
+    let app = TestApp::spawn_with(Backend::Memory, toml).await;
+    let id = app.session(&[]).await;
+    let r = app.request_access(&id, &[]).await;
+    let (number, code) = (r.field("_access_number"), r.field("_access_code"));
+    let reason = |resp: &crate::helpers::Resp| resp.json()["reason"].clone();
+    let other = if code == "111111" { "222222" } else { "111111" };
+    let quiet = app
+        .post(
+            "/genesys/1/service/quiet",
+            &[("_access_number", &number), ("_access_code", other)],
+        )
+        .await;
+    quiet.error(404, "NoMatch");
+    assert!(
+        quiet.json().get("reason").is_none(),
+        "told only where the service allows"
+    );
+    let locked = app
+        .match_interaction(&[("_access_number", &number), ("_access_code", other)])
+        .await;
+    locked.error(404, "NoMatch");
+    assert_eq!(
+        reason(&locked),
+        "locked",
+        "the second wrong code cancels (max 1)"
+    );
+    assert_eq!(
+        reason(&app.match_interaction(&[("_access_number", "999")]).await),
+        "unknown_number"
+    );
+    let r = app.request_access(&id, &[]).await;
+    assert_ne!(
+        r.field("_access_code"),
+        code,
+        "a new code after the lockout"
+    );
+    let (number, code) = (r.field("_access_number"), r.field("_access_code"));
+    let first = app
+        .match_interaction(&[("_access_number", &number), ("_access_code", &code)])
+        .await;
+    assert_eq!(first.status, 200, "{}", first.text);
+    assert!(first.json().get("_late_match").is_none());
+    let again = app
+        .match_interaction(&[("_access_number", &number), ("_access_code", &code)])
+        .await;
+    assert_eq!(again.field("_late_match"), "true");
+    assert_eq!(again.field("_id"), id);
+    let stray = app.match_interaction(&[("_access_number", "502")]).await;
+    assert_eq!(reason(&stray), "not_reserved");
+    app.match_interaction(&[("_access_number", "502")]).await;
+    let page = app.get("/genesys/1/admin/groups/DNIS").await.json();
+    let n502 = page["numbers"]
+        .as_array()
+        .expect("numbers")
+        .iter()
+        .find(|n| n["number"] == "502")
+        .cloned()
+        .expect("listed");
+    assert_eq!(
+        (n502["state"].as_str(), n502["stray_calls"].as_u64()),
+        (Some("quarantined"), Some(2))
+    );
+    let freed = app
+        .post("/genesys/1/admin/groups/DNIS/numbers/502/free", &[])
+        .await;
+    assert_eq!(freed.field("state"), "freed");
+    let metrics = app.get("/metrics").await.text;
+    for needle in [
+        "access_broker_code_lockouts_total{group=\"DNIS\"} 1",
+        "access_broker_stray_calls_total{group=\"DNIS\"} 2",
+        "access_broker_matches_total{outcome=\"late\"} 1",
+        "access_broker_pool_quarantined",
+    ] {
+        assert!(metrics.contains(needle), "{needle} in\n{metrics}");
+    }
 }
