@@ -70,13 +70,6 @@ pub fn next_position(last: Option<Pos>, cursor: Pos) -> Pos {
     last.map_or(0, |p| p.saturating_add(1)).max(cursor)
 }
 
-/// When a number became free, for least-recently-used order: the moment its reservation
-/// ended, which is its expiry if it was released (a session ended, an admin release) only
-/// after it had already expired.
-pub fn freed_at(expires_at: UnixMillis, released_at: UnixMillis) -> UnixMillis {
-    expires_at.min(released_at)
-}
-
 /// Free numbers held in a plain list, for stores that read candidates into memory (and for
 /// tests). Positions are unique; `freed_at` orders least-recently-used.
 #[derive(Debug, Default, Clone)]
