@@ -64,9 +64,10 @@ def main():
         print(f"error: {a.url} did not answer: {e}")
         return 2
     if status == 200:
-        print(f"matched session {body['_id']}")
+        late = " (late call: its reservation had just ended)" if body.get("_late_match") == "true" else ""
+        print(f"matched session {body['_id']}{late}")
         for name, value in body.items():
-            if name not in ("_id", "_data_id"):
+            if name not in ("_id", "_data_id", "_late_match"):
                 print(f"  {name} = {value}")
         print(f"  (data id {body.get('_data_id', '')})")
         return 0

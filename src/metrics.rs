@@ -331,6 +331,12 @@ impl Window {
     }
 }
 
+fn group_label(group: &str) -> GroupLabel {
+    GroupLabel {
+        group: group.to_owned(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -367,11 +373,5 @@ mod tests {
         ] {
             assert!(text.contains(needle), "{needle} missing from\n{text}");
         }
-    }
-}
-
-fn group_label(group: &str) -> GroupLabel {
-    GroupLabel {
-        group: group.to_owned(),
     }
 }

@@ -96,8 +96,16 @@ async fn ivr_example_prints_the_session_or_the_failure() {
         );
     }
 
-    // The match released the number: calling again finds nothing.
+    // The match released the number; the demo group's 30 s late-call grace answers the
+    // IVR's retry with the same session, marked late.
     let (status, out) = ivr(&node.url, &[&number, "--code", &code]);
+    assert_eq!(status, 0, "{out}");
+    assert!(
+        out.starts_with(&format!("matched session {id} (late call")),
+        "{out}"
+    );
+    // A call with the wrong code finds nothing.
+    let (status, out) = ivr(&node.url, &[&number, "--code", &wrong]);
     assert_eq!(status, 1, "{out}");
     assert!(out.contains(&number), "{out}");
 

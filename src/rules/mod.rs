@@ -25,6 +25,5 @@ pub mod pick;
 pub use booking::{Booking, book, retry_after};
 pub use matching::{Refusal, check_match};
 pub use pick::{
-    Candidates, FreeNumbers, Pos, cursor_after_change, cursor_after_pick, next_position,
-    pick,
+    Candidates, FreeNumbers, Pos, cursor_after_change, cursor_after_pick, next_position, pick,
 };

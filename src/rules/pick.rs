@@ -9,7 +9,7 @@
 
 use rand::Rng;
 
-use crate::domain::{Allocation, UnixMillis};
+use crate::domain::Allocation;
 
 /// A number's position in its group.
 pub type Pos = u32;

@@ -97,16 +97,15 @@ async fn lock_number(
 /// Ends the reservation on a row (`held`) for `reason` (`Expired` if it had expired by
 /// `now`): the number rests for the cool-down and remembers it, or leaves if retiring.
 /// Returns the event.
-pub async fn end_reservation(
+async fn end_reservation(
     tx: &Transaction<'_>,
     now: i64,
     number: &AccessNumber,
-    group: &GroupName,
-    policy: &NumberPolicy,
-    retiring: bool,
+    row: &NumberRow,
     held: &Ended,
     reason: EndReason,
 ) -> Result<Event, StoreError> {
+    let (group, policy, retiring) = (&row.group, &row.policy, row.retiring);
     let expired = held.at.is_reached(UnixMillis(now));
     let reason = if expired { EndReason::Expired } else { reason };
     let at = lifecycle::ended_at(held.at, UnixMillis(now));
@@ -162,23 +161,12 @@ pub async fn match_reservation(
     let now_at = UnixMillis(now);
     // An expired reservation no purge recorded yet is the number's last one from here on.
     if let Some(held) = row.held.take_if(|h| h.at.is_reached(now_at)) {
-        let (group, policy, retiring) = (row.group.clone(), row.policy, row.retiring);
-        let e = end_reservation(
-            tx,
-            now,
-            &req.number,
-            &group,
-            &policy,
-            retiring,
-            &held,
-            EndReason::Expired,
-        )
-        .await?;
+        let e = end_reservation(tx, now, &req.number, &row, &held, EndReason::Expired).await?;
         events.push(e);
-        if retiring {
+        if row.retiring {
             return Ok((MatchOutcome::unknown_number(), events));
         }
-        row.freed_at = lifecycle::free_from(held.at, &policy).0;
+        row.freed_at = lifecycle::free_from(held.at, &row.policy).0;
         row.last = Some(held);
         row.wrong_codes = 0;
     }
@@ -220,17 +208,8 @@ pub async fn match_reservation(
                 return Ok((no_match(Reason::SessionEnded, false, false, false), events));
             };
             if let Some(held) = &row.held {
-                let e = end_reservation(
-                    tx,
-                    now,
-                    &req.number,
-                    &row.group,
-                    &row.policy,
-                    row.retiring,
-                    held,
-                    EndReason::Matched,
-                )
-                .await?;
+                let e =
+                    end_reservation(tx, now, &req.number, &row, held, EndReason::Matched).await?;
                 events.push(e);
             }
             if req.end_session {
@@ -274,17 +253,8 @@ pub async fn match_reservation(
         }
         Verdict::Lockout => {
             if let Some(held) = &row.held {
-                let e = end_reservation(
-                    tx,
-                    now,
-                    &req.number,
-                    &row.group,
-                    &row.policy,
-                    row.retiring,
-                    held,
-                    EndReason::Locked,
-                )
-                .await?;
+                let e =
+                    end_reservation(tx, now, &req.number, &row, held, EndReason::Locked).await?;
                 events.push(e);
             }
             no_match(Reason::Locked, true, false, false)
@@ -363,17 +333,7 @@ pub async fn release(
     };
     match &row.held {
         Some(held) if !held.at.is_reached(UnixMillis(now)) => {
-            let e = end_reservation(
-                tx,
-                now,
-                number,
-                &row.group,
-                &row.policy,
-                row.retiring,
-                held,
-                EndReason::Released,
-            )
-            .await?;
+            let e = end_reservation(tx, now, number, &row, held, EndReason::Released).await?;
             Ok((true, vec![e]))
         }
         _ => Ok((false, Vec::new())),
@@ -392,17 +352,7 @@ pub async fn end_session_hold(
     let Some(held) = &row.held else {
         return Ok(None);
     };
-    let e = end_reservation(
-        tx,
-        now,
-        number,
-        &row.group,
-        &row.policy,
-        row.retiring,
-        held,
-        EndReason::SessionEnded,
-    )
-    .await?;
+    let e = end_reservation(tx, now, number, &row, held, EndReason::SessionEnded).await?;
     Ok(Some(e))
 }
 
