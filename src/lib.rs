@@ -22,5 +22,6 @@ pub mod domain;
 pub mod http;
 pub mod metrics;
 pub mod rules;
+pub mod server;
 pub mod store;
 pub mod telemetry;

@@ -6,6 +6,7 @@ pub mod admin_views;
 pub mod auth;
 pub mod client;
 pub mod error;
+pub mod fallback;
 pub mod ops;
 pub mod params;
 pub mod reply;
@@ -61,6 +62,8 @@ pub fn router(state: AppState) -> Router {
                 .route_layer(middleware::from_fn_with_state(state.clone(), admin::require_admin)),
         )
         .fallback(not_found)
+        .layer(middleware::from_fn_with_state(state.clone(), fallback::deadline))
+        .layer(middleware::from_fn(fallback::json_errors))
         .layer(middleware::from_fn(reply::negotiate))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state)

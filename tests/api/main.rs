@@ -6,6 +6,7 @@ mod support;
 
 mod admin;
 mod cli;
+mod errors;
 mod formats_and_auth;
 mod helpers;
 mod match_interaction;
@@ -14,6 +15,7 @@ mod request_access;
 mod request_interaction;
 mod secrets;
 mod sessions;
+mod slow_clients;
 mod storage;
 
 /// Runs an async test body once per backend, each as its own #[tokio::test] under the
