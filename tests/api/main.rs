@@ -17,6 +17,7 @@ mod secrets;
 mod sessions;
 mod slow_clients;
 mod storage;
+mod tls;
 
 /// Runs an async test body once per backend, each as its own #[tokio::test] under the
 /// per-test time limit; the PostgreSQL one is listed as ignored in a `no_postgres` build.

@@ -146,3 +146,31 @@ fn sigterm_with_a_half_sent_header_open_exits_at_once() {
     assert!(took < Duration::from_secs(3), "stopped after {took:?}");
     drop(slow);
 }
+
+#[test]
+fn listening_beyond_loopback_without_auth_warns() {
+    let dir = tempfile::tempdir().expect("dir");
+    let mut child = Command::new(BIN)
+        .args(["serve", "--listen", "0.0.0.0:0", "--store", "memory://"])
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .current_dir(dir.path())
+        .spawn()
+        .expect("starts");
+    let stderr = child.stderr.take().expect("stderr");
+    let mut lines = BufReader::new(stderr).lines();
+    let before: Vec<String> = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .take_while(|l| !l.contains("listening on"))
+        .collect();
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert_eq!(child.wait().expect("exits").code(), Some(0));
+    assert!(
+        before.iter().any(|l| l.contains("without [auth]")),
+        "{before:?}"
+    );
+}

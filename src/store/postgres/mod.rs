@@ -17,14 +17,15 @@ mod claim;
 mod migrate;
 mod reserve;
 mod sessions;
+mod tls;
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use tokio_postgres::Transaction;
 use tokio_postgres::error::SqlState;
-use tokio_postgres::{NoTls, Transaction};
 
 use super::{
     AddNumbers, DeleteGroup, DynStore, Fields, GroupChange, GroupDetail, GroupSpec, GroupStats,
@@ -86,7 +87,7 @@ pub async fn open(url: &StoreUrl, options: &StoreOptions) -> Result<DynStore, Op
     config.application_name(format!("access-broker node {}", options.node_id));
     let manager = Manager::from_config(
         config,
-        NoTls,
+        tls::connector().map_err(|e| fail(format!("TLS: {e}")))?,
         ManagerConfig {
             recycling_method: RecyclingMethod::Fast,
         },
