@@ -112,9 +112,11 @@ impl ApiError {
 fn broker_status(e: &BrokerError) -> StatusCode {
     use BrokerError as B;
     match e {
-        B::GroupRequired | B::CodeTooShort { .. } | B::UnknownGroup(_) | B::NumberTaken { .. } => {
-            StatusCode::BAD_REQUEST
-        }
+        B::GroupRequired
+        | B::CodeTooShort { .. }
+        | B::UnknownGroup(_)
+        | B::NumberTaken { .. }
+        | B::TooManyFields { .. } => StatusCode::BAD_REQUEST,
         B::UnknownService(_)
         | B::SessionNotFound(_)
         | B::NoMatch(_)
@@ -133,7 +135,10 @@ fn broker_status(e: &BrokerError) -> StatusCode {
 fn broker_kind(e: &BrokerError) -> &'static str {
     use BrokerError as B;
     match e {
-        B::GroupRequired | B::CodeTooShort { .. } | B::NumberTaken { .. } => "InvalidParameter",
+        B::GroupRequired
+        | B::CodeTooShort { .. }
+        | B::NumberTaken { .. }
+        | B::TooManyFields { .. } => "InvalidParameter",
         B::UnknownGroup(_) => "UnknownResourceGroup",
         B::UnknownService(_) | B::SessionNotFound(_) => "ServiceNotFound",
         B::NoMatch(_) => "NoMatch",

@@ -105,6 +105,16 @@ impl<S: Send + Sync> FromRequest<S> for Params {
             .await
             .map_err(|_| ApiError::PayloadTooLarge { limit })?;
         pairs.extend(parse_body(content_type.as_deref(), body).await?);
+        if pairs.len() > crate::store::MAX_FIELDS_PER_REQUEST {
+            return Err(ApiError::invalid(
+                "fields",
+                format!(
+                    "{} sent; a request carries at most {}",
+                    pairs.len(),
+                    crate::store::MAX_FIELDS_PER_REQUEST
+                ),
+            ));
+        }
         Ok(Self::from_pairs(pairs))
     }
 }

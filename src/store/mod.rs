@@ -13,6 +13,7 @@
 //! - A reservation never outlives its session: `expires_at <= session.expires_at`.
 //! - Ending a session releases its reservations at once and deletes its data.
 
+mod fields;
 mod types;
 mod url;
 
@@ -25,6 +26,7 @@ pub mod sweeper;
 
 use std::sync::Arc;
 
+pub use fields::*;
 pub use types::*;
 pub use url::StoreUrl;
 

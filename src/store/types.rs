@@ -13,20 +13,7 @@ use crate::domain::{
     ServiceName, SessionId,
 };
 
-use super::StoreError;
-
-/// Posted fields, in the order they came; names are unique (the last value sent wins).
-pub type Fields = Vec<(String, String)>;
-
-/// Merges `update` into `fields`: same name replaces in place, new names are appended.
-pub fn merge_fields(fields: &mut Fields, update: Fields) {
-    for (k, v) in update {
-        match fields.iter_mut().find(|(name, _)| *name == k) {
-            Some(slot) => slot.1 = v,
-            None => fields.push((k, v)),
-        }
-    }
-}
+use super::{Fields, StoreError};
 
 /// Settings every backend reads when it opens.
 #[derive(Debug, Clone)]

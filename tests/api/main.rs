@@ -7,6 +7,7 @@ mod support;
 mod admin;
 mod cli;
 mod errors;
+mod fields;
 mod formats_and_auth;
 mod helpers;
 mod match_interaction;
