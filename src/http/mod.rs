@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod admin_views;
 pub mod auth;
+pub mod browser;
 pub mod client;
 pub mod error;
 pub mod fallback;
@@ -62,6 +63,7 @@ pub fn router(state: AppState) -> Router {
                 .route_layer(middleware::from_fn_with_state(state.clone(), admin::require_admin)),
         )
         .fallback(not_found)
+        .layer(middleware::from_fn(browser::refuse_cross_site))
         .layer(middleware::from_fn_with_state(state.clone(), fallback::deadline))
         .layer(middleware::from_fn(fallback::json_errors))
         .layer(middleware::from_fn(reply::negotiate))

@@ -5,6 +5,7 @@
 mod support;
 
 mod admin;
+mod browser_safety;
 mod cli;
 mod errors;
 mod fields;
