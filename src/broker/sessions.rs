@@ -18,10 +18,11 @@ impl Broker {
     ) -> Result<Session, BrokerError> {
         let node = &self.config.server.node_id;
         let ttl = ttl.or(service.ttl).unwrap_or(SessionTtl::DEFAULT);
+        let id = SessionId::generate(node);
         let new = NewSession {
-            id: SessionId::generate(node),
+            data_id: DataId::of_session(&id),
+            id,
             service: name.clone(),
-            data_id: DataId::generate(node),
             fields,
             ttl: ttl.duration(),
         };

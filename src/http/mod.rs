@@ -54,7 +54,7 @@ pub fn router(state: AppState) -> Router {
         // unknown path still answers 404) and before any extractor reads the body.
         .merge(storage::router().route_layer(middleware::from_fn_with_state(
             state.clone(),
-            auth::require_server,
+            storage::require_storage,
         )))
         .merge(ops::router())
         .merge(

@@ -5,6 +5,7 @@
 mod support;
 
 mod admin;
+mod auth_scope;
 mod browser_safety;
 mod cli;
 mod errors;
