@@ -50,6 +50,7 @@ impl App {
         let broker = Broker::new(store, config.clone(), metrics);
         let state = AppState {
             broker: broker.clone(),
+            limits: Arc::new(crate::http::limits::Limits::new(&config.limits)),
             config,
         };
         Ok(App {

@@ -225,24 +225,6 @@ fn limits(cx: &Cx, raw: Option<RawLimits>) -> Result<LimitsConfig, ConfigError> 
     let reservations_per_client = count("reservations_per_client", raw.reservations_per_client)?;
     let max_sessions = count("max_sessions", raw.max_sessions)?;
     let max_storage_bytes = count("max_storage_bytes", raw.max_storage_bytes)?;
-    // Until `http::limits` enforces them: a limit this build would not enforce is refused,
-    // never ignored, so an operator who sets one never believes it holds.
-    for (key, value) in [
-        (
-            "requests_per_second",
-            requests_per_second.map(|n| u64::from(n.get())),
-        ),
-        ("reservations_per_client", reservations_per_client),
-        ("max_sessions", max_sessions),
-        ("max_storage_bytes", max_storage_bytes),
-    ] {
-        if let Some(n) = value {
-            return Err(cx.err(
-                format!("limits.{key}"),
-                format!("{n}: not supported yet, this build would not enforce it; remove the key or set 0"),
-            ));
-        }
-    }
     let client_ip_header = match raw.client_ip_header.as_deref().map(str::trim) {
         None | Some("") => None,
         Some(h) => Some(

@@ -606,35 +606,49 @@ mod tests {
     }
 
     #[test]
-    fn limits_parse_and_unenforced_ones_are_refused() {
+    fn limits_and_server_limits_parse() {
         let (c, _) = load("[limits]\nrequests_per_second = 0\nreservations_per_client = 0\nmax_sessions = 0\nmax_storage_bytes = 0\nclient_ip_header = \"X-Forwarded-For\"\n")
             .expect("valid");
         assert_eq!(
             c.limits.client_ip_header.as_ref().map(|h| h.as_str()),
             Some("x-forwarded-for")
         );
+        assert!(c.limits.requests_per_second.is_none() && c.limits.max_sessions.is_none());
+        let (c, _) = load("[limits]\nrequests_per_second = 10\nreservations_per_client = 2\nmax_sessions = 1000\nmax_storage_bytes = 1\n")
+            .expect("valid");
+        assert_eq!(c.limits.requests_per_second.map(|n| n.get()), Some(10));
+        assert_eq!(c.limits.reservations_per_client, Some(2));
+        assert_eq!(c.limits.max_sessions, Some(1000));
+        assert_eq!(c.limits.max_storage_bytes, Some(1));
         let (c, _) = load("[limits]\nclient_ip_header = \"\"\n").expect("valid");
         assert!(c.limits.client_ip_header.is_none());
+        let (c, _) = load("").expect("valid");
+        let s = &c.server;
+        assert_eq!((s.max_connections, s.store_max_connections), (10_000, 16));
+        assert_eq!(
+            (
+                s.header_timeout.as_millis(),
+                s.request_timeout.as_millis(),
+                s.shutdown_timeout.as_millis()
+            ),
+            (10_000, 30_000, 10_000)
+        );
+        assert!(s.tls.is_none());
+        for (text, key) in [
+            ("header_timeout_ms = 0", "server.header_timeout_ms"),
+            ("request_timeout_ms = -5", "server.request_timeout_ms"),
+            ("max_connections = 0", "server.max_connections"),
+        ] {
+            let err = load(&format!("[server]\n{text}\n"))
+                .err()
+                .unwrap_or_default();
+            assert!(err.contains(key), "{text}: {err}");
+        }
         for (text, key, says) in [
             (
-                "requests_per_second = 10",
+                "requests_per_second = 5000000000",
                 "limits.requests_per_second",
-                "not supported yet",
-            ),
-            (
-                "reservations_per_client = 2",
-                "limits.reservations_per_client",
-                "not supported yet",
-            ),
-            (
-                "max_sessions = 1000",
-                "limits.max_sessions",
-                "not supported yet",
-            ),
-            (
-                "max_storage_bytes = 1",
-                "limits.max_storage_bytes",
-                "not supported yet",
+                "at most",
             ),
             (
                 "max_sessions = -1",

@@ -8,6 +8,7 @@ pub mod browser;
 pub mod client;
 pub mod error;
 pub mod fallback;
+pub mod limits;
 pub mod ops;
 pub mod params;
 pub mod reply;
@@ -40,6 +41,8 @@ use self::params::BodyLimit;
 pub struct AppState {
     pub broker: Broker,
     pub config: Arc<Config>,
+    /// `[limits]`: token buckets, reservations held per client, the store's usage.
+    pub limits: Arc<limits::Limits>,
 }
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -64,6 +67,7 @@ pub fn router(state: AppState) -> Router {
         )
         .fallback(not_found)
         .layer(middleware::from_fn(browser::refuse_cross_site))
+        .layer(middleware::from_fn_with_state(state.clone(), limits::rate_limit))
         .layer(middleware::from_fn_with_state(state.clone(), fallback::deadline))
         .layer(middleware::from_fn(fallback::json_errors))
         .layer(middleware::from_fn(reply::negotiate))

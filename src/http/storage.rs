@@ -13,6 +13,7 @@ use axum::response::Response;
 use axum::routing::post;
 
 use super::error::ApiError;
+use super::limits::Adds;
 use super::params::Params;
 use super::reply::Reply;
 use super::{AppState, auth};
@@ -68,6 +69,7 @@ async fn create(
     Path(ttl): Path<String>,
     params: Params,
 ) -> Result<Reply, ApiError> {
+    state.limits.room_for(&state.broker, Adds::Fields).await?;
     let id = state
         .broker
         .put_data(params.fields_except(&[]), StorageTtl::parse_lenient(&ttl))
@@ -98,6 +100,7 @@ async fn update(
     params: Params,
 ) -> Result<Reply, ApiError> {
     let id = data_id(&id)?;
+    state.limits.room_for(&state.broker, Adds::Fields).await?;
     state
         .broker
         .update_data(

@@ -15,6 +15,15 @@ use crate::domain::{
 
 use super::{Fields, StoreError};
 
+/// What a store holds, for `[limits]` `max_sessions` and `max_storage_bytes`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// Live sessions.
+    pub sessions: u64,
+    /// Bytes of the names and values of live session data and storage entries.
+    pub stored_bytes: u64,
+}
+
 /// Settings every backend reads when it opens.
 #[derive(Debug, Clone)]
 pub struct StoreOptions {

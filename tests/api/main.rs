@@ -12,6 +12,7 @@ mod errors;
 mod fields;
 mod formats_and_auth;
 mod helpers;
+mod limits;
 mod match_interaction;
 mod operator;
 mod request_access;

@@ -18,6 +18,7 @@ mod migrate;
 mod reserve;
 mod sessions;
 mod tls;
+mod usage;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -370,6 +371,10 @@ impl Store for PgStore {
 
     async fn ping(&self) -> Result<(), StoreError> {
         in_tx!(self, admin::ping).await
+    }
+
+    async fn usage(&self) -> Result<Option<super::Usage>, StoreError> {
+        in_tx!(self, usage::usage).await.map(Some)
     }
 
     async fn purge_expired(&self) -> Result<u64, StoreError> {

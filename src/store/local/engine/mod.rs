@@ -8,6 +8,7 @@
 mod admin;
 mod reserve;
 pub mod restore;
+mod usage;
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
