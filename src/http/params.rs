@@ -119,6 +119,20 @@ impl<S: Send + Sync> FromRequest<S> for Params {
     }
 }
 
+/// The body parser as a request runs it, without a server: the entry point of the fuzz
+/// targets (`fuzz/`) and of the property test that runs the same inputs on stable.
+pub fn parse_body_now(
+    content_type: Option<&str>,
+    body: &[u8],
+) -> Result<Vec<(String, String)>, ApiError> {
+    futures::executor::block_on(parse_body(content_type, Bytes::copy_from_slice(body)))
+}
+
+/// The query-string decoder (UTF-8), for the same fuzz targets.
+pub fn parse_query_now(query: &[u8]) -> Result<Vec<(String, String)>, ApiError> {
+    decode_urlencoded(query, encoding_rs::UTF_8)
+}
+
 async fn parse_body(
     content_type: Option<&str>,
     body: Bytes,
