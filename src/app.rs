@@ -17,6 +17,7 @@ pub struct App {
     router: axum::Router,
     addr: SocketAddr,
     broker: Broker,
+    serve: crate::server::ServeOptions,
 }
 
 impl App {
@@ -37,11 +38,19 @@ impl App {
             tracing::warn!(store = store.kind(), "{note}");
         }
         let addr = listener.local_addr().map_err(StoreError::unavailable)?;
+        let server = &config.server;
+        let serve = crate::server::ServeOptions {
+            max_connections: server.max_connections,
+            header_timeout: server.header_timeout,
+            shutdown_timeout: server.shutdown_timeout,
+            tls: server.tls.as_ref().map(|t| t.config.clone()),
+        };
         let config = Arc::new(config);
         let metrics = Arc::new(crate::metrics::Metrics::new());
         let broker = Broker::new(store, config.clone(), metrics);
         let state = AppState {
             broker: broker.clone(),
+            limits: Arc::new(crate::http::limits::Limits::new(&config.limits)),
             config,
         };
         Ok(App {
@@ -49,6 +58,7 @@ impl App {
             router: http::router(state),
             addr,
             broker,
+            serve,
         })
     }
 
@@ -56,20 +66,14 @@ impl App {
         self.addr
     }
 
-    /// Serves until `shutdown` resolves, then stops taking requests and finishes those in flight.
+    /// Serves until `shutdown` resolves, then stops taking requests and finishes those in
+    /// flight within `shutdown_timeout` (see `server`).
     pub async fn run(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let sampler = tokio::spawn(sample_pools(self.broker));
-        // Connect info: the peer address, for the request span's `client` (http::client).
-        let served = axum::serve(
-            self.listener,
-            self.router
-                .into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown)
-        .await;
+        let served = crate::server::serve(self.listener, self.router, self.serve, shutdown).await;
         sampler.abort();
         served
     }
@@ -80,7 +84,7 @@ pub fn store_options(config: &Config) -> crate::store::StoreOptions {
     let server = &config.server;
     crate::store::StoreOptions {
         clock: Arc::new(crate::clock::SystemClock),
-        max_connections: server.max_connections,
+        max_connections: server.store_max_connections,
         timeout: server.store_timeout,
         sqlite_synchronous: server.sqlite_synchronous,
         node_id: server.node_id.to_string(),

@@ -10,6 +10,7 @@
 //! - `broker/`: the use cases; the only caller of the store; `BrokerError` names each refusal.
 //! - `http/`: axum routes, parameter parsing, replies, the admin API's JSON views, and
 //!   `error.rs`, the one place a refusal becomes a status and a body.
+//! - `server/`: the accept loop (connection cap, header/idle timeouts, TLS, bounded shutdown).
 //! - `config.rs`, `cli.rs`, `app.rs`: configuration, command line, and wiring.
 
 pub mod advisor;
@@ -23,5 +24,6 @@ pub mod events;
 pub mod http;
 pub mod metrics;
 pub mod rules;
+pub mod server;
 pub mod store;
 pub mod telemetry;

@@ -115,6 +115,12 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .map(|g| format!("{}={}", g.settings.name, g.numbers.len()))
         .collect();
     let node = config.server.node_id.to_string();
+    if !listen.ip().is_loopback() && config.auth.is_none() {
+        tracing::warn!(
+            addr = %listen,
+            "listening beyond loopback without [auth]: anyone who reaches {listen} can reserve numbers and read session data; set [auth] username and password"
+        );
+    }
     let app = App::build(config, listener, store)
         .await
         .map_err(|e| anyhow::anyhow!("store {url}: {e}"))?;

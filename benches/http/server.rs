@@ -103,7 +103,7 @@ fn config(dir: &tempfile::TempDir, pool: usize) -> PathBuf {
     // BENCH_SQLITE_SYNC=normal measures the no-fsync-per-commit setting (default: full).
     let sync = std::env::var("BENCH_SQLITE_SYNC").unwrap_or_else(|_| "full".into());
     let text = format!(
-        "[server]\nmax_connections = 32\nsqlite_synchronous = \"{sync}\"\n[resource_groups.DNIS]\nnumbers = [\"10000000-{last}\"]\n\
+        "[server]\nstore_max_connections = 32\nsqlite_synchronous = \"{sync}\"\n[resource_groups.DNIS]\nnumbers = [\"10000000-{last}\"]\n\
          [services.request-access]\ntype = \"request-access\"\n_resource_group = \"DNIS\"\n\
          [services.match-interaction]\ntype = \"match-interaction\"\n\
          [services.request-interaction]\ntype = \"request-interaction\"\n_resource_group = \"DNIS\"\n_ttl = 3600\n\

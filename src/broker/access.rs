@@ -63,10 +63,11 @@ impl Broker {
         let ttl = ttl
             .or(service.ttl)
             .unwrap_or(SessionTtl::INTERACTION_DEFAULT);
+        let id = SessionId::generate(node);
         let new = NewSession {
-            id: SessionId::generate(node),
+            data_id: crate::domain::DataId::of_session(&id),
+            id,
             service: name.clone(),
-            data_id: crate::domain::DataId::generate(node),
             fields,
             ttl: ttl.duration(),
         };

@@ -85,6 +85,13 @@ pub enum BrokerError {
     /// Admin: there is no live reservation on the number to release.
     #[error("number {0} holds no live reservation")]
     NoReservation(AccessNumber),
+    /// An update would leave a session's data or a storage entry with too many fields.
+    #[error("fields: storage id {id} would hold {count} fields; an entry holds at most {limit}")]
+    TooManyFields {
+        id: DataId,
+        count: usize,
+        limit: usize,
+    },
     /// The store could not do it (unreachable, or its data broke its rules).
     #[error("store failed")]
     Store(#[from] StoreError),
@@ -97,6 +104,7 @@ impl BrokerError {
             Self::GroupRequired | Self::UnknownGroup(_) => Some("_resource_group"),
             Self::CodeTooShort { .. } => Some("_access_code_length"),
             Self::NumberTaken { .. } => Some("numbers"),
+            Self::TooManyFields { .. } => Some("fields"),
             _ => None,
         }
     }

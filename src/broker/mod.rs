@@ -61,6 +61,11 @@ impl Broker {
             .find(|(n, _)| n.as_str() == name)
     }
 
+    /// What the store holds, for `[limits]` (`None`: the store does not count).
+    pub async fn usage(&self) -> Result<Option<crate::store::Usage>, BrokerError> {
+        Ok(self.store.usage().await?)
+    }
+
     /// Like [`Broker::service`], for a request that needs the service: unknown is a refusal.
     pub fn find_service(&self, name: &str) -> Result<(&ServiceName, &ServiceConfig), BrokerError> {
         self.service(name)

@@ -18,10 +18,11 @@ impl Broker {
     ) -> Result<Session, BrokerError> {
         let node = &self.config.server.node_id;
         let ttl = ttl.or(service.ttl).unwrap_or(SessionTtl::DEFAULT);
+        let id = SessionId::generate(node);
         let new = NewSession {
-            id: SessionId::generate(node),
+            data_id: DataId::of_session(&id),
+            id,
             service: name.clone(),
-            data_id: DataId::generate(node),
             fields,
             ttl: ttl.duration(),
         };
@@ -60,6 +61,18 @@ impl Broker {
         fields: Fields,
         ttl: StorageTtl,
     ) -> Result<(), BrokerError> {
+        // The entry's size after the merge, read first: concurrent updates may each pass and
+        // together exceed the limit by at most `MAX_FIELDS_PER_REQUEST` per writer, which
+        // keeps an entry bounded all the same.
+        let existing = self.store.data(id).await?.ok_or_else(|| not_found(id))?;
+        let count = crate::store::merged_len(&existing, &fields);
+        if count > crate::store::MAX_FIELDS_PER_ENTRY {
+            return Err(BrokerError::TooManyFields {
+                id: id.clone(),
+                count,
+                limit: crate::store::MAX_FIELDS_PER_ENTRY,
+            });
+        }
         match self
             .store
             .update_data(id, fields, Duration::from_secs(u64::from(ttl.secs())))

@@ -195,32 +195,36 @@ fn raw_credentials(
     )
 }
 
-/// `[limits]`: only `client_ip_header` is acted on yet. A safety limit this build would not
-/// enforce is refused, never ignored: an operator who sets one must not believe it holds.
+/// `[limits]`: each limit is off at 0 (or absent) and enforced otherwise.
 fn limits(cx: &Cx, raw: Option<RawLimits>) -> Result<LimitsConfig, ConfigError> {
     let raw = raw.unwrap_or_default();
-    for (key, value) in [
-        ("requests_per_second", raw.requests_per_second),
-        ("reservations_per_client", raw.reservations_per_client),
-        ("max_sessions", raw.max_sessions),
-        ("max_storage_bytes", raw.max_storage_bytes),
-    ] {
+    let count = |key: &str, value: Option<i64>| -> Result<Option<u64>, ConfigError> {
         match value {
-            None | Some(0) => {}
-            Some(n) if n < 0 => {
-                return Err(cx.err(
-                    format!("limits.{key}"),
-                    format!("{n}: must be 0 (off) or more"),
-                ));
-            }
-            Some(n) => {
-                return Err(cx.err(
-                    format!("limits.{key}"),
-                    format!("{n}: not supported yet, this build would not enforce it; remove the key or set 0"),
-                ));
-            }
+            None | Some(0) => Ok(None),
+            Some(n) if n < 0 => Err(cx.err(
+                format!("limits.{key}"),
+                format!("{n}: must be 0 (off) or more"),
+            )),
+            Some(n) => Ok(Some(n as u64)),
         }
-    }
+    };
+    let requests_per_second = match count("requests_per_second", raw.requests_per_second)? {
+        None => None,
+        Some(n) => Some(
+            u32::try_from(n)
+                .ok()
+                .and_then(std::num::NonZeroU32::new)
+                .ok_or_else(|| {
+                    cx.err(
+                        "limits.requests_per_second",
+                        format!("{n}: at most {}", u32::MAX),
+                    )
+                })?,
+        ),
+    };
+    let reservations_per_client = count("reservations_per_client", raw.reservations_per_client)?;
+    let max_sessions = count("max_sessions", raw.max_sessions)?;
+    let max_storage_bytes = count("max_storage_bytes", raw.max_storage_bytes)?;
     let client_ip_header = match raw.client_ip_header.as_deref().map(str::trim) {
         None | Some("") => None,
         Some(h) => Some(
@@ -234,7 +238,13 @@ fn limits(cx: &Cx, raw: Option<RawLimits>) -> Result<LimitsConfig, ConfigError> 
             )?,
         ),
     };
-    Ok(LimitsConfig { client_ip_header })
+    Ok(LimitsConfig {
+        requests_per_second,
+        reservations_per_client,
+        max_sessions,
+        max_storage_bytes,
+        client_ip_header,
+    })
 }
 
 pub fn build(
@@ -331,11 +341,35 @@ fn server(cx: &Cx, raw: super::raw::RawServer) -> Result<ServerConfig, ConfigErr
             raw.store_timeout_ms,
             defaults::STORE_TIMEOUT_MS,
         )?),
+        store_max_connections: positive(
+            "store_max_connections",
+            raw.store_max_connections,
+            defaults::STORE_MAX_CONNECTIONS as u64,
+        )? as usize,
         max_connections: positive(
             "max_connections",
             raw.max_connections,
             defaults::MAX_CONNECTIONS as u64,
         )? as usize,
+        header_timeout: Duration::from_millis(positive(
+            "header_timeout_ms",
+            raw.header_timeout_ms,
+            defaults::HEADER_TIMEOUT_MS,
+        )?),
+        request_timeout: Duration::from_millis(positive(
+            "request_timeout_ms",
+            raw.request_timeout_ms,
+            defaults::REQUEST_TIMEOUT_MS,
+        )?),
+        shutdown_timeout: Duration::from_millis(positive(
+            "shutdown_timeout_ms",
+            raw.shutdown_timeout_ms,
+            defaults::SHUTDOWN_TIMEOUT_MS,
+        )?),
+        tls: match raw.tls {
+            None => None,
+            Some(tls) => Some(tls_files(cx, tls)?),
+        },
         sqlite_synchronous: match raw.sqlite_synchronous.as_deref() {
             None | Some("full") => SqliteSync::Full,
             Some("normal") => SqliteSync::Normal,
@@ -347,6 +381,22 @@ fn server(cx: &Cx, raw: super::raw::RawServer) -> Result<ServerConfig, ConfigErr
             }
         },
     })
+}
+
+/// `[server.tls]`: both files named and readable as PEM, else an error naming the key.
+fn tls_files(cx: &Cx, raw: super::raw::RawTls) -> Result<super::TlsFiles, ConfigError> {
+    let path = |key: &str, v: Option<String>| match v.filter(|s| !s.trim().is_empty()) {
+        Some(p) => Ok(cx.resolve(&p)),
+        None => Err(cx.err(
+            format!("server.tls.{key}"),
+            "required: [server.tls] needs both cert and key (PEM files)",
+        )),
+    };
+    let cert = path("cert", raw.cert)?;
+    let key = path("key", raw.key)?;
+    let config = crate::server::tls::server_config(&cert, &key)
+        .map_err(|(which, reason)| cx.err(format!("server.tls.{which}"), reason))?;
+    Ok(super::TlsFiles { cert, key, config })
 }
 
 fn groups(cx: &Cx, raw: toml::Table) -> Result<Vec<GroupSpec>, ConfigError> {

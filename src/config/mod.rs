@@ -34,7 +34,7 @@ pub struct Config {
     pub admin_auth: Option<Credentials>,
     /// `[auth.metrics]`: guards `/metrics` when set.
     pub metrics_auth: Option<Credentials>,
-    /// `[limits]`: only what this build enforces (the rest is refused at load).
+    /// `[limits]`: per-client and store-wide limits (see `http::limits`).
     pub limits: LimitsConfig,
     /// Resource groups in config order.
     pub groups: Vec<GroupSpec>,
@@ -50,14 +50,51 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// PostgreSQL: how long a request waits for a connection or a statement before 503.
     pub store_timeout: Duration,
-    /// PostgreSQL: most connections this node opens.
-    pub max_connections: usize,
+    /// PostgreSQL: most connections this node opens (`store_max_connections`).
+    pub store_max_connections: usize,
     pub sqlite_synchronous: SqliteSync,
+    /// HTTP: connections served at once; more wait in the listen backlog until one closes.
+    pub max_connections: usize,
+    /// HTTP: a request's headers (and a TLS handshake) must arrive within this; it is also
+    /// how long an idle keep-alive connection stays open.
+    pub header_timeout: Duration,
+    /// HTTP: a request must be read and answered within this, else 408 RequestTimeout.
+    pub request_timeout: Duration,
+    /// SIGTERM: requests in flight get this long to finish; then every connection closes.
+    pub shutdown_timeout: Duration,
+    /// `[server.tls]`: HTTPS with this certificate and key, loaded at config time.
+    pub tls: Option<TlsFiles>,
 }
 
-/// `[limits]` as far as this build acts on it.
+/// `[server.tls]`: the PEM files and the rustls config made from them.
+#[derive(Clone)]
+pub struct TlsFiles {
+    pub cert: std::path::PathBuf,
+    pub key: std::path::PathBuf,
+    pub config: std::sync::Arc<rustls::ServerConfig>,
+}
+
+impl fmt::Debug for TlsFiles {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "TlsFiles {{ cert: {:?}, key: {:?} }}",
+            self.cert, self.key
+        )
+    }
+}
+
+/// `[limits]`; 0 (off) is `None`.
 #[derive(Debug, Clone, Default)]
 pub struct LimitsConfig {
+    /// Per client, a token bucket holding two seconds' worth.
+    pub requests_per_second: Option<std::num::NonZeroU32>,
+    /// Live reservations one client may hold at once, in all groups.
+    pub reservations_per_client: Option<u64>,
+    /// Live sessions in the store.
+    pub max_sessions: Option<u64>,
+    /// Bytes of live session fields and storage entries in the store.
+    pub max_storage_bytes: Option<u64>,
     /// Behind a trusted proxy: the header whose first address names the client
     /// (`x-forwarded-for`); `None` uses the connection's peer address.
     pub client_ip_header: Option<axum::http::HeaderName>,
@@ -287,7 +324,11 @@ pub(crate) mod defaults {
     pub const STORE: &str = "sqlite://data/access-broker.db";
     pub const MAX_BODY_BYTES: usize = 64 * 1024;
     pub const STORE_TIMEOUT_MS: u64 = 5_000;
-    pub const MAX_CONNECTIONS: usize = 16;
+    pub const STORE_MAX_CONNECTIONS: usize = 16;
+    pub const MAX_CONNECTIONS: usize = 10_000;
+    pub const HEADER_TIMEOUT_MS: u64 = 10_000;
+    pub const REQUEST_TIMEOUT_MS: u64 = 30_000;
+    pub const SHUTDOWN_TIMEOUT_MS: u64 = 10_000;
 }
 
 #[allow(dead_code)]
@@ -566,35 +607,49 @@ mod tests {
     }
 
     #[test]
-    fn limits_parse_and_unenforced_ones_are_refused() {
+    fn limits_and_server_limits_parse() {
         let (c, _) = load("[limits]\nrequests_per_second = 0\nreservations_per_client = 0\nmax_sessions = 0\nmax_storage_bytes = 0\nclient_ip_header = \"X-Forwarded-For\"\n")
             .expect("valid");
         assert_eq!(
             c.limits.client_ip_header.as_ref().map(|h| h.as_str()),
             Some("x-forwarded-for")
         );
+        assert!(c.limits.requests_per_second.is_none() && c.limits.max_sessions.is_none());
+        let (c, _) = load("[limits]\nrequests_per_second = 10\nreservations_per_client = 2\nmax_sessions = 1000\nmax_storage_bytes = 1\n")
+            .expect("valid");
+        assert_eq!(c.limits.requests_per_second.map(|n| n.get()), Some(10));
+        assert_eq!(c.limits.reservations_per_client, Some(2));
+        assert_eq!(c.limits.max_sessions, Some(1000));
+        assert_eq!(c.limits.max_storage_bytes, Some(1));
         let (c, _) = load("[limits]\nclient_ip_header = \"\"\n").expect("valid");
         assert!(c.limits.client_ip_header.is_none());
+        let (c, _) = load("").expect("valid");
+        let s = &c.server;
+        assert_eq!((s.max_connections, s.store_max_connections), (10_000, 16));
+        assert_eq!(
+            (
+                s.header_timeout.as_millis(),
+                s.request_timeout.as_millis(),
+                s.shutdown_timeout.as_millis()
+            ),
+            (10_000, 30_000, 10_000)
+        );
+        assert!(s.tls.is_none());
+        for (text, key) in [
+            ("header_timeout_ms = 0", "server.header_timeout_ms"),
+            ("request_timeout_ms = -5", "server.request_timeout_ms"),
+            ("max_connections = 0", "server.max_connections"),
+        ] {
+            let err = load(&format!("[server]\n{text}\n"))
+                .err()
+                .unwrap_or_default();
+            assert!(err.contains(key), "{text}: {err}");
+        }
         for (text, key, says) in [
             (
-                "requests_per_second = 10",
+                "requests_per_second = 5000000000",
                 "limits.requests_per_second",
-                "not supported yet",
-            ),
-            (
-                "reservations_per_client = 2",
-                "limits.reservations_per_client",
-                "not supported yet",
-            ),
-            (
-                "max_sessions = 1000",
-                "limits.max_sessions",
-                "not supported yet",
-            ),
-            (
-                "max_storage_bytes = 1",
-                "limits.max_storage_bytes",
-                "not supported yet",
+                "at most",
             ),
             (
                 "max_sessions = -1",

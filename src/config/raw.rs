@@ -27,8 +27,23 @@ pub struct RawServer {
     pub access_code_prefix: Option<String>,
     pub max_body_bytes: Option<i64>,
     pub store_timeout_ms: Option<i64>,
+    /// HTTP connections served at once (the contract's `max_connections`).
     pub max_connections: Option<i64>,
+    /// PostgreSQL connections this node holds.
+    pub store_max_connections: Option<i64>,
     pub sqlite_synchronous: Option<String>,
+    pub header_timeout_ms: Option<i64>,
+    pub request_timeout_ms: Option<i64>,
+    pub shutdown_timeout_ms: Option<i64>,
+    pub tls: Option<RawTls>,
+}
+
+/// `[server.tls]`: PEM files for HTTPS.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    pub cert: Option<String>,
+    pub key: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -87,6 +87,24 @@ opaque_id!(
     "storage"
 );
 
+/// What ends a session's data id: `<session id>.data`.
+const SESSION_DATA_SUFFIX: &str = ".data";
+
+impl DataId {
+    /// The id of a session's data: `<session id>.data`. Why derived and not random: the
+    /// storage API must know whose data an id names (a service's own credentials guard its
+    /// sessions' data), and an id the server derives is one no client can choose.
+    pub fn of_session(session: &SessionId) -> DataId {
+        DataId(format!("{session}{SESSION_DATA_SUFFIX}"))
+    }
+
+    /// The session whose data this is, when it is a session's (see [`DataId::of_session`]).
+    pub fn session(&self) -> Option<SessionId> {
+        let id = self.0.strip_suffix(SESSION_DATA_SUFFIX)?;
+        SessionId::parse(id).ok()
+    }
+}
+
 /// Names from the config file or the admin API: 1 to 64 characters, no `/` or control characters.
 fn parse_name(s: &str, what: &str) -> Result<String, ParseError> {
     if s.is_empty() || s.chars().count() > 64 || s.chars().any(|c| c.is_control() || c == '/') {

@@ -33,6 +33,24 @@ pub enum ApiError {
     PayloadTooLarge { limit: usize },
     #[error("internal error")]
     Internal(#[source] BoxError),
+    /// The path exists but not for this method; the text names the method and path.
+    #[error("{0}")]
+    MethodNotAllowed(String),
+    /// The request was not read and answered within `request_timeout_ms`.
+    #[error("request not completed within {} ms", .0.as_millis())]
+    RequestTimeout(Duration),
+    /// A cross-site write (browser safety), or a credential that may not reach this data.
+    #[error("{0}")]
+    Forbidden(String),
+    /// The client's token bucket is empty; it may come back after `retry_after`.
+    #[error("too many requests from this client; retry after the Retry-After seconds")]
+    TooManyRequests { retry_after: Duration },
+    /// The client holds as many live reservations as `[limits] reservations_per_client`.
+    #[error("{0}")]
+    QuotaExceeded(String),
+    /// The store holds as much as `[limits]` allows (`max_sessions`, `max_storage_bytes`).
+    #[error("{0}")]
+    StoreFull(String),
     /// A use case's refusal; its `Display` is the message. Never holds `BrokerError::Store`
     /// (that one becomes `StoreUnavailable` or `Internal`, see `From<BrokerError>`).
     #[error(transparent)]
@@ -60,6 +78,11 @@ impl ApiError {
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            Self::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::TooManyRequests { .. } | Self::QuotaExceeded(_) => StatusCode::TOO_MANY_REQUESTS,
+            Self::StoreFull(_) => StatusCode::INSUFFICIENT_STORAGE,
             Self::Broker(e) => broker_status(e),
         }
     }
@@ -74,6 +97,12 @@ impl ApiError {
             Self::StoreUnavailable(_) => "StoreUnavailable",
             Self::PayloadTooLarge { .. } => "PayloadTooLarge",
             Self::Internal(_) => "Internal",
+            Self::MethodNotAllowed(_) => "MethodNotAllowed",
+            Self::RequestTimeout(_) => "RequestTimeout",
+            Self::Forbidden(_) => "Forbidden",
+            Self::TooManyRequests { .. } => "TooManyRequests",
+            Self::QuotaExceeded(_) => "QuotaExceeded",
+            Self::StoreFull(_) => "StoreFull",
             Self::Broker(e) => broker_kind(e),
         }
     }
@@ -83,9 +112,11 @@ impl ApiError {
 fn broker_status(e: &BrokerError) -> StatusCode {
     use BrokerError as B;
     match e {
-        B::GroupRequired | B::CodeTooShort { .. } | B::UnknownGroup(_) | B::NumberTaken { .. } => {
-            StatusCode::BAD_REQUEST
-        }
+        B::GroupRequired
+        | B::CodeTooShort { .. }
+        | B::UnknownGroup(_)
+        | B::NumberTaken { .. }
+        | B::TooManyFields { .. } => StatusCode::BAD_REQUEST,
         B::UnknownService(_)
         | B::SessionNotFound(_)
         | B::NoMatch { .. }
@@ -104,7 +135,10 @@ fn broker_status(e: &BrokerError) -> StatusCode {
 fn broker_kind(e: &BrokerError) -> &'static str {
     use BrokerError as B;
     match e {
-        B::GroupRequired | B::CodeTooShort { .. } | B::NumberTaken { .. } => "InvalidParameter",
+        B::GroupRequired
+        | B::CodeTooShort { .. }
+        | B::NumberTaken { .. }
+        | B::TooManyFields { .. } => "InvalidParameter",
         B::UnknownGroup(_) => "UnknownResourceGroup",
         B::UnknownService(_) | B::SessionNotFound(_) => "ServiceNotFound",
         B::NoMatch { .. } => "NoMatch",
@@ -145,7 +179,78 @@ impl ApiError {
             _ => None,
         }
     }
+
+    /// `Retry-After` for any answer that has one: an empty pool, or an empty token bucket.
+    fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::TooManyRequests { retry_after } => Some(*retry_after),
+            _ => self.pool_retry_after(),
+        }
+    }
 }
+
+/// Most characters of one value a message quotes; the rest becomes `…`.
+pub const MAX_QUOTED_CHARS: usize = 100;
+
+/// Shortens every value a message quotes to [`MAX_QUOTED_CHARS`] characters plus `…`.
+///
+/// Why here and on the finished text: values reach messages from many places (a parser's
+/// reason, a path, a service name, a store id), and the one place errors render is the one
+/// place that sees them all. A value is a `"…"` string (Rust's `{:?}`, escapes honoured) or,
+/// unquoted, any run of characters without a space: the messages' own words are short, so a
+/// longer run can only be something the client sent.
+pub fn clip_values(message: &str) -> String {
+    let chars: Vec<char> = message.chars().collect();
+    let mut out = String::with_capacity(message.len().min(4 * MAX_QUOTED_CHARS));
+    let mut i = 0;
+    while i < chars.len() {
+        let start = i;
+        if chars[i] == '"' {
+            // A quoted value: up to the closing quote that is not escaped.
+            i += 1;
+            while i < chars.len() && chars[i] != '"' {
+                i += if chars[i] == '\\' { 2 } else { 1 };
+            }
+            let end = i.min(chars.len());
+            push_clipped(&mut out, &chars[start + 1..end], true, end < chars.len());
+            i = end + 1;
+        } else if chars[i].is_whitespace() {
+            out.push(chars[i]);
+            i += 1;
+        } else {
+            while i < chars.len() && !chars[i].is_whitespace() && chars[i] != '"' {
+                i += 1;
+            }
+            push_clipped(&mut out, &chars[start..i], false, false);
+        }
+    }
+    out
+}
+
+/// Writes `value`, clipped, between the quotes it had (`open`, `close`).
+fn push_clipped(out: &mut String, value: &[char], open: bool, close: bool) {
+    if open {
+        out.push('"');
+    }
+    out.extend(value.iter().take(MAX_QUOTED_CHARS));
+    if value.len() > MAX_QUOTED_CHARS {
+        out.push('…');
+    }
+    if close {
+        out.push('"');
+    }
+}
+
+impl ApiError {
+    /// Marks a response as rendered here, so `http::fallback` leaves it as it is.
+    fn mark(response: &mut Response) {
+        response.extensions_mut().insert(Rendered);
+    }
+}
+
+/// On a response this module rendered: the router's own answers lack it (see `http::fallback`).
+#[derive(Debug, Clone, Copy)]
+pub struct Rendered;
 
 /// The error and every cause under it, `: `-separated, for the one log line a 5xx writes.
 fn cause_chain(err: &dyn std::error::Error) -> String {
@@ -163,11 +268,14 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
         // An empty pool is an answer, not a failure; every other 5xx logs its whole chain.
-        if status.is_server_error() && self.pool_retry_after().is_none() {
+        if status.is_server_error()
+            && self.pool_retry_after().is_none()
+            && !matches!(self, Self::StoreFull(_))
+        {
             tracing::error!(error = %cause_chain(&self), kind = self.kind(), "request failed");
         }
         let mut body = Reply::new()
-            .field("message", self.to_string())
+            .field("message", clip_values(&self.to_string()))
             .field("exception", self.kind());
         if let Self::Broker(BrokerError::NoMatch {
             reason: Some(reason),
@@ -178,7 +286,7 @@ impl IntoResponse for ApiError {
         }
         let mut response = body.with_status(status).into_response();
         let headers = response.headers_mut();
-        if let Some(retry_after) = self.pool_retry_after() {
+        if let Some(retry_after) = self.retry_after() {
             let secs = retry_after.as_secs().max(1) + u64::from(retry_after.subsec_nanos() > 0);
             headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
@@ -194,6 +302,7 @@ impl IntoResponse for ApiError {
             }
             _ => {}
         }
+        Self::mark(&mut response);
         response
     }
 }
@@ -275,6 +384,26 @@ mod tests {
                 "PayloadTooLarge",
             ),
             (ApiError::Internal("boom".into()), 500, "Internal"),
+            (
+                ApiError::MethodNotAllowed("x".into()),
+                405,
+                "MethodNotAllowed",
+            ),
+            (
+                ApiError::RequestTimeout(Duration::from_secs(1)),
+                408,
+                "RequestTimeout",
+            ),
+            (ApiError::Forbidden("x".into()), 403, "Forbidden"),
+            (
+                ApiError::TooManyRequests {
+                    retry_after: Duration::from_secs(1),
+                },
+                429,
+                "TooManyRequests",
+            ),
+            (ApiError::QuotaExceeded("x".into()), 429, "QuotaExceeded"),
+            (ApiError::StoreFull("x".into()), 507, "StoreFull"),
         ];
         for (err, status, kind) in cases {
             let err: ApiError = err;
@@ -284,6 +413,30 @@ mod tests {
             ApiError::Internal("secret detail".into()).to_string(),
             "internal error"
         );
+    }
+
+    #[test]
+    fn values_are_clipped_to_100_characters() {
+        let long = "y".repeat(500);
+        let clipped = clip_values(&format!("_id: {long:?} is not a session; raw {long} too"));
+        let want = format!(
+            "_id: \"{}…\" is not a session; raw {}… too",
+            "y".repeat(100),
+            "y".repeat(100)
+        );
+        assert_eq!(clipped, want);
+        let spaced = format!("{:?}", "a \"b ".repeat(100));
+        let clipped = clip_values(&format!("x: {spaced} end"));
+        assert!(clipped.ends_with("…\" end"), "{clipped}");
+        assert!(clipped.chars().count() < 120, "{clipped}");
+        for short in [
+            "service \"callback\" not found",
+            "no match",
+            "",
+            "\"unterminated",
+        ] {
+            assert_eq!(clip_values(short), short);
+        }
     }
 
     #[test]

@@ -4,8 +4,11 @@
 pub mod admin;
 pub mod admin_views;
 pub mod auth;
+pub mod browser;
 pub mod client;
 pub mod error;
+pub mod fallback;
+pub mod limits;
 pub mod ops;
 pub mod params;
 pub mod reply;
@@ -38,6 +41,8 @@ use self::params::BodyLimit;
 pub struct AppState {
     pub broker: Broker,
     pub config: Arc<Config>,
+    /// `[limits]`: token buckets, reservations held per client, the store's usage.
+    pub limits: Arc<limits::Limits>,
 }
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -52,7 +57,7 @@ pub fn router(state: AppState) -> Router {
         // unknown path still answers 404) and before any extractor reads the body.
         .merge(storage::router().route_layer(middleware::from_fn_with_state(
             state.clone(),
-            auth::require_server,
+            storage::require_storage,
         )))
         .merge(ops::router())
         .merge(
@@ -61,6 +66,10 @@ pub fn router(state: AppState) -> Router {
                 .route_layer(middleware::from_fn_with_state(state.clone(), admin::require_admin)),
         )
         .fallback(not_found)
+        .layer(middleware::from_fn(browser::refuse_cross_site))
+        .layer(middleware::from_fn_with_state(state.clone(), limits::rate_limit))
+        .layer(middleware::from_fn_with_state(state.clone(), fallback::deadline))
+        .layer(middleware::from_fn(fallback::json_errors))
         .layer(middleware::from_fn(reply::negotiate))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state)

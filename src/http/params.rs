@@ -105,8 +105,32 @@ impl<S: Send + Sync> FromRequest<S> for Params {
             .await
             .map_err(|_| ApiError::PayloadTooLarge { limit })?;
         pairs.extend(parse_body(content_type.as_deref(), body).await?);
+        if pairs.len() > crate::store::MAX_FIELDS_PER_REQUEST {
+            return Err(ApiError::invalid(
+                "fields",
+                format!(
+                    "{} sent; a request carries at most {}",
+                    pairs.len(),
+                    crate::store::MAX_FIELDS_PER_REQUEST
+                ),
+            ));
+        }
         Ok(Self::from_pairs(pairs))
     }
+}
+
+/// The body parser as a request runs it, without a server: the entry point of the fuzz
+/// targets (`fuzz/`) and of the property test that runs the same inputs on stable.
+pub fn parse_body_now(
+    content_type: Option<&str>,
+    body: &[u8],
+) -> Result<Vec<(String, String)>, ApiError> {
+    futures::executor::block_on(parse_body(content_type, Bytes::copy_from_slice(body)))
+}
+
+/// The query-string decoder (UTF-8), for the same fuzz targets.
+pub fn parse_query_now(query: &[u8]) -> Result<Vec<(String, String)>, ApiError> {
+    decode_urlencoded(query, encoding_rs::UTF_8)
 }
 
 async fn parse_body(

@@ -8,7 +8,9 @@ use axum::routing::post;
 
 use super::AppState;
 use super::auth;
+use super::client::ClientAddr;
 use super::error::ApiError;
+use super::limits::{Adds, Limits};
 use super::params::Params;
 use super::reply::Reply;
 use crate::broker::{Access, AccessRequest, MatchParams};
@@ -30,6 +32,7 @@ async fn create(
     State(state): State<AppState>,
     Path(name): Path<String>,
     headers: HeaderMap,
+    addr: ClientAddr,
     params: Params,
 ) -> Result<Reply, ApiError> {
     let broker = &state.broker;
@@ -38,9 +41,12 @@ async fn create(
         &headers,
         service.credentials.as_ref().or(state.config.auth.as_ref()),
     )?;
+    let limits = &state.limits;
+    let client = || Limits::client(&state.config, &headers, addr);
     match service.kind {
         ServiceKind::Session => {
             let ttl = params.parse("_ttl", SessionTtl::parse)?;
+            limits.room_for(broker, Adds::Session).await?;
             let session = broker
                 .create_session(name, service, params.fields_except(&["_ttl"]), ttl)
                 .await?;
@@ -51,13 +57,19 @@ async fn create(
                 .get("_id")
                 .ok_or_else(|| ApiError::invalid("_id", "required"))?;
             let id = SessionId::parse(id).map_err(ApiError::param("_id"))?;
+            let client = client();
+            limits.check_quota(&client, Some(&id))?;
             let access = broker
                 .request_access(service, id, access_request(&params)?)
                 .await?;
+            limits.record(&client, &access.session, access.reservation.expires_in);
             Ok(access_reply(access))
         }
         ServiceKind::RequestInteraction => {
             let ttl = params.parse("_ttl", SessionTtl::parse)?;
+            let client = client();
+            limits.check_quota(&client, None)?;
+            limits.room_for(broker, Adds::Session).await?;
             let access = broker
                 .request_interaction(
                     name,
@@ -67,6 +79,7 @@ async fn create(
                     access_request(&params)?,
                 )
                 .await?;
+            limits.record(&client, &access.session, access.reservation.expires_in);
             Ok(access_reply(access))
         }
         ServiceKind::MatchInteraction => match_interaction(&state, service, &params).await,
@@ -122,6 +135,9 @@ async fn match_interaction(
     };
     let multiple = params.flag("_return_multiple_matches")?.unwrap_or(false);
     let found = state.broker.match_interaction(service, p).await?;
+    if !found.late {
+        state.limits.forget(&found.session.id);
+    }
     let mut one = matched(&found.session, return_data);
     if found.late {
         one = one.field("_late_match", "true");
@@ -165,6 +181,7 @@ async fn end(
 ) -> Result<Reply, ApiError> {
     let session = find_session(&state, &id, &headers).await?;
     state.broker.end_session(&session.id).await?;
+    state.limits.forget(&session.id);
     Ok(Reply::new().field("_id", &session.id))
 }
 

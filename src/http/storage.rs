@@ -1,15 +1,22 @@
 //! `/genesys/1/storage/*`: the GMS storage API. Fields live for a TTL (1..2592000 s, anything
-//! else means 30 s); a session's data is readable here under its `_data_id`. `[auth]` guards
-//! every route through the `route_layer` that `http::router` puts on this router.
+//! else means 30 s); a session's data is readable here under its `_data_id`.
+//!
+//! Auth ([`require_storage`], a route layer, so before any body is read): a session's data
+//! (`<session id>.data`) needs its service's own credentials when the service has some, as
+//! the session itself does; everything else needs `[auth]`.
 
+use axum::RequestExt as _;
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::{Path, RawPathParams, Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
 use axum::routing::post;
 
-use super::AppState;
 use super::error::ApiError;
+use super::limits::Adds;
 use super::params::Params;
 use super::reply::Reply;
+use super::{AppState, auth};
 use crate::domain::{DataId, StorageTtl};
 
 pub fn router() -> Router<AppState> {
@@ -24,6 +31,35 @@ pub fn router() -> Router<AppState> {
         )
 }
 
+/// Route layer: the credentials the named entry needs (see the module doc).
+pub async fn require_storage(
+    State(state): State<AppState>,
+    mut req: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    let server = state.config.auth.as_ref();
+    let named = match req.extract_parts::<RawPathParams>().await {
+        Ok(params) => params
+            .iter()
+            .find(|(key, _)| matches!(*key, "id" | "ttl_or_id"))
+            .map(|(_, value)| value.to_owned()),
+        Err(_) => None,
+    };
+    let session = named
+        .and_then(|id| DataId::parse(&id).ok())
+        .and_then(|id| id.session());
+    let mut needed = server;
+    if let Some(session) = session
+        && let Ok(session) = state.broker.session(&session).await
+        && let Some((_, service)) = state.broker.service(session.service.as_str())
+        && let Some(own) = service.credentials.as_ref()
+    {
+        needed = Some(own);
+    }
+    auth::require(req.headers(), needed)?;
+    Ok(next.run(req).await)
+}
+
 fn data_id(id: &str) -> Result<DataId, ApiError> {
     DataId::parse(id).map_err(|_| ApiError::NotFound(format!("storage id {id:?} not found")))
 }
@@ -33,6 +69,7 @@ async fn create(
     Path(ttl): Path<String>,
     params: Params,
 ) -> Result<Reply, ApiError> {
+    state.limits.room_for(&state.broker, Adds::Fields).await?;
     let id = state
         .broker
         .put_data(params.fields_except(&[]), StorageTtl::parse_lenient(&ttl))
@@ -63,6 +100,7 @@ async fn update(
     params: Params,
 ) -> Result<Reply, ApiError> {
     let id = data_id(&id)?;
+    state.limits.room_for(&state.broker, Adds::Fields).await?;
     state
         .broker
         .update_data(

@@ -13,6 +13,7 @@
 //! - A reservation never outlives its session: `expires_at <= session.expires_at`.
 //! - Ending a session releases its reservations at once and deletes its data.
 
+mod fields;
 mod types;
 mod url;
 
@@ -25,6 +26,7 @@ pub mod sweeper;
 
 use std::sync::Arc;
 
+pub use fields::*;
 pub use types::*;
 pub use url::StoreUrl;
 
@@ -179,6 +181,14 @@ pub trait Store: Send + Sync + 'static {
 
     /// Whether the backend answers.
     async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Live sessions and stored bytes, for `[limits]`. `None`: this store does not count
+    /// (the limits are then not enforced; the HTTP layer logs it once). Callers ask at most
+    /// about once a second: a store may count by walking its entries.
+    async fn usage(&self) -> Result<Option<Usage>, StoreError> {
+        Ok(None)
+    }
+
     /// Frees the space of expired sessions, data and reservations. Never decides expiry:
     /// everything it removes was already invisible.
     async fn purge_expired(&self) -> Result<u64, StoreError>;

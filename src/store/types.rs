@@ -13,19 +13,15 @@ use crate::domain::{
     PhoneNumber, PolicyChange, ServiceName, SessionId,
 };
 
-use super::StoreError;
+use super::{Fields, StoreError};
 
-/// Posted fields, in the order they came; names are unique (the last value sent wins).
-pub type Fields = Vec<(String, String)>;
-
-/// Merges `update` into `fields`: same name replaces in place, new names are appended.
-pub fn merge_fields(fields: &mut Fields, update: Fields) {
-    for (k, v) in update {
-        match fields.iter_mut().find(|(name, _)| *name == k) {
-            Some(slot) => slot.1 = v,
-            None => fields.push((k, v)),
-        }
-    }
+/// What a store holds, for `[limits]` `max_sessions` and `max_storage_bytes`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// Live sessions.
+    pub sessions: u64,
+    /// Bytes of the names and values of live session data and storage entries.
+    pub stored_bytes: u64,
 }
 
 /// Settings every backend reads when it opens.

@@ -61,12 +61,34 @@ mod tokio_postgres_config {
     }
 }
 
-/// Replaces the password of `scheme://user:password@host` with `***`.
+/// Replaces every password a URL carries with `***`: the userinfo's
+/// (`scheme://user:password@host`) and a `password=` query parameter (libpq accepts both).
 fn redact(s: &str) -> String {
+    let (base, query) = match s.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (s, None),
+    };
+    let mut out = redact_userinfo(base);
+    if let Some(query) = query {
+        out.push('?');
+        let params: Vec<String> = query
+            .split('&')
+            .map(|param| match param.split_once('=') {
+                Some((name, _)) if name.eq_ignore_ascii_case("password") => format!("{name}=***"),
+                _ => param.to_owned(),
+            })
+            .collect();
+        out.push_str(&params.join("&"));
+    }
+    out
+}
+
+fn redact_userinfo(s: &str) -> String {
     let Some((scheme, rest)) = s.split_once("://") else {
         return s.into();
     };
-    let Some((userinfo, host)) = rest.split_once('@') else {
+    // The last `@` ends the userinfo: a password may itself hold an unescaped `@`.
+    let Some((userinfo, host)) = rest.rsplit_once('@') else {
         return s.into();
     };
     match userinfo.split_once(':') {
@@ -132,5 +154,14 @@ mod tests {
             .err()
             .map(|e| e.to_string());
         assert!(!err.unwrap_or_default().contains("hunter2"));
+        let url: StoreUrl = "postgres://app@db/broker?sslmode=prefer&password=hunter2"
+            .parse()
+            .expect("valid");
+        assert_eq!(
+            url.to_string(),
+            "postgres://app@db/broker?sslmode=prefer&password=***"
+        );
+        let url: StoreUrl = "postgres://app:p@ss@db/broker".parse().expect("valid");
+        assert_eq!(url.to_string(), "postgres://app:***@db/broker");
     }
 }

@@ -5,16 +5,23 @@
 mod support;
 
 mod admin;
+mod auth_scope;
+mod browser_safety;
 mod cli;
+mod errors;
+mod fields;
 mod formats_and_auth;
 mod helpers;
+mod limits;
 mod match_interaction;
 mod operator;
 mod request_access;
 mod request_interaction;
 mod secrets;
 mod sessions;
+mod slow_clients;
 mod storage;
+mod tls;
 
 /// Runs an async test body once per backend, each as its own #[tokio::test] under the
 /// per-test time limit; the PostgreSQL one is listed as ignored in a `no_postgres` build.

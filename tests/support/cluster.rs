@@ -32,7 +32,7 @@ pub fn config(dir: &tempfile::TempDir, id: usize, pool: usize, booking: u32) -> 
 [server]
 node_id = "{id}"
 store_timeout_ms = 2000
-max_connections = 8
+store_max_connections = 8
 [resource_groups.DNIS]
 numbers = ["7000000-{last}"]
 allocation = "round-robin"

@@ -6,6 +6,9 @@
 //! Every URL the page uses is relative (`app.js`, `../genesys/1/admin/…`, the `/ui` redirect
 //! to `ui/`), so a reverse proxy may serve the broker under any path prefix (`/broker/ui/`)
 //! without rewriting a byte of it; a test below keeps it that way.
+//!
+//! No inline script or style anywhere (the page's Content-Security-Policy, set by
+//! `http::browser::page_headers`, allows only these files); a test below keeps that too.
 
 use axum::Router;
 use axum::http::header;
@@ -26,6 +29,7 @@ pub fn router() -> Router<AppState> {
         .route("/ui/", get(index))
         .route("/ui/app.js", get(script))
         .route("/ui/style.css", get(style))
+        .layer(axum::middleware::from_fn(super::browser::page_headers))
 }
 
 fn asset(content_type: &str, body: &'static str) -> Response {
@@ -56,6 +60,35 @@ async fn style() -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The CSP allows no inline script or style: none may creep into the assets.
+    #[test]
+    fn no_inline_script_or_style() {
+        let page = INDEX.to_ascii_lowercase();
+        assert_eq!(page.matches("<script").count(), 1);
+        assert!(page.contains("<script src=\"app.js\"></script>"));
+        for inline in [
+            "<style",
+            " style=",
+            " onclick=",
+            " onload=",
+            " onsubmit=",
+            "javascript:",
+        ] {
+            assert!(!page.contains(inline), "index.html holds {inline}");
+        }
+        for dynamic in [
+            "eval(",
+            "new function(",
+            ".innerhtml = '<script",
+            "setattribute('style",
+        ] {
+            assert!(
+                !SCRIPT.to_ascii_lowercase().contains(dynamic),
+                "app.js holds {dynamic}"
+            );
+        }
+    }
 
     /// No asset names a path from the root: it would miss the prefix a proxy serves under.
     #[test]

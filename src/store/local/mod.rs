@@ -235,6 +235,10 @@ impl Store for LocalStore {
         self.run(|_, _, _| ()).await
     }
 
+    async fn usage(&self) -> Result<Option<super::Usage>, StoreError> {
+        self.run(|e, now, _| Some(e.usage(now))).await
+    }
+
     async fn purge_expired(&self) -> Result<u64, StoreError> {
         self.run(|e, now, log| {
             journal::record(log, || journal::Change::Purge(now));

@@ -19,14 +19,16 @@ mod migrate;
 mod outbox;
 mod reserve;
 mod sessions;
+mod tls;
+mod usage;
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use tokio_postgres::Transaction;
 use tokio_postgres::error::SqlState;
-use tokio_postgres::{NoTls, Transaction};
 
 use super::{
     AddNumbers, DeleteGroup, DynStore, Fields, FreeNumber, GroupChange, GroupDetail, GroupSpec,
@@ -88,7 +90,7 @@ pub async fn open(url: &StoreUrl, options: &StoreOptions) -> Result<DynStore, Op
     config.application_name(format!("access-broker node {}", options.node_id));
     let manager = Manager::from_config(
         config,
-        NoTls,
+        tls::connector().map_err(|e| fail(format!("TLS: {e}")))?,
         ManagerConfig {
             recycling_method: RecyclingMethod::Fast,
         },
@@ -379,6 +381,10 @@ impl Store for PgStore {
 
     async fn ping(&self) -> Result<(), StoreError> {
         in_tx!(self, admin::ping).await
+    }
+
+    async fn usage(&self) -> Result<Option<super::Usage>, StoreError> {
+        in_tx!(self, usage::usage).await.map(Some)
     }
 
     async fn purge_expired(&self) -> Result<u64, StoreError> {

@@ -9,6 +9,7 @@ mod admin;
 mod calls;
 mod reserve;
 pub mod restore;
+mod usage;
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};

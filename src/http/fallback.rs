@@ -1,0 +1,88 @@
+//! The router's own answers in the contract's shape: an unknown path, a wrong method, a path
+//! or query that does not decode, a body an extractor refused. axum answers those itself,
+//! with plain text or an empty body; this middleware turns each into the `ApiError` of its
+//! status, so a client parses every error the same way, whatever produced it.
+//!
+//! Why a middleware rather than custom rejections everywhere: it covers every extractor and
+//! the method router at once, including ones added later, and it keeps `http::error` the
+//! only place a body is written (a response that `ApiError` rendered carries its marker and
+//! passes untouched).
+
+use axum::extract::{Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use super::AppState;
+use super::error::{ApiError, Rendered};
+
+/// Longest text of a router rejection read back to quote it in the message.
+const REJECTION_TEXT_LIMIT: usize = 4096;
+
+pub async fn json_errors(request: Request, next: Next) -> Response {
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let response = next.run(request).await;
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error())
+        || response.extensions().get::<Rendered>().is_some()
+    {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let text = match axum::body::to_bytes(body, REJECTION_TEXT_LIMIT).await {
+        Ok(bytes) => String::from_utf8_lossy(&bytes).trim().to_owned(),
+        Err(_) => String::new(),
+    };
+    let err = error_for(status, &method, &path, text);
+    let mut repaired = err.into_response();
+    // Keep what the router said about the resource (Allow on a 405).
+    if let Some(allow) = parts.headers.get(header::ALLOW) {
+        repaired.headers_mut().insert(header::ALLOW, allow.clone());
+    }
+    repaired
+}
+
+/// `request_timeout_ms`: a request not read and answered by then gets 408 RequestTimeout.
+/// Its handler is dropped at that point. The store's own bound (`store_timeout_ms`, 5 s by
+/// default) is far shorter, so a store call has answered long before; what the deadline cuts is
+/// a body that trickles in.
+pub async fn deadline(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let limit = state.config.server.request_timeout;
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::RequestTimeout(limit).into_response(),
+    }
+}
+
+/// The contract's kind for a status the router answered with, its text as the message.
+fn error_for(
+    status: StatusCode,
+    method: &axum::http::Method,
+    path: &str,
+    text: String,
+) -> ApiError {
+    let said = |fallback: String| {
+        if text.is_empty() {
+            fallback
+        } else {
+            text.clone()
+        }
+    };
+    match status {
+        StatusCode::NOT_FOUND => {
+            ApiError::NotFound(said(format!("no such endpoint: {method} {path}")))
+        }
+        StatusCode::METHOD_NOT_ALLOWED => {
+            ApiError::MethodNotAllowed(format!("method {method} not allowed on {path}"))
+        }
+        StatusCode::REQUEST_TIMEOUT => ApiError::RequestTimeout(std::time::Duration::ZERO),
+        StatusCode::UNAUTHORIZED => ApiError::Unauthorized,
+        StatusCode::FORBIDDEN => ApiError::Forbidden(said("forbidden".into())),
+        // 400, 415, 422 and any other refusal of the input: the client's to fix.
+        s if s.is_client_error() => {
+            ApiError::invalid("request", said(format!("{method} {path} refused")))
+        }
+        _ => ApiError::Internal(format!("{status}: {text}").into()),
+    }
+}

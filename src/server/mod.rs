@@ -1,0 +1,188 @@
+//! The accept loop: serves the router on a listener, HTTP/1.1 over TCP or TLS, with the limits
+//! a hostile or slow client must not get around.
+//!
+//! Why our own loop instead of `axum::serve`: the contract asks for a connection cap
+//! (`max_connections`: beyond it, accepts wait), a header timeout that also closes idle
+//! keep-alive connections (hyper needs a timer for that, which `axum::serve` does not give
+//! it), TLS, and a shutdown that ends within `shutdown_timeout` whatever clients do. On
+//! shutdown the listener closes at once; connections with no request in flight (idle, or
+//! still sending their headers) close at once; the others finish their requests and close,
+//! and whatever is left when `shutdown_timeout` runs out is dropped.
+//!
+//! HTTP/1.1 only: GMS clients speak it, and hyper's header timeout exists for HTTP/1 only.
+
+pub mod tls;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::ConnectInfo;
+use http_body_util::BodyExt as _;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinSet;
+use tower::ServiceExt as _;
+
+/// What the loop needs from `[server]`.
+#[derive(Clone)]
+pub struct ServeOptions {
+    pub max_connections: usize,
+    pub header_timeout: Duration,
+    pub shutdown_timeout: Duration,
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+}
+
+/// Serves `router` until `shutdown` resolves, then drains as described above.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    options: ServeOptions,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let slots = Arc::new(Semaphore::new(options.max_connections.max(1)));
+    let acceptor = options.tls.clone().map(tokio_rustls::TlsAcceptor::from);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut connections = JoinSet::new();
+    tokio::pin!(shutdown);
+    loop {
+        while connections.try_join_next().is_some() {}
+        // A slot first: past the cap, new connections wait in the kernel's backlog.
+        let slot = tokio::select! {
+            () = &mut shutdown => break,
+            slot = slots.clone().acquire_owned() => match slot {
+                Ok(slot) => slot,
+                Err(_) => break,
+            },
+        };
+        let (stream, peer) = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(err) => {
+                    // Out of descriptors or a connection reset before accept: keep serving
+                    // the connections we have, and try again shortly.
+                    tracing::warn!(error = %err, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let connection = Connection {
+            router: router.clone(),
+            peer,
+            header_timeout: options.header_timeout,
+            stop: stop_rx.clone(),
+        };
+        let acceptor = acceptor.clone();
+        connections.spawn(async move {
+            let _slot = slot;
+            connection.run(stream, acceptor).await;
+        });
+    }
+    drop(listener);
+    let _ = stop_tx.send(true);
+    let drained = tokio::time::timeout(options.shutdown_timeout, async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(
+            left = connections.len(),
+            "shutdown_timeout reached: closing the connections still open"
+        );
+        connections.abort_all();
+    }
+    Ok(())
+}
+
+struct Connection {
+    router: Router,
+    peer: SocketAddr,
+    header_timeout: Duration,
+    stop: watch::Receiver<bool>,
+}
+
+impl Connection {
+    async fn run(self, stream: TcpStream, acceptor: Option<tokio_rustls::TlsAcceptor>) {
+        let _ = stream.set_nodelay(true);
+        match acceptor {
+            None => self.http(stream).await,
+            Some(acceptor) => {
+                // The handshake counts as part of the headers: a client that stalls it is cut.
+                match tokio::time::timeout(self.header_timeout, acceptor.accept(stream)).await {
+                    Ok(Ok(tls)) => self.http(tls).await,
+                    Ok(Err(err)) => {
+                        tracing::debug!(peer = %self.peer, error = %err, "TLS handshake failed")
+                    }
+                    Err(_) => tracing::debug!(peer = %self.peer, "TLS handshake timed out"),
+                }
+            }
+        }
+    }
+
+    async fn http<IO>(mut self, io: IO)
+    where
+        IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let in_flight = Arc::new(AtomicUsize::new(0));
+        let service = {
+            let router = self.router.clone();
+            let peer = self.peer;
+            let in_flight = in_flight.clone();
+            hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
+                req.extensions_mut().insert(ConnectInfo(peer));
+                let guard = InFlight::enter(in_flight.clone());
+                let router = router.clone();
+                async move {
+                    let response = router.oneshot(req.map(axum::body::Body::new)).await?;
+                    // The request stays in flight until its body is written (and dropped).
+                    Ok::<_, std::convert::Infallible>(response.map(|body| {
+                        axum::body::Body::new(body.map_frame(move |frame| {
+                            let _ = &guard;
+                            frame
+                        }))
+                    }))
+                }
+            })
+        };
+        let mut builder = hyper::server::conn::http1::Builder::new();
+        builder
+            .timer(TokioTimer::new())
+            .header_read_timeout(self.header_timeout)
+            .keep_alive(true);
+        let conn = builder.serve_connection(TokioIo::new(io), service);
+        tokio::pin!(conn);
+        tokio::select! {
+            _ = conn.as_mut() => return,
+            _ = self.stop.wait_for(|stop| *stop) => {}
+        }
+        // Shutting down: nothing in flight (idle, or headers still coming) closes now.
+        if in_flight.load(Ordering::SeqCst) == 0 {
+            return;
+        }
+        conn.as_mut().graceful_shutdown();
+        let _ = conn.await;
+    }
+}
+
+/// Counts a request from the moment its headers are read until its answer is written.
+struct InFlight(Arc<AtomicUsize>);
+
+impl InFlight {
+    fn enter(counter: Arc<AtomicUsize>) -> Self {
+        counter.fetch_add(1, Ordering::SeqCst);
+        Self(counter)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}

@@ -1,0 +1,25 @@
+//! What the shared store holds, for `[limits]` (`Store::usage`): live sessions and the bytes
+//! of live stored fields, counted over every node's rows.
+//!
+//! The bytes are those of the stored `fields` column (the fields as the store encodes them),
+//! a little more than the names and values alone: the limit errs on the safe side.
+
+use tokio_postgres::Transaction;
+
+use super::pg_error;
+use crate::store::{StoreError, Usage};
+
+pub async fn usage(tx: &Transaction<'_>, now: i64) -> Result<Usage, StoreError> {
+    let row = tx
+        .query_one(
+            "SELECT (SELECT count(*) FROM sessions WHERE expires_at > $1),
+                    (SELECT coalesce(sum(octet_length(fields)), 0)::bigint FROM data WHERE expires_at > $1)",
+            &[&now],
+        )
+        .await
+        .map_err(pg_error)?;
+    Ok(Usage {
+        sessions: u64::try_from(row.get::<_, i64>(0)).unwrap_or(0),
+        stored_bytes: u64::try_from(row.get::<_, i64>(1)).unwrap_or(0),
+    })
+}

@@ -1,0 +1,85 @@
+//! Every error is the contract's JSON body: the router's own answers (unknown path, wrong
+//! method, a path or query that does not decode) included, and no message quotes more than
+//! 100 characters of a value.
+
+use crate::helpers::TestApp;
+use crate::support::Backend;
+
+#[tokio::test]
+async fn router_errors_are_json() {
+    let app = TestApp::spawn(Backend::Memory).await;
+    let resp = app.get("/no/such/path").await;
+    resp.error(404, "NotFound");
+
+    let resp = app
+        .send(app.client.put(app.path("/genesys/1/service/callback")))
+        .await;
+    let msg = resp.error(405, "MethodNotAllowed");
+    assert!(msg.contains("PUT"), "{msg}");
+    assert!(resp.header("allow").is_some(), "the Allow header stays");
+
+    let resp = app.send(app.client.delete(app.path("/health"))).await;
+    resp.error(405, "MethodNotAllowed");
+
+    // A path segment that is not UTF-8 once decoded.
+    let resp = app.get("/genesys/1/storage/%FF%FE").await;
+    resp.error(400, "InvalidParameter");
+
+    // The admin search's query that does not decode.
+    let resp = app.get("/genesys/1/admin/reservations?number=%FF").await;
+    assert!(
+        resp.status == 400 || resp.status == 200,
+        "{}: {}",
+        resp.status,
+        resp.text
+    );
+    if resp.status == 400 {
+        resp.error(400, "InvalidParameter");
+    }
+
+    // XML when asked, even for the router's answers.
+    let resp = app
+        .send(
+            app.client
+                .put(app.path("/genesys/1/service/callback"))
+                .header("accept", "application/xml"),
+        )
+        .await;
+    assert_eq!(resp.status, 405);
+    assert!(
+        resp.text
+            .contains("<exception>MethodNotAllowed</exception>"),
+        "{}",
+        resp.text
+    );
+}
+
+#[tokio::test]
+async fn messages_quote_at_most_100_characters_of_a_value() {
+    let app = TestApp::spawn(Backend::Memory).await;
+    let long = "x".repeat(5000);
+    let resp = app
+        .post("/genesys/1/service/request-access", &[("_id", &long)])
+        .await;
+    let msg = resp.field("message");
+    assert!(msg.len() < 400, "{} characters: {msg}", msg.len());
+    assert!(msg.contains('…'), "{msg}");
+
+    let resp = app.get(&format!("/genesys/1/service/{long}")).await;
+    let msg = resp.field("message");
+    assert!(msg.len() < 400 && msg.contains('…'), "{msg}");
+
+    let resp = app.get(&format!("/{long}")).await;
+    let msg = resp.error(404, "NotFound");
+    assert!(msg.len() < 400 && msg.contains('…'), "{msg}");
+
+    let spaced = format!("\"{}\"", "a b ".repeat(1000));
+    let resp = app
+        .post(
+            "/genesys/1/service/request-access",
+            &[("_id", "1-x"), ("_access_code_length", &spaced)],
+        )
+        .await;
+    let msg = resp.field("message");
+    assert!(msg.len() < 400, "{msg}");
+}

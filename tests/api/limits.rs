@@ -1,0 +1,103 @@
+//! `[limits]` over real HTTP: a client's token bucket (429 TooManyRequests with Retry-After,
+//! the probes exempt, another client unaffected), live reservations per client (429
+//! QuotaExceeded, renewals and matched reservations not counted), and the store's room
+//! (507 StoreFull past max_sessions or max_storage_bytes).
+
+use std::time::Duration;
+
+use crate::helpers::{DEMO, TestApp};
+use crate::support::Backend;
+
+fn with_limits(limits: &str) -> String {
+    format!("{DEMO}\n[limits]\n{limits}\n")
+}
+
+#[tokio::test]
+async fn a_clients_bucket_empties_and_refills() {
+    let app = TestApp::spawn_with(
+        Backend::Memory,
+        &with_limits("requests_per_second = 5\nclient_ip_header = \"x-forwarded-for\""),
+    )
+    .await;
+    let from = |ip: &'static str| {
+        app.client
+            .get(app.path("/genesys/1/admin/groups"))
+            .header("x-forwarded-for", ip)
+    };
+    let mut refused = None;
+    for i in 0..40 {
+        let resp = app.send(from("203.0.113.1")).await;
+        if resp.status == 429 {
+            refused = Some((i, resp));
+            break;
+        }
+        assert_eq!(resp.status, 200, "{}", resp.text);
+    }
+    let (after, resp) = refused.expect("the bucket empties");
+    // Two seconds' worth (10) pass at once, give or take what refilled meanwhile.
+    assert!((10..=20).contains(&after), "refused after {after}");
+    resp.error(429, "TooManyRequests");
+    let retry: u64 = resp
+        .header("retry-after")
+        .and_then(|v| v.parse().ok())
+        .expect("Retry-After");
+    assert!(retry >= 1, "{retry}");
+    // Another client, and the probes, are not affected.
+    assert_eq!(app.send(from("203.0.113.2")).await.status, 200);
+    for _ in 0..30 {
+        assert_eq!(app.get("/health").await.status, 200);
+    }
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(app.send(from("203.0.113.1")).await.status, 200, "refilled");
+}
+
+crate::on_every_backend!(reservations_per_client_is_a_quota, |backend| async move {
+    let app = TestApp::spawn_with(backend, &with_limits("reservations_per_client = 2")).await;
+    let s1 = app.session(&[]).await;
+    let s2 = app.session(&[]).await;
+    let s3 = app.session(&[]).await;
+    let first = app.request_access(&s1, &[]).await;
+    assert_eq!(first.status, 200, "{}", first.text);
+    assert_eq!(app.request_access(&s2, &[]).await.status, 200);
+    let msg = app
+        .request_access(&s3, &[])
+        .await
+        .error(429, "QuotaExceeded");
+    assert!(msg.contains("reservations_per_client"), "{msg}");
+    // Asking again for a session that holds one is a renewal.
+    assert_eq!(app.request_access(&s1, &[]).await.status, 200);
+    // A matched reservation no longer counts.
+    let number = first.field("_access_number");
+    let m = app.match_interaction(&[("_access_number", &number)]).await;
+    assert_eq!(m.field("_id"), s1);
+    assert_eq!(app.request_access(&s3, &[]).await.status, 200);
+});
+
+crate::on_every_backend!(the_store_has_room_for_so_much, |backend| async move {
+    let app = TestApp::spawn_with(
+        backend,
+        &with_limits("max_sessions = 3\nmax_storage_bytes = 2000"),
+    )
+    .await;
+    for _ in 0..3 {
+        app.session(&[("a", "1")]).await;
+    }
+    // The store's usage is read at most once a second.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let msg = app
+        .post("/genesys/1/service/callback", &[("a", "1")])
+        .await
+        .error(507, "StoreFull");
+    assert!(msg.contains("max_sessions"), "{msg}");
+    let big = "x".repeat(2500);
+    let resp = app.post("/genesys/1/storage/60", &[("blob", &big)]).await;
+    assert_eq!(resp.status, 200, "{}", resp.text);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let msg = app
+        .post("/genesys/1/storage/60", &[("more", "1")])
+        .await
+        .error(507, "StoreFull");
+    assert!(msg.contains("max_storage_bytes"), "{msg}");
+    // Reads still work.
+    assert_eq!(app.get("/genesys/1/admin/groups").await.status, 200);
+});

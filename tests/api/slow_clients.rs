@@ -1,0 +1,176 @@
+//! Slow and greedy clients meet the `[server]` limits over real sockets: a half-sent header
+//! is cut after `header_timeout_ms`, an idle keep-alive connection is closed, a body that
+//! trickles gets 408 after `request_timeout_ms`, connections past `max_connections` wait, and
+//! SIGTERM ends the process at once even with a half-sent header open.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::helpers::{DEMO, TestApp};
+use crate::support::Backend;
+use crate::support::process::BIN;
+
+fn with_server(extra: &str) -> String {
+    // The demo's own `[server]` table, if any, would clash: put ours first.
+    DEMO.replacen("[server]\n", &format!("[server]\n{extra}\n"), 1)
+}
+
+fn addr(app: &TestApp) -> String {
+    app.url.trim_start_matches("http://").to_owned()
+}
+
+/// Reads until the peer closes; returns what came and how long it took.
+fn read_until_closed(stream: &mut TcpStream, limit: Duration) -> (String, Duration) {
+    let started = Instant::now();
+    stream.set_read_timeout(Some(limit)).expect("timeout");
+    let mut got = Vec::new();
+    let _ = stream.read_to_end(&mut got);
+    (
+        String::from_utf8_lossy(&got).into_owned(),
+        started.elapsed(),
+    )
+}
+
+#[tokio::test]
+async fn a_half_sent_header_is_cut_after_header_timeout() {
+    let app = TestApp::spawn_with(Backend::Memory, &with_server("header_timeout_ms = 300")).await;
+    let addr = addr(&app);
+    tokio::task::spawn_blocking(move || {
+        let mut s = TcpStream::connect(&addr).expect("connect");
+        s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+            .expect("write");
+        let (_, took) = read_until_closed(&mut s, Duration::from_secs(5));
+        assert!(took < Duration::from_secs(3), "closed after {took:?}");
+        assert!(took >= Duration::from_millis(250), "closed after {took:?}");
+
+        // An idle keep-alive connection is closed too.
+        let mut s = TcpStream::connect(&addr).expect("connect");
+        s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+            .expect("write");
+        let (got, took) = read_until_closed(&mut s, Duration::from_secs(5));
+        assert!(got.starts_with("HTTP/1.1 200"), "{got}");
+        assert!(took < Duration::from_secs(3), "idle for {took:?}");
+    })
+    .await
+    .expect("client thread");
+}
+
+#[tokio::test]
+async fn a_trickling_body_gets_408() {
+    let app = TestApp::spawn_with(Backend::Memory, &with_server("request_timeout_ms = 300")).await;
+    let addr = addr(&app);
+    tokio::task::spawn_blocking(move || {
+        let mut s = TcpStream::connect(&addr).expect("connect");
+        s.write_all(
+            b"POST /genesys/1/storage/60 HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\na=1",
+        )
+        .expect("write");
+        let (got, _) = read_until_closed(&mut s, Duration::from_secs(5));
+        assert!(got.starts_with("HTTP/1.1 408"), "{got}");
+        assert!(got.contains(r#""exception":"RequestTimeout""#), "{got}");
+    })
+    .await
+    .expect("client thread");
+}
+
+#[tokio::test]
+async fn connections_past_max_connections_wait() {
+    let app = TestApp::spawn_with(
+        Backend::Memory,
+        &with_server("max_connections = 2\nheader_timeout_ms = 1500"),
+    )
+    .await;
+    let addr = addr(&app);
+    tokio::task::spawn_blocking(move || {
+        let hold: Vec<TcpStream> = (0..2)
+            .map(|_| TcpStream::connect(&addr).expect("connect"))
+            .collect();
+        std::thread::sleep(Duration::from_millis(100));
+        let started = Instant::now();
+        let mut third = TcpStream::connect(&addr).expect("the kernel still accepts");
+        third
+            .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .expect("write");
+        let (got, _) = read_until_closed(&mut third, Duration::from_secs(10));
+        let waited = started.elapsed();
+        assert!(got.starts_with("HTTP/1.1 200"), "{got}");
+        // Served only once a held connection was cut by the header timeout.
+        assert!(
+            waited >= Duration::from_millis(1000),
+            "served after {waited:?}"
+        );
+        drop(hold);
+    })
+    .await
+    .expect("client thread");
+}
+
+#[test]
+fn sigterm_with_a_half_sent_header_open_exits_at_once() {
+    let dir = tempfile::tempdir().expect("dir");
+    let mut child = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--store", "memory://"])
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .current_dir(dir.path())
+        .spawn()
+        .expect("starts");
+    let stderr = child.stderr.take().expect("stderr");
+    // Kept open to the end: a closed pipe would fail the node's last log lines.
+    let mut lines = BufReader::new(stderr).lines();
+    let line = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find(|l| l.contains("listening on"))
+        .expect("a listening line");
+    let addr = line
+        .split("listening on ")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .expect("address")
+        .to_owned();
+    let mut slow = TcpStream::connect(&addr).expect("connect");
+    slow.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nX-Sl")
+        .expect("write");
+    std::thread::sleep(Duration::from_millis(100));
+    let started = Instant::now();
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    let status = child.wait().expect("exits");
+    let took = started.elapsed();
+    assert_eq!(status.code(), Some(0));
+    assert!(took < Duration::from_secs(3), "stopped after {took:?}");
+    drop(slow);
+}
+
+#[test]
+fn listening_beyond_loopback_without_auth_warns() {
+    let dir = tempfile::tempdir().expect("dir");
+    let mut child = Command::new(BIN)
+        .args(["serve", "--listen", "0.0.0.0:0", "--store", "memory://"])
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .current_dir(dir.path())
+        .spawn()
+        .expect("starts");
+    let stderr = child.stderr.take().expect("stderr");
+    let mut lines = BufReader::new(stderr).lines();
+    let before: Vec<String> = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .take_while(|l| !l.contains("listening on"))
+        .collect();
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert_eq!(child.wait().expect("exits").code(), Some(0));
+    assert!(
+        before.iter().any(|l| l.contains("without [auth]")),
+        "{before:?}"
+    );
+}

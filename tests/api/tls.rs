@@ -1,0 +1,126 @@
+//! `[server.tls]`: HTTPS with a certificate made here (rcgen), a client that trusts only it,
+//! and a config error naming the key when a file is missing.
+
+use std::time::Duration;
+
+use access_broker::app::App;
+use access_broker::config::Config;
+
+use crate::helpers::DEMO;
+
+#[tokio::test]
+async fn serves_https_with_the_configured_certificate() {
+    let dir = tempfile::tempdir().expect("dir");
+    let made = rcgen::generate_simple_self_signed(vec!["localhost".into()]).expect("cert");
+    let cert = dir.path().join("cert.pem");
+    let key = dir.path().join("key.pem");
+    std::fs::write(&cert, made.cert.pem()).expect("write cert");
+    std::fs::write(&key, made.key_pair.serialize_pem()).expect("write key");
+    let toml = format!(
+        "{DEMO}\n[server.tls]\ncert = {:?}\nkey = {:?}\n",
+        cert.display().to_string(),
+        key.display().to_string()
+    );
+    let (config, _) = Config::from_toml(&toml, "tls.toml").expect("valid");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let store = access_broker::store::open(
+        &"memory://".parse().expect("url"),
+        &access_broker::store::StoreOptions::default(),
+    )
+    .await
+    .expect("store");
+    let app = App::build(config, listener, store).await.expect("app");
+    let port = app.local_addr().port();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(app.run(async {
+        let _ = rx.await;
+    }));
+
+    let client = reqwest::Client::builder()
+        .use_rustls_tls()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(
+            reqwest::Certificate::from_pem(made.cert.pem().as_bytes()).expect("pem"),
+        )
+        .resolve("localhost", ([127, 0, 0, 1], port).into())
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("client");
+    let resp = client
+        .get(format!("https://localhost:{port}/health"))
+        .send()
+        .await
+        .expect("https answers");
+    assert_eq!(resp.status(), 200);
+
+    // Plain HTTP on the TLS port gets nothing served.
+    let plain = reqwest::Client::new()
+        .get(format!("http://127.0.0.1:{port}/health"))
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await;
+    assert!(plain.map(|r| r.status() != 200).unwrap_or(true));
+    let _ = tx.send(());
+}
+
+#[test]
+fn a_missing_certificate_names_the_key() {
+    let toml = format!(
+        "{DEMO}\n[server.tls]\ncert = \"/nonexistent/cert.pem\"\nkey = \"/nonexistent/key.pem\"\n"
+    );
+    let err = Config::from_toml(&toml, "tls.toml").expect_err("refused");
+    assert!(err.to_string().contains("server.tls.cert"), "{err}");
+    let toml = format!("{DEMO}\n[server.tls]\ncert = \"/nonexistent/cert.pem\"\n");
+    let err = Config::from_toml(&toml, "tls.toml").expect_err("refused");
+    assert!(err.to_string().contains("server.tls.key"), "{err}");
+}
+
+/// PostgreSQL's `sslmode`: `disable`, `prefer` and `require` connect to the test server (TLS
+/// or not, as it offers), and `require` against a server that refuses TLS (a fake one here,
+/// answering `N` to the TLS request as PostgreSQL without TLS does) fails saying so.
+#[tokio::test]
+#[cfg_attr(
+    no_postgres,
+    ignore = "needs PostgreSQL: set TEST_POSTGRES_URL=postgres://postgres@127.0.0.1:5432/test"
+)]
+async fn postgres_sslmode_is_honoured() {
+    use crate::support::pg::Schema;
+    let schema = Schema::require().await;
+    let options = access_broker::store::StoreOptions {
+        timeout: Duration::from_secs(3),
+        ..Default::default()
+    };
+    for mode in ["disable", "prefer", "require"] {
+        let url = format!("{}&sslmode={mode}", schema.url_string());
+        let store = access_broker::store::open(&url.parse().expect("url"), &options).await;
+        assert!(
+            store.is_ok(),
+            "sslmode={mode}: {:?}",
+            store.err().map(|e| e.to_string())
+        );
+    }
+    let fake = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = fake.local_addr().expect("addr").port();
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        while let Ok((mut socket, _)) = fake.accept().await {
+            let mut request = [0u8; 8];
+            if socket.read_exact(&mut request).await.is_ok() {
+                let _ = socket.write_all(b"N").await;
+            }
+        }
+    });
+    let url = format!("postgres://postgres:hunter2@127.0.0.1:{port}/test?sslmode=require");
+    let err = access_broker::store::open(&url.parse().expect("url"), &options)
+        .await
+        .err()
+        .map(|e| e.to_string())
+        .expect("sslmode=require fails on a server without TLS");
+    assert!(err.contains("TLS"), "{err}");
+    assert!(!err.contains("hunter2"), "{err}");
+    assert!(!err.contains("not supported yet"), "{err}");
+}
