@@ -17,6 +17,12 @@ pub struct App {
     router: axum::Router,
     addr: SocketAddr,
     broker: Broker,
+    /// `[events]`: the webhook delivery task's inputs, started by `run`.
+    delivery: Option<(
+        DynStore,
+        crate::config::EventsConfig,
+        Arc<crate::metrics::Metrics>,
+    )>,
 }
 
 impl App {
@@ -39,16 +45,23 @@ impl App {
         let addr = listener.local_addr().map_err(StoreError::unavailable)?;
         let config = Arc::new(config);
         let metrics = Arc::new(crate::metrics::Metrics::new());
+        let delivery = config
+            .events
+            .clone()
+            .map(|events| (store.clone(), events, metrics.clone()));
+        let bus = store.bus();
         let broker = Broker::new(store, config.clone(), metrics);
         let state = AppState {
             broker: broker.clone(),
             config,
+            bus,
         };
         Ok(App {
             listener,
             router: http::router(state),
             addr,
             broker,
+            delivery,
         })
     }
 
@@ -62,6 +75,9 @@ impl App {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let sampler = tokio::spawn(sample_pools(self.broker));
+        let delivery = self
+            .delivery
+            .map(|(store, events, metrics)| crate::events::deliver::spawn(store, events, metrics));
         // Connect info: the peer address, for the request span's `client` (http::client).
         let served = axum::serve(
             self.listener,
@@ -71,6 +87,9 @@ impl App {
         .with_graceful_shutdown(shutdown)
         .await;
         sampler.abort();
+        if let Some(delivery) = delivery {
+            delivery.abort();
+        }
         served
     }
 }
@@ -84,6 +103,8 @@ pub fn store_options(config: &Config) -> crate::store::StoreOptions {
         timeout: server.store_timeout,
         sqlite_synchronous: server.sqlite_synchronous,
         node_id: server.node_id.to_string(),
+        bus: crate::events::bus(),
+        keep_outbox: config.events.is_some(),
     }
 }
 

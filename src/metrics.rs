@@ -49,6 +49,10 @@ pub struct Metrics {
     pool_size: Family<GroupLabel, Gauge>,
     pool_free: Family<GroupLabel, Gauge>,
     pool_reserved: Family<GroupLabel, Gauge>,
+    events_delivered: Counter,
+    events_failed: Counter,
+    events_given_up: Counter,
+    events_backlog: Gauge,
     history: Mutex<HashMap<String, History>>,
 }
 
@@ -105,8 +109,35 @@ impl Metrics {
             "Reserved numbers per group",
             pool_reserved.clone(),
         );
+        let (events_delivered, events_failed, events_given_up) =
+            (Counter::default(), Counter::default(), Counter::default());
+        let events_backlog = Gauge::default();
+        registry.register(
+            "events_delivered",
+            "Webhook events delivered (answered 2xx)",
+            events_delivered.clone(),
+        );
+        registry.register(
+            "events_failed",
+            "Webhook delivery attempts that failed and will be retried",
+            events_failed.clone(),
+        );
+        registry.register(
+            "events_given_up",
+            "Webhook events given up after 24 h of failed deliveries",
+            events_given_up.clone(),
+        );
+        registry.register(
+            "events_backlog",
+            "Webhook events waiting in the store's outbox",
+            events_backlog.clone(),
+        );
         Self {
             registry,
+            events_delivered,
+            events_failed,
+            events_given_up,
+            events_backlog,
             requests,
             latency,
             reservations,
@@ -168,6 +199,23 @@ impl Metrics {
                 outcome: if hit { "hit" } else { "miss" },
             })
             .inc();
+    }
+
+    pub fn event_delivered(&self) {
+        self.events_delivered.inc();
+    }
+
+    pub fn event_failed(&self) {
+        self.events_failed.inc();
+    }
+
+    pub fn event_given_up(&self) {
+        self.events_given_up.inc();
+    }
+
+    pub fn set_event_backlog(&self, backlog: u64) {
+        self.events_backlog
+            .set(i64::try_from(backlog).unwrap_or(i64::MAX));
     }
 
     /// Records the current pool counts: gauges for Prometheus, and one occupancy sample per

@@ -35,6 +35,8 @@ pub struct Config {
     pub metrics_auth: Option<Credentials>,
     /// `[limits]`: only what this build enforces (the rest is refused at load).
     pub limits: LimitsConfig,
+    /// `[events]`: webhooks for the reservation lifecycle, when set.
+    pub events: Option<EventsConfig>,
     /// Resource groups in config order.
     pub groups: Vec<GroupSpec>,
     pub services: BTreeMap<ServiceName, ServiceConfig>,
@@ -52,6 +54,13 @@ pub struct ServerConfig {
     /// PostgreSQL: most connections this node opens.
     pub max_connections: usize,
     pub sqlite_synchronous: SqliteSync,
+}
+
+/// `[events]`: every lifecycle event is posted to `url`, signed with `secret`.
+#[derive(Debug, Clone)]
+pub struct EventsConfig {
+    pub url: reqwest::Url,
+    pub secret: Secret,
 }
 
 /// `[limits]` as far as this build acts on it.

@@ -12,6 +12,7 @@ pub struct RawConfig {
     pub server: RawServer,
     pub auth: Option<RawAuth>,
     pub limits: Option<RawLimits>,
+    pub events: Option<RawEvents>,
     #[serde(default)]
     pub resource_groups: toml::Table,
     #[serde(default)]
@@ -67,4 +68,13 @@ pub struct RawGroup {
     pub numbers: Vec<String>,
     pub allocation: Option<String>,
     pub booking_expiration_timeout: Option<toml::Value>,
+}
+
+/// `[events]`: where lifecycle webhooks go and the key that signs them.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEvents {
+    pub url: Option<String>,
+    pub secret: Option<String>,
+    pub secret_file: Option<String>,
 }

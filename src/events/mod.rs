@@ -4,6 +4,8 @@
 //! Stores produce [`Event`]s where a reservation starts or ends (the decision core says which
 //! ending it was); delivery and streaming live beside this file and never decide anything.
 
+pub mod deliver;
+
 use std::fmt;
 
 use crate::domain::{AccessNumber, GroupName, SessionId, UnixMillis};
@@ -158,7 +160,10 @@ mod tests {
             rfc3339(UnixMillis(1_796_385_600_123)),
             "2026-12-04T12:00:00.123Z"
         );
-        assert_eq!(rfc3339(UnixMillis(951_782_400_000)), "2000-02-29T00:00:00.000Z");
+        assert_eq!(
+            rfc3339(UnixMillis(951_782_400_000)),
+            "2000-02-29T00:00:00.000Z"
+        );
     }
 
     #[test]

@@ -6,6 +6,7 @@ pub mod admin_views;
 pub mod auth;
 pub mod client;
 pub mod error;
+pub mod events;
 pub mod ops;
 pub mod params;
 pub mod reply;
@@ -38,6 +39,8 @@ use self::params::BodyLimit;
 pub struct AppState {
     pub broker: Broker,
     pub config: Arc<Config>,
+    /// Committed lifecycle events, live (the store publishes; `events.rs` streams them).
+    pub bus: crate::events::Bus,
 }
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -57,6 +60,7 @@ pub fn router(state: AppState) -> Router {
         .merge(ops::router())
         .merge(
             admin::router()
+                .merge(events::router())
                 .merge(ui::router())
                 .route_layer(middleware::from_fn_with_state(state.clone(), admin::require_admin)),
         )

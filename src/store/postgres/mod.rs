@@ -15,6 +15,7 @@ mod apply;
 mod batch;
 mod claim;
 mod migrate;
+pub mod outbox;
 mod reserve;
 mod sessions;
 
@@ -28,9 +29,9 @@ use tokio_postgres::{NoTls, Transaction};
 
 use super::{
     AddNumbers, DeleteGroup, DynStore, Fields, GroupChange, GroupDetail, GroupSpec, GroupStats,
-    MatchRequest, NewSession, OpenError, PutGroup, RemoveNumber, Reservation, ReservationFilter,
-    ReservationView, ReserveError, ReserveRequest, Session, Store, StoreError, StoreOptions,
-    StoreUrl, sweeper,
+    MatchRequest, NewSession, OpenError, PendingEvent, PutGroup, RemoveNumber, Reservation,
+    ReservationFilter, ReservationView, ReserveError, ReserveRequest, Session, Store, StoreError,
+    StoreOptions, StoreUrl, sweeper,
 };
 use crate::clock::Clock;
 use crate::domain::{AccessNumber, DataId, GroupName, SessionId};
@@ -50,6 +51,25 @@ pub struct PgStore {
     db: Db,
     batcher: batch::Batcher,
     node_id: String,
+    /// Committed events go live here (see [`PgStore::publish`]).
+    bus: crate::events::Bus,
+    /// Whether events are written to `events_outbox` (`[events]` set).
+    keep_outbox: bool,
+}
+
+impl PgStore {
+    /// Whether an operation's events go to the outbox ([`outbox::insert`] in its transaction).
+    pub(crate) fn keeps_outbox(&self) -> bool {
+        self.keep_outbox
+    }
+
+    /// Publishes events on the live bus; call it after the transaction that made them
+    /// committed, never before (a rolled-back change must not be seen).
+    pub(crate) fn publish(&self, events: &[crate::events::Event]) {
+        for event in events {
+            let _ = self.bus.send(event.clone());
+        }
+    }
 }
 
 /// The connection pool with the clock and bound every transaction runs under; cheap to
@@ -108,6 +128,8 @@ pub async fn open(url: &StoreUrl, options: &StoreOptions) -> Result<DynStore, Op
         batcher: batch::Batcher::start(db.clone(), batch::parallel(options.max_connections)),
         db,
         node_id: options.node_id.clone(),
+        bus: options.bus.clone(),
+        keep_outbox: options.keep_outbox,
     };
     in_tx!(store, migrate::migrate)
         .await
@@ -365,6 +387,41 @@ impl Store for PgStore {
 
     async fn nodes(&self) -> Result<Vec<(String, u64)>, StoreError> {
         in_tx!(self, admin::nodes).await
+    }
+
+    fn bus(&self) -> crate::events::Bus {
+        self.bus.clone()
+    }
+
+    async fn record_events(&self, events: Vec<crate::events::Event>) -> Result<(), StoreError> {
+        if self.keeps_outbox() {
+            self.db
+                .with_tx(|tx, _| {
+                    let events = events.clone();
+                    Box::pin(async move { outbox::insert(tx, &events).await })
+                })
+                .await?;
+        }
+        self.publish(&events);
+        Ok(())
+    }
+
+    async fn due_events(&self, limit: usize) -> Result<Vec<PendingEvent>, StoreError> {
+        in_tx!(self, outbox::claim, limit).await
+    }
+
+    async fn event_done(&self, id: &str) -> Result<(), StoreError> {
+        let id = id.to_owned();
+        in_tx!(self, outbox::done, id).await
+    }
+
+    async fn event_retry(&self, id: &str, after: Duration) -> Result<(), StoreError> {
+        let id = id.to_owned();
+        in_tx!(self, outbox::retry, id, after).await
+    }
+
+    async fn outbox_len(&self) -> Result<u64, StoreError> {
+        in_tx!(self, outbox::len).await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -6,6 +6,7 @@
 //! each allocation O(log n) in the pool size.
 
 mod admin;
+pub mod outbox;
 mod reserve;
 pub mod restore;
 
@@ -32,6 +33,11 @@ pub struct Engine {
     numbers: NumberIndex,
     sessions: HashMap<SessionId, SessionEntry>,
     data: HashMap<DataId, DataEntry>,
+    /// Events owed to the webhook (only with `[events]`; see `outbox.rs` for `emit`).
+    outbox: outbox::Outbox,
+    keep_outbox: bool,
+    /// Events of the running operation, published by the store once it is durable.
+    emitted: Vec<crate::events::Event>,
 }
 
 #[derive(Debug)]
