@@ -238,9 +238,33 @@ impl Metrics {
                 .entry(stats.name.to_string())
                 .or_default()
                 .bucket(now_minute);
-            bucket.reserved_sum += stats.reserved;
+            // Occupied = not lendable: reserved, and resting after a reservation (cooling),
+            // which the stores count as neither free nor reserved. What the advisor needs is
+            // how many numbers the traffic keeps from being lent, and a resting number is one.
+            bucket.reserved_sum += stats.size.saturating_sub(stats.free);
             bucket.samples += 1;
         }
+    }
+
+    /// A late match (within `late_match_grace`) in a group, for the charts' history. The
+    /// Prometheus counter for it is the matching code's; this only fills the minute bucket.
+    pub fn late_match(&self, group: &str, now_minute: i64) {
+        self.history
+            .lock()
+            .entry(group.to_owned())
+            .or_default()
+            .bucket(now_minute)
+            .late += 1;
+    }
+
+    /// A stray call on a number of a group, for the charts' history (as [`Metrics::late_match`]).
+    pub fn stray_call(&self, group: &str, now_minute: i64) {
+        self.history
+            .lock()
+            .entry(group.to_owned())
+            .or_default()
+            .bucket(now_minute)
+            .stray += 1;
     }
 
     /// Requests, refusals and mean occupancy of a group over the last hour.
@@ -268,6 +292,35 @@ struct Bucket {
     refusals: u64,
     reserved_sum: u64,
     samples: u64,
+    late: u64,
+    stray: u64,
+}
+
+impl Bucket {
+    fn point(&self) -> Point {
+        Point {
+            at: self.minute * 60_000,
+            requests: self.requests,
+            refusals: self.refusals,
+            occupied: (self.samples > 0).then(|| self.reserved_sum as f64 / self.samples as f64),
+            late: self.late,
+            stray: self.stray,
+        }
+    }
+}
+
+/// One minute of a group's history, as the charts and the advisor show it.
+#[derive(Debug, Default, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct Point {
+    /// The minute's start, in milliseconds since the Unix epoch.
+    pub at: i64,
+    pub requests: u64,
+    pub refusals: u64,
+    /// Mean numbers not lendable (reserved or resting) in the minute's samples; `None` when
+    /// no sample was taken in it.
+    pub occupied: Option<f64>,
+    pub late: u64,
+    pub stray: u64,
 }
 
 /// The last 60 minutes, one bucket per minute, reused as a ring.
@@ -299,6 +352,7 @@ impl History {
         let mut w = Window::default();
         let mut first = now_minute;
         for b in recent {
+            w.points.push(b.point());
             w.requests += b.requests;
             w.refusals += b.refusals;
             w.reserved_sum += b.reserved_sum;
@@ -306,16 +360,19 @@ impl History {
             first = first.min(b.minute);
         }
         w.minutes = (now_minute - first + 1) as u64;
+        w.points.sort_by_key(|p| p.at);
         w
     }
 }
 
 /// A group's activity over a window of whole minutes.
-#[derive(Debug, Default, Clone, Copy, serde::Serialize)]
+#[derive(Debug, Default, Clone, serde::Serialize)]
 pub struct Window {
     pub minutes: u64,
     pub requests: u64,
     pub refusals: u64,
+    /// The minutes it sums, oldest first (minutes without any activity or sample are absent).
+    pub points: Vec<Point>,
     #[serde(skip)]
     reserved_sum: u64,
     #[serde(skip)]

@@ -363,6 +363,16 @@ mod tests {
                 "resource_groups.DNIS",
             ),
             ("[server]\nnode_id = \"a-b\"\n", "server.node_id"),
+            ("[events]\nsecret = \"k\"\n", "events.url"),
+            (
+                "[events]\nurl = \"ftp://x/\"\nsecret = \"k\"\n",
+                "events.url",
+            ),
+            ("[events]\nurl = \"http://x/\"\n", "events.secret"),
+            (
+                "[events]\nurl = \"http://x/\"\nsecret = \"k\"\nretries = 3\n",
+                "retries",
+            ),
             ("[server]\nstore = \"redis://x\"\n", "server.store"),
             (
                 "[server]\nsqlite_synchronous = \"off\"\n",
