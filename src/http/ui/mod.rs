@@ -16,6 +16,7 @@ use super::AppState;
 
 const INDEX: &str = include_str!("assets/index.html");
 const SCRIPT: &str = include_str!("assets/app.js");
+const CHARTS: &str = include_str!("assets/charts.js");
 const STYLE: &str = include_str!("assets/style.css");
 const JAVASCRIPT_UTF_8: &str = "text/javascript; charset=utf-8";
 
@@ -25,6 +26,10 @@ pub fn router() -> Router<AppState> {
         .route("/ui", get(|| async { Redirect::permanent("ui/") }))
         .route("/ui/", get(index))
         .route("/ui/app.js", get(script))
+        .route(
+            "/ui/charts.js",
+            get(|| async { asset(JAVASCRIPT_UTF_8, CHARTS) }),
+        )
         .route("/ui/style.css", get(style))
 }
 
@@ -63,6 +68,7 @@ mod tests {
         for (name, text) in [
             ("index.html", INDEX),
             ("app.js", SCRIPT),
+            ("charts.js", CHARTS),
             ("style.css", STYLE),
         ] {
             for absolute in [
