@@ -10,6 +10,8 @@
 //! - `broker/`: the use cases; the only caller of the store; `BrokerError` names each refusal.
 //! - `http/`: axum routes, parameter parsing, replies, the admin API's JSON views, and
 //!   `error.rs`, the one place a refusal becomes a status and a body.
+//! - `events/`: the reservation lifecycle as events; webhook delivery from the stores' outboxes
+//!   (`deliver.rs`); the live stream is `http/events.rs`.
 //! - `config.rs`, `cli.rs`, `app.rs`: configuration, command line, and wiring.
 
 pub mod advisor;
