@@ -430,3 +430,24 @@ async fn a_reservation_webhook_follows_request_and_match() {
     })
     .await
 }
+
+/// The stream is part of the admin API: the same credentials guard it.
+#[tokio::test]
+async fn the_stream_needs_the_admin_credentials() {
+    crate::support::limit::within(async {
+        let config = format!("{DEMO}\n[auth.admin]\nusername = \"ops\"\npassword = \"pw\"\n");
+        let app = TestApp::spawn_with(Backend::Memory, &config).await;
+        let path = app.path("/genesys/1/admin/events");
+        let refused = app.client.get(&path).send().await.expect("sent");
+        assert_eq!(refused.status(), 401);
+        let allowed = app
+            .client
+            .get(&path)
+            .basic_auth("ops", Some("pw"))
+            .send()
+            .await
+            .expect("sent");
+        assert_eq!(allowed.status(), 200);
+    })
+    .await
+}
