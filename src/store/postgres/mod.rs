@@ -51,25 +51,6 @@ pub struct PgStore {
     db: Db,
     batcher: batch::Batcher,
     node_id: String,
-    /// Committed events go live here (see [`PgStore::publish`]).
-    bus: crate::events::Bus,
-    /// Whether events are written to `events_outbox` (`[events]` set).
-    keep_outbox: bool,
-}
-
-impl PgStore {
-    /// Whether an operation's events go to the outbox ([`outbox::insert`] in its transaction).
-    pub(crate) fn keeps_outbox(&self) -> bool {
-        self.keep_outbox
-    }
-
-    /// Publishes events on the live bus; call it after the transaction that made them
-    /// committed, never before (a rolled-back change must not be seen).
-    pub(crate) fn publish(&self, events: &[crate::events::Event]) {
-        for event in events {
-            let _ = self.bus.send(event.clone());
-        }
-    }
 }
 
 /// The connection pool with the clock and bound every transaction runs under; cheap to
@@ -79,6 +60,10 @@ struct Db {
     pool: Pool,
     clock: Arc<dyn Clock>,
     timeout: Duration,
+    /// Committed events go live here (see [`Db::publish`]).
+    bus: crate::events::Bus,
+    /// Whether events are written to `events_outbox` (`[events]` set).
+    keep_outbox: bool,
 }
 
 pub async fn open(url: &StoreUrl, options: &StoreOptions) -> Result<DynStore, OpenError> {
@@ -123,13 +108,13 @@ pub async fn open(url: &StoreUrl, options: &StoreOptions) -> Result<DynStore, Op
         pool,
         clock: options.clock.clone(),
         timeout: options.timeout,
+        bus: options.bus.clone(),
+        keep_outbox: options.keep_outbox,
     };
     let store = PgStore {
         batcher: batch::Batcher::start(db.clone(), batch::parallel(options.max_connections)),
         db,
         node_id: options.node_id.clone(),
-        bus: options.bus.clone(),
-        keep_outbox: options.keep_outbox,
     };
     in_tx!(store, migrate::migrate)
         .await
@@ -233,6 +218,46 @@ fn timed_out(timeout: Duration) -> StoreError {
 type TxFuture<'a, T, E> = std::pin::Pin<Box<dyn Future<Output = Result<T, E>> + Send + 'a>>;
 
 impl Db {
+    /// Whether an operation's events go to the outbox ([`outbox::insert`] in its transaction;
+    /// `with_events` does both, the batcher checks it itself).
+    pub(crate) fn keeps_outbox(&self) -> bool {
+        self.keep_outbox
+    }
+
+    /// Runs one operation (as `in_tx!` does) whose function also returns the events its
+    /// change made: they go to the outbox in the same transaction (with `[events]`), and on
+    /// the live bus once it committed. A rolled-back attempt publishes nothing.
+    pub(crate) async fn with_events<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: TxError + Send + 'static,
+        F: for<'a> Fn(&'a Transaction<'a>, i64) -> TxFuture<'a, (T, Vec<crate::events::Event>), E>,
+    {
+        let keep = self.keeps_outbox();
+        let (value, events) = self
+            .with_tx(|tx, now| {
+                let made = f(tx, now);
+                Box::pin(async move {
+                    let (value, events) = made.await?;
+                    if keep {
+                        outbox::insert(tx, &events).await?;
+                    }
+                    Ok::<_, E>((value, events))
+                })
+            })
+            .await?;
+        self.publish(&events);
+        Ok(value)
+    }
+
+    /// Publishes events on the live bus; call it after the transaction that made them
+    /// committed, never before (a rolled-back change must not be seen).
+    pub(crate) fn publish(&self, events: &[crate::events::Event]) {
+        for event in events {
+            let _ = self.bus.send(event.clone());
+        }
+    }
+
     /// Runs `f` in one transaction with the database's `now` (ms). An error rolls back; a
     /// lost race is retried up to three times; all of it within the store's timeout. The
     /// closure owns its inputs (clone them in), so the future borrows only the transaction.
@@ -390,20 +415,16 @@ impl Store for PgStore {
     }
 
     fn bus(&self) -> crate::events::Bus {
-        self.bus.clone()
+        self.db.bus.clone()
     }
 
     async fn record_events(&self, events: Vec<crate::events::Event>) -> Result<(), StoreError> {
-        if self.keeps_outbox() {
-            self.db
-                .with_tx(|tx, _| {
-                    let events = events.clone();
-                    Box::pin(async move { outbox::insert(tx, &events).await })
-                })
-                .await?;
-        }
-        self.publish(&events);
-        Ok(())
+        self.db
+            .with_events(move |_, _| {
+                let events = events.clone();
+                Box::pin(async move { Ok::<_, StoreError>(((), events)) })
+            })
+            .await
     }
 
     async fn due_events(&self, limit: usize) -> Result<Vec<PendingEvent>, StoreError> {
