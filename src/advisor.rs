@@ -4,8 +4,14 @@
 //! Offered load A (in numbers) comes from Little's law: the mean count of reserved numbers is
 //! the carried load, and the offered load is that divided by the share of requests accepted.
 //! The holding time shown is A divided by the request rate.
+//!
+//! Occupancy counts every number the traffic keeps from being lent: reserved, and resting
+//! after its reservation ended (`cool_down`), since a resting number cannot take a request
+//! either. A group with cool-down therefore needs more numbers than its reservations alone
+//! suggest, and the advice says so. The advice is never below one number, and it carries the
+//! minutes it was computed from (`history`), so an operator can see what it rests on.
 
-use crate::metrics::Window;
+use crate::metrics::{Point, Window};
 
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Advice {
@@ -16,6 +22,8 @@ pub struct Advice {
     pub mean_holding_seconds: f64,
     pub size_for_1_percent: u64,
     pub size_for_0_1_percent: u64,
+    /// The minutes the advice was computed from, oldest first.
+    pub history: Vec<Point>,
 }
 
 /// Erlang B: the probability that a request finds all `n` numbers busy under load `a`.
@@ -27,10 +35,11 @@ pub fn erlang_b(n: u64, a: f64) -> f64 {
     b
 }
 
-/// Smallest pool whose Erlang-B refusal probability is at most `target`.
+/// Smallest pool whose Erlang-B refusal probability is at most `target`; at least one
+/// number (a group without traffic still needs one to answer its first request).
 pub fn pool_size_for(a: f64, target: f64) -> u64 {
-    if a <= 0.0 {
-        return 0;
+    if a <= 0.0 || a.is_nan() {
+        return 1;
     }
     let mut b = 1.0;
     let mut n = 0u64;
@@ -63,6 +72,7 @@ pub fn advise(window: &Window) -> Advice {
         mean_holding_seconds: holding,
         size_for_1_percent: pool_size_for(offered, 0.01),
         size_for_0_1_percent: pool_size_for(offered, 0.001),
+        history: window.points.clone(),
     }
 }
 
@@ -78,6 +88,33 @@ mod tests {
         let n = pool_size_for(300.0, 0.001);
         assert!((340..=350).contains(&n), "{n}");
         assert!(erlang_b(n, 300.0) <= 0.001 && erlang_b(n - 1, 300.0) > 0.001);
-        assert_eq!(pool_size_for(0.0, 0.01), 0);
+        assert_eq!(pool_size_for(0.0, 0.01), 1, "never fewer than one number");
+    }
+
+    #[test]
+    fn resting_numbers_count_as_occupied_and_the_history_is_shown() {
+        let m = crate::metrics::Metrics::new();
+        let stats = |free| crate::store::GroupStats {
+            name: crate::domain::GroupName::parse("G").expect("group"),
+            allocation: crate::domain::Allocation::RoundRobin,
+            booking_timeout: None,
+            size: 10,
+            free,
+            reserved: 2,
+            cooling: 10 - 2 - free,
+            quarantined: 0,
+            retiring: 0,
+            policy: crate::domain::NumberPolicy::default(),
+        };
+        // 2 reserved and 4 cooling: 6 of 10 cannot be lent.
+        m.sample_pools(&[stats(4)], 100);
+        m.reserved("G", 100);
+        let advice = advise(&m.last_hour("G", 100));
+        assert!((advice.offered_load - 6.0).abs() < 1e-9, "{advice:?}");
+        assert_eq!(advice.history.len(), 1);
+        assert_eq!(advice.history[0].occupied, Some(6.0));
+        assert_eq!(advice.history[0].requests, 1);
+        let idle = advise(&m.last_hour("nobody", 100));
+        assert_eq!((idle.size_for_1_percent, idle.size_for_0_1_percent), (1, 1));
     }
 }

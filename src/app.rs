@@ -18,6 +18,12 @@ pub struct App {
     addr: SocketAddr,
     broker: Broker,
     serve: crate::server::ServeOptions,
+    /// `[events]`: the webhook delivery task's inputs, started by `run`.
+    delivery: Option<(
+        DynStore,
+        crate::config::EventsConfig,
+        Arc<crate::metrics::Metrics>,
+    )>,
 }
 
 impl App {
@@ -47,11 +53,17 @@ impl App {
         };
         let config = Arc::new(config);
         let metrics = Arc::new(crate::metrics::Metrics::new());
+        let delivery = config
+            .events
+            .clone()
+            .map(|events| (store.clone(), events, metrics.clone()));
+        let bus = store.bus();
         let broker = Broker::new(store, config.clone(), metrics);
         let state = AppState {
             broker: broker.clone(),
             limits: Arc::new(crate::http::limits::Limits::new(&config.limits)),
             config,
+            bus,
         };
         Ok(App {
             listener,
@@ -59,6 +71,7 @@ impl App {
             addr,
             broker,
             serve,
+            delivery,
         })
     }
 
@@ -73,8 +86,14 @@ impl App {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let sampler = tokio::spawn(sample_pools(self.broker));
+        let delivery = self
+            .delivery
+            .map(|(store, events, metrics)| crate::events::deliver::spawn(store, events, metrics));
         let served = crate::server::serve(self.listener, self.router, self.serve, shutdown).await;
         sampler.abort();
+        if let Some(delivery) = delivery {
+            delivery.abort();
+        }
         served
     }
 }
@@ -88,6 +107,8 @@ pub fn store_options(config: &Config) -> crate::store::StoreOptions {
         timeout: server.store_timeout,
         sqlite_synchronous: server.sqlite_synchronous,
         node_id: server.node_id.to_string(),
+        bus: crate::events::bus(),
+        keep_outbox: config.events.is_some(),
     }
 }
 

@@ -11,6 +11,8 @@
 //! - `http/`: axum routes, parameter parsing, replies, the admin API's JSON views, and
 //!   `error.rs`, the one place a refusal becomes a status and a body.
 //! - `server/`: the accept loop (connection cap, header/idle timeouts, TLS, bounded shutdown).
+//! - `events/`: the reservation lifecycle as events; webhook delivery from the stores' outboxes
+//!   (`deliver.rs`); the live stream is `http/events.rs`.
 //! - `config.rs`, `cli.rs`, `app.rs`: configuration, command line, and wiring.
 
 pub mod advisor;

@@ -53,6 +53,10 @@ pub struct Metrics {
     pool_quarantined: Family<GroupLabel, Gauge>,
     lockouts: Family<GroupLabel, Counter>,
     strays: Family<GroupLabel, Counter>,
+    events_delivered: Counter,
+    events_failed: Counter,
+    events_given_up: Counter,
+    events_backlog: Gauge,
     history: Mutex<HashMap<String, History>>,
 }
 
@@ -131,8 +135,35 @@ impl Metrics {
             "Reserved numbers per group",
             pool_reserved.clone(),
         );
+        let (events_delivered, events_failed, events_given_up) =
+            (Counter::default(), Counter::default(), Counter::default());
+        let events_backlog = Gauge::default();
+        registry.register(
+            "events_delivered",
+            "Webhook events delivered (answered 2xx)",
+            events_delivered.clone(),
+        );
+        registry.register(
+            "events_failed",
+            "Webhook delivery attempts that failed and will be retried",
+            events_failed.clone(),
+        );
+        registry.register(
+            "events_given_up",
+            "Webhook events given up after 24 h of failed deliveries",
+            events_given_up.clone(),
+        );
+        registry.register(
+            "events_backlog",
+            "Webhook events waiting in the store's outbox",
+            events_backlog.clone(),
+        );
         Self {
             registry,
+            events_delivered,
+            events_failed,
+            events_given_up,
+            events_backlog,
             requests,
             latency,
             reservations,
@@ -201,8 +232,21 @@ impl Metrics {
         self.lockouts.get_or_create(&group_label(group)).inc();
     }
 
-    pub fn stray_call(&self, group: &str) {
-        self.strays.get_or_create(&group_label(group)).inc();
+    pub fn event_delivered(&self) {
+        self.events_delivered.inc();
+    }
+
+    pub fn event_failed(&self) {
+        self.events_failed.inc();
+    }
+
+    pub fn event_given_up(&self) {
+        self.events_given_up.inc();
+    }
+
+    pub fn set_event_backlog(&self, backlog: u64) {
+        self.events_backlog
+            .set(i64::try_from(backlog).unwrap_or(i64::MAX));
     }
 
     /// Records the current pool counts: gauges for Prometheus, and one occupancy sample per
@@ -237,9 +281,34 @@ impl Metrics {
                 .entry(stats.name.to_string())
                 .or_default()
                 .bucket(now_minute);
-            bucket.reserved_sum += stats.reserved;
+            // Occupied = not lendable: reserved, and resting after a reservation (cooling),
+            // which the stores count as neither free nor reserved. What the advisor needs is
+            // how many numbers the traffic keeps from being lent, and a resting number is one.
+            bucket.reserved_sum += stats.size.saturating_sub(stats.free);
             bucket.samples += 1;
         }
+    }
+
+    /// A late match (within `late_match_grace`) in a group, for the charts' history. The
+    /// Prometheus counter for it is the matching code's; this only fills the minute bucket.
+    pub fn late_match(&self, group: &str, now_minute: i64) {
+        self.history
+            .lock()
+            .entry(group.to_owned())
+            .or_default()
+            .bucket(now_minute)
+            .late += 1;
+    }
+
+    /// A stray call on a number of a group: the counter, and the charts' history.
+    pub fn stray_call(&self, group: &str, now_minute: i64) {
+        self.strays.get_or_create(&group_label(group)).inc();
+        self.history
+            .lock()
+            .entry(group.to_owned())
+            .or_default()
+            .bucket(now_minute)
+            .stray += 1;
     }
 
     /// Requests, refusals and mean occupancy of a group over the last hour.
@@ -267,6 +336,35 @@ struct Bucket {
     refusals: u64,
     reserved_sum: u64,
     samples: u64,
+    late: u64,
+    stray: u64,
+}
+
+impl Bucket {
+    fn point(&self) -> Point {
+        Point {
+            at: self.minute * 60_000,
+            requests: self.requests,
+            refusals: self.refusals,
+            occupied: (self.samples > 0).then(|| self.reserved_sum as f64 / self.samples as f64),
+            late: self.late,
+            stray: self.stray,
+        }
+    }
+}
+
+/// One minute of a group's history, as the charts and the advisor show it.
+#[derive(Debug, Default, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct Point {
+    /// The minute's start, in milliseconds since the Unix epoch.
+    pub at: i64,
+    pub requests: u64,
+    pub refusals: u64,
+    /// Mean numbers not lendable (reserved or resting) in the minute's samples; `None` when
+    /// no sample was taken in it.
+    pub occupied: Option<f64>,
+    pub late: u64,
+    pub stray: u64,
 }
 
 /// The last 60 minutes, one bucket per minute, reused as a ring.
@@ -298,6 +396,7 @@ impl History {
         let mut w = Window::default();
         let mut first = now_minute;
         for b in recent {
+            w.points.push(b.point());
             w.requests += b.requests;
             w.refusals += b.refusals;
             w.reserved_sum += b.reserved_sum;
@@ -305,16 +404,19 @@ impl History {
             first = first.min(b.minute);
         }
         w.minutes = (now_minute - first + 1) as u64;
+        w.points.sort_by_key(|p| p.at);
         w
     }
 }
 
 /// A group's activity over a window of whole minutes.
-#[derive(Debug, Default, Clone, Copy, serde::Serialize)]
+#[derive(Debug, Default, Clone, serde::Serialize)]
 pub struct Window {
     pub minutes: u64,
     pub requests: u64,
     pub refusals: u64,
+    /// The minutes it sums, oldest first (minutes without any activity or sample are absent).
+    pub points: Vec<Point>,
     #[serde(skip)]
     reserved_sum: u64,
     #[serde(skip)]

@@ -489,3 +489,212 @@ async fn prefix_flow() {
     );
     c.close().await.expect("close");
 }
+
+/// Waits (at most 20 s: the page may wait for its next refresh) until an attribute of an
+/// element differs from `before`, and returns it.
+async fn wait_attr_change(c: &Client, css: &str, attr: &str, before: &str) -> String {
+    let started = Instant::now();
+    loop {
+        if let Ok(e) = c.find(Locator::Css(css)).await
+            && let Ok(Some(now)) = e.attr(attr).await
+            && now != before
+        {
+            return now;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "{css} [{attr}] never changed from {before:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn attr(c: &Client, css: &str, attr: &str) -> String {
+    let started = Instant::now();
+    loop {
+        if let Ok(e) = c.find(Locator::Css(css)).await
+            && let Ok(Some(value)) = e.attr(attr).await
+        {
+            return value;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{css} never appeared"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(browser_tests),
+    ignore = "needs Chromium and chromium-driver: set ACCESS_BROKER_BROWSER_TESTS=1 to run"
+)]
+async fn the_charts_move_when_reservations_are_made() {
+    support::limit::within(charts_flow()).await;
+}
+
+async fn charts_flow() {
+    let (_driver, c) = start_browser().await;
+    let base = start_app().await;
+    let http = reqwest::Client::new();
+    c.goto(&format!("{base}/ui")).await.expect("open overview");
+    let requests = "[data-testid=chart-DNIS-rates] polyline[data-series=requests]";
+    let used = "[data-testid=chart-DNIS-utilisation] polyline[data-series=used]";
+    let (requests_before, used_before) = (
+        attr(&c, requests, "points").await,
+        attr(&c, used, "points").await,
+    );
+    for who in ["Ann", "Bob", "Cy"] {
+        let session: serde_json::Value = http
+            .post(format!("{base}/genesys/1/service/callback"))
+            .form(&[("who", who)])
+            .send()
+            .await
+            .expect("session")
+            .json()
+            .await
+            .expect("json");
+        let id = session["_id"].as_str().expect("id");
+        let access = http
+            .post(format!("{base}/genesys/1/service/request-access"))
+            .form(&[("_id", id)])
+            .send()
+            .await
+            .expect("access");
+        assert_eq!(access.status(), 200);
+    }
+    wait_attr_change(&c, requests, "points", &requests_before).await;
+    let used_after = wait_attr_change(&c, used, "points", &used_before).await;
+    // 3 of 5 numbers: the utilisation line ends higher than it started (y grows downwards).
+    let last_y = |points: &str| -> f64 {
+        points
+            .split_whitespace()
+            .last()
+            .and_then(|p| p.split(',').nth(1))
+            .and_then(|y| y.parse().ok())
+            .expect("a point")
+    };
+    assert!(
+        last_y(&used_after) < last_y(&used_before),
+        "{used_before} → {used_after}"
+    );
+    screenshot(&c, "charts.png").await;
+    c.close().await.expect("close");
+}
+
+/// The contract's demo of issue 13: a number cooling after its match and one quarantined by
+/// two stray calls are shown as such, with the stray count, and freed from the page.
+const RULES_CONFIG: &str = r#"
+[resource_groups.DNIS]
+numbers = ["6504660000-6504660004"]
+cool_down = 60
+quarantine_after_stray_calls = 2
+[services.request-access]
+type = "request-access"
+_resource_group = "DNIS"
+[services.match-interaction]
+type = "match-interaction"
+[services.callback]
+type = "session"
+_ttl = 600
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(browser_tests),
+    ignore = "needs Chromium and chromium-driver: set ACCESS_BROKER_BROWSER_TESTS=1 to run"
+)]
+async fn an_operator_frees_a_cooling_and_a_quarantined_number() {
+    support::limit::within(rules_flow()).await;
+}
+
+async fn rules_flow() {
+    let (_driver, c) = start_browser().await;
+    let (config, _) = Config::from_toml(RULES_CONFIG, "rules.toml").expect("config");
+    let store = store::open(&StoreUrl::Memory, &StoreOptions::default())
+        .await
+        .expect("store");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let app = App::build(config, listener, store).await.expect("app");
+    let base = format!("http://{}", app.local_addr());
+    tokio::spawn(app.run(std::future::pending()));
+    let http = reqwest::Client::new();
+    let post = |path: &str, form: Vec<(&'static str, String)>| {
+        http.post(format!("{base}{path}")).form(&form).send()
+    };
+
+    // A reservation matched: its number rests for 60 s.
+    let session: serde_json::Value = post("/genesys/1/service/callback", vec![])
+        .await
+        .expect("session")
+        .json()
+        .await
+        .expect("json");
+    let id = session["_id"].as_str().expect("id").to_owned();
+    let access: serde_json::Value = post("/genesys/1/service/request-access", vec![("_id", id)])
+        .await
+        .expect("access")
+        .json()
+        .await
+        .expect("json");
+    let cooling = access["_access_number"]
+        .as_str()
+        .expect("number")
+        .to_owned();
+    let matched = post(
+        "/genesys/1/service/match-interaction",
+        vec![("_access_number", cooling.clone())],
+    )
+    .await
+    .expect("match");
+    assert_eq!(matched.status(), 200);
+
+    // Two calls on a number nobody holds: quarantined.
+    let stray = "6504660004".to_owned();
+    for _ in 0..2 {
+        let miss = post(
+            "/genesys/1/service/match-interaction",
+            vec![("_access_number", stray.clone())],
+        )
+        .await
+        .expect("stray call");
+        assert_eq!(miss.status(), 404);
+    }
+
+    c.goto(&format!("{base}/ui/#/group/DNIS"))
+        .await
+        .expect("group page");
+    let row = |n: &str| format!("[data-testid=number-{n}]");
+    wait_text(&c, &format!("{} [data-testid=state]", row(&cooling)), |t| {
+        t == "cooling"
+    })
+    .await;
+    wait_text(&c, &format!("{} [data-testid=left]", row(&cooling)), |t| {
+        t.parse::<u32>().is_ok_and(|s| s > 0 && s <= 60)
+    })
+    .await;
+    wait_text(&c, &format!("{} [data-testid=state]", row(&stray)), |t| {
+        t == "quarantined"
+    })
+    .await;
+    wait_text(&c, &format!("{} [data-testid=stray]", row(&stray)), |t| {
+        t == "2"
+    })
+    .await;
+    screenshot(&c, "rules.png").await;
+
+    click(&c, &format!("[data-testid=free-{cooling}]")).await;
+    wait_text(&c, &format!("{} [data-testid=state]", row(&cooling)), |t| {
+        t == "free"
+    })
+    .await;
+    click(&c, &format!("[data-testid=free-{stray}]")).await;
+    wait_text(&c, &format!("{} [data-testid=state]", row(&stray)), |t| {
+        t == "free"
+    })
+    .await;
+    c.close().await.expect("close");
+}

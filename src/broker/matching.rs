@@ -45,6 +45,7 @@ impl Broker {
             } => {
                 self.metrics.matched(if late { "late" } else { "hit" });
                 if late {
+                    self.metrics.late_match(group.as_str(), super::now_minute());
                     tracing::info!(%number, %group, session = %session.id, "late call matched an ended reservation");
                 }
                 Ok(Matched { session, late })
@@ -63,7 +64,7 @@ impl Broker {
                     tracing::warn!(%number, %group, "too many wrong codes: reservation cancelled");
                 }
                 if stray {
-                    self.metrics.stray_call(&group);
+                    self.metrics.stray_call(&group, super::now_minute());
                 }
                 if quarantined {
                     tracing::warn!(%number, %group, "stray calls: number quarantined until an operator frees it");

@@ -10,7 +10,8 @@ use serde::Deserialize;
 use super::raw::{RawConfig, RawCredentials, RawGroup, RawLimits};
 use super::services::{self, ServiceKind};
 use super::{
-    Config, ConfigError, Credentials, LimitsConfig, Secret, ServerConfig, Warnings, defaults,
+    Config, ConfigError, Credentials, EventsConfig, LimitsConfig, Secret, ServerConfig, Warnings,
+    defaults,
 };
 use crate::domain::{
     AccessNumber, Allocation, BookingTimeout, CodeLength, CodePrefix, GroupName, NodeId,
@@ -247,6 +248,45 @@ fn limits(cx: &Cx, raw: Option<RawLimits>) -> Result<LimitsConfig, ConfigError> 
     })
 }
 
+/// `[events]`: an http(s) URL and a secret (inline or `secret_file`, like passwords), both
+/// required: an unsigned webhook could not be told from a forged one.
+fn events(
+    cx: &Cx,
+    raw: Option<super::raw::RawEvents>,
+) -> Result<Option<EventsConfig>, ConfigError> {
+    let Some(raw) = raw else {
+        return Ok(None);
+    };
+    let url = raw
+        .url
+        .filter(|u| !u.is_empty())
+        .ok_or_else(|| cx.err("events.url", "missing: the URL events are posted to"))?;
+    let url = reqwest::Url::parse(&url)
+        .ok()
+        .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
+        .ok_or_else(|| cx.err("events.url", format!("{url:?} is not an http(s) URL")))?;
+    let secret = match (
+        raw.secret.filter(|s| !s.is_empty()),
+        raw.secret_file.filter(|s| !s.is_empty()),
+    ) {
+        (Some(_), Some(_)) => {
+            return Err(cx.err(
+                "events.secret_file",
+                "events.secret is set too; give the secret or the file, not both",
+            ));
+        }
+        (Some(value), None) => Secret::new(value),
+        (None, Some(file)) => read_secret(cx, "events.secret_file", &file)?,
+        (None, None) => {
+            return Err(cx.err(
+                "events.secret",
+                "missing: the key that signs every delivery",
+            ));
+        }
+    };
+    Ok(Some(EventsConfig { url, secret }))
+}
+
 pub fn build(
     raw: RawConfig,
     origin: &str,
@@ -268,6 +308,7 @@ pub fn build(
             password_file: auth.password_file,
         }),
     )?;
+    let events = events(&cx, raw.events)?;
     let groups = groups(&cx, raw.resource_groups)?;
     let mut services = BTreeMap::new();
     for (name, table) in &raw.services {
@@ -300,6 +341,7 @@ pub fn build(
             admin_auth,
             metrics_auth,
             limits,
+            events,
             groups,
             services,
         },

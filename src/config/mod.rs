@@ -36,6 +36,8 @@ pub struct Config {
     pub metrics_auth: Option<Credentials>,
     /// `[limits]`: per-client and store-wide limits (see `http::limits`).
     pub limits: LimitsConfig,
+    /// `[events]`: webhooks for the reservation lifecycle, when set.
+    pub events: Option<EventsConfig>,
     /// Resource groups in config order.
     pub groups: Vec<GroupSpec>,
     pub services: BTreeMap<ServiceName, ServiceConfig>,
@@ -85,6 +87,14 @@ impl fmt::Debug for TlsFiles {
 }
 
 /// `[limits]`; 0 (off) is `None`.
+/// `[events]`: every lifecycle event is posted to `url`, signed with `secret`.
+#[derive(Debug, Clone)]
+pub struct EventsConfig {
+    pub url: reqwest::Url,
+    pub secret: Secret,
+}
+
+/// `[limits]` as far as this build acts on it.
 #[derive(Debug, Clone, Default)]
 pub struct LimitsConfig {
     /// Per client, a token bucket holding two seconds' worth.
@@ -396,6 +406,16 @@ mod tests {
                 "resource_groups.DNIS",
             ),
             ("[server]\nnode_id = \"a-b\"\n", "server.node_id"),
+            ("[events]\nsecret = \"k\"\n", "events.url"),
+            (
+                "[events]\nurl = \"ftp://x/\"\nsecret = \"k\"\n",
+                "events.url",
+            ),
+            ("[events]\nurl = \"http://x/\"\n", "events.secret"),
+            (
+                "[events]\nurl = \"http://x/\"\nsecret = \"k\"\nretries = 3\n",
+                "retries",
+            ),
             ("[server]\nstore = \"redis://x\"\n", "server.store"),
             (
                 "[server]\nsqlite_synchronous = \"off\"\n",

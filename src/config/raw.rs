@@ -12,6 +12,7 @@ pub struct RawConfig {
     pub server: RawServer,
     pub auth: Option<RawAuth>,
     pub limits: Option<RawLimits>,
+    pub events: Option<RawEvents>,
     #[serde(default)]
     pub resource_groups: toml::Table,
     #[serde(default)]
@@ -87,4 +88,13 @@ pub struct RawGroup {
     pub cool_down: Option<toml::Value>,
     pub late_match_grace: Option<toml::Value>,
     pub quarantine_after_stray_calls: Option<toml::Value>,
+}
+
+/// `[events]`: where lifecycle webhooks go and the key that signs them.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEvents {
+    pub url: Option<String>,
+    pub secret: Option<String>,
+    pub secret_file: Option<String>,
 }

@@ -4,6 +4,8 @@
 //! Stores produce [`Event`]s where a reservation starts or ends (the decision core says which
 //! ending it was); delivery and streaming live beside this file and never decide anything.
 
+pub mod deliver;
+
 use std::fmt;
 
 use crate::domain::{AccessNumber, GroupName, SessionId, UnixMillis};

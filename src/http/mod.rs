@@ -7,6 +7,7 @@ pub mod auth;
 pub mod browser;
 pub mod client;
 pub mod error;
+pub mod events;
 pub mod fallback;
 pub mod limits;
 pub mod ops;
@@ -43,6 +44,8 @@ pub struct AppState {
     pub config: Arc<Config>,
     /// `[limits]`: token buckets, reservations held per client, the store's usage.
     pub limits: Arc<limits::Limits>,
+    /// Committed lifecycle events, live (the store publishes; `events.rs` streams them).
+    pub bus: crate::events::Bus,
 }
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -62,6 +65,7 @@ pub fn router(state: AppState) -> Router {
         .merge(ops::router())
         .merge(
             admin::router()
+                .merge(events::router())
                 .merge(ui::router())
                 .route_layer(middleware::from_fn_with_state(state.clone(), admin::require_admin)),
         )

@@ -179,6 +179,45 @@ pub trait Store: Send + Sync + 'static {
         Ok(Vec::new())
     }
 
+    // ---- lifecycle events (`events::deliver` and the admin event stream) ----
+
+    /// The bus this store publishes committed events on. Every backend has one, `[events]`
+    /// or not; the default is a bus nothing is ever sent on.
+    fn bus(&self) -> crate::events::Bus {
+        crate::events::bus()
+    }
+
+    /// Records events that belong to no other change (and lets tests put events in the
+    /// outbox): queued for the webhook when the store keeps an outbox, then published.
+    async fn record_events(&self, events: Vec<crate::events::Event>) -> Result<(), StoreError> {
+        let _ = events;
+        Ok(())
+    }
+
+    /// Up to `limit` outbox events due for an attempt now. On a shared store each one is
+    /// leased to this node for a while, so two nodes never deliver one event at once.
+    async fn due_events(&self, limit: usize) -> Result<Vec<PendingEvent>, StoreError> {
+        let _ = limit;
+        Ok(Vec::new())
+    }
+
+    /// The event left the outbox: delivered, or given up after trying for 24 h.
+    async fn event_done(&self, id: &str) -> Result<(), StoreError> {
+        let _ = id;
+        Ok(())
+    }
+
+    /// An attempt failed: count it, and try again once `after` has passed (store's clock).
+    async fn event_retry(&self, id: &str, after: std::time::Duration) -> Result<(), StoreError> {
+        let _ = (id, after);
+        Ok(())
+    }
+
+    /// Events still owed to the webhook.
+    async fn outbox_len(&self) -> Result<u64, StoreError> {
+        Ok(0)
+    }
+
     /// Whether the backend answers.
     async fn ping(&self) -> Result<(), StoreError>;
 
@@ -199,7 +238,10 @@ pub type DynStore = Arc<dyn Store>;
 /// Opens the backend a store URL names. Fails naming the URL (its password redacted).
 pub async fn open(url: &StoreUrl, options: &StoreOptions) -> Result<DynStore, OpenError> {
     match url {
-        StoreUrl::Memory => Ok(Arc::new(local::LocalStore::memory(options.clock.clone()))),
+        StoreUrl::Memory => Ok(Arc::new(
+            local::LocalStore::memory(options.clock.clone())
+                .with_events(options.bus.clone(), options.keep_outbox),
+        )),
         #[cfg(feature = "sqlite")]
         StoreUrl::Sqlite(path) => sqlite::open(path, options).await,
         #[cfg(not(feature = "sqlite"))]

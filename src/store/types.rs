@@ -37,6 +37,11 @@ pub struct StoreOptions {
     pub sqlite_synchronous: SqliteSync,
     /// The node's id, recorded by shared stores to list the nodes seen recently.
     pub node_id: String,
+    /// Where the store publishes each lifecycle event once its change is durable (the admin
+    /// event stream reads it). There is always one, `[events]` or not.
+    pub bus: crate::events::Bus,
+    /// Whether events also wait in the store's outbox for webhook delivery (`[events]` set).
+    pub keep_outbox: bool,
 }
 
 impl Default for StoreOptions {
@@ -47,8 +52,20 @@ impl Default for StoreOptions {
             timeout: Duration::from_secs(5),
             sqlite_synchronous: SqliteSync::Full,
             node_id: "1".into(),
+            bus: crate::events::bus(),
+            keep_outbox: false,
         }
     }
+}
+
+/// An event waiting in a store's outbox for webhook delivery (`events::deliver`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingEvent {
+    pub event: crate::events::Event,
+    /// Failed attempts so far.
+    pub attempts: u32,
+    /// How long it has waited since it was queued, by the store's clock.
+    pub age: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

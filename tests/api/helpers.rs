@@ -66,7 +66,11 @@ impl TestApp {
     /// available (PostgreSQL tests are marked ignored in builds without it). The store's
     /// watchdog bounds the test's time even when its body is not wrapped in `within`.
     pub async fn spawn_with(backend: Backend, toml: &str) -> TestApp {
-        let store = TestStore::require(backend).await;
+        Self::spawn_on(TestStore::require(backend).await, toml).await
+    }
+
+    /// A config given as TOML text, on a store the test opened.
+    pub async fn spawn_on(store: TestStore, toml: &str) -> TestApp {
         let (config, _warnings) =
             Config::from_toml(toml, "test.toml").expect("test config is valid");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")

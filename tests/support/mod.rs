@@ -68,6 +68,19 @@ impl TestStore {
     /// `no_postgres` build, after one `skipped:` line). Prefer [`TestStore::require`] in a test
     /// marked `#[cfg_attr(no_postgres, ignore = …)]`, so a skip is never counted as a pass.
     pub async fn open(backend: Backend) -> Option<TestStore> {
+        Self::open_with(backend, false).await
+    }
+
+    /// [`TestStore::require`] for a store that keeps a webhook outbox (`[events]` set).
+    pub async fn require_with_outbox(backend: Backend) -> TestStore {
+        match TestStore::open_with(backend, true).await {
+            Some(t) => t,
+            None => panic!("{backend:?} store unavailable: this test {}", pg::IGNORE),
+        }
+    }
+
+    /// [`TestStore::open`], keeping an outbox when asked.
+    pub async fn open_with(backend: Backend, keep_outbox: bool) -> Option<TestStore> {
         let watchdog = limit::Watchdog::for_test();
         let clock = Arc::new(ManualClock::starting_now());
         let (url, dir, schema) = match backend {
@@ -82,9 +95,11 @@ impl TestStore {
                 (schema.url(), None, Some(schema))
             }
         };
-        let store = store::open(&url, &options(&clock))
-            .await
-            .expect("store opens");
+        let options = StoreOptions {
+            keep_outbox,
+            ..options(&clock)
+        };
+        let store = store::open(&url, &options).await.expect("store opens");
         Some(TestStore {
             store,
             clock,

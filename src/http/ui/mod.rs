@@ -19,6 +19,7 @@ use super::AppState;
 
 const INDEX: &str = include_str!("assets/index.html");
 const SCRIPT: &str = include_str!("assets/app.js");
+const CHARTS: &str = include_str!("assets/charts.js");
 const STYLE: &str = include_str!("assets/style.css");
 const JAVASCRIPT_UTF_8: &str = "text/javascript; charset=utf-8";
 
@@ -28,6 +29,10 @@ pub fn router() -> Router<AppState> {
         .route("/ui", get(|| async { Redirect::permanent("ui/") }))
         .route("/ui/", get(index))
         .route("/ui/app.js", get(script))
+        .route(
+            "/ui/charts.js",
+            get(|| async { asset(JAVASCRIPT_UTF_8, CHARTS) }),
+        )
         .route("/ui/style.css", get(style))
         .layer(axum::middleware::from_fn(super::browser::page_headers))
 }
@@ -96,6 +101,7 @@ mod tests {
         for (name, text) in [
             ("index.html", INDEX),
             ("app.js", SCRIPT),
+            ("charts.js", CHARTS),
             ("style.css", STYLE),
         ] {
             for absolute in [

@@ -6,6 +6,7 @@
 use crate::domain::{
     AccessCode, AccessNumber, DataId, GroupName, PhoneNumber, ServiceName, SessionId, UnixMillis,
 };
+use crate::events::Event;
 use crate::rules::lifecycle::Ended;
 use crate::store::{Fields, GroupSettings};
 
@@ -65,6 +66,20 @@ pub enum Change {
     DataDeleted(DataId),
     /// Delete rows that expired before this instant (space only; they were already dead).
     Purge(UnixMillis),
+    // ---- the webhook outbox (engine/outbox.rs) ----
+    /// An event owed to the webhook, due at once.
+    EventQueued {
+        event: Event,
+        queued_at: UnixMillis,
+    },
+    /// Delivered or given up: the event leaves the outbox.
+    EventDone(String),
+    /// A failed attempt; the next one is due at `next_at`.
+    EventRetry {
+        id: String,
+        attempts: u32,
+        next_at: UnixMillis,
+    },
 }
 
 /// Where the engine writes its changes; `None` for memory://, which keeps nothing.

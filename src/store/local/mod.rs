@@ -33,6 +33,8 @@ pub struct LocalStore {
     clock: Arc<dyn Clock>,
     journal: Option<Box<dyn Journal>>,
     kind: &'static str,
+    /// Where committed events go live (`GET /genesys/1/admin/events`).
+    bus: crate::events::Bus,
 }
 
 impl LocalStore {
@@ -42,6 +44,7 @@ impl LocalStore {
             clock,
             journal: None,
             kind: "memory",
+            bus: crate::events::bus(),
         }
     }
 
@@ -57,7 +60,15 @@ impl LocalStore {
             clock,
             journal: Some(journal),
             kind,
+            bus: crate::events::bus(),
         }
+    }
+
+    /// Publishes committed events on `bus`, and keeps them in the outbox for the webhook too
+    /// when `keep_outbox` (`[events]` set).
+    pub fn with_events(self, bus: crate::events::Bus, keep_outbox: bool) -> Self {
+        self.engine.lock().set_keep_outbox(keep_outbox);
+        Self { bus, ..self }
     }
 
     /// Runs `f` under the lock, queues its changes, then waits until they (and everything
@@ -66,23 +77,25 @@ impl LocalStore {
         &self,
         f: impl FnOnce(&mut Engine, UnixMillis, &mut ChangeLog) -> T,
     ) -> Result<T, StoreError> {
-        let (value, seq) = {
+        let (value, seq, emitted) = {
             let mut engine = self.engine.lock();
             let now = self.clock.now();
             let mut log: ChangeLog = self.journal.as_ref().map(|_| Vec::new());
             let value = f(&mut engine, now, &mut log);
-            // Events reach the live stream only once durable; until the stream is wired,
-            // they are dropped here so the list stays bounded.
-            engine.emitted.clear();
+            let emitted = engine.take_emitted();
             let seq = match (&self.journal, log) {
                 (Some(j), Some(changes)) if !changes.is_empty() => Some(j.submit(changes)),
                 (Some(j), _) => Some(j.submitted()),
                 _ => None,
             };
-            (value, seq)
+            (value, seq, emitted)
         };
         if let (Some(j), Some(seq)) = (&self.journal, seq) {
             j.durable(seq).await?;
+        }
+        // Live only once durable; nobody listening is fine (the stream is a view).
+        for event in emitted {
+            let _ = self.bus.send(event);
         }
         Ok(value)
     }
@@ -229,6 +242,41 @@ impl Store for LocalStore {
 
     async fn release(&self, number: &AccessNumber) -> Result<bool, StoreError> {
         self.run(|e, now, log| e.release(number, now, log)).await
+    }
+
+    fn bus(&self) -> crate::events::Bus {
+        self.bus.clone()
+    }
+
+    async fn record_events(&self, events: Vec<crate::events::Event>) -> Result<(), StoreError> {
+        self.run(|e, _, log| {
+            for event in events {
+                e.emit(event, log);
+            }
+        })
+        .await
+    }
+
+    async fn due_events(&self, limit: usize) -> Result<Vec<super::PendingEvent>, StoreError> {
+        self.run(|e, now, _| e.outbox().due(now, limit)).await
+    }
+
+    async fn event_done(&self, id: &str) -> Result<(), StoreError> {
+        self.run(|e, _, log| {
+            e.outbox_mut().delivered(id, log);
+        })
+        .await
+    }
+
+    async fn event_retry(&self, id: &str, after: Duration) -> Result<(), StoreError> {
+        self.run(|e, now, log| {
+            e.outbox_mut().retry_later(id, now.plus(after), log);
+        })
+        .await
+    }
+
+    async fn outbox_len(&self) -> Result<u64, StoreError> {
+        self.run(|e, _, _| e.outbox().len() as u64).await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -499,7 +499,13 @@ pub async fn touch_node(tx: &Transaction<'_>, now: i64, node: &str) -> Result<()
 }
 
 /// Space only: every row removed here was already dead by its expiry.
-pub async fn purge(tx: &Transaction<'_>, now: i64, node: &str) -> Result<u64, StoreError> {
+/// Frees the space of expired rows; returns how many, and the expiry events of the
+/// reservations it recorded.
+pub async fn purge(
+    tx: &Transaction<'_>,
+    now: i64,
+    node: &str,
+) -> Result<(u64, Vec<crate::events::Event>), StoreError> {
     let mut n = 0;
     for sql in [
         "DELETE FROM sessions WHERE expires_at <= $1",
@@ -528,9 +534,8 @@ pub async fn purge(tx: &Transaction<'_>, now: i64, node: &str) -> Result<u64, St
         .iter()
         .filter_map(super::reserve::expired_event)
         .collect();
-    super::calls::record(tx, &events).await?;
     touch_node(tx, now, node).await?;
-    Ok(n)
+    Ok((n, events))
 }
 
 /// Every node that touched the store (at start, then at each purge, every 30 s).

@@ -121,14 +121,18 @@ async fn attempt(db: &Db, reqs: &[ReserveRequest]) -> Result<Vec<Answer>, StoreE
             .await
             .map_err(super::pg_error)
     };
-    tokio::try_join!(
-        async {
-            let events = reserve::write(client, &writes).await?;
-            super::calls::record(client, &events).await
-        },
-        commit
-    )?;
+    // The writes and COMMIT go together; with an outbox, its insert must come between (it
+    // needs the expiries the writes found), which costs one more round trip.
+    let events = if db.keeps_outbox() {
+        let events = reserve::write(client, &writes).await?;
+        super::outbox::insert(client, &events).await?;
+        commit.await?;
+        events
+    } else {
+        tokio::try_join!(reserve::write(client, &writes), commit)?.0
+    };
     conn.done();
+    db.publish(&events);
     Ok(answers)
 }
 

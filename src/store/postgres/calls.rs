@@ -356,34 +356,13 @@ pub async fn end_session_hold(
     Ok(Some(e))
 }
 
-/// Records events in the caller's transaction, so they commit with their change.
-pub async fn record<C: tokio_postgres::GenericClient + Sync>(
-    tx: &C,
-    events: &[Event],
-) -> Result<(), StoreError> {
-    super::outbox::insert(tx, events).await
-}
-
-/// `Store::match_reservation`: the call and its events, in one transaction.
-pub async fn call(
-    tx: &Transaction<'_>,
-    now: i64,
-    req: &MatchRequest,
-) -> Result<MatchOutcome, StoreError> {
-    let (outcome, events) = match_reservation(tx, now, req).await?;
-    record(tx, &events).await?;
-    Ok(outcome)
-}
-
 /// `Store::release`, with its event.
-pub async fn release_recorded(
+pub async fn release_number(
     tx: &Transaction<'_>,
     now: i64,
     number: &AccessNumber,
-) -> Result<bool, StoreError> {
-    let (released, events) = release(tx, now, number).await?;
-    record(tx, &events).await?;
-    Ok(released)
+) -> Result<(bool, Vec<Event>), StoreError> {
+    release(tx, now, number).await
 }
 
 /// `Store::end_session`, with its reservations' events.
@@ -391,10 +370,9 @@ pub async fn end_session(
     tx: &Transaction<'_>,
     now: i64,
     id: &SessionId,
-) -> Result<bool, StoreError> {
-    let Some(events) = sessions::end(tx, now, id).await? else {
-        return Ok(false);
-    };
-    record(tx, &events).await?;
-    Ok(true)
+) -> Result<(bool, Vec<Event>), StoreError> {
+    Ok(match sessions::end(tx, now, id).await? {
+        Some(events) => (true, events),
+        None => (false, Vec::new()),
+    })
 }

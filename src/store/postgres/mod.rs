@@ -16,7 +16,7 @@ mod batch;
 mod calls;
 mod claim;
 mod migrate;
-mod outbox;
+pub mod outbox;
 mod reserve;
 mod sessions;
 mod tls;
@@ -32,9 +32,9 @@ use tokio_postgres::error::SqlState;
 
 use super::{
     AddNumbers, DeleteGroup, DynStore, Fields, FreeNumber, GroupChange, GroupDetail, GroupSpec,
-    GroupStats, MatchOutcome, MatchRequest, NewSession, OpenError, PutGroup, RemoveNumber,
-    Reservation, ReservationFilter, ReservationView, ReserveError, ReserveRequest, Session, Store,
-    StoreError, StoreOptions, StoreUrl, sweeper,
+    GroupStats, MatchOutcome, MatchRequest, NewSession, OpenError, PendingEvent, PutGroup,
+    RemoveNumber, Reservation, ReservationFilter, ReservationView, ReserveError, ReserveRequest,
+    Session, Store, StoreError, StoreOptions, StoreUrl, sweeper,
 };
 use crate::clock::Clock;
 use crate::domain::{AccessNumber, DataId, GroupName, SessionId};
@@ -44,6 +44,16 @@ use crate::domain::{AccessNumber, DataId, GroupName, SessionId};
 macro_rules! in_tx {
     ($store:expr, $f:path $(, $arg:ident)*) => {
         $store.db.with_tx(move |tx, now| {
+            $( let $arg = $arg.clone(); )*
+            Box::pin(async move { $f(tx, now $(, &$arg)*).await })
+        })
+    };
+}
+
+/// `in_tx!` for an operation that also returns its events (`Db::with_events`).
+macro_rules! in_tx_events {
+    ($store:expr, $f:path $(, $arg:ident)*) => {
+        $store.db.with_events(move |tx, now| {
             $( let $arg = $arg.clone(); )*
             Box::pin(async move { $f(tx, now $(, &$arg)*).await })
         })
@@ -63,6 +73,10 @@ struct Db {
     pool: Pool,
     clock: Arc<dyn Clock>,
     timeout: Duration,
+    /// Committed events go live here (see [`Db::publish`]).
+    bus: crate::events::Bus,
+    /// Whether events are written to `events_outbox` (`[events]` set).
+    keep_outbox: bool,
 }
 
 pub async fn open(url: &StoreUrl, options: &StoreOptions) -> Result<DynStore, OpenError> {
@@ -107,6 +121,8 @@ pub async fn open(url: &StoreUrl, options: &StoreOptions) -> Result<DynStore, Op
         pool,
         clock: options.clock.clone(),
         timeout: options.timeout,
+        bus: options.bus.clone(),
+        keep_outbox: options.keep_outbox,
     };
     let store = PgStore {
         batcher: batch::Batcher::start(db.clone(), batch::parallel(options.max_connections)),
@@ -215,6 +231,46 @@ fn timed_out(timeout: Duration) -> StoreError {
 type TxFuture<'a, T, E> = std::pin::Pin<Box<dyn Future<Output = Result<T, E>> + Send + 'a>>;
 
 impl Db {
+    /// Whether an operation's events go to the outbox ([`outbox::insert`] in its transaction;
+    /// `with_events` does both, the batcher checks it itself).
+    pub(crate) fn keeps_outbox(&self) -> bool {
+        self.keep_outbox
+    }
+
+    /// Runs one operation (as `in_tx!` does) whose function also returns the events its
+    /// change made: they go to the outbox in the same transaction (with `[events]`), and on
+    /// the live bus once it committed. A rolled-back attempt publishes nothing.
+    pub(crate) async fn with_events<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: TxError + Send + 'static,
+        F: for<'a> Fn(&'a Transaction<'a>, i64) -> TxFuture<'a, (T, Vec<crate::events::Event>), E>,
+    {
+        let keep = self.keeps_outbox();
+        let (value, events) = self
+            .with_tx(|tx, now| {
+                let made = f(tx, now);
+                Box::pin(async move {
+                    let (value, events) = made.await?;
+                    if keep {
+                        outbox::insert(tx, &events).await?;
+                    }
+                    Ok::<_, E>((value, events))
+                })
+            })
+            .await?;
+        self.publish(&events);
+        Ok(value)
+    }
+
+    /// Publishes events on the live bus; call it after the transaction that made them
+    /// committed, never before (a rolled-back change must not be seen).
+    pub(crate) fn publish(&self, events: &[crate::events::Event]) {
+        for event in events {
+            let _ = self.bus.send(event.clone());
+        }
+    }
+
     /// Runs `f` in one transaction with the database's `now` (ms). An error rolls back; a
     /// lost race is retried up to three times; all of it within the store's timeout. The
     /// closure owns its inputs (clone them in), so the future borrows only the transaction.
@@ -284,7 +340,7 @@ impl Store for PgStore {
     }
 
     async fn end_session(&self, id: &SessionId) -> Result<bool, StoreError> {
-        in_tx!(self, calls::end_session, id).await
+        in_tx_events!(self, calls::end_session, id).await
     }
 
     async fn reserve(&self, req: ReserveRequest) -> Result<Reservation, ReserveError> {
@@ -296,11 +352,11 @@ impl Store for PgStore {
         session: NewSession,
         req: ReserveRequest,
     ) -> Result<(Session, Reservation), ReserveError> {
-        in_tx!(self, reserve::reserve_new_session, session, req).await
+        in_tx_events!(self, reserve::reserve_new_session, session, req).await
     }
 
     async fn match_reservation(&self, req: MatchRequest) -> Result<MatchOutcome, StoreError> {
-        in_tx!(self, calls::call, req).await
+        in_tx_events!(self, calls::match_reservation, req).await
     }
 
     async fn free_number(
@@ -372,11 +428,42 @@ impl Store for PgStore {
     }
 
     async fn release(&self, number: &AccessNumber) -> Result<bool, StoreError> {
-        in_tx!(self, calls::release_recorded, number).await
+        in_tx_events!(self, calls::release_number, number).await
     }
 
     async fn nodes(&self) -> Result<Vec<(String, u64)>, StoreError> {
         in_tx!(self, admin::nodes).await
+    }
+
+    fn bus(&self) -> crate::events::Bus {
+        self.db.bus.clone()
+    }
+
+    async fn record_events(&self, events: Vec<crate::events::Event>) -> Result<(), StoreError> {
+        self.db
+            .with_events(move |_, _| {
+                let events = events.clone();
+                Box::pin(async move { Ok::<_, StoreError>(((), events)) })
+            })
+            .await
+    }
+
+    async fn due_events(&self, limit: usize) -> Result<Vec<PendingEvent>, StoreError> {
+        in_tx!(self, outbox::claim, limit).await
+    }
+
+    async fn event_done(&self, id: &str) -> Result<(), StoreError> {
+        let id = id.to_owned();
+        in_tx!(self, outbox::done, id).await
+    }
+
+    async fn event_retry(&self, id: &str, after: Duration) -> Result<(), StoreError> {
+        let id = id.to_owned();
+        in_tx!(self, outbox::retry, id, after).await
+    }
+
+    async fn outbox_len(&self) -> Result<u64, StoreError> {
+        in_tx!(self, outbox::len).await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
@@ -389,6 +476,6 @@ impl Store for PgStore {
 
     async fn purge_expired(&self) -> Result<u64, StoreError> {
         let node = self.node_id.clone();
-        in_tx!(self, admin::purge, node).await
+        in_tx_events!(self, admin::purge, node).await
     }
 }

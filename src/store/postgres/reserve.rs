@@ -28,14 +28,14 @@ pub async fn reserve(
     tx: &Transaction<'_>,
     now: i64,
     req: &ReserveRequest,
-) -> Result<Reservation, ReserveError> {
+) -> Result<(Reservation, Vec<Event>), ReserveError> {
     // This transaction's `now` is the one every statement of it computes (claim::NOW).
     let (mut answers, writes) = reserve_many(tx, Some(now), std::slice::from_ref(req)).await?;
     let events = write(tx, &writes).await?;
-    super::calls::record(tx, &events).await?;
-    answers
+    let answer = answers
         .pop()
-        .unwrap_or_else(|| Err(StoreError::corrupt("a batch of one", "no answer").into()))
+        .unwrap_or_else(|| Err(StoreError::corrupt("a batch of one", "no answer").into()))?;
+    Ok((answer, events))
 }
 
 /// A group as the batch goes through it: its settings, the candidates locked for it, and
@@ -384,8 +384,8 @@ pub async fn reserve_new_session(
     now: i64,
     new: &NewSession,
     req: &ReserveRequest,
-) -> Result<(Session, Reservation), ReserveError> {
+) -> Result<((Session, Reservation), Vec<Event>), ReserveError> {
     let session = sessions::create(tx, now, new).await?;
-    let reservation = reserve(tx, now, req).await?;
-    Ok((session, reservation))
+    let (reservation, events) = reserve(tx, now, req).await?;
+    Ok(((session, reservation), events))
 }

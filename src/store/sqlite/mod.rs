@@ -9,6 +9,7 @@
 
 pub mod backup;
 mod load;
+mod outbox;
 mod writer;
 
 use std::path::Path;
@@ -20,9 +21,10 @@ use rusqlite::Connection;
 use super::local::LocalStore;
 use super::{DynStore, OpenError, SqliteSync, StoreOptions, sweeper};
 
-const MIGRATIONS: [&str; 2] = [
+const MIGRATIONS: [&str; 3] = [
     include_str!("../../../migrations/sqlite/0001_init.sql"),
     include_str!("../../../migrations/sqlite/0002_number_lifecycle.sql"),
+    include_str!("../../../migrations/sqlite/0003_events_outbox.sql"),
 ];
 
 pub async fn open(path: &Path, options: &StoreOptions) -> Result<DynStore, OpenError> {
@@ -36,19 +38,18 @@ pub async fn open(path: &Path, options: &StoreOptions) -> Result<DynStore, OpenE
         let lock = lock_file(&path)?;
         let mut conn = connect(&path, options_copy.sqlite_synchronous)?;
         migrate(&mut conn)?;
-        let engine = load::load(&mut conn, options_copy.clock.now())?;
+        let mut engine = load::load(&mut conn, options_copy.clock.now())?;
+        outbox::load(&conn, &mut engine)?;
         Ok::<_, String>((conn, lock, engine))
     })
     .await
     .map_err(|e| fail(e.to_string()))?
     .map_err(fail)?;
     let journal = writer::SqliteJournal::start(conn, lock, options.timeout);
-    let store: DynStore = Arc::new(LocalStore::durable(
-        engine,
-        options.clock.clone(),
-        Box::new(journal),
-        "sqlite",
-    ));
+    let store: DynStore = Arc::new(
+        LocalStore::durable(engine, options.clock.clone(), Box::new(journal), "sqlite")
+            .with_events(options.bus.clone(), options.keep_outbox),
+    );
     sweeper::spawn(&store, Duration::from_secs(30));
     Ok(store)
 }

@@ -288,6 +288,10 @@ fn apply(tx: &Transaction, change: &Change) -> rusqlite::Result<()> {
             tx.prepare_cached("DELETE FROM data WHERE id = ?1")?
                 .execute([id.as_str()])?;
         }
+        // The webhook outbox (events branch): its own table, written by sqlite/outbox.rs.
+        Change::EventQueued { .. } | Change::EventDone(_) | Change::EventRetry { .. } => {
+            super::outbox::apply(tx, change)?;
+        }
         Change::Purge(now) => {
             for sql in [
                 "DELETE FROM reservations WHERE expires_at <= ?1",

@@ -1,6 +1,7 @@
 // access-broker Service Management page: a pools overview, a page per group, and a search.
 // Everything goes through the admin JSON API; values are put in the page with textContent,
-// never as HTML.
+// never as HTML. The page follows the admin event stream (Server-Sent Events): a lifecycle
+// event refreshes what is shown, so the charts (charts.js) move as reservations come and go.
 "use strict";
 
 // Relative to the page (served at …/ui/), never from the root: behind a proxy that serves the
@@ -54,9 +55,33 @@ function bar(ratio) {
   return el("span", { class: cls, role: "img", "aria-label": `${pct}% used` }, el("span", { style: `width:${pct}%` }));
 }
 
-function schedule(fn, ms) {
+// The page refreshes when the event stream says something happened (at most every 500 ms),
+// not on a timer; a slow timer remains for what makes no event (a refusal, a config change
+// by another operator) and for when the stream is down.
+const FALLBACK_MS = 5000;
+let current = null;
+let pending = null;
+let stream = null;
+
+function schedule(fn) {
+  current = fn;
   clearInterval(refreshTimer);
-  refreshTimer = setInterval(fn, ms);
+  refreshTimer = setInterval(fn, FALLBACK_MS);
+}
+
+function onEvent() {
+  if (pending || !current) return;
+  pending = setTimeout(() => { pending = null; if (current) current(); }, 500);
+}
+
+function follow() {
+  if (stream || typeof EventSource === "undefined") return;
+  stream = new EventSource(new URL("events", API));
+  const kinds = ["reservation.created", "reservation.matched", "reservation.late_match", "reservation.expired",
+    "reservation.released", "reservation.locked", "number.quarantined", "lagged"];
+  for (const kind of kinds) stream.addEventListener(kind, onEvent);
+  stream.addEventListener("open", () => { document.body.dataset.live = "true"; });
+  stream.addEventListener("error", () => { document.body.dataset.live = "false"; });
 }
 
 // ---- overview ----
@@ -79,6 +104,10 @@ async function overview() {
     el("table", { "data-testid": "groups" },
       el("thead", {}, el("tr", {}, ...["Group", "Size", "Free", "Reserved", "Retiring", "Utilisation", "Refusals (1 h)", "Allocation", "Booking (s)"].map((h) => el("th", { text: h })))),
       el("tbody", {}, rows)),
+    el("section", { class: "card", "data-testid": "last-hour" },
+      el("h2", { text: "Last hour" }),
+      ...groups.map((g) => el("div", {}, el("h3", { text: g.name }),
+        window.charts.groupCharts(g, { reserved: g.reserved, cooling: g.cooling ?? 0, quarantined: g.quarantined ?? 0 })))),
     createGroupForm(),
     await recentChanges());
 }
@@ -137,48 +166,65 @@ async function groupPage(name) {
   countdowns = [];
   const rows = g.numbers.map((n) => {
     const left = el("td", { class: "num", "data-testid": "left" });
-    if (n.expires_in !== undefined) countdowns.push({ node: left, until: fetchedAt + n.expires_in * 1000 });
-    const release = n.state === "free" ? "" : el("button", {
-      class: "danger", "data-testid": `release-${n.number}`,
+    const seconds = n.expires_in ?? n.seconds_left;
+    if (seconds !== undefined) countdowns.push({ node: left, until: fetchedAt + seconds * 1000 });
+    const numberPath = `groups/${encodeURIComponent(name)}/numbers/${encodeURIComponent(n.number)}`;
+    const act = (label, attrs, method, path, question) => el("button", {
+      ...attrs,
       on: { click: async () => {
-        try { await api("DELETE", `reservations/${encodeURIComponent(n.number)}`); await route(); }
+        try { await (question ? withForce(method, path, question) : api(method, path)); await route(); }
         catch (err) { statusLine.textContent = err.message; }
       } },
-    }, "Release");
-    const remove = el("button", {
-      "data-testid": `remove-${n.number}`,
-      on: { click: async () => {
-        try { await withForce("DELETE", `groups/${encodeURIComponent(name)}/numbers/${encodeURIComponent(n.number)}`, "Remove it anyway?"); await route(); }
-        catch (err) { statusLine.textContent = err.message; }
-      } },
-    }, "Remove");
+    }, label);
+    const held = n.state === "reserved" || n.state === "retiring";
+    const resting = n.state === "cooling" || n.state === "quarantined";
     return el("tr", { "data-testid": `number-${n.number}`, "data-state": n.state },
       el("td", { class: "num" }, n.number),
       el("td", { class: `state-${n.state}`, "data-testid": "state" }, n.state),
       el("td", {}, n._id ?? ""),
       left,
-      el("td", {}, release, " ", remove));
+      el("td", { class: "num", "data-testid": "stray" }, n.stray_calls ?? 0),
+      el("td", {},
+        held ? act("Release", { class: "danger", "data-testid": `release-${n.number}` }, "DELETE", `reservations/${encodeURIComponent(n.number)}`) : "",
+        resting ? act("Free", { class: "primary", "data-testid": `free-${n.number}`, title: "End the cool-down or quarantine: lend it again" }, "POST", `${numberPath}/free`) : "",
+        " ", act("Remove", { "data-testid": `remove-${n.number}` }, "DELETE", numberPath, "Remove it anyway?")));
   });
+  const count = (state) => g.numbers.filter((n) => n.state === state).length;
   const a = g.advice;
   view.replaceChildren(
     el("p", {}, el("a", { href: "#/" }, "← all groups")),
     el("h1", { "data-testid": "group-title" }, `Group ${g.name}`),
-    el("p", {}, bar(g.utilisation), ` ${g.reserved} of ${g.size} reserved · ${g.free} free · ${g.retiring} retiring · ${g.refusals} refusals in the last hour`),
+    el("p", {}, bar(g.utilisation), ` ${g.reserved} of ${g.size} reserved · ${count("cooling")} cooling · ${count("quarantined")} quarantined · ${g.free} free · ${g.retiring} retiring · ${g.refusals} refusals in the last hour`),
+    window.charts.groupCharts(g, { reserved: count("reserved"), cooling: count("cooling"), quarantined: count("quarantined") }),
     el("section", { class: "card advice", "data-testid": "advisor" },
       el("h2", { text: "Pool-size advisor (Erlang B)" }),
       el("dl", {},
         el("dt", { text: "Current size" }), el("dd", { "data-testid": "advice-size" }, g.size),
         el("dt", { text: "Size for 1 % refusals" }), el("dd", { "data-testid": "advice-1" }, a.size_for_1_percent),
         el("dt", { text: "Size for 0.1 % refusals" }), el("dd", { "data-testid": "advice-01" }, a.size_for_0_1_percent),
-        el("dt", { text: "Observed" }), el("dd", {}, `${a.requests_per_second.toFixed(3)} requests/s over ${a.window_minutes} min, mean holding ${a.mean_holding_seconds.toFixed(1)} s, offered load ${a.offered_load.toFixed(2)}, refused ${(a.refusal_ratio * 100).toFixed(2)} %`))),
+        el("dt", { text: "Observed" }), el("dd", {}, `${a.requests_per_second.toFixed(3)} requests/s over ${a.window_minutes} min, mean holding ${a.mean_holding_seconds.toFixed(1)} s (resting after use included), offered load ${a.offered_load.toFixed(2)}, refused ${(a.refusal_ratio * 100).toFixed(2)} %`)),
+      advisorHistory(a.history ?? [])),
     settingsForm(g), addNumbersForm(g.name),
     el("h2", { text: "Numbers" }),
     el("table", { "data-testid": "numbers" },
-      el("thead", {}, el("tr", {}, ...["Number", "State", "Session", "Seconds left", ""].map((h) => el("th", { text: h })))),
+      el("thead", {}, el("tr", {}, ...["Number", "State", "Session", "Seconds left", "Stray calls (24 h)", ""].map((h) => el("th", { text: h })))),
       el("tbody", {}, rows)),
     deleteGroupForm(g.name),
     await recentChanges(g.name));
   tick();
+}
+
+// The minutes the advice rests on, so an operator can judge it.
+function advisorHistory(points) {
+  const rows = points.map((p) => el("tr", {},
+    el("td", {}, new Date(p.at).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" })),
+    el("td", { class: "num" }, p.requests), el("td", { class: "num" }, p.refusals),
+    el("td", { class: "num" }, p.occupied === null || p.occupied === undefined ? "–" : p.occupied.toFixed(1))));
+  return el("details", { "data-testid": "advice-history" },
+    el("summary", {}, `Data used: ${points.length} minute${points.length === 1 ? "" : "s"}`),
+    points.length === 0 ? el("p", {}, "No traffic seen yet; the advice is the minimum of one number.") :
+      el("table", {}, el("thead", {}, el("tr", {}, ...["Minute", "Requests", "Refusals", "Numbers in use (mean)"].map((h) => el("th", { text: h })))),
+        el("tbody", {}, rows)));
 }
 
 function tick() {
@@ -253,13 +299,14 @@ async function route() {
     if (hash.startsWith("/group/")) {
       const name = hash.slice("/group/".length);
       await groupPage(name);
-      schedule(() => groupPage(name).catch(show), 2000);
+      schedule(() => groupPage(name).catch(show));
     } else if (hash.startsWith("/search/")) {
       clearInterval(refreshTimer);
+      current = null;
       await search(hash.slice("/search/".length));
     } else {
       await overview();
-      schedule(() => overview().catch(show), 2000);
+      schedule(() => overview().catch(show));
     }
     statusLine.textContent = `Updated ${new Date().toLocaleTimeString()}`;
   } catch (err) { show(err); }
@@ -275,4 +322,5 @@ document.getElementById("search").addEventListener("submit", (e) => {
 window.addEventListener("hashchange", route);
 clearInterval(tickTimer);
 tickTimer = setInterval(tick, 1000);
+follow();
 route();

@@ -7,6 +7,7 @@
 
 mod admin;
 mod calls;
+pub mod outbox;
 mod reserve;
 pub mod restore;
 mod usage;
@@ -38,8 +39,11 @@ pub struct Engine {
     /// Holds that reads ended by expiry (reads write nothing); the next write records them
     /// (`record_expiries`), so their ending reaches the journal and the events.
     unrecorded: Vec<(GroupIdx, Pos, UnixMillis)>,
-    /// Events of the current operation, for the live stream once it is durable.
-    pub(crate) emitted: Vec<crate::events::Event>,
+    /// Events owed to the webhook (only with `[events]`; see `outbox.rs` for `emit`).
+    outbox: outbox::Outbox,
+    keep_outbox: bool,
+    /// Events of the running operation, published by the store once it is durable.
+    emitted: Vec<crate::events::Event>,
 }
 
 #[derive(Debug)]

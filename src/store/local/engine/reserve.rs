@@ -273,9 +273,4 @@ impl Engine {
         }
         live
     }
-
-    /// Queues an event for the live stream (and the outbox, where delivery is configured).
-    pub(crate) fn emit(&mut self, event: Event, _log: &mut ChangeLog) {
-        self.emitted.push(event);
-    }
 }

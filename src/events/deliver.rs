@@ -1,0 +1,199 @@
+//! Webhook delivery (`[events]`): a task per node that posts the store's due outbox events to
+//! the configured URL, signed, and tells the store how each attempt went.
+//!
+//! At least once: an event leaves the outbox only after a 2xx answer (or after 24 h of
+//! failures, when it is given up, counted and logged). Anything else, a timeout included, is
+//! retried with the same `id`: the first retry within 5 s, then doubling, at most 5 min apart.
+//! The schedule lives in the store, not here, so a restart (or, on PostgreSQL, another node)
+//! picks up exactly where this task stopped. A stuck endpoint shows as a growing
+//! `access_broker_events_backlog`; it never makes the node unready.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use hmac::{KeyInit, Mac};
+
+use super::Event;
+use crate::config::EventsConfig;
+use crate::metrics::Metrics;
+use crate::store::{DynStore, PendingEvent};
+
+/// The header carrying `sha256=<hex HMAC-SHA256 of the body with the secret>`.
+pub const SIGNATURE_HEADER: &str = "x-access-broker-signature";
+/// How long an event is retried before it is given up.
+pub const GIVE_UP_AFTER: Duration = Duration::from_secs(24 * 3600);
+/// A delivery that has not answered by then failed (the PostgreSQL lease is longer).
+pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Events attempted at once, per poll.
+const BATCH: usize = 32;
+/// How often the outbox is polled when it had nothing due.
+const IDLE_POLL: Duration = Duration::from_millis(500);
+
+/// `sha256=<hex>` for a body: what the receiver recomputes with the shared secret.
+pub fn signature(secret: &str, body: &[u8]) -> String {
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes())
+        .unwrap_or_else(|_| unreachable!("HMAC takes a key of any length"));
+    mac.update(body);
+    let digest = mac.finalize().into_bytes();
+    let mut hex = String::with_capacity(7 + digest.len() * 2);
+    hex.push_str("sha256=");
+    for byte in digest {
+        hex.push_str(&format!("{byte:02x}"));
+    }
+    hex
+}
+
+/// The wait before the next attempt after `failures` failed ones (1 = the first failure):
+/// 5 s, 10 s, 20 s, … at most 5 min.
+pub fn backoff(failures: u32) -> Duration {
+    let doublings = failures.saturating_sub(1).min(10);
+    (Duration::from_secs(5) * 2u32.pow(doublings)).min(Duration::from_secs(300))
+}
+
+/// Posts events to one URL.
+#[derive(Clone)]
+pub struct Deliverer {
+    client: reqwest::Client,
+    config: Arc<EventsConfig>,
+}
+
+/// How one attempt went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Delivered,
+    /// Not a 2xx, or no answer: what the log says about it.
+    Failed(String),
+}
+
+impl Deliverer {
+    pub fn new(config: EventsConfig) -> Self {
+        let client = reqwest::Client::builder()
+            .timeout(ATTEMPT_TIMEOUT)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap_or_default();
+        Self {
+            client,
+            config: Arc::new(config),
+        }
+    }
+
+    /// One attempt: the event's JSON, signed.
+    pub async fn post(&self, event: &Event) -> Outcome {
+        let body = event.to_json().to_string();
+        let signature = signature(self.config.secret.expose(), body.as_bytes());
+        let sent = self
+            .client
+            .post(self.config.url.clone())
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .header(SIGNATURE_HEADER, signature)
+            .body(body)
+            .send()
+            .await;
+        match sent {
+            Ok(r) if r.status().is_success() => Outcome::Delivered,
+            Ok(r) => Outcome::Failed(format!("answered {}", r.status())),
+            Err(e) if e.is_timeout() => {
+                Outcome::Failed(format!("no answer within {ATTEMPT_TIMEOUT:?}"))
+            }
+            Err(e) => Outcome::Failed(crate::telemetry::Chain(&e).to_string()),
+        }
+    }
+
+    /// Attempts every due event once, concurrently, and records each outcome in the store.
+    /// Returns how many were due.
+    pub async fn round(
+        &self,
+        store: &DynStore,
+        metrics: &Metrics,
+    ) -> Result<usize, crate::store::StoreError> {
+        let due = store.due_events(BATCH).await?;
+        let count = due.len();
+        let attempts = due.into_iter().map(|pending| async move {
+            let outcome = self.post(&pending.event).await;
+            settle(store, metrics, &pending, outcome).await
+        });
+        for result in futures::future::join_all(attempts).await {
+            result?;
+        }
+        Ok(count)
+    }
+}
+
+/// Tells the store how an attempt went: delivered, retried later, or given up.
+async fn settle(
+    store: &DynStore,
+    metrics: &Metrics,
+    pending: &PendingEvent,
+    outcome: Outcome,
+) -> Result<(), crate::store::StoreError> {
+    let event = &pending.event;
+    match outcome {
+        Outcome::Delivered => {
+            store.event_done(&event.id).await?;
+            metrics.event_delivered();
+        }
+        Outcome::Failed(why) if pending.age >= GIVE_UP_AFTER => {
+            store.event_done(&event.id).await?;
+            metrics.event_given_up();
+            tracing::error!(id = %event.id, kind = %event.kind, attempts = pending.attempts + 1,
+                reason = %why, "event given up after 24 h of failed deliveries");
+        }
+        Outcome::Failed(why) => {
+            let wait = backoff(pending.attempts + 1);
+            store.event_retry(&event.id, wait).await?;
+            metrics.event_failed();
+            tracing::warn!(id = %event.id, kind = %event.kind, attempts = pending.attempts + 1,
+                retry_in = ?wait, reason = %why, "event delivery failed");
+        }
+    }
+    Ok(())
+}
+
+/// Delivers until the returned handle is aborted (the app does so at shutdown; an event in
+/// flight then is delivered again later, which at-least-once allows).
+pub fn spawn(
+    store: DynStore,
+    config: EventsConfig,
+    metrics: Arc<Metrics>,
+) -> tokio::task::JoinHandle<()> {
+    let deliverer = Deliverer::new(config);
+    tokio::spawn(async move {
+        loop {
+            let due = match deliverer.round(&store, &metrics).await {
+                Ok(n) => n,
+                Err(err) => {
+                    tracing::warn!(error = %crate::telemetry::Chain(&err), "event outbox unreadable; retrying");
+                    0
+                }
+            };
+            if let Ok(backlog) = store.outbox_len().await {
+                metrics.set_event_backlog(backlog);
+            }
+            if due < BATCH {
+                tokio::time::sleep(IDLE_POLL).await;
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signature_is_hex_hmac_sha256() {
+        // RFC 4231 test case 2.
+        assert_eq!(
+            signature("Jefe", b"what do ya want for nothing?"),
+            "sha256=5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+    }
+
+    #[test]
+    fn backoff_doubles_from_five_seconds_to_five_minutes() {
+        let secs: Vec<u64> = (1..=8).map(|n| backoff(n).as_secs()).collect();
+        assert_eq!(secs, [5, 10, 20, 40, 80, 160, 300, 300]);
+        assert_eq!(backoff(u32::MAX), Duration::from_secs(300));
+    }
+}
