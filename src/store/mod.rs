@@ -238,10 +238,15 @@ pub type DynStore = Arc<dyn Store>;
 /// Opens the backend a store URL names. Fails naming the URL (its password redacted).
 pub async fn open(url: &StoreUrl, options: &StoreOptions) -> Result<DynStore, OpenError> {
     match url {
-        StoreUrl::Memory => Ok(Arc::new(
-            local::LocalStore::memory(options.clock.clone())
-                .with_events(options.bus.clone(), options.keep_outbox),
-        )),
+        StoreUrl::Memory => {
+            let store: DynStore = Arc::new(
+                local::LocalStore::memory(options.clock.clone())
+                    .with_events(options.bus.clone(), options.keep_outbox),
+            );
+            // Memory keeps nothing on disk, but expiries still end and send their events.
+            sweeper::spawn(&store, sweeper::interval(options));
+            Ok(store)
+        }
         #[cfg(feature = "sqlite")]
         StoreUrl::Sqlite(path) => sqlite::open(path, options).await,
         #[cfg(not(feature = "sqlite"))]

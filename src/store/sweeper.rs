@@ -6,6 +6,12 @@ use std::time::Duration;
 
 use super::Store;
 
+/// How often a store purges: every 30 s, or every 5 s when `[events]` waits on it (the purge
+/// is what notices an expiry nobody called about and sends its `reservation.expired`).
+pub fn interval(options: &super::StoreOptions) -> Duration {
+    Duration::from_secs(if options.keep_outbox { 5 } else { 30 })
+}
+
 /// Runs `purge_expired` every `every` until the store is dropped (it holds only a `Weak`).
 pub fn spawn(store: &Arc<dyn Store>, every: Duration) -> tokio::task::JoinHandle<()> {
     let weak: Weak<dyn Store> = Arc::downgrade(store);

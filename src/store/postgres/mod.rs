@@ -137,7 +137,7 @@ pub async fn open(url: &StoreUrl, options: &StoreOptions) -> Result<DynStore, Op
         .await
         .map_err(|e| fail(describe(&e)))?;
     let store: DynStore = Arc::new(store);
-    sweeper::spawn(&store, Duration::from_secs(30));
+    sweeper::spawn(&store, sweeper::interval(options));
     Ok(store)
 }
 

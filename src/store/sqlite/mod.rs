@@ -50,7 +50,7 @@ pub async fn open(path: &Path, options: &StoreOptions) -> Result<DynStore, OpenE
         LocalStore::durable(engine, options.clock.clone(), Box::new(journal), "sqlite")
             .with_events(options.bus.clone(), options.keep_outbox),
     );
-    sweeper::spawn(&store, Duration::from_secs(30));
+    sweeper::spawn(&store, sweeper::interval(options));
     Ok(store)
 }
 
