@@ -52,6 +52,7 @@ async fn megabytes_of_fields_stay_on_disk() {
             .expect("put");
     }
     let grown = rss_of("self").saturating_sub(before);
+    eprintln!("100 MB of fields stored: RSS grew by {} MB", grown / MB);
     assert!(
         grown < 40 * MB,
         "100 MB stored, RSS grew by {} MB",
@@ -73,6 +74,7 @@ async fn megabytes_of_fields_stay_on_disk() {
     let started = Instant::now();
     let reopened = store::open(&url, &options(&clock)).await.expect("reopens");
     let reopen = started.elapsed();
+    eprintln!("reopen: {reopen:?}");
     assert!(reopen < Duration::from_secs(2), "reopen took {reopen:?}");
     for (i, id) in ids.iter().enumerate() {
         let mut want = big_fields(i);
@@ -83,6 +85,7 @@ async fn megabytes_of_fields_stay_on_disk() {
         assert!(got == want, "entry {i} reads back exactly");
     }
     let grown = rss_of("self").saturating_sub(before);
+    eprintln!("after reading it all back: RSS grew by {} MB", grown / MB);
     assert!(
         grown < 60 * MB,
         "after reading back, RSS grew by {} MB",
