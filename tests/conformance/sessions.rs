@@ -1,8 +1,9 @@
 //! Sessions: they live until their TTL, ending one deletes its data and releases its
-//! reservations, and purging expired rows changes nothing a reader can see.
+//! reservations (a match that ends it still answers its fields), and purging expired rows
+//! changes nothing a reader can see.
 
 use access_broker::domain::Allocation;
-use access_broker::store::ReservationFilter;
+use access_broker::store::{MatchRequest, ReservationFilter};
 
 use crate::support::TestStore;
 use crate::{MS, SEC, reserve_fresh};
@@ -12,6 +13,7 @@ crate::conformance!(
     ending_a_session_deletes_it_and_its_data,
     ending_a_session_releases_its_reservations,
     purge_changes_nothing_visible,
+    a_match_ending_its_session_answers_its_fields,
 );
 
 async fn sessions_live_until_their_ttl(t: TestStore) {
@@ -83,4 +85,34 @@ async fn purge_changes_nothing_visible(t: TestStore) {
     assert_eq!(live[0].number, r.number);
     let stats = t.store.group(&g).await.expect("g").expect("g").stats;
     assert_eq!((stats.free, stats.reserved), (1, 1));
+}
+
+/// `_delete_service=true` with `_return_data=true`: the answer carries the fields the session
+/// had, and afterwards neither the session nor its data is found (also after a purge).
+async fn a_match_ending_its_session_answers_its_fields(t: TestStore) {
+    let g = t.with_group("DNIS", 1, Allocation::RoundRobin).await;
+    let id = t
+        .session_with(60 * SEC, vec![("who", "Ann"), ("why", "billing")])
+        .await;
+    let r = t.reserve(&id, &g).await.expect("reserved");
+    let req = MatchRequest {
+        number: r.number,
+        code: None,
+        phone: None,
+        code_required: true,
+        end_session: true,
+    };
+    let outcome = t.store.match_reservation(req).await.expect("match");
+    let session = outcome.into_session().expect("matched");
+    assert_eq!(
+        session.fields,
+        vec![
+            ("who".into(), "Ann".into()),
+            ("why".into(), "billing".into())
+        ]
+    );
+    t.store.purge_expired().await.expect("purge");
+    assert!(t.store.session(&id).await.expect("read").is_none());
+    let data = t.store.data(&session.data_id).await.expect("read");
+    assert!(data.is_none(), "its data ended with it");
 }

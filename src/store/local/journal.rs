@@ -63,7 +63,20 @@ pub enum Change {
         fields: Fields,
         expires_at: UnixMillis,
     },
+    /// Adds or replaces `fields` in the stored entry (read, merged and written back inside
+    /// the writer's transaction) and sets its expiry: the fields are not in memory.
+    DataMerged {
+        id: DataId,
+        fields: Fields,
+        expires_at: UnixMillis,
+    },
     DataDeleted(DataId),
+    /// The entry's session ended at `at`: it expires then, and its row stays until a purge
+    /// (an answer of that operation may still read its fields).
+    DataEnded {
+        id: DataId,
+        at: UnixMillis,
+    },
     /// Delete rows that expired before this instant (space only; they were already dead).
     Purge(UnixMillis),
     // ---- the webhook outbox (engine/outbox.rs) ----

@@ -6,8 +6,13 @@
 //! Nothing is answered before every change it could have seen is durable: each operation
 //! notes the journal's sequence number under the lock and waits for it outside the lock,
 //! so many requests share one commit (group commit).
+//!
+//! With a [`fields::FieldReader`] (SQLite), stored fields are not kept in the engine: an
+//! answer that carries fields is decided under the lock, made durable, then its fields are
+//! read from disk outside the lock.
 
 pub mod engine;
+pub mod fields;
 pub mod free_set;
 pub mod journal;
 mod number_index;
@@ -21,6 +26,7 @@ use crate::clock::Clock;
 use crate::domain::{AccessNumber, DataId, GroupName, SessionId, UnixMillis};
 
 use self::engine::Engine;
+use self::fields::FieldReader;
 use self::journal::{ChangeLog, Journal};
 use super::{
     AddNumbers, DeleteGroup, Fields, FreeNumber, GroupChange, GroupDetail, GroupSpec, GroupStats,
@@ -32,6 +38,8 @@ pub struct LocalStore {
     engine: Mutex<Engine>,
     clock: Arc<dyn Clock>,
     journal: Option<Box<dyn Journal>>,
+    /// Where stored fields are read when the engine does not keep them.
+    fields: Option<Box<dyn FieldReader>>,
     kind: &'static str,
     /// Where committed events go live (`GET /genesys/1/admin/events`).
     bus: crate::events::Bus,
@@ -43,6 +51,7 @@ impl LocalStore {
             engine: Mutex::new(Engine::new()),
             clock,
             journal: None,
+            fields: None,
             kind: "memory",
             bus: crate::events::bus(),
         }
@@ -59,6 +68,7 @@ impl LocalStore {
             engine: Mutex::new(engine),
             clock,
             journal: Some(journal),
+            fields: None,
             kind,
             bus: crate::events::bus(),
         }
@@ -69,6 +79,25 @@ impl LocalStore {
     pub fn with_events(self, bus: crate::events::Bus, keep_outbox: bool) -> Self {
         self.engine.lock().set_keep_outbox(keep_outbox);
         Self { bus, ..self }
+    }
+
+    /// Stored fields stay on disk: the engine keeps only their expiry, and answers read
+    /// them through `reader`.
+    pub fn with_fields_on_disk(mut self, reader: Box<dyn FieldReader>) -> Self {
+        self.engine.get_mut().keep_fields_on_disk();
+        self.fields = Some(reader);
+        self
+    }
+
+    /// Fills a session's fields from disk when the engine said they are there (`read`).
+    async fn with_fields(&self, mut session: Session, read: bool) -> Result<Session, StoreError> {
+        if let (Some(reader), true) = (&self.fields, read) {
+            session.fields = reader
+                .read(session.data_id.clone())
+                .await?
+                .unwrap_or_default();
+        }
+        Ok(session)
     }
 
     /// Runs `f` under the lock, queues its changes, then waits until they (and everything
@@ -83,6 +112,7 @@ impl LocalStore {
             let mut log: ChangeLog = self.journal.as_ref().map(|_| Vec::new());
             let value = f(&mut engine, now, &mut log);
             let emitted = engine.take_emitted();
+            engine.ended_data.clear();
             let seq = match (&self.journal, log) {
                 (Some(j), Some(changes)) if !changes.is_empty() => Some(j.submit(changes)),
                 (Some(j), _) => Some(j.submitted()),
@@ -118,7 +148,17 @@ impl Store for LocalStore {
     }
 
     async fn session(&self, id: &SessionId) -> Result<Option<Session>, StoreError> {
-        self.run(|e, now, _| e.session(id, now)).await
+        let found = self
+            .run(|e, now, _| {
+                let s = e.session(id, now)?;
+                let read = e.fields_on_disk(&s.data_id, now);
+                Some((s, read))
+            })
+            .await?;
+        match found {
+            Some((s, read)) => Ok(Some(self.with_fields(s, read).await?)),
+            None => Ok(None),
+        }
     }
 
     async fn end_session(&self, id: &SessionId) -> Result<bool, StoreError> {
@@ -162,8 +202,30 @@ impl Store for LocalStore {
     }
 
     async fn match_reservation(&self, req: MatchRequest) -> Result<MatchOutcome, StoreError> {
-        self.run(|e, now, log| e.match_reservation(&req, now, log))
-            .await
+        let (outcome, read) = self
+            .run(|e, now, log| {
+                let outcome = e.match_reservation(&req, now, log);
+                let read = match &outcome {
+                    MatchOutcome::Matched { session, .. } => {
+                        e.fields_on_disk(&session.data_id, now)
+                    }
+                    MatchOutcome::NoMatch { .. } => false,
+                };
+                (outcome, read)
+            })
+            .await?;
+        match outcome {
+            MatchOutcome::Matched {
+                session,
+                group,
+                late,
+            } => Ok(MatchOutcome::Matched {
+                session: self.with_fields(session, read).await?,
+                group,
+                late,
+            }),
+            no_match => Ok(no_match),
+        }
     }
 
     async fn free_number(
@@ -181,7 +243,11 @@ impl Store for LocalStore {
     }
 
     async fn data(&self, id: &DataId) -> Result<Option<Fields>, StoreError> {
-        self.run(|e, now, _| e.data(id, now)).await
+        let fields = self.run(|e, now, _| e.data(id, now)).await?;
+        match (&self.fields, fields) {
+            (Some(reader), Some(_)) => reader.read(id.clone()).await,
+            (_, fields) => Ok(fields),
+        }
     }
 
     async fn update_data(

@@ -3,13 +3,15 @@
 //!
 //! One connection in WAL mode; at open it migrates the schema and rebuilds the engine from the
 //! tables (`load.rs`), then moves to the writer thread (`writer.rs`), which commits queued
-//! changes in batches. A second access-broker can never share the file: the node holds an
+//! changes in batches. Stored fields stay in the file and are read when asked, through a few
+//! read-only connections (`reader.rs`). A second access-broker can never share the file: the node holds an
 //! exclusive `flock` on `PATH.lock` for as long as the store is open. Other processes may
 //! read the file meanwhile (SQLite's normal WAL locking), which is what `backup.rs` does.
 
 pub mod backup;
 mod load;
 mod outbox;
+mod reader;
 mod writer;
 
 use std::path::Path;
@@ -21,10 +23,11 @@ use rusqlite::Connection;
 use super::local::LocalStore;
 use super::{DynStore, OpenError, SqliteSync, StoreOptions, sweeper};
 
-const MIGRATIONS: [&str; 3] = [
+const MIGRATIONS: [&str; 4] = [
     include_str!("../../../migrations/sqlite/0001_init.sql"),
     include_str!("../../../migrations/sqlite/0002_number_lifecycle.sql"),
     include_str!("../../../migrations/sqlite/0003_events_outbox.sql"),
+    include_str!("../../../migrations/sqlite/0004_data_on_disk.sql"),
 ];
 
 pub async fn open(path: &Path, options: &StoreOptions) -> Result<DynStore, OpenError> {
@@ -33,6 +36,7 @@ pub async fn open(path: &Path, options: &StoreOptions) -> Result<DynStore, OpenE
         url: url.clone(),
         reason,
     };
+    let fields = reader::SqliteFields::new(path, options.timeout);
     let (path, options_copy) = (path.to_owned(), options.clone());
     let (conn, lock, engine) = tokio::task::spawn_blocking(move || {
         let lock = lock_file(&path)?;
@@ -46,10 +50,10 @@ pub async fn open(path: &Path, options: &StoreOptions) -> Result<DynStore, OpenE
     .map_err(|e| fail(e.to_string()))?
     .map_err(fail)?;
     let journal = writer::SqliteJournal::start(conn, lock, options.timeout);
-    let store: DynStore = Arc::new(
-        LocalStore::durable(engine, options.clock.clone(), Box::new(journal), "sqlite")
-            .with_events(options.bus.clone(), options.keep_outbox),
-    );
+    let store = LocalStore::durable(engine, options.clock.clone(), Box::new(journal), "sqlite")
+        .with_events(options.bus.clone(), options.keep_outbox)
+        .with_fields_on_disk(Box::new(fields));
+    let store: DynStore = Arc::new(store);
     sweeper::spawn(&store, sweeper::interval(options));
     Ok(store)
 }

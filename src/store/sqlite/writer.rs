@@ -13,16 +13,20 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 use parking_lot::Mutex;
-use rusqlite::{Connection, Transaction, params};
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use tokio::sync::watch;
 
-use crate::store::StoreError;
+use crate::domain::{DataId, UnixMillis};
 use crate::store::local::journal::{Change, Journal};
+use crate::store::{Fields, StoreError, merge_fields};
 
 /// Most changes folded into one transaction.
 const MAX_BATCH: usize = 20_000;
 
 type Batch = (u64, Vec<Change>);
+
+/// How long an expired data row stays for a reader that saw it live.
+const DATA_READ_GRACE: Duration = Duration::from_secs(60);
 
 pub struct SqliteJournal {
     sender: Mutex<Option<mpsc::Sender<Batch>>>,
@@ -284,6 +288,11 @@ fn apply(tx: &Transaction, change: &Change) -> rusqlite::Result<()> {
             tx.prepare_cached(sql)?
                 .execute(params![id.as_str(), json, expires_at.0])?;
         }
+        Change::DataMerged {
+            id,
+            fields,
+            expires_at,
+        } => merge_data(tx, id, fields, *expires_at)?,
         Change::DataDeleted(id) => {
             tx.prepare_cached("DELETE FROM data WHERE id = ?1")?
                 .execute([id.as_str()])?;
@@ -292,17 +301,55 @@ fn apply(tx: &Transaction, change: &Change) -> rusqlite::Result<()> {
         Change::EventQueued { .. } | Change::EventDone(_) | Change::EventRetry { .. } => {
             super::outbox::apply(tx, change)?;
         }
+        Change::DataEnded { id, at } => {
+            let sql = "UPDATE data SET expires_at = min(expires_at, ?2) WHERE id = ?1";
+            tx.prepare_cached(sql)?
+                .execute(params![id.as_str(), at.0])?;
+        }
         Change::Purge(now) => {
             for sql in [
                 "DELETE FROM reservations WHERE expires_at <= ?1",
                 "DELETE FROM sessions WHERE expires_at <= ?1",
-                "DELETE FROM data WHERE expires_at <= ?1",
             ] {
                 tx.prepare_cached(sql)?.execute([now.0])?;
             }
+            // Data a minute later: a match that ended its session reads the row after the
+            // commit (`Change::DataEnded`), and must find it there.
+            let grace = DATA_READ_GRACE.as_millis() as i64;
+            tx.prepare_cached("DELETE FROM data WHERE expires_at <= ?1")?
+                .execute([now.0.saturating_sub(grace)])?;
             let gone = "DELETE FROM numbers WHERE retiring = 1 AND number NOT IN (SELECT number FROM reservations)";
             tx.prepare_cached(gone)?.execute([])?;
         }
     }
+    Ok(())
+}
+
+/// Adds or replaces `update` in a stored entry and sets its expiry: read, merged and written
+/// back inside this transaction, so merges apply one after another in journal order. Stored
+/// JSON that does not parse is logged and replaced by the update alone (a commit that fails
+/// on it would be retried for ever).
+fn merge_data(
+    tx: &Transaction,
+    id: &DataId,
+    update: &Fields,
+    expires_at: UnixMillis,
+) -> rusqlite::Result<()> {
+    let stored: Option<String> = tx
+        .prepare_cached("SELECT fields FROM data WHERE id = ?1")?
+        .query_row([id.as_str()], |r| r.get(0))
+        .optional()?;
+    let Some(stored) = stored else {
+        // Deleted after the engine decided: the delete came later in the journal.
+        return Ok(());
+    };
+    let mut fields: Fields = serde_json::from_str(&stored).unwrap_or_else(|e| {
+        tracing::error!(data_id = %id, error = %e, "stored fields do not parse; keeping the update only");
+        Fields::new()
+    });
+    merge_fields(&mut fields, update.clone());
+    let json = serde_json::to_string(&fields).unwrap_or_else(|_| "[]".into());
+    tx.prepare_cached("UPDATE data SET fields = ?2, expires_at = ?3 WHERE id = ?1")?
+        .execute(params![id.as_str(), json, expires_at.0])?;
     Ok(())
 }

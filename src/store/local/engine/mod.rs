@@ -36,6 +36,12 @@ pub struct Engine {
     numbers: NumberIndex,
     sessions: HashMap<SessionId, SessionEntry>,
     data: HashMap<DataId, DataEntry>,
+    /// SQLite: fields live in the store's `data` table and `DataEntry::fields` stays empty;
+    /// the engine keeps only each entry's expiry (see `store::local::fields`).
+    fields_on_disk: bool,
+    /// Disk mode: data whose session this operation ended while the data was live; its row
+    /// is kept (expired, `Change::DataEnded`) so the answer can still read its fields.
+    pub(crate) ended_data: Vec<DataId>,
     /// Holds that reads ended by expiry (reads write nothing); the next write records them
     /// (`record_expiries`), so their ending reaches the journal and the events.
     unrecorded: Vec<(GroupIdx, Pos, UnixMillis)>,
@@ -114,6 +120,7 @@ struct SessionEntry {
 
 #[derive(Debug)]
 struct DataEntry {
+    /// Empty when the fields are on disk.
     fields: Fields,
     expires_at: UnixMillis,
 }
@@ -202,6 +209,27 @@ impl Engine {
         Self::default()
     }
 
+    /// From now on, stored fields are only journaled (`Change::Data`, `Change::DataMerged`),
+    /// never kept here; the store reads them from disk when asked.
+    pub fn keep_fields_on_disk(&mut self) {
+        self.fields_on_disk = true;
+        for entry in self.data.values_mut() {
+            entry.fields = Fields::new();
+        }
+    }
+
+    /// Disk mode: whether the answer about `id` needs its fields read from disk, i.e. the
+    /// entry is live, or this operation ended it with its session.
+    pub fn fields_on_disk(&self, id: &DataId, now: UnixMillis) -> bool {
+        self.fields_on_disk && (self.is_data_live(id, now) || self.ended_data.contains(id))
+    }
+
+    fn is_data_live(&self, id: &DataId, now: UnixMillis) -> bool {
+        self.data
+            .get(id)
+            .is_some_and(|d| !d.expires_at.is_reached(now))
+    }
+
     fn group_idx(&self, name: &GroupName) -> Option<GroupIdx> {
         self.group_index.get(name).copied()
     }
@@ -264,6 +292,8 @@ impl Engine {
         log: &mut ChangeLog,
     ) -> Session {
         let expires_at = now.plus(new.ttl);
+        // On disk the engine keeps no fields, so the answer takes them from the request.
+        let posted = self.fields_on_disk.then(|| new.fields.clone());
         record(log, || Change::Session {
             id: new.id.clone(),
             service: new.service.clone(),
@@ -277,7 +307,10 @@ impl Engine {
             expires_at,
             holds: Vec::new(),
         };
-        let view = self.session_view(&new.id, &entry, now);
+        let mut view = self.session_view(&new.id, &entry, now);
+        if let Some(posted) = posted {
+            view.fields = posted;
+        }
         self.sessions.insert(new.id, entry);
         view
     }
@@ -301,8 +334,21 @@ impl Engine {
             self.end_hold(g, pos, now, reason, Some(&mut *log));
         }
         record(log, || Change::SessionEnded(id.clone()));
+        let live = self.is_data_live(&entry.data_id, now);
         if self.data.remove(&entry.data_id).is_some() {
-            record(log, || Change::DataDeleted(entry.data_id.clone()));
+            if self.fields_on_disk {
+                // Expired on disk rather than deleted: a match ending the session still
+                // answers its fields, read after this commit.
+                if live {
+                    self.ended_data.push(entry.data_id.clone());
+                }
+                record(log, || Change::DataEnded {
+                    id: entry.data_id.clone(),
+                    at: now,
+                });
+            } else {
+                record(log, || Change::DataDeleted(entry.data_id.clone()));
+            }
         }
         true
     }
@@ -318,6 +364,16 @@ impl Engine {
         log: &mut ChangeLog,
     ) {
         let expires_at = now.plus(ttl);
+        if self.fields_on_disk {
+            record(log, || Change::Data {
+                id: id.clone(),
+                fields,
+                expires_at,
+            });
+            let fields = Fields::new();
+            self.data.insert(id, DataEntry { fields, expires_at });
+            return;
+        }
         record(log, || Change::Data {
             id: id.clone(),
             fields: fields.clone(),
@@ -348,6 +404,18 @@ impl Engine {
         else {
             return false;
         };
+        if self.fields_on_disk {
+            // The writer merges inside its transaction, one change after another, so
+            // concurrent updates each keep the other's fields.
+            entry.expires_at = now.plus(ttl);
+            let expires_at = entry.expires_at;
+            record(log, || Change::DataMerged {
+                id: id.clone(),
+                fields,
+                expires_at,
+            });
+            return true;
+        }
         merge_fields(&mut entry.fields, fields);
         entry.expires_at = now.plus(ttl);
         let (fields, expires_at) = (entry.fields.clone(), entry.expires_at);

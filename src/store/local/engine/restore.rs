@@ -69,14 +69,10 @@ impl Engine {
         }
     }
 
-    pub fn restore_data(
-        &mut self,
-        id: DataId,
-        fields: Fields,
-        expires_at: UnixMillis,
-        now: UnixMillis,
-    ) {
+    /// A stored data entry's id and expiry; its fields stay on disk (`keep_fields_on_disk`).
+    pub fn restore_data(&mut self, id: DataId, expires_at: UnixMillis, now: UnixMillis) {
         if !expires_at.is_reached(now) {
+            let fields = Fields::new();
             self.data.insert(id, DataEntry { fields, expires_at });
         }
     }
