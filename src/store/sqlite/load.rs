@@ -87,18 +87,23 @@ pub fn load(conn: &mut Connection, now: UnixMillis) -> Result<Engine, String> {
     // Ids and expiries only, from the index `data_by_expiry` (the fields stay on disk and are
     // never read here), so restart time does not grow with stored bytes.
     let mut stmt = conn
-        .prepare("SELECT id, expires_at FROM data INDEXED BY data_by_expiry WHERE expires_at > ?1")
+        .prepare("SELECT id, expires_at, bytes FROM data INDEXED BY data_by_expiry WHERE expires_at > ?1")
         .map_err(sql_err)?;
     let rows = stmt
         .query_map([now.0], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, i64>(2)?,
+            ))
         })
         .map_err(sql_err)?;
     for row in rows {
-        let (id, expires_at) = row.map_err(sql_err)?;
+        let (id, expires_at, bytes) = row.map_err(sql_err)?;
         engine.restore_data(
             DataId::parse(&id).map_err(|_| bad("data id", &id))?,
             UnixMillis(expires_at),
+            u64::try_from(bytes).unwrap_or(0),
             now,
         );
     }

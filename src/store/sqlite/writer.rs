@@ -284,9 +284,10 @@ fn apply(tx: &Transaction, change: &Change) -> rusqlite::Result<()> {
             expires_at,
         } => {
             let json = serde_json::to_string(fields).unwrap_or_else(|_| "[]".into());
-            let sql = "INSERT OR REPLACE INTO data (id, fields, expires_at) VALUES (?1, ?2, ?3)";
+            let sql = "INSERT OR REPLACE INTO data (id, fields, expires_at, bytes) VALUES (?1, ?2, ?3, ?4)";
+            let bytes = crate::store::local::engine::fields_bytes(fields) as i64;
             tx.prepare_cached(sql)?
-                .execute(params![id.as_str(), json, expires_at.0])?;
+                .execute(params![id.as_str(), json, expires_at.0, bytes])?;
         }
         Change::DataMerged {
             id,
@@ -349,7 +350,8 @@ fn merge_data(
     });
     merge_fields(&mut fields, update.clone());
     let json = serde_json::to_string(&fields).unwrap_or_else(|_| "[]".into());
-    tx.prepare_cached("UPDATE data SET fields = ?2, expires_at = ?3 WHERE id = ?1")?
-        .execute(params![id.as_str(), json, expires_at.0])?;
+    let bytes = crate::store::local::engine::fields_bytes(&fields) as i64;
+    tx.prepare_cached("UPDATE data SET fields = ?2, expires_at = ?3, bytes = ?4 WHERE id = ?1")?
+        .execute(params![id.as_str(), json, expires_at.0, bytes])?;
     Ok(())
 }

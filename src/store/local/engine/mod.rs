@@ -123,6 +123,15 @@ struct DataEntry {
     /// Empty when the fields are on disk.
     fields: Fields,
     expires_at: UnixMillis,
+    /// Bytes of the fields' names and values (`[limits] max_storage_bytes`): exact when they
+    /// are in memory or were loaded; with fields on disk, an update adds its own bytes (an
+    /// upper bound: a replaced value is counted twice until the next restart).
+    bytes: u64,
+}
+
+/// Bytes of names and values, as `[limits] max_storage_bytes` counts them.
+pub fn fields_bytes(fields: &Fields) -> u64 {
+    fields.iter().map(|(k, v)| (k.len() + v.len()) as u64).sum()
 }
 
 impl Group {
@@ -364,6 +373,7 @@ impl Engine {
         log: &mut ChangeLog,
     ) {
         let expires_at = now.plus(ttl);
+        let bytes = fields_bytes(&fields);
         if self.fields_on_disk {
             record(log, || Change::Data {
                 id: id.clone(),
@@ -371,7 +381,12 @@ impl Engine {
                 expires_at,
             });
             let fields = Fields::new();
-            self.data.insert(id, DataEntry { fields, expires_at });
+            let entry = DataEntry {
+                fields,
+                expires_at,
+                bytes,
+            };
+            self.data.insert(id, entry);
             return;
         }
         record(log, || Change::Data {
@@ -379,7 +394,12 @@ impl Engine {
             fields: fields.clone(),
             expires_at,
         });
-        self.data.insert(id, DataEntry { fields, expires_at });
+        let entry = DataEntry {
+            fields,
+            expires_at,
+            bytes,
+        };
+        self.data.insert(id, entry);
     }
 
     pub fn data(&self, id: &DataId, now: UnixMillis) -> Option<Fields> {
@@ -408,6 +428,7 @@ impl Engine {
             // The writer merges inside its transaction, one change after another, so
             // concurrent updates each keep the other's fields.
             entry.expires_at = now.plus(ttl);
+            entry.bytes += fields_bytes(&fields);
             let expires_at = entry.expires_at;
             record(log, || Change::DataMerged {
                 id: id.clone(),
@@ -417,6 +438,7 @@ impl Engine {
             return true;
         }
         merge_fields(&mut entry.fields, fields);
+        entry.bytes = fields_bytes(&entry.fields);
         entry.expires_at = now.plus(ttl);
         let (fields, expires_at) = (entry.fields.clone(), entry.expires_at);
         record(log, || Change::Data {

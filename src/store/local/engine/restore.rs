@@ -70,10 +70,22 @@ impl Engine {
     }
 
     /// A stored data entry's id and expiry; its fields stay on disk (`keep_fields_on_disk`).
-    pub fn restore_data(&mut self, id: DataId, expires_at: UnixMillis, now: UnixMillis) {
+    /// A stored entry whose fields stay on disk: its expiry and size only.
+    pub fn restore_data(
+        &mut self,
+        id: DataId,
+        expires_at: UnixMillis,
+        bytes: u64,
+        now: UnixMillis,
+    ) {
         if !expires_at.is_reached(now) {
             let fields = Fields::new();
-            self.data.insert(id, DataEntry { fields, expires_at });
+            let entry = DataEntry {
+                fields,
+                expires_at,
+                bytes,
+            };
+            self.data.insert(id, entry);
         }
     }
 

@@ -20,8 +20,7 @@ impl Engine {
             .data
             .values()
             .filter(|d| !d.expires_at.is_reached(now))
-            .flat_map(|d| d.fields.iter())
-            .map(|(k, v)| (k.len() + v.len()) as u64)
+            .map(|d| d.bytes)
             .sum();
         Usage {
             sessions,
