@@ -423,7 +423,7 @@ async fn a_reservation_webhook_follows_request_and_match() {
         let number = app.request_access(&id, &[]).await.field("_access_number");
         app.match_interaction(&[("_access_number", &number)]).await;
         // Posted concurrently, so in either order (receivers order by `time`, dedupe by `id`).
-        let mut got = vec![receiver.next().await.json(), receiver.next().await.json()];
+        let mut got = [receiver.next().await.json(), receiver.next().await.json()];
         got.sort_by_key(|e| e["type"].as_str().map(str::to_owned));
         let (created, matched) = (&got[0], &got[1]);
         assert_eq!(created["type"], "reservation.created");
