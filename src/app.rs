@@ -17,6 +17,8 @@ pub struct App {
     router: axum::Router,
     addr: SocketAddr,
     broker: Broker,
+    /// Tells open event streams that the node is stopping (they would hold shutdown open).
+    closing: tokio::sync::watch::Sender<bool>,
     /// `[events]`: the webhook delivery task's inputs, started by `run`.
     delivery: Option<(
         DynStore,
@@ -50,17 +52,20 @@ impl App {
             .clone()
             .map(|events| (store.clone(), events, metrics.clone()));
         let bus = store.bus();
+        let (closing, stopping) = tokio::sync::watch::channel(false);
         let broker = Broker::new(store, config.clone(), metrics);
         let state = AppState {
             broker: broker.clone(),
             config,
             bus,
+            stopping,
         };
         Ok(App {
             listener,
             router: http::router(state),
             addr,
             broker,
+            closing,
             delivery,
         })
     }
@@ -78,6 +83,11 @@ impl App {
         let delivery = self
             .delivery
             .map(|(store, events, metrics)| crate::events::deliver::spawn(store, events, metrics));
+        let closing = self.closing;
+        let shutdown = async move {
+            shutdown.await;
+            closing.send_replace(true);
+        };
         // Connect info: the peer address, for the request span's `client` (http::client).
         let served = axum::serve(
             self.listener,

@@ -453,3 +453,28 @@ async fn the_stream_needs_the_admin_credentials() {
     })
     .await
 }
+
+/// An open stream does not hold a stopping node: it ends when shutdown starts.
+#[tokio::test]
+async fn the_stream_ends_when_the_node_stops() {
+    crate::support::limit::within(async {
+        let app = TestApp::spawn(Backend::Memory).await;
+        let mut stream = app
+            .client
+            .get(app.path("/genesys/1/admin/events"))
+            .send()
+            .await
+            .expect("stream opens");
+        assert_eq!(stream.status(), 200);
+        drop(app); // starts the graceful shutdown
+        let end = tokio::time::timeout(Duration::from_secs(5), async {
+            while let Ok(Some(_)) = stream.chunk().await {}
+        })
+        .await;
+        assert!(
+            end.is_ok(),
+            "the stream was still open 5 s after shutdown began"
+        );
+    })
+    .await
+}
