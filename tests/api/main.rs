@@ -6,6 +6,7 @@ mod support;
 
 mod admin;
 mod cli;
+mod event_stream;
 mod events;
 mod formats_and_auth;
 mod helpers;
