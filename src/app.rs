@@ -18,6 +18,8 @@ pub struct App {
     addr: SocketAddr,
     broker: Broker,
     serve: crate::server::ServeOptions,
+    /// Tells open event streams that the node is stopping (they would hold shutdown open).
+    closing: tokio::sync::watch::Sender<bool>,
     /// `[events]`: the webhook delivery task's inputs, started by `run`.
     delivery: Option<(
         DynStore,
@@ -58,12 +60,14 @@ impl App {
             .clone()
             .map(|events| (store.clone(), events, metrics.clone()));
         let bus = store.bus();
+        let (closing, stopping) = tokio::sync::watch::channel(false);
         let broker = Broker::new(store, config.clone(), metrics);
         let state = AppState {
             broker: broker.clone(),
             limits: Arc::new(crate::http::limits::Limits::new(&config.limits)),
             config,
             bus,
+            stopping,
         };
         Ok(App {
             listener,
@@ -71,6 +75,7 @@ impl App {
             addr,
             broker,
             serve,
+            closing,
             delivery,
         })
     }
@@ -89,6 +94,11 @@ impl App {
         let delivery = self
             .delivery
             .map(|(store, events, metrics)| crate::events::deliver::spawn(store, events, metrics));
+        let closing = self.closing;
+        let shutdown = async move {
+            shutdown.await;
+            closing.send_replace(true);
+        };
         let served = crate::server::serve(self.listener, self.router, self.serve, shutdown).await;
         sampler.abort();
         if let Some(delivery) = delivery {

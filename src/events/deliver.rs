@@ -16,7 +16,7 @@ use hmac::{KeyInit, Mac};
 use super::Event;
 use crate::config::EventsConfig;
 use crate::metrics::Metrics;
-use crate::store::{DynStore, PendingEvent};
+use crate::store::DynStore;
 
 /// The header carrying `sha256=<hex HMAC-SHA256 of the body with the secret>`.
 pub const SIGNATURE_HEADER: &str = "x-access-broker-signature";
@@ -100,7 +100,8 @@ impl Deliverer {
         }
     }
 
-    /// Attempts every due event once, concurrently, and records each outcome in the store.
+    /// Attempts every due event once, concurrently, and records the outcomes in the store:
+    /// the delivered and given-up ones leave in one call, each failure is rescheduled.
     /// Returns how many were due.
     pub async fn round(
         &self,
@@ -108,46 +109,37 @@ impl Deliverer {
         metrics: &Metrics,
     ) -> Result<usize, crate::store::StoreError> {
         let due = store.due_events(BATCH).await?;
-        let count = due.len();
-        let attempts = due.into_iter().map(|pending| async move {
-            let outcome = self.post(&pending.event).await;
-            settle(store, metrics, &pending, outcome).await
-        });
-        for result in futures::future::join_all(attempts).await {
-            result?;
+        let attempts = due.iter().map(|pending| self.post(&pending.event));
+        let outcomes = futures::future::join_all(attempts).await;
+        let (mut done, mut delivered, mut given_up) = (Vec::new(), 0, 0);
+        for (pending, outcome) in due.iter().zip(outcomes) {
+            let event = &pending.event;
+            let attempts = pending.attempts + 1;
+            match outcome {
+                Outcome::Delivered => {
+                    done.push(event.id.clone());
+                    delivered += 1;
+                }
+                Outcome::Failed(why) if pending.age >= GIVE_UP_AFTER => {
+                    done.push(event.id.clone());
+                    given_up += 1;
+                    tracing::error!(id = %event.id, kind = %event.kind, attempts, reason = %why,
+                        "event given up after 24 h of failed deliveries");
+                }
+                Outcome::Failed(why) => {
+                    let wait = backoff(attempts);
+                    store.event_retry(&event.id, wait).await?;
+                    metrics.event_failed();
+                    tracing::warn!(id = %event.id, kind = %event.kind, attempts, retry_in = ?wait,
+                        reason = %why, "event delivery failed");
+                }
+            }
         }
-        Ok(count)
+        store.events_done(&done).await?;
+        (0..delivered).for_each(|_| metrics.event_delivered());
+        (0..given_up).for_each(|_| metrics.event_given_up());
+        Ok(due.len())
     }
-}
-
-/// Tells the store how an attempt went: delivered, retried later, or given up.
-async fn settle(
-    store: &DynStore,
-    metrics: &Metrics,
-    pending: &PendingEvent,
-    outcome: Outcome,
-) -> Result<(), crate::store::StoreError> {
-    let event = &pending.event;
-    match outcome {
-        Outcome::Delivered => {
-            store.event_done(&event.id).await?;
-            metrics.event_delivered();
-        }
-        Outcome::Failed(why) if pending.age >= GIVE_UP_AFTER => {
-            store.event_done(&event.id).await?;
-            metrics.event_given_up();
-            tracing::error!(id = %event.id, kind = %event.kind, attempts = pending.attempts + 1,
-                reason = %why, "event given up after 24 h of failed deliveries");
-        }
-        Outcome::Failed(why) => {
-            let wait = backoff(pending.attempts + 1);
-            store.event_retry(&event.id, wait).await?;
-            metrics.event_failed();
-            tracing::warn!(id = %event.id, kind = %event.kind, attempts = pending.attempts + 1,
-                retry_in = ?wait, reason = %why, "event delivery failed");
-        }
-    }
-    Ok(())
 }
 
 /// Delivers until the returned handle is aborted (the app does so at shutdown; an event in

@@ -5,6 +5,8 @@
 //! The stream is a view, not a queue: a client that falls far behind is told how many events
 //! it missed (a `lagged` event) and goes on from the newest; the webhook outbox is the
 //! at-least-once path. Keep-alive comments every 15 s keep proxies from closing an idle stream.
+//! Streams end when the node starts shutting down (graceful shutdown waits for open responses;
+//! `EventSource` reconnects by itself to whichever node answers next).
 
 use std::convert::Infallible;
 use std::time::Duration;
@@ -13,7 +15,7 @@ use axum::Router;
 use axum::extract::State;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::routing::get;
-use futures::Stream;
+use futures::{Stream, StreamExt as _};
 use tokio::sync::broadcast::error::RecvError;
 
 use super::AppState;
@@ -38,6 +40,10 @@ async fn stream(
             Err(RecvError::Closed) => return None,
         };
         Some((Ok(item), receiver))
+    });
+    let mut stopping = state.stopping.clone();
+    let events = events.take_until(async move {
+        let _ = stopping.wait_for(|stopping| *stopping).await;
     });
     Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
 }

@@ -46,6 +46,9 @@ pub struct AppState {
     pub limits: Arc<limits::Limits>,
     /// Committed lifecycle events, live (the store publishes; `events.rs` streams them).
     pub bus: crate::events::Bus,
+    /// Turns true when the node starts shutting down: open event streams end then, since
+    /// graceful shutdown waits for every response to finish.
+    pub stopping: tokio::sync::watch::Receiver<bool>,
 }
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");

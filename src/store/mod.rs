@@ -201,9 +201,10 @@ pub trait Store: Send + Sync + 'static {
         Ok(Vec::new())
     }
 
-    /// The event left the outbox: delivered, or given up after trying for 24 h.
-    async fn event_done(&self, id: &str) -> Result<(), StoreError> {
-        let _ = id;
+    /// These events leave the outbox: delivered, or given up after trying for 24 h. One call
+    /// for a whole round of deliveries (one commit, not one per event).
+    async fn events_done(&self, ids: &[String]) -> Result<(), StoreError> {
+        let _ = ids;
         Ok(())
     }
 

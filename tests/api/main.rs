@@ -9,6 +9,7 @@ mod auth_scope;
 mod browser_safety;
 mod cli;
 mod errors;
+mod event_stream;
 mod events;
 mod fields;
 mod formats_and_auth;

@@ -327,9 +327,11 @@ impl Store for LocalStore {
         self.run(|e, now, _| e.outbox().due(now, limit)).await
     }
 
-    async fn event_done(&self, id: &str) -> Result<(), StoreError> {
+    async fn events_done(&self, ids: &[String]) -> Result<(), StoreError> {
         self.run(|e, _, log| {
-            e.outbox_mut().delivered(id, log);
+            for id in ids {
+                e.outbox_mut().delivered(id, log);
+            }
         })
         .await
     }

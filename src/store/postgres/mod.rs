@@ -452,9 +452,9 @@ impl Store for PgStore {
         in_tx!(self, outbox::claim, limit).await
     }
 
-    async fn event_done(&self, id: &str) -> Result<(), StoreError> {
-        let id = id.to_owned();
-        in_tx!(self, outbox::done, id).await
+    async fn events_done(&self, ids: &[String]) -> Result<(), StoreError> {
+        let ids = ids.to_vec();
+        in_tx!(self, outbox::done, ids).await
     }
 
     async fn event_retry(&self, id: &str, after: Duration) -> Result<(), StoreError> {

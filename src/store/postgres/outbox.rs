@@ -106,9 +106,12 @@ pub async fn claim(
     Ok(due)
 }
 
-/// The event leaves the outbox (delivered, or given up).
-pub async fn done(tx: &Transaction<'_>, _now: i64, id: &String) -> Result<(), StoreError> {
-    tx.execute("DELETE FROM events_outbox WHERE id = $1", &[id])
+/// The events leave the outbox (delivered, or given up), in one statement.
+pub async fn done(tx: &Transaction<'_>, _now: i64, ids: &Vec<String>) -> Result<(), StoreError> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    tx.execute("DELETE FROM events_outbox WHERE id = ANY($1)", &[ids])
         .await
         .map_err(pg_error)?;
     Ok(())
