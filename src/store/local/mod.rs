@@ -5,7 +5,10 @@
 //! critical section beats finer locks in simplicity, and it gives the journal a total order.
 //! Nothing is answered before every change it could have seen is durable: each operation
 //! notes the journal's sequence number under the lock and waits for it outside the lock,
-//! so many requests share one commit (group commit).
+//! so many requests share one commit (group commit). A failed commit rolls back every batch
+//! queued with it and the journal rebuilds the engine from the durable state (see
+//! `docs/architecture.md`, "When a write fails"): a write answered with an error left no
+//! trace, and a read that saw a rolled-back change runs again on the rebuilt engine.
 
 pub mod engine;
 pub mod free_set;
@@ -21,15 +24,18 @@ use crate::clock::Clock;
 use crate::domain::{AccessNumber, DataId, GroupName, SessionId, UnixMillis};
 
 use self::engine::Engine;
-use self::journal::{ChangeLog, Journal};
+use self::journal::{ChangeLog, Journal, JournalError};
 use super::{
     AddNumbers, DeleteGroup, Fields, GroupChange, GroupDetail, GroupSpec, GroupStats, MatchRequest,
     NewSession, PutGroup, RemoveNumber, Reservation, ReservationFilter, ReservationView,
     ReserveError, ReserveRequest, Session, Store, StoreError,
 };
 
+/// How many times a read runs again after the changes it saw were rolled back.
+const READ_RETRIES: usize = 5;
+
 pub struct LocalStore {
-    engine: Mutex<Engine>,
+    engine: Arc<Mutex<Engine>>,
     clock: Arc<dyn Clock>,
     journal: Option<Box<dyn Journal>>,
     kind: &'static str,
@@ -38,22 +44,23 @@ pub struct LocalStore {
 impl LocalStore {
     pub fn memory(clock: Arc<dyn Clock>) -> Self {
         Self {
-            engine: Mutex::new(Engine::new()),
+            engine: Arc::new(Mutex::new(Engine::new())),
             clock,
             journal: None,
             kind: "memory",
         }
     }
 
-    /// A store over a restored engine whose changes go to `journal`.
+    /// A store over a restored engine whose changes go to `journal` (which holds the same
+    /// engine, to rebuild it when a commit fails).
     pub fn durable(
-        engine: Engine,
+        engine: Arc<Mutex<Engine>>,
         clock: Arc<dyn Clock>,
         journal: Box<dyn Journal>,
         kind: &'static str,
     ) -> Self {
         Self {
-            engine: Mutex::new(engine),
+            engine,
             clock,
             journal: Some(journal),
             kind,
@@ -61,27 +68,53 @@ impl LocalStore {
     }
 
     /// Runs `f` under the lock, queues its changes, then waits until they (and everything
-    /// before them) are durable.
+    /// before them) are durable. A read (no changes) that saw a batch which was then rolled
+    /// back runs again on the rebuilt engine, so it never answers what was not kept.
     async fn run<T>(
+        &self,
+        mut f: impl FnMut(&mut Engine, UnixMillis, &mut ChangeLog) -> T,
+    ) -> Result<T, StoreError> {
+        let mut attempt = 0;
+        loop {
+            let (value, seq, wrote) = {
+                let mut engine = self.engine.lock();
+                if let Some(j) = &self.journal {
+                    j.usable()?;
+                }
+                let now = self.clock.now();
+                let mut log: ChangeLog = self.journal.as_ref().map(|_| Vec::new());
+                let value = f(&mut engine, now, &mut log);
+                match (&self.journal, log) {
+                    (Some(j), Some(changes)) if !changes.is_empty() => {
+                        (value, Some(j.submit(changes)), true)
+                    }
+                    (Some(j), _) => (value, j.pending(), false),
+                    _ => (value, None, false),
+                }
+            };
+            let (Some(j), Some(seq)) = (&self.journal, seq) else {
+                return Ok(value);
+            };
+            match j.durable(seq).await {
+                Ok(()) => return Ok(value),
+                Err(JournalError::RolledBack(_)) if !wrote && attempt < READ_RETRIES => {
+                    attempt += 1;
+                }
+                Err(e) => return Err(e.into_store()),
+            }
+        }
+    }
+
+    /// Runs a one-shot operation (one that consumes its input) as a write: it is never run
+    /// twice, so it cannot take the read path's retry.
+    async fn run_once<T>(
         &self,
         f: impl FnOnce(&mut Engine, UnixMillis, &mut ChangeLog) -> T,
     ) -> Result<T, StoreError> {
-        let (value, seq) = {
-            let mut engine = self.engine.lock();
-            let now = self.clock.now();
-            let mut log: ChangeLog = self.journal.as_ref().map(|_| Vec::new());
-            let value = f(&mut engine, now, &mut log);
-            let seq = match (&self.journal, log) {
-                (Some(j), Some(changes)) if !changes.is_empty() => Some(j.submit(changes)),
-                (Some(j), _) => Some(j.submitted()),
-                _ => None,
-            };
-            (value, seq)
-        };
-        if let (Some(j), Some(seq)) = (&self.journal, seq) {
-            j.durable(seq).await?;
-        }
-        Ok(value)
+        let mut f = Some(f);
+        self.run(|e, now, log| f.take().map(|f| f(e, now, log)))
+            .await?
+            .ok_or_else(|| StoreError::unavailable("operation retried after a rollback"))
     }
 }
 
@@ -92,12 +125,12 @@ impl Store for LocalStore {
     }
 
     async fn apply_groups(&self, groups: &[GroupSpec]) -> Result<Vec<String>, StoreError> {
-        self.run(|e, now, log| e.apply_groups(groups, now, log))
+        self.run_once(|e, now, log| e.apply_groups(groups, now, log))
             .await
     }
 
     async fn create_session(&self, new: NewSession) -> Result<Session, StoreError> {
-        self.run(|e, now, log| e.create_session(new, now, log))
+        self.run_once(|e, now, log| e.create_session(new, now, log))
             .await
     }
 
@@ -110,7 +143,8 @@ impl Store for LocalStore {
     }
 
     async fn reserve(&self, req: ReserveRequest) -> Result<Reservation, ReserveError> {
-        self.run(|e, now, log| e.reserve(req, now, log)).await?
+        self.run_once(|e, now, log| e.reserve(req, now, log))
+            .await?
     }
 
     async fn reserve_new_session(
@@ -118,7 +152,7 @@ impl Store for LocalStore {
         session: NewSession,
         req: ReserveRequest,
     ) -> Result<(Session, Reservation), ReserveError> {
-        self.run(|e, now, log| {
+        self.run_once(|e, now, log| {
             // Decide on a scratch log first: a refusal must leave no session behind.
             let mut scratch: ChangeLog = log.as_ref().map(|_| Vec::new());
             let id = session.id.clone();
@@ -151,7 +185,7 @@ impl Store for LocalStore {
     }
 
     async fn put_data(&self, id: DataId, fields: Fields, ttl: Duration) -> Result<(), StoreError> {
-        self.run(|e, now, log| e.put_data(id, fields, ttl, now, log))
+        self.run_once(|e, now, log| e.put_data(id, fields, ttl, now, log))
             .await
     }
 
@@ -165,7 +199,7 @@ impl Store for LocalStore {
         fields: Fields,
         ttl: Duration,
     ) -> Result<bool, StoreError> {
-        self.run(|e, now, log| e.update_data(id, fields, ttl, now, log))
+        self.run_once(|e, now, log| e.update_data(id, fields, ttl, now, log))
             .await
     }
 
@@ -182,7 +216,8 @@ impl Store for LocalStore {
     }
 
     async fn put_group(&self, change: GroupChange) -> Result<PutGroup, StoreError> {
-        self.run(|e, now, log| e.put_group(change, now, log)).await
+        self.run_once(|e, now, log| e.put_group(change, now, log))
+            .await
     }
 
     async fn delete_group(&self, name: &GroupName) -> Result<DeleteGroup, StoreError> {
@@ -194,7 +229,7 @@ impl Store for LocalStore {
         group: &GroupName,
         numbers: Vec<AccessNumber>,
     ) -> Result<AddNumbers, StoreError> {
-        self.run(|e, _, log| e.add_numbers(group, numbers, log))
+        self.run_once(|e, _, log| e.add_numbers(group, numbers, log))
             .await
     }
 
@@ -219,7 +254,11 @@ impl Store for LocalStore {
         self.run(|e, now, log| e.release(number, now, log)).await
     }
 
+    /// Fails while writes fail, so `/ready` says so even when nothing is being written.
     async fn ping(&self) -> Result<(), StoreError> {
+        if let Some(j) = &self.journal {
+            j.writable()?;
+        }
         self.run(|_, _, _| ()).await
     }
 

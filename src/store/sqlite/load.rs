@@ -165,12 +165,19 @@ pub fn load(conn: &mut Connection, now: UnixMillis) -> Result<Engine, String> {
     drop(rows);
     drop(stmt);
     if !gone.is_empty() {
-        let tx = conn.transaction().map_err(sql_err)?;
-        for n in &gone {
-            tx.execute("DELETE FROM numbers WHERE number = ?1", [n.as_str()])
-                .map_err(sql_err)?;
+        // Only space: a retired number no reservation holds is left out of the engine either
+        // way, so a failed delete (a full disk during a rebuild) is not worth failing for.
+        if let Err(err) = delete_gone(conn, &gone) {
+            tracing::warn!(error = %err, "cannot delete retired numbers; will try at next start");
         }
-        tx.commit().map_err(sql_err)?;
     }
     Ok(engine)
+}
+
+fn delete_gone(conn: &mut Connection, gone: &[AccessNumber]) -> rusqlite::Result<()> {
+    let tx = conn.transaction()?;
+    for n in gone {
+        tx.execute("DELETE FROM numbers WHERE number = ?1", [n.as_str()])?;
+    }
+    tx.commit()
 }

@@ -7,8 +7,10 @@
 //! exclusive `flock` on `PATH.lock` for as long as the store is open. Other processes may
 //! read the file meanwhile (SQLite's normal WAL locking), which is what `backup.rs` does.
 
+mod apply;
 pub mod backup;
 mod load;
+mod outcome;
 mod writer;
 
 use std::path::Path;
@@ -20,7 +22,10 @@ use rusqlite::Connection;
 use super::local::LocalStore;
 use super::{DynStore, OpenError, SqliteSync, StoreOptions, sweeper};
 
-const MIGRATIONS: [&str; 1] = [include_str!("../../../migrations/sqlite/0001_init.sql")];
+const MIGRATIONS: [&str; 2] = [
+    include_str!("../../../migrations/sqlite/0001_init.sql"),
+    include_str!("../../../migrations/sqlite/0002_expiry_indexes.sql"),
+];
 
 pub async fn open(path: &Path, options: &StoreOptions) -> Result<DynStore, OpenError> {
     let url = format!("sqlite://{}", path.display());
@@ -39,7 +44,12 @@ pub async fn open(path: &Path, options: &StoreOptions) -> Result<DynStore, OpenE
     .await
     .map_err(|e| fail(e.to_string()))?
     .map_err(fail)?;
-    let journal = writer::SqliteJournal::start(conn, lock, options.timeout);
+    let engine = Arc::new(parking_lot::Mutex::new(engine));
+    let rebuild = writer::Rebuild {
+        engine: engine.clone(),
+        clock: options.clock.clone(),
+    };
+    let journal = writer::SqliteJournal::start(conn, lock, rebuild, options.timeout);
     let store: DynStore = Arc::new(LocalStore::durable(
         engine,
         options.clock.clone(),
