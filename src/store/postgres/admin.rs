@@ -452,9 +452,8 @@ pub async fn touch_node(tx: &Transaction<'_>, now: i64, node: &str) -> Result<()
 /// Space only: every row removed here was already dead by its expiry.
 pub async fn purge(tx: &Transaction<'_>, now: i64, node: &str) -> Result<u64, StoreError> {
     let mut n = 0;
+    // Sessions, data and idempotency keys: in bounded batches, `purge.rs`.
     for sql in [
-        "DELETE FROM sessions WHERE expires_at <= $1",
-        "DELETE FROM data WHERE expires_at <= $1",
         "DELETE FROM numbers WHERE retiring AND NOT (session IS NOT NULL AND expires_at > $1)",
         "UPDATE numbers SET session = NULL, code = NULL, phone = NULL, expires_at = NULL WHERE session IS NOT NULL AND expires_at <= $1",
     ] {

@@ -6,10 +6,11 @@ use tokio_postgres::Transaction;
 use super::pg_error;
 use crate::store::StoreError;
 
-const MIGRATIONS: [&str; 3] = [
+const MIGRATIONS: [&str; 4] = [
     include_str!("../../../migrations/postgres/0001_init.sql"),
     include_str!("../../../migrations/postgres/0002_config_hash.sql"),
     include_str!("../../../migrations/postgres/0003_rules_leave_sql.sql"),
+    include_str!("../../../migrations/postgres/0004_expiry_indexes.sql"),
 ];
 /// Any constant; every node uses the same one.
 const LOCK_KEY: i64 = 0x6163_6365_7373;

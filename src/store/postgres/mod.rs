@@ -8,23 +8,25 @@
 //! extend a reservation.
 //!
 //! Any failure to reach the database, and any operation slower than the configured timeout,
-//! is `StoreError::Unavailable` (503); the pool reconnects by itself.
+//! is `StoreError::Unavailable` (503); the pool reconnects by itself. The timeout never covers
+//! a `COMMIT` (see `tx.rs`).
 
 mod admin;
 mod apply;
 mod batch;
 mod claim;
 mod migrate;
+mod purge;
 mod reserve;
 mod sessions;
+mod tx;
 
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use tokio_postgres::NoTls;
 use tokio_postgres::error::SqlState;
-use tokio_postgres::{NoTls, Transaction};
 
 use super::{
     AddNumbers, DeleteGroup, DynStore, Fields, GroupChange, GroupDetail, GroupSpec, GroupStats,
@@ -34,6 +36,8 @@ use super::{
 };
 use crate::clock::Clock;
 use crate::domain::{AccessNumber, DataId, GroupName, SessionId};
+
+pub(crate) use self::tx::{before, commit, retried, timed_out};
 
 /// Runs `$f(tx, now, &arg…)` in a transaction (see `with_tx`), cloning each argument into
 /// every attempt so the future borrows only the transaction.
@@ -145,112 +149,6 @@ pub(crate) fn pg_error(e: tokio_postgres::Error) -> StoreError {
         StoreError::unavailable(e)
     } else {
         StoreError::query(e)
-    }
-}
-
-/// Errors an operation may end with; a lost race (deadlock, serialization failure) is retried.
-pub(crate) trait TxError: From<StoreError> {
-    fn store_error(&self) -> Option<&StoreError>;
-
-    fn is_retryable(&self) -> bool {
-        let Some(StoreError::Unavailable(source)) = self.store_error() else {
-            return false;
-        };
-        source
-            .downcast_ref::<tokio_postgres::Error>()
-            .and_then(|e| e.code())
-            .is_some_and(|c| {
-                *c == SqlState::T_R_SERIALIZATION_FAILURE || *c == SqlState::T_R_DEADLOCK_DETECTED
-            })
-    }
-}
-
-impl TxError for StoreError {
-    fn store_error(&self) -> Option<&StoreError> {
-        Some(self)
-    }
-}
-
-impl TxError for ReserveError {
-    fn store_error(&self) -> Option<&StoreError> {
-        match self {
-            ReserveError::Store(e) => Some(e),
-            _ => None,
-        }
-    }
-}
-
-/// Runs `attempt` again when it lost a race (deadlock, serialization failure), up to three
-/// tries, all of it within `timeout`; past it, `Unavailable` (503).
-async fn retried_within<T, E, Fut>(timeout: Duration, attempt: impl Fn() -> Fut) -> Result<T, E>
-where
-    E: TxError,
-    Fut: Future<Output = Result<T, E>>,
-{
-    let tries = async {
-        let mut tries = 0;
-        loop {
-            tries += 1;
-            match attempt().await {
-                Err(e) if tries < 3 && e.is_retryable() => continue,
-                other => return other,
-            }
-        }
-    };
-    match tokio::time::timeout(timeout, tries).await {
-        Ok(result) => result,
-        Err(_) => Err(timed_out(timeout).into()),
-    }
-}
-
-/// The error for an operation that took longer than the store's bound.
-fn timed_out(timeout: Duration) -> StoreError {
-    StoreError::unavailable(format!("postgres did not answer within {timeout:?}"))
-}
-
-type TxFuture<'a, T, E> = std::pin::Pin<Box<dyn Future<Output = Result<T, E>> + Send + 'a>>;
-
-impl Db {
-    /// Runs `f` in one transaction with the database's `now` (ms). An error rolls back; a
-    /// lost race is retried up to three times; all of it within the store's timeout. The
-    /// closure owns its inputs (clone them in), so the future borrows only the transaction.
-    async fn with_tx<T, E, F>(&self, f: F) -> Result<T, E>
-    where
-        E: TxError,
-        F: for<'a> Fn(&'a Transaction<'a>, i64) -> TxFuture<'a, T, E>,
-    {
-        self.with_tx_within(self.timeout, f).await
-    }
-
-    /// `with_tx` with its own bound (start-up work on large groups needs more than a request).
-    async fn with_tx_within<T, E, F>(&self, timeout: Duration, f: F) -> Result<T, E>
-    where
-        E: TxError,
-        F: for<'a> Fn(&'a Transaction<'a>, i64) -> TxFuture<'a, T, E>,
-    {
-        retried_within(timeout, || self.try_tx(&f)).await
-    }
-
-    pub(super) async fn try_tx<T, E, F>(&self, f: &F) -> Result<T, E>
-    where
-        E: TxError,
-        F: for<'a> Fn(&'a Transaction<'a>, i64) -> TxFuture<'a, T, E>,
-    {
-        let mut client = self.pool.get().await.map_err(StoreError::unavailable)?;
-        let tx = client.transaction().await.map_err(pg_error)?;
-        let now = claim::now(&*tx, self.clock.frozen().map(|t| t.0)).await?;
-        match f(&tx, now).await {
-            Ok(value) => {
-                tx.commit().await.map_err(pg_error)?;
-                Ok(value)
-            }
-            Err(e) => {
-                // Roll back now rather than on drop: a dropped transaction's ROLLBACK waits
-                // for the connection task, and meanwhile the connection holds its locks.
-                let _ = tx.rollback().await;
-                Err(e)
-            }
-        }
     }
 }
 
@@ -372,7 +270,17 @@ impl Store for PgStore {
     }
 
     async fn purge_expired(&self) -> Result<u64, StoreError> {
+        let mut purged = 0;
+        for table in purge::TABLES {
+            for _ in 0..purge::MAX_BATCHES {
+                let n = in_tx!(self, purge::purge_batch, table).await?;
+                purged += n;
+                if n < purge::BATCH as u64 {
+                    break;
+                }
+            }
+        }
         let node = self.node_id.clone();
-        in_tx!(self, admin::purge, node).await
+        Ok(purged + in_tx!(self, admin::purge, node).await?)
     }
 }
