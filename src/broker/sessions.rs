@@ -16,16 +16,26 @@ impl Broker {
         fields: Fields,
         ttl: Option<SessionTtl>,
     ) -> Result<Session, BrokerError> {
+        let new = self.new_session(name, service, fields, ttl);
+        Ok(self.store.create_session(new).await?)
+    }
+
+    pub(super) fn new_session(
+        &self,
+        name: &ServiceName,
+        service: &ServiceConfig,
+        fields: Fields,
+        ttl: Option<SessionTtl>,
+    ) -> NewSession {
         let node = &self.config.server.node_id;
         let ttl = ttl.or(service.ttl).unwrap_or(SessionTtl::DEFAULT);
-        let new = NewSession {
+        NewSession {
             id: SessionId::generate(node),
             service: name.clone(),
             data_id: DataId::generate(node),
             fields,
             ttl: ttl.duration(),
-        };
-        Ok(self.store.create_session(new).await?)
+        }
     }
 
     pub async fn session(&self, id: &SessionId) -> Result<Session, BrokerError> {

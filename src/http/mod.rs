@@ -6,6 +6,7 @@ pub mod admin_views;
 pub mod auth;
 pub mod client;
 pub mod error;
+pub mod idempotency;
 pub mod ops;
 pub mod params;
 pub mod reply;

@@ -8,7 +8,9 @@ use axum::routing::post;
 
 use super::AppState;
 use super::auth;
+use super::client::ClientAddr;
 use super::error::ApiError;
+use super::idempotency;
 use super::params::Params;
 use super::reply::Reply;
 use crate::broker::{Access, AccessRequest, MatchParams};
@@ -29,6 +31,7 @@ pub fn router() -> Router<AppState> {
 async fn create(
     State(state): State<AppState>,
     Path(name): Path<String>,
+    addr: ClientAddr,
     headers: HeaderMap,
     params: Params,
 ) -> Result<Reply, ApiError> {
@@ -38,7 +41,29 @@ async fn create(
         &headers,
         service.credentials.as_ref().or(state.config.auth.as_ref()),
     )?;
+    let key = match service.kind {
+        ServiceKind::Session | ServiceKind::RequestInteraction => idempotency::key(&headers, addr)?,
+        _ => None,
+    };
     match service.kind {
+        ServiceKind::Session if key.is_some() => {
+            let ttl = params.parse("_ttl", SessionTtl::parse)?;
+            let fields = params.fields_except(&["_ttl"]);
+            let key = key.ok_or_else(|| ApiError::invalid("Idempotency-Key", "missing"))?;
+            let answer = broker
+                .create_session_once(key, name, service, fields, ttl)
+                .await?;
+            Ok(Reply::new().fields(&answer))
+        }
+        ServiceKind::RequestInteraction if key.is_some() => {
+            let ttl = params.parse("_ttl", SessionTtl::parse)?;
+            let req = access_request(&params)?;
+            let key = key.ok_or_else(|| ApiError::invalid("Idempotency-Key", "missing"))?;
+            let answer = broker
+                .request_interaction_once(key, name, service, params.user_fields(), ttl, req)
+                .await?;
+            Ok(Reply::new().fields(&answer))
+        }
         ServiceKind::Session => {
             let ttl = params.parse("_ttl", SessionTtl::parse)?;
             let session = broker
@@ -86,20 +111,7 @@ fn access_request(params: &Params) -> Result<AccessRequest, ApiError> {
 }
 
 fn access_reply(access: Access) -> Reply {
-    let r = access.reservation;
-    let mut reply = Reply::new()
-        .field("_id", access.session)
-        .field("_access_number", &r.number)
-        .field("_expiration_time", r.expires_in.as_secs());
-    if let Some(code) = &r.code {
-        reply = reply.field("_access_code", code);
-    }
-    if access.pool_health {
-        reply = reply
-            .field("_pool_size", r.pool_size)
-            .field("_pool_free", r.pool_free);
-    }
-    reply
+    Reply::new().fields(&access.answer())
 }
 
 async fn match_interaction(

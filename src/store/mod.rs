@@ -13,6 +13,7 @@
 //! - A reservation never outlives its session: `expires_at <= session.expires_at`.
 //! - Ending a session releases its reservations at once and deletes its data.
 
+mod once;
 mod types;
 mod url;
 
@@ -25,6 +26,7 @@ pub mod sweeper;
 
 use std::sync::Arc;
 
+pub use once::{AnswerFn, Created, Creation, IDEMPOTENCY_TTL, IdempotencyKey, Once};
 pub use types::*;
 pub use url::StoreUrl;
 
@@ -105,6 +107,17 @@ pub trait Store: Send + Sync + 'static {
         session: NewSession,
         req: ReserveRequest,
     ) -> Result<(Session, Reservation), ReserveError>;
+
+    /// Runs `creation` unless this key already has an answer, atomically with remembering
+    /// `answer(&created)` for [`IDEMPOTENCY_TTL`]: two calls with one key, even at once on
+    /// two nodes, create one thing; the second gets [`Once::Replay`] of the first's answer.
+    /// A failed creation remembers nothing.
+    async fn create_once(
+        &self,
+        key: &IdempotencyKey,
+        creation: Creation,
+        answer: AnswerFn,
+    ) -> Result<Once, ReserveError>;
 
     /// Matches the live reservation on `req.number` and releases it (and ends the session when
     /// asked). Returns the matched session, or `None` when nothing matched.

@@ -8,6 +8,7 @@ mod admin;
 mod cli;
 mod formats_and_auth;
 mod helpers;
+mod idempotency;
 mod match_interaction;
 mod operator;
 mod request_access;

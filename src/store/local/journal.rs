@@ -51,6 +51,13 @@ pub enum Change {
     DataDeleted(DataId),
     /// Delete rows that expired before this instant (space only; they were already dead).
     Purge(UnixMillis),
+    /// The first answer to an `Idempotency-Key`, kept until `expires_at`.
+    Remembered {
+        client: String,
+        key: String,
+        fields: Fields,
+        expires_at: UnixMillis,
+    },
 }
 
 /// Where the engine writes its changes; `None` for memory://, which keeps nothing.

@@ -26,9 +26,10 @@ use crate::domain::{AccessNumber, DataId, GroupName, SessionId, UnixMillis};
 use self::engine::Engine;
 use self::journal::{ChangeLog, Journal, JournalError};
 use super::{
-    AddNumbers, DeleteGroup, Fields, GroupChange, GroupDetail, GroupSpec, GroupStats, MatchRequest,
-    NewSession, PutGroup, RemoveNumber, Reservation, ReservationFilter, ReservationView,
-    ReserveError, ReserveRequest, Session, Store, StoreError,
+    AddNumbers, AnswerFn, Created, Creation, DeleteGroup, Fields, GroupChange, GroupDetail,
+    GroupSpec, GroupStats, IdempotencyKey, MatchRequest, NewSession, Once, PutGroup, RemoveNumber,
+    Reservation, ReservationFilter, ReservationView, ReserveError, ReserveRequest, Session, Store,
+    StoreError,
 };
 
 /// How many times a read runs again after the changes it saw were rolled back.
@@ -152,29 +153,33 @@ impl Store for LocalStore {
         session: NewSession,
         req: ReserveRequest,
     ) -> Result<(Session, Reservation), ReserveError> {
+        self.run_once(|e, now, log| new_session_reserved(e, session, req, now, log))
+            .await?
+    }
+
+    async fn create_once(
+        &self,
+        key: &IdempotencyKey,
+        creation: Creation,
+        answer: AnswerFn,
+    ) -> Result<Once, ReserveError> {
         self.run_once(|e, now, log| {
-            // Decide on a scratch log first: a refusal must leave no session behind.
-            let mut scratch: ChangeLog = log.as_ref().map(|_| Vec::new());
-            let id = session.id.clone();
-            let created = e.create_session(session, now, &mut scratch);
-            match e.reserve(req, now, &mut scratch) {
-                Ok(r) => {
-                    if let (Some(log), Some(scratch)) = (log.as_mut(), scratch) {
-                        log.extend(scratch);
-                    }
-                    Ok((
-                        Session {
-                            expires_in: created.expires_in,
-                            ..created
-                        },
-                        r,
-                    ))
-                }
-                Err(err) => {
-                    e.end_session(&id, now, &mut None);
-                    Err(err)
-                }
+            if let Some(fields) = e.remembered(key, now) {
+                return Ok(Once::Replay(fields.clone()));
             }
+            let created = match creation {
+                Creation::Session(new) => Created::Session(e.create_session(new, now, log)),
+                Creation::Interaction(new, req) => {
+                    let (s, r) = new_session_reserved(e, new, req, now, log)?;
+                    Created::Interaction(s, r)
+                }
+                Creation::Data { id, fields, ttl } => {
+                    e.put_data(id.clone(), fields, ttl, now, log);
+                    Created::Data(id)
+                }
+            };
+            e.remember(key, answer(&created), now, log);
+            Ok(Once::First(created))
         })
         .await?
     }
@@ -265,8 +270,40 @@ impl Store for LocalStore {
     async fn purge_expired(&self) -> Result<u64, StoreError> {
         self.run(|e, now, log| {
             journal::record(log, || journal::Change::Purge(now));
-            e.purge_expired(now)
+            e.purge_expired(now) + e.forget_expired(now)
         })
         .await
+    }
+}
+
+/// Creates a session and reserves for it in one step: a refusal leaves no session behind.
+fn new_session_reserved(
+    e: &mut Engine,
+    session: NewSession,
+    req: ReserveRequest,
+    now: UnixMillis,
+    log: &mut ChangeLog,
+) -> Result<(Session, Reservation), ReserveError> {
+    // Decide on a scratch log first: a refusal must leave no session behind.
+    let mut scratch: ChangeLog = log.as_ref().map(|_| Vec::new());
+    let id = session.id.clone();
+    let created = e.create_session(session, now, &mut scratch);
+    match e.reserve(req, now, &mut scratch) {
+        Ok(r) => {
+            if let (Some(log), Some(scratch)) = (log.as_mut(), scratch) {
+                log.extend(scratch);
+            }
+            Ok((
+                Session {
+                    expires_in: created.expires_in,
+                    ..created
+                },
+                r,
+            ))
+        }
+        Err(err) => {
+            e.end_session(&id, now, &mut None);
+            Err(err)
+        }
     }
 }

@@ -16,6 +16,7 @@ mod apply;
 mod batch;
 mod claim;
 mod migrate;
+mod once;
 mod purge;
 mod reserve;
 mod sessions;
@@ -29,10 +30,10 @@ use tokio_postgres::NoTls;
 use tokio_postgres::error::SqlState;
 
 use super::{
-    AddNumbers, DeleteGroup, DynStore, Fields, GroupChange, GroupDetail, GroupSpec, GroupStats,
-    MatchRequest, NewSession, OpenError, PutGroup, RemoveNumber, Reservation, ReservationFilter,
-    ReservationView, ReserveError, ReserveRequest, Session, Store, StoreError, StoreOptions,
-    StoreUrl, sweeper,
+    AddNumbers, AnswerFn, Creation, DeleteGroup, DynStore, Fields, GroupChange, GroupDetail,
+    GroupSpec, GroupStats, IdempotencyKey, MatchRequest, NewSession, Once, OpenError, PutGroup,
+    RemoveNumber, Reservation, ReservationFilter, ReservationView, ReserveError, ReserveRequest,
+    Session, Store, StoreError, StoreOptions, StoreUrl, sweeper,
 };
 use crate::clock::Clock;
 use crate::domain::{AccessNumber, DataId, GroupName, SessionId};
@@ -191,6 +192,15 @@ impl Store for PgStore {
         req: ReserveRequest,
     ) -> Result<(Session, Reservation), ReserveError> {
         in_tx!(self, reserve::reserve_new_session, session, req).await
+    }
+
+    async fn create_once(
+        &self,
+        key: &IdempotencyKey,
+        creation: Creation,
+        answer: AnswerFn,
+    ) -> Result<Once, ReserveError> {
+        in_tx!(self, once::create_once, key, creation, answer).await
     }
 
     async fn match_reservation(&self, req: MatchRequest) -> Result<Option<Session>, StoreError> {

@@ -27,6 +27,17 @@ pub fn commit(conn: &mut Connection, batches: &[Batch]) -> rusqlite::Result<()> 
             }
             // After the commit, apart: see the module doc.
             Change::Purge(_) => {}
+            Change::Remembered {
+                client,
+                key,
+                fields,
+                expires_at,
+            } => {
+                let json = serde_json::to_string(fields).unwrap_or_else(|_| "[]".into());
+                let sql = "INSERT OR REPLACE INTO idempotency (client, key, status, body, expires_at) VALUES (?1, ?2, 200, ?3, ?4)";
+                tx.prepare_cached(sql)?
+                    .execute(params![client, key, json, expires_at.0])?;
+            }
             _ => apply(&tx, change)?,
         }
     }
@@ -137,6 +148,17 @@ fn apply(tx: &Transaction, change: &Change) -> rusqlite::Result<()> {
                 .execute([id.as_str()])?;
         }
         Change::Purge(_) => {}
+        Change::Remembered {
+            client,
+            key,
+            fields,
+            expires_at,
+        } => {
+            let json = serde_json::to_string(fields).unwrap_or_else(|_| "[]".into());
+            let sql = "INSERT OR REPLACE INTO idempotency (client, key, status, body, expires_at) VALUES (?1, ?2, 200, ?3, ?4)";
+            tx.prepare_cached(sql)?
+                .execute(params![client, key, json, expires_at.0])?;
+        }
     }
     Ok(())
 }

@@ -96,6 +96,27 @@ pub fn load(conn: &mut Connection, now: UnixMillis) -> Result<Engine, String> {
     }
     drop(stmt);
 
+    let mut stmt = conn
+        .prepare("SELECT client, key, body, expires_at FROM idempotency WHERE expires_at > ?1")
+        .map_err(sql_err)?;
+    let rows = stmt
+        .query_map([now.0], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, i64>(3)?,
+            ))
+        })
+        .map_err(sql_err)?;
+    for row in rows {
+        let (client, key, body, expires_at) = row.map_err(sql_err)?;
+        let fields: Fields = serde_json::from_str(&body).map_err(|_| bad("answer of key", &key))?;
+        let key = crate::store::IdempotencyKey { client, key };
+        engine.restore_remembered(key, fields, UnixMillis(expires_at), now);
+    }
+    drop(stmt);
+
     // Reservations first (a small table), so the numbers can stream from their query straight
     // into the engine: a million-row list held in between would double the start-up memory.
     let mut reservations = Vec::new();

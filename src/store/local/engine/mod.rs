@@ -6,6 +6,7 @@
 //! each allocation O(log n) in the pool size.
 
 mod admin;
+mod once;
 mod reserve;
 pub mod restore;
 
@@ -32,6 +33,7 @@ pub struct Engine {
     numbers: NumberIndex,
     sessions: HashMap<SessionId, SessionEntry>,
     data: HashMap<DataId, DataEntry>,
+    remembered: once::Remembered,
 }
 
 #[derive(Debug)]
