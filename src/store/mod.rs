@@ -23,12 +23,14 @@ pub mod postgres;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 pub mod sweeper;
+mod waiting;
 
 use std::sync::Arc;
 
 pub use once::{AnswerFn, Created, Creation, IDEMPOTENCY_TTL, IdempotencyKey, Once};
 pub use types::*;
 pub use url::StoreUrl;
+pub use waiting::open_waiting;
 
 use crate::domain::{AccessNumber, DataId, GroupName, SessionId};
 
@@ -217,4 +219,7 @@ pub enum OpenError {
     FeatureMissing { url: String, feature: &'static str },
     #[error("store {url}: {reason}")]
     Failed { url: String, reason: String },
+    /// Well-formed, but its database did not answer: worth waiting for (`open_waiting`).
+    #[error("store {url}: unreachable: {reason}")]
+    Unreachable { url: String, reason: String },
 }

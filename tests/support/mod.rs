@@ -10,6 +10,7 @@ pub mod cluster;
 pub mod limit;
 pub mod pg;
 pub mod process;
+pub mod proxy;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -114,9 +114,14 @@ pub async fn open(url: &StoreUrl, options: &StoreOptions) -> Result<DynStore, Op
         db,
         node_id: options.node_id.clone(),
     };
-    in_tx!(store, migrate::migrate)
-        .await
-        .map_err(|e| fail(describe(&e)))?;
+    in_tx!(store, migrate::migrate).await.map_err(|e| match e {
+        // Not answering (down, starting, refusing connections) may pass; a refusal may not.
+        StoreError::Unavailable(_) => OpenError::Unreachable {
+            url: url.to_string(),
+            reason: describe(&e),
+        },
+        _ => fail(describe(&e)),
+    })?;
     let node = store.node_id.clone();
     in_tx!(store, admin::touch_node, node)
         .await
