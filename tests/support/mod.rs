@@ -6,6 +6,7 @@
 //! `pg.rs`). Every store a test opens carries a watchdog (`limit.rs`), so no test can hang.
 #![allow(dead_code)]
 
+pub mod chaos;
 pub mod cluster;
 pub mod limit;
 pub mod pg;
