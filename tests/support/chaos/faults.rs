@@ -45,8 +45,10 @@ impl Cluster {
             Kind::Sqlite => {
                 let mount = dir.path().join("fs");
                 std::fs::create_dir_all(&mount).expect("mount point");
+                // Room for a long run's rows; the disk-full fault fills whatever is free.
+                let size = std::env::var("CHAOS_TMPFS").unwrap_or_else(|_| "8m".into());
                 let ok = std::process::Command::new("mount")
-                    .args(["-t", "tmpfs", "-o", "size=8m", "tmpfs"])
+                    .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
                     .arg(&mount)
                     .status()
                     .is_ok_and(|s| s.success());
