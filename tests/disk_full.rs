@@ -222,3 +222,49 @@ fn a_corrupt_database_file_exits_2_naming_it() {
     assert!(stderr.contains("corrupt.db"), "names the file: {stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(disk_tests),
+    ignore = "needs root to mount a tmpfs: set ACCESS_BROKER_DISK_TESTS=1"
+)]
+async fn sigterm_exits_while_the_disk_is_full() {
+    support::limit::within(sigterm_when_full()).await;
+}
+
+async fn sigterm_when_full() {
+    let fs = Tmpfs::mount("3m");
+    let config = fs.0.path().join("disk.toml");
+    std::fs::write(&config, load_config("7000000-7000019")).expect("config");
+    let store = format!("sqlite://{}", fs.0.path().join("disk.db").display());
+    let mut node = Node::start(&config, &store, &[]);
+    let c = reqwest::Client::new();
+    fill(&fs.0.path().join("filler"));
+    let big = "x".repeat(16 * 1024);
+    let url = format!("{}/genesys/1/storage/600", node.url);
+    for _ in 0..500 {
+        if post(&c, &url, &[("k", &big)]).await.0 == 503 {
+            break;
+        }
+    }
+    assert_eq!(
+        get(&c, &format!("{}/ready", node.url)).await.0,
+        503,
+        "writes fail"
+    );
+    let pid = node.child.id().to_string();
+    let sent = Command::new("kill").args(["-TERM", &pid]).status();
+    assert!(sent.is_ok_and(|s| s.success()));
+    let started = Instant::now();
+    loop {
+        if let Some(status) = node.child.try_wait().expect("wait") {
+            assert_eq!(status.code(), Some(0), "a clean exit");
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "SIGTERM exits although the disk is full"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

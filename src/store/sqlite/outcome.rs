@@ -99,3 +99,35 @@ impl Outcomes {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rolled_back_runs_merge_and_outcomes_follow() {
+        let o = Outcomes::new();
+        o.durable_through(3);
+        o.rolled_back(
+            4,
+            6,
+            std::sync::Arc::from(crate::store::BoxError::from("full")),
+        );
+        o.rolled_back(
+            7,
+            9,
+            std::sync::Arc::from(crate::store::BoxError::from("full")),
+        );
+        o.durable_through(12);
+        let r = o.resolved.borrow();
+        assert_eq!(r.failed.len(), 1, "consecutive failures are one run");
+        assert!(r.outcome(3).is_some_and(|o| o.is_ok()));
+        assert!((4..=9).all(|s| r.outcome(s).is_some_and(|o| o.is_err())));
+        assert!(r.outcome(10).is_some_and(|o| o.is_ok()));
+        assert!(r.outcome(13).is_none(), "not resolved yet");
+        assert!(
+            !o.failing.load(Ordering::SeqCst),
+            "a later success clears failing"
+        );
+    }
+}
