@@ -8,6 +8,8 @@
 //!   PostgreSQL, so it only runs when asked for (`.ci/run` asks).
 //! - `browser_tests`: `ACCESS_BROKER_BROWSER_TESTS=1`; the browser test needs Chromium and
 //!   chromium-driver installed (`.ci/run` installs them and asks).
+//! - `disk_tests`: `ACCESS_BROKER_DISK_TESTS=1`; the disk-full test mounts a small tmpfs, so it
+//!   needs root (`.ci/run` asks).
 //! - `no_systemd_analyze`: no `systemd-analyze` on `PATH`, so `tests/deploy_files.rs` cannot
 //!   verify `deploy/access-broker.service`. Looked up when this script runs (not re-checked
 //!   when systemd is installed later: `touch build.rs` then).
@@ -28,11 +30,12 @@ fn main() {
         "CI",
         "ACCESS_BROKER_OUTAGE_TESTS",
         "ACCESS_BROKER_BROWSER_TESTS",
+        "ACCESS_BROKER_DISK_TESTS",
     ] {
         println!("cargo::rerun-if-env-changed={name}");
     }
     println!(
-        "cargo::rustc-check-cfg=cfg(no_postgres, outage_tests, browser_tests, no_systemd_analyze)"
+        "cargo::rustc-check-cfg=cfg(no_postgres, outage_tests, browser_tests, disk_tests, no_systemd_analyze)"
     );
 
     let ci = env::var("CI").is_ok_and(|v| v == "true");
@@ -42,6 +45,9 @@ fn main() {
     }
     if is_set("ACCESS_BROKER_OUTAGE_TESTS") {
         println!("cargo::rustc-cfg=outage_tests");
+    }
+    if is_set("ACCESS_BROKER_DISK_TESTS") {
+        println!("cargo::rustc-cfg=disk_tests");
     }
     if is_set("ACCESS_BROKER_BROWSER_TESTS") {
         println!("cargo::rustc-cfg=browser_tests");

@@ -104,7 +104,7 @@ async fn backup(url: &store::StoreUrl, to: std::path::PathBuf, force: bool) -> a
 async fn serve(config: Config) -> anyhow::Result<()> {
     let url = config.server.store.clone();
     let options = access_broker::app::store_options(&config);
-    let store = store::open(&url, &options).await?;
+    let store = store::open_waiting(&url, &options, config.groups.clone()).await?;
     let listen = config.server.listen;
     let listener = tokio::net::TcpListener::bind(listen)
         .await

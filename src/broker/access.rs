@@ -29,6 +29,30 @@ pub struct Access {
     pub pool_health: bool,
 }
 
+impl Access {
+    /// The answer's fields, in the order GMS gives them (the HTTP reply and the answer an
+    /// `Idempotency-Key` keeps are both this).
+    pub fn answer(&self) -> Fields {
+        let r = &self.reservation;
+        let mut fields = vec![
+            ("_id".to_owned(), self.session.to_string()),
+            ("_access_number".to_owned(), r.number.to_string()),
+            (
+                "_expiration_time".to_owned(),
+                r.expires_in.as_secs().to_string(),
+            ),
+        ];
+        if let Some(code) = &r.code {
+            fields.push(("_access_code".to_owned(), code.to_string()));
+        }
+        if self.pool_health {
+            fields.push(("_pool_size".to_owned(), r.pool_size.to_string()));
+            fields.push(("_pool_free".to_owned(), r.pool_free.to_string()));
+        }
+        fields
+    }
+}
+
 impl Broker {
     /// Reserves a number for an existing live session.
     pub async fn request_access(
@@ -59,19 +83,7 @@ impl Broker {
         ttl: Option<SessionTtl>,
         req: AccessRequest,
     ) -> Result<Access, BrokerError> {
-        let node = &self.config.server.node_id;
-        let ttl = ttl
-            .or(service.ttl)
-            .unwrap_or(SessionTtl::INTERACTION_DEFAULT);
-        let id = SessionId::generate(node);
-        let new = NewSession {
-            data_id: crate::domain::DataId::of_session(&id),
-            id,
-            service: name.clone(),
-            fields,
-            ttl: ttl.duration(),
-        };
-        let (reserve, pool_health) = self.reserve_request(service, new.id.clone(), req)?;
+        let (new, reserve, pool_health) = self.interaction(name, service, fields, ttl, req)?;
         let group = reserve.group.clone();
         let id = new.id.clone();
         let result = self.store.reserve_new_session(new, reserve).await;
@@ -85,8 +97,33 @@ impl Broker {
         })
     }
 
+    /// The session and reservation a request-interaction asks for.
+    pub(super) fn interaction(
+        &self,
+        name: &ServiceName,
+        service: &ServiceConfig,
+        fields: Fields,
+        ttl: Option<SessionTtl>,
+        req: AccessRequest,
+    ) -> Result<(NewSession, ReserveRequest, bool), BrokerError> {
+        let node = &self.config.server.node_id;
+        let ttl = ttl
+            .or(service.ttl)
+            .unwrap_or(SessionTtl::INTERACTION_DEFAULT);
+        let id = SessionId::generate(node);
+        let new = NewSession {
+            data_id: crate::domain::DataId::of_session(&id),
+            id,
+            service: name.clone(),
+            fields,
+            ttl: ttl.duration(),
+        };
+        let (reserve, pool_health) = self.reserve_request(service, new.id.clone(), req)?;
+        Ok((new, reserve, pool_health))
+    }
+
     /// Counts a reservation or a refusal for the group's metrics.
-    fn count<T>(
+    pub(super) fn count<T>(
         &self,
         group: &GroupName,
         result: Result<T, ReserveError>,

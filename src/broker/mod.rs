@@ -8,6 +8,7 @@ mod admin;
 mod audit;
 mod error;
 mod matching;
+mod once;
 mod sessions;
 
 use std::sync::Arc;

@@ -16,17 +16,27 @@ impl Broker {
         fields: Fields,
         ttl: Option<SessionTtl>,
     ) -> Result<Session, BrokerError> {
+        let new = self.new_session(name, service, fields, ttl);
+        Ok(self.store.create_session(new).await?)
+    }
+
+    pub(super) fn new_session(
+        &self,
+        name: &ServiceName,
+        service: &ServiceConfig,
+        fields: Fields,
+        ttl: Option<SessionTtl>,
+    ) -> NewSession {
         let node = &self.config.server.node_id;
         let ttl = ttl.or(service.ttl).unwrap_or(SessionTtl::DEFAULT);
         let id = SessionId::generate(node);
-        let new = NewSession {
+        NewSession {
             data_id: DataId::of_session(&id),
             id,
             service: name.clone(),
             fields,
             ttl: ttl.duration(),
-        };
-        Ok(self.store.create_session(new).await?)
+        }
     }
 
     pub async fn session(&self, id: &SessionId) -> Result<Session, BrokerError> {

@@ -9,6 +9,7 @@ pub mod client;
 pub mod error;
 pub mod events;
 pub mod fallback;
+pub mod idempotency;
 pub mod limits;
 pub mod ops;
 pub mod params;

@@ -10,6 +10,7 @@ use super::AppState;
 use super::auth;
 use super::client::ClientAddr;
 use super::error::ApiError;
+use super::idempotency;
 use super::limits::{Adds, Limits};
 use super::params::Params;
 use super::reply::Reply;
@@ -43,7 +44,34 @@ async fn create(
     )?;
     let limits = &state.limits;
     let client = || Limits::client(&state.config, &headers, addr);
+    let key = match service.kind {
+        ServiceKind::Session | ServiceKind::RequestInteraction => idempotency::key(&headers, addr)?,
+        _ => None,
+    };
     match service.kind {
+        ServiceKind::Session if key.is_some() => {
+            let ttl = params.parse("_ttl", SessionTtl::parse)?;
+            let fields = params.fields_except(&["_ttl"]);
+            let key = key.ok_or_else(|| ApiError::invalid("Idempotency-Key", "missing"))?;
+            limits.room_for(broker, Adds::Session).await?;
+            let answer = broker
+                .create_session_once(key, name, service, fields, ttl)
+                .await?;
+            Ok(Reply::new().fields(&answer))
+        }
+        ServiceKind::RequestInteraction if key.is_some() => {
+            let ttl = params.parse("_ttl", SessionTtl::parse)?;
+            let req = access_request(&params)?;
+            let key = key.ok_or_else(|| ApiError::invalid("Idempotency-Key", "missing"))?;
+            let client = client();
+            limits.check_quota(&client, None)?;
+            limits.room_for(broker, Adds::Session).await?;
+            let answer = broker
+                .request_interaction_once(key, name, service, params.user_fields(), ttl, req)
+                .await?;
+            record_answer(limits, &client, &answer);
+            Ok(Reply::new().fields(&answer))
+        }
         ServiceKind::Session => {
             let ttl = params.parse("_ttl", SessionTtl::parse)?;
             limits.room_for(broker, Adds::Session).await?;
@@ -86,6 +114,17 @@ async fn create(
     }
 }
 
+/// Counts a kept request-interaction answer's reservation for the client's quota (a replay
+/// counts the same reservation again; `record` keeps one entry per session).
+fn record_answer(limits: &Limits, client: &str, answer: &crate::store::Fields) {
+    let field = |name: &str| answer.iter().find(|(k, _)| k == name).map(|(_, v)| v);
+    if let (Some(id), Some(secs)) = (field("_id"), field("_expiration_time"))
+        && let (Ok(id), Ok(secs)) = (SessionId::parse(id), secs.parse::<u64>())
+    {
+        limits.record(client, &id, std::time::Duration::from_secs(secs));
+    }
+}
+
 fn access_request(params: &Params) -> Result<AccessRequest, ApiError> {
     Ok(AccessRequest {
         group: params.parse("_resource_group", GroupName::parse)?,
@@ -99,20 +138,7 @@ fn access_request(params: &Params) -> Result<AccessRequest, ApiError> {
 }
 
 fn access_reply(access: Access) -> Reply {
-    let r = access.reservation;
-    let mut reply = Reply::new()
-        .field("_id", access.session)
-        .field("_access_number", &r.number)
-        .field("_expiration_time", r.expires_in.as_secs());
-    if let Some(code) = &r.code {
-        reply = reply.field("_access_code", code);
-    }
-    if access.pool_health {
-        reply = reply
-            .field("_pool_size", r.pool_size)
-            .field("_pool_free", r.pool_free);
-    }
-    reply
+    Reply::new().fields(&access.answer())
 }
 
 async fn match_interaction(

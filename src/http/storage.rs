@@ -12,7 +12,11 @@ use axum::middleware::Next;
 use axum::response::Response;
 use axum::routing::post;
 
+use axum::http::HeaderMap;
+
+use super::client::ClientAddr;
 use super::error::ApiError;
+use super::idempotency;
 use super::limits::Adds;
 use super::params::Params;
 use super::reply::Reply;
@@ -67,9 +71,17 @@ fn data_id(id: &str) -> Result<DataId, ApiError> {
 async fn create(
     State(state): State<AppState>,
     Path(ttl): Path<String>,
+    addr: ClientAddr,
+    headers: HeaderMap,
     params: Params,
 ) -> Result<Reply, ApiError> {
     state.limits.room_for(&state.broker, Adds::Fields).await?;
+    if let Some(key) = idempotency::key(&headers, addr)? {
+        let ttl = StorageTtl::parse_lenient(&ttl);
+        let fields = params.fields_except(&[]);
+        let answer = state.broker.put_data_once(key, fields, ttl).await?;
+        return Ok(Reply::new().fields(&answer));
+    }
     let id = state
         .broker
         .put_data(params.fields_except(&[]), StorageTtl::parse_lenient(&ttl))

@@ -14,6 +14,7 @@
 //! - Ending a session releases its reservations at once and deletes its data.
 
 mod fields;
+mod once;
 mod types;
 mod url;
 
@@ -23,12 +24,15 @@ pub mod postgres;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 pub mod sweeper;
+mod waiting;
 
 use std::sync::Arc;
 
 pub use fields::*;
+pub use once::{AnswerFn, Created, Creation, IDEMPOTENCY_TTL, IdempotencyKey, Once};
 pub use types::*;
 pub use url::StoreUrl;
+pub use waiting::open_waiting;
 
 use crate::domain::{AccessNumber, DataId, GroupName, SessionId};
 
@@ -107,6 +111,17 @@ pub trait Store: Send + Sync + 'static {
         session: NewSession,
         req: ReserveRequest,
     ) -> Result<(Session, Reservation), ReserveError>;
+
+    /// Runs `creation` unless this key already has an answer, atomically with remembering
+    /// `answer(&created)` for [`IDEMPOTENCY_TTL`]: two calls with one key, even at once on
+    /// two nodes, create one thing; the second gets [`Once::Replay`] of the first's answer.
+    /// A failed creation remembers nothing.
+    async fn create_once(
+        &self,
+        key: &IdempotencyKey,
+        creation: Creation,
+        answer: AnswerFn,
+    ) -> Result<Once, ReserveError>;
 
     /// A call on `req.number`, decided by [`crate::rules::call::decide`] atomically with its
     /// effects: a live reservation that accepts is ended as matched (and its session too when
@@ -271,4 +286,7 @@ pub enum OpenError {
     FeatureMissing { url: String, feature: &'static str },
     #[error("store {url}: {reason}")]
     Failed { url: String, reason: String },
+    /// Well-formed, but its database did not answer: worth waiting for (`open_waiting`).
+    #[error("store {url}: unreachable: {reason}")]
+    Unreachable { url: String, reason: String },
 }

@@ -14,6 +14,7 @@ mod events;
 mod fields;
 mod formats_and_auth;
 mod helpers;
+mod idempotency;
 mod limits;
 mod match_interaction;
 mod operator;

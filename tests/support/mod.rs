@@ -6,10 +6,12 @@
 //! `pg.rs`). Every store a test opens carries a watchdog (`limit.rs`), so no test can hang.
 #![allow(dead_code)]
 
+pub mod chaos;
 pub mod cluster;
 pub mod limit;
 pub mod pg;
 pub mod process;
+pub mod proxy;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -8,7 +8,9 @@ use crate::domain::{
 };
 use crate::events::Event;
 use crate::rules::lifecycle::Ended;
-use crate::store::{Fields, GroupSettings};
+use crate::store::{Fields, GroupSettings, StoreError};
+
+use futures::future::BoxFuture;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
@@ -93,6 +95,13 @@ pub enum Change {
         attempts: u32,
         next_at: UnixMillis,
     },
+    /// The first answer to an `Idempotency-Key`, kept until `expires_at`.
+    Remembered {
+        client: String,
+        key: String,
+        fields: Fields,
+        expires_at: UnixMillis,
+    },
 }
 
 /// Where the engine writes its changes; `None` for memory://, which keeps nothing.
@@ -104,16 +113,46 @@ pub(crate) fn record(log: &mut ChangeLog, change: impl FnOnce() -> Change) {
     }
 }
 
+/// Why a journal could not confirm a batch.
+#[derive(Debug, Clone)]
+pub enum JournalError {
+    /// The batch's commit failed and the engine was rebuilt from the durable state: the
+    /// batch's changes are gone, from memory too. A read that waited on it may run again.
+    RolledBack(StoreError),
+    /// No outcome in time, or the engine cannot be trusted until it is rebuilt.
+    Unavailable(StoreError),
+}
+
+impl JournalError {
+    // A method, not `From`: a second `From` into `StoreError` would leave `?` on generic
+    // errors elsewhere without a type to infer.
+    pub fn into_store(self) -> StoreError {
+        match self {
+            Self::RolledBack(e) | Self::Unavailable(e) => e,
+        }
+    }
+}
+
 /// A durable log of changes, written in the order they were submitted.
+///
+/// A batch either becomes durable or is rolled back: when a commit fails, every batch
+/// decided on the failed state (all those queued) fails too, and the journal rebuilds the
+/// engine from what is durable before anyone hears of it. So an operation answered with an
+/// error left no trace, in memory or on disk.
 pub trait Journal: Send + Sync + 'static {
     /// Queues one operation's changes. Called under the engine lock, so the journal sees
     /// changes in decision order. Returns the batch's sequence number.
     fn submit(&self, changes: Vec<Change>) -> u64;
-    /// Sequence number of the last batch submitted.
-    fn submitted(&self) -> u64;
-    /// Resolves once every batch up to `seq` is durable, or fails after the store's timeout.
-    fn durable(
-        &self,
-        seq: u64,
-    ) -> futures::future::BoxFuture<'_, Result<(), crate::store::StoreError>>;
+    /// The last batch whose effects the engine may show while its outcome is unknown; `None`
+    /// when the engine shows only durable state (nothing queued since its last rebuild).
+    /// Called under the engine lock.
+    fn pending(&self) -> Option<u64>;
+    /// Resolves once every batch up to `seq` is durable; fails if one of them was rolled back
+    /// or no outcome came within the store's timeout.
+    fn durable(&self, seq: u64) -> BoxFuture<'_, Result<(), JournalError>>;
+    /// `Err` while the engine cannot be trusted (its rebuild failed); nothing may read or
+    /// change it then. Called under the engine lock.
+    fn usable(&self) -> Result<(), StoreError>;
+    /// `Err` while writes fail (the last commit failed and none succeeded since).
+    fn writable(&self) -> Result<(), StoreError>;
 }

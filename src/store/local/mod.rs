@@ -5,7 +5,10 @@
 //! critical section beats finer locks in simplicity, and it gives the journal a total order.
 //! Nothing is answered before every change it could have seen is durable: each operation
 //! notes the journal's sequence number under the lock and waits for it outside the lock,
-//! so many requests share one commit (group commit).
+//! so many requests share one commit (group commit). A failed commit rolls back every batch
+//! queued with it and the journal rebuilds the engine from the durable state (see
+//! `docs/architecture.md`, "When a write fails"): a write answered with an error left no
+//! trace, and a read that saw a rolled-back change runs again on the rebuilt engine.
 //!
 //! With a [`fields::FieldReader`] (SQLite), stored fields are not kept in the engine: an
 //! answer that carries fields is decided under the lock, made durable, then its fields are
@@ -27,15 +30,19 @@ use crate::domain::{AccessNumber, DataId, GroupName, SessionId, UnixMillis};
 
 use self::engine::Engine;
 use self::fields::FieldReader;
-use self::journal::{ChangeLog, Journal};
+use self::journal::{ChangeLog, Journal, JournalError};
 use super::{
-    AddNumbers, DeleteGroup, Fields, FreeNumber, GroupChange, GroupDetail, GroupSpec, GroupStats,
-    MatchOutcome, MatchRequest, NewSession, PutGroup, RemoveNumber, Reservation, ReservationFilter,
-    ReservationView, ReserveError, ReserveRequest, Session, Store, StoreError,
+    AddNumbers, AnswerFn, Created, Creation, DeleteGroup, Fields, FreeNumber, GroupChange,
+    GroupDetail, GroupSpec, GroupStats, IdempotencyKey, MatchOutcome, MatchRequest, NewSession,
+    Once, PutGroup, RemoveNumber, Reservation, ReservationFilter, ReservationView, ReserveError,
+    ReserveRequest, Session, Store, StoreError,
 };
 
+/// How many times a read runs again after the changes it saw were rolled back.
+const READ_RETRIES: usize = 5;
+
 pub struct LocalStore {
-    engine: Mutex<Engine>,
+    engine: Arc<Mutex<Engine>>,
     clock: Arc<dyn Clock>,
     journal: Option<Box<dyn Journal>>,
     /// Where stored fields are read when the engine does not keep them.
@@ -48,7 +55,7 @@ pub struct LocalStore {
 impl LocalStore {
     pub fn memory(clock: Arc<dyn Clock>) -> Self {
         Self {
-            engine: Mutex::new(Engine::new()),
+            engine: Arc::new(Mutex::new(Engine::new())),
             clock,
             journal: None,
             fields: None,
@@ -57,15 +64,16 @@ impl LocalStore {
         }
     }
 
-    /// A store over a restored engine whose changes go to `journal`.
+    /// A store over a restored engine whose changes go to `journal` (which holds the same
+    /// engine, to rebuild it when a commit fails).
     pub fn durable(
-        engine: Engine,
+        engine: Arc<Mutex<Engine>>,
         clock: Arc<dyn Clock>,
         journal: Box<dyn Journal>,
         kind: &'static str,
     ) -> Self {
         Self {
-            engine: Mutex::new(engine),
+            engine,
             clock,
             journal: Some(journal),
             fields: None,
@@ -84,7 +92,7 @@ impl LocalStore {
     /// Stored fields stay on disk: the engine keeps only their expiry, and answers read
     /// them through `reader`.
     pub fn with_fields_on_disk(mut self, reader: Box<dyn FieldReader>) -> Self {
-        self.engine.get_mut().keep_fields_on_disk();
+        self.engine.lock().keep_fields_on_disk();
         self.fields = Some(reader);
         self
     }
@@ -101,33 +109,67 @@ impl LocalStore {
     }
 
     /// Runs `f` under the lock, queues its changes, then waits until they (and everything
-    /// before them) are durable.
+    /// before them) are durable. A read (no changes) that saw a batch which was then rolled
+    /// back runs again on the rebuilt engine, so it never answers what was not kept.
     async fn run<T>(
         &self,
-        f: impl FnOnce(&mut Engine, UnixMillis, &mut ChangeLog) -> T,
+        mut f: impl FnMut(&mut Engine, UnixMillis, &mut ChangeLog) -> T,
     ) -> Result<T, StoreError> {
-        let (value, seq, emitted) = {
-            let mut engine = self.engine.lock();
-            let now = self.clock.now();
-            let mut log: ChangeLog = self.journal.as_ref().map(|_| Vec::new());
-            let value = f(&mut engine, now, &mut log);
-            let emitted = engine.take_emitted();
-            engine.ended_data.clear();
-            let seq = match (&self.journal, log) {
-                (Some(j), Some(changes)) if !changes.is_empty() => Some(j.submit(changes)),
-                (Some(j), _) => Some(j.submitted()),
-                _ => None,
+        let mut attempt = 0;
+        loop {
+            let (value, seq, wrote, emitted) = {
+                let mut engine = self.engine.lock();
+                if let Some(j) = &self.journal {
+                    j.usable()?;
+                }
+                let now = self.clock.now();
+                let mut log: ChangeLog = self.journal.as_ref().map(|_| Vec::new());
+                let value = f(&mut engine, now, &mut log);
+                let emitted = engine.take_emitted();
+                engine.ended_data.clear();
+                match (&self.journal, log) {
+                    (Some(j), Some(changes)) if !changes.is_empty() => {
+                        (value, Some(j.submit(changes)), true, emitted)
+                    }
+                    (Some(j), _) => (value, j.pending(), false, emitted),
+                    _ => (value, None, false, emitted),
+                }
             };
-            (value, seq, emitted)
-        };
-        if let (Some(j), Some(seq)) = (&self.journal, seq) {
-            j.durable(seq).await?;
+            let (Some(j), Some(seq)) = (&self.journal, seq) else {
+                self.publish(emitted);
+                return Ok(value);
+            };
+            match j.durable(seq).await {
+                Ok(()) => {
+                    self.publish(emitted);
+                    return Ok(value);
+                }
+                Err(JournalError::RolledBack(_)) if !wrote && attempt < READ_RETRIES => {
+                    attempt += 1;
+                }
+                Err(e) => return Err(e.into_store()),
+            }
         }
-        // Live only once durable; nobody listening is fine (the stream is a view).
+    }
+
+    /// Sends an operation's events on the live bus, once it is durable (nobody listening is
+    /// fine: the stream is a view; a rolled-back operation's events are dropped unsent).
+    fn publish(&self, emitted: Vec<crate::events::Event>) {
         for event in emitted {
             let _ = self.bus.send(event);
         }
-        Ok(value)
+    }
+
+    /// Runs a one-shot operation (one that consumes its input) as a write: it is never run
+    /// twice, so it cannot take the read path's retry.
+    async fn run_once<T>(
+        &self,
+        f: impl FnOnce(&mut Engine, UnixMillis, &mut ChangeLog) -> T,
+    ) -> Result<T, StoreError> {
+        let mut f = Some(f);
+        self.run(|e, now, log| f.take().map(|f| f(e, now, log)))
+            .await?
+            .ok_or_else(|| StoreError::unavailable("operation retried after a rollback"))
     }
 }
 
@@ -138,12 +180,12 @@ impl Store for LocalStore {
     }
 
     async fn apply_groups(&self, groups: &[GroupSpec]) -> Result<Vec<String>, StoreError> {
-        self.run(|e, now, log| e.apply_groups(groups, now, log))
+        self.run_once(|e, now, log| e.apply_groups(groups, now, log))
             .await
     }
 
     async fn create_session(&self, new: NewSession) -> Result<Session, StoreError> {
-        self.run(|e, now, log| e.create_session(new, now, log))
+        self.run_once(|e, now, log| e.create_session(new, now, log))
             .await
     }
 
@@ -166,7 +208,8 @@ impl Store for LocalStore {
     }
 
     async fn reserve(&self, req: ReserveRequest) -> Result<Reservation, ReserveError> {
-        self.run(|e, now, log| e.reserve(req, now, log)).await?
+        self.run_once(|e, now, log| e.reserve(req, now, log))
+            .await?
     }
 
     async fn reserve_new_session(
@@ -174,29 +217,33 @@ impl Store for LocalStore {
         session: NewSession,
         req: ReserveRequest,
     ) -> Result<(Session, Reservation), ReserveError> {
-        self.run(|e, now, log| {
-            // Decide on a scratch log first: a refusal must leave no session behind.
-            let mut scratch: ChangeLog = log.as_ref().map(|_| Vec::new());
-            let id = session.id.clone();
-            let created = e.create_session(session, now, &mut scratch);
-            match e.reserve(req, now, &mut scratch) {
-                Ok(r) => {
-                    if let (Some(log), Some(scratch)) = (log.as_mut(), scratch) {
-                        log.extend(scratch);
-                    }
-                    Ok((
-                        Session {
-                            expires_in: created.expires_in,
-                            ..created
-                        },
-                        r,
-                    ))
-                }
-                Err(err) => {
-                    e.end_session(&id, now, &mut None);
-                    Err(err)
-                }
+        self.run_once(|e, now, log| new_session_reserved(e, session, req, now, log))
+            .await?
+    }
+
+    async fn create_once(
+        &self,
+        key: &IdempotencyKey,
+        creation: Creation,
+        answer: AnswerFn,
+    ) -> Result<Once, ReserveError> {
+        self.run_once(|e, now, log| {
+            if let Some(fields) = e.remembered(key, now) {
+                return Ok(Once::Replay(fields.clone()));
             }
+            let created = match creation {
+                Creation::Session(new) => Created::Session(e.create_session(new, now, log)),
+                Creation::Interaction(new, req) => {
+                    let (s, r) = new_session_reserved(e, new, req, now, log)?;
+                    Created::Interaction(s, r)
+                }
+                Creation::Data { id, fields, ttl } => {
+                    e.put_data(id.clone(), fields, ttl, now, log);
+                    Created::Data(id)
+                }
+            };
+            e.remember(key, answer(&created), now, log);
+            Ok(Once::First(created))
         })
         .await?
     }
@@ -238,7 +285,7 @@ impl Store for LocalStore {
     }
 
     async fn put_data(&self, id: DataId, fields: Fields, ttl: Duration) -> Result<(), StoreError> {
-        self.run(|e, now, log| e.put_data(id, fields, ttl, now, log))
+        self.run_once(|e, now, log| e.put_data(id, fields, ttl, now, log))
             .await
     }
 
@@ -256,7 +303,7 @@ impl Store for LocalStore {
         fields: Fields,
         ttl: Duration,
     ) -> Result<bool, StoreError> {
-        self.run(|e, now, log| e.update_data(id, fields, ttl, now, log))
+        self.run_once(|e, now, log| e.update_data(id, fields, ttl, now, log))
             .await
     }
 
@@ -273,7 +320,8 @@ impl Store for LocalStore {
     }
 
     async fn put_group(&self, change: GroupChange) -> Result<PutGroup, StoreError> {
-        self.run(|e, now, log| e.put_group(change, now, log)).await
+        self.run_once(|e, now, log| e.put_group(change, now, log))
+            .await
     }
 
     async fn delete_group(&self, name: &GroupName) -> Result<DeleteGroup, StoreError> {
@@ -285,7 +333,7 @@ impl Store for LocalStore {
         group: &GroupName,
         numbers: Vec<AccessNumber>,
     ) -> Result<AddNumbers, StoreError> {
-        self.run(|e, _, log| e.add_numbers(group, numbers, log))
+        self.run_once(|e, _, log| e.add_numbers(group, numbers, log))
             .await
     }
 
@@ -315,7 +363,7 @@ impl Store for LocalStore {
     }
 
     async fn record_events(&self, events: Vec<crate::events::Event>) -> Result<(), StoreError> {
-        self.run(|e, _, log| {
+        self.run_once(|e, _, log| {
             for event in events {
                 e.emit(event, log);
             }
@@ -347,19 +395,55 @@ impl Store for LocalStore {
         self.run(|e, _, _| e.outbox().len() as u64).await
     }
 
-    async fn ping(&self) -> Result<(), StoreError> {
-        self.run(|_, _, _| ()).await
-    }
-
     async fn usage(&self) -> Result<Option<super::Usage>, StoreError> {
         self.run(|e, now, _| Some(e.usage(now))).await
+    }
+
+    /// Fails while writes fail, so `/ready` says so even when nothing is being written.
+    async fn ping(&self) -> Result<(), StoreError> {
+        if let Some(j) = &self.journal {
+            j.writable()?;
+        }
+        self.run(|_, _, _| ()).await
     }
 
     async fn purge_expired(&self) -> Result<u64, StoreError> {
         self.run(|e, now, log| {
             journal::record(log, || journal::Change::Purge(now));
-            e.purge_expired(now, log)
+            e.purge_expired(now, log) + e.forget_expired(now)
         })
         .await
+    }
+}
+
+/// Creates a session and reserves for it in one step: a refusal leaves no session behind.
+fn new_session_reserved(
+    e: &mut Engine,
+    session: NewSession,
+    req: ReserveRequest,
+    now: UnixMillis,
+    log: &mut ChangeLog,
+) -> Result<(Session, Reservation), ReserveError> {
+    // Decide on a scratch log first: a refusal must leave no session behind.
+    let mut scratch: ChangeLog = log.as_ref().map(|_| Vec::new());
+    let id = session.id.clone();
+    let created = e.create_session(session, now, &mut scratch);
+    match e.reserve(req, now, &mut scratch) {
+        Ok(r) => {
+            if let (Some(log), Some(scratch)) = (log.as_mut(), scratch) {
+                log.extend(scratch);
+            }
+            Ok((
+                Session {
+                    expires_in: created.expires_in,
+                    ..created
+                },
+                r,
+            ))
+        }
+        Err(err) => {
+            e.end_session(&id, now, &mut None);
+            Err(err)
+        }
     }
 }

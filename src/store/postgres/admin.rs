@@ -507,11 +507,10 @@ pub async fn purge(
     node: &str,
 ) -> Result<(u64, Vec<crate::events::Event>), StoreError> {
     let mut n = 0;
-    for sql in [
-        "DELETE FROM sessions WHERE expires_at <= $1",
-        "DELETE FROM data WHERE expires_at <= $1",
-        "DELETE FROM numbers WHERE retiring AND NOT (session IS NOT NULL AND expires_at > $1)",
-    ] {
+    // Sessions, data and idempotency keys: in bounded batches, `purge.rs`.
+    for sql in
+        ["DELETE FROM numbers WHERE retiring AND NOT (session IS NOT NULL AND expires_at > $1)"]
+    {
         n += tx.execute(sql, &[&now]).await.map_err(pg_error)?;
     }
     // Expired reservations become their numbers' last ones (late calls, failure reasons),

@@ -10,10 +10,11 @@
 //! (outage, timeout) answers every item with it, as 503.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
 
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
-use super::{Db, reserve, retried_within, timed_out};
+use super::{Db, before, commit, reserve, retried, timed_out};
 use crate::store::{Reservation, ReserveError, ReserveRequest, StoreError};
 
 /// Most reservations in one transaction: large enough to amortise the commit at 64
@@ -21,7 +22,13 @@ use crate::store::{Reservation, ReserveError, ReserveRequest, StoreError};
 const MAX_BATCH: usize = 128;
 
 type Answer = Result<Reservation, ReserveError>;
-type Job = (ReserveRequest, oneshot::Sender<Answer>);
+type Job = (ReserveRequest, oneshot::Sender<Answer>, Arc<AtomicU8>);
+
+/// A job's state, so a caller never gives up on a job a batch already took: a batch that
+/// commits after its caller left would hold a number for a caller told 503.
+const QUEUED: u8 = 0;
+const TAKEN: u8 = 1;
+const ABANDONED: u8 = 2;
 
 pub struct Batcher {
     queue: mpsc::UnboundedSender<Job>,
@@ -41,17 +48,28 @@ impl Batcher {
         Self { queue, db }
     }
 
-    /// Queues one request-access and waits for its committed answer, within the store's
-    /// timeout (time spent queued included).
+    /// Queues one request-access and waits for its committed answer. A call still queued
+    /// after the store's timeout gives up (503, nothing done); one a batch took waits for the
+    /// batch's outcome, which its own bounds end (`tx.rs`).
     pub async fn reserve(&self, req: ReserveRequest) -> Answer {
-        let (reply, answer) = oneshot::channel();
+        let (reply, mut answer) = oneshot::channel();
+        let state = Arc::new(AtomicU8::new(QUEUED));
         let gone = || StoreError::unavailable("the reservation batcher stopped");
-        self.queue.send((req, reply)).map_err(|_| gone())?;
-        match tokio::time::timeout(self.db.timeout, answer).await {
-            Ok(Ok(answer)) => answer,
-            Ok(Err(_)) => Err(gone().into()),
-            Err(_) => Err(timed_out(self.db.timeout).into()),
-        }
+        self.queue
+            .send((req, reply, state.clone()))
+            .map_err(|_| gone())?;
+        let answer = match tokio::time::timeout(self.db.timeout, &mut answer).await {
+            Ok(answer) => answer,
+            Err(_) => {
+                let left =
+                    state.compare_exchange(QUEUED, ABANDONED, Ordering::SeqCst, Ordering::SeqCst);
+                if left.is_ok() {
+                    return Err(timed_out(self.db.timeout).into());
+                }
+                answer.await
+            }
+        };
+        answer.unwrap_or_else(|_| Err(gone().into()))
     }
 }
 
@@ -83,12 +101,20 @@ async fn drive(db: Db, mut jobs: mpsc::UnboundedReceiver<Job>, parallel: usize) 
 
 async fn run(db: &Db, batch: Vec<Job>) {
     // Callers that gave up (timed out) are left out rather than reserved for nobody.
-    let (reqs, replies): (Vec<ReserveRequest>, Vec<oneshot::Sender<Answer>>) =
-        batch.into_iter().filter(|(_, r)| !r.is_closed()).unzip();
+    let (reqs, replies): (Vec<ReserveRequest>, Vec<oneshot::Sender<Answer>>) = batch
+        .into_iter()
+        .filter(|(_, r, state)| {
+            !r.is_closed()
+                && state
+                    .compare_exchange(QUEUED, TAKEN, Ordering::SeqCst, Ordering::SeqCst)
+                    .is_ok()
+        })
+        .map(|(req, reply, _)| (req, reply))
+        .unzip();
     if reqs.is_empty() {
         return;
     }
-    let outcome = retried_within(db.timeout, || attempt(db, &reqs)).await;
+    let outcome = retried(db.timeout, |deadline| attempt(db, &reqs, deadline)).await;
     match outcome {
         Ok(answers) => {
             for (reply, answer) in replies.into_iter().zip(answers) {
@@ -106,30 +132,43 @@ async fn run(db: &Db, batch: Vec<Job>) {
 
 /// The whole batch in one transaction, in three round trips: `BEGIN` with the reads, the
 /// candidates, the writes with `COMMIT`. The rows are decided in order by the rules
-/// (`reserve::reserve_many`). Nothing is answered before the commit.
-async fn attempt(db: &Db, reqs: &[ReserveRequest]) -> Result<Vec<Answer>, StoreError> {
-    let conn = OpenTx(Some(db.pool.get().await.map_err(StoreError::unavailable)?));
+/// (`reserve::reserve_many`). Nothing is answered before the commit. The deadline covers the
+/// first two round trips; the last one, with the `COMMIT`, waits as `tx::commit` says.
+async fn attempt(
+    db: &Db,
+    reqs: &[ReserveRequest],
+    deadline: tokio::time::Instant,
+) -> Result<Vec<Answer>, StoreError> {
+    let pool = async { db.pool.get().await.map_err(StoreError::unavailable) };
+    let conn = OpenTx(Some(before(deadline, pool).await?));
     let client: &tokio_postgres::Client = conn.client()?;
     let frozen = db.clock.frozen().map(|t| t.0);
     // try_join! polls in order, so BEGIN is sent before the first read.
     let begin = async { client.batch_execute("BEGIN").await.map_err(super::pg_error) };
-    let ((), (answers, writes)) =
-        tokio::try_join!(begin, reserve::reserve_many(client, frozen, reqs))?;
-    let commit = async {
+    let decide = async { tokio::try_join!(begin, reserve::reserve_many(client, frozen, reqs)) };
+    let ((), (answers, writes)) = before(deadline, decide).await?;
+    let finish = async {
         client
             .batch_execute("COMMIT")
             .await
             .map_err(super::pg_error)
     };
     // The writes and COMMIT go together; with an outbox, its insert must come between (it
-    // needs the expiries the writes found), which costs one more round trip.
+    // needs the expiries the writes found), which costs one more round trip, still within
+    // the deadline (it decides nothing, but it is not the COMMIT).
     let events = if db.keeps_outbox() {
-        let events = reserve::write(client, &writes).await?;
-        super::outbox::insert(client, &events).await?;
-        commit.await?;
+        let write = async {
+            let events = reserve::write(client, &writes).await?;
+            super::outbox::insert(client, &events).await?;
+            Ok::<_, StoreError>(events)
+        };
+        let events = before(deadline, write).await?;
+        commit(finish).await?;
         events
     } else {
-        tokio::try_join!(reserve::write(client, &writes), commit)?.0
+        commit(async { tokio::try_join!(reserve::write(client, &writes), finish) })
+            .await?
+            .0
     };
     conn.done();
     db.publish(&events);

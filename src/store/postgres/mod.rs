@@ -8,7 +8,8 @@
 //! extend a reservation.
 //!
 //! Any failure to reach the database, and any operation slower than the configured timeout,
-//! is `StoreError::Unavailable` (503); the pool reconnects by itself.
+//! is `StoreError::Unavailable` (503); the pool reconnects by itself. The timeout never covers
+//! a `COMMIT` (see `tx.rs`).
 
 mod admin;
 mod apply;
@@ -16,28 +17,32 @@ mod batch;
 mod calls;
 mod claim;
 mod migrate;
+mod once;
 pub mod outbox;
+mod purge;
 mod reserve;
 mod sessions;
 mod tls;
+mod tx;
 mod usage;
 
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
-use tokio_postgres::Transaction;
 use tokio_postgres::error::SqlState;
 
 use super::{
-    AddNumbers, DeleteGroup, DynStore, Fields, FreeNumber, GroupChange, GroupDetail, GroupSpec,
-    GroupStats, MatchOutcome, MatchRequest, NewSession, OpenError, PendingEvent, PutGroup,
-    RemoveNumber, Reservation, ReservationFilter, ReservationView, ReserveError, ReserveRequest,
-    Session, Store, StoreError, StoreOptions, StoreUrl, sweeper,
+    AddNumbers, AnswerFn, Creation, DeleteGroup, DynStore, Fields, FreeNumber, GroupChange,
+    GroupDetail, GroupSpec, GroupStats, IdempotencyKey, MatchOutcome, MatchRequest, NewSession,
+    Once, OpenError, PendingEvent, PutGroup, RemoveNumber, Reservation, ReservationFilter,
+    ReservationView, ReserveError, ReserveRequest, Session, Store, StoreError, StoreOptions,
+    StoreUrl, sweeper,
 };
 use crate::clock::Clock;
 use crate::domain::{AccessNumber, DataId, GroupName, SessionId};
+
+pub(crate) use self::tx::{before, commit, retried, timed_out};
 
 /// Runs `$f(tx, now, &arg…)` in a transaction (see `with_tx`), cloning each argument into
 /// every attempt so the future borrows only the transaction.
@@ -129,9 +134,14 @@ pub async fn open(url: &StoreUrl, options: &StoreOptions) -> Result<DynStore, Op
         db,
         node_id: options.node_id.clone(),
     };
-    in_tx!(store, migrate::migrate)
-        .await
-        .map_err(|e| fail(describe(&e)))?;
+    in_tx!(store, migrate::migrate).await.map_err(|e| match e {
+        // Not answering (down, starting, refusing connections) may pass; a refusal may not.
+        StoreError::Unavailable(_) => OpenError::Unreachable {
+            url: url.to_string(),
+            reason: describe(&e),
+        },
+        _ => fail(describe(&e)),
+    })?;
     let node = store.node_id.clone();
     in_tx!(store, admin::touch_node, node)
         .await
@@ -165,152 +175,6 @@ pub(crate) fn pg_error(e: tokio_postgres::Error) -> StoreError {
         StoreError::unavailable(e)
     } else {
         StoreError::query(e)
-    }
-}
-
-/// Errors an operation may end with; a lost race (deadlock, serialization failure) is retried.
-pub(crate) trait TxError: From<StoreError> {
-    fn store_error(&self) -> Option<&StoreError>;
-
-    fn is_retryable(&self) -> bool {
-        let Some(StoreError::Unavailable(source)) = self.store_error() else {
-            return false;
-        };
-        source
-            .downcast_ref::<tokio_postgres::Error>()
-            .and_then(|e| e.code())
-            .is_some_and(|c| {
-                *c == SqlState::T_R_SERIALIZATION_FAILURE || *c == SqlState::T_R_DEADLOCK_DETECTED
-            })
-    }
-}
-
-impl TxError for StoreError {
-    fn store_error(&self) -> Option<&StoreError> {
-        Some(self)
-    }
-}
-
-impl TxError for ReserveError {
-    fn store_error(&self) -> Option<&StoreError> {
-        match self {
-            ReserveError::Store(e) => Some(e),
-            _ => None,
-        }
-    }
-}
-
-/// Runs `attempt` again when it lost a race (deadlock, serialization failure), up to three
-/// tries, all of it within `timeout`; past it, `Unavailable` (503).
-async fn retried_within<T, E, Fut>(timeout: Duration, attempt: impl Fn() -> Fut) -> Result<T, E>
-where
-    E: TxError,
-    Fut: Future<Output = Result<T, E>>,
-{
-    let tries = async {
-        let mut tries = 0;
-        loop {
-            tries += 1;
-            match attempt().await {
-                Err(e) if tries < 3 && e.is_retryable() => continue,
-                other => return other,
-            }
-        }
-    };
-    match tokio::time::timeout(timeout, tries).await {
-        Ok(result) => result,
-        Err(_) => Err(timed_out(timeout).into()),
-    }
-}
-
-/// The error for an operation that took longer than the store's bound.
-fn timed_out(timeout: Duration) -> StoreError {
-    StoreError::unavailable(format!("postgres did not answer within {timeout:?}"))
-}
-
-type TxFuture<'a, T, E> = std::pin::Pin<Box<dyn Future<Output = Result<T, E>> + Send + 'a>>;
-
-impl Db {
-    /// Whether an operation's events go to the outbox ([`outbox::insert`] in its transaction;
-    /// `with_events` does both, the batcher checks it itself).
-    pub(crate) fn keeps_outbox(&self) -> bool {
-        self.keep_outbox
-    }
-
-    /// Runs one operation (as `in_tx!` does) whose function also returns the events its
-    /// change made: they go to the outbox in the same transaction (with `[events]`), and on
-    /// the live bus once it committed. A rolled-back attempt publishes nothing.
-    pub(crate) async fn with_events<T, E, F>(&self, f: F) -> Result<T, E>
-    where
-        T: Send + 'static,
-        E: TxError + Send + 'static,
-        F: for<'a> Fn(&'a Transaction<'a>, i64) -> TxFuture<'a, (T, Vec<crate::events::Event>), E>,
-    {
-        let keep = self.keeps_outbox();
-        let (value, events) = self
-            .with_tx(|tx, now| {
-                let made = f(tx, now);
-                Box::pin(async move {
-                    let (value, events) = made.await?;
-                    if keep {
-                        outbox::insert(tx, &events).await?;
-                    }
-                    Ok::<_, E>((value, events))
-                })
-            })
-            .await?;
-        self.publish(&events);
-        Ok(value)
-    }
-
-    /// Publishes events on the live bus; call it after the transaction that made them
-    /// committed, never before (a rolled-back change must not be seen).
-    pub(crate) fn publish(&self, events: &[crate::events::Event]) {
-        for event in events {
-            let _ = self.bus.send(event.clone());
-        }
-    }
-
-    /// Runs `f` in one transaction with the database's `now` (ms). An error rolls back; a
-    /// lost race is retried up to three times; all of it within the store's timeout. The
-    /// closure owns its inputs (clone them in), so the future borrows only the transaction.
-    async fn with_tx<T, E, F>(&self, f: F) -> Result<T, E>
-    where
-        E: TxError,
-        F: for<'a> Fn(&'a Transaction<'a>, i64) -> TxFuture<'a, T, E>,
-    {
-        self.with_tx_within(self.timeout, f).await
-    }
-
-    /// `with_tx` with its own bound (start-up work on large groups needs more than a request).
-    async fn with_tx_within<T, E, F>(&self, timeout: Duration, f: F) -> Result<T, E>
-    where
-        E: TxError,
-        F: for<'a> Fn(&'a Transaction<'a>, i64) -> TxFuture<'a, T, E>,
-    {
-        retried_within(timeout, || self.try_tx(&f)).await
-    }
-
-    pub(super) async fn try_tx<T, E, F>(&self, f: &F) -> Result<T, E>
-    where
-        E: TxError,
-        F: for<'a> Fn(&'a Transaction<'a>, i64) -> TxFuture<'a, T, E>,
-    {
-        let mut client = self.pool.get().await.map_err(StoreError::unavailable)?;
-        let tx = client.transaction().await.map_err(pg_error)?;
-        let now = claim::now(&*tx, self.clock.frozen().map(|t| t.0)).await?;
-        match f(&tx, now).await {
-            Ok(value) => {
-                tx.commit().await.map_err(pg_error)?;
-                Ok(value)
-            }
-            Err(e) => {
-                // Roll back now rather than on drop: a dropped transaction's ROLLBACK waits
-                // for the connection task, and meanwhile the connection holds its locks.
-                let _ = tx.rollback().await;
-                Err(e)
-            }
-        }
     }
 }
 
@@ -353,6 +217,15 @@ impl Store for PgStore {
         req: ReserveRequest,
     ) -> Result<(Session, Reservation), ReserveError> {
         in_tx_events!(self, reserve::reserve_new_session, session, req).await
+    }
+
+    async fn create_once(
+        &self,
+        key: &IdempotencyKey,
+        creation: Creation,
+        answer: AnswerFn,
+    ) -> Result<Once, ReserveError> {
+        in_tx_events!(self, once::create_once, key, creation, answer).await
     }
 
     async fn match_reservation(&self, req: MatchRequest) -> Result<MatchOutcome, StoreError> {
@@ -475,7 +348,17 @@ impl Store for PgStore {
     }
 
     async fn purge_expired(&self) -> Result<u64, StoreError> {
+        let mut purged = 0;
+        for table in purge::TABLES {
+            for _ in 0..purge::MAX_BATCHES {
+                let n = in_tx!(self, purge::purge_batch, table).await?;
+                purged += n;
+                if n < purge::BATCH as u64 {
+                    break;
+                }
+            }
+        }
         let node = self.node_id.clone();
-        in_tx_events!(self, admin::purge, node).await
+        Ok(purged + in_tx_events!(self, admin::purge, node).await?)
     }
 }

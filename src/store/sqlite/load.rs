@@ -9,9 +9,9 @@ use crate::domain::{
     PhoneNumber, ServiceName, SessionId, UnixMillis,
 };
 use crate::rules::{self, lifecycle::EndReason, lifecycle::Ended};
-use crate::store::GroupSettings;
 use crate::store::local::engine::Engine;
 use crate::store::local::engine::restore::{StoredNumber, StoredReservation};
+use crate::store::{Fields, GroupSettings};
 
 pub fn load(conn: &mut Connection, now: UnixMillis) -> Result<Engine, String> {
     let sql_err = |e: rusqlite::Error| format!("reading the store: {e}");
@@ -109,6 +109,27 @@ pub fn load(conn: &mut Connection, now: UnixMillis) -> Result<Engine, String> {
     }
     drop(stmt);
 
+    let mut stmt = conn
+        .prepare("SELECT client, key, body, expires_at FROM idempotency WHERE expires_at > ?1")
+        .map_err(sql_err)?;
+    let rows = stmt
+        .query_map([now.0], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, i64>(3)?,
+            ))
+        })
+        .map_err(sql_err)?;
+    for row in rows {
+        let (client, key, body, expires_at) = row.map_err(sql_err)?;
+        let fields: Fields = serde_json::from_str(&body).map_err(|_| bad("answer of key", &key))?;
+        let key = crate::store::IdempotencyKey { client, key };
+        engine.restore_remembered(key, fields, UnixMillis(expires_at), now);
+    }
+    drop(stmt);
+
     // Reservations first (a small table), so the numbers can stream from their query straight
     // into the engine: a million-row list held in between would double the start-up memory.
     let mut reservations = Vec::new();
@@ -199,12 +220,11 @@ pub fn load(conn: &mut Connection, now: UnixMillis) -> Result<Engine, String> {
     drop(rows);
     drop(stmt);
     if !gone.is_empty() {
-        let tx = conn.transaction().map_err(sql_err)?;
-        for n in &gone {
-            tx.execute("DELETE FROM numbers WHERE number = ?1", [n.as_str()])
-                .map_err(sql_err)?;
+        // Only space: a retired number no reservation holds is left out of the engine either
+        // way, so a failed delete (a full disk during a rebuild) is not worth failing for.
+        if let Err(err) = delete_gone(conn, &gone) {
+            tracing::warn!(error = %err, "cannot delete retired numbers; will try at next start");
         }
-        tx.commit().map_err(sql_err)?;
     }
     Ok(engine)
 }
@@ -227,4 +247,12 @@ fn last_reservation(r: &rusqlite::Row<'_>) -> Result<Option<Ended>, Option<Strin
         at: UnixMillis(at),
         reason: EndReason::parse(&reason).ok_or(None)?,
     }))
+}
+
+fn delete_gone(conn: &mut Connection, gone: &[AccessNumber]) -> rusqlite::Result<()> {
+    let tx = conn.transaction()?;
+    for n in gone {
+        tx.execute("DELETE FROM numbers WHERE number = ?1", [n.as_str()])?;
+    }
+    tx.commit()
 }

@@ -8,9 +8,11 @@
 //! exclusive `flock` on `PATH.lock` for as long as the store is open. Other processes may
 //! read the file meanwhile (SQLite's normal WAL locking), which is what `backup.rs` does.
 
+mod apply;
 pub mod backup;
 mod load;
 mod outbox;
+mod outcome;
 mod reader;
 mod writer;
 
@@ -23,11 +25,12 @@ use rusqlite::Connection;
 use super::local::LocalStore;
 use super::{DynStore, OpenError, SqliteSync, StoreOptions, sweeper};
 
-const MIGRATIONS: [&str; 4] = [
+const MIGRATIONS: [&str; 5] = [
     include_str!("../../../migrations/sqlite/0001_init.sql"),
     include_str!("../../../migrations/sqlite/0002_number_lifecycle.sql"),
     include_str!("../../../migrations/sqlite/0003_events_outbox.sql"),
     include_str!("../../../migrations/sqlite/0004_data_on_disk.sql"),
+    include_str!("../../../migrations/sqlite/0005_expiry_indexes.sql"),
 ];
 
 pub async fn open(path: &Path, options: &StoreOptions) -> Result<DynStore, OpenError> {
@@ -49,7 +52,12 @@ pub async fn open(path: &Path, options: &StoreOptions) -> Result<DynStore, OpenE
     .await
     .map_err(|e| fail(e.to_string()))?
     .map_err(fail)?;
-    let journal = writer::SqliteJournal::start(conn, lock, options.timeout);
+    let engine = Arc::new(parking_lot::Mutex::new(engine));
+    let rebuild = writer::Rebuild {
+        engine: engine.clone(),
+        clock: options.clock.clone(),
+    };
+    let journal = writer::SqliteJournal::start(conn, lock, rebuild, options.timeout);
     let store = LocalStore::durable(engine, options.clock.clone(), Box::new(journal), "sqlite")
         .with_events(options.bus.clone(), options.keep_outbox)
         .with_fields_on_disk(Box::new(fields));

@@ -7,6 +7,7 @@
 
 mod admin;
 mod calls;
+mod once;
 pub mod outbox;
 mod reserve;
 pub mod restore;
@@ -50,6 +51,7 @@ pub struct Engine {
     keep_outbox: bool,
     /// Events of the running operation, published by the store once it is durable.
     emitted: Vec<crate::events::Event>,
+    remembered: once::Remembered,
 }
 
 #[derive(Debug)]
@@ -220,6 +222,15 @@ impl Engine {
 
     /// From now on, stored fields are only journaled (`Change::Data`, `Change::DataMerged`),
     /// never kept here; the store reads them from disk when asked.
+    /// Takes `other`'s modes (fields on disk, an outbox kept): a rebuilt engine runs as the
+    /// one it replaces.
+    pub fn copy_modes_from(&mut self, other: &Engine) {
+        self.set_keep_outbox(other.keep_outbox);
+        if other.fields_on_disk {
+            self.keep_fields_on_disk();
+        }
+    }
+
     pub fn keep_fields_on_disk(&mut self) {
         self.fields_on_disk = true;
         for entry in self.data.values_mut() {

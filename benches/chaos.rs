@@ -1,0 +1,56 @@
+//! The long chaos run, a bench-style command (figures, not pass/fail; the figures go in
+//! `docs/reliability.md`):
+//!
+//! ```text
+//! TEST_POSTGRES_URL=postgres://postgres@127.0.0.1:5432/test CHAOS_STORE=postgres \
+//!   CHAOS_SECS=600 CHAOS_NODES=3 CHAOS_PG_RESTART=1 cargo bench --bench chaos
+//! CHAOS_STORE=sqlite CHAOS_SECS=3600 cargo bench --bench chaos   # needs root (tmpfs)
+//! ```
+//!
+//! Same driver and checker as `tests/chaos.rs` (`tests/support/chaos/`); it exits 1 if the
+//! checker found a violation.
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::time::Duration;
+
+use support::chaos::{Kind, Plan, run};
+
+fn env(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn main() {
+    let kind = match std::env::var("CHAOS_STORE").as_deref() {
+        Ok("sqlite") => Kind::Sqlite,
+        _ => Kind::Postgres,
+    };
+    let plan = Plan {
+        kind,
+        nodes: if kind == Kind::Sqlite {
+            1
+        } else {
+            env("CHAOS_NODES", 3) as usize
+        },
+        duration: Duration::from_secs(env("CHAOS_SECS", 600)),
+        fault_every: Duration::from_secs(env("CHAOS_FAULT_EVERY_SECS", 4)),
+        workers: env("CHAOS_WORKERS", 6) as usize,
+        pool: env("CHAOS_POOL", 200) as usize,
+        pg_restart: env("CHAOS_PG_RESTART", 0) == 1,
+    };
+    eprintln!("chaos: {plan:?}");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let report = runtime.block_on(run(plan));
+    println!("{report}");
+    if report.verdict.violations() > 0 {
+        std::process::exit(1);
+    }
+}

@@ -1,0 +1,102 @@
+//! Creations under an `Idempotency-Key` (session services, request-interaction, storage
+//! POSTs): the first call creates and its answer is kept for 24 h; a retry with the same key
+//! from the same client gets that answer again, never a second session or reservation.
+//! The store keeps the answer atomically with the creation (`store::once`).
+
+use std::sync::Arc;
+
+use crate::config::ServiceConfig;
+use crate::domain::{DataId, ServiceName, SessionTtl, StorageTtl};
+use crate::store::{Created, Creation, Fields, IdempotencyKey, Once, ReserveError};
+
+use super::{Access, AccessRequest, Broker, BrokerError};
+
+impl Broker {
+    /// A session service's session, once per key; answers its fields (`_id`).
+    pub async fn create_session_once(
+        &self,
+        key: IdempotencyKey,
+        name: &ServiceName,
+        service: &ServiceConfig,
+        fields: Fields,
+        ttl: Option<SessionTtl>,
+    ) -> Result<Fields, BrokerError> {
+        let new = self.new_session(name, service, fields, ttl);
+        let answer = Arc::new(|c: &Created| match c {
+            Created::Session(s) => vec![("_id".to_owned(), s.id.to_string())],
+            _ => Vec::new(),
+        });
+        let once = self
+            .store
+            .create_once(&key, Creation::Session(new), answer.clone());
+        Ok(answered(once.await.map_err(store_only)?, &*answer))
+    }
+
+    /// request-interaction, once per key; answers as request-access does.
+    pub async fn request_interaction_once(
+        &self,
+        key: IdempotencyKey,
+        name: &ServiceName,
+        service: &ServiceConfig,
+        fields: Fields,
+        ttl: Option<SessionTtl>,
+        req: AccessRequest,
+    ) -> Result<Fields, BrokerError> {
+        let (new, reserve, pool_health) = self.interaction(name, service, fields, ttl, req)?;
+        let (id, group) = (new.id.clone(), reserve.group.clone());
+        let answer = Arc::new(move |c: &Created| match c {
+            Created::Interaction(s, r) => Access {
+                session: s.id.clone(),
+                reservation: r.clone(),
+                pool_health,
+            }
+            .answer(),
+            _ => Vec::new(),
+        });
+        let creation = Creation::Interaction(new, reserve);
+        let once = self.store.create_once(&key, creation, answer.clone()).await;
+        let once = match once {
+            // A replay reserved nothing now: only a fresh reservation counts in the metrics.
+            Ok(Once::First(c)) => self.count(&group, Ok(Once::First(c))),
+            other => other,
+        }
+        .map_err(|e| BrokerError::from_reserve(e, &id, &group))?;
+        Ok(answered(once, &*answer))
+    }
+
+    /// Stored fields under a fresh id, once per key; answers `id`.
+    pub async fn put_data_once(
+        &self,
+        key: IdempotencyKey,
+        fields: Fields,
+        ttl: StorageTtl,
+    ) -> Result<Fields, BrokerError> {
+        let id = DataId::generate(&self.config.server.node_id);
+        let creation = Creation::Data {
+            id,
+            fields,
+            ttl: ttl.duration(),
+        };
+        let answer = Arc::new(|c: &Created| match c {
+            Created::Data(id) => vec![("id".to_owned(), id.to_string())],
+            _ => Vec::new(),
+        });
+        let once = self.store.create_once(&key, creation, answer.clone());
+        Ok(answered(once.await.map_err(store_only)?, &*answer))
+    }
+}
+
+fn answered(once: Once, answer: &dyn Fn(&Created) -> Fields) -> Fields {
+    match once {
+        Once::First(created) => answer(&created),
+        Once::Replay(fields) => fields,
+    }
+}
+
+/// Creating a session or stored fields refuses nothing but a store failure.
+fn store_only(e: ReserveError) -> BrokerError {
+    match e {
+        ReserveError::Store(e) => BrokerError::Store(e),
+        other => BrokerError::Store(crate::store::StoreError::query(format!("{other:?}"))),
+    }
+}
