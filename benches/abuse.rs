@@ -13,7 +13,7 @@
 //!    `[limits] requests_per_second = 20` to show the bucket's effect.
 //!
 //! Prints one Markdown block, the figures docs/security.md quotes.
-//! Env: `ABUSE_SLOW` (slow connections, default 2000), `ABUSE_SECS` (slow phase, default 12).
+//! Env: `ABUSE_SLOW` (slow connections, default 2000), `ABUSE_SECS` (slow phase, default 16).
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -220,14 +220,14 @@ async fn slow_connections(node: &Node, count: usize, secs: u64) -> String {
             let header = b"GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
             for byte in header.iter() {
                 if Instant::now() > deadline {
-                    return Some(None);
+                    return Some(Err(opened.elapsed()));
                 }
                 if s.write_all(&[*byte]).await.is_err() {
-                    return Some(Some(opened.elapsed()));
+                    return Some(Ok(opened.elapsed()));
                 }
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
-            Some(None)
+            Some(Err(opened.elapsed()))
         }));
     }
     // A normal client meanwhile: a session, request-access, match-interaction, in a loop.
@@ -275,19 +275,23 @@ async fn slow_connections(node: &Node, count: usize, secs: u64) -> String {
         }
     }
     let mut cut = Vec::new();
-    let mut open = 0;
+    let (mut open, mut oldest_open) = (0, Duration::ZERO);
     for task in slow {
         match task.await.ok().flatten() {
-            Some(Some(after)) => cut.push(after),
-            Some(None) => open += 1,
+            Some(Ok(after)) => cut.push(after),
+            Some(Err(age)) => {
+                open += 1;
+                oldest_open = oldest_open.max(age);
+            }
             None => {}
         }
     }
     cut.sort();
     let median_cut = cut.get(cut.len() / 2).map_or(0.0, |d| d.as_secs_f64());
     format!(
-        "| slow connections opened | {count} |\n| cut by the server (header_timeout_ms) | {} (median after {median_cut:.1} s) |\n| still open at the end of the phase | {open} |\n| normal flows (session + request-access + match) during them | {} ok, {failed} failed |\n| normal flow latency p50 / p99 / max | {:.1} / {:.1} / {:.1} ms |",
+        "| slow connections opened | {count} |\n| cut by the server (header_timeout_ms) | {} (median after {median_cut:.1} s) |\n| still open at the end of the phase (younger than the timeout) | {open}, the oldest {:.1} s old |\n| normal flows (session + request-access + match) during them | {} ok, {failed} failed |\n| normal flow latency p50 / p99 / max | {:.1} / {:.1} / {:.1} ms |",
         cut.len(),
+        oldest_open.as_secs_f64(),
         hist.len(),
         hist.value_at_quantile(0.5) as f64 / 1000.0,
         hist.value_at_quantile(0.99) as f64 / 1000.0,
@@ -349,18 +353,20 @@ async fn brute_force(node: &Node, limit: u64) -> String {
         }
         attempts += 1;
         // Is the reservation still there?
-        let live: serde_json::Value = client
+        let checker = format!("10.9.{}.{}", attempts / 250 % 250, attempts % 250 + 1);
+        let live = client
             .get(format!(
                 "{base}/genesys/1/admin/reservations?number={number}"
             ))
+            .header("x-forwarded-for", checker)
             .send()
             .await
-            .expect("admin")
-            .json()
-            .await
-            .unwrap_or_default();
-        let still = live.to_string().contains(&id);
-        if !still {
+            .expect("admin");
+        if !live.status().is_success() {
+            continue;
+        }
+        let live: serde_json::Value = live.json().await.unwrap_or_default();
+        if !live.to_string().contains(&id) {
             stopped = Some(attempts);
             break;
         }
@@ -387,7 +393,7 @@ async fn main() {
     let secs: u64 = std::env::var("ABUSE_SECS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(12);
+        .unwrap_or(16);
     let node = start("");
     let started = Instant::now();
     let tally = malformed(&node).await;
@@ -396,7 +402,10 @@ async fn main() {
     let slow_table = slow_connections(&node, slow, secs).await;
     let brute = brute_force(&node, 5000).await;
     drop(node);
-    let limited = start("[limits]\nrequests_per_second = 20\n");
+    // The admin check after each guess counts as another client (its own forwarded address),
+    // so only the guesses spend the guesser's bucket.
+    let limited =
+        start("[limits]\nrequests_per_second = 20\nclient_ip_header = \"x-forwarded-for\"\n");
     let brute_limited = brute_force(&limited, 200).await;
     drop(limited);
 

@@ -84,8 +84,12 @@ impl TestApp {
         tokio::spawn(app.run(async {
             let _ = rx.await;
         }));
+        // Idle connections kept less long than the server's header_timeout_ms (10 s), which
+        // also closes idle keep-alive connections: a pooled connection reused just as the
+        // server closes it fails the request (the race every idle timeout has).
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
+            .pool_idle_timeout(Duration::from_secs(5))
             .build()
             .expect("client");
         TestApp {

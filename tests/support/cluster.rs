@@ -68,8 +68,12 @@ impl Cluster {
         let nodes = (1..=n)
             .map(|id| Node::start(&config(&dir, id, pool, booking), &url, &[]))
             .collect();
+        // Idle connections kept less long than the server's header_timeout_ms (10 s), which
+        // also closes idle keep-alive connections: a pooled connection reused just as the
+        // server closes it fails the request (the race every idle timeout has).
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
+            .pool_idle_timeout(Duration::from_secs(5))
             .build()
             .expect("client");
         Cluster {
