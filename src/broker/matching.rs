@@ -42,8 +42,13 @@ impl Broker {
                 session,
                 group,
                 late,
+                locked,
             } => {
                 self.metrics.matched(if late { "late" } else { "hit" });
+                if locked {
+                    self.metrics.code_lockout(group.as_str());
+                    tracing::warn!(%number, %group, "too many wrong codes: reservation cancelled");
+                }
                 if late {
                     self.metrics.late_match(group.as_str(), super::now_minute());
                     tracing::info!(%number, %group, session = %session.id, "late call matched an ended reservation");

@@ -82,6 +82,14 @@ pub enum Verdict {
     Match(SessionId),
     /// An ended reservation accepts within the grace: answer its session, change nothing.
     Late(SessionId),
+    /// An ended reservation accepts, but the call's code was wrong for the live one: the
+    /// wrong code still counts there (a guesser cannot hide behind an older reservation
+    /// without a code): write `attempts`, or end the live one as locked when `lockout`.
+    LateAfterWrongCode {
+        session: SessionId,
+        attempts: u32,
+        lockout: bool,
+    },
     /// A wrong code on the live reservation: write its new count, answer `wrong_code`.
     WrongCode { attempts: u32 },
     /// One wrong code too many: end the live reservation as locked, answer `locked`.
@@ -100,8 +108,8 @@ pub enum Verdict {
 /// - Else an ended one within `late_match_grace` that ended by expiry or match and would have
 ///   accepted (its code if it had one, lenient or not; its phone if both carry one) answers
 ///   its session, as long as the session lives.
-/// - Else a wrong code on the live reservation counts; the attempt after `max_code_attempts`
-///   wrong ones (0: no limit) cancels it.
+/// - A wrong code on the live reservation counts, even when an ended one then answers; the
+///   attempt after `max_code_attempts` wrong ones (0: no limit) cancels it.
 /// - With no live reservation, the call is stray; the reason is the ended reservation's
 ///   (within the grace: why it refused, or its session's end; within 24 h: `expired`,
 ///   `locked`, `session_ended`), else `not_reserved`.
@@ -123,20 +131,30 @@ pub fn decide(
         None => None,
     };
     let late = last.map(|l| late_answer(call, l, policy, now));
-    if let Some(Ok(session)) = late {
-        return Verdict::Late(session);
-    }
-    match live_refusal {
+    // A wrong code on the live reservation counts, whatever else answers the call.
+    let wrong_code = match live_refusal {
         Some((Refusal::WrongCode, wrong)) => {
             let max = policy.max_code_attempts;
-            if max > 0 && wrong >= max {
-                Verdict::Lockout
-            } else {
-                Verdict::WrongCode {
-                    attempts: wrong.saturating_add(1),
-                }
-            }
+            Some((max > 0 && wrong >= max, wrong.saturating_add(1)))
         }
+        _ => None,
+    };
+    if let Some(Ok(session)) = late {
+        return match wrong_code {
+            Some((lockout, attempts)) => Verdict::LateAfterWrongCode {
+                session,
+                attempts,
+                lockout,
+            },
+            None => Verdict::Late(session),
+        };
+    }
+    match live_refusal {
+        Some((Refusal::WrongCode, _)) => match wrong_code {
+            Some((true, _)) => Verdict::Lockout,
+            Some((false, attempts)) => Verdict::WrongCode { attempts },
+            None => Verdict::Refused(Reason::WrongCode),
+        },
         Some((r, _)) => Verdict::Refused(r.into()),
         None => Verdict::Stray(match (late, last) {
             (Some(Err(Some(reason))), _) => reason,

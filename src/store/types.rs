@@ -196,6 +196,9 @@ pub enum MatchOutcome {
         session: Session,
         group: GroupName,
         late: bool,
+        /// The call's wrong code cancelled the number's live reservation (one too many)
+        /// before an ended one answered it late.
+        locked: bool,
     },
     /// Nothing matched; why, and what the call did to the number.
     NoMatch {

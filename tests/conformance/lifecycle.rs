@@ -16,6 +16,7 @@ crate::conformance!(
     cool_down_rests_a_number_after_every_ending,
     late_calls_find_an_ended_reservation_within_the_grace,
     a_live_reservation_that_accepts_wins_over_a_late_one,
+    wrong_codes_count_even_when_a_late_call_answers,
     refused_calls_say_why,
     wrong_codes_cancel_the_reservation_after_the_limit,
     require_code_beats_the_request_and_the_lenient_match,
@@ -443,5 +444,42 @@ async fn stray_calls_quarantine_a_number_until_freed(t: TestStore) {
             }
         ),
         "{later:?}"
+    );
+}
+
+/// A guesser cannot hide behind an older reservation without a code: each wrong code for the
+/// live reservation counts even when the ended one answers the call late, and the one too many
+/// cancels the live reservation.
+async fn wrong_codes_count_even_when_a_late_call_answers(t: TestStore) {
+    let policy = NumberPolicy {
+        late_match_grace: 60,
+        max_code_attempts: 2,
+        ..NumberPolicy::default()
+    };
+    let g = with_policy(&t, 1, policy).await;
+    let (s1, s2) = (t.session(600 * SEC).await, t.session(600 * SEC).await);
+    let r1 = t.reserve(&s1, &g).await.expect("reserved without a code");
+    t.advance(30 * SEC);
+    let r2 = reserve_coded(&t, &g, &s2, "2222").await;
+    assert_eq!(r1.number, r2.number);
+    let guess = MatchRequest {
+        code: Some(code("9999")),
+        ..plain_match(&r1.number)
+    };
+    for locks in [false, false, true] {
+        let o = call(&t, guess.clone()).await;
+        assert!(
+            matches!(&o, MatchOutcome::Matched { late: true, locked, .. } if *locked == locks),
+            "{o:?}"
+        );
+    }
+    let live = t
+        .store
+        .find_reservations(Default::default())
+        .await
+        .expect("find");
+    assert!(
+        live.is_empty(),
+        "the coded reservation was cancelled: {live:?}"
     );
 }

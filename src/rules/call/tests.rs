@@ -220,8 +220,25 @@ fn a_live_reservation_that_accepts_wins_over_a_late_one() {
     );
     assert_eq!(
         decide(call(&c1), Some(live), Some(last), &p, NOW),
-        Verdict::Late(sid("1-old")),
-        "the live one refuses, the ended one accepts"
+        Verdict::LateAfterWrongCode {
+            session: sid("1-old"),
+            attempts: 1,
+            lockout: false
+        },
+        "the live one refuses (its wrong code counts), the ended one accepts"
+    );
+    let worn = Live {
+        wrong_codes: 5,
+        ..live
+    };
+    assert_eq!(
+        decide(call(&c1), Some(worn), Some(last), &p, NOW),
+        Verdict::LateAfterWrongCode {
+            session: sid("1-old"),
+            attempts: 6,
+            lockout: true
+        },
+        "and the one too many still cancels it"
     );
     let c3 = code("5555");
     assert_eq!(

@@ -266,10 +266,12 @@ impl Store for LocalStore {
                 session,
                 group,
                 late,
+                locked,
             } => Ok(MatchOutcome::Matched {
                 session: self.with_fields(session, read).await?,
                 group,
                 late,
+                locked,
             }),
             no_match => Ok(no_match),
         }

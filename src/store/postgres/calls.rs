@@ -202,6 +202,27 @@ pub async fn match_reservation(
         stray,
         quarantined,
     };
+    // A wrong code for the live reservation counts even when an ended one answers late.
+    let mut locked = false;
+    let verdict = match verdict {
+        Verdict::LateAfterWrongCode {
+            session,
+            attempts,
+            lockout,
+        } => {
+            locked = lockout;
+            match (&row.held, lockout) {
+                (Some(held), true) => {
+                    let e = end_reservation(tx, now, &req.number, &row, held, EndReason::Locked)
+                        .await?;
+                    events.push(e);
+                }
+                _ => count_wrong_code(tx, &req.number, attempts).await?,
+            }
+            Verdict::Late(session)
+        }
+        v => v,
+    };
     let outcome = match verdict {
         Verdict::Match(id) => {
             let Some(found) = sessions::get(tx, now, &id).await? else {
@@ -219,6 +240,7 @@ pub async fn match_reservation(
                 session: found,
                 group: row.group.clone(),
                 late: false,
+                locked: false,
             }
         }
         Verdict::Late(id) => {
@@ -239,18 +261,14 @@ pub async fn match_reservation(
                 session: found,
                 group: row.group.clone(),
                 late: true,
+                locked,
             }
         }
         Verdict::WrongCode { attempts } => {
-            let count = i32::try_from(attempts).unwrap_or(i32::MAX);
-            tx.execute(
-                "UPDATE numbers SET wrong_codes = $2 WHERE number = $1",
-                &[&req.number.as_str(), &count],
-            )
-            .await
-            .map_err(pg_error)?;
+            count_wrong_code(tx, &req.number, attempts).await?;
             no_match(Reason::WrongCode, false, false, false)
         }
+        Verdict::LateAfterWrongCode { .. } => unreachable!("turned into Late above"),
         Verdict::Lockout => {
             if let Some(held) = &row.held {
                 let e =
@@ -285,6 +303,22 @@ pub async fn match_reservation(
         }
     };
     Ok((outcome, events))
+}
+
+/// A live reservation's new count of wrong codes.
+async fn count_wrong_code(
+    tx: &Transaction<'_>,
+    number: &AccessNumber,
+    attempts: u32,
+) -> Result<(), StoreError> {
+    let count = i32::try_from(attempts).unwrap_or(i32::MAX);
+    tx.execute(
+        "UPDATE numbers SET wrong_codes = $2 WHERE number = $1",
+        &[&number.as_str(), &count],
+    )
+    .await
+    .map_err(pg_error)?;
+    Ok(())
 }
 
 /// Ends a number's cool-down or quarantine (`Store::free_number`).

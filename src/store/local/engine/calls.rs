@@ -60,6 +60,25 @@ impl Engine {
             stray,
             quarantined,
         };
+        // A wrong code for the live reservation counts even when an ended one answers late.
+        let mut locked = false;
+        let verdict = match verdict {
+            Verdict::LateAfterWrongCode {
+                session,
+                attempts,
+                lockout,
+            } => {
+                locked = lockout;
+                match lockout {
+                    true => {
+                        self.end_hold(g, pos, now, EndReason::Locked, Some(&mut *log));
+                    }
+                    false => self.count_wrong_code(g, pos, &req.number, attempts, log),
+                }
+                Verdict::Late(session)
+            }
+            v => v,
+        };
         let late = matches!(verdict, Verdict::Late(_));
         match verdict {
             Verdict::Match(id) | Verdict::Late(id) => {
@@ -85,18 +104,14 @@ impl Engine {
                     session,
                     group: name,
                     late,
+                    locked,
                 }
             }
             Verdict::WrongCode { attempts } => {
-                if let SlotState::Held(h) = &mut self.group_mut(g).slots[pos as usize].state {
-                    h.wrong_codes = attempts;
-                }
-                record(log, || Change::WrongCodes {
-                    number: req.number.clone(),
-                    count: attempts,
-                });
+                self.count_wrong_code(g, pos, &req.number, attempts, log);
                 no_match(rules::call::Reason::WrongCode, false, false, false)
             }
+            Verdict::LateAfterWrongCode { .. } => unreachable!("turned into Late above"),
             Verdict::Lockout => {
                 self.end_hold(g, pos, now, EndReason::Locked, Some(&mut *log));
                 no_match(rules::call::Reason::Locked, true, false, false)
@@ -107,6 +122,24 @@ impl Engine {
                 no_match(reason, false, true, quarantined)
             }
         }
+    }
+
+    /// A live reservation's new count of wrong codes.
+    fn count_wrong_code(
+        &mut self,
+        g: GroupIdx,
+        pos: Pos,
+        number: &AccessNumber,
+        attempts: u32,
+        log: &mut ChangeLog,
+    ) {
+        if let SlotState::Held(h) = &mut self.group_mut(g).slots[pos as usize].state {
+            h.wrong_codes = attempts;
+        }
+        record(log, || Change::WrongCodes {
+            number: number.clone(),
+            count: attempts,
+        });
     }
 
     /// Counts a stray call on a number with no live reservation; the N-th within 24 h puts
