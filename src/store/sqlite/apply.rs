@@ -28,22 +28,11 @@ pub fn commit(conn: &mut Connection, batches: &[Batch]) -> rusqlite::Result<()> 
     let tx = conn.transaction()?;
     let mut cursors: HashMap<&str, u32> = HashMap::new();
     for change in batches.iter().flat_map(|b| &b.1) {
+        // Cursors: only the last of each group is written. Everything else (the purge is a
+        // no-op here: it runs after the commit, apart) is `apply`'s.
         match change {
             Change::Cursor { group, cursor } => {
                 cursors.insert(group.as_str(), *cursor);
-            }
-            // After the commit, apart: see the module doc.
-            Change::Purge(_) => {}
-            Change::Remembered {
-                client,
-                key,
-                fields,
-                expires_at,
-            } => {
-                let json = serde_json::to_string(fields).unwrap_or_else(|_| "[]".into());
-                let sql = "INSERT OR REPLACE INTO idempotency (client, key, status, body, expires_at) VALUES (?1, ?2, 200, ?3, ?4)";
-                tx.prepare_cached(sql)?
-                    .execute(params![client, key, json, expires_at.0])?;
             }
             _ => apply(&tx, change)?,
         }
