@@ -62,13 +62,13 @@ impl App {
         let bus = store.bus();
         let (closing, stopping) = tokio::sync::watch::channel(false);
         let broker = Broker::new(store, config.clone(), metrics);
-        let state = AppState {
+        let state = AppState::new(http::Shared {
             broker: broker.clone(),
             limits: Arc::new(crate::http::limits::Limits::new(&config.limits)),
             config,
             bus,
             stopping,
-        };
+        });
         Ok(App {
             listener,
             router: http::router(state),

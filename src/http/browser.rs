@@ -17,21 +17,23 @@
 use axum::extract::Request;
 use axum::http::{HeaderMap, HeaderValue, Method, header};
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 
 use super::error::ApiError;
 
 /// The `/ui` page's policy: its own script and style files only, no framing, no plugins.
 pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
 
-pub async fn refuse_cross_site(request: Request, next: Next) -> Response {
-    if !matches!(*request.method(), Method::GET | Method::HEAD)
-        && let Some(reason) = cross_site(request.headers())
-    {
-        return ApiError::Forbidden(format!("cross-site {} refused: {reason}", request.method()))
-            .into_response();
+/// The 403 for a state-changing request that a browser sent from another site.
+pub fn refusal(request: &Request) -> Option<ApiError> {
+    if matches!(*request.method(), Method::GET | Method::HEAD) {
+        return None;
     }
-    next.run(request).await
+    let reason = cross_site(request.headers())?;
+    Some(ApiError::Forbidden(format!(
+        "cross-site {} refused: {reason}",
+        request.method()
+    )))
 }
 
 /// Why the request comes from another site, if it does.

@@ -8,21 +8,17 @@
 //! only place a body is written (a response that `ApiError` rendered carries its marker and
 //! passes untouched).
 
-use axum::extract::{Request, State};
-use axum::http::{StatusCode, header};
-use axum::middleware::Next;
+use axum::http::{Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-use super::AppState;
 use super::error::{ApiError, Rendered};
 
 /// Longest text of a router rejection read back to quote it in the message.
 const REJECTION_TEXT_LIMIT: usize = 4096;
 
-pub async fn json_errors(request: Request, next: Next) -> Response {
-    let method = request.method().clone();
-    let path = request.uri().path().to_owned();
-    let response = next.run(request).await;
+/// Rewrites a refusal the router or an extractor answered by itself (see the module doc);
+/// every other response passes untouched.
+pub async fn repair(response: Response, method: &Method, path: &str) -> Response {
     let status = response.status();
     if !(status.is_client_error() || status.is_server_error())
         || response.extensions().get::<Rendered>().is_some()
@@ -34,7 +30,7 @@ pub async fn json_errors(request: Request, next: Next) -> Response {
         Ok(bytes) => String::from_utf8_lossy(&bytes).trim().to_owned(),
         Err(_) => String::new(),
     };
-    let err = error_for(status, &method, &path, text);
+    let err = error_for(status, method, path, text);
     let mut repaired = err.into_response();
     // Keep what the router said about the resource (Allow on a 405).
     if let Some(allow) = parts.headers.get(header::ALLOW) {
@@ -43,25 +39,8 @@ pub async fn json_errors(request: Request, next: Next) -> Response {
     repaired
 }
 
-/// `request_timeout_ms`: a request not read and answered by then gets 408 RequestTimeout.
-/// Its handler is dropped at that point. The store's own bound (`store_timeout_ms`, 5 s by
-/// default) is far shorter, so a store call has answered long before; what the deadline cuts is
-/// a body that trickles in.
-pub async fn deadline(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let limit = state.config.server.request_timeout;
-    match tokio::time::timeout(limit, next.run(request)).await {
-        Ok(response) => response,
-        Err(_) => ApiError::RequestTimeout(limit).into_response(),
-    }
-}
-
 /// The contract's kind for a status the router answered with, its text as the message.
-fn error_for(
-    status: StatusCode,
-    method: &axum::http::Method,
-    path: &str,
-    text: String,
-) -> ApiError {
+fn error_for(status: StatusCode, method: &Method, path: &str, text: String) -> ApiError {
     let said = |fallback: String| {
         if text.is_empty() {
             fallback

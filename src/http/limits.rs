@@ -20,10 +20,8 @@ use std::collections::HashMap;
 use std::num::NonZeroU32;
 use std::time::{Duration, Instant};
 
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::HeaderMap;
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
 use axum_extra::headers::HeaderMapExt as _;
 use axum_extra::headers::authorization::{Authorization, Basic};
 use governor::clock::{Clock as _, DefaultClock};
@@ -103,8 +101,13 @@ impl Limits {
         format!("ip:{addr}")
     }
 
+    /// Whether reservations are counted per client (`reservations_per_client` set).
+    pub fn counts_clients(&self) -> bool {
+        self.config.reservations_per_client.is_some()
+    }
+
     /// Takes a token from the client's bucket, or says when the next one comes.
-    fn take_token(&self, client: &String) -> Result<(), ApiError> {
+    fn spend(&self, client: &String) -> Result<(), ApiError> {
         let Some(buckets) = &self.buckets else {
             return Ok(());
         };
@@ -239,21 +242,13 @@ impl Limits {
     }
 }
 
-/// Middleware: every request but the probes spends a token from its client's bucket.
-pub async fn rate_limit(State(state): State<AppState>, request: Request, next: Next) -> Response {
+/// Every request but the probes spends a token from its client's bucket (`http::edge`).
+pub fn take_token(state: &AppState, request: &Request, addr: ClientAddr) -> Result<(), ApiError> {
     if state.limits.buckets.is_none()
         || matches!(request.uri().path(), "/health" | "/ready" | "/metrics")
     {
-        return next.run(request).await;
+        return Ok(());
     }
-    let addr = ClientAddr::from_request(
-        request.headers(),
-        request.extensions(),
-        state.config.limits.client_ip_header.as_ref(),
-    );
     let client = Limits::client(&state.config, request.headers(), addr);
-    if let Err(err) = state.limits.take_token(&client) {
-        return err.into_response();
-    }
-    next.run(request).await
+    state.limits.spend(&client)
 }

@@ -4,9 +4,10 @@
 //! send), so every value reads back exactly as sent. The body is read up to the configured
 //! limit, past which the request gets 413 PayloadTooLarge.
 
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::{FromRequest, Request};
 use axum::http::header;
+use axum::http::request::Parts;
 use encoding_rs::Encoding;
 use mime::Mime;
 
@@ -84,12 +85,21 @@ impl<S: Send + Sync> FromRequest<S> for Params {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, _state: &S) -> Result<Self, ApiError> {
-        let limit = req
-            .extensions()
+        let (parts, body) = req.into_parts();
+        Self::read(&parts, body).await
+    }
+}
+
+impl Params {
+    /// Reads the parameters of a request whose head the caller keeps (a handler that needs
+    /// the headers too borrows them instead of copying them).
+    pub async fn read(parts: &Parts, body: Body) -> Result<Self, ApiError> {
+        let limit = parts
+            .extensions
             .get::<BodyLimit>()
             .map_or(64 * 1024, |l| l.0);
-        let content_type = req
-            .headers()
+        let content_type = parts
+            .headers
             .get(header::CONTENT_TYPE)
             .map(|v| {
                 v.to_str()
@@ -97,11 +107,11 @@ impl<S: Send + Sync> FromRequest<S> for Params {
                     .map_err(|_| ApiError::invalid("Content-Type", "not ASCII"))
             })
             .transpose()?;
-        let mut pairs = match req.uri().query() {
+        let mut pairs = match parts.uri.query() {
             Some(q) => decode_urlencoded(q.as_bytes(), encoding_rs::UTF_8)?,
             None => Vec::new(),
         };
-        let body = axum::body::to_bytes(req.into_body(), limit)
+        let body = axum::body::to_bytes(body, limit)
             .await
             .map_err(|_| ApiError::PayloadTooLarge { limit })?;
         pairs.extend(parse_body(content_type.as_deref(), body).await?);

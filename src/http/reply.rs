@@ -8,7 +8,6 @@
 use axum::body::Body;
 use axum::extract::Request;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use mime::Mime;
 use quick_xml::Writer;
@@ -230,21 +229,21 @@ fn preference(ranges: &[(Mime, u16)], types: &[(&str, &str)]) -> Option<(u16, us
         .max_by_key(|&(q, i)| (q, std::cmp::Reverse(i)))
 }
 
-/// Middleware: re-renders any `Reply` (errors included) as XML when the request asked for it.
-pub async fn negotiate(request: Request, next: Next) -> Response {
-    if !wants_xml(request.headers()) {
-        return next.run(request).await;
-    }
+/// The XML namespace of a request's answer: its own URL, as GMS writes it.
+pub fn xmlns(request: &Request) -> String {
     let host = request
         .headers()
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
-        .unwrap_or("localhost")
-        .to_owned();
-    let xmlns = format!("http://{host}{}", request.uri().path());
-    let mut response = next.run(request).await;
+        .unwrap_or("localhost");
+    format!("http://{host}{}", request.uri().path())
+}
+
+/// Re-renders a `Reply` answer (errors included) as XML, for a client that asked for it
+/// (`http::edge`); any other response passes untouched.
+pub fn as_xml(mut response: Response, xmlns: &str) -> Response {
     if let Some(reply) = response.extensions_mut().remove::<Reply>() {
-        let xml = reply.to_xml(&xmlns);
+        let xml = reply.to_xml(xmlns);
         response
             .headers_mut()
             .insert(header::CONTENT_TYPE, HeaderValue::from_static(XML_UTF_8));

@@ -2,7 +2,7 @@
 //! read or end a session by id.
 
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Request, State};
 use axum::http::HeaderMap;
 use axum::routing::post;
 
@@ -32,20 +32,26 @@ pub fn router() -> Router<AppState> {
 async fn create(
     State(state): State<AppState>,
     Path(name): Path<String>,
-    headers: HeaderMap,
     addr: ClientAddr,
-    params: Params,
+    request: Request,
 ) -> Result<Reply, ApiError> {
+    let (parts, body) = request.into_parts();
+    let params = Params::read(&parts, body).await?;
+    let headers = &parts.headers;
     let broker = &state.broker;
     let (name, service) = broker.find_service(&name)?;
     auth::require(
-        &headers,
+        headers,
         service.credentials.as_ref().or(state.config.auth.as_ref()),
     )?;
     let limits = &state.limits;
-    let client = || Limits::client(&state.config, &headers, addr);
+    // Who the client is matters only for a reservation quota (a string built per request).
+    let client = || match limits.counts_clients() {
+        true => Limits::client(&state.config, headers, addr),
+        false => String::new(),
+    };
     let key = match service.kind {
-        ServiceKind::Session | ServiceKind::RequestInteraction => idempotency::key(&headers, addr)?,
+        ServiceKind::Session | ServiceKind::RequestInteraction => idempotency::key(headers, addr)?,
         _ => None,
     };
     match service.kind {

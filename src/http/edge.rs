@@ -1,0 +1,167 @@
+//! The edge: what every request passes through, in one middleware, in this order:
+//!
+//! 1. its request id (the client's `x-request-id`, else a new one), the `request` span that
+//!    every log line of the request carries, and the body limit for the extractors;
+//! 2. the browser check (`browser.rs`: a cross-site write answers 403), then the client's
+//!    token bucket (`limits.rs`: 429);
+//! 3. the handler, cut off at `request_timeout_ms` (408) and kept from taking the node down
+//!    by a panic (500);
+//! 4. the router's own refusals rewritten in the contract's JSON (`fallback.rs`), the answer
+//!    re-rendered as XML when the client asked for it (`reply.rs`);
+//! 5. the request counted and timed by service and status (`metrics.rs`), and the request id
+//!    returned in `x-request-id`.
+//!
+//! Why one function rather than a stack of tower layers: each layer the router wraps clones
+//! its inner service (a boxed clone) and its state on every request, and a tracing layer and
+//! a UUID from the kernel's random source came on top: together they cost more than the
+//! store's work on the request/match workload (profile in `docs/performance.md`). One
+//! function reads in the order things happen, and costs one clone.
+
+use std::panic::AssertUnwindSafe;
+use std::time::Instant;
+
+use axum::RequestExt as _;
+use axum::extract::{MatchedPath, RawPathParams, Request, State};
+use axum::http::{HeaderName, HeaderValue, Method};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use futures::FutureExt as _;
+use tracing::Instrument as _;
+
+use super::AppState;
+use super::client::ClientAddr;
+use super::error::ApiError;
+use super::params::BodyLimit;
+use super::{browser, fallback, limits, reply};
+
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The middleware; see the module doc for what it does, in order.
+pub async fn edge(
+    State(state): State<AppState>,
+    matched: Option<MatchedPath>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let started = Instant::now();
+    let id = request_id(&request);
+    let service = label(&state, &mut request, matched.as_ref()).await;
+    request
+        .extensions_mut()
+        .insert(BodyLimit(state.config.server.max_body_bytes));
+    let client = ClientAddr::from_request(
+        request.headers(),
+        request.extensions(),
+        state.config.limits.client_ip_header.as_ref(),
+    );
+    let span = tracing::info_span!("request", method = %request.method(),
+        path = %request.uri().path(), request_id = id.to_str().unwrap_or("-"),
+        node = %state.config.server.node_id, client = %client);
+    let method = request.method().clone();
+    let uri = request.uri().clone();
+    let xml = reply::wants_xml(request.headers()).then(|| reply::xmlns(&request));
+
+    let answer = async {
+        if let Some(refusal) = browser::refusal(&request) {
+            return refusal.into_response();
+        }
+        if let Err(refusal) = limits::take_token(&state, &request, client) {
+            return refusal.into_response();
+        }
+        let limit = state.config.server.request_timeout;
+        let handler = AssertUnwindSafe(next.run(request)).catch_unwind();
+        match tokio::time::timeout(limit, handler).await {
+            Ok(Ok(response)) => response,
+            Ok(Err(_)) => ApiError::Internal("handler panicked".into()).into_response(),
+            Err(_) => ApiError::RequestTimeout(limit).into_response(),
+        }
+    };
+    let response = answer.instrument(span.clone()).await;
+    let response = fallback::repair(response, &method, uri.path())
+        .instrument(span)
+        .await;
+    let mut response = match xml {
+        Some(xmlns) => reply::as_xml(response, &xmlns),
+        None => response,
+    };
+    state.broker.metrics().observe_request(
+        service,
+        response.status().as_u16(),
+        started.elapsed().as_secs_f64(),
+    );
+    response.headers_mut().insert(REQUEST_ID, id);
+    response
+}
+
+/// The client's request id when it sent a usable one, else a new one: a UUID (v4 layout)
+/// from the thread's fast generator, not the kernel's (one system call per request showed
+/// in the profile; a request id needs to be unique, not secret).
+fn request_id(request: &Request) -> HeaderValue {
+    if let Some(id) = request.headers().get(REQUEST_ID)
+        && !id.is_empty()
+        && id.len() <= 200
+    {
+        return id.clone();
+    }
+    let uuid = uuid::Builder::from_random_bytes(rand::random()).into_uuid();
+    let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    let text = uuid.hyphenated().encode_lower(&mut text);
+    HeaderValue::from_str(text).unwrap_or_else(|_| HeaderValue::from_static("-"))
+}
+
+/// A bounded metrics label from the route template, never from the raw path (which carries
+/// ids): a configured service's name for its POSTs (the config bounds them), else the API area.
+async fn label<'a>(
+    state: &'a AppState,
+    request: &mut Request,
+    matched: Option<&MatchedPath>,
+) -> &'a str {
+    let Some(template) = matched.map(MatchedPath::as_str) else {
+        return "other"; // the fallback: no route matched
+    };
+    if template == "/genesys/1/service/{name}" {
+        if request.method() != Method::POST {
+            return "session";
+        }
+        let params = request.extract_parts::<RawPathParams>().await;
+        let name = params.ok().and_then(|params| {
+            params
+                .iter()
+                .find(|(key, _)| *key == "name")
+                .and_then(|(_, value)| state.broker.service(value))
+        });
+        return match name {
+            Some((configured, _)) => configured.as_str(),
+            None => "unknown",
+        };
+    }
+    let mut parts = template.trim_start_matches('/').split('/');
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some("genesys"), Some("1"), Some("storage")) => "storage",
+        (Some("genesys"), Some("1"), Some("admin")) => "admin",
+        (Some("health"), ..) => "health",
+        (Some("ready"), ..) => "ready",
+        (Some("metrics"), ..) => "metrics",
+        (Some("ui"), ..) => "ui",
+        _ => "other",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_request_id_is_kept_or_made_unique() {
+        let mut sent = Request::new(axum::body::Body::empty());
+        sent.headers_mut()
+            .insert(REQUEST_ID, HeaderValue::from_static("abc-1"));
+        assert_eq!(request_id(&sent), "abc-1");
+        let bare = Request::new(axum::body::Body::empty());
+        let (a, b) = (request_id(&bare), request_id(&bare));
+        assert_ne!(a, b);
+        let a = a.to_str().expect("ascii");
+        assert_eq!(a.len(), 36);
+        assert!(uuid::Uuid::parse_str(a).is_ok_and(|u| u.get_version_num() == 4));
+    }
+}
