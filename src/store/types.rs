@@ -223,6 +223,39 @@ impl MatchOutcome {
         }
     }
 
+    /// A call refused on a number of `group`, which it left as it was.
+    pub fn refused(reason: crate::rules::call::Reason, group: GroupName) -> Self {
+        Self::NoMatch {
+            reason,
+            group: Some(group),
+            locked: false,
+            stray: false,
+            quarantined: false,
+        }
+    }
+
+    /// A call whose wrong code was one too many: the number's reservation is cancelled.
+    pub fn locked_out(group: GroupName) -> Self {
+        Self::NoMatch {
+            reason: crate::rules::call::Reason::Locked,
+            group: Some(group),
+            locked: true,
+            stray: false,
+            quarantined: false,
+        }
+    }
+
+    /// A stray call on a number of `group` (`quarantined`: it put the number in quarantine).
+    pub fn stray(reason: crate::rules::call::Reason, group: GroupName, quarantined: bool) -> Self {
+        Self::NoMatch {
+            reason,
+            group: Some(group),
+            locked: false,
+            stray: true,
+            quarantined,
+        }
+    }
+
     pub fn unknown_number() -> Self {
         Self::NoMatch {
             reason: crate::rules::call::Reason::UnknownNumber,

@@ -1,28 +1,58 @@
-//! Group commit for request-access on PostgreSQL: the calls waiting on this node go to the
-//! database together, in one transaction (`reserve::reserve_many`), so a hundred
-//! reservations cost one round trip and one commit (one WAL flush) instead of a hundred.
+//! Group commit on PostgreSQL: the calls of one kind waiting on this node go to the database
+//! together, in one transaction, so a hundred calls cost a few round trips and one commit (one
+//! WAL flush) instead of a hundred of each. Request-access (`reserve::reserve_many`) and
+//! match-interaction (`matches::match_many`) both go through it: [`Work`] says how a batch of
+//! each is decided and written.
 //!
 //! Nothing is answered before its batch commits. While a batch is in flight the next calls
-//! queue; up to `parallel` batches run at once (on different pooled connections), so the
-//! database's own group commit can overlap their flushes. Items are decided in arrival
+//! queue; up to `parallel` batches of a kind run at once (on different pooled connections), so
+//! the database's own group commit can overlap their flushes. Items are decided in arrival
 //! order, exactly as if they had come one by one; an item's refusal (no session, no free
-//! number) is its own answer and does not undo the others. A failure of the whole batch
-//! (outage, timeout) answers every item with it, as 503.
+//! number, no match) is its own answer and does not undo the others. A failure of the whole
+//! batch (outage, timeout) answers every item with it, as 503.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
 
 use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::time::Instant;
 
-use super::{Db, before, commit, reserve, retried, timed_out};
-use crate::store::{Reservation, ReserveError, ReserveRequest, StoreError};
+use super::{Db, retried, timed_out};
+use crate::store::StoreError;
 
-/// Most reservations in one transaction: large enough to amortise the commit at 64
-/// connections per node, small enough that one batch's locks are held briefly.
+/// Most calls in one transaction: large enough to amortise the commit at 64 connections per
+/// node, small enough that one batch's locks are held briefly.
 const MAX_BATCH: usize = 128;
 
-type Answer = Result<Reservation, ReserveError>;
-type Job = (ReserveRequest, oneshot::Sender<Answer>, Arc<AtomicU8>);
+/// One kind of call that can be batched.
+pub(super) trait Work: Send + Sync + 'static {
+    type Req: Send + Sync + 'static;
+    type Ans: Send + 'static;
+
+    /// Decides and writes a whole batch in one transaction and commits it; answer i is for
+    /// request i. The deadline covers everything but the `COMMIT` (`tx.rs`).
+    fn attempt<'a>(
+        db: &'a Db,
+        reqs: &'a [Self::Req],
+        deadline: Instant,
+    ) -> impl Future<Output = Result<Vec<Self::Ans>, StoreError>> + Send + 'a;
+
+    /// Every item's answer when the whole batch failed.
+    fn failed(err: StoreError) -> Self::Ans;
+
+    /// Whether a request must be the last of its batch (its effects reach beyond the rows
+    /// the batch read, so later requests must see them: they go in the next batch).
+    fn closes_batch(_req: &Self::Req) -> bool {
+        false
+    }
+}
+
+type Job<W> = (
+    <W as Work>::Req,
+    oneshot::Sender<<W as Work>::Ans>,
+    Arc<AtomicU8>,
+);
 
 /// A job's state, so a caller never gives up on a job a batch already took: a batch that
 /// commits after its caller left would hold a number for a caller told 503.
@@ -30,52 +60,52 @@ const QUEUED: u8 = 0;
 const TAKEN: u8 = 1;
 const ABANDONED: u8 = 2;
 
-pub struct Batcher {
-    queue: mpsc::UnboundedSender<Job>,
+pub(super) struct Batcher<W: Work> {
+    queue: mpsc::UnboundedSender<Job<W>>,
     db: Db,
 }
 
-/// Batches in flight at once: two keep the database busy while the node gathers the next,
-/// and leave the rest of the pool to sessions, matches and admin calls.
+/// Batches of one kind in flight at once: two keep the database busy while the node gathers
+/// the next, and leave the rest of the pool to other calls.
 pub fn parallel(max_connections: usize) -> usize {
-    (max_connections / 2).clamp(1, 2)
+    (max_connections / 4).clamp(1, 2)
 }
 
-impl Batcher {
+impl<W: Work> Batcher<W> {
     pub fn start(db: Db, parallel: usize) -> Self {
         let (queue, jobs) = mpsc::unbounded_channel();
-        tokio::spawn(drive(db.clone(), jobs, parallel));
+        tokio::spawn(drive::<W>(db.clone(), jobs, parallel));
         Self { queue, db }
     }
 
-    /// Queues one request-access and waits for its committed answer. A call still queued
-    /// after the store's timeout gives up (503, nothing done); one a batch took waits for the
-    /// batch's outcome, which its own bounds end (`tx.rs`).
-    pub async fn reserve(&self, req: ReserveRequest) -> Answer {
+    /// Queues one call and waits for its committed answer. A call still queued after the
+    /// store's timeout gives up (503, nothing done); one a batch took waits for the batch's
+    /// outcome, which its own bounds end (`tx.rs`).
+    pub async fn call(&self, req: W::Req) -> W::Ans {
         let (reply, mut answer) = oneshot::channel();
         let state = Arc::new(AtomicU8::new(QUEUED));
-        let gone = || StoreError::unavailable("the reservation batcher stopped");
-        self.queue
-            .send((req, reply, state.clone()))
-            .map_err(|_| gone())?;
+        let gone = || StoreError::unavailable("the batcher stopped");
+        if self.queue.send((req, reply, state.clone())).is_err() {
+            return W::failed(gone());
+        }
         let answer = match tokio::time::timeout(self.db.timeout, &mut answer).await {
             Ok(answer) => answer,
             Err(_) => {
                 let left =
                     state.compare_exchange(QUEUED, ABANDONED, Ordering::SeqCst, Ordering::SeqCst);
                 if left.is_ok() {
-                    return Err(timed_out(self.db.timeout).into());
+                    return W::failed(timed_out(self.db.timeout));
                 }
                 answer.await
             }
         };
-        answer.unwrap_or_else(|_| Err(gone().into()))
+        answer.unwrap_or_else(|_| W::failed(gone()))
     }
 }
 
 /// Takes the queued calls as one batch whenever a batch slot is free; ends when the store
 /// (the only sender) is dropped.
-async fn drive(db: Db, mut jobs: mpsc::UnboundedReceiver<Job>, parallel: usize) {
+async fn drive<W: Work>(db: Db, mut jobs: mpsc::UnboundedReceiver<Job<W>>, parallel: usize) {
     let slots = Arc::new(Semaphore::new(parallel));
     loop {
         let Ok(slot) = slots.clone().acquire_owned().await else {
@@ -84,24 +114,28 @@ async fn drive(db: Db, mut jobs: mpsc::UnboundedReceiver<Job>, parallel: usize) 
         let Some(first) = jobs.recv().await else {
             return;
         };
+        let mut closed = W::closes_batch(&first.0);
         let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
+        while batch.len() < MAX_BATCH && !closed {
             match jobs.try_recv() {
-                Ok(job) => batch.push(job),
+                Ok(job) => {
+                    closed = W::closes_batch(&job.0);
+                    batch.push(job);
+                }
                 Err(_) => break,
             }
         }
         let db = db.clone();
         tokio::spawn(async move {
-            run(&db, batch).await;
+            run::<W>(&db, batch).await;
             drop(slot);
         });
     }
 }
 
-async fn run(db: &Db, batch: Vec<Job>) {
-    // Callers that gave up (timed out) are left out rather than reserved for nobody.
-    let (reqs, replies): (Vec<ReserveRequest>, Vec<oneshot::Sender<Answer>>) = batch
+async fn run<W: Work>(db: &Db, batch: Vec<Job<W>>) {
+    // Callers that gave up (timed out) are left out rather than served for nobody.
+    let (reqs, replies): (Vec<W::Req>, Vec<oneshot::Sender<W::Ans>>) = batch
         .into_iter()
         .filter(|(_, r, state)| {
             !r.is_closed()
@@ -114,7 +148,7 @@ async fn run(db: &Db, batch: Vec<Job>) {
     if reqs.is_empty() {
         return;
     }
-    let outcome = retried(db.timeout, |deadline| attempt(db, &reqs, deadline)).await;
+    let outcome = retried(db.timeout, |deadline| W::attempt(db, &reqs, deadline)).await;
     match outcome {
         Ok(answers) => {
             for (reply, answer) in replies.into_iter().zip(answers) {
@@ -122,74 +156,35 @@ async fn run(db: &Db, batch: Vec<Job>) {
             }
         }
         Err(e) => {
-            tracing::warn!(error = %crate::telemetry::Chain(&e), size = replies.len(), "reservation batch failed");
+            tracing::warn!(error = %crate::telemetry::Chain(&e), size = replies.len(), "batch failed");
             for reply in replies {
-                let _ = reply.send(Err(e.clone().into()));
+                let _ = reply.send(W::failed(e.clone()));
             }
         }
     }
-}
-
-/// The whole batch in one transaction, in three round trips: `BEGIN` with the reads, the
-/// candidates, the writes with `COMMIT`. The rows are decided in order by the rules
-/// (`reserve::reserve_many`). Nothing is answered before the commit. The deadline covers the
-/// first two round trips; the last one, with the `COMMIT`, waits as `tx::commit` says.
-async fn attempt(
-    db: &Db,
-    reqs: &[ReserveRequest],
-    deadline: tokio::time::Instant,
-) -> Result<Vec<Answer>, StoreError> {
-    let pool = async { db.pool.get().await.map_err(StoreError::unavailable) };
-    let conn = OpenTx(Some(before(deadline, pool).await?));
-    let client: &tokio_postgres::Client = conn.client()?;
-    let frozen = db.clock.frozen().map(|t| t.0);
-    // try_join! polls in order, so BEGIN is sent before the first read.
-    let begin = async { client.batch_execute("BEGIN").await.map_err(super::pg_error) };
-    let decide = async { tokio::try_join!(begin, reserve::reserve_many(client, frozen, reqs)) };
-    let ((), (answers, writes)) = before(deadline, decide).await?;
-    let finish = async {
-        client
-            .batch_execute("COMMIT")
-            .await
-            .map_err(super::pg_error)
-    };
-    // The writes and COMMIT go together; with an outbox, its insert must come between (it
-    // needs the expiries the writes found), which costs one more round trip, still within
-    // the deadline (it decides nothing, but it is not the COMMIT).
-    let events = if db.keeps_outbox() {
-        let write = async {
-            let events = reserve::write(client, &writes).await?;
-            super::outbox::insert(client, &events).await?;
-            Ok::<_, StoreError>(events)
-        };
-        let events = before(deadline, write).await?;
-        commit(finish).await?;
-        events
-    } else {
-        commit(async { tokio::try_join!(reserve::write(client, &writes), finish) })
-            .await?
-            .0
-    };
-    conn.done();
-    db.publish(&events);
-    Ok(answers)
 }
 
 /// A pooled connection with a transaction open on it. Unless `done` is called (after the
 /// commit), dropping it discards the connection, whatever stopped the batch (an error, or the
 /// caller's timeout dropping the future): closing the connection rolls the transaction back
 /// in the database, and the pool never hands out a connection left inside a transaction.
-struct OpenTx(Option<deadpool_postgres::Object>);
+pub struct OpenTx(Option<deadpool_postgres::Object>);
 
 impl OpenTx {
-    fn client(&self) -> Result<&tokio_postgres::Client, StoreError> {
+    /// Takes a pooled connection for a batch's transaction (the caller sends `BEGIN`).
+    pub(super) async fn take(db: &Db, deadline: Instant) -> Result<Self, StoreError> {
+        let pool = async { db.pool.get().await.map_err(StoreError::unavailable) };
+        Ok(Self(Some(super::before(deadline, pool).await?)))
+    }
+
+    pub fn client(&self) -> Result<&tokio_postgres::Client, StoreError> {
         self.0
             .as_deref()
             .map(|wrapper| &**wrapper)
             .ok_or_else(|| StoreError::unavailable("connection already released"))
     }
 
-    fn done(mut self) {
+    pub fn done(mut self) {
         self.0 = None;
     }
 }

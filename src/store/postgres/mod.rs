@@ -16,11 +16,13 @@ mod apply;
 mod batch;
 mod calls;
 mod claim;
+mod matches;
 mod migrate;
 mod once;
 pub mod outbox;
 mod purge;
 mod reserve;
+mod rows;
 mod sessions;
 mod tls;
 mod tx;
@@ -67,7 +69,8 @@ macro_rules! in_tx_events {
 
 pub struct PgStore {
     db: Db,
-    batcher: batch::Batcher,
+    reserving: batch::Batcher<reserve::Reserving>,
+    matching: batch::Batcher<matches::Matching>,
     node_id: String,
 }
 
@@ -130,7 +133,8 @@ pub async fn open(url: &StoreUrl, options: &StoreOptions) -> Result<DynStore, Op
         keep_outbox: options.keep_outbox,
     };
     let store = PgStore {
-        batcher: batch::Batcher::start(db.clone(), batch::parallel(options.max_connections)),
+        reserving: batch::Batcher::start(db.clone(), batch::parallel(options.max_connections)),
+        matching: batch::Batcher::start(db.clone(), batch::parallel(options.max_connections)),
         db,
         node_id: options.node_id.clone(),
     };
@@ -208,7 +212,7 @@ impl Store for PgStore {
     }
 
     async fn reserve(&self, req: ReserveRequest) -> Result<Reservation, ReserveError> {
-        self.batcher.reserve(req).await
+        self.reserving.call(req).await
     }
 
     async fn reserve_new_session(
@@ -229,7 +233,7 @@ impl Store for PgStore {
     }
 
     async fn match_reservation(&self, req: MatchRequest) -> Result<MatchOutcome, StoreError> {
-        in_tx_events!(self, calls::match_reservation, req).await
+        self.matching.call(req).await
     }
 
     async fn free_number(

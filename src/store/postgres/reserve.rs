@@ -389,3 +389,51 @@ pub async fn reserve_new_session(
     let (reservation, events) = reserve(tx, now, req).await?;
     Ok(((session, reservation), events))
 }
+
+/// Request-access calls as a batch (`batch.rs`).
+pub struct Reserving;
+
+impl super::batch::Work for Reserving {
+    type Req = ReserveRequest;
+    type Ans = Answer;
+
+    /// The whole batch in one transaction, in three round trips: `BEGIN` with the reads, the
+    /// candidates, the writes with `COMMIT`. With an outbox, its insert must come between the
+    /// writes and the `COMMIT` (it needs the expiries the writes found): one more round trip,
+    /// still within the deadline (it decides nothing, but it is not the `COMMIT`).
+    async fn attempt(
+        db: &super::Db,
+        reqs: &[ReserveRequest],
+        deadline: tokio::time::Instant,
+    ) -> Result<Vec<Answer>, StoreError> {
+        let conn = super::batch::OpenTx::take(db, deadline).await?;
+        let client: &tokio_postgres::Client = conn.client()?;
+        let frozen = db.clock.frozen().map(|t| t.0);
+        // try_join! polls in order, so BEGIN is sent before the first read.
+        let begin = async { client.batch_execute("BEGIN").await.map_err(pg_error) };
+        let decide = async { tokio::try_join!(begin, reserve_many(client, frozen, reqs)) };
+        let ((), (answers, writes)) = super::before(deadline, decide).await?;
+        let finish = async { client.batch_execute("COMMIT").await.map_err(pg_error) };
+        let events = if db.keeps_outbox() {
+            let write = async {
+                let events = write(client, &writes).await?;
+                super::outbox::insert(client, &events).await?;
+                Ok::<_, StoreError>(events)
+            };
+            let events = super::before(deadline, write).await?;
+            super::commit(finish).await?;
+            events
+        } else {
+            super::commit(async { tokio::try_join!(write(client, &writes), finish) })
+                .await?
+                .0
+        };
+        conn.done();
+        db.publish(&events);
+        Ok(answers)
+    }
+
+    fn failed(err: StoreError) -> Answer {
+        Err(err.into())
+    }
+}

@@ -20,7 +20,7 @@ fn encode(fields: &Fields) -> String {
     serde_json::to_string(fields).unwrap_or_else(|_| "[]".into())
 }
 
-fn decode(text: &str) -> Result<Fields, StoreError> {
+pub(super) fn decode(text: &str) -> Result<Fields, StoreError> {
     serde_json::from_str(text).map_err(|e| StoreError::corrupt("data.fields", e))
 }
 
@@ -86,8 +86,8 @@ pub async fn get(
 /// Ends a live session: ends its reservations (`session_ended`; the numbers rest for their
 /// cool-down, retiring ones leave) and deletes its data. `None` if the session is unknown;
 /// else the reservations' events.
-pub async fn end(
-    tx: &Transaction<'_>,
+pub async fn end<C: tokio_postgres::GenericClient + Sync>(
+    tx: &C,
     now: i64,
     id: &SessionId,
 ) -> Result<Option<Vec<crate::events::Event>>, StoreError> {

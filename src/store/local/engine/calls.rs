@@ -53,13 +53,7 @@ impl Engine {
             code_required: req.code_required,
         };
         let verdict = rules::call::decide(call, live, last, &policy, now);
-        let no_match = |reason, locked, stray, quarantined| MatchOutcome::NoMatch {
-            reason,
-            group: Some(name.clone()),
-            locked,
-            stray,
-            quarantined,
-        };
+        let refused = |reason| MatchOutcome::refused(reason, name.clone());
         // A wrong code for the live reservation counts even when an ended one answers late.
         let mut locked = false;
         let verdict = match verdict {
@@ -83,7 +77,7 @@ impl Engine {
         match verdict {
             Verdict::Match(id) | Verdict::Late(id) => {
                 let Some(session) = self.session(&id, now) else {
-                    return no_match(rules::call::Reason::SessionEnded, false, false, false);
+                    return refused(rules::call::Reason::SessionEnded);
                 };
                 if late {
                     let event = Event::new(
@@ -109,17 +103,17 @@ impl Engine {
             }
             Verdict::WrongCode { attempts } => {
                 self.count_wrong_code(g, pos, &req.number, attempts, log);
-                no_match(rules::call::Reason::WrongCode, false, false, false)
+                refused(rules::call::Reason::WrongCode)
             }
             Verdict::LateAfterWrongCode { .. } => unreachable!("turned into Late above"),
             Verdict::Lockout => {
                 self.end_hold(g, pos, now, EndReason::Locked, Some(&mut *log));
-                no_match(rules::call::Reason::Locked, true, false, false)
+                MatchOutcome::locked_out(name.clone())
             }
-            Verdict::Refused(reason) => no_match(reason, false, false, false),
+            Verdict::Refused(reason) => refused(reason),
             Verdict::Stray(reason) => {
                 let quarantined = self.stray_call(g, pos, now, log);
-                no_match(reason, false, true, quarantined)
+                MatchOutcome::stray(reason, name.clone(), quarantined)
             }
         }
     }

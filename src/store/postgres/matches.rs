@@ -1,0 +1,337 @@
+//! match-interaction on PostgreSQL, a batch at a time (`batch.rs`): the numbers' rows are
+//! locked and read with the sessions they name in one round trip, `rules::call::decide` says
+//! what each call does, in arrival order, on the rows as the calls before it left them, and
+//! the rows are written back set-based with the `COMMIT` in a second round trip. The same
+//! decisions as the embedded engine (`store/local/engine/calls.rs`).
+//!
+//! A call that also ends its session (`_delete_service=true`) reaches rows the batch did not
+//! read (the session's other numbers, its data): it closes its batch, and its session ends
+//! after the batch's rows are written, so every call sees what the ones before it did.
+
+use std::collections::HashMap;
+
+use tokio_postgres::GenericClient;
+use tokio_postgres::types::Type;
+
+use super::claim::NOW;
+use super::rows::{self, NumberRow};
+use super::{Db, pg_error, sessions};
+use crate::domain::{AccessNumber, DataId, ServiceName, SessionId, UnixMillis};
+use crate::events::{Event, EventKind};
+use crate::rules::call::{Call, Last, Live, Reason, Verdict};
+use crate::rules::lifecycle::{self, EndReason};
+use crate::store::{MatchOutcome, MatchRequest, Session, StoreError};
+
+type Answer = Result<MatchOutcome, StoreError>;
+
+/// Match-interaction calls as a batch (`batch.rs`).
+pub struct Matching;
+
+impl super::batch::Work for Matching {
+    type Req = MatchRequest;
+    type Ans = Answer;
+
+    /// Two round trips: `BEGIN` with the reads, then the writes (and the sessions the calls
+    /// end) with `COMMIT`. With an outbox, its insert goes before the `COMMIT`.
+    async fn attempt(
+        db: &Db,
+        reqs: &[MatchRequest],
+        deadline: tokio::time::Instant,
+    ) -> Result<Vec<Answer>, StoreError> {
+        let conn = super::batch::OpenTx::take(db, deadline).await?;
+        let client: &tokio_postgres::Client = conn.client()?;
+        let frozen = db.clock.frozen().map(|t| t.0);
+        let begin = async { client.batch_execute("BEGIN").await.map_err(pg_error) };
+        let decide = async { tokio::try_join!(begin, match_many(client, frozen, reqs)) };
+        let ((), (answers, writes)) = super::before(deadline, decide).await?;
+        let finish = async { client.batch_execute("COMMIT").await.map_err(pg_error) };
+        let events = if writes.ends_sessions() || db.keeps_outbox() {
+            let write = async {
+                let events = writes.write(client).await?;
+                if db.keeps_outbox() {
+                    super::outbox::insert(client, &events).await?;
+                }
+                Ok::<_, StoreError>(events)
+            };
+            let events = super::before(deadline, write).await?;
+            super::commit(finish).await?;
+            events
+        } else {
+            super::commit(async { tokio::try_join!(writes.write(client), finish) })
+                .await?
+                .0
+        };
+        conn.done();
+        db.publish(&events);
+        Ok(answers.into_iter().map(Ok).collect())
+    }
+
+    fn failed(err: StoreError) -> Answer {
+        Err(err)
+    }
+
+    fn closes_batch(req: &MatchRequest) -> bool {
+        req.end_session
+    }
+}
+
+/// What a batch of calls writes: the rows they changed, the sessions they end, their events.
+pub struct Writes {
+    now: i64,
+    rows: HashMap<String, NumberRow>,
+    end_sessions: Vec<SessionId>,
+    events: Vec<Event>,
+}
+
+/// Decides the calls one by one in order, on the locked rows; answer i is for call i.
+pub async fn match_many<C: GenericClient + Sync>(
+    client: &C,
+    frozen: Option<i64>,
+    reqs: &[MatchRequest],
+) -> Result<(Vec<MatchOutcome>, Writes), StoreError> {
+    let mut numbers: Vec<&str> = reqs.iter().map(|r| r.number.as_str()).collect();
+    numbers.sort_unstable();
+    numbers.dedup();
+    // Sent together; each statement runs after the one before, so the sessions are read
+    // from the rows as locked.
+    let (now, mut rows, sessions) = tokio::try_join!(
+        super::claim::now(client, frozen),
+        rows::lock(client, &numbers),
+        sessions_of(client, frozen, &numbers),
+    )?;
+    let mut writes = Writes {
+        now,
+        rows: HashMap::new(),
+        end_sessions: Vec::new(),
+        events: Vec::new(),
+    };
+    let mut answers = Vec::with_capacity(reqs.len());
+    for req in reqs {
+        let outcome = match rows.get_mut(req.number.as_str()) {
+            Some(row) if !row.gone => call(row, &sessions, now, req, &mut writes),
+            _ => MatchOutcome::unknown_number(),
+        };
+        if req.end_session
+            && let MatchOutcome::Matched { session, .. } = &outcome
+        {
+            writes.end_sessions.push(session.id.clone());
+        }
+        answers.push(outcome);
+    }
+    writes.rows = rows.drain().filter(|(_, row)| row.changed).collect();
+    Ok((answers, writes))
+}
+
+/// One call on its number's row (see `rules::call::decide`); changes the row and returns
+/// the outcome, its events in `writes`.
+fn call(
+    row: &mut NumberRow,
+    sessions: &HashMap<String, Session>,
+    now: i64,
+    req: &MatchRequest,
+    writes: &mut Writes,
+) -> MatchOutcome {
+    let now_at = UnixMillis(now);
+    let number = &req.number;
+    // An expired reservation no purge recorded yet is the number's last one from here on.
+    if let Some(held) = row.held.take_if(|h| h.at.is_reached(now_at)) {
+        writes
+            .events
+            .push(row.end(now, number, held, EndReason::Expired));
+        if row.gone {
+            return MatchOutcome::unknown_number();
+        }
+    }
+    let live = row.held.as_ref().map(|h| Live {
+        session: &h.session,
+        code: h.code.as_ref(),
+        phone: h.phone.as_ref(),
+        wrong_codes: row.wrong_codes,
+    });
+    let in_grace = row
+        .last
+        .as_ref()
+        .is_some_and(|l| now_at < l.at.plus(row.policy.late_match_grace()));
+    let last_session = match (&row.last, in_grace) {
+        (Some(l), true) => sessions.get(l.session.as_str()),
+        _ => None,
+    };
+    let last = row.last.as_ref().map(|ended| Last {
+        ended,
+        session_alive: last_session.is_some(),
+    });
+    let offered = Call {
+        code: req.code.as_ref(),
+        phone: req.phone.as_ref(),
+        code_required: req.code_required,
+    };
+    let verdict = crate::rules::call::decide(offered, live, last, &row.policy, now_at);
+    let last_session = last_session.cloned();
+    let group = row.group.clone();
+    let refused = |reason| MatchOutcome::refused(reason, group.clone());
+    match verdict {
+        Verdict::Match(id) => {
+            let Some(found) = sessions.get(id.as_str()).cloned() else {
+                return refused(Reason::SessionEnded);
+            };
+            if let Some(held) = row.held.take() {
+                writes
+                    .events
+                    .push(row.end(now, number, held, EndReason::Matched));
+            }
+            MatchOutcome::Matched {
+                session: found,
+                group,
+                late: false,
+                locked: false,
+            }
+        }
+        Verdict::Late(id) => late(row, number, now, id, last_session, None, writes),
+        Verdict::LateAfterWrongCode {
+            session,
+            attempts,
+            lockout,
+        } => late(
+            row,
+            number,
+            now,
+            session,
+            last_session,
+            Some((attempts, lockout)),
+            writes,
+        ),
+        Verdict::WrongCode { attempts } => {
+            row.count_wrong_code(attempts);
+            refused(Reason::WrongCode)
+        }
+        Verdict::Lockout => {
+            if let Some(held) = row.held.take() {
+                writes
+                    .events
+                    .push(row.end(now, number, held, EndReason::Locked));
+            }
+            MatchOutcome::locked_out(group.clone())
+        }
+        Verdict::Refused(reason) => refused(reason),
+        Verdict::Stray(reason) => {
+            let (strays, quarantine) = lifecycle::stray_call(&row.strays, now_at, &row.policy);
+            let newly = quarantine && row.quarantined_at.is_none() && !row.retiring;
+            row.strays = strays;
+            row.changed = true;
+            if newly {
+                row.quarantined_at = Some(now);
+                writes.events.push(Event::new(
+                    EventKind::Quarantined,
+                    now_at,
+                    group.clone(),
+                    number.clone(),
+                    None,
+                ));
+            }
+            MatchOutcome::stray(reason, group.clone(), newly)
+        }
+    }
+}
+
+/// A late match (see `rules::call::Verdict::Late`). `wrong`: the call's code was wrong for
+/// the live reservation (attempts so far, and whether that cancels it): it counts first.
+fn late(
+    row: &mut NumberRow,
+    number: &AccessNumber,
+    now: i64,
+    id: SessionId,
+    last_session: Option<Session>,
+    wrong: Option<(u32, bool)>,
+    writes: &mut Writes,
+) -> MatchOutcome {
+    let mut locked = false;
+    if let Some((attempts, lockout)) = wrong {
+        locked = lockout;
+        match row.held.take_if(|_| lockout) {
+            Some(held) => {
+                let event = row.end(now, number, held, EndReason::Locked);
+                writes.events.push(event);
+            }
+            None => row.count_wrong_code(attempts),
+        }
+    }
+    let Some(found) = last_session else {
+        return MatchOutcome::refused(Reason::SessionEnded, row.group.clone());
+    };
+    writes.events.push(Event::new(
+        EventKind::LateMatch,
+        UnixMillis(now),
+        row.group.clone(),
+        number.clone(),
+        Some(id),
+    ));
+    MatchOutcome::Matched {
+        session: found,
+        group: row.group.clone(),
+        late: true,
+        locked,
+    }
+}
+
+impl Writes {
+    fn ends_sessions(&self) -> bool {
+        !self.end_sessions.is_empty()
+    }
+
+    /// Writes the changed rows, then ends the sessions the calls asked to end, in order.
+    /// Returns every event of the batch.
+    async fn write<C: GenericClient + Sync>(&self, client: &C) -> Result<Vec<Event>, StoreError> {
+        rows::write(client, &self.rows).await?;
+        let mut events = self.events.clone();
+        for id in &self.end_sessions {
+            events.extend(
+                sessions::end(client, self.now, id)
+                    .await?
+                    .unwrap_or_default(),
+            );
+        }
+        Ok(events)
+    }
+}
+
+/// The live sessions the numbers' reservations (live or last) name, with their fields.
+async fn sessions_of<C: GenericClient + Sync>(
+    client: &C,
+    frozen: Option<i64>,
+    numbers: &[&str],
+) -> Result<HashMap<String, Session>, StoreError> {
+    let now = NOW.replace("$N", "$2");
+    let sql = format!(
+        "SELECT s.id, s.service, s.data_id, s.expires_at, d.fields, {now} FROM sessions s
+           LEFT JOIN data d ON d.id = s.data_id AND d.expires_at > {now}
+          WHERE s.expires_at > {now}
+            AND s.id IN (SELECT session FROM numbers WHERE number = ANY($1) AND session IS NOT NULL
+                         UNION
+                         SELECT last_session FROM numbers
+                          WHERE number = ANY($1) AND last_session IS NOT NULL)"
+    );
+    let rows = client
+        .query_typed(&sql, &[(&numbers, Type::TEXT_ARRAY), (&frozen, Type::INT8)])
+        .await
+        .map_err(pg_error)?;
+    rows.iter()
+        .map(|r| {
+            let id: String = r.get(0);
+            let fields: Option<String> = r.get(4);
+            let session = Session {
+                id: SessionId::parse(&id).map_err(super::rows::corrupt("sessions.id"))?,
+                service: ServiceName::parse(r.get(1))
+                    .map_err(super::rows::corrupt("sessions.service"))?,
+                data_id: DataId::parse(r.get(2))
+                    .map_err(super::rows::corrupt("sessions.data_id"))?,
+                fields: fields
+                    .as_deref()
+                    .map(sessions::decode)
+                    .transpose()?
+                    .unwrap_or_default(),
+                expires_in: sessions::left(r.get(3), r.get(5)),
+            };
+            Ok((id, session))
+        })
+        .collect()
+}

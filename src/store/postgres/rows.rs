@@ -1,0 +1,262 @@
+//! A number's row as the calls on it (match-interaction, an operator's release and free, a
+//! session's end) read, change and write it: locked and read into a [`NumberRow`], changed in
+//! memory by the rules (`NumberRow::end` and the verdicts of `rules::call`), written back
+//! with [`write`]. One model for every path, so a row is read and written one way.
+
+use std::collections::HashMap;
+
+use tokio_postgres::GenericClient;
+use tokio_postgres::types::Type;
+
+use super::claim::{POLICY_COLUMNS, policy};
+use super::pg_error;
+use crate::domain::{
+    AccessCode, AccessNumber, GroupName, NumberPolicy, PhoneNumber, SessionId, UnixMillis,
+};
+use crate::events::Event;
+use crate::rules::lifecycle::{self, EndReason, Ended};
+use crate::store::StoreError;
+
+/// A number's row as calls see and change it.
+pub(super) struct NumberRow {
+    pub(super) group: GroupName,
+    pub(super) policy: NumberPolicy,
+    pub(super) retiring: bool,
+    /// The reservation on the row (live or expired).
+    pub(super) held: Option<Ended>,
+    pub(super) wrong_codes: u32,
+    pub(super) last: Option<Ended>,
+    pub(super) strays: Vec<UnixMillis>,
+    pub(super) quarantined_at: Option<i64>,
+    pub(super) freed_at: i64,
+    /// A call changed the row: it is written back.
+    pub(super) changed: bool,
+    /// The number retired and its reservation ended: the row is deleted.
+    pub(super) gone: bool,
+}
+
+pub(super) fn corrupt(what: &'static str) -> impl Fn(crate::domain::ParseError) -> StoreError {
+    move |e| StoreError::corrupt(what, e)
+}
+
+impl NumberRow {
+    /// Ends the row's reservation `held` for `reason` (`Expired` if it had expired by `now`):
+    /// the number rests for the cool-down and remembers it, or leaves if retiring. Returns
+    /// the event.
+    pub(super) fn end(
+        &mut self,
+        now: i64,
+        number: &AccessNumber,
+        held: Ended,
+        reason: EndReason,
+    ) -> Event {
+        let expired = held.at.is_reached(UnixMillis(now));
+        let reason = if expired { EndReason::Expired } else { reason };
+        let at = lifecycle::ended_at(held.at, UnixMillis(now));
+        self.changed = true;
+        self.gone = self.retiring;
+        self.wrong_codes = 0;
+        self.freed_at = lifecycle::free_from(at, &self.policy).0;
+        let time = if reason == EndReason::Matched {
+            UnixMillis(now)
+        } else {
+            at
+        };
+        let event = Event::new(
+            reason.event(),
+            time,
+            self.group.clone(),
+            number.clone(),
+            Some(held.session.clone()),
+        );
+        self.last = Some(Ended { at, reason, ..held });
+        event
+    }
+
+    pub(super) fn count_wrong_code(&mut self, attempts: u32) {
+        self.wrong_codes = attempts;
+        self.changed = true;
+    }
+}
+
+/// Writes every changed row back: the retired ones deleted, the others updated, one
+/// statement each whatever their number.
+pub(super) async fn write<C: GenericClient + Sync>(
+    client: &C,
+    rows: &HashMap<String, NumberRow>,
+) -> Result<(), StoreError> {
+    let (gone, kept): (Vec<_>, Vec<_>) = rows
+        .iter()
+        .filter(|(_, row)| row.changed)
+        .partition(|(_, row)| row.gone);
+    let gone: Vec<&str> = gone.iter().map(|(n, _)| n.as_str()).collect();
+    let deletes = async {
+        if gone.is_empty() {
+            return Ok(0);
+        }
+        client
+            .execute_typed(
+                "DELETE FROM numbers WHERE number = ANY($1)",
+                &[(&gone, Type::TEXT_ARRAY)],
+            )
+            .await
+    };
+    let updates = async {
+        if kept.is_empty() {
+            return Ok(0);
+        }
+        update_rows(client, &kept).await
+    };
+    tokio::try_join!(deletes, updates).map_err(pg_error)?;
+    Ok(())
+}
+
+/// Every column a call may change, for all the rows at once.
+async fn update_rows<C: GenericClient + Sync>(
+    client: &C,
+    rows: &[(&String, &NumberRow)],
+) -> Result<u64, tokio_postgres::Error> {
+    let mut numbers = Vec::with_capacity(rows.len());
+    let mut sessions: Vec<Option<&str>> = Vec::with_capacity(rows.len());
+    let mut codes: Vec<Option<&str>> = Vec::with_capacity(rows.len());
+    let mut phones: Vec<Option<&str>> = Vec::with_capacity(rows.len());
+    let mut expiries: Vec<Option<i64>> = Vec::with_capacity(rows.len());
+    let mut wrong: Vec<i32> = Vec::with_capacity(rows.len());
+    let mut freed: Vec<i64> = Vec::with_capacity(rows.len());
+    let mut last_sessions: Vec<Option<&str>> = Vec::with_capacity(rows.len());
+    let mut last_codes: Vec<Option<&str>> = Vec::with_capacity(rows.len());
+    let mut last_phones: Vec<Option<&str>> = Vec::with_capacity(rows.len());
+    let mut last_ends: Vec<Option<i64>> = Vec::with_capacity(rows.len());
+    let mut last_reasons: Vec<Option<&str>> = Vec::with_capacity(rows.len());
+    let mut strays: Vec<Option<String>> = Vec::with_capacity(rows.len());
+    let mut quarantined: Vec<Option<i64>> = Vec::with_capacity(rows.len());
+    for (number, row) in rows {
+        numbers.push(number.as_str());
+        let held = row.held.as_ref();
+        sessions.push(held.map(|h| h.session.as_str()));
+        codes.push(held.and_then(|h| h.code.as_ref()).map(|c| c.as_str()));
+        phones.push(held.and_then(|h| h.phone.as_ref()).map(|p| p.as_str()));
+        expiries.push(held.map(|h| h.at.0));
+        wrong.push(i32::try_from(row.wrong_codes).unwrap_or(i32::MAX));
+        freed.push(row.freed_at);
+        let last = row.last.as_ref();
+        last_sessions.push(last.map(|l| l.session.as_str()));
+        last_codes.push(last.and_then(|l| l.code.as_ref()).map(|c| c.as_str()));
+        last_phones.push(last.and_then(|l| l.phone.as_ref()).map(|p| p.as_str()));
+        last_ends.push(last.map(|l| l.at.0));
+        last_reasons.push(last.map(|l| l.reason.as_str()));
+        strays.push((!row.strays.is_empty()).then(|| {
+            let times: Vec<String> = row.strays.iter().map(|t| t.0.to_string()).collect();
+            format!("{{{}}}", times.join(","))
+        }));
+        quarantined.push(row.quarantined_at);
+    }
+    client
+        .execute_typed(
+            "UPDATE numbers n SET session = x.session, code = x.code, phone = x.phone,
+                    expires_at = x.expires_at, wrong_codes = x.wrong_codes, freed_at = x.freed_at,
+                    last_session = x.last_session, last_code = x.last_code,
+                    last_phone = x.last_phone, last_end = x.last_end, last_reason = x.last_reason,
+                    strays = x.strays::int8[], quarantined_at = x.quarantined_at
+               FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int8[], $6::int4[],
+                           $7::int8[], $8::text[], $9::text[], $10::text[], $11::int8[],
+                           $12::text[], $13::text[], $14::int8[])
+                    AS x(number, session, code, phone, expires_at, wrong_codes, freed_at,
+                         last_session, last_code, last_phone, last_end, last_reason, strays,
+                         quarantined_at)
+              WHERE n.number = x.number",
+            &[
+                (&numbers, Type::TEXT_ARRAY),
+                (&sessions, Type::TEXT_ARRAY),
+                (&codes, Type::TEXT_ARRAY),
+                (&phones, Type::TEXT_ARRAY),
+                (&expiries, Type::INT8_ARRAY),
+                (&wrong, Type::INT4_ARRAY),
+                (&freed, Type::INT8_ARRAY),
+                (&last_sessions, Type::TEXT_ARRAY),
+                (&last_codes, Type::TEXT_ARRAY),
+                (&last_phones, Type::TEXT_ARRAY),
+                (&last_ends, Type::INT8_ARRAY),
+                (&last_reasons, Type::TEXT_ARRAY),
+                (&strays, Type::TEXT_ARRAY),
+                (&quarantined, Type::INT8_ARRAY),
+            ],
+        )
+        .await
+}
+
+fn number_row(r: &tokio_postgres::Row) -> Result<NumberRow, StoreError> {
+    let session: Option<String> = r.get(3);
+    let expires_at: Option<i64> = r.get(6);
+    let held = match (session, expires_at) {
+        (Some(s), Some(at)) => Some(Ended {
+            session: SessionId::parse(&s).map_err(corrupt("numbers.session"))?,
+            code: r.get::<_, Option<String>>(4).map(AccessCode::from_stored),
+            phone: r.get::<_, Option<String>>(5).map(PhoneNumber::from_stored),
+            at: UnixMillis(at),
+            reason: EndReason::Expired,
+        }),
+        _ => None,
+    };
+    let last_session: Option<String> = r.get(8);
+    let last_reason: Option<String> = r.get(12);
+    let last = match (last_session, last_reason) {
+        (Some(s), Some(reason)) => Some(Ended {
+            session: SessionId::parse(&s).map_err(corrupt("numbers.last_session"))?,
+            code: r.get::<_, Option<String>>(9).map(AccessCode::from_stored),
+            phone: r.get::<_, Option<String>>(10).map(PhoneNumber::from_stored),
+            at: UnixMillis(r.get::<_, Option<i64>>(11).unwrap_or(0)),
+            reason: EndReason::parse(&reason)
+                .ok_or_else(|| StoreError::corrupt("numbers.last_reason", format!("{reason:?}")))?,
+        }),
+        _ => None,
+    };
+    let strays: Option<Vec<i64>> = r.get(13);
+    Ok(NumberRow {
+        group: GroupName::parse(r.get(1)).map_err(corrupt("numbers.group_name"))?,
+        policy: policy(r, 16),
+        retiring: r.get(2),
+        held,
+        wrong_codes: u32::try_from(r.get::<_, i32>(7)).unwrap_or(0),
+        last,
+        strays: strays
+            .unwrap_or_default()
+            .into_iter()
+            .map(UnixMillis)
+            .collect(),
+        quarantined_at: r.get(14),
+        freed_at: r.get(15),
+        changed: false,
+        gone: false,
+    })
+}
+
+/// Locks the numbers' rows, in number order (two transactions sharing numbers queue instead
+/// of deadlocking), and reads them with their group's policy. Unknown numbers are absent.
+pub(super) async fn lock<C: GenericClient + Sync>(
+    client: &C,
+    numbers: &[&str],
+) -> Result<HashMap<String, NumberRow>, StoreError> {
+    let sql = format!(
+        "SELECT n.number, n.group_name, n.retiring, n.session, n.code, n.phone, n.expires_at,
+                n.wrong_codes, n.last_session, n.last_code, n.last_phone, n.last_end,
+                n.last_reason, n.strays, n.quarantined_at, n.freed_at, {POLICY_COLUMNS}
+           FROM numbers n JOIN groups g ON g.name = n.group_name
+          WHERE n.number = ANY($1) ORDER BY n.number FOR UPDATE OF n"
+    );
+    let rows = client
+        .query_typed(&sql, &[(&numbers, Type::TEXT_ARRAY)])
+        .await
+        .map_err(pg_error)?;
+    rows.iter()
+        .map(|r| Ok((r.get(0), number_row(r)?)))
+        .collect()
+}
+
+/// One number's row, locked (`None`: no such number).
+pub(super) async fn lock_one<C: GenericClient + Sync>(
+    client: &C,
+    number: &AccessNumber,
+) -> Result<Option<NumberRow>, StoreError> {
+    Ok(lock(client, &[number.as_str()]).await?.into_values().next())
+}
