@@ -2,7 +2,7 @@
 
 use std::collections::HashSet;
 
-use tokio_postgres::Transaction;
+use deadpool_postgres::Transaction;
 
 use super::claim::{POLICY_COLUMNS, policy};
 use super::pg_error;

@@ -5,7 +5,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use tokio_postgres::Transaction;
+use deadpool_postgres::Transaction;
 
 use super::admin::{LIVE, append, drop_gone, set_group};
 use super::pg_error;

@@ -177,15 +177,36 @@ impl OpenTx {
         Ok(Self(Some(super::before(deadline, pool).await?)))
     }
 
-    pub fn client(&self) -> Result<&tokio_postgres::Client, StoreError> {
+    /// The connection, with its statement cache (`prepared.rs`).
+    pub fn client(&self) -> Result<&deadpool_postgres::Client, StoreError> {
         self.0
-            .as_deref()
-            .map(|wrapper| &**wrapper)
+            .as_ref()
             .ok_or_else(|| StoreError::unavailable("connection already released"))
     }
 
-    pub fn done(mut self) {
+    /// Commits the batch's transaction (waiting as `tx::commit` says, never under the
+    /// batch's deadline), gives the connection back to the pool, and publishes the events.
+    ///
+    /// Why the `COMMIT` is not pipelined with the writes: a statement whose preparation
+    /// misses the connection's cache (`prepared.rs`) waits for that round trip before it is
+    /// sent, so a `COMMIT` sent alongside could overtake it and the write would land outside
+    /// the transaction, after its locks were released.
+    pub async fn commit(
+        mut self,
+        db: &Db,
+        events: &[crate::events::Event],
+    ) -> Result<(), StoreError> {
+        let client = self.client()?;
+        super::commit(async {
+            client
+                .batch_execute("COMMIT")
+                .await
+                .map_err(super::pg_error)
+        })
+        .await?;
         self.0 = None;
+        db.publish(events);
+        Ok(())
     }
 }
 

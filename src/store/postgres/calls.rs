@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use tokio_postgres::{GenericClient, Transaction};
+use deadpool_postgres::{GenericClient, Transaction};
 
 use super::rows::{self, NumberRow};
 use super::{pg_error, sessions};
@@ -16,7 +16,7 @@ use crate::store::{FreeNumber, StoreError};
 
 /// Ends the reservation on a locked row for `reason` (`Expired` if it had expired by `now`)
 /// and writes the row; `None` if it held none. `live_only`: an expired one is not ended.
-async fn end_hold<C: GenericClient + Sync>(
+async fn end_hold<C: GenericClient>(
     tx: &C,
     now: i64,
     number: &AccessNumber,
@@ -37,7 +37,7 @@ async fn end_hold<C: GenericClient + Sync>(
     Ok(Some(event))
 }
 
-async fn write_one<C: GenericClient + Sync>(
+async fn write_one<C: GenericClient>(
     tx: &C,
     number: &AccessNumber,
     row: NumberRow,
@@ -80,7 +80,7 @@ pub async fn free_number(
 }
 
 /// Ends the reservation on a number because its session ended (`sessions::end`).
-pub async fn end_session_hold<C: GenericClient + Sync>(
+pub async fn end_session_hold<C: GenericClient>(
     tx: &C,
     now: i64,
     number: &AccessNumber,

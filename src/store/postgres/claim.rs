@@ -8,12 +8,13 @@
 
 use std::collections::{HashMap, HashSet};
 
+use deadpool_postgres::GenericClient;
 use rand::Rng;
 use rand::seq::SliceRandom;
-use tokio_postgres::GenericClient;
 use tokio_postgres::types::{ToSql, Type};
 
 use super::pg_error;
+use super::prepared::Prepared as _;
 use crate::domain::{AccessCode, Allocation, BookingTimeout, NumberPolicy, PhoneNumber};
 use crate::rules::{self, Candidates, Pos};
 use crate::store::StoreError;
@@ -29,10 +30,10 @@ fn now_param(n: usize) -> String {
 }
 
 /// The transaction's `now` (see [`NOW`]).
-pub async fn now<C: GenericClient + Sync>(tx: &C, frozen: Option<i64>) -> Result<i64, StoreError> {
+pub async fn now<C: GenericClient>(tx: &C, frozen: Option<i64>) -> Result<i64, StoreError> {
     let sql = format!("SELECT {}", now_param(1));
     let row = tx
-        .query_typed_one(&sql, &[(&frozen, Type::INT8)])
+        .query_one_prepared(&sql, &[(&frozen, Type::INT8)])
         .await
         .map_err(pg_error)?;
     Ok(row.get(0))
@@ -76,7 +77,7 @@ pub struct HeldRow {
 
 /// Locks the batch's live sessions (in id order, so two batches sharing sessions queue
 /// instead of deadlocking) and returns each one's expiry.
-pub async fn lock_sessions<C: GenericClient + Sync>(
+pub async fn lock_sessions<C: GenericClient>(
     tx: &C,
     frozen: Option<i64>,
     ids: &[&str],
@@ -87,18 +88,18 @@ pub async fn lock_sessions<C: GenericClient + Sync>(
         now_param(2)
     );
     let rows = tx
-        .query_typed(&sql, &[(&ids, Type::TEXT_ARRAY), (&frozen, Type::INT8)])
+        .query_prepared(&sql, &[(&ids, Type::TEXT_ARRAY), (&frozen, Type::INT8)])
         .await
         .map_err(pg_error)?;
     Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
 }
 
-pub async fn groups<C: GenericClient + Sync>(
+pub async fn groups<C: GenericClient>(
     tx: &C,
     names: &[&str],
 ) -> Result<HashMap<String, GroupRow>, StoreError> {
     let rows = tx
-        .query_typed(
+        .query_prepared(
             &format!(
                 "SELECT name, allocation, booking_timeout, {POLICY_COLUMNS} FROM groups WHERE name = ANY($1)"
             ),
@@ -124,7 +125,7 @@ pub async fn groups<C: GenericClient + Sync>(
 }
 
 /// The live reservations of these sessions, locked (a renewal rewrites them).
-pub async fn held<C: GenericClient + Sync>(
+pub async fn held<C: GenericClient>(
     tx: &C,
     frozen: Option<i64>,
     sessions: &[&str],
@@ -135,7 +136,7 @@ pub async fn held<C: GenericClient + Sync>(
         now_param(2)
     );
     let rows = tx
-        .query_typed(
+        .query_prepared(
             &sql,
             &[(&sessions, Type::TEXT_ARRAY), (&frozen, Type::INT8)],
         )
@@ -167,7 +168,7 @@ pub struct Pool {
     pub cursor: Pos,
 }
 
-pub async fn candidates<C: GenericClient + Sync>(
+pub async fn candidates<C: GenericClient>(
     tx: &C,
     now: i64,
     group: &str,
@@ -209,7 +210,7 @@ pub async fn candidates<C: GenericClient + Sync>(
 
 type Row3 = (String, i64, i64);
 
-async fn query<C: GenericClient + Sync>(
+async fn query<C: GenericClient>(
     tx: &C,
     sql: &str,
     group: &str,
@@ -218,7 +219,7 @@ async fn query<C: GenericClient + Sync>(
     limit: i64,
 ) -> Result<Vec<Row3>, StoreError> {
     let rows = tx
-        .query_typed(
+        .query_prepared(
             sql,
             &[
                 (&group, Type::TEXT),
@@ -241,7 +242,7 @@ async fn query<C: GenericClient + Sync>(
 /// scalar subquery, not a join: so it is an index condition on `(group_name, position)`
 /// and the walk starts at the cursor instead of scanning up to it (306 ms to 0.3 ms with the
 /// cursor half-way through a million numbers).
-async fn round_robin<C: GenericClient + Sync>(
+async fn round_robin<C: GenericClient>(
     tx: &C,
     now: i64,
     group: &str,
@@ -260,7 +261,7 @@ async fn round_robin<C: GenericClient + Sync>(
            FROM g LEFT JOIN (SELECT * FROM a UNION ALL SELECT * FROM b) x ON true"
     );
     let rows = tx
-        .query_typed(
+        .query_prepared(
             &sql,
             &[
                 (&group, Type::TEXT),
@@ -286,14 +287,14 @@ async fn round_robin<C: GenericClient + Sync>(
 /// first `wanted` that can still be locked are a uniform choice (`rules::FreeNumbers::nth`).
 /// Only those are locked: a batch never holds more free numbers than it takes, so other nodes
 /// claiming in the same small pool are not refused for numbers nobody uses.
-async fn random_sample<C: GenericClient + Sync>(
+async fn random_sample<C: GenericClient>(
     tx: &C,
     now: i64,
     group: &str,
     wanted: usize,
 ) -> Result<Vec<Row3>, StoreError> {
     let max: Option<i64> = tx
-        .query_typed_one(
+        .query_one_prepared(
             "SELECT max(position) FROM numbers WHERE group_name = $1",
             &[(&group, Type::TEXT)],
         )
@@ -317,14 +318,14 @@ async fn random_sample<C: GenericClient + Sync>(
         (&now, Type::INT8),
         (&positions, Type::INT8_ARRAY),
     ];
-    let found = tx.query_typed(&sql, &params).await.map_err(pg_error)?;
+    let found = tx.query_prepared(&sql, &params).await.map_err(pg_error)?;
     let mut locked = lock_some(tx, now, shuffled(rows3(&found)), wanted).await?;
     if locked.len() < wanted {
         let sql = format!(
             "SELECT number, position, freed_at FROM numbers WHERE group_name = $1 AND {FREE}"
         );
         let every = tx
-            .query_typed(&sql, &[(&group, Type::TEXT), (&now, Type::INT8)])
+            .query_prepared(&sql, &[(&group, Type::TEXT), (&now, Type::INT8)])
             .await
             .map_err(pg_error)?;
         let rest = rows3(&every)
@@ -350,7 +351,7 @@ fn shuffled(mut rows: Vec<Row3>) -> Vec<Row3> {
 
 /// Locks the first `wanted` of `rows`, in their order, that are still free and not locked by
 /// another transaction (a row taken meanwhile is skipped, the next one tried).
-async fn lock_some<C: GenericClient + Sync>(
+async fn lock_some<C: GenericClient>(
     tx: &C,
     now: i64,
     rows: Vec<Row3>,
@@ -367,7 +368,7 @@ async fn lock_some<C: GenericClient + Sync>(
         rest = after;
         let numbers: Vec<&str> = chunk.iter().map(|(n, _, _)| n.as_str()).collect();
         let got = tx
-            .query_typed(&sql, &[(&numbers, Type::TEXT_ARRAY), (&now, Type::INT8)])
+            .query_prepared(&sql, &[(&numbers, Type::TEXT_ARRAY), (&now, Type::INT8)])
             .await
             .map_err(pg_error)?;
         let got: HashSet<String> = got.iter().map(|r| r.get(0)).collect();
@@ -380,13 +381,13 @@ async fn lock_some<C: GenericClient + Sync>(
 /// When each number of a group that is not lendable now (reserved or cooling) becomes
 /// lendable (Retry-After on an empty pool). A retiring number counts while it is held, as
 /// in the embedded engine.
-pub async fn lendable_at<C: GenericClient + Sync>(
+pub async fn lendable_at<C: GenericClient>(
     tx: &C,
     now: i64,
     group: &str,
 ) -> Result<HashMap<String, i64>, StoreError> {
     let rows = tx
-        .query_typed(
+        .query_prepared(
             "SELECT number, freed_at FROM numbers
              WHERE group_name = $1 AND quarantined_at IS NULL AND freed_at > $2
                AND (NOT retiring OR (session IS NOT NULL AND expires_at > $2))",
@@ -398,7 +399,7 @@ pub async fn lendable_at<C: GenericClient + Sync>(
 }
 
 /// Numbers in service and free ones, at `now`, before this batch's changes.
-pub async fn counts<C: GenericClient + Sync>(
+pub async fn counts<C: GenericClient>(
     tx: &C,
     now: i64,
     group: &str,
@@ -408,7 +409,7 @@ pub async fn counts<C: GenericClient + Sync>(
          FROM numbers WHERE group_name = $1"
     );
     let row = tx
-        .query_typed_one(&sql, &[(&group, Type::TEXT), (&now, Type::INT8)])
+        .query_one_prepared(&sql, &[(&group, Type::TEXT), (&now, Type::INT8)])
         .await
         .map_err(pg_error)?;
     let (size, free): (i64, i64) = (row.get(0), row.get(1));

@@ -10,10 +10,11 @@
 
 use std::collections::HashMap;
 
-use tokio_postgres::GenericClient;
+use deadpool_postgres::GenericClient;
 use tokio_postgres::types::Type;
 
 use super::claim::NOW;
+use super::prepared::Prepared as _;
 use super::rows::{self, NumberRow};
 use super::{Db, pg_error, sessions};
 use crate::domain::{AccessNumber, DataId, ServiceName, SessionId, UnixMillis};
@@ -31,38 +32,28 @@ impl super::batch::Work for Matching {
     type Req = MatchRequest;
     type Ans = Answer;
 
-    /// Two round trips: `BEGIN` with the reads, then the writes (and the sessions the calls
-    /// end) with `COMMIT`. With an outbox, its insert goes before the `COMMIT`.
+    /// Four round trips: `BEGIN` with the locks, the sessions, the writes (then the sessions
+    /// the calls end, and the outbox insert), the `COMMIT` (`OpenTx::commit`).
     async fn attempt(
         db: &Db,
         reqs: &[MatchRequest],
         deadline: tokio::time::Instant,
     ) -> Result<Vec<Answer>, StoreError> {
         let conn = super::batch::OpenTx::take(db, deadline).await?;
-        let client: &tokio_postgres::Client = conn.client()?;
+        let client = conn.client()?;
         let frozen = db.clock.frozen().map(|t| t.0);
         let begin = async { client.batch_execute("BEGIN").await.map_err(pg_error) };
-        let decide = async { tokio::try_join!(begin, match_many(client, frozen, reqs)) };
-        let ((), (answers, writes)) = super::before(deadline, decide).await?;
-        let finish = async { client.batch_execute("COMMIT").await.map_err(pg_error) };
-        let events = if writes.ends_sessions() || db.keeps_outbox() {
-            let write = async {
-                let events = writes.write(client).await?;
-                if db.keeps_outbox() {
-                    super::outbox::insert(client, &events).await?;
-                }
-                Ok::<_, StoreError>(events)
-            };
-            let events = super::before(deadline, write).await?;
-            super::commit(finish).await?;
-            events
-        } else {
-            super::commit(async { tokio::try_join!(writes.write(client), finish) })
-                .await?
-                .0
+        let work = async {
+            let ((), (answers, writes)) =
+                tokio::try_join!(begin, match_many(client, frozen, reqs))?;
+            let events = writes.write(client).await?;
+            if db.keeps_outbox() {
+                super::outbox::insert(client, &events).await?;
+            }
+            Ok::<_, StoreError>((answers, events))
         };
-        conn.done();
-        db.publish(&events);
+        let (answers, events) = super::before(deadline, work).await?;
+        conn.commit(db, &events).await?;
         Ok(answers.into_iter().map(Ok).collect())
     }
 
@@ -84,7 +75,7 @@ pub struct Writes {
 }
 
 /// Decides the calls one by one in order, on the locked rows; answer i is for call i.
-pub async fn match_many<C: GenericClient + Sync>(
+pub async fn match_many<C: GenericClient>(
     client: &C,
     frozen: Option<i64>,
     reqs: &[MatchRequest],
@@ -92,13 +83,13 @@ pub async fn match_many<C: GenericClient + Sync>(
     let mut numbers: Vec<&str> = reqs.iter().map(|r| r.number.as_str()).collect();
     numbers.sort_unstable();
     numbers.dedup();
-    // Sent together; each statement runs after the one before, so the sessions are read
-    // from the rows as locked.
-    let (now, mut rows, sessions) = tokio::try_join!(
+    // The sessions are read after the rows are locked, so from the rows as locked (not sent
+    // together: a statement missing the connection's cache would be overtaken).
+    let (now, mut rows) = tokio::try_join!(
         super::claim::now(client, frozen),
         rows::lock(client, &numbers),
-        sessions_of(client, frozen, &numbers),
     )?;
+    let sessions = sessions_of(client, frozen, &numbers).await?;
     let mut writes = Writes {
         now,
         rows: HashMap::new(),
@@ -274,13 +265,9 @@ fn late(
 }
 
 impl Writes {
-    fn ends_sessions(&self) -> bool {
-        !self.end_sessions.is_empty()
-    }
-
     /// Writes the changed rows, then ends the sessions the calls asked to end, in order.
     /// Returns every event of the batch.
-    async fn write<C: GenericClient + Sync>(&self, client: &C) -> Result<Vec<Event>, StoreError> {
+    async fn write<C: GenericClient>(&self, client: &C) -> Result<Vec<Event>, StoreError> {
         rows::write(client, &self.rows).await?;
         let mut events = self.events.clone();
         for id in &self.end_sessions {
@@ -295,7 +282,7 @@ impl Writes {
 }
 
 /// The live sessions the numbers' reservations (live or last) name, with their fields.
-async fn sessions_of<C: GenericClient + Sync>(
+async fn sessions_of<C: GenericClient>(
     client: &C,
     frozen: Option<i64>,
     numbers: &[&str],
@@ -311,7 +298,7 @@ async fn sessions_of<C: GenericClient + Sync>(
                           WHERE number = ANY($1) AND last_session IS NOT NULL)"
     );
     let rows = client
-        .query_typed(&sql, &[(&numbers, Type::TEXT_ARRAY), (&frozen, Type::INT8)])
+        .query_prepared(&sql, &[(&numbers, Type::TEXT_ARRAY), (&frozen, Type::INT8)])
         .await
         .map_err(pg_error)?;
     rows.iter()

@@ -1,7 +1,7 @@
 //! Versioned migrations, applied at open under a transaction-level advisory lock so several
 //! nodes starting at the same moment apply each one exactly once.
 
-use tokio_postgres::Transaction;
+use deadpool_postgres::Transaction;
 
 use super::pg_error;
 use crate::store::StoreError;

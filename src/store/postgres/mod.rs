@@ -20,6 +20,7 @@ mod matches;
 mod migrate;
 mod once;
 pub mod outbox;
+mod prepared;
 mod purge;
 mod reserve;
 mod rows;

@@ -7,7 +7,7 @@
 //! READ COMMITTED); if the first rolls back, the second goes on as if alone. A row past its
 //! 24 h is taken over as if absent, whether or not the purge deleted it yet.
 
-use tokio_postgres::Transaction;
+use deadpool_postgres::Transaction;
 
 use super::{pg_error, reserve, sessions};
 use crate::store::{

@@ -10,10 +10,11 @@
 
 use std::time::Duration;
 
-use tokio_postgres::Transaction;
+use deadpool_postgres::Transaction;
 use tokio_postgres::types::Type;
 
 use super::pg_error;
+use super::prepared::Prepared as _;
 use crate::domain::{AccessNumber, GroupName, SessionId, UnixMillis};
 use crate::events::{Event, EventKind};
 use crate::store::{PendingEvent, StoreError};
@@ -24,7 +25,7 @@ pub const LEASE: Duration = Duration::from_secs(60);
 /// Queues events for delivery, due at their own `time`, in one statement. Call it inside the
 /// transaction that makes the change the events describe (and only when the store keeps an
 /// outbox, `PgStore::keeps_outbox`). An id already queued is left as it is.
-pub async fn insert<C: tokio_postgres::GenericClient + Sync>(
+pub async fn insert<C: deadpool_postgres::GenericClient>(
     tx: &C,
     events: &[Event],
 ) -> Result<(), StoreError> {
@@ -66,7 +67,7 @@ pub async fn claim(
     let lease = LEASE.as_millis() as i64;
     let limit = i64::try_from(*limit).unwrap_or(i64::MAX);
     let rows = tx
-        .query_typed(
+        .query_prepared(
             sql,
             &[
                 (&now, Type::INT8),

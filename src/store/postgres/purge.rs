@@ -7,7 +7,7 @@
 //! batch commits on its own, so a purge interrupted half-way still freed what it reached, and
 //! `SKIP LOCKED` lets several nodes purge at once without waiting on each other.
 
-use tokio_postgres::Transaction;
+use deadpool_postgres::Transaction;
 
 use super::pg_error;
 use crate::store::StoreError;

@@ -9,11 +9,12 @@
 
 use std::collections::{HashMap, HashSet};
 
+use deadpool_postgres::{GenericClient, Transaction};
 use tokio_postgres::types::Type;
-use tokio_postgres::{GenericClient, Transaction};
 
 use super::claim::{self, GroupRow, Pool};
 use super::pg_error;
+use super::prepared::Prepared as _;
 use super::sessions::{self, left};
 use crate::domain::{AccessNumber, UnixMillis};
 use crate::events::{Event, EventKind};
@@ -71,7 +72,7 @@ pub struct Writes {
 /// Round trips: the reads (the transaction's `now`, the sessions, locked in id order, the
 /// groups and the sessions' live reservations) go together, so they can follow a `BEGIN` in
 /// one trip; then one statement per group for candidates; then the writes.
-pub async fn reserve_many<C: GenericClient + Sync>(
+pub async fn reserve_many<C: GenericClient>(
     tx: &C,
     frozen: Option<i64>,
     reqs: &[ReserveRequest],
@@ -82,7 +83,10 @@ pub async fn reserve_many<C: GenericClient + Sync>(
     let mut names: Vec<&str> = reqs.iter().map(|r| r.group.as_str()).collect();
     names.sort_unstable();
     names.dedup();
-    // Sent in this order (the lock order: sessions, then numbers) and answered together.
+    // Sent in this order (the lock order: sessions, then numbers) and answered together. A
+    // statement that misses the connection's cache (`prepared.rs`) is sent after its
+    // preparation, so the first batch on a connection may lock numbers first: a deadlock that
+    // can cause is detected by the database and the batch retried (`tx::retried`).
     let (now, sessions, groups, held) = tokio::try_join!(
         claim::now(tx, frozen),
         claim::lock_sessions(tx, frozen, &ids),
@@ -221,7 +225,7 @@ impl GroupState {
     /// reservations as this batch left them so far (renewals and new ones included).
     async fn exhausted(
         &mut self,
-        tx: &(impl GenericClient + Sync),
+        tx: &impl GenericClient,
         now: i64,
         group: &str,
         written: &HashMap<String, (String, Booking, i64)>,
@@ -245,7 +249,7 @@ impl GroupState {
     /// (in service, free) after this batch's changes so far.
     async fn health(
         &mut self,
-        tx: &(impl GenericClient + Sync),
+        tx: &impl GenericClient,
         now: i64,
         req: &ReserveRequest,
     ) -> Result<(u64, u64), StoreError> {
@@ -260,7 +264,7 @@ impl GroupState {
 /// Locks enough candidates in each group for the batch's new reservations there: one per
 /// live session of the batch that holds no number in the group yet.
 async fn load_candidates(
-    tx: &(impl GenericClient + Sync),
+    tx: &impl GenericClient,
     now: i64,
     reqs: &[ReserveRequest],
     sessions: &HashMap<String, i64>,
@@ -289,10 +293,7 @@ async fn load_candidates(
 /// Writes every number the batch reserved or renewed, and the cursors it moved: one
 /// statement each, whatever the batch's size, sent together.
 /// Returns the events of the write: the new reservations' and the expiries it recorded.
-pub async fn write<C: GenericClient + Sync>(
-    tx: &C,
-    writes: &Writes,
-) -> Result<Vec<Event>, StoreError> {
+pub async fn write<C: GenericClient>(tx: &C, writes: &Writes) -> Result<Vec<Event>, StoreError> {
     let written = &writes.reservations;
     let mut numbers = Vec::with_capacity(written.len());
     let mut sessions = Vec::with_capacity(written.len());
@@ -320,7 +321,7 @@ pub async fn write<C: GenericClient + Sync>(
         // A number taken over an expired reservation no purge has recorded yet keeps that one
         // as its last (late calls, failure reasons), and its expiry event is returned; a
         // renewal (the row's reservation is live) keeps its wrong-code count.
-        tx.query_typed(
+        tx.query_prepared(
             "WITH x AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[],
                                              $5::int8[], $6::int8[])
                                  AS x(number, session, code, phone, expires, free_from)),
@@ -355,7 +356,7 @@ pub async fn write<C: GenericClient + Sync>(
         if names.is_empty() {
             return Ok(0);
         }
-        tx.query_typed(
+        tx.query_prepared(
             "UPDATE groups g SET cursor = x.cursor
                FROM unnest($1::text[], $2::int8[]) AS x(name, cursor) WHERE g.name = x.name",
             &[(&names, Type::TEXT_ARRAY), (&cursors, Type::INT8_ARRAY)],
@@ -397,39 +398,30 @@ impl super::batch::Work for Reserving {
     type Req = ReserveRequest;
     type Ans = Answer;
 
-    /// The whole batch in one transaction, in three round trips: `BEGIN` with the reads, the
-    /// candidates, the writes with `COMMIT`. With an outbox, its insert must come between the
-    /// writes and the `COMMIT` (it needs the expiries the writes found): one more round trip,
-    /// still within the deadline (it decides nothing, but it is not the `COMMIT`).
+    /// The whole batch in one transaction, in four round trips: `BEGIN` with the reads, the
+    /// candidates, the writes (and the outbox insert, which needs the expiries the writes
+    /// found), the `COMMIT` (`OpenTx::commit`).
     async fn attempt(
         db: &super::Db,
         reqs: &[ReserveRequest],
         deadline: tokio::time::Instant,
     ) -> Result<Vec<Answer>, StoreError> {
         let conn = super::batch::OpenTx::take(db, deadline).await?;
-        let client: &tokio_postgres::Client = conn.client()?;
+        let client = conn.client()?;
         let frozen = db.clock.frozen().map(|t| t.0);
         // try_join! polls in order, so BEGIN is sent before the first read.
         let begin = async { client.batch_execute("BEGIN").await.map_err(pg_error) };
-        let decide = async { tokio::try_join!(begin, reserve_many(client, frozen, reqs)) };
-        let ((), (answers, writes)) = super::before(deadline, decide).await?;
-        let finish = async { client.batch_execute("COMMIT").await.map_err(pg_error) };
-        let events = if db.keeps_outbox() {
-            let write = async {
-                let events = write(client, &writes).await?;
+        let work = async {
+            let ((), (answers, writes)) =
+                tokio::try_join!(begin, reserve_many(client, frozen, reqs))?;
+            let events = write(client, &writes).await?;
+            if db.keeps_outbox() {
                 super::outbox::insert(client, &events).await?;
-                Ok::<_, StoreError>(events)
-            };
-            let events = super::before(deadline, write).await?;
-            super::commit(finish).await?;
-            events
-        } else {
-            super::commit(async { tokio::try_join!(write(client, &writes), finish) })
-                .await?
-                .0
+            }
+            Ok::<_, StoreError>((answers, events))
         };
-        conn.done();
-        db.publish(&events);
+        let (answers, events) = super::before(deadline, work).await?;
+        conn.commit(db, &events).await?;
         Ok(answers)
     }
 

@@ -5,11 +5,12 @@
 
 use std::collections::HashMap;
 
-use tokio_postgres::GenericClient;
+use deadpool_postgres::GenericClient;
 use tokio_postgres::types::Type;
 
 use super::claim::{POLICY_COLUMNS, policy};
 use super::pg_error;
+use super::prepared::Prepared as _;
 use crate::domain::{
     AccessCode, AccessNumber, GroupName, NumberPolicy, PhoneNumber, SessionId, UnixMillis,
 };
@@ -81,7 +82,7 @@ impl NumberRow {
 
 /// Writes every changed row back: the retired ones deleted, the others updated, one
 /// statement each whatever their number.
-pub(super) async fn write<C: GenericClient + Sync>(
+pub(super) async fn write<C: GenericClient>(
     client: &C,
     rows: &HashMap<String, NumberRow>,
 ) -> Result<(), StoreError> {
@@ -95,7 +96,7 @@ pub(super) async fn write<C: GenericClient + Sync>(
             return Ok(0);
         }
         client
-            .execute_typed(
+            .execute_prepared(
                 "DELETE FROM numbers WHERE number = ANY($1)",
                 &[(&gone, Type::TEXT_ARRAY)],
             )
@@ -112,7 +113,7 @@ pub(super) async fn write<C: GenericClient + Sync>(
 }
 
 /// Every column a call may change, for all the rows at once.
-async fn update_rows<C: GenericClient + Sync>(
+async fn update_rows<C: GenericClient>(
     client: &C,
     rows: &[(&String, &NumberRow)],
 ) -> Result<u64, tokio_postgres::Error> {
@@ -152,7 +153,7 @@ async fn update_rows<C: GenericClient + Sync>(
         quarantined.push(row.quarantined_at);
     }
     client
-        .execute_typed(
+        .execute_prepared(
             "UPDATE numbers n SET session = x.session, code = x.code, phone = x.phone,
                     expires_at = x.expires_at, wrong_codes = x.wrong_codes, freed_at = x.freed_at,
                     last_session = x.last_session, last_code = x.last_code,
@@ -233,7 +234,7 @@ fn number_row(r: &tokio_postgres::Row) -> Result<NumberRow, StoreError> {
 
 /// Locks the numbers' rows, in number order (two transactions sharing numbers queue instead
 /// of deadlocking), and reads them with their group's policy. Unknown numbers are absent.
-pub(super) async fn lock<C: GenericClient + Sync>(
+pub(super) async fn lock<C: GenericClient>(
     client: &C,
     numbers: &[&str],
 ) -> Result<HashMap<String, NumberRow>, StoreError> {
@@ -245,7 +246,7 @@ pub(super) async fn lock<C: GenericClient + Sync>(
           WHERE n.number = ANY($1) ORDER BY n.number FOR UPDATE OF n"
     );
     let rows = client
-        .query_typed(&sql, &[(&numbers, Type::TEXT_ARRAY)])
+        .query_prepared(&sql, &[(&numbers, Type::TEXT_ARRAY)])
         .await
         .map_err(pg_error)?;
     rows.iter()
@@ -254,7 +255,7 @@ pub(super) async fn lock<C: GenericClient + Sync>(
 }
 
 /// One number's row, locked (`None`: no such number).
-pub(super) async fn lock_one<C: GenericClient + Sync>(
+pub(super) async fn lock_one<C: GenericClient>(
     client: &C,
     number: &AccessNumber,
 ) -> Result<Option<NumberRow>, StoreError> {

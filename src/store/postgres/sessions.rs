@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use tokio_postgres::Transaction;
+use deadpool_postgres::Transaction;
 
 use super::pg_error;
 use crate::domain::{DataId, ServiceName, SessionId};
@@ -86,7 +86,7 @@ pub async fn get(
 /// Ends a live session: ends its reservations (`session_ended`; the numbers rest for their
 /// cool-down, retiring ones leave) and deletes its data. `None` if the session is unknown;
 /// else the reservations' events.
-pub async fn end<C: tokio_postgres::GenericClient + Sync>(
+pub async fn end<C: deadpool_postgres::GenericClient>(
     tx: &C,
     now: i64,
     id: &SessionId,

@@ -13,8 +13,8 @@
 use std::future::Future;
 use std::time::Duration;
 
+use deadpool_postgres::Transaction;
 use tokio::time::Instant;
-use tokio_postgres::Transaction;
 use tokio_postgres::error::SqlState;
 
 use super::{Db, claim, pg_error};
@@ -204,7 +204,7 @@ impl Db {
             })
             .await?;
             let decided = before(deadline, async {
-                let now = claim::now(&*tx, frozen).await?;
+                let now = claim::now(&tx, frozen).await?;
                 f(&tx, now).await
             })
             .await;

@@ -4,7 +4,7 @@
 //! The bytes are those of the stored `fields` column (the fields as the store encodes them),
 //! a little more than the names and values alone: the limit errs on the safe side.
 
-use tokio_postgres::Transaction;
+use deadpool_postgres::Transaction;
 
 use super::pg_error;
 use crate::store::{StoreError, Usage};
