@@ -2,10 +2,10 @@
 //! `crate::rules`, the same functions the embedded engine calls; this file gathers the rows
 //! they need (`claim.rs`), applies them in request order, and writes the result set-based.
 //!
-//! Lock order is session rows → group row (round-robin only) → number rows, the same in
-//! every path that takes more than one, so concurrent calls queue rather than deadlock
-//! (match locks the number, then ends the session only when asked; a rare deadlock with a
-//! concurrent reserve of that same session is retried by `with_tx`).
+//! Lock order is session rows → number rows, the same in every path that takes more than
+//! one, so concurrent calls queue rather than deadlock (match locks the number, then ends the
+//! session only when asked; a rare deadlock with a concurrent reserve of that same session is
+//! retried by `with_tx`). The group row is never waited for (see [`write`]).
 
 use std::collections::{HashMap, HashSet};
 
@@ -292,6 +292,13 @@ async fn load_candidates(
 
 /// Writes every number the batch reserved or renewed, and the cursors it moved: one
 /// statement each, whatever the batch's size, sent together.
+///
+/// The round-robin cursor is not a hot row: batches read it without a lock, so batches on
+/// every node claim at once (`FOR UPDATE SKIP LOCKED` spreads them over different numbers),
+/// and a batch moves it only if no other open transaction is moving it (a transaction-level
+/// advisory lock tried, never waited for); otherwise the batch that holds it moves it. A
+/// lone node walks the pool exactly in order; concurrent batches walk it together, each
+/// skipping what the others took.
 /// Returns the events of the write: the new reservations' and the expiries it recorded.
 pub async fn write<C: GenericClient>(tx: &C, writes: &Writes) -> Result<Vec<Event>, StoreError> {
     let written = &writes.reservations;
@@ -358,7 +365,9 @@ pub async fn write<C: GenericClient>(tx: &C, writes: &Writes) -> Result<Vec<Even
         }
         tx.query_prepared(
             "UPDATE groups g SET cursor = x.cursor
-               FROM unnest($1::text[], $2::int8[]) AS x(name, cursor) WHERE g.name = x.name",
+               FROM unnest($1::text[], $2::int8[]) AS x(name, cursor)
+              WHERE g.name = x.name
+                AND pg_try_advisory_xact_lock(hashtextextended(current_schema() || '/' || x.name, 7))",
             &[(&names, Type::TEXT_ARRAY), (&cursors, Type::INT8_ARRAY)],
         )
         .await

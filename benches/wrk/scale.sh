@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# scale.sh: request-access + match-interaction pairs driven by wrk (the bench kit's
+# product-pairs.lua, as ../shared/bench-kit/pairs.sh does), for the two figures pairs.sh does
+# not give: the same store with a pool of 100 and of 1,000,000 numbers (flat in pool size), and
+# three nodes on one PostgreSQL against one node (the cluster scales out).
+#
+#   benches/wrk/scale.sh pool  STORE_URL      # e.g. memory://  sqlite:///tmp/x.db  postgres://…
+#   benches/wrk/scale.sh nodes POSTGRES_URL   # a database of its own; its tables are replaced
+#
+# Builds nothing: uses target/release/access-broker (cargo build --release first). wrk 2
+# threads, 64 connections in all, DURATION (10) s after WARMUP (2) s, 1,000 sessions; every
+# process is on loopback and stopped on exit. Prints one line per measurement and the ratio.
+set -euo pipefail
+MODE=${1:?pool or nodes}; STORE=${2:?store URL}
+BIN=${ACCESS_BROKER_BIN:-$PWD/target/release/access-broker}
+LUA=${PAIRS_LUA:-$(cd "$(dirname "$0")/../../../shared/bench-kit/wrk" && pwd)/product-pairs.lua}
+DURATION=${DURATION:-10}; WARMUP=${WARMUP:-2}; SESSIONS=${SESSIONS:-1000}
+TMP=$(mktemp -d); PIDS=()
+trap 'for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null; rm -rf "$TMP"' EXIT
+[[ -x $BIN ]] || { echo "no $BIN: cargo build --release first"; exit 1; }
+command -v wrk >/dev/null || { echo "wrk not found (apt-get install wrk)"; exit 1; }
+
+config() { # config POOL_LAST_NUMBER
+  cat <<TOML
+[server]
+node_id = "$2"
+[resource_groups.DNIS]
+numbers = ["7000000000-$1"]
+allocation = "round-robin"
+booking_expiration_timeout = 30
+[services.request-access]
+type = "request-access"
+_resource_group = "DNIS"
+[services.match-interaction]
+type = "match-interaction"
+[services.callback]
+type = "session"
+_ttl = 3600
+TOML
+}
+
+start() { # start PORT LAST_NUMBER NODE STORE → waits until it answers
+  config "$2" "$3" >"$TMP/node$3.toml"
+  "$BIN" serve --config "$TMP/node$3.toml" --listen "127.0.0.1:$1" --store "$4" >"$TMP/node$3.log" 2>&1 &
+  PIDS+=($!)
+  for _ in $(seq 600); do curl -s -o /dev/null "http://127.0.0.1:$1/health" && return; sleep 0.1; done
+  tail -3 "$TMP/node$3.log"; exit 1
+}
+
+sessions() { # sessions PORT FILE
+  python3 - "$1" "$2" "$SESSIONS" <<'PY'
+import http.client, json, sys
+c = http.client.HTTPConnection("127.0.0.1", int(sys.argv[1]))
+ids = []
+for n in range(int(sys.argv[3])):
+    c.request("POST", "/genesys/1/service/callback", "customer=%d" % n,
+              {"Content-Type": "application/x-www-form-urlencoded"})
+    ids.append(json.loads(c.getresponse().read())["_id"])
+open(sys.argv[2], "w").write("\n".join(ids) + "\n")
+PY
+}
+
+stop_all() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; PIDS=(); }
+
+# wrk_pairs IDS_FILE THREADS CONNS URL → req/s
+wrk_pairs() {
+  PAIRS_IDS_FILE=$1 WRK_THREADS=$2 wrk -t"$2" -c"$3" -d"${WARMUP}s" -s "$LUA" "$4" >/dev/null
+  PAIRS_IDS_FILE=$1 WRK_THREADS=$2 wrk -t"$2" -c"$3" -d"${DURATION}s" -s "$LUA" "$4" |
+    awk '/Requests\/sec/ {print $2}'
+}
+
+fresh() { # a new embedded file per run; PostgreSQL tables are replaced by the store itself
+  case $STORE in sqlite://*) rm -f "${STORE#sqlite://}"*;; esac
+  if [[ $STORE == postgres* ]]; then
+    psql "${STORE%%\?*}" -qc "DROP SCHEMA public CASCADE; CREATE SCHEMA public" >/dev/null
+  fi
+}
+
+case $MODE in
+pool)
+  for last in 7000000099 7000999999; do
+    fresh; start 18391 "$last" 1 "$STORE"; sessions 18391 "$TMP/ids"
+    rps=$(wrk_pairs "$TMP/ids" 2 64 http://127.0.0.1:18391)
+    echo "pool $((last - 7000000000 + 1)) numbers: pairs $rps req/s"
+    echo "$rps" >>"$TMP/pool"; stop_all
+  done
+  python3 -c "import sys; a, b = [float(x) for x in open('$TMP/pool')]; print('1,000,000 vs 100 = %.0f %%' % (100 * b / a))"
+  ;;
+nodes)
+  fresh; start 18391 7000009999 1 "$STORE"; sessions 18391 "$TMP/ids"
+  one=$(wrk_pairs "$TMP/ids" 2 64 http://127.0.0.1:18391)
+  echo "1 node: pairs $one req/s"
+  start 18392 7000009999 2 "$STORE"; start 18393 7000009999 3 "$STORE"
+  # Each node gets its own third of the sessions and of the connections (wrk 1 thread each).
+  for k in 0 1 2; do awk -v k=$k 'NR % 3 == k' "$TMP/ids" >"$TMP/ids$k"; done
+  loads=()
+  for k in 0 1 2; do PAIRS_IDS_FILE=$TMP/ids$k WRK_THREADS=1 wrk -t1 -c21 -d"${WARMUP}s" -s "$LUA" "http://127.0.0.1:1839$((k + 1))" >/dev/null & loads+=($!); done
+  wait "${loads[@]}"; loads=()
+  for k in 0 1 2; do
+    PAIRS_IDS_FILE=$TMP/ids$k WRK_THREADS=1 wrk -t1 -c21 -d"${DURATION}s" -s "$LUA" "http://127.0.0.1:1839$((k + 1))" |
+      awk '/Requests\/sec/ {print $2}' >"$TMP/n$k" &
+    loads+=($!)
+  done
+  wait "${loads[@]}"
+  three=$(cat "$TMP"/n0 "$TMP"/n1 "$TMP"/n2 | awk '{s += $1} END {print s}')
+  echo "3 nodes: pairs $three req/s ($(paste -sd' ' "$TMP"/n0 "$TMP"/n1 "$TMP"/n2))"
+  python3 -c "print('3 nodes vs 1 = %.2fx' % ($three / $one))"
+  ;;
+*) echo "mode: pool or nodes"; exit 2;;
+esac
