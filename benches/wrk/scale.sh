@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
 # scale.sh: request-access + match-interaction pairs driven by wrk (the bench kit's
-# product-pairs.lua, as ../shared/bench-kit/pairs.sh does), for the two figures pairs.sh does
-# not give: the same store with a pool of 100 and of 1,000,000 numbers (flat in pool size), and
-# three nodes on one PostgreSQL against one node (the cluster scales out).
+# product-pairs.lua, as ../shared/bench-kit/pairs.sh does), for what pairs.sh does not give:
+# the same store with a pool of 100 and of 1,000,000 numbers (flat in pool size), three nodes
+# on one PostgreSQL against one node (the cluster scales out), and a flame graph.
 #
 #   benches/wrk/scale.sh pool  STORE_URL      # e.g. memory://  sqlite:///tmp/x.db  postgres://…
 #   benches/wrk/scale.sh nodes POSTGRES_URL   # a database of its own; its tables are replaced
+#   benches/wrk/scale.sh flame STORE_URL OUT.svg
+#
+# flame: needs perf and inferno (cargo install inferno); samples the server process (999 Hz,
+# DWARF call graphs) for 8 s of a 10 s run, or every process with SYSTEM=1 (PostgreSQL's
+# backends included, frame pointers), and writes the SVG.
 #
 # Builds nothing: uses target/release/access-broker (cargo build --release first). wrk 2
 # threads, 64 connections in all, DURATION (10) s after WARMUP (2) s, 1,000 sessions; every
@@ -106,5 +111,25 @@ nodes)
   echo "3 nodes: pairs $three req/s ($(paste -sd' ' "$TMP"/n0 "$TMP"/n1 "$TMP"/n2))"
   python3 -c "print('3 nodes vs 1 = %.2fx' % ($three / $one))"
   ;;
-*) echo "mode: pool or nodes"; exit 2;;
+flame)
+  OUT=${3:?output .svg}
+  for t in perf inferno-collapse-perf inferno-flamegraph; do
+    command -v $t >/dev/null || { echo "$t not found"; exit 1; }
+  done
+  fresh; start 18391 7000009999 1 "$STORE"; sessions 18391 "$TMP/ids"
+  export PAIRS_IDS_FILE=$TMP/ids WRK_THREADS=2
+  wrk -t2 -c64 -d3s -s "$LUA" http://127.0.0.1:18391 >/dev/null
+  if [[ ${SYSTEM:-0} == 1 ]]; then
+    perf record -F 499 -a -g -o "$TMP/perf.data" -- sleep 8 2>/dev/null &
+  else
+    perf record -F 999 -g --call-graph dwarf,16384 -p "${PIDS[0]}" -o "$TMP/perf.data" -- sleep 8 2>/dev/null &
+  fi
+  rec=$!
+  wrk -t2 -c64 -d10s -s "$LUA" http://127.0.0.1:18391 | awk '/Requests\/sec/ {print "pairs under the profiler: " $2 " req/s"}'
+  wait "$rec"
+  perf script -i "$TMP/perf.data" 2>/dev/null | inferno-collapse-perf >"$TMP/folded"
+  inferno-flamegraph --minwidth 0.2 --title "access-broker pairs on ${STORE%%:*}" <"$TMP/folded" >"$OUT"
+  echo "wrote $OUT"
+  ;;
+*) echo "mode: pool, nodes or flame"; exit 2;;
 esac

@@ -19,6 +19,7 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio::time::Instant;
 
 use super::{Db, retried, timed_out};
+use crate::events::Event;
 use crate::store::StoreError;
 
 /// Most calls in one transaction: large enough to amortise the commit at 64 connections per
@@ -30,13 +31,14 @@ pub(super) trait Work: Send + Sync + 'static {
     type Req: Send + Sync + 'static;
     type Ans: Send + 'static;
 
-    /// Decides and writes a whole batch in one transaction and commits it; answer i is for
-    /// request i. The deadline covers everything but the `COMMIT` (`tx.rs`).
-    fn attempt<'a>(
-        db: &'a Db,
+    /// Decides a whole batch and writes it, inside the transaction [`attempt`] opened (the
+    /// first statement it sends follows `BEGIN` in the same round trip); answer i is for
+    /// request i. Returns the answers and the events of what it wrote.
+    fn decide<'a>(
+        client: &'a deadpool_postgres::Client,
+        frozen: Option<i64>,
         reqs: &'a [Self::Req],
-        deadline: Instant,
-    ) -> impl Future<Output = Result<Vec<Self::Ans>, StoreError>> + Send + 'a;
+    ) -> impl Future<Output = Result<(Vec<Self::Ans>, Vec<Event>), StoreError>> + Send + 'a;
 
     /// Every item's answer when the whole batch failed.
     fn failed(err: StoreError) -> Self::Ans;
@@ -148,7 +150,7 @@ async fn run<W: Work>(db: &Db, batch: Vec<Job<W>>) {
     if reqs.is_empty() {
         return;
     }
-    let outcome = retried(db.timeout, |deadline| W::attempt(db, &reqs, deadline)).await;
+    let outcome = retried(db.timeout, |deadline| attempt::<W>(db, &reqs, deadline)).await;
     match outcome {
         Ok(answers) => {
             for (reply, answer) in replies.into_iter().zip(answers) {
@@ -162,6 +164,31 @@ async fn run<W: Work>(db: &Db, batch: Vec<Job<W>>) {
             }
         }
     }
+}
+
+/// One try at a batch: a pooled connection, `BEGIN` sent with the batch's first reads, its
+/// decisions and writes and the outbox insert within the deadline, then the `COMMIT`
+/// ([`OpenTx::commit`]), after which the answers are given.
+async fn attempt<W: Work>(
+    db: &Db,
+    reqs: &[W::Req],
+    deadline: Instant,
+) -> Result<Vec<W::Ans>, StoreError> {
+    let conn = OpenTx::take(db, deadline).await?;
+    let client = conn.client()?;
+    let frozen = db.clock.frozen().map(|t| t.0);
+    // try_join! polls in order, so BEGIN is sent before the first read.
+    let begin = async { client.batch_execute("BEGIN").await.map_err(super::pg_error) };
+    let work = async {
+        let ((), (answers, events)) = tokio::try_join!(begin, W::decide(client, frozen, reqs))?;
+        if db.keeps_outbox() {
+            super::outbox::insert(client, &events).await?;
+        }
+        Ok::<_, StoreError>((answers, events))
+    };
+    let (answers, events) = super::before(deadline, work).await?;
+    conn.commit(db, &events).await?;
+    Ok(answers)
 }
 
 /// A pooled connection with a transaction open on it. Unless `done` is called (after the

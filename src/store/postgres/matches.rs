@@ -16,7 +16,7 @@ use tokio_postgres::types::Type;
 use super::claim::NOW;
 use super::prepared::Prepared as _;
 use super::rows::{self, NumberRow};
-use super::{Db, pg_error, sessions};
+use super::{pg_error, sessions};
 use crate::domain::{AccessNumber, DataId, ServiceName, SessionId, UnixMillis};
 use crate::events::{Event, EventKind};
 use crate::rules::call::{Call, Last, Live, Reason, Verdict};
@@ -33,28 +33,15 @@ impl super::batch::Work for Matching {
     type Ans = Answer;
 
     /// Four round trips: `BEGIN` with the locks, the sessions, the writes (then the sessions
-    /// the calls end, and the outbox insert), the `COMMIT` (`OpenTx::commit`).
-    async fn attempt(
-        db: &Db,
+    /// the calls end), and the `COMMIT` (`batch::attempt`).
+    async fn decide(
+        client: &deadpool_postgres::Client,
+        frozen: Option<i64>,
         reqs: &[MatchRequest],
-        deadline: tokio::time::Instant,
-    ) -> Result<Vec<Answer>, StoreError> {
-        let conn = super::batch::OpenTx::take(db, deadline).await?;
-        let client = conn.client()?;
-        let frozen = db.clock.frozen().map(|t| t.0);
-        let begin = async { client.batch_execute("BEGIN").await.map_err(pg_error) };
-        let work = async {
-            let ((), (answers, writes)) =
-                tokio::try_join!(begin, match_many(client, frozen, reqs))?;
-            let events = writes.write(client).await?;
-            if db.keeps_outbox() {
-                super::outbox::insert(client, &events).await?;
-            }
-            Ok::<_, StoreError>((answers, events))
-        };
-        let (answers, events) = super::before(deadline, work).await?;
-        conn.commit(db, &events).await?;
-        Ok(answers.into_iter().map(Ok).collect())
+    ) -> Result<(Vec<Answer>, Vec<Event>), StoreError> {
+        let (answers, writes) = match_many(client, frozen, reqs).await?;
+        let events = writes.write(client).await?;
+        Ok((answers.into_iter().map(Ok).collect(), events))
     }
 
     fn failed(err: StoreError) -> Answer {

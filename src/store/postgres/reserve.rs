@@ -407,31 +407,16 @@ impl super::batch::Work for Reserving {
     type Req = ReserveRequest;
     type Ans = Answer;
 
-    /// The whole batch in one transaction, in four round trips: `BEGIN` with the reads, the
-    /// candidates, the writes (and the outbox insert, which needs the expiries the writes
-    /// found), the `COMMIT` (`OpenTx::commit`).
-    async fn attempt(
-        db: &super::Db,
+    /// Four round trips: `BEGIN` with the reads, the candidates, the writes, the `COMMIT`
+    /// (`batch::attempt`).
+    async fn decide(
+        client: &deadpool_postgres::Client,
+        frozen: Option<i64>,
         reqs: &[ReserveRequest],
-        deadline: tokio::time::Instant,
-    ) -> Result<Vec<Answer>, StoreError> {
-        let conn = super::batch::OpenTx::take(db, deadline).await?;
-        let client = conn.client()?;
-        let frozen = db.clock.frozen().map(|t| t.0);
-        // try_join! polls in order, so BEGIN is sent before the first read.
-        let begin = async { client.batch_execute("BEGIN").await.map_err(pg_error) };
-        let work = async {
-            let ((), (answers, writes)) =
-                tokio::try_join!(begin, reserve_many(client, frozen, reqs))?;
-            let events = write(client, &writes).await?;
-            if db.keeps_outbox() {
-                super::outbox::insert(client, &events).await?;
-            }
-            Ok::<_, StoreError>((answers, events))
-        };
-        let (answers, events) = super::before(deadline, work).await?;
-        conn.commit(db, &events).await?;
-        Ok(answers)
+    ) -> Result<(Vec<Answer>, Vec<Event>), StoreError> {
+        let (answers, writes) = reserve_many(client, frozen, reqs).await?;
+        let events = write(client, &writes).await?;
+        Ok((answers, events))
     }
 
     fn failed(err: StoreError) -> Answer {
