@@ -1,8 +1,86 @@
-//! Logging: `tracing` to stderr, filtered by `RUST_LOG` (default `info`), with one span per
-//! request carrying its request id (see `http::router`). `ACCESS_BROKER_LOG_FORMAT=json`
-//! switches to one JSON object per line for log shippers.
+//! Logging: `tracing` to stderr, filtered by `RUST_LOG` (default `info`).
+//! `ACCESS_BROKER_LOG_FORMAT=json` switches to one JSON object per line for log shippers.
+//!
+//! Every line logged while a request is served carries the request's id, method, path and
+//! client (`request_id=… method=… path=… client=…` at the end of a text line, the same keys
+//! in a JSON object). They come from a task-local [`RequestContext`] that `http::edge` sets,
+//! read only when a line is actually written. Why not a tracing span per request: creating
+//! and entering one cost about 10,000 instructions per request (13 % of the request/match
+//! path, measured with callgrind), for lines that most requests never write.
 
+use axum::http::{HeaderValue, Method, Uri};
+use tracing::{Event, Subscriber};
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::format::{DefaultFields, Format, Full, Json, JsonFields, Writer};
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
+use tracing_subscriber::registry::LookupSpan;
+
+/// The request a task is serving, for its log lines.
+pub struct RequestContext {
+    pub id: HeaderValue,
+    pub method: Method,
+    pub uri: Uri,
+    pub client: crate::http::client::ClientAddr,
+}
+
+tokio::task_local! {
+    /// Set by `http::edge` around each request.
+    pub static REQUEST: RequestContext;
+}
+
+/// An event formatter that adds the current request's context to a line.
+struct Contextual<F>(F);
+
+impl<S, N, F> FormatEvent<S, N> for Contextual<F>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+    F: FormatEvent<S, N>,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> std::fmt::Result {
+        let Ok(context) = REQUEST.try_with(|r| {
+            let id = String::from_utf8_lossy(r.id.as_bytes()).into_owned();
+            (
+                id,
+                r.method.to_string(),
+                r.uri.path().to_owned(),
+                r.client.to_string(),
+            )
+        }) else {
+            return self.0.format_event(ctx, writer, event);
+        };
+        let (id, method, path, client) = context;
+        let mut line = String::new();
+        self.0.format_event(ctx, Writer::new(&mut line), event)?;
+        let body = line.trim_end_matches('\n');
+        if let Some(object) = body.strip_prefix('{') {
+            let text = |s: &str| serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into());
+            let comma = if object.trim_start().starts_with('}') {
+                ""
+            } else {
+                ","
+            };
+            writeln!(
+                writer,
+                "{{\"request_id\":{},\"method\":{},\"path\":{},\"client\":{}{comma}{object}",
+                text(&id),
+                text(&method),
+                text(&path),
+                text(&client)
+            )
+        } else {
+            writeln!(
+                writer,
+                "{body} request_id={id} method={method} path={path} client={client}"
+            )
+        }
+    }
+}
 
 pub fn init() {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
@@ -15,9 +93,17 @@ pub fn init() {
     let json = std::env::var("ACCESS_BROKER_LOG_FORMAT").is_ok_and(|v| v == "json");
     // try_init: a second call (tests) keeps the first subscriber.
     let _ = if json {
-        builder.json().try_init()
+        let format: Format<Json> = Format::default().json();
+        builder
+            .fmt_fields(JsonFields::new())
+            .event_format(Contextual(format))
+            .try_init()
     } else {
-        builder.try_init()
+        let format: Format<Full> = Format::default().with_ansi(ansi);
+        builder
+            .fmt_fields(DefaultFields::new())
+            .event_format(Contextual(format))
+            .try_init()
     };
 }
 
@@ -34,5 +120,83 @@ impl std::fmt::Display for Chain<'_> {
             source = cause.source();
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    /// Lines written by a subscriber built like `init`'s, one format at a time.
+    fn lines(json: bool, log: impl FnOnce()) -> String {
+        let out = Arc::new(Mutex::new(Vec::<u8>::new()));
+        let sink = out.clone();
+        let make = move || Sink(sink.clone());
+        let builder = tracing_subscriber::fmt().with_ansi(false).with_writer(make);
+        if json {
+            let format: Format<Json> = Format::default().json();
+            let s = builder
+                .fmt_fields(JsonFields::new())
+                .event_format(Contextual(format));
+            tracing::subscriber::with_default(s.finish(), log);
+        } else {
+            let format: Format<Full> = Format::default().with_ansi(false);
+            let s = builder
+                .fmt_fields(DefaultFields::new())
+                .event_format(Contextual(format));
+            tracing::subscriber::with_default(s.finish(), log);
+        }
+        let bytes = out.lock().expect("sink").clone();
+        String::from_utf8(bytes).expect("utf-8")
+    }
+
+    struct Sink(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Sink {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().expect("sink").extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn in_request(f: impl FnOnce()) {
+        let context = RequestContext {
+            id: HeaderValue::from_static("req-1"),
+            method: Method::POST,
+            uri: Uri::from_static("/genesys/1/service/x?y=1"),
+            client: crate::http::client::ClientAddr(Some([10, 0, 0, 7].into())),
+        };
+        REQUEST.sync_scope(context, f);
+    }
+
+    #[test]
+    fn lines_in_a_request_carry_its_context_and_others_do_not() {
+        let text = lines(false, || {
+            in_request(|| tracing::warn!(number = 7, "inside"));
+            tracing::warn!("outside");
+        });
+        let mut text = text.lines();
+        let inside = text.next().expect("inside");
+        assert!(inside.contains("inside number=7"), "{inside}");
+        assert!(
+            inside.ends_with(
+                " request_id=req-1 method=POST path=/genesys/1/service/x client=10.0.0.7"
+            ),
+            "{inside}"
+        );
+        let outside = text.next().expect("outside");
+        assert!(outside.ends_with("outside"), "{outside}");
+
+        let json = lines(true, || in_request(|| tracing::warn!(number = 7, "inside")));
+        let v: serde_json::Value = serde_json::from_str(json.trim()).expect("one JSON object");
+        assert_eq!(v["request_id"], "req-1");
+        assert_eq!(v["client"], "10.0.0.7");
+        assert_eq!(v["fields"]["number"], 7);
+        assert_eq!(v["level"], "WARN");
     }
 }

@@ -1,7 +1,8 @@
 //! The edge: what every request passes through, in one middleware, in this order:
 //!
-//! 1. its request id (the client's `x-request-id`, else a new one), the `request` span that
-//!    every log line of the request carries, and the body limit for the extractors;
+//! 1. its request id (the client's `x-request-id`, else a new one), the context every log
+//!    line of the request carries (`telemetry::RequestContext`), and the body limit for the
+//!    extractors;
 //! 2. the browser check (`browser.rs`: a cross-site write answers 403), then the client's
 //!    token bucket (`limits.rs`: 429);
 //! 3. the handler, cut off at `request_timeout_ms` (408) and kept from taking the node down
@@ -12,9 +13,9 @@
 //!    returned in `x-request-id`.
 //!
 //! Why one function rather than a stack of tower layers: each layer the router wraps clones
-//! its inner service (a boxed clone) and its state on every request, and a tracing layer and
+//! its inner service (a boxed clone) and its state on every request, and a tracing span and
 //! a UUID from the kernel's random source came on top: together they cost more than the
-//! store's work on the request/match workload (profile in `docs/performance.md`). One
+//! store's work on the request/match workload (profiles in `docs/performance.md`). One
 //! function reads in the order things happen, and costs one clone.
 
 use std::panic::AssertUnwindSafe;
@@ -26,13 +27,13 @@ use axum::http::{HeaderName, HeaderValue, Method};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use futures::FutureExt as _;
-use tracing::Instrument as _;
 
 use super::AppState;
 use super::client::ClientAddr;
 use super::error::ApiError;
 use super::params::BodyLimit;
 use super::{browser, fallback, limits, reply};
+use crate::telemetry::{REQUEST, RequestContext};
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -54,11 +55,14 @@ pub async fn edge(
         request.extensions(),
         state.config.limits.client_ip_header.as_ref(),
     );
-    let span = tracing::info_span!("request", method = %request.method(),
-        path = %request.uri().path(), request_id = id.to_str().unwrap_or("-"),
-        node = %state.config.server.node_id, client = %client);
     let method = request.method().clone();
     let uri = request.uri().clone();
+    let context = RequestContext {
+        id: id.clone(),
+        method: method.clone(),
+        uri: uri.clone(),
+        client,
+    };
     let xml = reply::wants_xml(request.headers()).then(|| reply::xmlns(&request));
 
     let answer = async {
@@ -76,10 +80,11 @@ pub async fn edge(
             Err(_) => ApiError::RequestTimeout(limit).into_response(),
         }
     };
-    let response = answer.instrument(span.clone()).await;
-    let response = fallback::repair(response, &method, uri.path())
-        .instrument(span)
-        .await;
+    let repaired = async {
+        let response = answer.await;
+        fallback::repair(response, &method, uri.path()).await
+    };
+    let response = REQUEST.scope(context, repaired).await;
     let mut response = match xml {
         Some(xmlns) => reply::as_xml(response, &xmlns),
         None => response,

@@ -191,6 +191,12 @@ fn charset(label: Option<&str>) -> Result<&'static Encoding, ApiError> {
 }
 
 fn decode_text(bytes: &[u8], encoding: &'static Encoding, what: &str) -> Result<String, ApiError> {
+    // UTF-8, the common case, is only checked: one copy, no decoder.
+    if encoding == encoding_rs::UTF_8 {
+        return std::str::from_utf8(bytes)
+            .map(str::to_owned)
+            .map_err(|_| ApiError::invalid(what, "not valid UTF-8"));
+    }
     let (text, had_errors) = encoding.decode_without_bom_handling(bytes);
     if had_errors {
         return Err(ApiError::invalid(
@@ -211,18 +217,24 @@ fn decode_urlencoded(
             Some(i) => (&pair[..i], &pair[i + 1..]),
             None => (pair, &[][..]),
         };
-        let unescape = |s: &[u8]| -> Vec<u8> {
-            let plus: Vec<u8> = s
-                .iter()
-                .map(|&b| if b == b'+' { b' ' } else { b })
-                .collect();
-            percent_encoding::percent_decode(&plus).collect()
-        };
         let name = decode_text(&unescape(k), encoding, "parameter name")?;
         let value = decode_text(&unescape(v), encoding, &name)?;
         out.push((name, value));
     }
     Ok(out)
+}
+
+/// `+` as a space, then `%XX` escapes; borrowed when there is neither (most names and
+/// values), so a plain form costs no copy before its text is decoded.
+fn unescape(s: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    if !s.iter().any(|&b| b == b'+' || b == b'%') {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let plus: Vec<u8> = s
+        .iter()
+        .map(|&b| if b == b'+' { b' ' } else { b })
+        .collect();
+    std::borrow::Cow::Owned(percent_encoding::percent_decode(&plus).collect())
 }
 
 async fn decode_multipart(

@@ -16,6 +16,9 @@ pub const MAX_FIELDS_PER_ENTRY: usize = 10_000;
 /// Posted fields, in the order they came; names are unique (the last value sent wins).
 pub type Fields = Vec<(String, String)>;
 
+/// Up to this many names in all, `merge_fields` compares them directly.
+const SMALL: usize = 16;
+
 /// Merges `update` into `fields`: same name replaces in place, new names are appended.
 ///
 /// Linear in both sizes (a hash index of the update's names, built per call): a search per key made
@@ -23,6 +26,17 @@ pub type Fields = Vec<(String, String)>;
 /// The order stays the order of first arrival, which the API shows.
 pub fn merge_fields(fields: &mut Fields, update: Fields) {
     if update.is_empty() {
+        return;
+    }
+    // A handful of fields (every request's own parameters): comparing names is cheaper than
+    // hashing them.
+    if fields.len() + update.len() <= SMALL {
+        for (k, v) in update {
+            match fields.iter_mut().find(|(name, _)| *name == k) {
+                Some(slot) => slot.1 = v,
+                None => fields.push((k, v)),
+            }
+        }
         return;
     }
     // The update's names, deduplicated (its last value wins), in order of first arrival.
