@@ -7,6 +7,7 @@ use std::collections::HashMap;
 
 use deadpool_postgres::{GenericClient, Transaction};
 
+use super::prepared::Prepared as _;
 use super::rows::{self, NumberRow};
 use super::{pg_error, sessions};
 use crate::domain::{AccessNumber, GroupName, SessionId, UnixMillis};
@@ -53,7 +54,7 @@ pub async fn free_number(
     number: &AccessNumber,
 ) -> Result<FreeNumber, StoreError> {
     let known = tx
-        .query_opt("SELECT 1 FROM groups WHERE name = $1", &[&group.as_str()])
+        .query_opt_cached("SELECT 1 FROM groups WHERE name = $1", &[&group.as_str()])
         .await
         .map_err(pg_error)?;
     if known.is_none() {

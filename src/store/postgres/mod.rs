@@ -72,6 +72,7 @@ pub struct PgStore {
     db: Db,
     reserving: batch::Batcher<reserve::Reserving>,
     matching: batch::Batcher<matches::Matching>,
+    creating: batch::Batcher<sessions::Creating>,
     node_id: String,
 }
 
@@ -136,6 +137,7 @@ pub async fn open(url: &StoreUrl, options: &StoreOptions) -> Result<DynStore, Op
     let store = PgStore {
         reserving: batch::Batcher::start(db.clone(), batch::parallel(options.max_connections)),
         matching: batch::Batcher::start(db.clone(), batch::parallel(options.max_connections)),
+        creating: batch::Batcher::start(db.clone(), batch::parallel(options.max_connections)),
         db,
         node_id: options.node_id.clone(),
     };
@@ -201,7 +203,7 @@ impl Store for PgStore {
     }
 
     async fn create_session(&self, new: NewSession) -> Result<Session, StoreError> {
-        in_tx!(self, sessions::create, new).await
+        self.creating.call(new).await
     }
 
     async fn session(&self, id: &SessionId) -> Result<Option<Session>, StoreError> {

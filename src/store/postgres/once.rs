@@ -9,6 +9,7 @@
 
 use deadpool_postgres::Transaction;
 
+use super::prepared::Prepared as _;
 use super::{pg_error, reserve, sessions};
 use crate::store::{
     AnswerFn, Created, Creation, Fields, IDEMPOTENCY_TTL, IdempotencyKey, Once, ReserveError,
@@ -30,7 +31,7 @@ pub async fn create_once(
                   WHERE idempotency.expires_at <= $4
                  RETURNING 1";
     let claimed = tx
-        .query_opt(claim, &[&key.client, &key.key, &until, &now])
+        .query_opt_cached(claim, &[&key.client, &key.key, &until, &now])
         .await
         .map_err(pg_error)?;
     if claimed.is_none() {
@@ -60,7 +61,7 @@ pub async fn create_once(
         }
     };
     let body = serde_json::to_string(&answer(&created)).map_err(StoreError::query)?;
-    tx.execute(
+    tx.execute_cached(
         "UPDATE idempotency SET status = 200, body = $3 WHERE client = $1 AND key = $2",
         &[&key.client, &key.key, &body],
     )

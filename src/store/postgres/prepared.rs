@@ -31,6 +31,34 @@ pub trait Prepared: deadpool_postgres::GenericClient {
         let statement = self.prepare_typed_cached(sql, &types).await?;
         self.execute(&statement, &values).await
     }
+
+    /// A statement whose parameter types the server infers (prepared once, like the others).
+    async fn query_cached(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Row>, Error> {
+        let statement = self.prepare_cached(sql).await?;
+        self.query(&statement, params).await
+    }
+
+    async fn query_opt_cached(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Option<Row>, Error> {
+        let statement = self.prepare_cached(sql).await?;
+        self.query_opt(&statement, params).await
+    }
+
+    async fn execute_cached(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<u64, Error> {
+        let statement = self.prepare_cached(sql).await?;
+        self.execute(&statement, params).await
+    }
 }
 
 impl<C: deadpool_postgres::GenericClient + ?Sized> Prepared for C {}

@@ -5,6 +5,7 @@ use std::time::Duration;
 use deadpool_postgres::Transaction;
 
 use super::pg_error;
+use super::prepared::Prepared as _;
 use crate::domain::{DataId, ServiceName, SessionId};
 use crate::store::{Fields, NewSession, Session, StoreError, merge_fields};
 
@@ -30,7 +31,7 @@ pub async fn create(
     new: &NewSession,
 ) -> Result<Session, StoreError> {
     let expires_at = now + ms(&new.ttl);
-    tx.execute(
+    tx.execute_cached(
         "INSERT INTO sessions (id, service, data_id, expires_at) VALUES ($1, $2, $3, $4)",
         &[
             &new.id.as_str(),
@@ -60,7 +61,7 @@ pub async fn get(
                LEFT JOIN data d ON d.id = s.data_id AND d.expires_at > $2
                WHERE s.id = $1 AND s.expires_at > $2";
     let Some(row) = tx
-        .query_opt(sql, &[&id.as_str(), &now])
+        .query_opt_cached(sql, &[&id.as_str(), &now])
         .await
         .map_err(pg_error)?
     else {
@@ -93,7 +94,7 @@ pub async fn end<C: deadpool_postgres::GenericClient>(
 ) -> Result<Option<Vec<crate::events::Event>>, StoreError> {
     let sql = "DELETE FROM sessions WHERE id = $1 AND expires_at > $2 RETURNING data_id";
     let Some(row) = tx
-        .query_opt(sql, &[&id.as_str(), &now])
+        .query_opt_cached(sql, &[&id.as_str(), &now])
         .await
         .map_err(pg_error)?
     else {
@@ -101,7 +102,7 @@ pub async fn end<C: deadpool_postgres::GenericClient>(
     };
     let data_id: String = row.get(0);
     let held = tx
-        .query(
+        .query_cached(
             "SELECT number FROM numbers WHERE session = $1 ORDER BY number",
             &[&id.as_str()],
         )
@@ -112,7 +113,7 @@ pub async fn end<C: deadpool_postgres::GenericClient>(
         let number = crate::domain::AccessNumber::from_stored(r.get(0));
         events.extend(super::calls::end_session_hold(tx, now, &number).await?);
     }
-    tx.execute("DELETE FROM data WHERE id = $1", &[&data_id])
+    tx.execute_cached("DELETE FROM data WHERE id = $1", &[&data_id])
         .await
         .map_err(pg_error)?;
     Ok(Some(events))
@@ -127,7 +128,7 @@ pub async fn put_data(
 ) -> Result<(), StoreError> {
     let sql = "INSERT INTO data (id, fields, expires_at) VALUES ($1, $2, $3)
                ON CONFLICT (id) DO UPDATE SET fields = excluded.fields, expires_at = excluded.expires_at";
-    tx.execute(sql, &[&id.as_str(), &encode(fields), &(now + ms(ttl))])
+    tx.execute_cached(sql, &[&id.as_str(), &encode(fields), &(now + ms(ttl))])
         .await
         .map_err(pg_error)?;
     Ok(())
@@ -139,7 +140,7 @@ pub async fn data(
     id: &DataId,
 ) -> Result<Option<Fields>, StoreError> {
     let row = tx
-        .query_opt(
+        .query_opt_cached(
             "SELECT fields FROM data WHERE id = $1 AND expires_at > $2",
             &[&id.as_str(), &now],
         )
@@ -157,7 +158,7 @@ pub async fn update_data(
 ) -> Result<bool, StoreError> {
     let sql = "SELECT fields FROM data WHERE id = $1 AND expires_at > $2 FOR UPDATE";
     let Some(row) = tx
-        .query_opt(sql, &[&id.as_str(), &now])
+        .query_opt_cached(sql, &[&id.as_str(), &now])
         .await
         .map_err(pg_error)?
     else {
@@ -171,11 +172,76 @@ pub async fn update_data(
 
 pub async fn delete_data(tx: &Transaction<'_>, now: i64, id: &DataId) -> Result<bool, StoreError> {
     let n = tx
-        .execute(
+        .execute_cached(
             "DELETE FROM data WHERE id = $1 AND expires_at > $2",
             &[&id.as_str(), &now],
         )
         .await
         .map_err(pg_error)?;
     Ok(n > 0)
+}
+
+/// Session creations as a batch (`batch.rs`): every session and its data row of the batch in
+/// two statements, one commit.
+pub struct Creating;
+
+impl super::batch::Work for Creating {
+    type Req = NewSession;
+    type Ans = Result<Session, StoreError>;
+
+    /// Three round trips: `BEGIN` with the clock, both inserts, the `COMMIT`.
+    async fn decide(
+        client: &deadpool_postgres::Client,
+        frozen: Option<i64>,
+        reqs: &[NewSession],
+    ) -> Result<(Vec<Self::Ans>, Vec<crate::events::Event>), StoreError> {
+        use tokio_postgres::types::Type;
+        let now = super::claim::now(client, frozen).await?;
+        let ids: Vec<&str> = reqs.iter().map(|r| r.id.as_str()).collect();
+        let services: Vec<&str> = reqs.iter().map(|r| r.service.as_str()).collect();
+        let data_ids: Vec<&str> = reqs.iter().map(|r| r.data_id.as_str()).collect();
+        let expiries: Vec<i64> = reqs.iter().map(|r| now + ms(&r.ttl)).collect();
+        let fields: Vec<String> = reqs.iter().map(|r| encode(&r.fields)).collect();
+        let session_params: [super::prepared::Param<'_>; 4] = [
+            (&ids, Type::TEXT_ARRAY),
+            (&services, Type::TEXT_ARRAY),
+            (&data_ids, Type::TEXT_ARRAY),
+            (&expiries, Type::INT8_ARRAY),
+        ];
+        let sessions = client.execute_prepared(
+            "INSERT INTO sessions (id, service, data_id, expires_at)
+             SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int8[])",
+            &session_params,
+        );
+        let data_params: [super::prepared::Param<'_>; 3] = [
+            (&data_ids, Type::TEXT_ARRAY),
+            (&fields, Type::TEXT_ARRAY),
+            (&expiries, Type::INT8_ARRAY),
+        ];
+        let data = client.execute_prepared(
+            "INSERT INTO data (id, fields, expires_at)
+             SELECT * FROM unnest($1::text[], $2::text[], $3::int8[])
+             ON CONFLICT (id) DO UPDATE SET fields = excluded.fields,
+                                            expires_at = excluded.expires_at",
+            &data_params,
+        );
+        tokio::try_join!(sessions, data).map_err(pg_error)?;
+        let created = reqs
+            .iter()
+            .map(|new| {
+                Ok(Session {
+                    id: new.id.clone(),
+                    service: new.service.clone(),
+                    data_id: new.data_id.clone(),
+                    fields: new.fields.clone(),
+                    expires_in: new.ttl,
+                })
+            })
+            .collect();
+        Ok((created, Vec::new()))
+    }
+
+    fn failed(err: StoreError) -> Self::Ans {
+        Err(err)
+    }
 }
