@@ -32,9 +32,15 @@ pub struct Plan {
     pub fault_every: Duration,
     pub workers: usize,
     pub pool: usize,
-    /// Restart the machine's PostgreSQL among the faults.
+    /// Restart the test URL's PostgreSQL cluster among the faults (`CHAOS_PG_CLUSTER`, or
+    /// the cluster listening on the URL's port: `faults::pg_cluster`).
     pub pg_restart: bool,
+    /// How often RSS and store sizes are sampled during the run (and printed at once).
+    pub sample_every: Duration,
 }
+
+/// One sample taken during the run: seconds since the load started, RSS per node, sizes.
+pub type Sample = (u64, Vec<u64>, Vec<(String, i64)>);
 
 #[derive(Debug, Default)]
 pub struct Report {
@@ -48,6 +54,7 @@ pub struct Report {
     pub rss_end_kb: Vec<u64>,
     pub sizes_start: Vec<(String, i64)>,
     pub sizes_end: Vec<(String, i64)>,
+    pub samples: Vec<Sample>,
     pub elapsed: Duration,
 }
 
@@ -79,6 +86,9 @@ impl std::fmt::Display for Report {
             "node RSS kB start {:?} end {:?}",
             self.rss_start_kb, self.rss_end_kb
         )?;
+        for (secs, rss, sizes) in &self.samples {
+            writeln!(f, "sample at {secs} s: RSS kB {rss:?} sizes {sizes:?}")?;
+        }
         writeln!(f, "store sizes start {:?}", self.sizes_start)?;
         write!(f, "store sizes end   {:?}", self.sizes_end)
     }
@@ -207,7 +217,9 @@ pub async fn run(plan: Plan) -> Report {
         .map(|_| tokio::spawn(worker(cluster.clone(), history.clone(), until)))
         .collect();
     let injector = tokio::spawn(faults::inject(cluster.clone(), plan.clone(), until));
+    let sampler = tokio::spawn(sample(cluster.clone(), plan.sample_every, until));
     let (faults, recoveries) = injector.await.expect("injector");
+    report.samples = sampler.await.expect("sampler");
     for w in workers {
         w.await.expect("worker");
     }
@@ -227,6 +239,27 @@ pub async fn run(plan: Plan) -> Report {
     report.sizes_end = cluster.sizes().await;
     report.elapsed = started.elapsed();
     report
+}
+
+/// Samples RSS and store sizes every `every` until `until`, printing each at once (a long
+/// run can be watched, and stopped early if something climbs).
+async fn sample(cluster: Arc<Cluster>, every: Duration, until: Instant) -> Vec<Sample> {
+    let started = Instant::now();
+    let mut samples = Vec::new();
+    while Instant::now() + every < until {
+        tokio::time::sleep(every).await;
+        let s = (
+            started.elapsed().as_secs(),
+            cluster.rss_kb(),
+            cluster.sizes().await,
+        );
+        eprintln!(
+            "chaos sample at {} s: RSS kB {:?} sizes {:?}",
+            s.0, s.1, s.2
+        );
+        samples.push(s);
+    }
+    samples
 }
 
 /// Reads a process's resident set size in kB.
