@@ -281,3 +281,75 @@ async fn unusable_paths_fail_with_the_reason() {
         "{err}"
     );
 }
+
+/// `Idempotency-Key` answers live in the file (the engine keeps only the last minute's or
+/// so, `engine/once.rs`): one key sent many times at once creates once; a retry after the
+/// engine dropped the answer from memory, and after a reopen, gets the first answer from
+/// disk; after 24 h the key is free again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idempotency_answers_come_back_from_the_file() {
+    use access_broker::store::{AnswerFn, Created, Creation, IdempotencyKey, Once};
+    use std::sync::Arc;
+
+    let t = TestStore::require(Backend::Sqlite).await;
+    let key = |k: &str| IdempotencyKey {
+        client: "client".into(),
+        key: k.into(),
+    };
+    let answer: AnswerFn = Arc::new(|c: &Created| match c {
+        Created::Data(id) => vec![("id".into(), id.as_str().into())],
+        _ => vec![],
+    });
+    let data = || Creation::Data {
+        id: DataId::generate(&node()),
+        fields: vec![("f".into(), "v".into())],
+        ttl: Duration::from_secs(3 * 24 * 3600),
+    };
+    let once = |store: store::DynStore, k: &'static str| {
+        let (creation, answer) = (data(), answer.clone());
+        async move { store.create_once(&key(k), creation, answer).await }
+    };
+
+    let calls: Vec<_> = (0..20)
+        .map(|_| tokio::spawn(once(t.store.clone(), "k1")))
+        .collect();
+    let (mut first, mut replays) = (None, Vec::new());
+    for call in calls {
+        match call.await.expect("task").expect("answered") {
+            Once::First(created) => {
+                assert!(first.is_none(), "a second creation for one key");
+                first = Some(answer(&created));
+            }
+            Once::Replay(fields) => replays.push(fields),
+        }
+    }
+    let first = first.expect("one creation");
+    assert!(replays.iter().all(|r| *r == first), "every retry replays it");
+
+    // Three minutes on, another key's answer makes the engine drop the old ones from memory.
+    t.clock.advance(Duration::from_secs(180));
+    assert!(matches!(
+        once(t.store.clone(), "k2").await.expect("k2"),
+        Once::First(_)
+    ));
+    match once(t.store.clone(), "k1").await.expect("k1 again") {
+        Once::Replay(fields) => assert_eq!(fields, first, "read back from the file"),
+        Once::First(_) => panic!("k1 created twice"),
+    }
+
+    let (url, clock) = (t.url.clone(), t.clock.clone());
+    drop(t.store);
+    let reopened = store::open(&url, &options(&clock)).await.expect("reopens");
+    match once(reopened.clone(), "k1").await.expect("k1 after reopen") {
+        Once::Replay(fields) => assert_eq!(fields, first, "kept across a restart"),
+        Once::First(_) => panic!("k1 created twice"),
+    }
+    clock.advance(access_broker::store::IDEMPOTENCY_TTL);
+    assert!(
+        matches!(
+            once(reopened.clone(), "k1").await.expect("k1 a day later"),
+            Once::First(_)
+        ),
+        "forgotten after 24 h"
+    );
+}
