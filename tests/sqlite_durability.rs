@@ -324,7 +324,10 @@ async fn idempotency_answers_come_back_from_the_file() {
         }
     }
     let first = first.expect("one creation");
-    assert!(replays.iter().all(|r| *r == first), "every retry replays it");
+    assert!(
+        replays.iter().all(|r| *r == first),
+        "every retry replays it"
+    );
 
     // Three minutes on, another key's answer makes the engine drop the old ones from memory.
     t.clock.advance(Duration::from_secs(180));

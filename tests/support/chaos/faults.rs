@@ -314,6 +314,15 @@ pub async fn inject(
         }
         (Kind::Sqlite, _) => vec!["disk_full", "disk_full", "kill9"],
     };
+    let kinds: Vec<&'static str> = kinds
+        .into_iter()
+        .filter(|k| plan.only_faults.is_empty() || plan.only_faults.iter().any(|o| o == k))
+        .collect();
+    assert!(
+        !kinds.is_empty(),
+        "no fault kind left: {:?}",
+        plan.only_faults
+    );
     loop {
         let wait = plan.fault_every.mul_f64(rand::rng().random_range(0.5..1.5));
         if Instant::now() + wait + Duration::from_secs(5) > until {

@@ -37,6 +37,13 @@ pub struct Plan {
     pub pg_restart: bool,
     /// How often RSS and store sizes are sampled during the run (and printed at once).
     pub sample_every: Duration,
+    /// request-interactions per second over all workers (0: as fast as they go). A long run
+    /// needs a steady rate: the file keeps every Idempotency-Key answer for 24 h, so its
+    /// size is the rate × the run's length, which must fit the tmpfs.
+    pub rate: u64,
+    /// Only these fault kinds (empty: every kind the store has). A soak without `kill9`
+    /// shows one process's memory over the whole run.
+    pub only_faults: Vec<String>,
 }
 
 /// One sample taken during the run: seconds since the load started, RSS per node, sizes.
@@ -95,14 +102,25 @@ impl std::fmt::Display for Report {
 }
 
 /// One worker: request-interaction (with an Idempotency-Key, retried on 503 as a client
-/// should), keeps a few reservations, matches the oldest.
-async fn worker(cluster: Arc<Cluster>, history: Arc<Mutex<History>>, until: Instant) {
+/// should), keeps a few reservations, matches the oldest (ending its session, as an IVR
+/// does once the call arrived). With a `pace`, one request-interaction per `pace` at most.
+async fn worker(
+    cluster: Arc<Cluster>,
+    history: Arc<Mutex<History>>,
+    until: Instant,
+    pace: Option<Duration>,
+) {
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(15))
         .build()
         .expect("client");
     let mut held: Vec<Granted> = Vec::new();
+    let mut next = Instant::now();
     while Instant::now() < until {
+        if let Some(pace) = pace {
+            next = (next + pace).max(Instant::now() - pace);
+            tokio::time::sleep_until(next.into()).await;
+        }
         if let Some(g) = reserve(&cluster, &http, &history).await {
             held.push(g);
         }
@@ -177,6 +195,7 @@ async fn release(
     let form = [
         ("_access_number", g.number.clone()),
         ("_access_code", g.code.clone()),
+        ("_delete_service", "true".to_owned()),
     ];
     let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
     g.release_sent = Some(Instant::now());
@@ -214,7 +233,11 @@ pub async fn run(plan: Plan) -> Report {
     let history: Arc<Mutex<History>> = Arc::default();
     let until = Instant::now() + plan.duration;
     let workers: Vec<_> = (0..plan.workers)
-        .map(|_| tokio::spawn(worker(cluster.clone(), history.clone(), until)))
+        .map(|_| {
+            let pace = (plan.rate > 0)
+                .then(|| Duration::from_secs_f64(plan.workers as f64 / plan.rate as f64));
+            tokio::spawn(worker(cluster.clone(), history.clone(), until, pace))
+        })
         .collect();
     let injector = tokio::spawn(faults::inject(cluster.clone(), plan.clone(), until));
     let sampler = tokio::spawn(sample(cluster.clone(), plan.sample_every, until));

@@ -4,8 +4,7 @@
 //! Memory store: every answer stays here for its 24 h (there is no disk).
 //!
 //! Disk mode (SQLite, `fields_on_disk`): the answers live in the `idempotency` table, and the
-//! engine keeps only the recent ones — at least [`RECENT`], until their commit is surely
-//! readable — so memory does not grow with the request rate × 24 h. `LocalStore::create_once`
+//! engine keeps only the recent ones (at least [`RECENT`], at most twice that) so memory does not grow with the request rate × 24 h. `LocalStore::create_once`
 //! then looks a key up in three steps: the engine (recent answers), the table (after waiting
 //! until every answer the engine had shown is durable), and the engine again under the lock
 //! before it creates. Each answer gets a serial number; the lookup notes the serial before
@@ -23,8 +22,9 @@ use crate::store::{Fields, IDEMPOTENCY_TTL, IdempotencyKey};
 
 use super::Engine;
 
-/// How long disk mode keeps an answer in memory as well (far above any commit's wait).
-const RECENT: Duration = Duration::from_secs(60);
+/// How long disk mode keeps an answer in memory as well (far above a commit's usual wait;
+/// correctness does not depend on it, only how often a lookup starts over).
+const RECENT: Duration = Duration::from_secs(10);
 
 /// Answers by client and key, each with the instant it is forgotten.
 #[derive(Debug, Default)]
@@ -161,7 +161,7 @@ mod tests {
         e.remember(&key("a"), Fields::new(), t0, &mut None);
         let second = e.remembered_serial();
         e.remember(&key("b"), Fields::new(), t0.plus(RECENT), &mut None);
-        // "a" is 60 s old: kept until the oldest is 120 s old.
+        // "a" is RECENT old: kept until the oldest is 2 × RECENT old.
         assert!(e.remembered(&key("a"), t0.plus(RECENT)).is_some());
         assert!(!e.forgot_since(first));
         let later = t0.plus(2 * RECENT);
@@ -169,7 +169,7 @@ mod tests {
         assert!(e.remembered(&key("a"), later).is_none(), "a left memory");
         assert!(
             e.remembered(&key("b"), later).is_none(),
-            "b is 60 s old: left too"
+            "b is RECENT old: left too"
         );
         assert!(e.remembered(&key("c"), later).is_some());
         assert!(e.forgot_since(first) && e.forgot_since(second - 1));
