@@ -358,10 +358,8 @@ pub async fn inject(
                 cluster.proxies[i].set(Mode::Pass);
             }
             "kill9" => cluster.restart(i).await,
-            "pg_restart" => {
-                if !restart_postgres() {
-                    *faults.entry("pg_restart_failed").or_default() += 1;
-                }
+            "pg_restart" if !restart_postgres() => {
+                *faults.entry("pg_restart_failed").or_default() += 1;
             }
             "disk_full" => {
                 if let Some(dir) = &cluster.tmpfs {
