@@ -34,6 +34,9 @@ async fn postgres_cluster_under_faults_keeps_every_promise() {
         workers: 6,
         pool: 100,
         pg_restart: cfg!(outage_tests),
+        sample_every: secs("CHAOS_SAMPLE_SECS", 60),
+        rate: 0,
+        only_faults: vec![],
     };
     let report = support::limit::within_for(Duration::from_secs(300), run(plan)).await;
     eprintln!("{report}");
@@ -58,6 +61,9 @@ async fn sqlite_node_under_a_filling_disk_keeps_every_promise() {
         workers: 4,
         pool: 100,
         pg_restart: false,
+        sample_every: secs("CHAOS_SAMPLE_SECS", 60),
+        rate: 0,
+        only_faults: vec![],
     };
     let report = support::limit::within_for(Duration::from_secs(300), run(plan)).await;
     eprintln!("{report}");

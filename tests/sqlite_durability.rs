@@ -281,3 +281,154 @@ async fn unusable_paths_fail_with_the_reason() {
         "{err}"
     );
 }
+
+/// `Idempotency-Key` answers live in the file (the engine keeps only the last minute's or
+/// so, `engine/once.rs`): one key sent many times at once creates once; a retry after the
+/// engine dropped the answer from memory, and after a reopen, gets the first answer from
+/// disk; after 24 h the key is free again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idempotency_answers_come_back_from_the_file() {
+    use access_broker::store::{AnswerFn, Created, Creation, IdempotencyKey, Once};
+    use std::sync::Arc;
+
+    let t = TestStore::require(Backend::Sqlite).await;
+    let key = |k: &str| IdempotencyKey {
+        client: "client".into(),
+        key: k.into(),
+    };
+    let answer: AnswerFn = Arc::new(|c: &Created| match c {
+        Created::Data(id) => vec![("id".into(), id.as_str().into())],
+        _ => vec![],
+    });
+    let data = || Creation::Data {
+        id: DataId::generate(&node()),
+        fields: vec![("f".into(), "v".into())],
+        ttl: Duration::from_secs(3 * 24 * 3600),
+    };
+    let once = |store: store::DynStore, k: &'static str| {
+        let (creation, answer) = (data(), answer.clone());
+        async move { store.create_once(&key(k), creation, answer).await }
+    };
+
+    let calls: Vec<_> = (0..20)
+        .map(|_| tokio::spawn(once(t.store.clone(), "k1")))
+        .collect();
+    let (mut first, mut replays) = (None, Vec::new());
+    for call in calls {
+        match call.await.expect("task").expect("answered") {
+            Once::First(created) => {
+                assert!(first.is_none(), "a second creation for one key");
+                first = Some(answer(&created));
+            }
+            Once::Replay(fields) => replays.push(fields),
+        }
+    }
+    let first = first.expect("one creation");
+    assert!(
+        replays.iter().all(|r| *r == first),
+        "every retry replays it"
+    );
+
+    // Three minutes on, another key's answer makes the engine drop the old ones from memory.
+    t.clock.advance(Duration::from_secs(180));
+    assert!(matches!(
+        once(t.store.clone(), "k2").await.expect("k2"),
+        Once::First(_)
+    ));
+    match once(t.store.clone(), "k1").await.expect("k1 again") {
+        Once::Replay(fields) => assert_eq!(fields, first, "read back from the file"),
+        Once::First(_) => panic!("k1 created twice"),
+    }
+
+    let (url, clock) = (t.url.clone(), t.clock.clone());
+    drop(t.store);
+    let reopened = store::open(&url, &options(&clock)).await.expect("reopens");
+    match once(reopened.clone(), "k1").await.expect("k1 after reopen") {
+        Once::Replay(fields) => assert_eq!(fields, first, "kept across a restart"),
+        Once::First(_) => panic!("k1 created twice"),
+    }
+    clock.advance(access_broker::store::IDEMPOTENCY_TTL);
+    assert!(
+        matches!(
+            once(reopened.clone(), "k1").await.expect("k1 a day later"),
+            Once::First(_)
+        ),
+        "forgotten after 24 h"
+    );
+}
+
+fn rss_kb() -> i64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// RSS per request-interaction + match cycle (session ended, `Idempotency-Key` kept 24 h),
+/// 20,000 cycles a round, the clock moving 1 s per 100 cycles. SQLite keeps the answers on
+/// disk, so after a first round (caches, the engine's last seconds of answers) memory stays
+/// flat; the memory store keeps them in memory, as the SQLite engine did before.
+/// A measurement (RSS of this process; slow in debug builds), so only on demand:
+/// `TEST_TIME_LIMIT_SECS=900 cargo test --test sqlite_durability -- --ignored --nocapture rss`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "RSS measurement: TEST_TIME_LIMIT_SECS=900 cargo test --test sqlite_durability -- --ignored --nocapture rss"]
+async fn rss_stays_flat_while_idempotency_answers_pile_up_on_disk() {
+    use access_broker::store::{AnswerFn, Created, Creation, IdempotencyKey, Once};
+    use std::sync::Arc;
+
+    let (cycles, rounds) = (20_000i64, 5);
+    let mut growth = Vec::new();
+    for backend in [Backend::Sqlite, Backend::Memory] {
+        let t = TestStore::require(backend).await;
+        let g = t.with_group("DNIS", 200, Allocation::RoundRobin).await;
+        let answer: AnswerFn = Arc::new(|c: &Created| match c {
+            Created::Interaction(s, r) => vec![
+                ("_id".into(), s.id.to_string()),
+                ("_access_number".into(), r.number.to_string()),
+                ("_expiration_time".into(), "1800".into()),
+            ],
+            _ => vec![],
+        });
+        let mut per_cycle = Vec::new();
+        for _ in 0..rounds {
+            let before = rss_kb();
+            for i in 0..cycles {
+                let new = support::new_session(Duration::from_secs(3600), vec![("who", "x")]);
+                let req = reserve_request(&new.id, &g);
+                let key = IdempotencyKey {
+                    client: "127.0.0.1".into(),
+                    key: uuid::Uuid::new_v4().to_string(),
+                };
+                let created = t
+                    .store
+                    .create_once(&key, Creation::Interaction(new, req), answer.clone())
+                    .await
+                    .expect("created");
+                let Once::First(Created::Interaction(_, r)) = created else {
+                    panic!("a fresh key replayed")
+                };
+                let m = MatchRequest {
+                    number: r.number.clone(),
+                    code: None,
+                    phone: None,
+                    code_required: false,
+                    end_session: true,
+                };
+                t.store.match_reservation(m).await.expect("matched");
+                if i % 100 == 0 {
+                    t.clock.advance(Duration::from_secs(1));
+                }
+            }
+            per_cycle.push((rss_kb() - before) * 1024 / cycles);
+        }
+        eprintln!("{backend:?}: RSS bytes per cycle, by round: {per_cycle:?}");
+        growth.push(per_cycle);
+    }
+    let later: i64 = growth[0][1..].iter().sum::<i64>() / (rounds - 1);
+    assert!(
+        later < 100,
+        "SQLite memory grows {later} B a cycle after the first round: {growth:?}"
+    );
+}

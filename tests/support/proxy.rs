@@ -26,6 +26,8 @@ pub struct FaultProxy {
     latency_ms: Arc<AtomicU64>,
     conns: Arc<parking_lot::Mutex<Vec<AbortHandle>>>,
     accept: AbortHandle,
+    /// The `host:port` it forwards to, which [`FaultProxy::url`] replaces in a store URL.
+    upstream: String,
 }
 
 impl FaultProxy {
@@ -36,7 +38,7 @@ impl FaultProxy {
         let mode = Arc::new(AtomicU8::new(mode as u8));
         let latency_ms = Arc::new(AtomicU64::new(0));
         let conns: Arc<parking_lot::Mutex<Vec<AbortHandle>>> = Arc::default();
-        let upstream = upstream.to_owned();
+        let (upstream, target) = (upstream.to_owned(), upstream.to_owned());
         let (m, l, c) = (mode.clone(), latency_ms.clone(), conns.clone());
         let accept = tokio::spawn(async move {
             while let Ok((down, _)) = listener.accept().await {
@@ -65,6 +67,7 @@ impl FaultProxy {
             latency_ms,
             conns,
             accept,
+            upstream: target,
         }
     }
 
@@ -84,10 +87,15 @@ impl FaultProxy {
         }
     }
 
-    /// `url` with its `127.0.0.1:5432` (the test database) replaced by this proxy.
+    /// `url` with its upstream address (the test database, e.g. `127.0.0.1:5432`) replaced
+    /// by this proxy.
     pub fn url(&self, url: &str) -> String {
-        let via = url.replace("127.0.0.1:5432", &format!("127.0.0.1:{}", self.port));
-        assert_ne!(via, url, "the test database is expected at 127.0.0.1:5432");
+        let via = url.replace(&self.upstream, &format!("127.0.0.1:{}", self.port));
+        assert_ne!(
+            via, url,
+            "the test database is expected at {}",
+            self.upstream
+        );
         via
     }
 }

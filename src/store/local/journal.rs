@@ -153,6 +153,12 @@ pub trait Journal: Send + Sync + 'static {
     /// `Err` while the engine cannot be trusted (its rebuild failed); nothing may read or
     /// change it then. Called under the engine lock.
     fn usable(&self) -> Result<(), StoreError>;
-    /// `Err` while writes fail (the last commit failed and none succeeded since).
+    /// `Err` while writes fail (the last commit failed and no probe succeeded since). Called
+    /// under the engine lock before every operation that may write: a failing journal
+    /// refuses writes before they touch the engine.
     fn writable(&self) -> Result<(), StoreError>;
+    /// How many times the engine was rebuilt from the durable state since the store opened.
+    fn rebuilds(&self) -> u64 {
+        0
+    }
 }

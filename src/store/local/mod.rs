@@ -41,6 +41,20 @@ use super::{
 /// How many times a read runs again after the changes it saw were rolled back.
 const READ_RETRIES: usize = 5;
 
+/// How many times a disk-mode `Idempotency-Key` lookup starts over (each time, an answer
+/// left memory while it read the table: about never, see `engine/once.rs`).
+const ONCE_LOOKUPS: usize = 5;
+
+/// Whether an operation may change the engine. Writes are refused while the journal cannot
+/// write (the engine was rebuilt from the durable state when the first commit failed, and
+/// stays exactly that until a probe write succeeds): a persistently failing disk then costs
+/// one rebuild, not one per attempted write, and a refused write never touched the engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Access {
+    Read,
+    Write,
+}
+
 pub struct LocalStore {
     engine: Arc<Mutex<Engine>>,
     clock: Arc<dyn Clock>,
@@ -82,6 +96,13 @@ impl LocalStore {
         }
     }
 
+    /// How many times the engine was rebuilt from the durable state since the store opened
+    /// (0 without a journal). A disk that stays full costs about one per failure, not one
+    /// per refused write.
+    pub fn rebuilds(&self) -> u64 {
+        self.journal.as_ref().map_or(0, |j| j.rebuilds())
+    }
+
     /// Publishes committed events on `bus`, and keeps them in the outbox for the webhook too
     /// when `keep_outbox` (`[events]` set).
     pub fn with_events(self, bus: crate::events::Bus, keep_outbox: bool) -> Self {
@@ -108,11 +129,30 @@ impl LocalStore {
         Ok(session)
     }
 
+    /// A read: runs `f` under the lock and answers once every change it could have seen is
+    /// durable. Works while writes fail.
+    async fn read<T>(
+        &self,
+        f: impl FnMut(&mut Engine, UnixMillis, &mut ChangeLog) -> T,
+    ) -> Result<T, StoreError> {
+        self.run(Access::Read, f).await
+    }
+
+    /// An operation that may change something: while the journal's writes fail it answers
+    /// 503 at once, before touching the engine (see [`Access::Write`]).
+    async fn write<T>(
+        &self,
+        f: impl FnMut(&mut Engine, UnixMillis, &mut ChangeLog) -> T,
+    ) -> Result<T, StoreError> {
+        self.run(Access::Write, f).await
+    }
+
     /// Runs `f` under the lock, queues its changes, then waits until they (and everything
     /// before them) are durable. A read (no changes) that saw a batch which was then rolled
     /// back runs again on the rebuilt engine, so it never answers what was not kept.
     async fn run<T>(
         &self,
+        access: Access,
         mut f: impl FnMut(&mut Engine, UnixMillis, &mut ChangeLog) -> T,
     ) -> Result<T, StoreError> {
         let mut attempt = 0;
@@ -121,6 +161,11 @@ impl LocalStore {
                 let mut engine = self.engine.lock();
                 if let Some(j) = &self.journal {
                     j.usable()?;
+                    if access == Access::Write {
+                        // Checked under the lock, where the journal turns failing (after
+                        // its rebuild): nothing is decided on a state that cannot be kept.
+                        j.writable()?;
+                    }
                 }
                 let now = self.clock.now();
                 let mut log: ChangeLog = self.journal.as_ref().map(|_| Vec::new());
@@ -129,6 +174,7 @@ impl LocalStore {
                 engine.ended_data.clear();
                 match (&self.journal, log) {
                     (Some(j), Some(changes)) if !changes.is_empty() => {
+                        debug_assert!(access == Access::Write, "a read made changes");
                         (value, Some(j.submit(changes)), true, emitted)
                     }
                     (Some(j), _) => (value, j.pending(), false, emitted),
@@ -167,7 +213,7 @@ impl LocalStore {
         f: impl FnOnce(&mut Engine, UnixMillis, &mut ChangeLog) -> T,
     ) -> Result<T, StoreError> {
         let mut f = Some(f);
-        self.run(|e, now, log| f.take().map(|f| f(e, now, log)))
+        self.write(|e, now, log| f.take().map(|f| f(e, now, log)))
             .await?
             .ok_or_else(|| StoreError::unavailable("operation retried after a rollback"))
     }
@@ -191,7 +237,7 @@ impl Store for LocalStore {
 
     async fn session(&self, id: &SessionId) -> Result<Option<Session>, StoreError> {
         let found = self
-            .run(|e, now, _| {
+            .read(|e, now, _| {
                 let s = e.session(id, now)?;
                 let read = e.fields_on_disk(&s.data_id, now);
                 Some((s, read))
@@ -204,7 +250,7 @@ impl Store for LocalStore {
     }
 
     async fn end_session(&self, id: &SessionId) -> Result<bool, StoreError> {
-        self.run(|e, now, log| e.end_session(id, now, log)).await
+        self.write(|e, now, log| e.end_session(id, now, log)).await
     }
 
     async fn reserve(&self, req: ReserveRequest) -> Result<Reservation, ReserveError> {
@@ -227,30 +273,64 @@ impl Store for LocalStore {
         creation: Creation,
         answer: AnswerFn,
     ) -> Result<Once, ReserveError> {
-        self.run_once(|e, now, log| {
-            if let Some(fields) = e.remembered(key, now) {
-                return Ok(Once::Replay(fields.clone()));
-            }
-            let created = match creation {
-                Creation::Session(new) => Created::Session(e.create_session(new, now, log)),
-                Creation::Interaction(new, req) => {
-                    let (s, r) = new_session_reserved(e, new, req, now, log)?;
-                    Created::Interaction(s, r)
-                }
-                Creation::Data { id, fields, ttl } => {
-                    e.put_data(id.clone(), fields, ttl, now, log);
-                    Created::Data(id)
-                }
+        let Some(reader) = &self.fields else {
+            // Memory: every answer is in the engine; one locked step.
+            return self
+                .run_once(|e, now, log| {
+                    if let Some(fields) = e.remembered(key, now) {
+                        return Ok(Once::Replay(fields.clone()));
+                    }
+                    create_remembered(e, key, creation, answer, now, log)
+                })
+                .await?;
+        };
+        // Disk mode: recent answers are in the engine, the rest only on disk (engine/once.rs).
+        let mut creation = Some((creation, answer));
+        for _ in 0..ONCE_LOOKUPS {
+            // 1. The engine, and once every answer it had shown is durable, 2. the table.
+            let seen = self
+                .read(|e, now, _| match e.remembered(key, now) {
+                    Some(fields) => Err(fields.clone()),
+                    None => Ok(e.remembered_serial()),
+                })
+                .await?;
+            let serial = match seen {
+                Err(fields) => return Ok(Once::Replay(fields)),
+                Ok(serial) => serial,
             };
-            e.remember(key, answer(&created), now, log);
-            Ok(Once::First(created))
-        })
-        .await?
+            if let Some(fields) = reader.remembered(key.clone(), self.clock.now()).await? {
+                return Ok(Once::Replay(fields));
+            }
+            // 3. Under the lock: an answer made since step 1 is in the engine, unless it has
+            // left memory already (then look again).
+            let step = self
+                .write(|e, now, log| {
+                    if let Some(fields) = e.remembered(key, now) {
+                        return Some(Ok(Once::Replay(fields.clone())));
+                    }
+                    if e.forgot_since(serial) {
+                        return None;
+                    }
+                    Some(match creation.take() {
+                        Some((creation, answer)) => {
+                            create_remembered(e, key, creation, answer, now, log)
+                        }
+                        None => Err(
+                            StoreError::unavailable("operation retried after a rollback").into(),
+                        ),
+                    })
+                })
+                .await?;
+            if let Some(outcome) = step {
+                return outcome;
+            }
+        }
+        Err(StoreError::unavailable("idempotency key lookup did not settle").into())
     }
 
     async fn match_reservation(&self, req: MatchRequest) -> Result<MatchOutcome, StoreError> {
         let (outcome, read) = self
-            .run(|e, now, log| {
+            .write(|e, now, log| {
                 let outcome = e.match_reservation(&req, now, log);
                 let read = match &outcome {
                     MatchOutcome::Matched { session, .. } => {
@@ -282,7 +362,7 @@ impl Store for LocalStore {
         group: &GroupName,
         number: &AccessNumber,
     ) -> Result<FreeNumber, StoreError> {
-        self.run(|e, now, log| e.free_number(group, number, now, log))
+        self.write(|e, now, log| e.free_number(group, number, now, log))
             .await
     }
 
@@ -292,7 +372,7 @@ impl Store for LocalStore {
     }
 
     async fn data(&self, id: &DataId) -> Result<Option<Fields>, StoreError> {
-        let fields = self.run(|e, now, _| e.data(id, now)).await?;
+        let fields = self.read(|e, now, _| e.data(id, now)).await?;
         match (&self.fields, fields) {
             (Some(reader), Some(_)) => reader.read(id.clone()).await,
             (_, fields) => Ok(fields),
@@ -310,15 +390,15 @@ impl Store for LocalStore {
     }
 
     async fn delete_data(&self, id: &DataId) -> Result<bool, StoreError> {
-        self.run(|e, now, log| e.delete_data(id, now, log)).await
+        self.write(|e, now, log| e.delete_data(id, now, log)).await
     }
 
     async fn groups(&self) -> Result<Vec<GroupStats>, StoreError> {
-        self.run(|e, now, _| e.groups(now)).await
+        self.read(|e, now, _| e.groups(now)).await
     }
 
     async fn group(&self, name: &GroupName) -> Result<Option<GroupDetail>, StoreError> {
-        self.run(|e, now, _| e.group(name, now)).await
+        self.read(|e, now, _| e.group(name, now)).await
     }
 
     async fn put_group(&self, change: GroupChange) -> Result<PutGroup, StoreError> {
@@ -327,7 +407,8 @@ impl Store for LocalStore {
     }
 
     async fn delete_group(&self, name: &GroupName) -> Result<DeleteGroup, StoreError> {
-        self.run(|e, now, log| e.delete_group(name, now, log)).await
+        self.write(|e, now, log| e.delete_group(name, now, log))
+            .await
     }
 
     async fn add_numbers(
@@ -344,7 +425,7 @@ impl Store for LocalStore {
         group: &GroupName,
         number: &AccessNumber,
     ) -> Result<RemoveNumber, StoreError> {
-        self.run(|e, now, log| e.remove_number(group, number, now, log))
+        self.write(|e, now, log| e.remove_number(group, number, now, log))
             .await
     }
 
@@ -352,12 +433,12 @@ impl Store for LocalStore {
         &self,
         filter: ReservationFilter,
     ) -> Result<Vec<ReservationView>, StoreError> {
-        self.run(|e, now, _| e.find_reservations(&filter, now))
+        self.read(|e, now, _| e.find_reservations(&filter, now))
             .await
     }
 
     async fn release(&self, number: &AccessNumber) -> Result<bool, StoreError> {
-        self.run(|e, now, log| e.release(number, now, log)).await
+        self.write(|e, now, log| e.release(number, now, log)).await
     }
 
     fn bus(&self) -> crate::events::Bus {
@@ -374,11 +455,11 @@ impl Store for LocalStore {
     }
 
     async fn due_events(&self, limit: usize) -> Result<Vec<super::PendingEvent>, StoreError> {
-        self.run(|e, now, _| e.outbox().due(now, limit)).await
+        self.read(|e, now, _| e.outbox().due(now, limit)).await
     }
 
     async fn events_done(&self, ids: &[String]) -> Result<(), StoreError> {
-        self.run(|e, _, log| {
+        self.write(|e, _, log| {
             for id in ids {
                 e.outbox_mut().delivered(id, log);
             }
@@ -387,18 +468,18 @@ impl Store for LocalStore {
     }
 
     async fn event_retry(&self, id: &str, after: Duration) -> Result<(), StoreError> {
-        self.run(|e, now, log| {
+        self.write(|e, now, log| {
             e.outbox_mut().retry_later(id, now.plus(after), log);
         })
         .await
     }
 
     async fn outbox_len(&self) -> Result<u64, StoreError> {
-        self.run(|e, _, _| e.outbox().len() as u64).await
+        self.read(|e, _, _| e.outbox().len() as u64).await
     }
 
     async fn usage(&self) -> Result<Option<super::Usage>, StoreError> {
-        self.run(|e, now, _| Some(e.usage(now))).await
+        self.read(|e, now, _| Some(e.usage(now))).await
     }
 
     /// Fails while writes fail, so `/ready` says so even when nothing is being written.
@@ -406,16 +487,40 @@ impl Store for LocalStore {
         if let Some(j) = &self.journal {
             j.writable()?;
         }
-        self.run(|_, _, _| ()).await
+        self.read(|_, _, _| ()).await
     }
 
     async fn purge_expired(&self) -> Result<u64, StoreError> {
-        self.run(|e, now, log| {
+        self.write(|e, now, log| {
             journal::record(log, || journal::Change::Purge(now));
             e.purge_expired(now, log) + e.forget_expired(now)
         })
         .await
     }
+}
+
+/// Makes what `creation` asks for and keeps its answer under `key`.
+fn create_remembered(
+    e: &mut Engine,
+    key: &IdempotencyKey,
+    creation: Creation,
+    answer: AnswerFn,
+    now: UnixMillis,
+    log: &mut ChangeLog,
+) -> Result<Once, ReserveError> {
+    let created = match creation {
+        Creation::Session(new) => Created::Session(e.create_session(new, now, log)),
+        Creation::Interaction(new, req) => {
+            let (s, r) = new_session_reserved(e, new, req, now, log)?;
+            Created::Interaction(s, r)
+        }
+        Creation::Data { id, fields, ttl } => {
+            e.put_data(id.clone(), fields, ttl, now, log);
+            Created::Data(id)
+        }
+    };
+    e.remember(key, answer(&created), now, log);
+    Ok(Once::First(created))
 }
 
 /// Creates a session and reserves for it in one step: a refusal leaves no session behind.

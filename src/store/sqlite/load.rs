@@ -9,9 +9,9 @@ use crate::domain::{
     PhoneNumber, ServiceName, SessionId, UnixMillis,
 };
 use crate::rules::{self, lifecycle::EndReason, lifecycle::Ended};
+use crate::store::GroupSettings;
 use crate::store::local::engine::Engine;
 use crate::store::local::engine::restore::{StoredNumber, StoredReservation};
-use crate::store::{Fields, GroupSettings};
 
 pub fn load(conn: &mut Connection, now: UnixMillis) -> Result<Engine, String> {
     let sql_err = |e: rusqlite::Error| format!("reading the store: {e}");
@@ -109,26 +109,7 @@ pub fn load(conn: &mut Connection, now: UnixMillis) -> Result<Engine, String> {
     }
     drop(stmt);
 
-    let mut stmt = conn
-        .prepare("SELECT client, key, body, expires_at FROM idempotency WHERE expires_at > ?1")
-        .map_err(sql_err)?;
-    let rows = stmt
-        .query_map([now.0], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, String>(2)?,
-                r.get::<_, i64>(3)?,
-            ))
-        })
-        .map_err(sql_err)?;
-    for row in rows {
-        let (client, key, body, expires_at) = row.map_err(sql_err)?;
-        let fields: Fields = serde_json::from_str(&body).map_err(|_| bad("answer of key", &key))?;
-        let key = crate::store::IdempotencyKey { client, key };
-        engine.restore_remembered(key, fields, UnixMillis(expires_at), now);
-    }
-    drop(stmt);
+    // Idempotency-Key answers stay in their table (`engine/once.rs`, disk mode).
 
     // Reservations first (a small table), so the numbers can stream from their query straight
     // into the engine: a million-row list held in between would double the start-up memory.

@@ -16,6 +16,9 @@ mod outcome;
 mod reader;
 mod writer;
 
+#[cfg(test)]
+mod tests;
+
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,6 +37,18 @@ const MIGRATIONS: [&str; 5] = [
 ];
 
 pub async fn open(path: &Path, options: &StoreOptions) -> Result<DynStore, OpenError> {
+    let store: DynStore = Arc::new(open_local(path, options, |_| Ok(())).await?);
+    sweeper::spawn(&store, sweeper::interval(options));
+    Ok(store)
+}
+
+/// Opens the file and starts its writer; `tweak` runs on the writer's connection once the
+/// engine is loaded (tests use it to cap the file's size: a real `SQLITE_FULL` without root).
+async fn open_local(
+    path: &Path,
+    options: &StoreOptions,
+    tweak: impl FnOnce(&Connection) -> Result<(), String> + Send + 'static,
+) -> Result<LocalStore, OpenError> {
     let url = format!("sqlite://{}", path.display());
     let fail = |reason: String| OpenError::Failed {
         url: url.clone(),
@@ -47,6 +62,7 @@ pub async fn open(path: &Path, options: &StoreOptions) -> Result<DynStore, OpenE
         migrate(&mut conn)?;
         let mut engine = load::load(&mut conn, options_copy.clock.now())?;
         outbox::load(&conn, &mut engine)?;
+        tweak(&conn)?;
         Ok::<_, String>((conn, lock, engine))
     })
     .await
@@ -58,12 +74,11 @@ pub async fn open(path: &Path, options: &StoreOptions) -> Result<DynStore, OpenE
         clock: options.clock.clone(),
     };
     let journal = writer::SqliteJournal::start(conn, lock, rebuild, options.timeout);
-    let store = LocalStore::durable(engine, options.clock.clone(), Box::new(journal), "sqlite")
-        .with_events(options.bus.clone(), options.keep_outbox)
-        .with_fields_on_disk(Box::new(fields));
-    let store: DynStore = Arc::new(store);
-    sweeper::spawn(&store, sweeper::interval(options));
-    Ok(store)
+    Ok(
+        LocalStore::durable(engine, options.clock.clone(), Box::new(journal), "sqlite")
+            .with_events(options.bus.clone(), options.keep_outbox)
+            .with_fields_on_disk(Box::new(fields)),
+    )
 }
 
 /// Takes the node's exclusive lock on `PATH.lock` (created if missing, never removed: an

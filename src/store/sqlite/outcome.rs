@@ -53,6 +53,9 @@ pub struct Outcomes {
     pub failing: AtomicBool,
     /// The engine's rebuild failed: it must not be used until a rebuild succeeds.
     pub broken: AtomicBool,
+    /// Rebuilds of the engine from the file since the store opened (each failed commit
+    /// while healthy, and each retry of a rebuild that failed).
+    pub rebuilds: AtomicU64,
     pub last_error: Mutex<Option<Cause>>,
 }
 
@@ -63,6 +66,7 @@ impl Outcomes {
             rebuilt_through: AtomicU64::new(0),
             failing: AtomicBool::new(false),
             broken: AtomicBool::new(false),
+            rebuilds: AtomicU64::new(0),
             last_error: Mutex::new(None),
         }
     }

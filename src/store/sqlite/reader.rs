@@ -1,5 +1,6 @@
-//! Reading stored fields from the SQLite file, beside the writer: a few read-only connections,
-//! used on tokio's blocking pool, never under the engine's lock.
+//! Reading stored fields and `Idempotency-Key` answers from the SQLite file, beside the
+//! writer: a few read-only connections, used on tokio's blocking pool, never under the
+//! engine's lock.
 //!
 //! Why separate connections: in WAL mode readers do not wait for the writer, so a large
 //! entry being read never delays a commit, and a commit never delays a read. Each read is
@@ -14,9 +15,9 @@ use parking_lot::Mutex;
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 use tokio::sync::Semaphore;
 
-use crate::domain::DataId;
+use crate::domain::{DataId, UnixMillis};
 use crate::store::local::fields::FieldReader;
-use crate::store::{Fields, StoreError};
+use crate::store::{Fields, IdempotencyKey, StoreError};
 
 /// Most reads at once (and connections kept): enough for a few cores, small in memory.
 const READERS: usize = 4;
@@ -45,10 +46,14 @@ impl SqliteFields {
     }
 }
 
-impl FieldReader for SqliteFields {
-    fn read(&self, id: DataId) -> BoxFuture<'_, Result<Option<Fields>, StoreError>> {
+impl SqliteFields {
+    /// Runs `read` on an idle connection on the blocking pool, within the store's timeout.
+    fn query<T: Send + 'static>(
+        &self,
+        read: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> BoxFuture<'_, Result<T, StoreError>> {
         Box::pin(async move {
-            let read = async {
+            let run = async {
                 let _permit = self
                     .inner
                     .permits
@@ -56,36 +61,68 @@ impl FieldReader for SqliteFields {
                     .await
                     .map_err(StoreError::unavailable)?;
                 let inner = self.inner.clone();
-                tokio::task::spawn_blocking(move || inner.read(&id))
+                tokio::task::spawn_blocking(move || inner.with_connection(read))
                     .await
                     .map_err(StoreError::unavailable)?
             };
-            tokio::time::timeout(self.timeout, read)
-                .await
-                .map_err(|_| {
-                    StoreError::unavailable(format!(
-                        "sqlite read not done after {:?}",
-                        self.timeout
-                    ))
-                })?
+            tokio::time::timeout(self.timeout, run).await.map_err(|_| {
+                StoreError::unavailable(format!("sqlite read not done after {:?}", self.timeout))
+            })?
+        })
+    }
+}
+
+impl FieldReader for SqliteFields {
+    fn read(&self, id: DataId) -> BoxFuture<'_, Result<Option<Fields>, StoreError>> {
+        self.query(move |conn| {
+            let json: Option<String> = conn
+                .prepare_cached("SELECT fields FROM data WHERE id = ?1")
+                .and_then(|mut stmt| stmt.query_row([id.as_str()], |r| r.get(0)).optional())
+                .map_err(StoreError::unavailable)?;
+            json.map(|json| serde_json::from_str(&json))
+                .transpose()
+                .map_err(|e| StoreError::corrupt("data.fields", e))
+        })
+    }
+
+    fn remembered(
+        &self,
+        key: IdempotencyKey,
+        now: UnixMillis,
+    ) -> BoxFuture<'_, Result<Option<Fields>, StoreError>> {
+        self.query(move |conn| {
+            let sql =
+                "SELECT body FROM idempotency WHERE client = ?1 AND key = ?2 AND expires_at > ?3";
+            let json: Option<String> = conn
+                .prepare_cached(sql)
+                .and_then(|mut stmt| {
+                    stmt.query_row(rusqlite::params![key.client, key.key, now.0], |r| r.get(0))
+                        .optional()
+                })
+                .map_err(StoreError::unavailable)?;
+            json.map(|json| serde_json::from_str(&json))
+                .transpose()
+                .map_err(|e| StoreError::corrupt("idempotency.body", e))
         })
     }
 }
 
 impl Inner {
-    fn read(&self, id: &DataId) -> Result<Option<Fields>, StoreError> {
+    /// Runs `read` on an idle connection (opened if none), and keeps the connection for the
+    /// next read unless the read failed.
+    fn with_connection<T>(
+        &self,
+        read: impl FnOnce(&Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
         let conn = match self.idle.lock().pop() {
             Some(conn) => conn,
             None => open(&self.path).map_err(StoreError::unavailable)?,
         };
-        let json: Option<String> = conn
-            .prepare_cached("SELECT fields FROM data WHERE id = ?1")
-            .and_then(|mut stmt| stmt.query_row([id.as_str()], |r| r.get(0)).optional())
-            .map_err(StoreError::unavailable)?;
-        self.idle.lock().push(conn);
-        json.map(|json| serde_json::from_str(&json))
-            .transpose()
-            .map_err(|e| StoreError::corrupt("data.fields", e))
+        let result = read(&conn);
+        if result.is_ok() {
+            self.idle.lock().push(conn);
+        }
+        result
     }
 }
 

@@ -3,10 +3,14 @@
 //!
 //! A failed commit is never retried: the batches in it, and every batch queued after them
 //! (decided on the same state), are rolled back. Under the engine's lock the thread drops
-//! whatever is still queued, rebuilds the engine from the tables (the durable state), and
-//! only then tells the waiters, who answer 503. While commits fail, the thread probes the
-//! file with a one-row write every second, so `/ready` turns green again by itself once the
-//! disk takes writes. Why this design: `docs/architecture.md`, "When a write fails".
+//! whatever is still queued, rebuilds the engine from the tables (the durable state), marks
+//! the store failing, and only then tells the waiters, who answer 503. While it is failing,
+//! the local store refuses writes before they touch the engine (`store/local/mod.rs`), so
+//! the engine stays exactly the durable state and a disk that stays full costs this one
+//! rebuild, not one per attempted write. The thread probes the file with a one-row write
+//! every [`PROBE_EVERY`]; the first success lets writes in again, with no rebuild needed,
+//! so `/ready` turns green by itself once the disk takes writes. Why this design:
+//! `docs/architecture.md`, "When a write fails".
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -28,8 +32,9 @@ use crate::store::{Cause, StoreError};
 
 /// Most changes folded into one transaction.
 const MAX_BATCH: usize = 20_000;
-/// How often a failing store probes whether writes work again.
-const PROBE_EVERY: Duration = Duration::from_secs(1);
+/// How often a failing store probes whether writes work again (also the longest a write
+/// waits after space returns: writes are refused until a probe succeeds).
+pub(super) const PROBE_EVERY: Duration = Duration::from_millis(500);
 
 pub type Batch = (u64, Vec<Change>);
 
@@ -127,6 +132,10 @@ impl Journal for SqliteJournal {
             false => Ok(()),
         }
     }
+
+    fn rebuilds(&self) -> u64 {
+        self.outcomes.rebuilds.load(Ordering::SeqCst)
+    }
 }
 
 impl Drop for SqliteJournal {
@@ -199,7 +208,7 @@ impl Writer {
     /// Fails batches `lo..=hi` and everything queued after them, and rebuilds the engine from
     /// the tables before any waiter hears of it.
     fn roll_back(&mut self, lo: u64, hi: u64, cause: Cause) {
-        tracing::error!(error = %cause, batches = hi - lo + 1, "sqlite commit failed; rolling back");
+        tracing::error!(error = %cause, batches = hi - lo + 1, "sqlite commit failed; rolling back and refusing writes until a probe write succeeds");
         let engine = self.rebuild.engine.clone();
         let mut engine = engine.lock();
         // Under the engine lock nothing new is queued: everything decided so far is here.
@@ -213,6 +222,8 @@ impl Writer {
     }
 
     fn reload(&mut self, engine: &mut Engine) {
+        let rebuilds = self.outcomes.rebuilds.fetch_add(1, Ordering::SeqCst) + 1;
+        tracing::info!(rebuilds, "rebuilding the engine from the sqlite file");
         match load(&mut self.conn, self.rebuild.clock.now()) {
             Ok(mut rebuilt) => {
                 rebuilt.copy_modes_from(engine);

@@ -35,8 +35,9 @@ impl Cluster {
         match plan.kind {
             Kind::Postgres => {
                 let s = Schema::require().await;
+                let upstream = pg_address(&s.url_string());
                 for _ in 0..plan.nodes {
-                    let p = FaultProxy::start("127.0.0.1:5432", Mode::Pass).await;
+                    let p = FaultProxy::start(&upstream, Mode::Pass).await;
                     stores.push(p.url(&s.url_string()));
                     proxies.push(p);
                 }
@@ -91,14 +92,14 @@ impl Cluster {
             .collect()
     }
 
-    /// Rows and bytes of the store's tables (PostgreSQL), or the file's bytes (SQLite).
+    /// Rows and bytes of the store's tables (PostgreSQL), or the file's bytes and each
+    /// table's rows and bytes (SQLite, through `dbstat`: indexes counted with their table).
     pub async fn sizes(&self) -> Vec<(String, i64)> {
         if let Some(dir) = &self.tmpfs {
-            let size = |name: &str| std::fs::metadata(dir.join(name)).map_or(0, |m| m.len() as i64);
-            return vec![
-                ("chaos.db bytes".into(), size("chaos.db")),
-                ("chaos.db-wal bytes".into(), size("chaos.db-wal")),
-            ];
+            let dir = dir.clone();
+            return tokio::task::spawn_blocking(move || sqlite_sizes(&dir))
+                .await
+                .unwrap_or_default();
         }
         let Some(schema) = &self.schema else {
             return vec![];
@@ -193,16 +194,87 @@ impl Drop for Cluster {
     }
 }
 
+/// The file's bytes, then rows and bytes per table of the SQLite store (read through its
+/// own connection while the node runs: WAL readers do not disturb the writer).
+fn sqlite_sizes(dir: &std::path::Path) -> Vec<(String, i64)> {
+    let size = |name: &str| std::fs::metadata(dir.join(name)).map_or(0, |m| m.len() as i64);
+    let mut out = vec![
+        ("chaos.db bytes".into(), size("chaos.db")),
+        ("chaos.db-wal bytes".into(), size("chaos.db-wal")),
+    ];
+    let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY;
+    let Ok(conn) = rusqlite::Connection::open_with_flags(dir.join("chaos.db"), flags) else {
+        return out;
+    };
+    let _ = conn.busy_timeout(Duration::from_secs(2));
+    let tables: Vec<String> = conn
+        .prepare("SELECT name FROM sqlite_schema WHERE type = 'table' ORDER BY name")
+        .and_then(|mut st| st.query_map([], |r| r.get(0))?.collect())
+        .unwrap_or_default();
+    for table in tables {
+        let rows: i64 = conn
+            .query_row(&format!("SELECT count(*) FROM \"{table}\""), [], |r| {
+                r.get(0)
+            })
+            .unwrap_or(-1);
+        // The table's pages and those of its indexes.
+        let sql = "SELECT coalesce(sum(pgsize), 0) FROM dbstat WHERE name = ?1 \
+                   OR name IN (SELECT name FROM sqlite_schema WHERE tbl_name = ?1)";
+        let bytes: i64 = conn.query_row(sql, [&table], |r| r.get(0)).unwrap_or(-1);
+        out.push((format!("{table} rows"), rows));
+        out.push((format!("{table} bytes"), bytes));
+    }
+    out
+}
+
+/// `host:port` of a PostgreSQL URL (`postgres://user@host:port/db?...`), port 5432 if none.
+fn pg_address(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split(['/', '?']).next().unwrap_or(rest);
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    if host.contains(':') {
+        host.to_owned()
+    } else {
+        format!("{host}:5432")
+    }
+}
+
+/// The cluster to restart (`version/name` for `pg_ctlcluster`): `CHAOS_PG_CLUSTER` if set,
+/// else the one whose `postgresql.conf` listens on the test URL's port, so a run against a
+/// cluster of its own never restarts the machine's other clusters.
+fn pg_cluster() -> Option<(String, String)> {
+    if let Ok(named) = std::env::var("CHAOS_PG_CLUSTER") {
+        let (version, name) = named.split_once('/')?;
+        return Some((version.to_owned(), name.to_owned()));
+    }
+    let url = std::env::var(crate::support::pg::ENV).ok()?;
+    let port = pg_address(&url).rsplit_once(':')?.1.to_owned();
+    for version in std::fs::read_dir("/etc/postgresql").ok()?.flatten() {
+        for cluster in std::fs::read_dir(version.path()).ok()?.flatten() {
+            let conf = std::fs::read_to_string(cluster.path().join("postgresql.conf"));
+            let listens = conf.is_ok_and(|c| {
+                c.lines().any(|l| {
+                    let l = l.split('#').next().unwrap_or_default();
+                    l.split_once('=')
+                        .is_some_and(|(k, v)| k.trim() == "port" && v.trim() == port)
+                })
+            });
+            if listens {
+                let name = |e: &std::fs::DirEntry| e.file_name().to_string_lossy().into_owned();
+                return Some((name(&version), name(&cluster)));
+            }
+        }
+    }
+    None
+}
+
 fn restart_postgres() -> bool {
-    let version = std::fs::read_dir("/etc/postgresql")
-        .ok()
-        .and_then(|mut d| d.next())
-        .and_then(Result::ok);
-    let Some(version) = version.map(|e| e.file_name().to_string_lossy().into_owned()) else {
+    let Some((version, name)) = pg_cluster() else {
+        eprintln!("chaos: no PostgreSQL cluster found for the test URL's port; not restarting");
         return false;
     };
     std::process::Command::new("pg_ctlcluster")
-        .args(["--skip-systemctl-redirect", &version, "main", "restart"])
+        .args(["--skip-systemctl-redirect", &version, &name, "restart"])
         .status()
         .is_ok_and(|s| s.success())
 }
@@ -242,6 +314,15 @@ pub async fn inject(
         }
         (Kind::Sqlite, _) => vec!["disk_full", "disk_full", "kill9"],
     };
+    let kinds: Vec<&'static str> = kinds
+        .into_iter()
+        .filter(|k| plan.only_faults.is_empty() || plan.only_faults.iter().any(|o| o == k))
+        .collect();
+    assert!(
+        !kinds.is_empty(),
+        "no fault kind left: {:?}",
+        plan.only_faults
+    );
     loop {
         let wait = plan.fault_every.mul_f64(rand::rng().random_range(0.5..1.5));
         if Instant::now() + wait + Duration::from_secs(5) > until {
@@ -277,8 +358,8 @@ pub async fn inject(
                 cluster.proxies[i].set(Mode::Pass);
             }
             "kill9" => cluster.restart(i).await,
-            "pg_restart" => {
-                restart_postgres();
+            "pg_restart" if !restart_postgres() => {
+                *faults.entry("pg_restart_failed").or_default() += 1;
             }
             "disk_full" => {
                 if let Some(dir) = &cluster.tmpfs {

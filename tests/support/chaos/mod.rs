@@ -32,9 +32,22 @@ pub struct Plan {
     pub fault_every: Duration,
     pub workers: usize,
     pub pool: usize,
-    /// Restart the machine's PostgreSQL among the faults.
+    /// Restart the test URL's PostgreSQL cluster among the faults (`CHAOS_PG_CLUSTER`, or
+    /// the cluster listening on the URL's port: `faults::pg_cluster`).
     pub pg_restart: bool,
+    /// How often RSS and store sizes are sampled during the run (and printed at once).
+    pub sample_every: Duration,
+    /// request-interactions per second over all workers (0: as fast as they go). A long run
+    /// needs a steady rate: the file keeps every Idempotency-Key answer for 24 h, so its
+    /// size is the rate × the run's length, which must fit the tmpfs.
+    pub rate: u64,
+    /// Only these fault kinds (empty: every kind the store has). A soak without `kill9`
+    /// shows one process's memory over the whole run.
+    pub only_faults: Vec<String>,
 }
+
+/// One sample taken during the run: seconds since the load started, RSS per node, sizes.
+pub type Sample = (u64, Vec<u64>, Vec<(String, i64)>);
 
 #[derive(Debug, Default)]
 pub struct Report {
@@ -48,6 +61,7 @@ pub struct Report {
     pub rss_end_kb: Vec<u64>,
     pub sizes_start: Vec<(String, i64)>,
     pub sizes_end: Vec<(String, i64)>,
+    pub samples: Vec<Sample>,
     pub elapsed: Duration,
 }
 
@@ -79,20 +93,34 @@ impl std::fmt::Display for Report {
             "node RSS kB start {:?} end {:?}",
             self.rss_start_kb, self.rss_end_kb
         )?;
+        for (secs, rss, sizes) in &self.samples {
+            writeln!(f, "sample at {secs} s: RSS kB {rss:?} sizes {sizes:?}")?;
+        }
         writeln!(f, "store sizes start {:?}", self.sizes_start)?;
         write!(f, "store sizes end   {:?}", self.sizes_end)
     }
 }
 
 /// One worker: request-interaction (with an Idempotency-Key, retried on 503 as a client
-/// should), keeps a few reservations, matches the oldest.
-async fn worker(cluster: Arc<Cluster>, history: Arc<Mutex<History>>, until: Instant) {
+/// should), keeps a few reservations, matches the oldest (ending its session, as an IVR
+/// does once the call arrived). With a `pace`, one request-interaction per `pace` at most.
+async fn worker(
+    cluster: Arc<Cluster>,
+    history: Arc<Mutex<History>>,
+    until: Instant,
+    pace: Option<Duration>,
+) {
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(15))
         .build()
         .expect("client");
     let mut held: Vec<Granted> = Vec::new();
+    let mut next = Instant::now();
     while Instant::now() < until {
+        if let Some(pace) = pace {
+            next = (next + pace).max(Instant::now() - pace);
+            tokio::time::sleep_until(next.into()).await;
+        }
         if let Some(g) = reserve(&cluster, &http, &history).await {
             held.push(g);
         }
@@ -167,6 +195,7 @@ async fn release(
     let form = [
         ("_access_number", g.number.clone()),
         ("_access_code", g.code.clone()),
+        ("_delete_service", "true".to_owned()),
     ];
     let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
     g.release_sent = Some(Instant::now());
@@ -204,10 +233,16 @@ pub async fn run(plan: Plan) -> Report {
     let history: Arc<Mutex<History>> = Arc::default();
     let until = Instant::now() + plan.duration;
     let workers: Vec<_> = (0..plan.workers)
-        .map(|_| tokio::spawn(worker(cluster.clone(), history.clone(), until)))
+        .map(|_| {
+            let pace = (plan.rate > 0)
+                .then(|| Duration::from_secs_f64(plan.workers as f64 / plan.rate as f64));
+            tokio::spawn(worker(cluster.clone(), history.clone(), until, pace))
+        })
         .collect();
     let injector = tokio::spawn(faults::inject(cluster.clone(), plan.clone(), until));
+    let sampler = tokio::spawn(sample(cluster.clone(), plan.sample_every, until));
     let (faults, recoveries) = injector.await.expect("injector");
+    report.samples = sampler.await.expect("sampler");
     for w in workers {
         w.await.expect("worker");
     }
@@ -227,6 +262,27 @@ pub async fn run(plan: Plan) -> Report {
     report.sizes_end = cluster.sizes().await;
     report.elapsed = started.elapsed();
     report
+}
+
+/// Samples RSS and store sizes every `every` until `until`, printing each at once (a long
+/// run can be watched, and stopped early if something climbs).
+async fn sample(cluster: Arc<Cluster>, every: Duration, until: Instant) -> Vec<Sample> {
+    let started = Instant::now();
+    let mut samples = Vec::new();
+    while Instant::now() + every < until {
+        tokio::time::sleep(every).await;
+        let s = (
+            started.elapsed().as_secs(),
+            cluster.rss_kb(),
+            cluster.sizes().await,
+        );
+        eprintln!(
+            "chaos sample at {} s: RSS kB {:?} sizes {:?}",
+            s.0, s.1, s.2
+        );
+        samples.push(s);
+    }
+    samples
 }
 
 /// Reads a process's resident set size in kB.

@@ -38,7 +38,9 @@ pub struct Engine {
     sessions: HashMap<SessionId, SessionEntry>,
     data: HashMap<DataId, DataEntry>,
     /// SQLite: fields live in the store's `data` table and `DataEntry::fields` stays empty;
-    /// the engine keeps only each entry's expiry (see `store::local::fields`).
+    /// the engine keeps only each entry's expiry (see `store::local::fields`); and
+    /// `Idempotency-Key` answers live in the `idempotency` table, only the recent ones in
+    /// memory (`once.rs`).
     fields_on_disk: bool,
     /// Disk mode: data whose session this operation ended while the data was live; its row
     /// is kept (expired, `Change::DataEnded`) so the answer can still read its fields.
@@ -229,6 +231,7 @@ impl Engine {
         if other.fields_on_disk {
             self.keep_fields_on_disk();
         }
+        self.copy_remembered_serials(other);
     }
 
     pub fn keep_fields_on_disk(&mut self) {
