@@ -150,7 +150,14 @@ async fn run<W: Work>(db: &Db, batch: Vec<Job<W>>) {
     if reqs.is_empty() {
         return;
     }
+    let started = std::time::Instant::now();
     let outcome = retried(db.timeout, |deadline| attempt::<W>(db, &reqs, deadline)).await;
+    tracing::debug!(
+        kind = std::any::type_name::<W>(),
+        size = reqs.len(),
+        ms = started.elapsed().as_secs_f64() * 1000.0,
+        "batch"
+    );
     match outcome {
         Ok(answers) => {
             for (reply, answer) in replies.into_iter().zip(answers) {
