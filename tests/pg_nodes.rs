@@ -62,7 +62,7 @@ async fn concurrent_claims_in_a_small_pool_leave_each_other_the_rest() {
                 numbers.dedup();
                 assert_eq!(numbers.len(), POOL as usize, "{allocation}: distinct numbers");
                 for number in numbers {
-                    let m = MatchRequest { number, code: None, phone: None, code_required: false, end_session: true };
+                    let m = MatchRequest { number, code: None, phone: None, code_required: false, end_session: true , with_fields: true};
                     assert!(t.store.match_reservation(m).await.expect("match").into_session().is_some());
                 }
             }

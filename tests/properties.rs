@@ -203,6 +203,7 @@ async fn check(backend: Backend, ops: Vec<Op>) -> Result<(), TestCaseError> {
                     phone: None,
                     code_required: true,
                     end_session: false,
+                    with_fields: true,
                 };
                 let got = t
                     .store

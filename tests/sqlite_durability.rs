@@ -32,6 +32,7 @@ async fn state_survives_reopen() {
         phone: None,
         code_required: true,
         end_session: false,
+        with_fields: true,
     };
     assert!(
         t.store
@@ -93,6 +94,7 @@ async fn state_survives_reopen() {
         phone: None,
         code_required: true,
         end_session: false,
+        with_fields: true,
     };
     assert_eq!(
         reopened
@@ -133,6 +135,7 @@ async fn the_number_lifecycle_survives_reopen() {
         phone: None,
         code_required: true,
         end_session: false,
+        with_fields: true,
     };
     // n0: matched (cooling, late calls find it). n1: reserved with one wrong code.
     // n2: expires unrecorded before the restart. n3: quarantined by a stray call.
@@ -415,6 +418,7 @@ async fn rss_stays_flat_while_idempotency_answers_pile_up_on_disk() {
                     phone: None,
                     code_required: false,
                     end_session: true,
+                    with_fields: true,
                 };
                 t.store.match_reservation(m).await.expect("matched");
                 if i % 100 == 0 {

@@ -21,6 +21,8 @@ pub struct MatchParams {
     pub code: Option<AccessCode>,
     pub phone: Option<PhoneNumber>,
     pub end_session: bool,
+    /// The answer shows the session's fields (`_return_data`).
+    pub return_data: bool,
 }
 
 impl Broker {
@@ -36,6 +38,7 @@ impl Broker {
             phone: p.phone,
             code_required: !service.match_without_code,
             end_session: p.end_session,
+            with_fields: p.return_data,
         };
         match self.store.match_reservation(req).await? {
             MatchOutcome::Matched {

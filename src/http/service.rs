@@ -155,15 +155,16 @@ async fn match_interaction(
     let number = params
         .get("_access_number")
         .ok_or_else(|| ApiError::invalid("_access_number", "required"))?;
+    let return_data = match params.get_any(&["_return_data", "_return_user_data"]) {
+        Some((name, v)) => crate::domain::parse_bool(v).map_err(|e| ApiError::invalid(name, e))?,
+        None => false,
+    };
     let p = MatchParams {
         number: AccessNumber::parse(number).map_err(ApiError::param("_access_number"))?,
         code: params.parse("_access_code", AccessCode::parse)?,
         phone: params.parse("_phone_number", PhoneNumber::parse)?,
         end_session: params.flag("_delete_service")?.unwrap_or(false),
-    };
-    let return_data = match params.get_any(&["_return_data", "_return_user_data"]) {
-        Some((name, v)) => crate::domain::parse_bool(v).map_err(|e| ApiError::invalid(name, e))?,
-        None => false,
+        return_data,
     };
     let multiple = params.flag("_return_multiple_matches")?.unwrap_or(false);
     let found = state.broker.match_interaction(service, p).await?;

@@ -185,6 +185,9 @@ pub struct MatchRequest {
     pub code_required: bool,
     /// Also end the matched session (`_delete_service=true`).
     pub end_session: bool,
+    /// The caller shows the session's fields (`_return_data`): a store that keeps them apart
+    /// (SQLite keeps them on disk) reads them only then.
+    pub with_fields: bool,
 }
 
 /// What a match-interaction call found.

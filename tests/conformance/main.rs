@@ -85,6 +85,7 @@ fn plain_match(number: &AccessNumber) -> MatchRequest {
         phone: None,
         code_required: true,
         end_session: false,
+        with_fields: true,
     }
 }
 

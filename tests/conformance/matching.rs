@@ -95,6 +95,7 @@ async fn match_can_end_the_session(t: TestStore) {
     t.reserve(&s, &other).await.expect("reserved");
     let m = MatchRequest {
         end_session: true,
+        with_fields: true,
         ..plain_match(&r.number)
     };
     assert!(

@@ -101,6 +101,7 @@ async fn a_match_ending_its_session_answers_its_fields(t: TestStore) {
         phone: None,
         code_required: true,
         end_session: true,
+        with_fields: true,
     };
     let outcome = t.store.match_reservation(req).await.expect("match");
     let session = outcome.into_session().expect("matched");

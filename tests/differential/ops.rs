@@ -230,6 +230,7 @@ impl Run {
                 phone: phone.clone(),
                 code_required,
                 end_session,
+                with_fields: true,
             };
             match s.t.store.match_reservation(req).await {
                 Ok(found) => fmt_outcome(found, aliased),

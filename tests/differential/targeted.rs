@@ -32,6 +32,7 @@ async fn give_back(t: &TestStore, number: AccessNumber) {
         phone: None,
         code_required: false,
         end_session: false,
+        with_fields: true,
     };
     assert!(
         t.store

@@ -103,6 +103,7 @@ pub async fn check(backend: Backend) {
                 phone: None,
                 code_required: true,
                 end_session: false,
+                with_fields: true,
             })
         }))
         .await;

@@ -334,7 +334,7 @@ impl Store for LocalStore {
                 let outcome = e.match_reservation(&req, now, log);
                 let read = match &outcome {
                     MatchOutcome::Matched { session, .. } => {
-                        e.fields_on_disk(&session.data_id, now)
+                        req.with_fields && e.fields_on_disk(&session.data_id, now)
                     }
                     MatchOutcome::NoMatch { .. } => false,
                 };
