@@ -43,13 +43,18 @@ pub async fn create(
     .await
     .map_err(pg_error)?;
     put_data(tx, now, &new.data_id, &new.fields, &new.ttl).await?;
-    Ok(Session {
+    Ok(created(new))
+}
+
+/// The session a creation made, as its caller is answered.
+fn created(new: &NewSession) -> Session {
+    Session {
         id: new.id.clone(),
         service: new.service.clone(),
         data_id: new.data_id.clone(),
         fields: new.fields.clone(),
         expires_in: new.ttl,
-    })
+    }
 }
 
 pub async fn get(
@@ -226,19 +231,8 @@ impl super::batch::Work for Creating {
             &data_params,
         );
         tokio::try_join!(sessions, data).map_err(pg_error)?;
-        let created = reqs
-            .iter()
-            .map(|new| {
-                Ok(Session {
-                    id: new.id.clone(),
-                    service: new.service.clone(),
-                    data_id: new.data_id.clone(),
-                    fields: new.fields.clone(),
-                    expires_in: new.ttl,
-                })
-            })
-            .collect();
-        Ok((created, Vec::new()))
+        let answers = reqs.iter().map(|new| Ok(created(new))).collect();
+        Ok((answers, Vec::new()))
     }
 
     fn failed(err: StoreError) -> Self::Ans {
