@@ -57,6 +57,7 @@ pub struct Metrics {
     events_failed: Counter,
     events_given_up: Counter,
     events_backlog: Gauge,
+    store_rebuilds: Counter,
     history: Mutex<HashMap<String, History>>,
 }
 
@@ -153,6 +154,12 @@ impl Metrics {
             "Webhook events given up after 24 h of failed deliveries",
             events_given_up.clone(),
         );
+        let store_rebuilds = Counter::default();
+        registry.register(
+            "store_rebuilds",
+            "Times the embedded store rebuilt its state from the file after a failed write",
+            store_rebuilds.clone(),
+        );
         registry.register(
             "events_backlog",
             "Webhook events waiting in the store's outbox",
@@ -164,6 +171,7 @@ impl Metrics {
             events_failed,
             events_given_up,
             events_backlog,
+            store_rebuilds,
             requests,
             latency,
             reservations,
@@ -242,6 +250,14 @@ impl Metrics {
 
     pub fn event_given_up(&self) {
         self.events_given_up.inc();
+    }
+
+    /// Brings the rebuild counter up to the store's own count (read at each scrape).
+    pub fn set_store_rebuilds(&self, total: u64) {
+        let seen = self.store_rebuilds.get();
+        if total > seen {
+            self.store_rebuilds.inc_by(total - seen);
+        }
     }
 
     pub fn set_event_backlog(&self, backlog: u64) {

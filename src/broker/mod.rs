@@ -46,6 +46,11 @@ impl Broker {
         }
     }
 
+    /// The store's rebuilds after failed writes (`Store::rebuilds`).
+    pub fn store_rebuilds(&self) -> u64 {
+        self.store.rebuilds()
+    }
+
     pub fn metrics(&self) -> &Metrics {
         &self.metrics
     }

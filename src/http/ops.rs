@@ -22,7 +22,9 @@ pub fn router() -> Router<AppState> {
 async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
     super::auth::require(&headers, state.config.metrics_auth.as_ref())?;
     state.broker.admin_groups().await?;
-    let body = state.broker.metrics().encode();
+    let metrics = state.broker.metrics();
+    metrics.set_store_rebuilds(state.broker.store_rebuilds());
+    let body = metrics.encode();
     Ok((
         [(
             header::CONTENT_TYPE,

@@ -234,6 +234,13 @@ pub trait Store: Send + Sync + 'static {
         Ok(0)
     }
 
+    /// How many times the store rebuilt its state from the durable copy after a failed write
+    /// since it opened (the local store, `docs/architecture.md` "When a write fails"; 0 for
+    /// the others).
+    fn rebuilds(&self) -> u64 {
+        0
+    }
+
     /// Whether the backend answers.
     async fn ping(&self) -> Result<(), StoreError>;
 

@@ -174,6 +174,10 @@ impl Store for WaitingStore {
         self.real()?.outbox_len().await
     }
 
+    fn rebuilds(&self) -> u64 {
+        self.real().map_or(0, |store| store.rebuilds())
+    }
+
     async fn usage(&self) -> Result<Option<Usage>, StoreError> {
         self.real()?.usage().await
     }

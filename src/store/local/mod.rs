@@ -474,6 +474,10 @@ impl Store for LocalStore {
         .await
     }
 
+    fn rebuilds(&self) -> u64 {
+        LocalStore::rebuilds(self)
+    }
+
     async fn outbox_len(&self) -> Result<u64, StoreError> {
         self.read(|e, _, _| e.outbox().len() as u64).await
     }

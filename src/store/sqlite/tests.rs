@@ -105,6 +105,16 @@ async fn a_full_file_costs_one_rebuild_per_probe_not_one_per_refused_write() {
         "{rebuilds} rebuilds for {attempts} refused writes over {probes} probe intervals"
     );
     assert!(rebuilds < attempts / 4, "{rebuilds} rebuilds");
+    // The count operators see: the trait's, as `/metrics` reads it at each scrape.
+    let dynamic: &dyn crate::store::Store = &store;
+    assert_eq!(dynamic.rebuilds(), rebuilds);
+    let metrics = crate::metrics::Metrics::new();
+    metrics.set_store_rebuilds(dynamic.rebuilds());
+    let text = metrics.encode();
+    assert!(
+        text.contains(&format!("access_broker_store_rebuilds_total {rebuilds}")),
+        "{text}"
+    );
 
     // Reads keep working; the refused write left nothing; /ready would say 503.
     assert!(store.data(&kept).await.expect("read").is_some());
