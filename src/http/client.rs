@@ -66,6 +66,10 @@ impl FromRequestParts<AppState> for ClientAddr {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
+        // The edge (`http::edge`) found it already for every routed request.
+        if let Some(addr) = parts.extensions.get::<ClientAddr>() {
+            return Ok(*addr);
+        }
         Ok(ClientAddr::from_request(
             &parts.headers,
             &parts.extensions,

@@ -55,6 +55,8 @@ pub async fn edge(
         request.extensions(),
         state.config.limits.client_ip_header.as_ref(),
     );
+    // Handlers that need it take it from here rather than reading the headers again.
+    request.extensions_mut().insert(client);
     let method = request.method().clone();
     let uri = request.uri().clone();
     let context = RequestContext {

@@ -17,7 +17,7 @@ use super::claim::NOW;
 use super::prepared::Prepared as _;
 use super::rows::{self, NumberRow};
 use super::{pg_error, sessions};
-use crate::domain::{AccessNumber, DataId, ServiceName, SessionId, UnixMillis};
+use crate::domain::{AccessNumber, SessionId, UnixMillis};
 use crate::events::{Event, EventKind};
 use crate::rules::call::{Call, Last, Live, Reason, Verdict};
 use crate::rules::lifecycle::{self, EndReason};
@@ -291,21 +291,8 @@ async fn sessions_of<C: GenericClient>(
     rows.iter()
         .map(|r| {
             let id: String = r.get(0);
-            let fields: Option<String> = r.get(4);
-            let session = Session {
-                id: SessionId::parse(&id).map_err(super::rows::corrupt("sessions.id"))?,
-                service: ServiceName::parse(r.get(1))
-                    .map_err(super::rows::corrupt("sessions.service"))?,
-                data_id: DataId::parse(r.get(2))
-                    .map_err(super::rows::corrupt("sessions.data_id"))?,
-                fields: fields
-                    .as_deref()
-                    .map(sessions::decode)
-                    .transpose()?
-                    .unwrap_or_default(),
-                expires_in: sessions::left(r.get(3), r.get(5)),
-            };
-            Ok((id, session))
+            let parsed = SessionId::parse(&id).map_err(super::rows::corrupt("sessions.id"))?;
+            Ok((id, sessions::from_row(parsed, r, 1, r.get(5))?))
         })
         .collect()
 }

@@ -72,21 +72,31 @@ pub async fn get(
     else {
         return Ok(None);
     };
-    let service: String = row.get(0);
-    let data_id: String = row.get(1);
-    let fields: Option<String> = row.get(3);
-    Ok(Some(Session {
-        id: id.clone(),
-        service: ServiceName::parse(&service)
+    from_row(id.clone(), &row, 0, now).map(Some)
+}
+
+/// A session from `service, data_id, expires_at, fields` at columns `at..at + 4` of a row
+/// (the fields from the joined data row, `NULL` when it expired), as of `now`.
+pub(super) fn from_row(
+    id: SessionId,
+    row: &tokio_postgres::Row,
+    at: usize,
+    now: i64,
+) -> Result<Session, StoreError> {
+    let fields: Option<String> = row.get(at + 3);
+    Ok(Session {
+        id,
+        service: ServiceName::parse(row.get(at))
             .map_err(|e| StoreError::corrupt("sessions.service", e))?,
-        data_id: DataId::parse(&data_id).map_err(|e| StoreError::corrupt("sessions.data_id", e))?,
+        data_id: DataId::parse(row.get(at + 1))
+            .map_err(|e| StoreError::corrupt("sessions.data_id", e))?,
         fields: fields
             .as_deref()
             .map(decode)
             .transpose()?
             .unwrap_or_default(),
-        expires_in: left(row.get(2), now),
-    }))
+        expires_in: left(row.get(at + 2), now),
+    })
 }
 
 /// Ends a live session: ends its reservations (`session_ended`; the numbers rest for their
