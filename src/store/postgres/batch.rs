@@ -18,6 +18,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio::time::Instant;
 
+use super::prepared::{Stmt, prepare, send, send_prepared};
 use super::{Db, retried, timed_out};
 use crate::events::Event;
 use crate::store::StoreError;
@@ -30,15 +31,27 @@ const MAX_BATCH: usize = 128;
 pub(super) trait Work: Send + Sync + 'static {
     type Req: Send + Sync + 'static;
     type Ans: Send + 'static;
+    /// What a decided batch writes.
+    type Plan: Send + Sync;
 
-    /// Decides a whole batch and writes it, inside the transaction [`attempt`] opened (the
-    /// first statement it sends follows `BEGIN` in the same round trip); answer i is for
-    /// request i. Returns the answers and the events of what it wrote.
+    /// Reads and decides a whole batch, inside the transaction [`attempt`] opened (the first
+    /// statements it sends follow `BEGIN` in the same round trip), within the batch's
+    /// deadline; answer i is for request i.
     fn decide<'a>(
         client: &'a deadpool_postgres::Client,
         frozen: Option<i64>,
         reqs: &'a [Self::Req],
-    ) -> impl Future<Output = Result<(Vec<Self::Ans>, Vec<Event>), StoreError>> + Send + 'a;
+    ) -> impl Future<Output = Result<(Vec<Self::Ans>, Self::Plan), StoreError>> + Send + 'a;
+
+    /// Writes what `decide` planned, its last statements through [`Finish::last`] (which
+    /// sends the `COMMIT` with them when nothing else has to follow in the transaction).
+    /// Returns the events of what it wrote.
+    fn write<'a>(
+        client: &'a deadpool_postgres::Client,
+        reqs: &'a [Self::Req],
+        plan: &'a Self::Plan,
+        finish: &'a mut Finish,
+    ) -> impl Future<Output = Result<Vec<Event>, StoreError>> + Send + 'a;
 
     /// Every item's answer when the whole batch failed.
     fn failed(err: StoreError) -> Self::Ans;
@@ -174,8 +187,8 @@ async fn run<W: Work>(db: &Db, batch: Vec<Job<W>>) {
 }
 
 /// One try at a batch: a pooled connection, `BEGIN` sent with the batch's first reads, its
-/// decisions and writes and the outbox insert within the deadline, then the `COMMIT`
-/// ([`OpenTx::commit`]), after which the answers are given.
+/// decisions within the deadline, then its writes with the `COMMIT` in one round trip
+/// ([`Finish`]), after which the answers are given.
 async fn attempt<W: Work>(
     db: &Db,
     reqs: &[W::Req],
@@ -186,16 +199,88 @@ async fn attempt<W: Work>(
     let frozen = db.clock.frozen().map(|t| t.0);
     // try_join! polls in order, so BEGIN is sent before the first read.
     let begin = async { client.batch_execute("BEGIN").await.map_err(super::pg_error) };
-    let work = async {
-        let ((), (answers, events)) = tokio::try_join!(begin, W::decide(client, frozen, reqs))?;
-        if db.keeps_outbox() {
-            super::outbox::insert(client, &events).await?;
-        }
-        Ok::<_, StoreError>((answers, events))
+    let decided = async {
+        let ((), decided) = tokio::try_join!(begin, W::decide(client, frozen, reqs))?;
+        Ok::<_, StoreError>(decided)
     };
-    let (answers, events) = super::before(deadline, work).await?;
-    conn.commit(db, &events).await?;
+    let (answers, plan) = super::before(deadline, decided).await?;
+    // With `[events]` the outbox insert needs the events the writes return, so the COMMIT
+    // cannot ride with them.
+    let mut finish = Finish {
+        deadline,
+        may_commit: !db.keeps_outbox(),
+        committed: false,
+    };
+    let events = W::write(client, reqs, &plan, &mut finish).await?;
+    if finish.committed {
+        conn.committed(db, &events);
+    } else {
+        if db.keeps_outbox() {
+            super::before(deadline, super::outbox::insert(client, &events)).await?;
+        }
+        conn.commit(db, &events).await?;
+    }
     Ok(answers)
+}
+
+/// How a batch's writes end its transaction: the last of them carry the `COMMIT` when
+/// nothing else has to follow them (no outbox insert), so a batch's writes and its commit
+/// cost one round trip.
+pub(super) struct Finish {
+    deadline: Instant,
+    may_commit: bool,
+    committed: bool,
+}
+
+impl Finish {
+    /// Sends statements that are not the transaction's last, within the batch's deadline.
+    pub async fn more(
+        &self,
+        client: &deadpool_postgres::Client,
+        stmts: &[Stmt<'_>],
+    ) -> Result<Vec<Vec<tokio_postgres::Row>>, StoreError> {
+        let sent = async { send(client, stmts).await.map_err(super::pg_error) };
+        super::before(self.deadline, sent).await
+    }
+
+    /// Runs other work of the transaction within the batch's deadline.
+    pub async fn within<T>(
+        &self,
+        work: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        super::before(self.deadline, work).await
+    }
+
+    /// Sends the transaction's last statements, with the `COMMIT` after them when it may
+    /// (then the answer is the commit's, waited for as `tx::commit` says, never cut off by the
+    /// deadline). They are prepared first (`prepared::prepare`, within the deadline), so the
+    /// `COMMIT` cannot overtake one of them. A statement that fails aborts the transaction
+    /// and the `COMMIT` then rolls it back: the error is the batch's.
+    pub async fn last(
+        &mut self,
+        client: &deadpool_postgres::Client,
+        stmts: &[Stmt<'_>],
+    ) -> Result<Vec<Vec<tokio_postgres::Row>>, StoreError> {
+        if !self.may_commit {
+            return self.more(client, stmts).await;
+        }
+        let ready = async { prepare(client, stmts).await.map_err(super::pg_error) };
+        let prepared = super::before(self.deadline, ready).await?;
+        let writes = async {
+            send_prepared(client, &prepared, stmts)
+                .await
+                .map_err(super::pg_error)
+        };
+        let commit = async {
+            client
+                .batch_execute("COMMIT")
+                .await
+                .map_err(super::pg_error)
+        };
+        let (rows, ()) = super::commit(async { tokio::try_join!(writes, commit) }).await?;
+        self.committed = true;
+        Ok(rows)
+    }
 }
 
 /// A pooled connection with a transaction open on it. Unless `done` is called (after the
@@ -220,11 +305,6 @@ impl OpenTx {
 
     /// Commits the batch's transaction (waiting as `tx::commit` says, never under the
     /// batch's deadline), gives the connection back to the pool, and publishes the events.
-    ///
-    /// Why the `COMMIT` is not pipelined with the writes: a statement whose preparation
-    /// misses the connection's cache (`prepared.rs`) waits for that round trip before it is
-    /// sent, so a `COMMIT` sent alongside could overtake it and the write would land outside
-    /// the transaction, after its locks were released.
     pub async fn commit(
         mut self,
         db: &Db,
@@ -241,6 +321,15 @@ impl OpenTx {
         self.0 = None;
         db.publish(events);
         Ok(())
+    }
+}
+
+impl OpenTx {
+    /// The transaction committed (its `COMMIT` rode with its writes, [`Finish::last`]): the
+    /// connection goes back to the pool and the events are published.
+    pub fn committed(mut self, db: &Db, events: &[crate::events::Event]) {
+        self.0 = None;
+        db.publish(events);
     }
 }
 

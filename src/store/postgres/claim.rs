@@ -14,7 +14,7 @@ use rand::seq::SliceRandom;
 use tokio_postgres::types::{ToSql, Type};
 
 use super::pg_error;
-use super::prepared::Prepared as _;
+use super::prepared::{Prepared as _, Stmt, send};
 use crate::domain::{AccessCode, Allocation, BookingTimeout, NumberPolicy, PhoneNumber};
 use crate::rules::{self, Candidates, Pos};
 use crate::store::StoreError;
@@ -31,11 +31,19 @@ fn now_param(n: usize) -> String {
 
 /// The transaction's `now` (see [`NOW`]).
 pub async fn now<C: GenericClient>(tx: &C, frozen: Option<i64>) -> Result<i64, StoreError> {
-    let sql = format!("SELECT {}", now_param(1));
-    let row = tx
-        .query_one_prepared(&sql, &[(&frozen, Type::INT8)])
-        .await
-        .map_err(pg_error)?;
+    let rows = send(tx, &[now_stmt(frozen)]).await.map_err(pg_error)?;
+    now_from(&rows[0])
+}
+
+/// The statement that reads the transaction's `now`, to send with others.
+pub fn now_stmt(frozen: Option<i64>) -> Stmt<'static> {
+    Stmt::new(format!("SELECT {}", now_param(1))).bind(frozen, Type::INT8)
+}
+
+pub fn now_from(rows: &[tokio_postgres::Row]) -> Result<i64, StoreError> {
+    let row = rows
+        .first()
+        .ok_or_else(|| StoreError::corrupt("the transaction's now", "no row"))?;
     Ok(row.get(0))
 }
 
@@ -76,37 +84,31 @@ pub struct HeldRow {
 }
 
 /// Locks the batch's live sessions (in id order, so two batches sharing sessions queue
-/// instead of deadlocking) and returns each one's expiry.
-pub async fn lock_sessions<C: GenericClient>(
-    tx: &C,
-    frozen: Option<i64>,
-    ids: &[&str],
-) -> Result<HashMap<String, i64>, StoreError> {
+/// instead of deadlocking); [`expiries_from`] reads each one's expiry.
+pub fn lock_sessions<'a>(frozen: Option<i64>, ids: &'a [&'a str]) -> Stmt<'a> {
     let sql = format!(
         "SELECT id, expires_at FROM sessions WHERE id = ANY($1) AND expires_at > {}
          ORDER BY id FOR UPDATE",
         now_param(2)
     );
-    let rows = tx
-        .query_prepared(&sql, &[(&ids, Type::TEXT_ARRAY), (&frozen, Type::INT8)])
-        .await
-        .map_err(pg_error)?;
-    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    Stmt::new(sql)
+        .bind(ids, Type::TEXT_ARRAY)
+        .bind(frozen, Type::INT8)
 }
 
-pub async fn groups<C: GenericClient>(
-    tx: &C,
-    names: &[&str],
-) -> Result<HashMap<String, GroupRow>, StoreError> {
-    let rows = tx
-        .query_prepared(
-            &format!(
-                "SELECT name, allocation, booking_timeout, {POLICY_COLUMNS} FROM groups WHERE name = ANY($1)"
-            ),
-            &[(&names, Type::TEXT_ARRAY)],
-        )
-        .await
-        .map_err(pg_error)?;
+pub fn expiries_from(rows: &[tokio_postgres::Row]) -> HashMap<String, i64> {
+    rows.iter().map(|r| (r.get(0), r.get(1))).collect()
+}
+
+/// The groups' settings ([`groups_from`]).
+pub fn groups<'a>(names: &'a [&'a str]) -> Stmt<'a> {
+    let sql = format!(
+        "SELECT name, allocation, booking_timeout, {POLICY_COLUMNS} FROM groups WHERE name = ANY($1)"
+    );
+    Stmt::new(sql).bind(names, Type::TEXT_ARRAY)
+}
+
+pub fn groups_from(rows: &[tokio_postgres::Row]) -> Result<HashMap<String, GroupRow>, StoreError> {
     rows.iter()
         .map(|r| {
             let allocation: &str = r.get(1);
@@ -124,29 +126,24 @@ pub async fn groups<C: GenericClient>(
         .collect()
 }
 
-/// The live reservations of these sessions, locked (a renewal rewrites them).
-pub async fn held<C: GenericClient>(
-    tx: &C,
-    frozen: Option<i64>,
-    sessions: &[&str],
-) -> Result<Vec<HeldRow>, StoreError> {
+/// The live reservations of these sessions, locked (a renewal rewrites them): [`held_from`].
+pub fn held<'a>(frozen: Option<i64>, sessions: &'a [&'a str]) -> Stmt<'a> {
     let sql = format!(
         "SELECT number, session, group_name, code, phone, expires_at FROM numbers
          WHERE session IS NOT NULL AND session = ANY($1) AND expires_at > {} FOR UPDATE",
         now_param(2)
     );
-    let rows = tx
-        .query_prepared(
-            &sql,
-            &[(&sessions, Type::TEXT_ARRAY), (&frozen, Type::INT8)],
-        )
-        .await
-        .map_err(pg_error)?;
+    Stmt::new(sql)
+        .bind(sessions, Type::TEXT_ARRAY)
+        .bind(frozen, Type::INT8)
+}
+
+pub fn held_from(rows: &[tokio_postgres::Row]) -> Vec<HeldRow> {
     rows.iter()
         .map(|r| {
             let code: Option<String> = r.get(3);
             let phone: Option<String> = r.get(4);
-            Ok(HeldRow {
+            HeldRow {
                 number: r.get(0),
                 session: r.get(1),
                 group: r.get(2),
@@ -155,7 +152,7 @@ pub async fn held<C: GenericClient>(
                     phone: phone.map(PhoneNumber::from_stored),
                     expires_at: crate::domain::UnixMillis(r.get(5)),
                 },
-            })
+            }
         })
         .collect()
 }

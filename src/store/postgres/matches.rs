@@ -14,7 +14,7 @@ use deadpool_postgres::GenericClient;
 use tokio_postgres::types::Type;
 
 use super::claim::NOW;
-use super::prepared::Prepared as _;
+use super::prepared::{Stmt, send};
 use super::rows::{self, NumberRow};
 use super::{pg_error, sessions};
 use crate::domain::{AccessNumber, SessionId, UnixMillis};
@@ -31,17 +31,32 @@ pub struct Matching;
 impl super::batch::Work for Matching {
     type Req = MatchRequest;
     type Ans = Answer;
+    type Plan = Writes;
 
-    /// Four round trips: `BEGIN` with the locks, the sessions, the writes (then the sessions
-    /// the calls end), and the `COMMIT` (`batch::attempt`).
+    /// Two round trips: `BEGIN` with the locks and the sessions, the writes with the
+    /// `COMMIT` (`batch::Finish`); a call that ends its session adds its own.
     async fn decide(
         client: &deadpool_postgres::Client,
         frozen: Option<i64>,
         reqs: &[MatchRequest],
-    ) -> Result<(Vec<Answer>, Vec<Event>), StoreError> {
+    ) -> Result<(Vec<Answer>, Writes), StoreError> {
         let (answers, writes) = match_many(client, frozen, reqs).await?;
-        let events = writes.write(client).await?;
-        Ok((answers.into_iter().map(Ok).collect(), events))
+        Ok((answers.into_iter().map(Ok).collect(), writes))
+    }
+
+    async fn write(
+        client: &deadpool_postgres::Client,
+        _: &[Self::Req],
+        writes: &Writes,
+        finish: &mut super::batch::Finish,
+    ) -> Result<Vec<Event>, StoreError> {
+        let stmts = rows::write_stmts(&writes.rows);
+        if writes.end_sessions.is_empty() {
+            finish.last(client, &stmts).await?;
+            return Ok(writes.events.clone());
+        }
+        finish.more(client, &stmts).await?;
+        finish.within(writes.end_sessions(client)).await
     }
 
     fn failed(err: StoreError) -> Answer {
@@ -70,13 +85,17 @@ pub async fn match_many<C: GenericClient>(
     let mut numbers: Vec<&str> = reqs.iter().map(|r| r.number.as_str()).collect();
     numbers.sort_unstable();
     numbers.dedup();
-    // The sessions are read after the rows are locked, so from the rows as locked (not sent
-    // together: a statement missing the connection's cache would be overtaken).
-    let (now, mut rows) = tokio::try_join!(
-        super::claim::now(client, frozen),
-        rows::lock(client, &numbers),
-    )?;
-    let sessions = sessions_of(client, frozen, &numbers).await?;
+    // Sent together after BEGIN: the sessions are read after the rows are locked, so from
+    // the rows as locked.
+    let reads = [
+        super::claim::now_stmt(frozen),
+        rows::lock_stmt(&numbers),
+        sessions_of(frozen, &numbers),
+    ];
+    let read = send(client, &reads).await.map_err(pg_error)?;
+    let now = super::claim::now_from(&read[0])?;
+    let mut rows = rows::locked_from(&read[1])?;
+    let sessions = sessions_from(&read[2])?;
     let mut writes = Writes {
         now,
         rows: HashMap::new(),
@@ -252,10 +271,9 @@ fn late(
 }
 
 impl Writes {
-    /// Writes the changed rows, then ends the sessions the calls asked to end, in order.
+    /// Ends the sessions the calls asked to end, in order, after the rows are written.
     /// Returns every event of the batch.
-    async fn write<C: GenericClient>(&self, client: &C) -> Result<Vec<Event>, StoreError> {
-        rows::write(client, &self.rows).await?;
+    async fn end_sessions<C: GenericClient>(&self, client: &C) -> Result<Vec<Event>, StoreError> {
         let mut events = self.events.clone();
         for id in &self.end_sessions {
             events.extend(
@@ -268,12 +286,9 @@ impl Writes {
     }
 }
 
-/// The live sessions the numbers' reservations (live or last) name, with their fields.
-async fn sessions_of<C: GenericClient>(
-    client: &C,
-    frozen: Option<i64>,
-    numbers: &[&str],
-) -> Result<HashMap<String, Session>, StoreError> {
+/// The live sessions the numbers' reservations (live or last) name, with their fields:
+/// [`sessions_from`].
+fn sessions_of<'a>(frozen: Option<i64>, numbers: &'a [&'a str]) -> Stmt<'a> {
     let now = NOW.replace("$N", "$2");
     let sql = format!(
         "SELECT s.id, s.service, s.data_id, s.expires_at, d.fields, {now} FROM sessions s
@@ -284,10 +299,12 @@ async fn sessions_of<C: GenericClient>(
                          SELECT last_session FROM numbers
                           WHERE number = ANY($1) AND last_session IS NOT NULL)"
     );
-    let rows = client
-        .query_prepared(&sql, &[(&numbers, Type::TEXT_ARRAY), (&frozen, Type::INT8)])
-        .await
-        .map_err(pg_error)?;
+    Stmt::new(sql)
+        .bind(numbers, Type::TEXT_ARRAY)
+        .bind(frozen, Type::INT8)
+}
+
+fn sessions_from(rows: &[tokio_postgres::Row]) -> Result<HashMap<String, Session>, StoreError> {
     rows.iter()
         .map(|r| {
             let id: String = r.get(0);

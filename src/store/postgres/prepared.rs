@@ -5,7 +5,14 @@
 //!
 //! The same shape as `tokio_postgres`'s `query_typed`: each parameter with its type, so the
 //! text needs no casts and the first call needs no round trip to learn the types.
+//!
+//! Statements that go to the database together (a batch's reads, its writes and `COMMIT`) are
+//! values ([`Stmt`]) sent by [`send`]: every one is prepared before any is sent, so a
+//! statement that misses the cache is never held back by its preparation while the next one
+//! (a lock, a `COMMIT`) overtakes it. What is sent together is executed in order and costs one
+//! round trip.
 
+use futures::future::try_join_all;
 use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{Error, Row};
 
@@ -24,12 +31,6 @@ pub trait Prepared: deadpool_postgres::GenericClient {
         let (types, values) = split(params);
         let statement = self.prepare_typed_cached(sql, &types).await?;
         self.query_one(&statement, &values).await
-    }
-
-    async fn execute_prepared(&self, sql: &str, params: &[Param<'_>]) -> Result<u64, Error> {
-        let (types, values) = split(params);
-        let statement = self.prepare_typed_cached(sql, &types).await?;
-        self.execute(&statement, &values).await
     }
 
     /// A statement whose parameter types the server infers (prepared once, like the others).
@@ -68,4 +69,75 @@ fn split<'a>(params: &[Param<'a>]) -> (Vec<Type>, Vec<&'a (dyn ToSql + Sync)>) {
         .iter()
         .map(|(value, ty)| (ty.clone(), *value))
         .unzip()
+}
+
+/// A statement with its parameters, owned (or borrowed from the batch's rows), to be sent
+/// with others by [`send`].
+pub struct Stmt<'a> {
+    sql: std::borrow::Cow<'a, str>,
+    params: Vec<(Box<dyn ToSql + Sync + Send + 'a>, Type)>,
+}
+
+impl<'a> Stmt<'a> {
+    pub fn new(sql: impl Into<std::borrow::Cow<'a, str>>) -> Self {
+        Self {
+            sql: sql.into(),
+            params: Vec::new(),
+        }
+    }
+
+    /// The next parameter (`$1`, `$2`, … in order) and its type.
+    pub fn bind(mut self, value: impl ToSql + Sync + Send + 'a, ty: Type) -> Self {
+        self.params.push((Box::new(value), ty));
+        self
+    }
+}
+
+/// Prepares every statement (from the connection's cache; those it misses in one round trip
+/// together). Once this returns, sending them cannot reorder them.
+pub async fn prepare<C: deadpool_postgres::GenericClient>(
+    client: &C,
+    stmts: &[Stmt<'_>],
+) -> Result<Vec<tokio_postgres::Statement>, Error> {
+    try_join_all(stmts.iter().map(|s| {
+        let types: Vec<Type> = s.params.iter().map(|(_, ty)| ty.clone()).collect();
+        async move { client.prepare_typed_cached(&s.sql, &types).await }
+    }))
+    .await
+}
+
+/// Sends prepared statements in order, in one round trip, and returns each one's rows.
+/// `try_join_all` polls its futures in order and each sends its statement on its first poll,
+/// so the database receives (and executes) them in this order.
+pub async fn send_prepared<C: deadpool_postgres::GenericClient>(
+    client: &C,
+    prepared: &[tokio_postgres::Statement],
+    stmts: &[Stmt<'_>],
+) -> Result<Vec<Vec<Row>>, Error> {
+    let values: Vec<Vec<&(dyn ToSql + Sync)>> = stmts
+        .iter()
+        .map(|s| {
+            s.params
+                .iter()
+                .map(|(v, _)| v.as_ref() as &(dyn ToSql + Sync))
+                .collect()
+        })
+        .collect();
+    try_join_all(
+        prepared
+            .iter()
+            .zip(&values)
+            .map(|(statement, values)| client.query(statement, values)),
+    )
+    .await
+}
+
+/// [`prepare`], then [`send_prepared`]: the statements in order, one round trip once they
+/// are in the connection's cache.
+pub async fn send<C: deadpool_postgres::GenericClient>(
+    client: &C,
+    stmts: &[Stmt<'_>],
+) -> Result<Vec<Vec<Row>>, Error> {
+    let prepared = prepare(client, stmts).await?;
+    send_prepared(client, &prepared, stmts).await
 }

@@ -14,7 +14,7 @@ use tokio_postgres::types::Type;
 
 use super::claim::{self, GroupRow, Pool};
 use super::pg_error;
-use super::prepared::Prepared as _;
+use super::prepared::{Stmt, send};
 use super::sessions::{self, left};
 use crate::domain::{AccessNumber, UnixMillis};
 use crate::events::{Event, EventKind};
@@ -32,7 +32,8 @@ pub async fn reserve(
 ) -> Result<(Reservation, Vec<Event>), ReserveError> {
     // This transaction's `now` is the one every statement of it computes (claim::NOW).
     let (mut answers, writes) = reserve_many(tx, Some(now), std::slice::from_ref(req)).await?;
-    let events = write(tx, &writes).await?;
+    let written = send(tx, &writes.stmts()).await.map_err(pg_error)?;
+    let events = writes.events(&written);
     let answer = answers
         .pop()
         .unwrap_or_else(|| Err(StoreError::corrupt("a batch of one", "no answer").into()))?;
@@ -83,16 +84,18 @@ pub async fn reserve_many<C: GenericClient>(
     let mut names: Vec<&str> = reqs.iter().map(|r| r.group.as_str()).collect();
     names.sort_unstable();
     names.dedup();
-    // Sent in this order (the lock order: sessions, then numbers) and answered together. A
-    // statement that misses the connection's cache (`prepared.rs`) is sent after its
-    // preparation, so the first batch on a connection may lock numbers first: a deadlock that
-    // can cause is detected by the database and the batch retried (`tx::retried`).
-    let (now, sessions, groups, held) = tokio::try_join!(
-        claim::now(tx, frozen),
-        claim::lock_sessions(tx, frozen, &ids),
-        claim::groups(tx, &names),
-        claim::held(tx, frozen, &ids),
-    )?;
+    // Sent together in this order, the lock order (sessions, then numbers), after BEGIN.
+    let reads = [
+        claim::now_stmt(frozen),
+        claim::lock_sessions(frozen, &ids),
+        claim::groups(&names),
+        claim::held(frozen, &ids),
+    ];
+    let read = send(tx, &reads).await.map_err(pg_error)?;
+    let now = claim::now_from(&read[0])?;
+    let sessions = claim::expiries_from(&read[1]);
+    let groups = claim::groups_from(&read[2])?;
+    let held = claim::held_from(&read[3]);
 
     // (session, group) → (number, position-less booking) of the live reservation.
     let mut holds: HashMap<(String, String), (String, Booking)> = held
@@ -290,46 +293,41 @@ async fn load_candidates(
     Ok(())
 }
 
-/// Writes every number the batch reserved or renewed, and the cursors it moved: one
-/// statement each, whatever the batch's size, sent together.
-///
-/// The round-robin cursor is not a hot row: batches read it without a lock, so batches on
-/// every node claim at once (`FOR UPDATE SKIP LOCKED` spreads them over different numbers),
-/// and a batch moves it only if no other open transaction is moving it (a transaction-level
-/// advisory lock tried, never waited for); otherwise the batch that holds it moves it. A
-/// lone node walks the pool exactly in order; concurrent batches walk it together, each
-/// skipping what the others took.
-/// Returns the events of the write: the new reservations' and the expiries it recorded.
-pub async fn write<C: GenericClient>(tx: &C, writes: &Writes) -> Result<Vec<Event>, StoreError> {
-    let written = &writes.reservations;
-    let mut numbers = Vec::with_capacity(written.len());
-    let mut sessions = Vec::with_capacity(written.len());
-    let mut codes = Vec::with_capacity(written.len());
-    let mut phones = Vec::with_capacity(written.len());
-    let mut expiries = Vec::with_capacity(written.len());
-    let mut frees = Vec::with_capacity(written.len());
-    for (number, (session, booking, free_from)) in written {
-        numbers.push(number.as_str());
-        sessions.push(session.as_str());
-        codes.push(booking.code.as_ref().map(|c| c.as_str()));
-        phones.push(booking.phone.as_ref().map(|p| p.as_str()));
-        expiries.push(booking.expires_at.0);
-        frees.push(*free_from);
-    }
-    let (names, cursors): (Vec<&str>, Vec<i64>) = writes
-        .cursors
-        .iter()
-        .map(|(name, cursor)| (name.as_str(), *cursor))
-        .unzip();
-    let reservations = async {
-        if numbers.is_empty() {
-            return Ok(Vec::new());
-        }
-        // A number taken over an expired reservation no purge has recorded yet keeps that one
-        // as its last (late calls, failure reasons), and its expiry event is returned; a
-        // renewal (the row's reservation is live) keeps its wrong-code count.
-        tx.query_prepared(
-            "WITH x AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[],
+impl Writes {
+    /// Writes every number the batch reserved or renewed, and the cursors it moved: one
+    /// statement each, whatever the batch's size, sent together (the reservations first; the
+    /// events of their expiries, [`Writes::events`], come from its rows).
+    ///
+    /// The round-robin cursor is not a hot row: batches read it without a lock, so batches on
+    /// every node claim at once (`FOR UPDATE SKIP LOCKED` spreads them over different
+    /// numbers), and a batch moves it only if no other open transaction is moving it (a
+    /// transaction-level advisory lock tried, never waited for); otherwise the batch that
+    /// holds it moves it. A lone node walks the pool exactly in order; concurrent batches walk
+    /// it together, each skipping what the others took.
+    pub fn stmts(&self) -> Vec<Stmt<'_>> {
+        let mut stmts = Vec::with_capacity(2);
+        let written = &self.reservations;
+        if !written.is_empty() {
+            let mut numbers = Vec::with_capacity(written.len());
+            let mut sessions = Vec::with_capacity(written.len());
+            let mut codes = Vec::with_capacity(written.len());
+            let mut phones = Vec::with_capacity(written.len());
+            let mut expiries = Vec::with_capacity(written.len());
+            let mut frees = Vec::with_capacity(written.len());
+            for (number, (session, booking, free_from)) in written {
+                numbers.push(number.as_str());
+                sessions.push(session.as_str());
+                codes.push(booking.code.as_ref().map(|c| c.as_str()));
+                phones.push(booking.phone.as_ref().map(|p| p.as_str()));
+                expiries.push(booking.expires_at.0);
+                frees.push(*free_from);
+            }
+            // A number taken over an expired reservation no purge has recorded yet keeps that
+            // one as its last (late calls, failure reasons), and its expiry event is returned;
+            // a renewal (the row's reservation is live) keeps its wrong-code count.
+            stmts.push(
+                Stmt::new(
+                    "WITH x AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[],
                                              $5::int8[], $6::int8[])
                                  AS x(number, session, code, phone, expires, free_from)),
              old AS (SELECT n.number, n.group_name, n.session, n.expires_at FROM numbers n
@@ -346,36 +344,49 @@ pub async fn write<C: GenericClient>(tx: &C, writes: &Writes) -> Result<Vec<Even
                        FROM x WHERE n.number = x.number RETURNING 1)
              SELECT old.number, old.group_name, old.session, old.expires_at,
                     (SELECT count(*) FROM upd) FROM old",
-            &[
-                (&numbers, Type::TEXT_ARRAY),
-                (&sessions, Type::TEXT_ARRAY),
-                (&codes, Type::TEXT_ARRAY),
-                (&phones, Type::TEXT_ARRAY),
-                (&expiries, Type::INT8_ARRAY),
-                (&frees, Type::INT8_ARRAY),
-                (&writes.now, Type::INT8),
-            ],
-        )
-        .await
-        .map(|rows| rows.iter().filter_map(expired_event).collect::<Vec<_>>())
-    };
-    let cursors = async {
-        if names.is_empty() {
-            return Ok(0);
+                )
+                .bind(numbers, Type::TEXT_ARRAY)
+                .bind(sessions, Type::TEXT_ARRAY)
+                .bind(codes, Type::TEXT_ARRAY)
+                .bind(phones, Type::TEXT_ARRAY)
+                .bind(expiries, Type::INT8_ARRAY)
+                .bind(frees, Type::INT8_ARRAY)
+                .bind(self.now, Type::INT8),
+            );
         }
-        tx.query_prepared(
-            "UPDATE groups g SET cursor = x.cursor
+        if !self.cursors.is_empty() {
+            let (names, cursors): (Vec<&str>, Vec<i64>) = self
+                .cursors
+                .iter()
+                .map(|(name, cursor)| (name.as_str(), *cursor))
+                .unzip();
+            stmts.push(
+                Stmt::new(
+                    "UPDATE groups g SET cursor = x.cursor
                FROM unnest($1::text[], $2::int8[]) AS x(name, cursor)
               WHERE g.name = x.name
                 AND pg_try_advisory_xact_lock(hashtextextended(current_schema() || '/' || x.name, 7))",
-            &[(&names, Type::TEXT_ARRAY), (&cursors, Type::INT8_ARRAY)],
-        )
-        .await
-        .map(|rows| rows.len())
-    };
-    let (mut expired, _) = tokio::try_join!(reservations, cursors).map_err(pg_error)?;
-    expired.extend(writes.events.iter().cloned());
-    Ok(expired)
+                )
+                .bind(names, Type::TEXT_ARRAY)
+                .bind(cursors, Type::INT8_ARRAY),
+            );
+        }
+        stmts
+    }
+
+    /// The events of the written batch: the expiries its reservation write recorded
+    /// (`rows`, what [`Writes::stmts`] returned), then the new reservations'.
+    pub fn events(&self, rows: &[Vec<tokio_postgres::Row>]) -> Vec<Event> {
+        let mut events: Vec<Event> = match self.reservations.is_empty() {
+            true => Vec::new(),
+            false => rows
+                .first()
+                .map(|rows| rows.iter().filter_map(expired_event).collect())
+                .unwrap_or_default(),
+        };
+        events.extend(self.events.iter().cloned());
+        events
+    }
 }
 
 /// The `reservation.expired` event of a row `(number, group, session, expires_at, …)`.
@@ -406,17 +417,26 @@ pub struct Reserving;
 impl super::batch::Work for Reserving {
     type Req = ReserveRequest;
     type Ans = Answer;
+    type Plan = Writes;
 
-    /// Four round trips: `BEGIN` with the reads, the candidates, the writes, the `COMMIT`
-    /// (`batch::attempt`).
+    /// Three round trips: `BEGIN` with the reads, the candidates, the writes with the
+    /// `COMMIT` (`batch::Finish`).
     async fn decide(
         client: &deadpool_postgres::Client,
         frozen: Option<i64>,
         reqs: &[ReserveRequest],
-    ) -> Result<(Vec<Answer>, Vec<Event>), StoreError> {
-        let (answers, writes) = reserve_many(client, frozen, reqs).await?;
-        let events = write(client, &writes).await?;
-        Ok((answers, events))
+    ) -> Result<(Vec<Answer>, Writes), StoreError> {
+        reserve_many(client, frozen, reqs).await
+    }
+
+    async fn write(
+        client: &deadpool_postgres::Client,
+        _: &[Self::Req],
+        writes: &Writes,
+        finish: &mut super::batch::Finish,
+    ) -> Result<Vec<Event>, StoreError> {
+        let rows = finish.last(client, &writes.stmts()).await?;
+        Ok(writes.events(&rows))
     }
 
     fn failed(err: StoreError) -> Answer {

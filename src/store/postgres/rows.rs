@@ -10,7 +10,7 @@ use tokio_postgres::types::Type;
 
 use super::claim::{POLICY_COLUMNS, policy};
 use super::pg_error;
-use super::prepared::Prepared as _;
+use super::prepared::{Stmt, send};
 use crate::domain::{
     AccessCode, AccessNumber, GroupName, NumberPolicy, PhoneNumber, SessionId, UnixMillis,
 };
@@ -80,43 +80,37 @@ impl NumberRow {
     }
 }
 
-/// Writes every changed row back: the retired ones deleted, the others updated, one
-/// statement each whatever their number.
+/// Writes every changed row back ([`write_stmts`]).
 pub(super) async fn write<C: GenericClient>(
     client: &C,
     rows: &HashMap<String, NumberRow>,
 ) -> Result<(), StoreError> {
+    send(client, &write_stmts(rows)).await.map_err(pg_error)?;
+    Ok(())
+}
+
+/// The statements that write every changed row back: the retired ones deleted, the others
+/// updated, one statement each whatever their number.
+pub(super) fn write_stmts(rows: &HashMap<String, NumberRow>) -> Vec<Stmt<'_>> {
     let (gone, kept): (Vec<_>, Vec<_>) = rows
         .iter()
         .filter(|(_, row)| row.changed)
         .partition(|(_, row)| row.gone);
-    let gone: Vec<&str> = gone.iter().map(|(n, _)| n.as_str()).collect();
-    let deletes = async {
-        if gone.is_empty() {
-            return Ok(0);
-        }
-        client
-            .execute_prepared(
-                "DELETE FROM numbers WHERE number = ANY($1)",
-                &[(&gone, Type::TEXT_ARRAY)],
-            )
-            .await
-    };
-    let updates = async {
-        if kept.is_empty() {
-            return Ok(0);
-        }
-        update_rows(client, &kept).await
-    };
-    tokio::try_join!(deletes, updates).map_err(pg_error)?;
-    Ok(())
+    let mut stmts = Vec::with_capacity(2);
+    if !gone.is_empty() {
+        let gone: Vec<&str> = gone.iter().map(|(n, _)| n.as_str()).collect();
+        stmts.push(
+            Stmt::new("DELETE FROM numbers WHERE number = ANY($1)").bind(gone, Type::TEXT_ARRAY),
+        );
+    }
+    if !kept.is_empty() {
+        stmts.push(update_rows(&kept));
+    }
+    stmts
 }
 
 /// Every column a call may change, for all the rows at once.
-async fn update_rows<C: GenericClient>(
-    client: &C,
-    rows: &[(&String, &NumberRow)],
-) -> Result<u64, tokio_postgres::Error> {
+fn update_rows<'a>(rows: &[(&'a String, &'a NumberRow)]) -> Stmt<'a> {
     let mut numbers = Vec::with_capacity(rows.len());
     let mut sessions: Vec<Option<&str>> = Vec::with_capacity(rows.len());
     let mut codes: Vec<Option<&str>> = Vec::with_capacity(rows.len());
@@ -152,9 +146,8 @@ async fn update_rows<C: GenericClient>(
         }));
         quarantined.push(row.quarantined_at);
     }
-    client
-        .execute_prepared(
-            "UPDATE numbers n SET session = x.session, code = x.code, phone = x.phone,
+    Stmt::new(
+        "UPDATE numbers n SET session = x.session, code = x.code, phone = x.phone,
                     expires_at = x.expires_at, wrong_codes = x.wrong_codes, freed_at = x.freed_at,
                     last_session = x.last_session, last_code = x.last_code,
                     last_phone = x.last_phone, last_end = x.last_end, last_reason = x.last_reason,
@@ -166,24 +159,21 @@ async fn update_rows<C: GenericClient>(
                          last_session, last_code, last_phone, last_end, last_reason, strays,
                          quarantined_at)
               WHERE n.number = x.number",
-            &[
-                (&numbers, Type::TEXT_ARRAY),
-                (&sessions, Type::TEXT_ARRAY),
-                (&codes, Type::TEXT_ARRAY),
-                (&phones, Type::TEXT_ARRAY),
-                (&expiries, Type::INT8_ARRAY),
-                (&wrong, Type::INT4_ARRAY),
-                (&freed, Type::INT8_ARRAY),
-                (&last_sessions, Type::TEXT_ARRAY),
-                (&last_codes, Type::TEXT_ARRAY),
-                (&last_phones, Type::TEXT_ARRAY),
-                (&last_ends, Type::INT8_ARRAY),
-                (&last_reasons, Type::TEXT_ARRAY),
-                (&strays, Type::TEXT_ARRAY),
-                (&quarantined, Type::INT8_ARRAY),
-            ],
-        )
-        .await
+    )
+    .bind(numbers, Type::TEXT_ARRAY)
+    .bind(sessions, Type::TEXT_ARRAY)
+    .bind(codes, Type::TEXT_ARRAY)
+    .bind(phones, Type::TEXT_ARRAY)
+    .bind(expiries, Type::INT8_ARRAY)
+    .bind(wrong, Type::INT4_ARRAY)
+    .bind(freed, Type::INT8_ARRAY)
+    .bind(last_sessions, Type::TEXT_ARRAY)
+    .bind(last_codes, Type::TEXT_ARRAY)
+    .bind(last_phones, Type::TEXT_ARRAY)
+    .bind(last_ends, Type::INT8_ARRAY)
+    .bind(last_reasons, Type::TEXT_ARRAY)
+    .bind(strays, Type::TEXT_ARRAY)
+    .bind(quarantined, Type::INT8_ARRAY)
 }
 
 fn number_row(r: &tokio_postgres::Row) -> Result<NumberRow, StoreError> {
@@ -238,6 +228,14 @@ pub(super) async fn lock<C: GenericClient>(
     client: &C,
     numbers: &[&str],
 ) -> Result<HashMap<String, NumberRow>, StoreError> {
+    let rows = send(client, &[lock_stmt(numbers)])
+        .await
+        .map_err(pg_error)?;
+    locked_from(&rows[0])
+}
+
+/// The statement of [`lock`], to send with others; [`locked_from`] reads its rows.
+pub(super) fn lock_stmt<'a>(numbers: &'a [&'a str]) -> Stmt<'a> {
     let sql = format!(
         "SELECT n.number, n.group_name, n.retiring, n.session, n.code, n.phone, n.expires_at,
                 n.wrong_codes, n.last_session, n.last_code, n.last_phone, n.last_end,
@@ -245,10 +243,12 @@ pub(super) async fn lock<C: GenericClient>(
            FROM numbers n JOIN groups g ON g.name = n.group_name
           WHERE n.number = ANY($1) ORDER BY n.number FOR UPDATE OF n"
     );
-    let rows = client
-        .query_prepared(&sql, &[(&numbers, Type::TEXT_ARRAY)])
-        .await
-        .map_err(pg_error)?;
+    Stmt::new(sql).bind(numbers, Type::TEXT_ARRAY)
+}
+
+pub(super) fn locked_from(
+    rows: &[tokio_postgres::Row],
+) -> Result<HashMap<String, NumberRow>, StoreError> {
     rows.iter()
         .map(|r| Ok((r.get(0), number_row(r)?)))
         .collect()

@@ -203,46 +203,54 @@ pub struct Creating;
 impl super::batch::Work for Creating {
     type Req = NewSession;
     type Ans = Result<Session, StoreError>;
+    type Plan = i64;
 
-    /// Three round trips: `BEGIN` with the clock, both inserts, the `COMMIT`.
+    /// Two round trips: `BEGIN` with the clock, both inserts with the `COMMIT`
+    /// (`batch::Finish`).
     async fn decide(
         client: &deadpool_postgres::Client,
         frozen: Option<i64>,
         reqs: &[NewSession],
-    ) -> Result<(Vec<Self::Ans>, Vec<crate::events::Event>), StoreError> {
-        use tokio_postgres::types::Type;
+    ) -> Result<(Vec<Self::Ans>, Self::Plan), StoreError> {
         let now = super::claim::now(client, frozen).await?;
+        let answers = reqs.iter().map(|new| Ok(created(new))).collect();
+        Ok((answers, now))
+    }
+
+    async fn write(
+        client: &deadpool_postgres::Client,
+        reqs: &[NewSession],
+        now: &i64,
+        finish: &mut super::batch::Finish,
+    ) -> Result<Vec<crate::events::Event>, StoreError> {
+        use super::prepared::Stmt;
+        use tokio_postgres::types::Type;
         let ids: Vec<&str> = reqs.iter().map(|r| r.id.as_str()).collect();
         let services: Vec<&str> = reqs.iter().map(|r| r.service.as_str()).collect();
         let data_ids: Vec<&str> = reqs.iter().map(|r| r.data_id.as_str()).collect();
         let expiries: Vec<i64> = reqs.iter().map(|r| now + ms(&r.ttl)).collect();
         let fields: Vec<String> = reqs.iter().map(|r| encode(&r.fields)).collect();
-        let session_params: [super::prepared::Param<'_>; 4] = [
-            (&ids, Type::TEXT_ARRAY),
-            (&services, Type::TEXT_ARRAY),
-            (&data_ids, Type::TEXT_ARRAY),
-            (&expiries, Type::INT8_ARRAY),
+        let stmts = [
+            Stmt::new(
+                "INSERT INTO sessions (id, service, data_id, expires_at)
+                 SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int8[])",
+            )
+            .bind(ids, Type::TEXT_ARRAY)
+            .bind(services, Type::TEXT_ARRAY)
+            .bind(data_ids.clone(), Type::TEXT_ARRAY)
+            .bind(expiries.clone(), Type::INT8_ARRAY),
+            Stmt::new(
+                "INSERT INTO data (id, fields, expires_at)
+                 SELECT * FROM unnest($1::text[], $2::text[], $3::int8[])
+                 ON CONFLICT (id) DO UPDATE SET fields = excluded.fields,
+                                                expires_at = excluded.expires_at",
+            )
+            .bind(data_ids, Type::TEXT_ARRAY)
+            .bind(fields, Type::TEXT_ARRAY)
+            .bind(expiries, Type::INT8_ARRAY),
         ];
-        let sessions = client.execute_prepared(
-            "INSERT INTO sessions (id, service, data_id, expires_at)
-             SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int8[])",
-            &session_params,
-        );
-        let data_params: [super::prepared::Param<'_>; 3] = [
-            (&data_ids, Type::TEXT_ARRAY),
-            (&fields, Type::TEXT_ARRAY),
-            (&expiries, Type::INT8_ARRAY),
-        ];
-        let data = client.execute_prepared(
-            "INSERT INTO data (id, fields, expires_at)
-             SELECT * FROM unnest($1::text[], $2::text[], $3::int8[])
-             ON CONFLICT (id) DO UPDATE SET fields = excluded.fields,
-                                            expires_at = excluded.expires_at",
-            &data_params,
-        );
-        tokio::try_join!(sessions, data).map_err(pg_error)?;
-        let answers = reqs.iter().map(|new| Ok(created(new))).collect();
-        Ok((answers, Vec::new()))
+        finish.last(client, &stmts).await?;
+        Ok(Vec::new())
     }
 
     fn failed(err: StoreError) -> Self::Ans {
