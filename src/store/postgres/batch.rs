@@ -15,7 +15,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
 
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
 use tokio::time::Instant;
 
 use super::prepared::{Stmt, prepare, send, send_prepared};
@@ -26,6 +26,9 @@ use crate::store::StoreError;
 /// Most calls in one transaction: large enough to amortise the commit at 64 connections per
 /// node, small enough that one batch's locks are held briefly.
 const MAX_BATCH: usize = 128;
+
+/// Calls a batch needs to start while another batch of its kind is in flight (see `drive`).
+const FILL: usize = 32;
 
 /// One kind of call that can be batched.
 pub(super) trait Work: Send + Sync + 'static {
@@ -120,8 +123,16 @@ impl<W: Work> Batcher<W> {
 
 /// Takes the queued calls as one batch whenever a batch slot is free; ends when the store
 /// (the only sender) is dropped.
+///
+/// While another batch of this kind is in flight, a new one starts only once it holds
+/// [`FILL`] calls; until then it waits for more calls or for the other batch to end. So the
+/// calls that arrive during a batch go in the next one together (one transaction, one
+/// commit) rather than as many batches of one, and a batch that is slow (a lock held by
+/// another node) still does not hold up a full queue.
 async fn drive<W: Work>(db: Db, mut jobs: mpsc::UnboundedReceiver<Job<W>>, parallel: usize) {
     let slots = Arc::new(Semaphore::new(parallel));
+    let ended = Arc::new(Notify::new());
+    let fill = FILL.min(MAX_BATCH);
     loop {
         let Ok(slot) = slots.clone().acquire_owned().await else {
             return;
@@ -131,19 +142,37 @@ async fn drive<W: Work>(db: Db, mut jobs: mpsc::UnboundedReceiver<Job<W>>, paral
         };
         let mut closed = W::closes_batch(&first.0);
         let mut batch = vec![first];
-        while batch.len() < MAX_BATCH && !closed {
-            match jobs.try_recv() {
-                Ok(job) => {
-                    closed = W::closes_batch(&job.0);
-                    batch.push(job);
+        loop {
+            while batch.len() < MAX_BATCH && !closed {
+                match jobs.try_recv() {
+                    Ok(job) => {
+                        closed = W::closes_batch(&job.0);
+                        batch.push(job);
+                    }
+                    Err(_) => break,
                 }
-                Err(_) => break,
+            }
+            let others = parallel - 1 - slots.available_permits();
+            if closed || batch.len() >= fill || others == 0 {
+                break;
+            }
+            tokio::select! {
+                job = jobs.recv() => match job {
+                    Some(job) => {
+                        closed = W::closes_batch(&job.0);
+                        batch.push(job);
+                    }
+                    None => break,
+                },
+                () = ended.notified() => {}
             }
         }
         let db = db.clone();
+        let ended = ended.clone();
         tokio::spawn(async move {
             run::<W>(&db, batch).await;
             drop(slot);
+            ended.notify_one();
         });
     }
 }

@@ -158,39 +158,85 @@ pub fn held_from(rows: &[tokio_postgres::Row]) -> Vec<HeldRow> {
 }
 
 /// Free numbers of a group, locked, enough for `wanted` picks by the group's strategy, with
-/// the round-robin cursor (read under the group row's lock) when that is the strategy.
+/// the round-robin cursor when that is the strategy.
 pub struct Pool {
     pub candidates: Candidates,
     pub numbers: HashMap<Pos, String>,
     pub cursor: Pos,
 }
 
-pub async fn candidates<C: GenericClient>(
+/// The candidates of a round-robin or least-recently-used group, locked, in the statement
+/// that reads the batch's sessions (no round trip of their own): one per session of
+/// `sessions` that is live and holds no live number in the group, the count `reserve_many`
+/// computes from the same rows (the sessions were locked by an earlier statement of the same
+/// transaction), so a batch never locks a free number it does not take and other nodes
+/// claiming in a small pool are not refused for numbers nobody uses. A random group's are
+/// found later ([`random`]); this statement locks none for it. [`pool_from`] reads its rows.
+///
+/// Round-robin: the cursor (read, not locked: see `reserve::Writes::stmts` for how it moves
+/// without a hot row), the first free numbers from it, and, only for the shortfall, the first
+/// ones from the start (the wrap). The cursor is a scalar subquery, not a join: so it is an
+/// index condition on `(group_name, position)` and the walk starts at the cursor instead of
+/// scanning up to it (306 ms to 0.3 ms with the cursor half-way through a million numbers).
+/// Least recently used: by `(freed_at, position)`.
+pub fn prefetch<'a>(frozen: Option<i64>, group: &'a str, sessions: Vec<&'a str>) -> Stmt<'a> {
+    let now = now_param(2);
+    let free = FREE.replace("$2", &now);
+    let sql = format!(
+        "WITH g AS (SELECT cursor, allocation FROM groups WHERE name = $1),
+         w AS (SELECT count(*) AS wanted FROM sessions s
+                WHERE s.id = ANY($3) AND s.expires_at > {now}
+                  AND NOT EXISTS (SELECT 1 FROM numbers h
+                                   WHERE h.session IS NOT NULL AND h.session = s.id
+                                     AND h.group_name = $1 AND h.expires_at > {now})),
+         a AS (SELECT n.number, n.position, n.freed_at FROM numbers n
+                WHERE (SELECT allocation FROM g) = 'round-robin'
+                  AND n.group_name = $1 AND {free} AND n.position >= (SELECT cursor FROM g)
+                ORDER BY n.position LIMIT (SELECT wanted FROM w) FOR UPDATE OF n SKIP LOCKED),
+         b AS (SELECT n.number, n.position, n.freed_at FROM numbers n
+                WHERE (SELECT allocation FROM g) = 'round-robin'
+                  AND n.group_name = $1 AND {free} AND n.position < (SELECT cursor FROM g)
+                ORDER BY n.position
+                LIMIT greatest(0, (SELECT wanted FROM w) - (SELECT count(*) FROM a))
+                FOR UPDATE OF n SKIP LOCKED),
+         c AS (SELECT n.number, n.position, n.freed_at FROM numbers n
+                WHERE (SELECT allocation FROM g) = 'least-recently-used'
+                  AND n.group_name = $1 AND {free}
+                ORDER BY n.freed_at, n.position LIMIT (SELECT wanted FROM w)
+                FOR UPDATE OF n SKIP LOCKED)
+         SELECT g.cursor, x.number, x.position, x.freed_at
+           FROM g LEFT JOIN (SELECT * FROM a UNION ALL SELECT * FROM b UNION ALL SELECT * FROM c) x
+             ON true"
+    );
+    Stmt::new(sql)
+        .bind(group, Type::TEXT)
+        .bind(frozen, Type::INT8)
+        .bind(sessions, Type::TEXT_ARRAY)
+}
+
+/// The pool [`prefetch`] locked.
+pub fn pool_from(rows: &[tokio_postgres::Row]) -> Result<Pool, StoreError> {
+    let cursor: i64 = rows.first().map_or(0, |r| r.get(0));
+    let cursor = Pos::try_from(cursor.max(0)).unwrap_or(Pos::MAX);
+    let found = rows
+        .iter()
+        .filter_map(|r| Some((r.get::<_, Option<String>>(1)?, r.get(2), r.get(3))));
+    pool(found, cursor)
+}
+
+/// A random group's candidates ([`random_sample`]), `wanted` of them.
+pub async fn random<C: GenericClient>(
     tx: &C,
     now: i64,
     group: &str,
-    allocation: Allocation,
     wanted: usize,
 ) -> Result<Pool, StoreError> {
-    let limit = wanted as i64;
-    let mut cursor = 0;
-    let rows = match allocation {
-        Allocation::RoundRobin => {
-            let (at, rows) = round_robin(tx, now, group, limit).await?;
-            cursor = at;
-            rows
-        }
-        Allocation::LeastRecentlyUsed => {
-            let sql = format!(
-                "SELECT number, position, freed_at FROM numbers WHERE group_name = $1 AND {FREE}
-                 AND $3 = $3 ORDER BY freed_at, position LIMIT $4 FOR UPDATE SKIP LOCKED"
-            );
-            query(tx, &sql, group, now, 0, limit).await?
-        }
-        Allocation::Random => random_sample(tx, now, group, wanted).await?,
-    };
-    let mut items = Vec::with_capacity(rows.len());
-    let mut numbers = HashMap::with_capacity(rows.len());
+    pool(random_sample(tx, now, group, wanted).await?, 0)
+}
+
+fn pool(rows: impl IntoIterator<Item = Row3>, cursor: Pos) -> Result<Pool, StoreError> {
+    let mut items = Vec::new();
+    let mut numbers = HashMap::new();
     for (number, position, freed_at) in rows {
         let pos =
             Pos::try_from(position).map_err(|e| StoreError::corrupt("numbers.position", e))?;
@@ -206,76 +252,6 @@ pub async fn candidates<C: GenericClient>(
 }
 
 type Row3 = (String, i64, i64);
-
-async fn query<C: GenericClient>(
-    tx: &C,
-    sql: &str,
-    group: &str,
-    now: i64,
-    third: i64,
-    limit: i64,
-) -> Result<Vec<Row3>, StoreError> {
-    let rows = tx
-        .query_prepared(
-            sql,
-            &[
-                (&group, Type::TEXT),
-                (&now, Type::INT8),
-                (&third, Type::INT8),
-                (&limit, Type::INT8),
-            ],
-        )
-        .await
-        .map_err(pg_error)?;
-    Ok(rows
-        .iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2)))
-        .collect())
-}
-
-/// Round-robin candidates in one statement: the cursor (read, not locked: see
-/// `reserve::write` for how it moves without a hot row), the first free numbers from it, and, only for the shortfall, the
-/// first ones from the start (the wrap). Returns the cursor and the rows. The cursor is a
-/// scalar subquery, not a join: so it is an index condition on `(group_name, position)`
-/// and the walk starts at the cursor instead of scanning up to it (306 ms to 0.3 ms with the
-/// cursor half-way through a million numbers).
-async fn round_robin<C: GenericClient>(
-    tx: &C,
-    now: i64,
-    group: &str,
-    limit: i64,
-) -> Result<(Pos, Vec<Row3>), StoreError> {
-    let sql = format!(
-        "WITH g AS (SELECT cursor FROM groups WHERE name = $1),
-         a AS (SELECT n.number, n.position, n.freed_at FROM numbers n
-                WHERE n.group_name = $1 AND {FREE} AND n.position >= (SELECT cursor FROM g)
-                ORDER BY n.position LIMIT $3 FOR UPDATE OF n SKIP LOCKED),
-         b AS (SELECT n.number, n.position, n.freed_at FROM numbers n
-                WHERE n.group_name = $1 AND {FREE} AND n.position < (SELECT cursor FROM g)
-                ORDER BY n.position LIMIT greatest(0, $3 - (SELECT count(*) FROM a))
-                FOR UPDATE OF n SKIP LOCKED)
-         SELECT g.cursor, x.number, x.position, x.freed_at
-           FROM g LEFT JOIN (SELECT * FROM a UNION ALL SELECT * FROM b) x ON true"
-    );
-    let rows = tx
-        .query_prepared(
-            &sql,
-            &[
-                (&group, Type::TEXT),
-                (&now, Type::INT8),
-                (&limit, Type::INT8),
-            ],
-        )
-        .await
-        .map_err(pg_error)?;
-    let cursor: i64 = rows.first().map_or(0, |r| r.get(0));
-    let cursor = Pos::try_from(cursor.max(0)).unwrap_or(Pos::MAX);
-    let found = rows
-        .iter()
-        .filter_map(|r| Some((r.get::<_, Option<String>>(1)?, r.get(2), r.get(3))))
-        .collect();
-    Ok((cursor, found))
-}
 
 /// A uniform random choice of `wanted` free numbers of the group, locked. It looks at random
 /// positions first (one index probe each, whatever the pool size), without locking, and

@@ -84,18 +84,34 @@ pub async fn reserve_many<C: GenericClient>(
     let mut names: Vec<&str> = reqs.iter().map(|r| r.group.as_str()).collect();
     names.sort_unstable();
     names.dedup();
-    // Sent together in this order, the lock order (sessions, then numbers), after BEGIN.
-    let reads = [
+    // Sent together in this order, the lock order (sessions, then numbers), after BEGIN;
+    // then each group's candidates (`claim::prefetch`).
+    let mut reads = vec![
         claim::now_stmt(frozen),
         claim::lock_sessions(frozen, &ids),
         claim::groups(&names),
         claim::held(frozen, &ids),
     ];
+    for name in &names {
+        let mut asking: Vec<&str> = reqs
+            .iter()
+            .filter(|r| r.group.as_str() == *name)
+            .map(|r| r.session.as_str())
+            .collect();
+        asking.sort_unstable();
+        asking.dedup();
+        reads.push(claim::prefetch(frozen, name, asking));
+    }
     let read = send(tx, &reads).await.map_err(pg_error)?;
     let now = claim::now_from(&read[0])?;
     let sessions = claim::expiries_from(&read[1]);
     let groups = claim::groups_from(&read[2])?;
     let held = claim::held_from(&read[3]);
+    let mut prefetched: HashMap<&str, &[tokio_postgres::Row]> = names
+        .iter()
+        .zip(&read[4..])
+        .map(|(name, rows)| (*name, rows.as_slice()))
+        .collect();
 
     // (session, group) → (number, position-less booking) of the live reservation.
     let mut holds: HashMap<(String, String), (String, Booking)> = held
@@ -109,7 +125,16 @@ pub async fn reserve_many<C: GenericClient>(
             Some((*name, GroupState::new(row)))
         })
         .collect();
-    load_candidates(tx, now, reqs, &sessions, &holds, &mut states).await?;
+    load_candidates(
+        tx,
+        now,
+        reqs,
+        &sessions,
+        &holds,
+        &mut states,
+        &mut prefetched,
+    )
+    .await?;
 
     let mut written: HashMap<String, (String, Booking, i64)> = HashMap::new();
     let mut events = Vec::new();
@@ -265,7 +290,9 @@ impl GroupState {
 }
 
 /// Locks enough candidates in each group for the batch's new reservations there: one per
-/// live session of the batch that holds no number in the group yet.
+/// live session of the batch that holds no number in the group yet. A round-robin or
+/// least-recently-used group's were locked with the reads (`claim::prefetch`, the same
+/// count); a random group's are found now.
 async fn load_candidates(
     tx: &impl GenericClient,
     now: i64,
@@ -273,6 +300,7 @@ async fn load_candidates(
     sessions: &HashMap<String, i64>,
     holds: &HashMap<(String, String), (String, Booking)>,
     states: &mut HashMap<&str, GroupState>,
+    prefetched: &mut HashMap<&str, &[tokio_postgres::Row]>,
 ) -> Result<(), StoreError> {
     let mut wanted: HashMap<&str, HashSet<&str>> = HashMap::new();
     for req in reqs {
@@ -287,7 +315,10 @@ async fn load_candidates(
         let Some(state) = states.get_mut(group) else {
             continue;
         };
-        let pool = claim::candidates(tx, now, group, state.row.allocation, new.len()).await?;
+        let pool = match state.row.allocation {
+            crate::domain::Allocation::Random => claim::random(tx, now, group, new.len()).await?,
+            _ => claim::pool_from(prefetched.remove(group).unwrap_or_default())?,
+        };
         state.pool = Some(pool);
     }
     Ok(())
