@@ -294,10 +294,8 @@ fn sessions_of<'a>(frozen: Option<i64>, numbers: &'a [&'a str]) -> Stmt<'a> {
         "SELECT s.id, s.service, s.data_id, s.expires_at, d.fields, {now} FROM sessions s
            LEFT JOIN data d ON d.id = s.data_id AND d.expires_at > {now}
           WHERE s.expires_at > {now}
-            AND s.id IN (SELECT session FROM numbers WHERE number = ANY($1) AND session IS NOT NULL
-                         UNION
-                         SELECT last_session FROM numbers
-                          WHERE number = ANY($1) AND last_session IS NOT NULL)"
+            AND s.id IN (SELECT named FROM numbers, unnest(ARRAY[session, last_session]) AS named
+                          WHERE number = ANY($1))"
     );
     Stmt::new(sql)
         .bind(numbers, Type::TEXT_ARRAY)

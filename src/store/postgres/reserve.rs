@@ -88,9 +88,9 @@ pub async fn reserve_many<C: GenericClient>(
     // then each group's candidates (`claim::prefetch`).
     let mut reads = vec![
         claim::now_stmt(frozen),
-        claim::lock_sessions(frozen, &ids),
+        claim::lock_sessions(&ids),
         claim::groups(&names),
-        claim::held(frozen, &ids),
+        claim::held(&ids),
     ];
     for name in &names {
         let mut asking: Vec<&str> = reqs
@@ -104,9 +104,9 @@ pub async fn reserve_many<C: GenericClient>(
     }
     let read = send(tx, &reads).await.map_err(pg_error)?;
     let now = claim::now_from(&read[0])?;
-    let sessions = claim::expiries_from(&read[1]);
+    let sessions = claim::expiries_from(&read[1], now);
     let groups = claim::groups_from(&read[2])?;
-    let held = claim::held_from(&read[3]);
+    let held = claim::held_from(&read[3], now);
     let mut prefetched: HashMap<&str, &[tokio_postgres::Row]> = names
         .iter()
         .zip(&read[4..])
