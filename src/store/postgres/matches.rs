@@ -90,7 +90,7 @@ pub async fn match_many<C: GenericClient>(
     let reads = [
         super::claim::now_stmt(frozen),
         rows::lock_stmt(&numbers),
-        sessions_of(frozen, &numbers),
+        sessions_of(frozen, &numbers, reqs.iter().any(|r| r.with_fields)),
     ];
     let read = send(client, &reads).await.map_err(pg_error)?;
     let now = super::claim::now_from(&read[0])?;
@@ -286,13 +286,20 @@ impl Writes {
     }
 }
 
-/// The live sessions the numbers' reservations (live or last) name, with their fields:
+/// The live sessions the numbers' reservations (live or last) name, with their fields when
+/// a call of the batch returns them (`_return_data`; otherwise the data rows are not read):
 /// [`sessions_from`].
-fn sessions_of<'a>(frozen: Option<i64>, numbers: &'a [&'a str]) -> Stmt<'a> {
+fn sessions_of<'a>(frozen: Option<i64>, numbers: &'a [&'a str], with_fields: bool) -> Stmt<'a> {
     let now = NOW.replace("$N", "$2");
+    let (fields, data) = match with_fields {
+        true => (
+            "d.fields",
+            format!("LEFT JOIN data d ON d.id = s.data_id AND d.expires_at > {now}"),
+        ),
+        false => ("NULL::text", String::new()),
+    };
     let sql = format!(
-        "SELECT s.id, s.service, s.data_id, s.expires_at, d.fields, {now} FROM sessions s
-           LEFT JOIN data d ON d.id = s.data_id AND d.expires_at > {now}
+        "SELECT s.id, s.service, s.data_id, s.expires_at, {fields}, {now} FROM sessions s {data}
           WHERE s.expires_at > {now}
             AND s.id IN (SELECT named FROM numbers, unnest(ARRAY[session, last_session]) AS named
                           WHERE number = ANY($1))"
