@@ -110,7 +110,7 @@ fn request_id(request: &Request) -> HeaderValue {
     {
         return id.clone();
     }
-    let uuid = uuid::Builder::from_random_bytes(rand::random()).into_uuid();
+    let uuid = crate::domain::uuid_v4();
     let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
     let text = uuid.hyphenated().encode_lower(&mut text);
     HeaderValue::from_str(text).unwrap_or_else(|_| HeaderValue::from_static("-"))
