@@ -59,6 +59,8 @@ pub struct Metrics {
     events_backlog: Gauge,
     store_rebuilds: Counter,
     history: Mutex<HashMap<String, History>>,
+    /// `reservations` of each group, found once (as `by_service` below): one per request-access.
+    reservations_by_group: RwLock<hashbrown::HashMap<String, Counter>>,
     /// The request counters and latency histogram of each service, found once: the families'
     /// own lookup wants an owned label set (a `String` built per request, twice) and hashes
     /// it on every request. Bounded like the labels (configured services, statuses).
@@ -195,6 +197,7 @@ impl Metrics {
             lockouts,
             strays,
             history: Mutex::default(),
+            reservations_by_group: RwLock::default(),
             by_service: RwLock::default(),
         }
     }
@@ -235,17 +238,22 @@ impl Metrics {
     }
 
     pub fn reserved(&self, group: &str, now_minute: i64) {
-        self.reservations
-            .get_or_create(&GroupLabel {
-                group: group.to_owned(),
-            })
-            .inc();
-        self.history
-            .lock()
-            .entry(group.to_owned())
-            .or_default()
-            .bucket(now_minute)
-            .requests += 1;
+        if let Some(counter) = self.reservations_by_group.read().get(group) {
+            counter.inc();
+        } else {
+            let counter = self.reservations.get_or_create(&group_label(group)).clone();
+            counter.inc();
+            self.reservations_by_group
+                .write()
+                .insert(group.to_owned(), counter);
+        }
+        let mut history = self.history.lock();
+        if !history.contains_key(group) {
+            history.insert(group.to_owned(), History::default());
+        }
+        if let Some(h) = history.get_mut(group) {
+            h.bucket(now_minute).requests += 1;
+        }
     }
 
     pub fn refused(&self, group: &str, now_minute: i64) {

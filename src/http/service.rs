@@ -22,11 +22,11 @@ use crate::domain::{
 };
 use crate::store::Session;
 
+/// The one route: a service's name for POST, a session's id for GET and DELETE.
+pub const ROUTE: &str = "/genesys/1/service/{name}";
+
 pub fn router() -> Router<AppState> {
-    Router::new().route(
-        "/genesys/1/service/{name}",
-        post(create).get(read).delete(end),
-    )
+    Router::new().route(ROUTE, post(create).get(read).delete(end))
 }
 
 async fn create(

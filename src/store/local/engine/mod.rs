@@ -14,7 +14,12 @@ pub mod restore;
 mod usage;
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::BinaryHeap;
+
+// hashbrown's map (foldhash) rather than std's (SipHash): every reservation and match looks
+// sessions up several times, and SipHash showed in the profiles. The keys are ids and names
+// this node made or was configured with, so a client cannot choose colliding ones.
+use hashbrown::HashMap;
 use std::time::Duration;
 
 use crate::domain::{
