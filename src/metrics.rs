@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -59,6 +59,18 @@ pub struct Metrics {
     events_backlog: Gauge,
     store_rebuilds: Counter,
     history: Mutex<HashMap<String, History>>,
+    /// `reservations` of each group, found once (as `by_service` below): one per request-access.
+    reservations_by_group: RwLock<hashbrown::HashMap<String, Counter>>,
+    /// The request counters and latency histogram of each service, found once: the families'
+    /// own lookup wants an owned label set (a `String` built per request, twice) and hashes
+    /// it on every request. Bounded like the labels (configured services, statuses).
+    by_service: RwLock<hashbrown::HashMap<String, ServiceHandles>>,
+}
+
+/// One service's series: its latency histogram and its counter per status seen so far.
+struct ServiceHandles {
+    latency: Histogram,
+    statuses: Vec<(u16, Counter)>,
 }
 
 impl Default for Metrics {
@@ -185,35 +197,63 @@ impl Metrics {
             lockouts,
             strays,
             history: Mutex::default(),
+            reservations_by_group: RwLock::default(),
+            by_service: RwLock::default(),
         }
     }
 
     pub fn observe_request(&self, service: &str, status: u16, seconds: f64) {
-        self.requests
+        if let Some(handles) = self.by_service.read().get(service)
+            && let Some((_, counter)) = handles.statuses.iter().find(|(s, _)| *s == status)
+        {
+            counter.inc();
+            handles.latency.observe(seconds);
+            return;
+        }
+        // First request of this service with this status: register its series.
+        let mut by_service = self.by_service.write();
+        let handles = by_service
+            .entry_ref(service)
+            .or_insert_with(|| ServiceHandles {
+                latency: self
+                    .latency
+                    .get_or_create(&ServiceLabel {
+                        service: service.to_owned(),
+                    })
+                    .clone(),
+                statuses: Vec::new(),
+            });
+        let counter = self
+            .requests
             .get_or_create(&RequestLabels {
                 service: service.to_owned(),
                 status,
             })
-            .inc();
-        self.latency
-            .get_or_create(&ServiceLabel {
-                service: service.to_owned(),
-            })
-            .observe(seconds);
+            .clone();
+        if !handles.statuses.iter().any(|(s, _)| *s == status) {
+            handles.statuses.push((status, counter.clone()));
+        }
+        counter.inc();
+        handles.latency.observe(seconds);
     }
 
     pub fn reserved(&self, group: &str, now_minute: i64) {
-        self.reservations
-            .get_or_create(&GroupLabel {
-                group: group.to_owned(),
-            })
-            .inc();
-        self.history
-            .lock()
-            .entry(group.to_owned())
-            .or_default()
-            .bucket(now_minute)
-            .requests += 1;
+        if let Some(counter) = self.reservations_by_group.read().get(group) {
+            counter.inc();
+        } else {
+            let counter = self.reservations.get_or_create(&group_label(group)).clone();
+            counter.inc();
+            self.reservations_by_group
+                .write()
+                .insert(group.to_owned(), counter);
+        }
+        let mut history = self.history.lock();
+        if !history.contains_key(group) {
+            history.insert(group.to_owned(), History::default());
+        }
+        if let Some(h) = history.get_mut(group) {
+            h.bucket(now_minute).requests += 1;
+        }
     }
 
     pub fn refused(&self, group: &str, now_minute: i64) {

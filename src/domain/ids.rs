@@ -4,6 +4,14 @@ use std::fmt;
 
 use super::ParseError;
 
+/// A fresh UUID (v4 layout) from the thread's generator: rand's `ThreadRng`, a CSPRNG seeded
+/// from the kernel, rather than `Uuid::new_v4`, which asks the kernel (one `getrandom`
+/// system call) for every id. Request and event ids are made on every request; the system
+/// call showed in the profiles (`docs/performance.md`).
+pub fn uuid_v4() -> uuid::Uuid {
+    uuid::Builder::from_random_bytes(rand::random()).into_uuid()
+}
+
 /// A node's short id: 1 to 16 ASCII letters, digits or `_` (no `-`: it separates the id parts).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct NodeId(String);

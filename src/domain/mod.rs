@@ -15,7 +15,7 @@ mod timeouts;
 pub use allocation::Allocation;
 pub use code::{AccessCode, CodeLength, CodePrefix};
 pub use flag::parse_bool;
-pub use ids::{DataId, GroupName, NodeId, ServiceName, SessionId};
+pub use ids::{DataId, GroupName, NodeId, ServiceName, SessionId, uuid_v4};
 pub use number::{AccessNumber, NumberRange, NumberSpec, PhoneNumber};
 pub use policy::{MAX_POLICY_SECS, NumberPolicy, PolicyChange};
 

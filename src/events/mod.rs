@@ -78,7 +78,8 @@ pub struct Event {
 }
 
 impl Event {
-    /// A new event with a fresh id.
+    /// A new event with a fresh id (`domain::uuid_v4`: every reservation that starts or ends
+    /// makes one, memory and SQLite stores alike, whether or not anyone listens).
     pub fn new(
         kind: EventKind,
         time: UnixMillis,
@@ -87,7 +88,7 @@ impl Event {
         session: Option<SessionId>,
     ) -> Self {
         Self {
-            id: uuid::Uuid::new_v4().to_string(),
+            id: crate::domain::uuid_v4().to_string(),
             kind,
             time,
             group,

@@ -21,8 +21,7 @@
 use std::panic::AssertUnwindSafe;
 use std::time::Instant;
 
-use axum::RequestExt as _;
-use axum::extract::{MatchedPath, RawPathParams, Request, State};
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderName, HeaderValue, Method};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -46,7 +45,7 @@ pub async fn edge(
 ) -> Response {
     let started = Instant::now();
     let id = request_id(&request);
-    let service = label(&state, &mut request, matched.as_ref()).await;
+    let service = label(&state, &request, matched.as_ref());
     request
         .extensions_mut()
         .insert(BodyLimit(state.config.server.max_body_bytes));
@@ -110,7 +109,7 @@ fn request_id(request: &Request) -> HeaderValue {
     {
         return id.clone();
     }
-    let uuid = uuid::Builder::from_random_bytes(rand::random()).into_uuid();
+    let uuid = crate::domain::uuid_v4();
     let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
     let text = uuid.hyphenated().encode_lower(&mut text);
     HeaderValue::from_str(text).unwrap_or_else(|_| HeaderValue::from_static("-"))
@@ -118,26 +117,24 @@ fn request_id(request: &Request) -> HeaderValue {
 
 /// A bounded metrics label from the route template, never from the raw path (which carries
 /// ids): a configured service's name for its POSTs (the config bounds them), else the API area.
-async fn label<'a>(
-    state: &'a AppState,
-    request: &mut Request,
-    matched: Option<&MatchedPath>,
-) -> &'a str {
+fn label<'a>(state: &'a AppState, request: &Request, matched: Option<&MatchedPath>) -> &'a str {
     let Some(template) = matched.map(MatchedPath::as_str) else {
         return "other"; // the fallback: no route matched
     };
-    if template == "/genesys/1/service/{name}" {
+    if template == SERVICE_ROUTE {
         if request.method() != Method::POST {
             return "session";
         }
-        let params = request.extract_parts::<RawPathParams>().await;
-        let name = params.ok().and_then(|params| {
-            params
-                .iter()
-                .find(|(key, _)| *key == "name")
-                .and_then(|(_, value)| state.broker.service(value))
-        });
-        return match name {
+        // The route matched, so the path is its prefix and one segment: the name,
+        // percent-decoded as the router's own path extractor decodes it (read here from the
+        // path: extracting the router's parameters cost more than the rest of this function).
+        let segment = request
+            .uri()
+            .path()
+            .strip_prefix(SERVICE_PREFIX)
+            .unwrap_or_default();
+        let name = percent_encoding::percent_decode_str(segment).decode_utf8();
+        return match name.ok().and_then(|name| state.broker.service(&name)) {
             Some((configured, _)) => configured.as_str(),
             None => "unknown",
         };
@@ -153,6 +150,10 @@ async fn label<'a>(
         _ => "other",
     }
 }
+
+/// The service route (`service.rs`) and the prefix before its one parameter.
+const SERVICE_ROUTE: &str = super::service::ROUTE;
+const SERVICE_PREFIX: &str = "/genesys/1/service/";
 
 #[cfg(test)]
 mod tests {

@@ -103,7 +103,6 @@ impl Params {
             .get(header::CONTENT_TYPE)
             .map(|v| {
                 v.to_str()
-                    .map(str::to_owned)
                     .map_err(|_| ApiError::invalid("Content-Type", "not ASCII"))
             })
             .transpose()?;
@@ -114,7 +113,7 @@ impl Params {
         let body = axum::body::to_bytes(body, limit)
             .await
             .map_err(|_| ApiError::PayloadTooLarge { limit })?;
-        pairs.extend(parse_body(content_type.as_deref(), body).await?);
+        pairs.extend(parse_body(content_type, body).await?);
         if pairs.len() > crate::store::MAX_FIELDS_PER_REQUEST {
             return Err(ApiError::invalid(
                 "fields",
@@ -153,6 +152,11 @@ async fn parse_body(
     let Some(content_type) = content_type else {
         return decode_urlencoded(&body, encoding_rs::UTF_8);
     };
+    // What nearly every GMS client sends, answered without parsing the header (the same
+    // result as below: a form without a charset is UTF-8).
+    if content_type.eq_ignore_ascii_case(mime::APPLICATION_WWW_FORM_URLENCODED.as_ref()) {
+        return decode_urlencoded(&body, encoding_rs::UTF_8);
+    }
     // Parsed by `mime` (quoted parameters, case rules); a header it cannot parse is answered
     // like any unsupported type, named by what precedes its first `;`.
     let Ok(mime) = content_type.parse::<Mime>() else {
@@ -211,7 +215,7 @@ fn decode_urlencoded(
     raw: &[u8],
     encoding: &'static Encoding,
 ) -> Result<Vec<(String, String)>, ApiError> {
-    let mut out = Vec::new();
+    let mut out = Vec::with_capacity(raw.iter().filter(|&&b| b == b'&').count() + 1);
     for pair in raw.split(|&b| b == b'&').filter(|p| !p.is_empty()) {
         let (k, v) = match pair.iter().position(|&b| b == b'=') {
             Some(i) => (&pair[..i], &pair[i + 1..]),

@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use mime::Mime;
 use quick_xml::Writer;
 use quick_xml::events::{BytesDecl, BytesEnd, BytesStart, BytesText, Event};
-use serde_json::{Map, Value};
+use serde_json::Value;
 use std::borrow::Cow;
 
 use crate::store::Fields;
@@ -20,10 +20,17 @@ use crate::store::Fields;
 /// `mime` names no `application/xml` constant; this one is checked against it in the tests.
 const XML_UTF_8: &str = "application/xml; charset=utf-8";
 
+/// An answer's fields in the order they were added; a name added again replaces its value
+/// in place (as a JSON object would).
+///
+/// Why a plain list and not a `serde_json::Map`: an answer has a handful of fields, most
+/// named by a `&'static str`; a map allocated and hashed every name, and the request/match
+/// workload builds one answer per request (`docs/performance.md`). JSON is written straight
+/// from the list.
 #[derive(Debug, Clone, Default)]
 pub struct Reply {
     status: Option<StatusCode>,
-    body: Map<String, Value>,
+    body: Vec<(Cow<'static, str>, Value)>,
 }
 
 impl Reply {
@@ -31,36 +38,78 @@ impl Reply {
         Self::default()
     }
 
-    pub fn field(mut self, name: impl Into<String>, value: impl ToString) -> Self {
-        self.body
-            .insert(name.into(), Value::String(value.to_string()));
+    pub fn field(mut self, name: impl Into<Cow<'static, str>>, value: impl ToString) -> Self {
+        self.insert(name.into(), Value::String(value.to_string()));
         self
     }
 
-    pub fn fields(mut self, fields: &Fields) -> Self {
+    pub fn fields(self, fields: &Fields) -> Self {
+        self.take_fields(fields.iter().map(|(k, v)| (k.clone(), v.clone())))
+    }
+
+    /// Like [`Reply::fields`], taking the fields rather than copying them.
+    pub fn from_fields(fields: Fields) -> Self {
+        Self::new().take_fields(fields)
+    }
+
+    /// Adds fields whose names are distinct among themselves (a stored field set, an
+    /// answer): only the names already in the reply need comparing.
+    fn take_fields(mut self, fields: impl IntoIterator<Item = (String, String)>) -> Self {
+        let before = self.body.len();
         for (k, v) in fields {
-            self.body.insert(k.clone(), Value::String(v.clone()));
+            match self.body[..before].iter_mut().find(|(name, _)| *name == k) {
+                Some(slot) => slot.1 = Value::String(v),
+                None => self.body.push((Cow::Owned(k), Value::String(v))),
+            }
         }
         self
     }
 
+    fn insert(&mut self, name: Cow<'static, str>, value: Value) {
+        match self.body.iter_mut().find(|(k, _)| *k == name) {
+            Some(slot) => slot.1 = value,
+            None => self.body.push((name, value)),
+        }
+    }
+
     /// A list of objects under `name`, e.g. `{"matches": [{"_id": …}, …]}`.
-    pub fn list(mut self, name: &str, items: Vec<Reply>) -> Self {
-        let items = items.into_iter().map(|r| Value::Object(r.body)).collect();
-        self.body.insert(name.into(), Value::Array(items));
+    pub fn list(mut self, name: &'static str, items: Vec<Reply>) -> Self {
+        let items = items
+            .into_iter()
+            .map(|r| {
+                Value::Object(
+                    r.body
+                        .into_iter()
+                        .map(|(k, v)| (k.into_owned(), v))
+                        .collect(),
+                )
+            })
+            .collect();
+        self.insert(Cow::Borrowed(name), Value::Array(items));
         self
     }
 
     /// Any JSON value (the admin API answers typed JSON, not only strings).
     pub fn json(value: Value) -> Self {
-        match value {
-            Value::Object(body) => Self { status: None, body },
-            other => {
-                let mut body = Map::new();
-                body.insert("value".into(), other);
-                Self { status: None, body }
+        let body = match value {
+            Value::Object(map) => map.into_iter().map(|(k, v)| (Cow::Owned(k), v)).collect(),
+            other => vec![(Cow::Borrowed("value"), other)],
+        };
+        Self { status: None, body }
+    }
+
+    /// The fields as one JSON object.
+    fn to_json(&self) -> Vec<u8> {
+        struct Object<'a>(&'a [(Cow<'static, str>, Value)]);
+        impl serde::Serialize for Object<'_> {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_map(self.0.iter().map(|(k, v)| (k.as_ref(), v)))
             }
         }
+        let mut out = Vec::with_capacity(128);
+        // Writing to a Vec cannot fail, and every key is a string.
+        let _ = serde_json::to_writer(&mut out, &Object(&self.body));
+        out
     }
 
     pub fn with_status(mut self, status: StatusCode) -> Self {
@@ -79,7 +128,8 @@ impl Reply {
             writer.write_event(Event::Start(
                 BytesStart::new("Response").with_attributes([("xmlns", xml_chars(xmlns).as_ref())]),
             ))?;
-            write_object(&mut writer, &self.body)?;
+            let fields = self.body.iter().map(|(k, v)| (k.as_ref(), v));
+            write_object(&mut writer, fields)?;
             writer.write_event(Event::End(BytesEnd::new("Response")))
         })();
         debug_assert!(written.is_ok(), "writing XML to memory failed");
@@ -90,11 +140,14 @@ impl Reply {
 type XmlWriter = Writer<Vec<u8>>;
 
 /// Fields in name order, as the seed's example shows them.
-fn write_object(out: &mut XmlWriter, body: &Map<String, Value>) -> std::io::Result<()> {
-    let mut keys: Vec<&String> = body.keys().collect();
-    keys.sort();
-    for key in keys {
-        write_element(out, key, &body[key])?;
+fn write_object<'a>(
+    out: &mut XmlWriter,
+    fields: impl Iterator<Item = (&'a str, &'a Value)>,
+) -> std::io::Result<()> {
+    let mut fields: Vec<_> = fields.collect();
+    fields.sort_by_key(|&(k, _)| k);
+    for (key, value) in fields {
+        write_element(out, key, value)?;
     }
     Ok(())
 }
@@ -116,7 +169,7 @@ fn write_element(out: &mut XmlWriter, name: &str, value: &Value) -> std::io::Res
                 write_element(out, item_name, item)?;
             }
         }
-        Value::Object(map) => write_object(out, map)?,
+        Value::Object(map) => write_object(out, map.iter().map(|(k, v)| (k.as_str(), v)))?,
         other => out.write_event(Event::Text(BytesText::new(&other.to_string())))?,
     }
     out.write_event(Event::End(end))
@@ -147,7 +200,7 @@ fn xml_chars(s: &str) -> Cow<'_, str> {
 impl IntoResponse for Reply {
     fn into_response(self) -> Response {
         let status = self.status.unwrap_or(StatusCode::OK);
-        let body = serde_json::to_vec(&self.body).unwrap_or_default();
+        let body = self.to_json();
         let mut response = (
             status,
             [(header::CONTENT_TYPE, mime::APPLICATION_JSON.as_ref())],

@@ -22,11 +22,11 @@ use crate::domain::{
 };
 use crate::store::Session;
 
+/// The one route: a service's name for POST, a session's id for GET and DELETE.
+pub const ROUTE: &str = "/genesys/1/service/{name}";
+
 pub fn router() -> Router<AppState> {
-    Router::new().route(
-        "/genesys/1/service/{name}",
-        post(create).get(read).delete(end),
-    )
+    Router::new().route(ROUTE, post(create).get(read).delete(end))
 }
 
 async fn create(
@@ -144,7 +144,7 @@ fn access_request(params: &Params) -> Result<AccessRequest, ApiError> {
 }
 
 fn access_reply(access: Access) -> Reply {
-    Reply::new().fields(&access.answer())
+    Reply::from_fields(access.answer())
 }
 
 async fn match_interaction(
@@ -171,7 +171,7 @@ async fn match_interaction(
     if !found.late {
         state.limits.forget(&found.session.id);
     }
-    let mut one = matched(&found.session, return_data);
+    let mut one = matched(found.session, return_data);
     if found.late {
         one = one.field("_late_match", "true");
     }
@@ -182,14 +182,14 @@ async fn match_interaction(
     })
 }
 
-fn matched(session: &Session, return_data: bool) -> Reply {
+fn matched(session: Session, return_data: bool) -> Reply {
     let base = if return_data {
-        Reply::new().fields(&session.fields)
+        Reply::from_fields(session.fields)
     } else {
         Reply::new()
     };
-    base.field("_id", &session.id)
-        .field("_data_id", &session.data_id)
+    base.field("_id", session.id.as_str())
+        .field("_data_id", session.data_id.as_str())
 }
 
 /// Reads a session. Its service's credentials apply; an unknown id still needs the server's.

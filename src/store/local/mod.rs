@@ -169,6 +169,7 @@ impl LocalStore {
                 }
                 let now = self.clock.now();
                 let mut log: ChangeLog = self.journal.as_ref().map(|_| Vec::new());
+                engine.set_streaming(self.bus.receiver_count() > 0);
                 let value = f(&mut engine, now, &mut log);
                 let emitted = engine.take_emitted();
                 engine.ended_data.clear();

@@ -80,14 +80,16 @@ impl Engine {
                     return refused(rules::call::Reason::SessionEnded);
                 };
                 if late {
-                    let event = Event::new(
-                        EventKind::LateMatch,
-                        now,
-                        name.clone(),
-                        req.number.clone(),
-                        Some(id.clone()),
-                    );
-                    self.emit(event, log);
+                    if self.wants_events() {
+                        let event = Event::new(
+                            EventKind::LateMatch,
+                            now,
+                            name.clone(),
+                            req.number.clone(),
+                            Some(id.clone()),
+                        );
+                        self.emit(event, log);
+                    }
                 } else {
                     self.end_hold(g, pos, now, EndReason::Matched, Some(&mut *log));
                 }
@@ -165,7 +167,7 @@ impl Engine {
             quarantined_at,
             strays,
         });
-        if newly {
+        if newly && self.wants_events() {
             let event = Event::new(EventKind::Quarantined, now, name, number, None);
             self.emit(event, log);
         }

@@ -14,7 +14,12 @@ pub mod restore;
 mod usage;
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::BinaryHeap;
+
+// hashbrown's map (foldhash) rather than std's (SipHash): every reservation and match looks
+// sessions up several times, and SipHash showed in the profiles. The keys are ids and names
+// this node made or was configured with, so a client cannot choose colliding ones.
+use hashbrown::HashMap;
 use std::time::Duration;
 
 use crate::domain::{
@@ -51,6 +56,10 @@ pub struct Engine {
     /// Events owed to the webhook (only with `[events]`; see `outbox.rs` for `emit`).
     outbox: outbox::Outbox,
     keep_outbox: bool,
+    /// Nobody takes this operation's events: no outbox and no live stream subscribed (set
+    /// by the store before each operation). Making an event (an id, three copies) and
+    /// dropping it unsent was a tenth of a reservation's cost; `wants_events` skips it.
+    events_unheard: bool,
     /// Events of the running operation, published by the store once it is durable.
     emitted: Vec<crate::events::Event>,
     remembered: once::Remembered,

@@ -123,9 +123,10 @@ impl Outbox {
 
 impl super::Engine {
     /// Records a lifecycle event of the running operation: queued for the webhook when the
-    /// store keeps an outbox (`[events]`), and always published on the live bus once the
-    /// operation is durable (the store drains [`Engine::take_emitted`] after its commit).
-    /// The stores call this wherever a reservation starts or ends, or a number is quarantined.
+    /// store keeps an outbox (`[events]`), and published on the live bus once the operation
+    /// is durable (the store drains [`Engine::take_emitted`] after its commit). The stores
+    /// call this wherever a reservation starts or ends, or a number is quarantined, when
+    /// [`Engine::wants_events`] says anyone would get it.
     /// The event is due at its own `time` (an expiry noticed late is owed since it happened).
     pub(crate) fn emit(&mut self, event: Event, log: &mut ChangeLog) {
         if self.keep_outbox {
@@ -133,6 +134,16 @@ impl super::Engine {
             self.outbox.push(event.clone(), at, log);
         }
         self.emitted.push(event);
+    }
+
+    /// Whether an event made now would reach anyone (the call sites skip making it if not).
+    pub(crate) fn wants_events(&self) -> bool {
+        self.keep_outbox || !self.events_unheard
+    }
+
+    /// Whether a live stream listens now (the store asks its bus before each operation).
+    pub fn set_streaming(&mut self, streaming: bool) {
+        self.events_unheard = !streaming;
     }
 
     /// Whether events are queued for the webhook; set once, when the store opens.

@@ -59,19 +59,23 @@ impl Engine {
                 continue;
             }
             let (number, free_from, ended) = (slot.number.clone(), *free_from, ended.clone());
-            let event = Event::new(
-                EventKind::Expired,
-                at,
-                group.settings.name.clone(),
-                number.clone(),
-                Some(ended.session.clone()),
-            );
+            let event = self.wants_events().then(|| {
+                Event::new(
+                    EventKind::Expired,
+                    at,
+                    group.settings.name.clone(),
+                    number.clone(),
+                    Some(ended.session.clone()),
+                )
+            });
             record(log, || Change::Released {
                 number,
                 freed_at: free_from,
                 ended,
             });
-            self.emit(event, log);
+            if let Some(event) = event {
+                self.emit(event, log);
+            }
         }
     }
 
@@ -123,7 +127,9 @@ impl Engine {
                 });
             }
         }
-        if let Some(log) = log {
+        if let Some(log) = log
+            && self.wants_events()
+        {
             let time = if reason == EndReason::Matched {
                 now
             } else {
@@ -210,7 +216,7 @@ impl Engine {
             wrong_codes,
         });
         group.expiries.push(Reverse((expires_at, pos)));
-        if existing.is_none() {
+        if existing.is_none() && self.wants_events() {
             let event = Event::new(
                 EventKind::Created,
                 now,
