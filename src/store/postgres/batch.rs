@@ -132,7 +132,6 @@ impl<W: Work> Batcher<W> {
 async fn drive<W: Work>(db: Db, mut jobs: mpsc::UnboundedReceiver<Job<W>>, parallel: usize) {
     let slots = Arc::new(Semaphore::new(parallel));
     let ended = Arc::new(Notify::new());
-    let fill = FILL.min(MAX_BATCH);
     loop {
         let Ok(slot) = slots.clone().acquire_owned().await else {
             return;
@@ -153,7 +152,7 @@ async fn drive<W: Work>(db: Db, mut jobs: mpsc::UnboundedReceiver<Job<W>>, paral
                 }
             }
             let others = parallel - 1 - slots.available_permits();
-            if closed || batch.len() >= fill || others == 0 {
+            if closed || batch.len() >= FILL || others == 0 {
                 break;
             }
             tokio::select! {

@@ -237,17 +237,17 @@ impl super::batch::Work for Creating {
             )
             .bind(ids, Type::TEXT_ARRAY)
             .bind(services, Type::TEXT_ARRAY)
-            .bind(data_ids.clone(), Type::TEXT_ARRAY)
-            .bind(expiries.clone(), Type::INT8_ARRAY),
+            .bind(&data_ids, Type::TEXT_ARRAY)
+            .bind(&expiries, Type::INT8_ARRAY),
             Stmt::new(
                 "INSERT INTO data (id, fields, expires_at)
                  SELECT * FROM unnest($1::text[], $2::text[], $3::int8[])
                  ON CONFLICT (id) DO UPDATE SET fields = excluded.fields,
                                                 expires_at = excluded.expires_at",
             )
-            .bind(data_ids, Type::TEXT_ARRAY)
+            .bind(&data_ids, Type::TEXT_ARRAY)
             .bind(fields, Type::TEXT_ARRAY)
-            .bind(expiries, Type::INT8_ARRAY),
+            .bind(&expiries, Type::INT8_ARRAY),
         ];
         finish.last(client, &stmts).await?;
         Ok(Vec::new())
