@@ -212,6 +212,17 @@ async fn write_group(
         )
         .await
         .map_err(pg_error)?;
+    if allocation == Allocation::LeastRecentlyUsed {
+        // Other groups leave `lru_at` behind (their pairs' updates stay heap-only, migration
+        // 7); the group orders by it from now on. Claims and releases that run meanwhile
+        // hold their numbers' rows, so this waits for them and then copies what they wrote.
+        tx.execute(
+            "UPDATE numbers SET lru_at = freed_at WHERE group_name = $1 AND lru_at <> freed_at",
+            &[&name],
+        )
+        .await
+        .map_err(pg_error)?;
+    }
     Ok(row.get(0))
 }
 

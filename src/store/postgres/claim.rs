@@ -7,6 +7,7 @@
 //! taking is, for this one, not free.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::LazyLock;
 
 use deadpool_postgres::GenericClient;
 use rand::Rng;
@@ -37,7 +38,8 @@ pub async fn now<C: GenericClient>(tx: &C, frozen: Option<i64>) -> Result<i64, S
 
 /// The statement that reads the transaction's `now`, to send with others.
 pub fn now_stmt(frozen: Option<i64>) -> Stmt<'static> {
-    Stmt::new(format!("SELECT {}", now_param(1))).bind(frozen, Type::INT8)
+    static SQL: LazyLock<String> = LazyLock::new(|| format!("SELECT {}", now_param(1)));
+    Stmt::new(SQL.as_str()).bind(frozen, Type::INT8)
 }
 
 pub fn now_from(rows: &[tokio_postgres::Row]) -> Result<i64, StoreError> {
@@ -109,10 +111,12 @@ pub fn expiries_from(rows: &[tokio_postgres::Row], now: i64) -> HashMap<String, 
 
 /// The groups' settings ([`groups_from`]).
 pub fn groups<'a>(names: &'a [&'a str]) -> Stmt<'a> {
-    let sql = format!(
-        "SELECT name, allocation, booking_timeout, {POLICY_COLUMNS} FROM groups WHERE name = ANY($1)"
-    );
-    Stmt::new(sql).bind(names, Type::TEXT_ARRAY)
+    static SQL: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            "SELECT name, allocation, booking_timeout, {POLICY_COLUMNS} FROM groups WHERE name = ANY($1)"
+        )
+    });
+    Stmt::new(SQL.as_str()).bind(names, Type::TEXT_ARRAY)
 }
 
 pub fn groups_from(rows: &[tokio_postgres::Row]) -> Result<HashMap<String, GroupRow>, StoreError> {
@@ -134,12 +138,16 @@ pub fn groups_from(rows: &[tokio_postgres::Row]) -> Result<HashMap<String, Group
 }
 
 /// The reservations of these sessions, locked (a renewal rewrites them), looked up session
-/// by session as [`lock_sessions`] does; [`held_from`] keeps the live ones.
+/// by session as [`lock_sessions`] does, then number by number from the session's list
+/// (`sessions.holds`, migration 7: a superset, each checked against the number's row);
+/// [`held_from`] keeps the live ones.
 pub fn held<'a>(sessions: &'a [&'a str]) -> Stmt<'a> {
     Stmt::new(
         "SELECT h.* FROM unnest($1::text[]) AS q(id)
+           CROSS JOIN LATERAL (SELECT holds FROM sessions WHERE id = q.id) s
+           CROSS JOIN LATERAL unnest(s.holds) AS l(number)
            CROSS JOIN LATERAL (SELECT number, session, group_name, code, phone, expires_at
-                                 FROM numbers WHERE session IS NOT NULL AND session = q.id
+                                 FROM numbers WHERE number = l.number AND session = q.id
                                   FOR UPDATE) h",
     )
     .bind(sessions, Type::TEXT_ARRAY)
@@ -189,20 +197,30 @@ pub struct Pool {
 /// ones from the start (the wrap). The cursor is a scalar subquery, not a join: so it is an
 /// index condition on `(group_name, position)` and the walk starts at the cursor instead of
 /// scanning up to it (306 ms to 0.3 ms with the cursor half-way through a million numbers).
-/// Least recently used: by `(freed_at, position)`.
+/// Least recently used: by `(lru_at, position)`, the copy of `freed_at` that only
+/// least-recently-used groups keep up to date (migration 7).
 pub fn prefetch<'a>(frozen: Option<i64>, group: &'a str, sessions: Vec<&'a str>) -> Stmt<'a> {
+    Stmt::new(PREFETCH.as_str())
+        .bind(group, Type::TEXT)
+        .bind(frozen, Type::INT8)
+        .bind(sessions, Type::TEXT_ARRAY)
+}
+
+/// The text of [`prefetch`], built once.
+static PREFETCH: LazyLock<String> = LazyLock::new(|| {
     let now = now_param(2);
     let free = FREE.replace("$2", &now);
-    let sql = format!(
+    format!(
         "WITH g AS (SELECT cursor, allocation FROM groups WHERE name = $1),
          w AS (SELECT count(*) FILTER (
                          WHERE s.expires_at > {now}
-                           AND NOT EXISTS (SELECT 1 FROM numbers h
-                                            WHERE h.session IS NOT NULL AND h.session = s.id
+                           AND NOT EXISTS (SELECT 1 FROM unnest(s.holds) AS l(number)
+                                             JOIN numbers h ON h.number = l.number
+                                            WHERE h.session = s.id
                                               AND h.group_name = $1 AND h.expires_at > {now}))
                        AS wanted
                  FROM unnest($3::text[]) AS q(id)
-                 CROSS JOIN LATERAL (SELECT id, expires_at FROM sessions WHERE id = q.id
+                 CROSS JOIN LATERAL (SELECT id, expires_at, holds FROM sessions WHERE id = q.id
                                       FOR UPDATE) s),
          a AS (SELECT n.number, n.position, n.freed_at FROM numbers n
                 WHERE (SELECT allocation FROM g) = 'round-robin'
@@ -217,17 +235,13 @@ pub fn prefetch<'a>(frozen: Option<i64>, group: &'a str, sessions: Vec<&'a str>)
          c AS (SELECT n.number, n.position, n.freed_at FROM numbers n
                 WHERE (SELECT allocation FROM g) = 'least-recently-used'
                   AND n.group_name = $1 AND {free}
-                ORDER BY n.freed_at, n.position LIMIT (SELECT wanted FROM w)
+                ORDER BY n.lru_at, n.position LIMIT (SELECT wanted FROM w)
                 FOR UPDATE OF n SKIP LOCKED)
          SELECT g.cursor, x.number, x.position, x.freed_at
            FROM g LEFT JOIN (SELECT * FROM a UNION ALL SELECT * FROM b UNION ALL SELECT * FROM c) x
              ON true"
-    );
-    Stmt::new(sql)
-        .bind(group, Type::TEXT)
-        .bind(frozen, Type::INT8)
-        .bind(sessions, Type::TEXT_ARRAY)
-}
+    )
+});
 
 /// The pool [`prefetch`] locked.
 pub fn pool_from(rows: &[tokio_postgres::Row]) -> Result<Pool, StoreError> {

@@ -9,6 +9,7 @@
 //! after the batch's rows are written, so every call sees what the ones before it did.
 
 use std::collections::HashMap;
+use std::sync::LazyLock;
 
 use deadpool_postgres::GenericClient;
 use tokio_postgres::types::Type;
@@ -290,6 +291,14 @@ impl Writes {
 /// a call of the batch returns them (`_return_data`; otherwise the data rows are not read):
 /// [`sessions_from`].
 fn sessions_of<'a>(frozen: Option<i64>, numbers: &'a [&'a str], with_fields: bool) -> Stmt<'a> {
+    /// The two texts (without, with the data rows), built once.
+    static SQL: LazyLock<[String; 2]> = LazyLock::new(|| [false, true].map(sessions_sql));
+    Stmt::new(SQL[usize::from(with_fields)].as_str())
+        .bind(numbers, Type::TEXT_ARRAY)
+        .bind(frozen, Type::INT8)
+}
+
+fn sessions_sql(with_fields: bool) -> String {
     let now = NOW.replace("$N", "$2");
     let (fields, data) = match with_fields {
         true => (
@@ -298,15 +307,12 @@ fn sessions_of<'a>(frozen: Option<i64>, numbers: &'a [&'a str], with_fields: boo
         ),
         false => ("NULL::text", String::new()),
     };
-    let sql = format!(
+    format!(
         "SELECT s.id, s.service, s.data_id, s.expires_at, {fields}, {now} FROM sessions s {data}
           WHERE s.expires_at > {now}
             AND s.id IN (SELECT named FROM numbers, unnest(ARRAY[session, last_session]) AS named
                           WHERE number = ANY($1))"
-    );
-    Stmt::new(sql)
-        .bind(numbers, Type::TEXT_ARRAY)
-        .bind(frozen, Type::INT8)
+    )
 }
 
 fn sessions_from(rows: &[tokio_postgres::Row]) -> Result<HashMap<String, Session>, StoreError> {

@@ -54,15 +54,25 @@ struct GroupState {
     taken: Vec<String>,
 }
 
-/// What a batch writes: every number it reserved or renewed (number → session, booking,
-/// lendable-again time) and the round-robin cursors it moved, and the events of the new
-/// reservations.
+/// What a batch writes: every number it reserved or renewed, the round-robin cursors it
+/// moved, and the events of the new reservations.
 #[derive(Debug, Default)]
 pub struct Writes {
-    reservations: HashMap<String, (String, Booking, i64)>,
+    reservations: HashMap<String, Written>,
     cursors: Vec<(String, i64)>,
     pub events: Vec<Event>,
     now: i64,
+}
+
+/// A number a batch reserved or renewed.
+#[derive(Debug)]
+struct Written {
+    session: String,
+    booking: Booking,
+    /// When the number is lendable again (`rules::lifecycle::free_from`).
+    free_from: i64,
+    /// A new reservation, not a renewal: the session's list of holds gains the number.
+    new: bool,
 }
 
 /// Request-access calls decided one by one in order, as if each came alone, in the caller's
@@ -136,7 +146,7 @@ pub async fn reserve_many<C: GenericClient>(
     )
     .await?;
 
-    let mut written: HashMap<String, (String, Booking, i64)> = HashMap::new();
+    let mut written: HashMap<String, Written> = HashMap::new();
     let mut events = Vec::new();
     let mut answers = Vec::with_capacity(reqs.len());
     for req in reqs {
@@ -202,7 +212,12 @@ pub async fn reserve_many<C: GenericClient>(
         holds.insert(key, (number.clone(), booking.clone()));
         written.insert(
             number,
-            (req.session.as_str().to_owned(), booking, free_from),
+            Written {
+                session: req.session.as_str().to_owned(),
+                booking,
+                free_from,
+                new: !renewal,
+            },
         );
     }
     let cursors = states
@@ -256,13 +271,13 @@ impl GroupState {
         tx: &impl GenericClient,
         now: i64,
         group: &str,
-        written: &HashMap<String, (String, Booking, i64)>,
+        written: &HashMap<String, Written>,
     ) -> Result<ReserveError, StoreError> {
         let live = match self.expiries.take() {
             Some(live) => live,
             None => claim::lendable_at(tx, now, group).await?,
         };
-        let at = |number: &String| written.get(number).map(|(_, _, free_from)| *free_from);
+        let at = |number: &String| written.get(number).map(|w| w.free_from);
         let first = live
             .iter()
             .map(|(number, &expires)| at(number).unwrap_or(expires))
@@ -345,13 +360,13 @@ impl Writes {
             let mut phones = Vec::with_capacity(written.len());
             let mut expiries = Vec::with_capacity(written.len());
             let mut frees = Vec::with_capacity(written.len());
-            for (number, (session, booking, free_from)) in written {
+            for (number, w) in written {
                 numbers.push(number.as_str());
-                sessions.push(session.as_str());
-                codes.push(booking.code.as_ref().map(|c| c.as_str()));
-                phones.push(booking.phone.as_ref().map(|p| p.as_str()));
-                expiries.push(booking.expires_at.0);
-                frees.push(*free_from);
+                sessions.push(w.session.as_str());
+                codes.push(w.booking.code.as_ref().map(|c| c.as_str()));
+                phones.push(w.booking.phone.as_ref().map(|p| p.as_str()));
+                expiries.push(w.booking.expires_at.0);
+                frees.push(w.free_from);
             }
             // A number taken over an expired reservation no purge has recorded yet keeps that
             // one as its last (late calls, failure reasons), and its expiry event is returned;
@@ -366,13 +381,16 @@ impl Writes {
                      WHERE n.session IS NOT NULL AND n.expires_at <= $7),
              upd AS (UPDATE numbers n SET session = x.session, code = x.code, phone = x.phone,
                         expires_at = x.expires, freed_at = x.free_from,
+                        lru_at = CASE WHEN g.allocation = 'least-recently-used' THEN x.free_from
+                                      ELSE n.lru_at END,
                         wrong_codes = CASE WHEN n.expires_at > $7 THEN n.wrong_codes ELSE 0 END,
                         last_session = CASE WHEN n.expires_at <= $7 THEN n.session ELSE n.last_session END,
                         last_code = CASE WHEN n.expires_at <= $7 THEN n.code ELSE n.last_code END,
                         last_phone = CASE WHEN n.expires_at <= $7 THEN n.phone ELSE n.last_phone END,
                         last_end = CASE WHEN n.expires_at <= $7 THEN n.expires_at ELSE n.last_end END,
                         last_reason = CASE WHEN n.expires_at <= $7 THEN 'expired' ELSE n.last_reason END
-                       FROM x WHERE n.number = x.number RETURNING 1)
+                       FROM x, groups g WHERE n.number = x.number AND g.name = n.group_name
+                       RETURNING 1)
              SELECT old.number, old.group_name, old.session, old.expires_at,
                     (SELECT count(*) FROM upd) FROM old",
                 )
@@ -384,6 +402,9 @@ impl Writes {
                 .bind(frees, Type::INT8_ARRAY)
                 .bind(self.now, Type::INT8),
             );
+            if let Some(stmt) = self.holds_stmt() {
+                stmts.push(stmt);
+            }
         }
         if !self.cursors.is_empty() {
             let (names, cursors): (Vec<&str>, Vec<i64>) = self
@@ -403,6 +424,39 @@ impl Writes {
             );
         }
         stmts
+    }
+
+    /// The sessions that took new numbers get them in their list of holds
+    /// (`sessions.holds`, migration 7), which keeps only what they still hold: sent after the
+    /// numbers' update, it sees the rows as the batch left them. A session whose list has all
+    /// its new numbers already is left alone.
+    fn holds_stmt(&self) -> Option<Stmt<'_>> {
+        let (sessions, numbers): (Vec<&str>, Vec<&str>) = self
+            .reservations
+            .iter()
+            .filter(|(_, w)| w.new)
+            .map(|(number, w)| (w.session.as_str(), number.as_str()))
+            .unzip();
+        if sessions.is_empty() {
+            return None;
+        }
+        Some(
+            Stmt::new(
+                "UPDATE sessions s SET holds = ARRAY(
+                        SELECT l.number FROM unnest(s.holds || x.numbers) AS l(number)
+                         WHERE EXISTS (SELECT 1 FROM numbers n
+                                        WHERE n.number = l.number AND n.session = s.id
+                                          AND n.expires_at > $3)
+                         GROUP BY l.number ORDER BY l.number)
+                   FROM (SELECT session, array_agg(number) AS numbers
+                           FROM unnest($1::text[], $2::text[]) AS t(session, number)
+                          GROUP BY session) x
+                  WHERE s.id = x.session AND NOT (x.numbers <@ s.holds)",
+            )
+            .bind(sessions, Type::TEXT_ARRAY)
+            .bind(numbers, Type::TEXT_ARRAY)
+            .bind(self.now, Type::INT8),
+        )
     }
 
     /// The events of the written batch: the expiries its reservation write recorded

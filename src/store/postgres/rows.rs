@@ -4,6 +4,7 @@
 //! with [`write`]. One model for every path, so a row is read and written one way.
 
 use std::collections::HashMap;
+use std::sync::LazyLock;
 
 use deadpool_postgres::GenericClient;
 use tokio_postgres::types::Type;
@@ -151,14 +152,16 @@ fn update_rows<'a>(rows: &[(&'a String, &'a NumberRow)]) -> Stmt<'a> {
                     expires_at = x.expires_at, wrong_codes = x.wrong_codes, freed_at = x.freed_at,
                     last_session = x.last_session, last_code = x.last_code,
                     last_phone = x.last_phone, last_end = x.last_end, last_reason = x.last_reason,
-                    strays = x.strays::int8[], quarantined_at = x.quarantined_at
-               FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int8[], $6::int4[],
+                    strays = x.strays::int8[], quarantined_at = x.quarantined_at,
+                    lru_at = CASE WHEN g.allocation = 'least-recently-used' THEN x.freed_at
+                                  ELSE n.lru_at END
+               FROM groups g, unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int8[], $6::int4[],
                            $7::int8[], $8::text[], $9::text[], $10::text[], $11::int8[],
                            $12::text[], $13::text[], $14::int8[])
                     AS x(number, session, code, phone, expires_at, wrong_codes, freed_at,
                          last_session, last_code, last_phone, last_end, last_reason, strays,
                          quarantined_at)
-              WHERE n.number = x.number",
+              WHERE n.number = x.number AND g.name = n.group_name",
     )
     .bind(numbers, Type::TEXT_ARRAY)
     .bind(sessions, Type::TEXT_ARRAY)
@@ -236,14 +239,16 @@ pub(super) async fn lock<C: GenericClient>(
 
 /// The statement of [`lock`], to send with others; [`locked_from`] reads its rows.
 pub(super) fn lock_stmt<'a>(numbers: &'a [&'a str]) -> Stmt<'a> {
-    let sql = format!(
-        "SELECT n.number, n.group_name, n.retiring, n.session, n.code, n.phone, n.expires_at,
+    static SQL: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            "SELECT n.number, n.group_name, n.retiring, n.session, n.code, n.phone, n.expires_at,
                 n.wrong_codes, n.last_session, n.last_code, n.last_phone, n.last_end,
                 n.last_reason, n.strays, n.quarantined_at, n.freed_at, {POLICY_COLUMNS}
            FROM numbers n JOIN groups g ON g.name = n.group_name
           WHERE n.number = ANY($1) ORDER BY n.number FOR UPDATE OF n"
-    );
-    Stmt::new(sql).bind(numbers, Type::TEXT_ARRAY)
+        )
+    });
+    Stmt::new(SQL.as_str()).bind(numbers, Type::TEXT_ARRAY)
 }
 
 pub(super) fn locked_from(

@@ -107,7 +107,7 @@ pub async fn end<C: deadpool_postgres::GenericClient>(
     now: i64,
     id: &SessionId,
 ) -> Result<Option<Vec<crate::events::Event>>, StoreError> {
-    let sql = "DELETE FROM sessions WHERE id = $1 AND expires_at > $2 RETURNING data_id";
+    let sql = "DELETE FROM sessions WHERE id = $1 AND expires_at > $2 RETURNING data_id, holds";
     let Some(row) = tx
         .query_opt_cached(sql, &[&id.as_str(), &now])
         .await
@@ -116,10 +116,12 @@ pub async fn end<C: deadpool_postgres::GenericClient>(
         return Ok(None);
     };
     let data_id: String = row.get(0);
+    // The session's list of holds is a superset (migration 7): each number's row says.
+    let holds: Vec<String> = row.get(1);
     let held = tx
         .query_cached(
-            "SELECT number FROM numbers WHERE session = $1 ORDER BY number",
-            &[&id.as_str()],
+            "SELECT number FROM numbers WHERE number = ANY($1) AND session = $2 ORDER BY number",
+            &[&holds, &id.as_str()],
         )
         .await
         .map_err(pg_error)?;
