@@ -222,6 +222,7 @@ async fn attempt<W: Work>(
     reqs: &[W::Req],
     deadline: Instant,
 ) -> Result<Vec<W::Ans>, StoreError> {
+    let started = std::time::Instant::now();
     let conn = OpenTx::take(db, deadline).await?;
     let client = conn.client()?;
     let frozen = db.clock.frozen().map(|t| t.0);
@@ -232,6 +233,7 @@ async fn attempt<W: Work>(
         Ok::<_, StoreError>(decided)
     };
     let (answers, plan) = super::before(deadline, decided).await?;
+    let decided_at = started.elapsed();
     // With `[events]` the outbox insert needs the events the writes return, so the COMMIT
     // cannot ride with them.
     let mut finish = Finish {
@@ -248,6 +250,14 @@ async fn attempt<W: Work>(
         }
         conn.commit(db, &events).await?;
     }
+    // Where a batch's time goes: the connection and the reads (with BEGIN) until decided,
+    // then the writes and the commit.
+    tracing::debug!(
+        kind = std::any::type_name::<W>(),
+        decided_ms = decided_at.as_secs_f64() * 1000.0,
+        written_ms = (started.elapsed() - decided_at).as_secs_f64() * 1000.0,
+        "batch trips"
+    );
     Ok(answers)
 }
 

@@ -140,11 +140,13 @@ pub fn groups_from(rows: &[tokio_postgres::Row]) -> Result<HashMap<String, Group
 /// The reservations of these sessions, locked (a renewal rewrites them), looked up session
 /// by session as [`lock_sessions`] does, then number by number from the session's list
 /// (`sessions.holds`, migration 7: a superset, each checked against the number's row);
-/// [`held_from`] keeps the live ones.
+/// [`held_from`] keeps the live ones. The sessions are locked again (nothing in the
+/// transaction that holds them) so that the planner keeps each a lookup by key: without it,
+/// it joined the ids with a scan of every session.
 pub fn held<'a>(sessions: &'a [&'a str]) -> Stmt<'a> {
     Stmt::new(
         "SELECT h.* FROM unnest($1::text[]) AS q(id)
-           CROSS JOIN LATERAL (SELECT holds FROM sessions WHERE id = q.id) s
+           CROSS JOIN LATERAL (SELECT holds FROM sessions WHERE id = q.id FOR UPDATE) s
            CROSS JOIN LATERAL unnest(s.holds) AS l(number)
            CROSS JOIN LATERAL (SELECT number, session, group_name, code, phone, expires_at
                                  FROM numbers WHERE number = l.number AND session = q.id

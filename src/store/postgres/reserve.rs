@@ -429,7 +429,9 @@ impl Writes {
     /// The sessions that took new numbers get them in their list of holds
     /// (`sessions.holds`, migration 7), which keeps only what they still hold: sent after the
     /// numbers' update, it sees the rows as the batch left them. A session whose list has all
-    /// its new numbers already is left alone.
+    /// its new numbers already is left alone. Each session is found by key (`LATERAL`, locked
+    /// again: nothing in the transaction that holds it) and updated by its row's address: an
+    /// `UPDATE … FROM` joined the ids with a scan of every session.
     fn holds_stmt(&self) -> Option<Stmt<'_>> {
         let (sessions, numbers): (Vec<&str>, Vec<&str>) = self
             .reservations
@@ -442,16 +444,20 @@ impl Writes {
         }
         Some(
             Stmt::new(
-                "UPDATE sessions s SET holds = ARRAY(
-                        SELECT l.number FROM unnest(s.holds || x.numbers) AS l(number)
-                         WHERE EXISTS (SELECT 1 FROM numbers n
-                                        WHERE n.number = l.number AND n.session = s.id
-                                          AND n.expires_at > $3)
-                         GROUP BY l.number ORDER BY l.number)
-                   FROM (SELECT session, array_agg(number) AS numbers
-                           FROM unnest($1::text[], $2::text[]) AS t(session, number)
-                          GROUP BY session) x
-                  WHERE s.id = x.session AND NOT (x.numbers <@ s.holds)",
+                "WITH c AS (
+                   SELECT s.ctid AS row, ARRAY(
+                            SELECT l.number FROM unnest(s.holds || x.numbers) AS l(number)
+                             WHERE EXISTS (SELECT 1 FROM numbers n
+                                            WHERE n.number = l.number AND n.session = s.id
+                                              AND n.expires_at > $3)
+                             GROUP BY l.number ORDER BY l.number) AS holds
+                     FROM (SELECT session, array_agg(number) AS numbers
+                             FROM unnest($1::text[], $2::text[]) AS t(session, number)
+                            GROUP BY session) x
+                    CROSS JOIN LATERAL (SELECT ctid, id, holds FROM sessions
+                                         WHERE id = x.session FOR UPDATE) s
+                    WHERE NOT (x.numbers <@ s.holds))
+                 UPDATE sessions s SET holds = c.holds FROM c WHERE s.ctid = c.row",
             )
             .bind(sessions, Type::TEXT_ARRAY)
             .bind(numbers, Type::TEXT_ARRAY)
