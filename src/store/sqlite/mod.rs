@@ -10,6 +10,7 @@
 
 mod apply;
 pub mod backup;
+mod deadline;
 mod load;
 mod outbox;
 mod outcome;
