@@ -7,7 +7,7 @@
 //!
 //! Waiting requests are kept by the batch they wait for, in order, next to the outcomes under
 //! one lock: a commit through batch N wakes exactly the requests waiting for N or earlier,
-//! each with its own outcome. (A `watch` channel woke every waiter on every commit, and the
+//! each with its own outcome (told after the lock is released). (A `watch` channel woke every waiter on every commit, and the
 //! ones whose batch was still queued polled their whole request again to sleep once more.)
 //! A waiter carries no timer of its own: [`Outcomes::expire`], run by the journal's deadline
 //! thread, fails the ones that waited longer than the store's timeout (see `deadline.rs`).
@@ -70,16 +70,23 @@ struct State {
 }
 
 impl State {
-    /// Tells every waiter of a batch up to `through` its outcome.
-    fn wake(&mut self) {
+    /// Takes out every waiter of a batch up to `through`, each with its outcome, for the
+    /// caller to tell once the lock is released (a wake schedules a task: not under a lock
+    /// that every new waiter takes).
+    fn due(&mut self) -> Vec<(Waiter, Result<(), StoreError>)> {
         let later = self.waiting.split_off(&(self.resolved.through + 1, 0));
         let due = std::mem::replace(&mut self.waiting, later);
-        for ((seq, _), waiter) in due {
-            if let Some(outcome) = self.resolved.outcome(seq) {
-                // The request may have gone (its client left, or its own deadline passed).
-                let _ = waiter.tell.send(outcome);
-            }
-        }
+        due.into_iter()
+            .filter_map(|((seq, _), w)| self.resolved.outcome(seq).map(|outcome| (w, outcome)))
+            .collect()
+    }
+}
+
+/// Tells each waiter its outcome. The request may have gone (its client left, or its own
+/// deadline passed): then nobody hears it.
+fn tell(due: Vec<(Waiter, Result<(), StoreError>)>) {
+    for (waiter, outcome) in due {
+        let _ = waiter.tell.send(outcome);
     }
 }
 
@@ -133,9 +140,12 @@ impl Outcomes {
 
     pub fn durable_through(&self, seq: u64) {
         self.failing.store(false, Ordering::SeqCst);
-        let mut state = self.state.lock();
-        state.resolved.through = state.resolved.through.max(seq);
-        state.wake();
+        let due = {
+            let mut state = self.state.lock();
+            state.resolved.through = state.resolved.through.max(seq);
+            state.due()
+        };
+        tell(due);
     }
 
     /// Batches `lo..=hi` were rolled back because of `cause`.
@@ -155,7 +165,9 @@ impl Outcomes {
         }
         r.through = r.through.max(hi);
         r.cause = Some(cause);
-        state.wake();
+        let due = state.due();
+        drop(state);
+        tell(due);
     }
 
     /// Drops the waiters that have waited `timeout` or longer (they answer 503); returns
