@@ -26,8 +26,20 @@ pub struct Params {
 
 impl Params {
     pub fn from_pairs(pairs: impl IntoIterator<Item = (String, String)>) -> Self {
+        let pairs: Fields = pairs.into_iter().collect();
+        // A handful of distinct names (every request of the request/match workload): they
+        // are the fields as they are, with no second list built to merge them into.
+        let small = pairs.len() <= 8;
+        if small
+            && pairs
+                .iter()
+                .enumerate()
+                .all(|(i, (k, _))| pairs[..i].iter().all(|(n, _)| n != k))
+        {
+            return Self { fields: pairs };
+        }
         let mut fields = Fields::new();
-        crate::store::merge_fields(&mut fields, pairs.into_iter().collect());
+        crate::store::merge_fields(&mut fields, pairs);
         Self { fields }
     }
 
@@ -110,9 +122,9 @@ impl Params {
             Some(q) => decode_urlencoded(q.as_bytes(), encoding_rs::UTF_8)?,
             None => Vec::new(),
         };
-        let body = axum::body::to_bytes(body, limit)
+        let body = read_body(body, limit)
             .await
-            .map_err(|_| ApiError::PayloadTooLarge { limit })?;
+            .ok_or(ApiError::PayloadTooLarge { limit })?;
         pairs.extend(parse_body(content_type, body).await?);
         if pairs.len() > crate::store::MAX_FIELDS_PER_REQUEST {
             return Err(ApiError::invalid(
@@ -125,6 +137,38 @@ impl Params {
             ));
         }
         Ok(Self::from_pairs(pairs))
+    }
+}
+
+/// The whole body, or `None` past `limit` bytes or when it cannot be read (as
+/// `axum::body::to_bytes`, which answers the same, but without its list of chunks and its
+/// extra wrapper: a form comes in one chunk, kept as it came).
+async fn read_body(body: Body, limit: usize) -> Option<Bytes> {
+    use http_body_util::BodyExt as _;
+    let mut body = body;
+    let mut whole: Option<Bytes> = None;
+    let mut more: Vec<u8> = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let Ok(data) = frame.ok()?.into_data() else {
+            continue; // trailers: not parameters
+        };
+        let had = whole.as_ref().map_or(0, Bytes::len) + more.len();
+        if data.len() > limit.saturating_sub(had) {
+            return None;
+        }
+        match &whole {
+            None => whole = Some(data),
+            Some(first) => {
+                if more.is_empty() {
+                    more.extend_from_slice(first);
+                }
+                more.extend_from_slice(&data);
+            }
+        }
+    }
+    match more.is_empty() {
+        true => Some(whole.unwrap_or_default()),
+        false => Some(Bytes::from(more)),
     }
 }
 
@@ -215,7 +259,21 @@ fn decode_urlencoded(
     raw: &[u8],
     encoding: &'static Encoding,
 ) -> Result<Vec<(String, String)>, ApiError> {
-    let mut out = Vec::with_capacity(raw.iter().filter(|&&b| b == b'&').count() + 1);
+    // UTF-8 (nearly every form): the body is checked once; a piece cut from it at an ASCII
+    // `&` or `=` is UTF-8 too, so a name or value without escapes is copied as it is.
+    if encoding == encoding_rs::UTF_8
+        && let Ok(text) = std::str::from_utf8(raw)
+    {
+        let mut out = Vec::new();
+        for pair in text.split('&').filter(|p| !p.is_empty()) {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            let name = utf8_piece(k, "parameter name")?;
+            let value = utf8_piece(v, &name)?;
+            out.push((name, value));
+        }
+        return Ok(out);
+    }
+    let mut out = Vec::new();
     for pair in raw.split(|&b| b == b'&').filter(|p| !p.is_empty()) {
         let (k, v) = match pair.iter().position(|&b| b == b'=') {
             Some(i) => (&pair[..i], &pair[i + 1..]),
@@ -226,6 +284,15 @@ fn decode_urlencoded(
         out.push((name, value));
     }
     Ok(out)
+}
+
+/// A name or value of a body that is valid UTF-8: copied when it has no escapes, else
+/// unescaped and checked (an escape may still make invalid UTF-8).
+fn utf8_piece(piece: &str, what: &str) -> Result<String, ApiError> {
+    match unescape(piece.as_bytes()) {
+        std::borrow::Cow::Borrowed(_) => Ok(piece.to_owned()),
+        std::borrow::Cow::Owned(bytes) => decode_text(&bytes, encoding_rs::UTF_8, what),
+    }
 }
 
 /// `+` as a space, then `%XX` escapes; borrowed when there is neither (most names and

@@ -3,13 +3,15 @@
 //!
 //! One connection in WAL mode; at open it migrates the schema and rebuilds the engine from the
 //! tables (`load.rs`), then moves to the writer thread (`writer.rs`), which commits queued
-//! changes in batches. Stored fields stay in the file and are read when asked, through a few
+//! changes in batches and wakes the requests each commit covers (`outcome.rs`; the store
+//! timeout for waiting requests is one thread's, `deadline.rs`). Stored fields stay in the file and are read when asked, through a few
 //! read-only connections (`reader.rs`). A second access-broker can never share the file: the node holds an
 //! exclusive `flock` on `PATH.lock` for as long as the store is open. Other processes may
 //! read the file meanwhile (SQLite's normal WAL locking), which is what `backup.rs` does.
 
 mod apply;
 pub mod backup;
+mod deadline;
 mod load;
 mod outbox;
 mod outcome;

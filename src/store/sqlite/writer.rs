@@ -23,8 +23,9 @@ use parking_lot::Mutex;
 use rusqlite::Connection;
 
 use super::apply::{commit, purge, purge_instant};
+use super::deadline;
 use super::load::load;
-use super::outcome::Outcomes;
+use super::outcome::{Outcomes, Wait};
 use crate::clock::Clock;
 use crate::store::local::engine::Engine;
 use crate::store::local::journal::{Change, Journal, JournalError};
@@ -44,6 +45,8 @@ pub struct SqliteJournal {
     outcomes: Arc<Outcomes>,
     thread: Mutex<Option<JoinHandle<()>>>,
     timeout: Duration,
+    /// Keeps the deadline thread (`deadline.rs`) running; dropped with the journal.
+    _deadline: mpsc::Sender<()>,
 }
 
 /// What the writer thread needs to rebuild the engine after a failed commit.
@@ -79,6 +82,7 @@ impl SqliteJournal {
         Self {
             sender: Mutex::new(Some(sender)),
             submitted: AtomicU64::new(0),
+            _deadline: deadline::start(&outcomes, timeout),
             outcomes,
             thread: Mutex::new(thread),
             timeout,
@@ -102,15 +106,14 @@ impl Journal for SqliteJournal {
     }
 
     fn durable(&self, seq: u64) -> BoxFuture<'_, Result<(), JournalError>> {
-        let mut rx = self.outcomes.resolved.subscribe();
+        let told = match self.outcomes.wait(seq) {
+            Wait::Done(outcome) => return Box::pin(std::future::ready(rolled_back(outcome))),
+            Wait::Pending(told) => told,
+        };
         Box::pin(async move {
-            let wait = rx.wait_for(|r| r.outcome(seq).is_some());
-            match tokio::time::timeout(self.timeout, wait).await {
-                Ok(Ok(r)) => match r.outcome(seq) {
-                    Some(Err(e)) => Err(JournalError::RolledBack(e)),
-                    _ => Ok(()),
-                },
-                Ok(Err(e)) => Err(JournalError::Unavailable(StoreError::unavailable(e))),
+            match told.await {
+                Ok(outcome) => rolled_back(outcome),
+                // Dropped unsent: the deadline thread gave up on it.
                 Err(_) => Err(JournalError::Unavailable(StoreError::unavailable(format!(
                     "sqlite commit not done after {:?}",
                     self.timeout
@@ -148,6 +151,11 @@ impl Drop for SqliteJournal {
             let _ = thread.join();
         }
     }
+}
+
+/// A batch's outcome as the journal reports it.
+fn rolled_back(outcome: Result<(), StoreError>) -> Result<(), JournalError> {
+    outcome.map_err(JournalError::RolledBack)
 }
 
 struct Writer {
