@@ -18,35 +18,13 @@ TMP=$(mktemp -d); SRV=
 trap '[[ -n $SRV ]] && kill $SRV 2>/dev/null; wait 2>/dev/null; rm -rf "$TMP"' EXIT
 [[ -x $BIN ]] || { echo "no $BIN: cargo build --release first"; exit 1; }
 psql "${DB%%\?*}" -qc "DROP SCHEMA public CASCADE; CREATE SCHEMA public" >/dev/null 2>&1
-cat >"$TMP/c.toml" <<T
-[server]
-node_id = "1"
-[resource_groups.DNIS]
-numbers = ["7000000000-7000009999"]
-allocation = "round-robin"
-booking_expiration_timeout = 30
-[services.request-access]
-type = "request-access"
-_resource_group = "DNIS"
-[services.match-interaction]
-type = "match-interaction"
-[services.callback]
-type = "session"
-_ttl = 3600
-T
+# shellcheck source=common.sh
+source "$(dirname "$0")/common.sh"
+pairs_config 7000009999 1 >"$TMP/c.toml"
 "$BIN" serve --config "$TMP/c.toml" --listen "127.0.0.1:$PORT" --store "$DB" >"${SRVLOG:-$TMP/log}" 2>&1 &
 SRV=$!
 for _ in $(seq 600); do curl -s -o /dev/null "http://127.0.0.1:$PORT/health" && break; sleep 0.1; done
-python3 - "$PORT" "$TMP/ids" <<'PY'
-import http.client, json, sys
-c = http.client.HTTPConnection("127.0.0.1", int(sys.argv[1]))
-ids = []
-for n in range(1000):
-    c.request("POST", "/genesys/1/service/callback", "customer=%d" % n,
-              {"Content-Type": "application/x-www-form-urlencoded"})
-    ids.append(json.loads(c.getresponse().read())["_id"])
-open(sys.argv[2], "w").write("\n".join(ids) + "\n")
-PY
+sessions "$PORT" "$TMP/ids"
 ticks() { local s=0 p; for p in "$@"; do [[ -r /proc/$p/stat ]] && s=$((s + $(awk '{print $14+$15}' "/proc/$p/stat" 2>/dev/null || echo 0))); done; echo "$s"; }
 pairs() { PAIRS_IDS_FILE=$TMP/ids WRK_THREADS=2 wrk -t2 -c"$CONNS" -d"$1" --latency -s "$LUA" "http://127.0.0.1:$PORT"; }
 pairs 2s >/dev/null

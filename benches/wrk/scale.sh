@@ -25,45 +25,17 @@ trap 'for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev
 [[ -x $BIN ]] || { echo "no $BIN: cargo build --release first"; exit 1; }
 command -v wrk >/dev/null || { echo "wrk not found (apt-get install wrk)"; exit 1; }
 
-config() { # config POOL_LAST_NUMBER
-  cat <<TOML
-[server]
-node_id = "$2"
-[resource_groups.DNIS]
-numbers = ["7000000000-$1"]
-allocation = "round-robin"
-booking_expiration_timeout = 30
-[services.request-access]
-type = "request-access"
-_resource_group = "DNIS"
-[services.match-interaction]
-type = "match-interaction"
-[services.callback]
-type = "session"
-_ttl = 3600
-TOML
-}
+# shellcheck source=common.sh
+source "$(dirname "$0")/common.sh"
 
 start() { # start PORT LAST_NUMBER NODE STORE → waits until it answers
-  config "$2" "$3" >"$TMP/node$3.toml"
+  pairs_config "$2" "$3" >"$TMP/node$3.toml"
   "$BIN" serve --config "$TMP/node$3.toml" --listen "127.0.0.1:$1" --store "$4" >"$TMP/node$3.log" 2>&1 &
   PIDS+=($!)
   for _ in $(seq 600); do curl -s -o /dev/null "http://127.0.0.1:$1/health" && return; sleep 0.1; done
   tail -3 "$TMP/node$3.log"; exit 1
 }
 
-sessions() { # sessions PORT FILE
-  python3 - "$1" "$2" "$SESSIONS" <<'PY'
-import http.client, json, sys
-c = http.client.HTTPConnection("127.0.0.1", int(sys.argv[1]))
-ids = []
-for n in range(int(sys.argv[3])):
-    c.request("POST", "/genesys/1/service/callback", "customer=%d" % n,
-              {"Content-Type": "application/x-www-form-urlencoded"})
-    ids.append(json.loads(c.getresponse().read())["_id"])
-open(sys.argv[2], "w").write("\n".join(ids) + "\n")
-PY
-}
 
 stop_all() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; PIDS=(); }
 
