@@ -212,17 +212,6 @@ async fn write_group(
         )
         .await
         .map_err(pg_error)?;
-    if allocation == Allocation::LeastRecentlyUsed {
-        // Other groups leave `lru_at` behind (their pairs' updates stay heap-only, migration
-        // 7); the group orders by it from now on. Claims and releases that run meanwhile
-        // hold their numbers' rows, so this waits for them and then copies what they wrote.
-        tx.execute(
-            "UPDATE numbers SET lru_at = freed_at WHERE group_name = $1 AND lru_at <> freed_at",
-            &[&name],
-        )
-        .await
-        .map_err(pg_error)?;
-    }
     Ok(row.get(0))
 }
 
@@ -231,7 +220,34 @@ pub(super) async fn set_group(tx: &Transaction<'_>, s: &GroupSettings) -> Result
     let name = s.name.as_str();
     let was = lock_group(tx, name).await?;
     write_group(tx, name, s.allocation, s.booking_timeout, &s.policy, was).await?;
+    if s.allocation == Allocation::LeastRecentlyUsed {
+        // Start-up work has a bound of its own (`apply.rs`): the whole group at once.
+        while order_by_age(tx, name, i64::MAX).await? > 0 {}
+    }
     Ok(())
+}
+
+/// Rows a transaction of [`order_by_age`] copies at most when called from the admin API.
+pub const ORDER_BATCH: i64 = 10_000;
+
+/// Copies `freed_at` to `lru_at` for up to `limit` of a group's numbers where they differ;
+/// returns how many it found (0: the group's order is complete). Groups that do not lend least
+/// recently used leave `lru_at` behind (their pairs' updates stay heap-only, migration 7); a
+/// group switched to it orders by `lru_at` from then on. A row a claim or release is changing
+/// is waited for and copied as that left it (the update re-reads it).
+pub async fn order_by_age(tx: &Transaction<'_>, name: &str, limit: i64) -> Result<u64, StoreError> {
+    let row = tx
+        .query_one(
+            "WITH todo AS (SELECT number FROM numbers WHERE group_name = $1 AND lru_at <> freed_at
+                            LIMIT $2),
+                  done AS (UPDATE numbers n SET lru_at = n.freed_at FROM todo
+                            WHERE n.number = todo.number AND n.lru_at <> n.freed_at RETURNING 1)
+             SELECT (SELECT count(*) FROM todo), (SELECT count(*) FROM done)",
+            &[&name, &limit],
+        )
+        .await
+        .map_err(pg_error)?;
+    Ok(u64::try_from(row.get::<_, i64>(0)).unwrap_or(0))
 }
 
 /// The admin API's change to one group, in this one transaction: the group row is locked

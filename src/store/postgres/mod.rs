@@ -185,6 +185,22 @@ pub(crate) fn pg_error(e: tokio_postgres::Error) -> StoreError {
     }
 }
 
+impl PgStore {
+    /// One transaction of a group's switch to least recently used (`admin::order_by_age`,
+    /// [`admin::ORDER_BATCH`] rows, within the store's timeout however large the group);
+    /// returns how many rows it found to copy.
+    async fn order_by_age(&self, name: &GroupName) -> Result<u64, StoreError> {
+        self.db
+            .with_tx(|tx, _| {
+                let name = name.clone();
+                Box::pin(
+                    async move { admin::order_by_age(tx, name.as_str(), admin::ORDER_BATCH).await },
+                )
+            })
+            .await
+    }
+}
+
 #[async_trait::async_trait]
 impl Store for PgStore {
     fn kind(&self) -> &'static str {
@@ -277,7 +293,16 @@ impl Store for PgStore {
     }
 
     async fn put_group(&self, change: GroupChange) -> Result<PutGroup, StoreError> {
-        in_tx!(self, admin::put_group, change).await
+        let name = change.name.clone();
+        let to_lru = change.allocation == Some(crate::domain::Allocation::LeastRecentlyUsed);
+        let put = in_tx!(self, admin::put_group, change).await?;
+        // Switched to least recently used: its order is copied in bounded transactions after
+        // the switch (each within the store's timeout, however large the group), and the
+        // change is answered once the order is complete.
+        if to_lru {
+            while self.order_by_age(&name).await? > 0 {}
+        }
+        Ok(put)
     }
 
     async fn delete_group(&self, name: &GroupName) -> Result<DeleteGroup, StoreError> {
