@@ -94,6 +94,11 @@ async fn changing_allocation_to_lru_orders_free_numbers_alike() {
 }
 
 #[tokio::test]
+async fn a_config_switching_to_lru_orders_free_numbers_alike() {
+    targeted::lru_order_after_config_change().await;
+}
+
+#[tokio::test]
 async fn round_robin_puts_a_replacement_number_last() {
     targeted::round_robin_after_replacing_the_last_number().await;
 }

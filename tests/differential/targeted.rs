@@ -114,6 +114,25 @@ pub async fn lru_order_after_allocation_change() {
     assert_same(case, picks, Some(&spec.numbers[2]));
 }
 
+/// The same switch made by the config at start (the groups applied again), not the admin API.
+pub async fn lru_order_after_config_change() {
+    let spec = group("AGESCFG", 3, Allocation::RoundRobin);
+    let picks = pick_on_each_store(&spec, async |t, g| {
+        let held = [take(t, g).await, take(t, g).await, take(t, g).await];
+        for n in held.into_iter().rev() {
+            t.advance(SEC);
+            give_back(t, n).await;
+        }
+        t.with_group("AGESCFG", 3, Allocation::LeastRecentlyUsed)
+            .await;
+        take(t, g).await
+    })
+    .await;
+    let case =
+        "numbers freed last-to-first, then the config switched the group to least-recently-used";
+    assert_same(case, picks, Some(&spec.numbers[2]));
+}
+
 /// Round-robin walks the numbers in the order they were added: a number added after the last
 /// one was removed comes after the ones handed out, not in the removed one's place.
 pub async fn round_robin_after_replacing_the_last_number() {

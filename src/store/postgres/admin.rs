@@ -220,9 +220,10 @@ pub(super) async fn set_group(tx: &Transaction<'_>, s: &GroupSettings) -> Result
     let name = s.name.as_str();
     let was = lock_group(tx, name).await?;
     write_group(tx, name, s.allocation, s.booking_timeout, &s.policy, was).await?;
-    if s.allocation == Allocation::LeastRecentlyUsed {
-        // Start-up work has a bound of its own (`apply.rs`): the whole group at once.
-        while order_by_age(tx, name, i64::MAX).await? > 0 {}
+    let switched = was.is_some_and(|w| w.allocation != Allocation::LeastRecentlyUsed);
+    if switched && s.allocation == Allocation::LeastRecentlyUsed {
+        // Start-up work has a bound of its own (`apply.rs`): the whole group in one statement.
+        order_by_age(tx, name, i64::MAX).await?;
     }
     Ok(())
 }

@@ -360,9 +360,7 @@ impl OpenTx {
         db.publish(events);
         Ok(())
     }
-}
 
-impl OpenTx {
     /// The transaction committed (its `COMMIT` rode with its writes, [`Finish::last`]): the
     /// connection goes back to the pool and the events are published.
     pub fn committed(mut self, db: &Db, events: &[crate::events::Event]) {

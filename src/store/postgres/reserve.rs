@@ -340,9 +340,10 @@ async fn load_candidates(
 }
 
 impl Writes {
-    /// Writes every number the batch reserved or renewed, and the cursors it moved: one
-    /// statement each, whatever the batch's size, sent together (the reservations first; the
-    /// events of their expiries, [`Writes::events`], come from its rows).
+    /// Writes every number the batch reserved or renewed, the lists of holds of the sessions
+    /// that took new ones, and the cursors it moved: one statement each, whatever the batch's
+    /// size, sent together (the reservations first; the events of their expiries,
+    /// [`Writes::events`], come from its rows).
     ///
     /// The round-robin cursor is not a hot row: batches read it without a lock, so batches on
     /// every node claim at once (`FOR UPDATE SKIP LOCKED` spreads them over different
@@ -351,7 +352,7 @@ impl Writes {
     /// holds it moves it. A lone node walks the pool exactly in order; concurrent batches walk
     /// it together, each skipping what the others took.
     pub fn stmts(&self) -> Vec<Stmt<'_>> {
-        let mut stmts = Vec::with_capacity(2);
+        let mut stmts = Vec::with_capacity(3);
         let written = &self.reservations;
         if !written.is_empty() {
             let mut numbers = Vec::with_capacity(written.len());
