@@ -85,28 +85,88 @@ pub struct HeldRow {
     pub booking: rules::Booking,
 }
 
+/// A live session of the batch, as [`sessions`] read it.
+pub struct LockedSession {
+    pub expires_at: i64,
+    /// The row's address (`ctid` as text): the session is locked, so it stays put until the
+    /// commit and the batch's write of its list of holds finds it by address.
+    pub row: String,
+    /// Its list of holds as stored (`sessions.holds`, migration 7: a superset).
+    pub listed: Vec<String>,
+}
+
+/// The batch's live sessions and their live reservations ([`sessions_from`]).
+pub struct Locked {
+    pub sessions: HashMap<String, LockedSession>,
+    pub held: Vec<HeldRow>,
+}
+
 /// Locks the batch's sessions, in the order of `ids` (sorted by the caller, so two batches
-/// sharing sessions queue instead of deadlocking); [`expiries_from`] keeps the live ones with
-/// their expiry.
+/// sharing sessions queue instead of deadlocking), and with each one the reservations it
+/// holds (a renewal rewrites them), found number by number from its list of holds
+/// (`sessions.holds`, migration 7: a superset, each checked against the number's row).
+/// One pass over the sessions: this was two statements, the second looking every session
+/// up again. [`sessions_from`] keeps the live sessions and the live reservations.
 ///
-/// Each id is looked up by key, one after the other (`LATERAL`), and "live" is left out of
-/// the statement: with `id = ANY($1) AND expires_at > now`, the planner scanned every live
-/// session (by the expiry index, or the whole table while it is small) and compared each one
-/// with the array, 0.3–1.3 ms a batch at 1,000 sessions and growing with them, against 0.13
-/// ms by key. An ended session not purged yet is locked too, and left out by the reader.
-pub fn lock_sessions<'a>(ids: &'a [&'a str]) -> Stmt<'a> {
+/// Each id is looked up by key, one after the other (`LATERAL`; `FOR UPDATE` also keeps the
+/// planner from flattening it into a join), and "live" is left out of the statement: with
+/// `id = ANY($1) AND expires_at > now`, the planner scanned every live session (by the expiry
+/// index, or the whole table while it is small) and compared each one with the array,
+/// 0.3–1.3 ms a batch at 1,000 sessions and growing with them, against 0.13 ms by key. An
+/// ended session not purged yet is locked too, and left out by the reader.
+pub fn sessions<'a>(ids: &'a [&'a str]) -> Stmt<'a> {
     Stmt::new(
-        "SELECT s.id, s.expires_at FROM unnest($1::text[]) AS q(id)
-           CROSS JOIN LATERAL (SELECT id, expires_at FROM sessions WHERE id = q.id FOR UPDATE) s",
+        "SELECT s.id, s.expires_at, s.ctid::text, s.holds,
+                h.number, h.group_name, h.code, h.phone, h.expires_at
+           FROM unnest($1::text[]) AS q(id)
+          CROSS JOIN LATERAL (SELECT ctid, id, expires_at, holds FROM sessions
+                               WHERE id = q.id FOR UPDATE) s
+           LEFT JOIN LATERAL (SELECT n.* FROM unnest(s.holds) AS l(number)
+                               CROSS JOIN LATERAL (SELECT number, group_name, code, phone, expires_at
+                                                     FROM numbers
+                                                    WHERE number = l.number AND session = s.id
+                                                      FOR UPDATE) n) h ON true",
     )
     .bind(ids, Type::TEXT_ARRAY)
 }
 
-pub fn expiries_from(rows: &[tokio_postgres::Row], now: i64) -> HashMap<String, i64> {
-    rows.iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .filter(|(_, expires_at): &(String, i64)| *expires_at > now)
-        .collect()
+/// The live sessions [`sessions`] locked, and their live reservations.
+pub fn sessions_from(rows: &[tokio_postgres::Row], now: i64) -> Locked {
+    let mut locked = Locked {
+        sessions: HashMap::new(),
+        held: Vec::new(),
+    };
+    for r in rows {
+        let id: String = r.get(0);
+        let expires_at: i64 = r.get(1);
+        if expires_at <= now {
+            continue;
+        }
+        if !locked.sessions.contains_key(&id) {
+            let session = LockedSession {
+                expires_at,
+                row: r.get(2),
+                listed: r.get(3),
+            };
+            locked.sessions.insert(id.clone(), session);
+        }
+        let Some(held_until) = r.get::<_, Option<i64>>(8).filter(|at| *at > now) else {
+            continue;
+        };
+        let code: Option<String> = r.get(6);
+        let phone: Option<String> = r.get(7);
+        locked.held.push(HeldRow {
+            number: r.get(4),
+            session: id,
+            group: r.get(5),
+            booking: rules::Booking {
+                code: code.map(AccessCode::from_stored),
+                phone: phone.map(PhoneNumber::from_stored),
+                expires_at: crate::domain::UnixMillis(held_until),
+            },
+        });
+    }
+    locked
 }
 
 /// The groups' settings ([`groups_from`]).
@@ -137,44 +197,6 @@ pub fn groups_from(rows: &[tokio_postgres::Row]) -> Result<HashMap<String, Group
         .collect()
 }
 
-/// The reservations of these sessions, locked (a renewal rewrites them), looked up session
-/// by session as [`lock_sessions`] does, then number by number from the session's list
-/// (`sessions.holds`, migration 7: a superset, each checked against the number's row);
-/// [`held_from`] keeps the live ones. The sessions are locked again (nothing in the
-/// transaction that holds them) so that the planner keeps each a lookup by key: without it,
-/// it joined the ids with a scan of every session.
-pub fn held<'a>(sessions: &'a [&'a str]) -> Stmt<'a> {
-    Stmt::new(
-        "SELECT h.* FROM unnest($1::text[]) AS q(id)
-           CROSS JOIN LATERAL (SELECT holds FROM sessions WHERE id = q.id FOR UPDATE) s
-           CROSS JOIN LATERAL unnest(s.holds) AS l(number)
-           CROSS JOIN LATERAL (SELECT number, session, group_name, code, phone, expires_at
-                                 FROM numbers WHERE number = l.number AND session = q.id
-                                  FOR UPDATE) h",
-    )
-    .bind(sessions, Type::TEXT_ARRAY)
-}
-
-pub fn held_from(rows: &[tokio_postgres::Row], now: i64) -> Vec<HeldRow> {
-    rows.iter()
-        .filter(|r| r.get::<_, Option<i64>>(5).is_some_and(|at| at > now))
-        .map(|r| {
-            let code: Option<String> = r.get(3);
-            let phone: Option<String> = r.get(4);
-            HeldRow {
-                number: r.get(0),
-                session: r.get(1),
-                group: r.get(2),
-                booking: rules::Booking {
-                    code: code.map(AccessCode::from_stored),
-                    phone: phone.map(PhoneNumber::from_stored),
-                    expires_at: crate::domain::UnixMillis(r.get(5)),
-                },
-            }
-        })
-        .collect()
-}
-
 /// Free numbers of a group, locked, enough for `wanted` picks by the group's strategy, with
 /// the round-robin cursor when that is the strategy.
 pub struct Pool {
@@ -190,7 +212,7 @@ pub struct Pool {
 /// transaction), so a batch never locks a free number it does not take and other nodes
 /// claiming in a small pool are not refused for numbers nobody uses. A random group's are
 /// found later ([`random`]); this statement locks none for it. [`pool_from`] reads its rows.
-/// The sessions are looked up by key as in [`lock_sessions`] (locked again, which costs
+/// The sessions are looked up by key as in [`sessions`] (locked again, which costs
 /// nothing in the transaction that holds them, and keeps the planner from turning the lookups
 /// into a scan).
 ///
