@@ -21,6 +21,7 @@ crate::conformance!(
     wrong_codes_cancel_the_reservation_after_the_limit,
     require_code_beats_the_request_and_the_lenient_match,
     stray_calls_quarantine_a_number_until_freed,
+    a_number_taken_over_an_expired_reservation_reports_its_expiry,
 );
 
 /// A one-group store whose group has `size` numbers and this policy.
@@ -482,4 +483,51 @@ async fn wrong_codes_count_even_when_a_late_call_answers(t: TestStore) {
         live.is_empty(),
         "the coded reservation was cancelled: {live:?}"
     );
+}
+
+/// A reservation that expired unmatched and that nothing released yet is reported expired
+/// (at its expiry, for its session) by the reservation that takes its number, before that
+/// one's own event, whatever the group's allocation.
+async fn a_number_taken_over_an_expired_reservation_reports_its_expiry(t: TestStore) {
+    use access_broker::events::EventKind;
+    for (name, allocation) in [
+        ("RR", Allocation::RoundRobin),
+        ("RANDOM", Allocation::Random),
+        ("LRU", Allocation::LeastRecentlyUsed),
+    ] {
+        let g = t.with_group(name, 1, allocation).await;
+        let mut events = t.bus.subscribe();
+        let first = t.session(3600 * SEC).await;
+        let r = t.reserve(&first, &g).await.expect("reserved");
+        t.advance(r.expires_in);
+        let second = t.session(3600 * SEC).await;
+        let again = t
+            .reserve(&second, &g)
+            .await
+            .expect("the expired one's number is free");
+        assert_eq!(again.number, r.number, "{name}");
+        let mut seen = Vec::new();
+        while let Ok(e) = events.try_recv() {
+            let session = e.session.as_ref().map(|s| s.to_string());
+            seen.push((e.kind, e.number.to_string(), session, e.time));
+        }
+        let n = r.number.to_string();
+        let kinds: Vec<_> = seen
+            .iter()
+            .map(|e| (e.0, e.1.clone(), e.2.clone()))
+            .collect();
+        assert_eq!(
+            kinds,
+            vec![
+                (EventKind::Created, n.clone(), Some(first.to_string())),
+                (EventKind::Expired, n.clone(), Some(first.to_string())),
+                (EventKind::Created, n, Some(second.to_string())),
+            ],
+            "{name}: {seen:?}"
+        );
+        assert_eq!(
+            seen[1].3, seen[2].3,
+            "{name}: dated at its expiry, which is now"
+        );
+    }
 }

@@ -51,6 +51,8 @@ pub struct TestStore {
     pub clock: Arc<ManualClock>,
     pub url: StoreUrl,
     pub backend: Backend,
+    /// Where the store publishes lifecycle events (subscribe before the calls).
+    pub bus: access_broker::events::Bus,
     _dir: Option<tempfile::TempDir>,
     _schema: Option<pg::Schema>,
     _watchdog: limit::Watchdog,
@@ -107,6 +109,7 @@ impl TestStore {
             clock,
             url,
             backend,
+            bus: options.bus.clone(),
             _dir: dir,
             _schema: schema,
             _watchdog: watchdog,

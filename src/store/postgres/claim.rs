@@ -6,7 +6,7 @@
 //! same time take different numbers instead of queueing: a number another transaction is
 //! taking is, for this one, not free.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::LazyLock;
 
 use deadpool_postgres::GenericClient;
@@ -201,8 +201,28 @@ pub fn groups_from(rows: &[tokio_postgres::Row]) -> Result<HashMap<String, Group
 /// the round-robin cursor when that is the strategy.
 pub struct Pool {
     pub candidates: Candidates,
-    pub numbers: HashMap<Pos, String>,
+    pub numbers: HashMap<Pos, Found>,
     pub cursor: Pos,
+}
+
+/// A candidate number as locked, with the reservation it still carries when that one has
+/// expired and no purge has released it yet (session, when it expired): the batch that
+/// takes the number records that one as its last and reports its expiry, from this row
+/// rather than a second read of it.
+pub struct Found {
+    pub number: String,
+    pub lapsed: Option<(String, i64)>,
+}
+
+/// A locked candidate row: number, position, `freed_at`, and the reservation it lapsed from.
+type Locked4 = (String, i64, i64, Option<(String, i64)>);
+
+/// Reads the lapsed reservation at columns `at` (session) and `at + 1` (its expiry).
+fn lapsed(r: &tokio_postgres::Row, at: usize) -> Option<(String, i64)> {
+    Some((
+        r.get::<_, Option<String>>(at)?,
+        r.get::<_, Option<i64>>(at + 1)?,
+    ))
 }
 
 /// The candidates of a round-robin or least-recently-used group, locked, in the statement
@@ -246,22 +266,22 @@ static PREFETCH: LazyLock<String> = LazyLock::new(|| {
                  FROM unnest($3::text[]) AS q(id)
                  CROSS JOIN LATERAL (SELECT id, expires_at, holds FROM sessions WHERE id = q.id
                                       FOR UPDATE) s),
-         a AS (SELECT n.number, n.position, n.freed_at FROM numbers n
+         a AS (SELECT n.number, n.position, n.freed_at, n.session, n.expires_at FROM numbers n
                 WHERE (SELECT allocation FROM g) = 'round-robin'
                   AND n.group_name = $1 AND {free} AND n.position >= (SELECT cursor FROM g)
                 ORDER BY n.position LIMIT (SELECT wanted FROM w) FOR UPDATE OF n SKIP LOCKED),
-         b AS (SELECT n.number, n.position, n.freed_at FROM numbers n
+         b AS (SELECT n.number, n.position, n.freed_at, n.session, n.expires_at FROM numbers n
                 WHERE (SELECT allocation FROM g) = 'round-robin'
                   AND n.group_name = $1 AND {free} AND n.position < (SELECT cursor FROM g)
                 ORDER BY n.position
                 LIMIT greatest(0, (SELECT wanted FROM w) - (SELECT count(*) FROM a))
                 FOR UPDATE OF n SKIP LOCKED),
-         c AS (SELECT n.number, n.position, n.freed_at FROM numbers n
+         c AS (SELECT n.number, n.position, n.freed_at, n.session, n.expires_at FROM numbers n
                 WHERE (SELECT allocation FROM g) = 'least-recently-used'
                   AND n.group_name = $1 AND {free}
                 ORDER BY n.lru_at, n.position LIMIT (SELECT wanted FROM w)
                 FOR UPDATE OF n SKIP LOCKED)
-         SELECT g.cursor, x.number, x.position, x.freed_at
+         SELECT g.cursor, x.number, x.position, x.freed_at, x.session, x.expires_at
            FROM g LEFT JOIN (SELECT * FROM a UNION ALL SELECT * FROM b UNION ALL SELECT * FROM c) x
              ON true"
     )
@@ -271,9 +291,14 @@ static PREFETCH: LazyLock<String> = LazyLock::new(|| {
 pub fn pool_from(rows: &[tokio_postgres::Row]) -> Result<Pool, StoreError> {
     let cursor: i64 = rows.first().map_or(0, |r| r.get(0));
     let cursor = Pos::try_from(cursor.max(0)).unwrap_or(Pos::MAX);
-    let found = rows
-        .iter()
-        .filter_map(|r| Some((r.get::<_, Option<String>>(1)?, r.get(2), r.get(3))));
+    let found = rows.iter().filter_map(|r| {
+        Some((
+            r.get::<_, Option<String>>(1)?,
+            r.get(2),
+            r.get(3),
+            lapsed(r, 4),
+        ))
+    });
     pool(found, cursor)
 }
 
@@ -287,13 +312,13 @@ pub async fn random<C: GenericClient>(
     pool(random_sample(tx, now, group, wanted).await?, 0)
 }
 
-fn pool(rows: impl IntoIterator<Item = Row3>, cursor: Pos) -> Result<Pool, StoreError> {
+fn pool(rows: impl IntoIterator<Item = Locked4>, cursor: Pos) -> Result<Pool, StoreError> {
     let mut items = Vec::new();
     let mut numbers = HashMap::new();
-    for (number, position, freed_at) in rows {
+    for (number, position, freed_at, lapsed) in rows {
         let pos =
             Pos::try_from(position).map_err(|e| StoreError::corrupt("numbers.position", e))?;
-        if numbers.insert(pos, number).is_none() {
+        if numbers.insert(pos, Found { number, lapsed }).is_none() {
             items.push((pos, freed_at));
         }
     }
@@ -318,7 +343,7 @@ async fn random_sample<C: GenericClient>(
     now: i64,
     group: &str,
     wanted: usize,
-) -> Result<Vec<Row3>, StoreError> {
+) -> Result<Vec<Locked4>, StoreError> {
     let max: Option<i64> = tx
         .query_one_prepared(
             "SELECT max(position) FROM numbers WHERE group_name = $1",
@@ -356,7 +381,7 @@ async fn random_sample<C: GenericClient>(
             .map_err(pg_error)?;
         let rest = rows3(&every)
             .into_iter()
-            .filter(|(n, _, _)| !locked.iter().any(|(m, _, _)| m == n))
+            .filter(|(n, _, _)| !locked.iter().any(|(m, _, _, _)| m == n))
             .collect();
         let more = lock_some(tx, now, shuffled(rest), wanted - locked.len()).await?;
         locked.extend(more);
@@ -376,15 +401,16 @@ fn shuffled(mut rows: Vec<Row3>) -> Vec<Row3> {
 }
 
 /// Locks the first `wanted` of `rows`, in their order, that are still free and not locked by
-/// another transaction (a row taken meanwhile is skipped, the next one tried).
+/// another transaction (a row taken meanwhile is skipped, the next one tried), with the
+/// reservation each lapsed from as locked.
 async fn lock_some<C: GenericClient>(
     tx: &C,
     now: i64,
     rows: Vec<Row3>,
     wanted: usize,
-) -> Result<Vec<Row3>, StoreError> {
+) -> Result<Vec<Locked4>, StoreError> {
     let sql = format!(
-        "SELECT number, position, freed_at FROM numbers WHERE number = ANY($1) AND {FREE}
+        "SELECT number, session, expires_at FROM numbers WHERE number = ANY($1) AND {FREE}
          FOR UPDATE SKIP LOCKED"
     );
     let mut locked = Vec::with_capacity(wanted);
@@ -397,9 +423,13 @@ async fn lock_some<C: GenericClient>(
             .query_prepared(&sql, &[(&numbers, Type::TEXT_ARRAY), (&now, Type::INT8)])
             .await
             .map_err(pg_error)?;
-        let got: HashSet<String> = got.iter().map(|r| r.get(0)).collect();
+        let mut got: HashMap<String, Option<(String, i64)>> =
+            got.iter().map(|r| (r.get(0), lapsed(r, 1))).collect();
         // Keep the shuffled order: the rules pick by index among these.
-        locked.extend(chunk.iter().filter(|(n, _, _)| got.contains(n)).cloned());
+        locked.extend(chunk.iter().filter_map(|(n, position, freed_at)| {
+            let lapsed = got.remove(n)?;
+            Some((n.clone(), *position, *freed_at, lapsed))
+        }));
     }
     Ok(locked)
 }

@@ -32,8 +32,8 @@ pub async fn reserve(
 ) -> Result<(Reservation, Vec<Event>), ReserveError> {
     // This transaction's `now` is the one every statement of it computes (claim::NOW).
     let (mut answers, writes) = reserve_many(tx, Some(now), std::slice::from_ref(req)).await?;
-    let written = send(tx, &writes.stmts()).await.map_err(pg_error)?;
-    let events = writes.events(&written);
+    send(tx, &writes.stmts()).await.map_err(pg_error)?;
+    let events = writes.events();
     let answer = answers
         .pop()
         .unwrap_or_else(|| Err(StoreError::corrupt("a batch of one", "no answer").into()))?;
@@ -76,6 +76,8 @@ struct Written {
     free_from: i64,
     /// A new reservation, not a renewal: the session's list of holds gains the number.
     new: bool,
+    /// Its group allocates least recently used first, so the write keeps `lru_at`.
+    lru: bool,
 }
 
 /// Request-access calls decided one by one in order, as if each came alone, in the caller's
@@ -166,11 +168,11 @@ pub async fn reserve_many<C: GenericClient>(
         let current = holds.get(&key).cloned();
         let renewal = current.is_some();
         let taken = match &current {
-            Some((number, _)) => Some(number.clone()),
-            None => state.take(&mut rand::rng()),
+            Some((number, _)) => Some((number.clone(), None)),
+            None => state.take(&mut rand::rng()).map(|f| (f.number, f.lapsed)),
         };
-        let number = match taken {
-            Some(number) => number,
+        let (number, lapsed) = match taken {
+            Some(taken) => taken,
             None => {
                 let refusal = state.exhausted(tx, now, req.group.as_str(), &written);
                 answers.push(Err(refusal.await?));
@@ -200,6 +202,9 @@ pub async fn reserve_many<C: GenericClient>(
             pool_size: size,
             pool_free: free,
         }));
+        if let Some((session, at)) = lapsed {
+            events.push(lapsed_event(&req.group, &number, &session, at));
+        }
         if !renewal {
             events.push(Event::new(
                 EventKind::Created,
@@ -218,6 +223,7 @@ pub async fn reserve_many<C: GenericClient>(
                 booking,
                 free_from,
                 new: !renewal,
+                lru: state.row.allocation == crate::domain::Allocation::LeastRecentlyUsed,
             },
         );
     }
@@ -254,7 +260,7 @@ impl GroupState {
     }
 
     /// Takes the next free number by the group's strategy.
-    fn take(&mut self, rng: &mut impl rand::Rng) -> Option<String> {
+    fn take(&mut self, rng: &mut impl rand::Rng) -> Option<claim::Found> {
         let walks = self.walks();
         let pool = self.pool.as_mut()?;
         let pos = rules::pick(self.row.allocation, pool.cursor, &pool.candidates, rng)?;
@@ -262,9 +268,9 @@ impl GroupState {
         if walks {
             pool.cursor = rules::cursor_after_pick(pos);
         }
-        let number = pool.numbers.remove(&pos)?;
-        self.taken.push(number.clone());
-        Some(number)
+        let found = pool.numbers.remove(&pos)?;
+        self.taken.push(found.number.clone());
+        Some(found)
     }
 
     /// The refusal for an empty pool, with Retry-After counted over the group's live
@@ -400,6 +406,7 @@ impl Writes {
             let mut phones = Vec::with_capacity(written.len());
             let mut expiries = Vec::with_capacity(written.len());
             let mut frees = Vec::with_capacity(written.len());
+            let mut lru = Vec::with_capacity(written.len());
             for (number, w) in written {
                 numbers.push(number.as_str());
                 sessions.push(w.session.as_str());
@@ -407,32 +414,27 @@ impl Writes {
                 phones.push(w.booking.phone.as_ref().map(|p| p.as_str()));
                 expiries.push(w.booking.expires_at.0);
                 frees.push(w.free_from);
+                lru.push(w.lru);
             }
             // A number taken over an expired reservation no purge has recorded yet keeps that
-            // one as its last (late calls, failure reasons), and its expiry event is returned;
-            // a renewal (the row's reservation is live) keeps its wrong-code count.
+            // one as its last (late calls, failure reasons; its expiry event came with the
+            // candidate, `claim::Found`); a renewal (the row's reservation is live) keeps its
+            // wrong-code count. `lru_at` moves only in least-recently-used groups (migration 7).
             stmts.push(
                 Stmt::new(
-                    "WITH x AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[],
-                                             $5::int8[], $6::int8[])
-                                 AS x(number, session, code, phone, expires, free_from)),
-             old AS (SELECT n.number, n.group_name, n.session, n.expires_at FROM numbers n
-                      JOIN x ON x.number = n.number
-                     WHERE n.session IS NOT NULL AND n.expires_at <= $7),
-             upd AS (UPDATE numbers n SET session = x.session, code = x.code, phone = x.phone,
+                    "UPDATE numbers n SET session = x.session, code = x.code, phone = x.phone,
                         expires_at = x.expires, freed_at = x.free_from,
-                        lru_at = CASE WHEN g.allocation = 'least-recently-used' THEN x.free_from
-                                      ELSE n.lru_at END,
-                        wrong_codes = CASE WHEN n.expires_at > $7 THEN n.wrong_codes ELSE 0 END,
-                        last_session = CASE WHEN n.expires_at <= $7 THEN n.session ELSE n.last_session END,
-                        last_code = CASE WHEN n.expires_at <= $7 THEN n.code ELSE n.last_code END,
-                        last_phone = CASE WHEN n.expires_at <= $7 THEN n.phone ELSE n.last_phone END,
-                        last_end = CASE WHEN n.expires_at <= $7 THEN n.expires_at ELSE n.last_end END,
-                        last_reason = CASE WHEN n.expires_at <= $7 THEN 'expired' ELSE n.last_reason END
-                       FROM x, groups g WHERE n.number = x.number AND g.name = n.group_name
-                       RETURNING 1)
-             SELECT old.number, old.group_name, old.session, old.expires_at,
-                    (SELECT count(*) FROM upd) FROM old",
+                        lru_at = CASE WHEN x.lru THEN x.free_from ELSE n.lru_at END,
+                        wrong_codes = CASE WHEN n.expires_at > $8 THEN n.wrong_codes ELSE 0 END,
+                        last_session = CASE WHEN n.expires_at <= $8 THEN n.session ELSE n.last_session END,
+                        last_code = CASE WHEN n.expires_at <= $8 THEN n.code ELSE n.last_code END,
+                        last_phone = CASE WHEN n.expires_at <= $8 THEN n.phone ELSE n.last_phone END,
+                        last_end = CASE WHEN n.expires_at <= $8 THEN n.expires_at ELSE n.last_end END,
+                        last_reason = CASE WHEN n.expires_at <= $8 THEN 'expired' ELSE n.last_reason END
+                       FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int8[],
+                                   $6::int8[], $7::bool[])
+                            AS x(number, session, code, phone, expires, free_from, lru)
+                      WHERE n.number = x.number",
                 )
                 .bind(numbers, Type::TEXT_ARRAY)
                 .bind(sessions, Type::TEXT_ARRAY)
@@ -440,6 +442,7 @@ impl Writes {
                 .bind(phones, Type::TEXT_ARRAY)
                 .bind(expiries, Type::INT8_ARRAY)
                 .bind(frees, Type::INT8_ARRAY)
+                .bind(lru, Type::BOOL_ARRAY)
                 .bind(self.now, Type::INT8),
             );
             if let Some(stmt) = self.holds_stmt() {
@@ -491,30 +494,28 @@ impl Writes {
         )
     }
 
-    /// The events of the written batch: the expiries its reservation write recorded
-    /// (`rows`, what [`Writes::stmts`] returned), then the new reservations'.
-    pub fn events(&self, rows: &[Vec<tokio_postgres::Row>]) -> Vec<Event> {
-        let mut events: Vec<Event> = match self.reservations.is_empty() {
-            true => Vec::new(),
-            false => rows
-                .first()
-                .map(|rows| rows.iter().filter_map(expired_event).collect())
-                .unwrap_or_default(),
-        };
-        events.extend(self.events.iter().cloned());
-        events
+    /// The events of the batch, in the order it decided them: a lapsed reservation's expiry
+    /// before the new reservation of its number.
+    pub fn events(&self) -> Vec<Event> {
+        self.events.clone()
     }
 }
 
 /// The `reservation.expired` event of a row `(number, group, session, expires_at, …)`.
 pub fn expired_event(r: &tokio_postgres::Row) -> Option<Event> {
-    Some(Event::new(
+    let group = crate::domain::GroupName::parse(r.get(1)).ok()?;
+    Some(lapsed_event(&group, r.get(0), r.get(2), r.get(3)))
+}
+
+/// The `reservation.expired` event of `session`'s reservation of `number`, which ended `at`.
+fn lapsed_event(group: &crate::domain::GroupName, number: &str, session: &str, at: i64) -> Event {
+    Event::new(
         EventKind::Expired,
-        UnixMillis(r.get(3)),
-        crate::domain::GroupName::parse(r.get(1)).ok()?,
-        AccessNumber::from_stored(r.get(0)),
-        crate::domain::SessionId::parse(r.get(2)).ok(),
-    ))
+        UnixMillis(at),
+        group.clone(),
+        AccessNumber::from_stored(number.to_owned()),
+        crate::domain::SessionId::parse(session).ok(),
+    )
 }
 
 pub async fn reserve_new_session(
@@ -552,8 +553,8 @@ impl super::batch::Work for Reserving {
         writes: &Writes,
         finish: &mut super::batch::Finish,
     ) -> Result<Vec<Event>, StoreError> {
-        let rows = finish.last(client, &writes.stmts()).await?;
-        Ok(writes.events(&rows))
+        finish.last(client, &writes.stmts()).await?;
+        Ok(writes.events())
     }
 
     fn failed(err: StoreError) -> Answer {
