@@ -21,7 +21,12 @@ use crate::store::StoreError;
 
 /// A number's row as calls see and change it.
 pub(super) struct NumberRow {
+    /// Where the row is (`ctid`): it is locked, so it stays there until this transaction
+    /// writes it, and the write finds it by address instead of descending the index again.
+    pub(super) at: String,
     pub(super) group: GroupName,
+    /// Its group allocates least recently used first: the write keeps `lru_at` (migration 7).
+    pub(super) lru: bool,
     pub(super) policy: NumberPolicy,
     pub(super) retiring: bool,
     /// The reservation on the row (live or expired).
@@ -112,7 +117,7 @@ pub(super) fn write_stmts(rows: &HashMap<String, NumberRow>) -> Vec<Stmt<'_>> {
 
 /// Every column a call may change, for all the rows at once.
 fn update_rows<'a>(rows: &[(&'a String, &'a NumberRow)]) -> Stmt<'a> {
-    let mut numbers = Vec::with_capacity(rows.len());
+    let mut numbers: Vec<&str> = Vec::with_capacity(rows.len());
     let mut sessions: Vec<Option<&str>> = Vec::with_capacity(rows.len());
     let mut codes: Vec<Option<&str>> = Vec::with_capacity(rows.len());
     let mut phones: Vec<Option<&str>> = Vec::with_capacity(rows.len());
@@ -126,8 +131,10 @@ fn update_rows<'a>(rows: &[(&'a String, &'a NumberRow)]) -> Stmt<'a> {
     let mut last_reasons: Vec<Option<&str>> = Vec::with_capacity(rows.len());
     let mut strays: Vec<Option<String>> = Vec::with_capacity(rows.len());
     let mut quarantined: Vec<Option<i64>> = Vec::with_capacity(rows.len());
-    for (number, row) in rows {
-        numbers.push(number.as_str());
+    let mut lru: Vec<bool> = Vec::with_capacity(rows.len());
+    for (_, row) in rows {
+        numbers.push(row.at.as_str());
+        lru.push(row.lru);
         let held = row.held.as_ref();
         sessions.push(held.map(|h| h.session.as_str()));
         codes.push(held.and_then(|h| h.code.as_ref()).map(|c| c.as_str()));
@@ -147,22 +154,29 @@ fn update_rows<'a>(rows: &[(&'a String, &'a NumberRow)]) -> Stmt<'a> {
         }));
         quarantined.push(row.quarantined_at);
     }
-    Stmt::new(
-        "UPDATE numbers n SET session = x.session, code = x.code, phone = x.phone,
+    /// The text, built once.
+    static SQL: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            "WITH u AS (UPDATE numbers n SET session = x.session, code = x.code, phone = x.phone,
                     expires_at = x.expires_at, wrong_codes = x.wrong_codes, freed_at = x.freed_at,
                     last_session = x.last_session, last_code = x.last_code,
                     last_phone = x.last_phone, last_end = x.last_end, last_reason = x.last_reason,
                     strays = x.strays::int8[], quarantined_at = x.quarantined_at,
-                    lru_at = CASE WHEN g.allocation = 'least-recently-used' THEN x.freed_at
-                                  ELSE n.lru_at END
-               FROM groups g, unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int8[], $6::int4[],
+                    lru_at = CASE WHEN x.lru THEN x.freed_at ELSE n.lru_at END
+               FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int8[], $6::int4[],
                            $7::int8[], $8::text[], $9::text[], $10::text[], $11::int8[],
-                           $12::text[], $13::text[], $14::int8[])
-                    AS x(number, session, code, phone, expires_at, wrong_codes, freed_at,
+                           $12::text[], $13::text[], $14::int8[], $15::bool[])
+                    AS x(at, session, code, phone, expires_at, wrong_codes, freed_at,
                          last_session, last_code, last_phone, last_end, last_reason, strays,
-                         quarantined_at)
-              WHERE n.number = x.number AND g.name = n.group_name",
-    )
+                         quarantined_at, lru)
+              WHERE n.ctid = x.at::tid
+          RETURNING 1)
+         {}",
+            all_written(16)
+        )
+    });
+    let count = i64::try_from(rows.len()).unwrap_or(i64::MAX);
+    Stmt::new(SQL.as_str())
     .bind(numbers, Type::TEXT_ARRAY)
     .bind(sessions, Type::TEXT_ARRAY)
     .bind(codes, Type::TEXT_ARRAY)
@@ -177,6 +191,21 @@ fn update_rows<'a>(rows: &[(&'a String, &'a NumberRow)]) -> Stmt<'a> {
     .bind(last_reasons, Type::TEXT_ARRAY)
     .bind(strays, Type::TEXT_ARRAY)
     .bind(quarantined, Type::INT8_ARRAY)
+    .bind(lru, Type::BOOL_ARRAY)
+    .bind(count, Type::INT8)
+}
+
+/// What follows an update of locked rows by their address (`WITH u AS (UPDATE … RETURNING
+/// 1)`, `$n` the number of rows it must write): their count when every one was written, else
+/// an error that aborts the transaction, so the `COMMIT` sent with it rolls back. A row only
+/// moves when the transaction writes it, so this never fires unless a path writes a row twice;
+/// without it, that row's write would be lost without a word.
+pub(super) fn all_written(n: usize) -> String {
+    format!(
+        "SELECT CASE WHEN count(*) = ${n} THEN count(*)
+                ELSE ('locked rows moved: ' || count(*) || ' of ' || ${n} || ' written')::int8 END
+           FROM u"
+    )
 }
 
 fn number_row(r: &tokio_postgres::Row) -> Result<NumberRow, StoreError> {
@@ -207,7 +236,9 @@ fn number_row(r: &tokio_postgres::Row) -> Result<NumberRow, StoreError> {
     };
     let strays: Option<Vec<i64>> = r.get(13);
     Ok(NumberRow {
+        at: r.get(21),
         group: GroupName::parse(r.get(1)).map_err(corrupt("numbers.group_name"))?,
+        lru: r.get(22),
         policy: policy(r, 16),
         retiring: r.get(2),
         held,
@@ -243,7 +274,8 @@ pub(super) fn lock_stmt<'a>(numbers: &'a [&'a str]) -> Stmt<'a> {
         format!(
             "SELECT n.number, n.group_name, n.retiring, n.session, n.code, n.phone, n.expires_at,
                 n.wrong_codes, n.last_session, n.last_code, n.last_phone, n.last_end,
-                n.last_reason, n.strays, n.quarantined_at, n.freed_at, {POLICY_COLUMNS}
+                n.last_reason, n.strays, n.quarantined_at, n.freed_at, {POLICY_COLUMNS},
+                n.ctid::text, g.allocation = 'least-recently-used'
            FROM numbers n JOIN groups g ON g.name = n.group_name
           WHERE n.number = ANY($1) ORDER BY n.number FOR UPDATE OF n"
         )
