@@ -240,15 +240,23 @@ pub fn purge_instant(batches: &[Batch]) -> Option<UnixMillis> {
         .max()
 }
 
-/// Deletes rows that expired before `now`, `PURGE_BATCH` at a time through the `expires_at`
-/// indexes, each batch its own short transaction; then retired numbers no reservation holds.
-/// Returns the rows deleted.
+/// Deletes rows that expired before `now`, `PURGE_BATCH` at a time, each batch its own short
+/// transaction; then retired numbers no reservation holds. Returns the rows deleted.
+/// Sessions, data and idempotency keys are found through their `expires_at` indexes;
+/// reservations by a scan (a `WITHOUT ROWID` table keyed by number, with no expiry index since
+/// migration 6: it holds only live and not yet purged rows, and a pair writes one B-tree less).
 pub fn purge(conn: &mut Connection, now: UnixMillis) -> rusqlite::Result<u64> {
     let mut total = 0u64;
-    for table in ["reservations", "sessions", "data", "idempotency"] {
+    let tables = [
+        ("reservations", "number"),
+        ("sessions", "rowid"),
+        ("data", "rowid"),
+        ("idempotency", "rowid"),
+    ];
+    for (table, key) in tables {
         let sql = format!(
-            "DELETE FROM {table} WHERE rowid IN \
-             (SELECT rowid FROM {table} WHERE expires_at <= ?1 LIMIT {PURGE_BATCH})"
+            "DELETE FROM {table} WHERE {key} IN \
+             (SELECT {key} FROM {table} WHERE expires_at <= ?1 LIMIT {PURGE_BATCH})"
         );
         let before = match table {
             "data" => now.0.saturating_sub(DATA_READ_GRACE.as_millis() as i64),
