@@ -1,8 +1,9 @@
-//! A SQLite file that a node of the previous release left at schema 5 (rowid tables,
-//! `reservations_by_expiry`) keeps its state when this release migrates it to 6 (`numbers`
-//! and `reservations` rebuilt as `WITHOUT ROWID` tables): the live reservation is still held
-//! (listed, not handed to another session, matched with its code), the number resting after
-//! its cool-down still rests, and round-robin goes on from the stored cursor.
+//! A SQLite file that a node of the previous release left at schema 5 (`reservations` a
+//! rowid table with `reservations_by_expiry`) keeps its state when this release migrates it
+//! to 6 (`reservations` rebuilt as a `WITHOUT ROWID` table): the live reservation is still
+//! held (listed with its session and code, not handed to another session, matched with its
+//! code), the number resting after its cool-down still rests, and round-robin goes on from
+//! the stored cursor. Fails if the migration drops the rows it copies.
 
 mod support;
 

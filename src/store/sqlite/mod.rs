@@ -19,6 +19,8 @@ mod reader;
 mod writer;
 
 #[cfg(test)]
+mod purge_tests;
+#[cfg(test)]
 mod tests;
 
 use std::path::Path;
