@@ -13,9 +13,11 @@
 # connection (python3). Start-up, sessions and shutdown cost the same in both runs, so
 #   instructions per pair = (Ir(BIG) − Ir(SMALL)) / (BIG − SMALL)
 # counts only the pairs; printed for the whole process and for the SQLite writer thread (the
-# thread whose profile holds `store::sqlite::apply`). The writer's figure depends on how many
-# pairs a commit covers, so compare runs with the same CLIENTS. Port PORT (18301); KEEP=1
-# keeps the profiles (callgrind_annotate them); builds nothing.
+# thread whose profile holds `store::sqlite::apply`), with the pairs per commit. The writer's
+# figure depends on how many pairs a commit covers, which grows when the machine is busy (the
+# writer falls behind): compare binaries alternating, at the same CLIENTS and similar pairs
+# per commit; CLIENTS=1 makes it exact (two commits a pair). Port PORT (18301); KEEP=1 keeps
+# the profiles (callgrind_annotate them); builds nothing.
 set -euo pipefail
 STORE=${1:-sqlite}
 BIN=${ACCESS_BROKER_BIN:-$PWD/target/release/access-broker}
@@ -76,24 +78,35 @@ run() { # run COUNT → prints "TOTAL_IR WRITER_IR"
   sessions "$PORT" "$TMP/ids"
   pairs "$PORT" "$TMP/ids" "$1" "$CLIENTS"
   kill -TERM "$PID"; wait "$PID" || true; PID=
-  local total writer=0 f
+  local total writer=0 commits=0 f
   total=$(awk '/^totals:/ {s += $2} END {print s}' "$out"-*)
   for f in "$out"-*; do
     if grep -q 'store::sqlite::apply::' "$f"; then
       writer=$(awk '/^totals:/ {print $2}' "$f")
+      commits=$(commits "$f")
     fi
   done
-  echo "$total $writer"
+  echo "$total $writer $commits"
 }
 
-read -r small_all small_writer < <(run "$SMALL")
-read -r big_all big_writer < <(run "$BIG")
-python3 - "$SMALL" "$BIG" "$small_all" "$big_all" "$small_writer" "$big_writer" "$STORE" "$CLIENTS" <<'PY'
+commits() { # commits PROFILE: calls of SQLite's commit (sqlite3PagerCommitPhaseOne*) in it
+  awk '/^c?fn=\(/ { id = $1; sub(/^c?fn=/, "", id); if (NF > 1) name[id] = $2 }
+       /^cfn=/ { callee = name[id] }
+       /^calls=/ { if (callee ~ /^sqlite3PagerCommitPhaseOne/) { split($1, c, "="); n += c[2] }; callee = "" }
+       END { print n + 0 }' "$1"
+}
+
+read -r small_all small_writer small_commits < <(run "$SMALL")
+read -r big_all big_writer big_commits < <(run "$BIG")
+python3 - "$SMALL" "$BIG" "$small_all" "$big_all" "$small_writer" "$big_writer" "$STORE" "$CLIENTS" \
+  "$small_commits" "$big_commits" <<'PY'
 import sys
-small, big, a0, a1, w0, w1, store, clients = sys.argv[1:]
+small, big, a0, a1, w0, w1, store, clients, c0, c1 = sys.argv[1:]
 n = int(big) - int(small)
 print("%s, %s concurrent clients: %s and %s pairs" % (store, clients, small, big))
 print("instructions per pair: %.1fk total" % ((int(a1) - int(a0)) / n / 1000))
 if int(w1):
     print("instructions per pair: %.1fk writer thread" % ((int(w1) - int(w0)) / n / 1000))
+if int(c1) > int(c0):
+    print("pairs per commit: %.2f" % (n / (int(c1) - int(c0))))
 PY
