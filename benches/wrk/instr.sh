@@ -96,8 +96,9 @@ commits() { # commits PROFILE: calls of SQLite's commit (sqlite3PagerCommitPhase
        END { print n + 0 }' "$1"
 }
 
-read -r small_all small_writer small_commits < <(run "$SMALL")
-read -r big_all big_writer big_commits < <(run "$BIG")
+# In this shell, not a subshell: a failed run stops the script and the trap stops valgrind.
+run "$SMALL" >"$TMP/small"; read -r small_all small_writer small_commits <"$TMP/small"
+run "$BIG" >"$TMP/big"; read -r big_all big_writer big_commits <"$TMP/big"
 python3 - "$SMALL" "$BIG" "$small_all" "$big_all" "$small_writer" "$big_writer" "$STORE" "$CLIENTS" \
   "$small_commits" "$big_commits" <<'PY'
 import sys
