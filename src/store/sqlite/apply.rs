@@ -9,7 +9,7 @@ use std::collections::HashMap;
 
 use std::time::Duration;
 
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::domain::{DataId, UnixMillis};
 use crate::store::local::journal::Change;
@@ -24,8 +24,25 @@ const PURGE_BATCH: usize = 1_000;
 /// the commit (`Change::DataEnded`), and must find it there.
 const DATA_READ_GRACE: Duration = Duration::from_secs(60);
 
+/// Writes `batches` in one transaction. `BEGIN` and `COMMIT` are cached statements like the
+/// rest (rusqlite's `Transaction` parsed both again for every commit: ~1k instructions a
+/// pair); a failure rolls back.
 pub fn commit(conn: &mut Connection, batches: &[Batch]) -> rusqlite::Result<()> {
-    let tx = conn.transaction()?;
+    if !conn.is_autocommit() {
+        // Left open by a rollback that failed after an earlier failure.
+        conn.execute_batch("ROLLBACK")?;
+    }
+    conn.prepare_cached("BEGIN")?.execute([])?;
+    let written =
+        write(conn, batches).and_then(|()| conn.prepare_cached("COMMIT")?.execute([]).map(drop));
+    if written.is_err() && !conn.is_autocommit() {
+        // The caller hears the first error; a rollback that fails too is retried above.
+        let _ = conn.execute_batch("ROLLBACK");
+    }
+    written
+}
+
+fn write(tx: &Connection, batches: &[Batch]) -> rusqlite::Result<()> {
     let mut cursors: HashMap<&str, u32> = HashMap::new();
     for change in batches.iter().flat_map(|b| &b.1) {
         // Cursors: only the last of each group is written. Everything else (the purge is a
@@ -34,17 +51,17 @@ pub fn commit(conn: &mut Connection, batches: &[Batch]) -> rusqlite::Result<()> 
             Change::Cursor { group, cursor } => {
                 cursors.insert(group.as_str(), *cursor);
             }
-            _ => apply(&tx, change)?,
+            _ => apply(tx, change)?,
         }
     }
     for (group, cursor) in cursors {
         tx.prepare_cached("UPDATE groups SET cursor = ?1 WHERE name = ?2")?
             .execute(params![cursor, group])?;
     }
-    tx.commit()
+    Ok(())
 }
 
-fn apply(tx: &Transaction, change: &Change) -> rusqlite::Result<()> {
+fn apply(tx: &Connection, change: &Change) -> rusqlite::Result<()> {
     match change {
         Change::Group(s) => {
             let sql = "INSERT INTO groups (name, allocation, booking_timeout, require_code, max_code_attempts, cool_down, late_match_grace, quarantine_after_stray_calls)
@@ -240,15 +257,23 @@ pub fn purge_instant(batches: &[Batch]) -> Option<UnixMillis> {
         .max()
 }
 
-/// Deletes rows that expired before `now`, `PURGE_BATCH` at a time through the `expires_at`
-/// indexes, each batch its own short transaction; then retired numbers no reservation holds.
-/// Returns the rows deleted.
+/// Deletes rows that expired before `now`, `PURGE_BATCH` at a time, each batch its own short
+/// transaction; then retired numbers no reservation holds. Returns the rows deleted.
+/// Sessions, data and idempotency keys are found through their `expires_at` indexes;
+/// reservations by a scan (a `WITHOUT ROWID` table keyed by number, with no expiry index since
+/// migration 6: it holds only live and not yet purged rows, and a pair writes one B-tree less).
 pub fn purge(conn: &mut Connection, now: UnixMillis) -> rusqlite::Result<u64> {
     let mut total = 0u64;
-    for table in ["reservations", "sessions", "data", "idempotency"] {
+    let tables = [
+        ("reservations", "number"),
+        ("sessions", "rowid"),
+        ("data", "rowid"),
+        ("idempotency", "rowid"),
+    ];
+    for (table, key) in tables {
         let sql = format!(
-            "DELETE FROM {table} WHERE rowid IN \
-             (SELECT rowid FROM {table} WHERE expires_at <= ?1 LIMIT {PURGE_BATCH})"
+            "DELETE FROM {table} WHERE {key} IN \
+             (SELECT {key} FROM {table} WHERE expires_at <= ?1 LIMIT {PURGE_BATCH})"
         );
         let before = match table {
             "data" => now.0.saturating_sub(DATA_READ_GRACE.as_millis() as i64),
@@ -268,7 +293,7 @@ pub fn purge(conn: &mut Connection, now: UnixMillis) -> rusqlite::Result<u64> {
 }
 
 fn merge_data(
-    tx: &Transaction,
+    tx: &Connection,
     id: &DataId,
     update: &Fields,
     expires_at: UnixMillis,

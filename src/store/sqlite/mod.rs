@@ -19,6 +19,8 @@ mod reader;
 mod writer;
 
 #[cfg(test)]
+mod purge_tests;
+#[cfg(test)]
 mod tests;
 
 use std::path::Path;
@@ -30,12 +32,13 @@ use rusqlite::Connection;
 use super::local::LocalStore;
 use super::{DynStore, OpenError, SqliteSync, StoreOptions, sweeper};
 
-const MIGRATIONS: [&str; 5] = [
+const MIGRATIONS: [&str; 6] = [
     include_str!("../../../migrations/sqlite/0001_init.sql"),
     include_str!("../../../migrations/sqlite/0002_number_lifecycle.sql"),
     include_str!("../../../migrations/sqlite/0003_events_outbox.sql"),
     include_str!("../../../migrations/sqlite/0004_data_on_disk.sql"),
     include_str!("../../../migrations/sqlite/0005_expiry_indexes.sql"),
+    include_str!("../../../migrations/sqlite/0006_without_rowid.sql"),
 ];
 
 pub async fn open(path: &Path, options: &StoreOptions) -> Result<DynStore, OpenError> {

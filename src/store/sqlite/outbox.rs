@@ -1,7 +1,7 @@
 //! The webhook outbox on disk (`events_outbox`): the journal's event changes written down, and
 //! read back at start so events queued before a restart are still delivered.
 
-use rusqlite::{Connection, Transaction, params};
+use rusqlite::{Connection, params};
 
 use crate::domain::{AccessNumber, GroupName, SessionId, UnixMillis};
 use crate::events::{Event, EventKind};
@@ -9,7 +9,7 @@ use crate::store::local::engine::Engine;
 use crate::store::local::journal::Change;
 
 /// Writes one outbox change; other changes are not this file's and are ignored.
-pub fn apply(tx: &Transaction, change: &Change) -> rusqlite::Result<()> {
+pub fn apply(tx: &Connection, change: &Change) -> rusqlite::Result<()> {
     match change {
         Change::EventQueued { event, queued_at } => {
             let sql = "INSERT OR REPLACE INTO events_outbox (id, kind, time, group_name, number, session, attempts, queued_at, next_at)
