@@ -8,7 +8,7 @@ use access_broker::domain::Allocation;
 use access_broker::store::{DynStore, ReserveError};
 
 use crate::support::{Backend, TestStore, new_session, number, reserve_request};
-use crate::{MS, SEC, code, exhausted, group_name};
+use crate::{MS, SEC, code, exhausted, group_name, reserve_fresh};
 
 crate::conformance!(
     reserve_hands_out_a_number_for_the_booking_time,
@@ -17,6 +17,7 @@ crate::conformance!(
     an_empty_pool_refuses_with_retry_after,
     reserve_new_session_leaves_nothing_when_refused,
     concurrent_reserves_never_share_a_number,
+    one_session_asking_many_times_at_once_holds_one_number,
 );
 
 async fn reserve_hands_out_a_number_for_the_booking_time(t: TestStore) {
@@ -155,4 +156,36 @@ async fn concurrent_reserves_never_share_a_number(t: TestStore) {
         }
     }
     assert_eq!((winners.len(), refused), (10, 50));
+}
+
+/// The same session asking many times at once (one batch on PostgreSQL): the first takes a
+/// number, every other renews that one; the group's other numbers stay free.
+async fn one_session_asking_many_times_at_once_holds_one_number(t: TestStore) {
+    for (name, allocation) in [
+        ("RR", Allocation::RoundRobin),
+        ("RANDOM", Allocation::Random),
+    ] {
+        let g = t.with_group(name, 10, allocation).await;
+        let s = t.session(300 * SEC).await;
+        let tasks: Vec<_> = (0..20)
+            .map(|_| {
+                let (store, req) = (t.store.clone(), reserve_request(&s, &g));
+                tokio::spawn(async move { store.reserve(req).await })
+            })
+            .collect();
+        let mut numbers = HashSet::new();
+        for task in tasks {
+            let r = task.await.expect("task").expect("reserved");
+            numbers.insert(r.number.to_string());
+        }
+        assert_eq!(numbers.len(), 1, "{name}: {numbers:?}");
+        for _ in 0..9 {
+            reserve_fresh(&t, &g).await;
+        }
+        let last = t.reserve(&t.session(300 * SEC).await, &g).await;
+        assert!(
+            last.is_err(),
+            "{name}: nine others were free, no more: {last:?}"
+        );
+    }
 }

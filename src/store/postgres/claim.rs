@@ -80,6 +80,8 @@ pub fn policy(r: &tokio_postgres::Row, at: usize) -> NumberPolicy {
 /// A live reservation of one of the batch's sessions.
 pub struct HeldRow {
     pub number: String,
+    /// Where its row is (`ctid`, locked: it stays there until this transaction writes it).
+    pub at: String,
     pub session: String,
     pub group: String,
     pub booking: rules::Booking,
@@ -117,12 +119,13 @@ pub struct Locked {
 pub fn sessions<'a>(ids: &'a [&'a str]) -> Stmt<'a> {
     Stmt::new(
         "SELECT s.id, s.expires_at, s.ctid::text, s.holds,
-                h.number, h.group_name, h.code, h.phone, h.expires_at
+                h.number, h.group_name, h.code, h.phone, h.expires_at, h.at
            FROM unnest($1::text[]) AS q(id)
           CROSS JOIN LATERAL (SELECT ctid, id, expires_at, holds FROM sessions
                                WHERE id = q.id FOR UPDATE) s
            LEFT JOIN LATERAL (SELECT n.* FROM unnest(s.holds) AS l(number)
-                               CROSS JOIN LATERAL (SELECT number, group_name, code, phone, expires_at
+                               CROSS JOIN LATERAL (SELECT number, group_name, code, phone, expires_at,
+                                                          ctid::text AS at
                                                      FROM numbers
                                                     WHERE number = l.number AND session = s.id
                                                       FOR UPDATE) n) h ON true",
@@ -157,6 +160,7 @@ pub fn sessions_from(rows: &[tokio_postgres::Row], now: i64) -> Locked {
         let phone: Option<String> = r.get(7);
         locked.held.push(HeldRow {
             number: r.get(4),
+            at: r.get(9),
             session: id,
             group: r.get(5),
             booking: rules::Booking {
@@ -211,11 +215,14 @@ pub struct Pool {
 /// rather than a second read of it.
 pub struct Found {
     pub number: String,
+    /// Where its row is (`ctid`, locked: it stays there until this transaction writes it).
+    pub at: String,
     pub lapsed: Option<(String, i64)>,
 }
 
-/// A locked candidate row: number, position, `freed_at`, and the reservation it lapsed from.
-type Locked4 = (String, i64, i64, Option<(String, i64)>);
+/// A locked candidate row: number, position, `freed_at`, where the row is, and the
+/// reservation it lapsed from.
+type Locked5 = (String, i64, i64, String, Option<(String, i64)>);
 
 /// Reads the lapsed reservation at columns `at` (session) and `at + 1` (its expiry).
 fn lapsed(r: &tokio_postgres::Row, at: usize) -> Option<(String, i64)> {
@@ -266,22 +273,25 @@ static PREFETCH: LazyLock<String> = LazyLock::new(|| {
                  FROM unnest($3::text[]) AS q(id)
                  CROSS JOIN LATERAL (SELECT id, expires_at, holds FROM sessions WHERE id = q.id
                                       FOR UPDATE) s),
-         a AS (SELECT n.number, n.position, n.freed_at, n.session, n.expires_at FROM numbers n
+         a AS (SELECT n.number, n.position, n.freed_at, n.session, n.expires_at, n.ctid
+                 FROM numbers n
                 WHERE (SELECT allocation FROM g) = 'round-robin'
                   AND n.group_name = $1 AND {free} AND n.position >= (SELECT cursor FROM g)
                 ORDER BY n.position LIMIT (SELECT wanted FROM w) FOR UPDATE OF n SKIP LOCKED),
-         b AS (SELECT n.number, n.position, n.freed_at, n.session, n.expires_at FROM numbers n
+         b AS (SELECT n.number, n.position, n.freed_at, n.session, n.expires_at, n.ctid
+                 FROM numbers n
                 WHERE (SELECT allocation FROM g) = 'round-robin'
                   AND n.group_name = $1 AND {free} AND n.position < (SELECT cursor FROM g)
                 ORDER BY n.position
                 LIMIT greatest(0, (SELECT wanted FROM w) - (SELECT count(*) FROM a))
                 FOR UPDATE OF n SKIP LOCKED),
-         c AS (SELECT n.number, n.position, n.freed_at, n.session, n.expires_at FROM numbers n
+         c AS (SELECT n.number, n.position, n.freed_at, n.session, n.expires_at, n.ctid
+                 FROM numbers n
                 WHERE (SELECT allocation FROM g) = 'least-recently-used'
                   AND n.group_name = $1 AND {free}
                 ORDER BY n.lru_at, n.position LIMIT (SELECT wanted FROM w)
                 FOR UPDATE OF n SKIP LOCKED)
-         SELECT g.cursor, x.number, x.position, x.freed_at, x.session, x.expires_at
+         SELECT g.cursor, x.number, x.position, x.freed_at, x.session, x.expires_at, x.ctid::text
            FROM g LEFT JOIN (SELECT * FROM a UNION ALL SELECT * FROM b UNION ALL SELECT * FROM c) x
              ON true"
     )
@@ -296,6 +306,7 @@ pub fn pool_from(rows: &[tokio_postgres::Row]) -> Result<Pool, StoreError> {
             r.get::<_, Option<String>>(1)?,
             r.get(2),
             r.get(3),
+            r.get::<_, Option<String>>(6)?,
             lapsed(r, 4),
         ))
     });
@@ -312,13 +323,14 @@ pub async fn random<C: GenericClient>(
     pool(random_sample(tx, now, group, wanted).await?, 0)
 }
 
-fn pool(rows: impl IntoIterator<Item = Locked4>, cursor: Pos) -> Result<Pool, StoreError> {
+fn pool(rows: impl IntoIterator<Item = Locked5>, cursor: Pos) -> Result<Pool, StoreError> {
     let mut items = Vec::new();
     let mut numbers = HashMap::new();
-    for (number, position, freed_at, lapsed) in rows {
+    for (number, position, freed_at, at, lapsed) in rows {
         let pos =
             Pos::try_from(position).map_err(|e| StoreError::corrupt("numbers.position", e))?;
-        if numbers.insert(pos, Found { number, lapsed }).is_none() {
+        let found = Found { number, at, lapsed };
+        if numbers.insert(pos, found).is_none() {
             items.push((pos, freed_at));
         }
     }
@@ -343,7 +355,7 @@ async fn random_sample<C: GenericClient>(
     now: i64,
     group: &str,
     wanted: usize,
-) -> Result<Vec<Locked4>, StoreError> {
+) -> Result<Vec<Locked5>, StoreError> {
     let max: Option<i64> = tx
         .query_one_prepared(
             "SELECT max(position) FROM numbers WHERE group_name = $1",
@@ -381,7 +393,7 @@ async fn random_sample<C: GenericClient>(
             .map_err(pg_error)?;
         let rest = rows3(&every)
             .into_iter()
-            .filter(|(n, _, _)| !locked.iter().any(|(m, _, _, _)| m == n))
+            .filter(|(n, _, _)| !locked.iter().any(|(m, ..)| m == n))
             .collect();
         let more = lock_some(tx, now, shuffled(rest), wanted - locked.len()).await?;
         locked.extend(more);
@@ -408,10 +420,10 @@ async fn lock_some<C: GenericClient>(
     now: i64,
     rows: Vec<Row3>,
     wanted: usize,
-) -> Result<Vec<Locked4>, StoreError> {
+) -> Result<Vec<Locked5>, StoreError> {
     let sql = format!(
-        "SELECT number, session, expires_at FROM numbers WHERE number = ANY($1) AND {FREE}
-         FOR UPDATE SKIP LOCKED"
+        "SELECT number, session, expires_at, ctid::text FROM numbers
+          WHERE number = ANY($1) AND {FREE} FOR UPDATE SKIP LOCKED"
     );
     let mut locked = Vec::with_capacity(wanted);
     let mut rest = rows.as_slice();
@@ -423,12 +435,14 @@ async fn lock_some<C: GenericClient>(
             .query_prepared(&sql, &[(&numbers, Type::TEXT_ARRAY), (&now, Type::INT8)])
             .await
             .map_err(pg_error)?;
-        let mut got: HashMap<String, Option<(String, i64)>> =
-            got.iter().map(|r| (r.get(0), lapsed(r, 1))).collect();
+        let mut got: HashMap<String, (String, Option<(String, i64)>)> = got
+            .iter()
+            .map(|r| (r.get(0), (r.get(3), lapsed(r, 1))))
+            .collect();
         // Keep the shuffled order: the rules pick by index among these.
         locked.extend(chunk.iter().filter_map(|(n, position, freed_at)| {
-            let lapsed = got.remove(n)?;
-            Some((n.clone(), *position, *freed_at, lapsed))
+            let (at, lapsed) = got.remove(n)?;
+            Some((n.clone(), *position, *freed_at, at, lapsed))
         }));
     }
     Ok(locked)

@@ -70,6 +70,8 @@ pub struct Writes {
 /// A number a batch reserved or renewed.
 #[derive(Debug)]
 struct Written {
+    /// Where the number's row is (locked by the batch's reads).
+    at: String,
     session: String,
     booking: Booking,
     /// When the number is lendable again (`rules::lifecycle::free_from`).
@@ -126,7 +128,12 @@ pub async fn reserve_many<C: GenericClient>(
         .map(|(name, rows)| (*name, rows.as_slice()))
         .collect();
 
+    // Where each held number's row is (a renewal writes it there), and
     // (session, group) → (number, position-less booking) of the live reservation.
+    let mut held_at: HashMap<String, String> = held
+        .iter()
+        .map(|h| (h.number.clone(), h.at.clone()))
+        .collect();
     let mut holds: HashMap<(String, String), (String, Booking)> = held
         .into_iter()
         .map(|h| ((h.session, h.group), (h.number, h.booking)))
@@ -168,10 +175,14 @@ pub async fn reserve_many<C: GenericClient>(
         let current = holds.get(&key).cloned();
         let renewal = current.is_some();
         let taken = match &current {
-            Some((number, _)) => Some((number.clone(), None)),
-            None => state.take(&mut rand::rng()).map(|f| (f.number, f.lapsed)),
+            Some((number, _)) => held_at
+                .get(number)
+                .map(|at| (number.clone(), at.clone(), None)),
+            None => state
+                .take(&mut rand::rng())
+                .map(|f| (f.number, f.at, f.lapsed)),
         };
-        let (number, lapsed) = match taken {
+        let (number, at, lapsed) = match taken {
             Some(taken) => taken,
             None => {
                 let refusal = state.exhausted(tx, now, req.group.as_str(), &written);
@@ -216,9 +227,11 @@ pub async fn reserve_many<C: GenericClient>(
         }
         let free_from = rules::lifecycle::free_from(booking.expires_at, &policy).0;
         holds.insert(key, (number.clone(), booking.clone()));
+        held_at.insert(number.clone(), at.clone());
         written.insert(
             number,
             Written {
+                at,
                 session: req.session.as_str().to_owned(),
                 booking,
                 free_from,
@@ -400,15 +413,15 @@ impl Writes {
         let mut stmts = Vec::with_capacity(3);
         let written = &self.reservations;
         if !written.is_empty() {
-            let mut numbers = Vec::with_capacity(written.len());
+            let mut rows = Vec::with_capacity(written.len());
             let mut sessions = Vec::with_capacity(written.len());
             let mut codes = Vec::with_capacity(written.len());
             let mut phones = Vec::with_capacity(written.len());
             let mut expiries = Vec::with_capacity(written.len());
             let mut frees = Vec::with_capacity(written.len());
             let mut lru = Vec::with_capacity(written.len());
-            for (number, w) in written {
-                numbers.push(number.as_str());
+            for w in written.values() {
+                rows.push(w.at.as_str());
                 sessions.push(w.session.as_str());
                 codes.push(w.booking.code.as_ref().map(|c| c.as_str()));
                 phones.push(w.booking.phone.as_ref().map(|p| p.as_str()));
@@ -416,34 +429,19 @@ impl Writes {
                 frees.push(w.free_from);
                 lru.push(w.lru);
             }
-            // A number taken over an expired reservation no purge has recorded yet keeps that
-            // one as its last (late calls, failure reasons; its expiry event came with the
-            // candidate, `claim::Found`); a renewal (the row's reservation is live) keeps its
-            // wrong-code count. `lru_at` moves only in least-recently-used groups (migration 7).
+            // Each row by its address: see [`RESERVE_SQL`].
+            let count = i64::try_from(written.len()).unwrap_or(i64::MAX);
             stmts.push(
-                Stmt::new(
-                    "UPDATE numbers n SET session = x.session, code = x.code, phone = x.phone,
-                        expires_at = x.expires, freed_at = x.free_from,
-                        lru_at = CASE WHEN x.lru THEN x.free_from ELSE n.lru_at END,
-                        wrong_codes = CASE WHEN n.expires_at > $8 THEN n.wrong_codes ELSE 0 END,
-                        last_session = CASE WHEN n.expires_at <= $8 THEN n.session ELSE n.last_session END,
-                        last_code = CASE WHEN n.expires_at <= $8 THEN n.code ELSE n.last_code END,
-                        last_phone = CASE WHEN n.expires_at <= $8 THEN n.phone ELSE n.last_phone END,
-                        last_end = CASE WHEN n.expires_at <= $8 THEN n.expires_at ELSE n.last_end END,
-                        last_reason = CASE WHEN n.expires_at <= $8 THEN 'expired' ELSE n.last_reason END
-                       FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int8[],
-                                   $6::int8[], $7::bool[])
-                            AS x(number, session, code, phone, expires, free_from, lru)
-                      WHERE n.number = x.number",
-                )
-                .bind(numbers, Type::TEXT_ARRAY)
-                .bind(sessions, Type::TEXT_ARRAY)
-                .bind(codes, Type::TEXT_ARRAY)
-                .bind(phones, Type::TEXT_ARRAY)
-                .bind(expiries, Type::INT8_ARRAY)
-                .bind(frees, Type::INT8_ARRAY)
-                .bind(lru, Type::BOOL_ARRAY)
-                .bind(self.now, Type::INT8),
+                Stmt::new(RESERVE_SQL.as_str())
+                    .bind(rows, Type::TEXT_ARRAY)
+                    .bind(sessions, Type::TEXT_ARRAY)
+                    .bind(codes, Type::TEXT_ARRAY)
+                    .bind(phones, Type::TEXT_ARRAY)
+                    .bind(expiries, Type::INT8_ARRAY)
+                    .bind(frees, Type::INT8_ARRAY)
+                    .bind(lru, Type::BOOL_ARRAY)
+                    .bind(self.now, Type::INT8)
+                    .bind(count, Type::INT8),
             );
             if let Some(stmt) = self.holds_stmt() {
                 stmts.push(stmt);
@@ -528,6 +526,33 @@ pub async fn reserve_new_session(
     let (reservation, events) = reserve(tx, now, req).await?;
     Ok(((session, reservation), events))
 }
+
+/// The write of a batch's reservations, each number's row found by the address it was locked
+/// at (a Tid Scan; `rows::all_written` guards it). A number taken over an expired
+/// reservation no purge has recorded yet keeps that one as its last (late calls, failure
+/// reasons; its expiry event came with the candidate, `claim::Found`); a renewal (the row's
+/// reservation is live) keeps its wrong-code count. `lru_at` moves only in
+/// least-recently-used groups (migration 7).
+static RESERVE_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "WITH u AS (UPDATE numbers n SET session = x.session, code = x.code, phone = x.phone,
+                expires_at = x.expires, freed_at = x.free_from,
+                lru_at = CASE WHEN x.lru THEN x.free_from ELSE n.lru_at END,
+                wrong_codes = CASE WHEN n.expires_at > $8 THEN n.wrong_codes ELSE 0 END,
+                last_session = CASE WHEN n.expires_at <= $8 THEN n.session ELSE n.last_session END,
+                last_code = CASE WHEN n.expires_at <= $8 THEN n.code ELSE n.last_code END,
+                last_phone = CASE WHEN n.expires_at <= $8 THEN n.phone ELSE n.last_phone END,
+                last_end = CASE WHEN n.expires_at <= $8 THEN n.expires_at ELSE n.last_end END,
+                last_reason = CASE WHEN n.expires_at <= $8 THEN 'expired' ELSE n.last_reason END
+               FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int8[],
+                           $6::int8[], $7::bool[])
+                    AS x(at, session, code, phone, expires, free_from, lru)
+              WHERE n.ctid = x.at::tid
+          RETURNING 1)
+         {}",
+        super::rows::all_written(9)
+    )
+});
 
 /// Request-access calls as a batch (`batch.rs`).
 pub struct Reserving;

@@ -117,7 +117,7 @@ pub(super) fn write_stmts(rows: &HashMap<String, NumberRow>) -> Vec<Stmt<'_>> {
 
 /// Every column a call may change, for all the rows at once.
 fn update_rows<'a>(rows: &[(&'a String, &'a NumberRow)]) -> Stmt<'a> {
-    let mut numbers: Vec<&str> = Vec::with_capacity(rows.len());
+    let mut addresses: Vec<&str> = Vec::with_capacity(rows.len());
     let mut sessions: Vec<Option<&str>> = Vec::with_capacity(rows.len());
     let mut codes: Vec<Option<&str>> = Vec::with_capacity(rows.len());
     let mut phones: Vec<Option<&str>> = Vec::with_capacity(rows.len());
@@ -133,7 +133,7 @@ fn update_rows<'a>(rows: &[(&'a String, &'a NumberRow)]) -> Stmt<'a> {
     let mut quarantined: Vec<Option<i64>> = Vec::with_capacity(rows.len());
     let mut lru: Vec<bool> = Vec::with_capacity(rows.len());
     for (_, row) in rows {
-        numbers.push(row.at.as_str());
+        addresses.push(row.at.as_str());
         lru.push(row.lru);
         let held = row.held.as_ref();
         sessions.push(held.map(|h| h.session.as_str()));
@@ -177,22 +177,22 @@ fn update_rows<'a>(rows: &[(&'a String, &'a NumberRow)]) -> Stmt<'a> {
     });
     let count = i64::try_from(rows.len()).unwrap_or(i64::MAX);
     Stmt::new(SQL.as_str())
-    .bind(numbers, Type::TEXT_ARRAY)
-    .bind(sessions, Type::TEXT_ARRAY)
-    .bind(codes, Type::TEXT_ARRAY)
-    .bind(phones, Type::TEXT_ARRAY)
-    .bind(expiries, Type::INT8_ARRAY)
-    .bind(wrong, Type::INT4_ARRAY)
-    .bind(freed, Type::INT8_ARRAY)
-    .bind(last_sessions, Type::TEXT_ARRAY)
-    .bind(last_codes, Type::TEXT_ARRAY)
-    .bind(last_phones, Type::TEXT_ARRAY)
-    .bind(last_ends, Type::INT8_ARRAY)
-    .bind(last_reasons, Type::TEXT_ARRAY)
-    .bind(strays, Type::TEXT_ARRAY)
-    .bind(quarantined, Type::INT8_ARRAY)
-    .bind(lru, Type::BOOL_ARRAY)
-    .bind(count, Type::INT8)
+        .bind(addresses, Type::TEXT_ARRAY)
+        .bind(sessions, Type::TEXT_ARRAY)
+        .bind(codes, Type::TEXT_ARRAY)
+        .bind(phones, Type::TEXT_ARRAY)
+        .bind(expiries, Type::INT8_ARRAY)
+        .bind(wrong, Type::INT4_ARRAY)
+        .bind(freed, Type::INT8_ARRAY)
+        .bind(last_sessions, Type::TEXT_ARRAY)
+        .bind(last_codes, Type::TEXT_ARRAY)
+        .bind(last_phones, Type::TEXT_ARRAY)
+        .bind(last_ends, Type::INT8_ARRAY)
+        .bind(last_reasons, Type::TEXT_ARRAY)
+        .bind(strays, Type::TEXT_ARRAY)
+        .bind(quarantined, Type::INT8_ARRAY)
+        .bind(lru, Type::BOOL_ARRAY)
+        .bind(count, Type::INT8)
 }
 
 /// What follows an update of locked rows by their address (`WITH u AS (UPDATE … RETURNING
