@@ -289,7 +289,9 @@ impl Writes {
 
 /// The live sessions the numbers' reservations (live or last) name, with their fields when
 /// a call of the batch returns them (`_return_data`; otherwise the data rows are not read):
-/// [`sessions_from`].
+/// [`sessions_from`]. A last reservation's session only where the group has a late-match
+/// grace: without one no call can match it late (`rules::call`), and reading it doubled the
+/// sessions read in a pool where every number was reserved before.
 fn sessions_of<'a>(frozen: Option<i64>, numbers: &'a [&'a str], with_fields: bool) -> Stmt<'a> {
     /// The two texts (without, with the data rows), built once.
     static SQL: LazyLock<[String; 2]> = LazyLock::new(|| [false, true].map(sessions_sql));
@@ -310,8 +312,11 @@ fn sessions_sql(with_fields: bool) -> String {
     format!(
         "SELECT s.id, s.service, s.data_id, s.expires_at, {fields}, {now} FROM sessions s {data}
           WHERE s.expires_at > {now}
-            AND s.id IN (SELECT named FROM numbers, unnest(ARRAY[session, last_session]) AS named
-                          WHERE number = ANY($1))"
+            AND s.id IN (SELECT named
+                           FROM numbers n JOIN groups g ON g.name = n.group_name,
+                                unnest(ARRAY[n.session, CASE WHEN g.late_match_grace > 0
+                                                             THEN n.last_session END]) AS named
+                          WHERE n.number = ANY($1))"
     )
 }
 
