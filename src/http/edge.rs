@@ -58,13 +58,14 @@ pub async fn edge(
     request.extensions_mut().insert(client);
     let method = request.method().clone();
     let uri = request.uri().clone();
+    let xml = reply::wants_xml(request.headers()).then(|| reply::xmlns(&request));
     let context = RequestContext {
         id: id.clone(),
         method: method.clone(),
         uri: uri.clone(),
         client,
+        xml: xml.is_some(),
     };
-    let xml = reply::wants_xml(request.headers()).then(|| reply::xmlns(&request));
 
     let answer = async {
         if let Some(refusal) = browser::refusal(&request) {

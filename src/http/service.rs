@@ -144,7 +144,9 @@ fn access_request(params: &Params) -> Result<AccessRequest, ApiError> {
 }
 
 fn access_reply(access: Access) -> Reply {
-    Reply::from_fields(access.answer())
+    let mut reply = Reply::new();
+    access.each_field(|name, value| reply.push_new(name, value));
+    reply
 }
 
 async fn match_interaction(
