@@ -1,8 +1,8 @@
 //! The edge: what every request passes through, in one middleware, in this order:
 //!
 //! 1. its request id (the client's `x-request-id`, else a new one), the context every log
-//!    line of the request carries (`telemetry::RequestContext`), and the body limit for the
-//!    extractors;
+//!    line of the request carries (`telemetry::RequestContext`, which the client's address
+//!    extractor reads too);
 //! 2. the browser check (`browser.rs`: a cross-site write answers 403), then the client's
 //!    token bucket (`limits.rs`: 429);
 //! 3. the handler, cut off at `request_timeout_ms` (408) and kept from taking the node down
@@ -30,7 +30,6 @@ use futures::FutureExt as _;
 use super::AppState;
 use super::client::ClientAddr;
 use super::error::ApiError;
-use super::params::BodyLimit;
 use super::{browser, fallback, limits, reply};
 use crate::telemetry::{REQUEST, RequestContext};
 
@@ -40,22 +39,19 @@ pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub async fn edge(
     State(state): State<AppState>,
     matched: Option<MatchedPath>,
-    mut request: Request,
+    request: Request,
     next: Next,
 ) -> Response {
     let started = Instant::now();
     let id = request_id(&request);
     let service = label(&state, &request, matched.as_ref());
-    request
-        .extensions_mut()
-        .insert(BodyLimit(state.config.server.max_body_bytes));
+    // Handlers that need it take it from the context below rather than reading the headers
+    // again (`ClientAddr`'s extractor).
     let client = ClientAddr::from_request(
         request.headers(),
         request.extensions(),
         state.config.limits.client_ip_header.as_ref(),
     );
-    // Handlers that need it take it from here rather than reading the headers again.
-    request.extensions_mut().insert(client);
     let method = request.method().clone();
     let uri = request.uri().clone();
     let xml = reply::wants_xml(request.headers()).then(|| reply::xmlns(&request));
@@ -134,7 +130,12 @@ fn label<'a>(state: &'a AppState, request: &Request, matched: Option<&MatchedPat
             .path()
             .strip_prefix(SERVICE_PREFIX)
             .unwrap_or_default();
-        let name = percent_encoding::percent_decode_str(segment).decode_utf8();
+        // A name without escapes (nearly all) is the segment itself, without the decoder's
+        // walk through it.
+        let name = match segment.contains('%') {
+            false => Ok(std::borrow::Cow::Borrowed(segment)),
+            true => percent_encoding::percent_decode_str(segment).decode_utf8(),
+        };
         return match name.ok().and_then(|name| state.broker.service(&name)) {
             Some((configured, _)) => configured.as_str(),
             None => "unknown",

@@ -11,12 +11,9 @@ use axum::http::request::Parts;
 use encoding_rs::Encoding;
 use mime::Mime;
 
+use super::AppState;
 use super::error::ApiError;
 use crate::store::Fields;
-
-/// Largest request body accepted; put in the request extensions by the router.
-#[derive(Debug, Clone, Copy)]
-pub struct BodyLimit(pub usize);
 
 /// The request's parameters in the order sent; a name sent twice keeps its last value.
 #[derive(Debug, Clone, Default)]
@@ -93,23 +90,20 @@ impl Params {
     }
 }
 
-impl<S: Send + Sync> FromRequest<S> for Params {
+impl FromRequest<AppState> for Params {
     type Rejection = ApiError;
 
-    async fn from_request(req: Request, _state: &S) -> Result<Self, ApiError> {
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
         let (parts, body) = req.into_parts();
-        Self::read(&parts, body).await
+        Self::read(&parts, body, state.config.server.max_body_bytes).await
     }
 }
 
 impl Params {
     /// Reads the parameters of a request whose head the caller keeps (a handler that needs
-    /// the headers too borrows them instead of copying them).
-    pub async fn read(parts: &Parts, body: Body) -> Result<Self, ApiError> {
-        let limit = parts
-            .extensions
-            .get::<BodyLimit>()
-            .map_or(64 * 1024, |l| l.0);
+    /// the headers too borrows them instead of copying them); a body past `limit` bytes
+    /// (`max_body_bytes`) is refused.
+    pub async fn read(parts: &Parts, body: Body, limit: usize) -> Result<Self, ApiError> {
         let content_type = parts
             .headers
             .get(header::CONTENT_TYPE)

@@ -36,7 +36,7 @@ async fn create(
     request: Request,
 ) -> Result<Reply, ApiError> {
     let (parts, body) = request.into_parts();
-    let params = Params::read(&parts, body).await?;
+    let params = Params::read(&parts, body, state.config.server.max_body_bytes).await?;
     let headers = &parts.headers;
     let broker = &state.broker;
     let (name, service) = broker.find_service(&name)?;
