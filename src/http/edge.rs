@@ -18,14 +18,19 @@
 //! store's work on the request/match workload (profiles in `docs/performance.md`). One
 //! function reads in the order things happen, and costs one clone.
 
+use std::convert::Infallible;
+use std::future::Future;
 use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Instant;
 
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::{MatchedPath, Request};
 use axum::http::{HeaderName, HeaderValue, Method};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use axum::routing::Route;
 use futures::FutureExt as _;
+use tower::Service as _;
 
 use super::AppState;
 use super::client::ClientAddr;
@@ -35,16 +40,53 @@ use crate::telemetry::{REQUEST, RequestContext};
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// The middleware; see the module doc for what it does, in order.
-pub async fn edge(
-    State(state): State<AppState>,
-    matched: Option<MatchedPath>,
-    request: Request,
-    next: Next,
-) -> Response {
+/// The edge as a layer on every route (`Router::layer`, so it runs after routing and sees
+/// the route template).
+///
+/// Why a layer of our own rather than `middleware::from_fn`: that one clones the route and
+/// boxes it again for its `Next` on every request, and runs the state and route-template
+/// extractors; this one clones the route once and reads the template from the extensions.
+#[derive(Clone)]
+pub struct Layer(pub AppState);
+
+impl tower::Layer<Route> for Layer {
+    type Service = Edge;
+
+    fn layer(&self, route: Route) -> Edge {
+        Edge {
+            state: self.0.clone(),
+            route,
+        }
+    }
+}
+
+/// A route behind the edge.
+#[derive(Clone)]
+pub struct Edge {
+    state: AppState,
+    route: Route,
+}
+
+impl tower::Service<Request> for Edge {
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(())) // a route is always ready
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        let (state, route) = (self.state.clone(), self.route.clone());
+        Box::pin(async move { Ok(edge(state, request, route).await) })
+    }
+}
+
+/// What the edge does, in the module doc's order.
+async fn edge(state: AppState, request: Request, mut route: Route) -> Response {
     let started = Instant::now();
     let id = request_id(&request);
-    let service = label(&state, &request, matched.as_ref());
+    let service = label(&state, &request, request.extensions().get::<MatchedPath>());
     // Handlers that need it take it from the context below rather than reading the headers
     // again (`ClientAddr`'s extractor).
     let client = ClientAddr::from_request(
@@ -71,9 +113,10 @@ pub async fn edge(
             return refusal.into_response();
         }
         let limit = state.config.server.request_timeout;
-        let handler = AssertUnwindSafe(next.run(request)).catch_unwind();
+        let handler = AssertUnwindSafe(async { route.call(request).await }).catch_unwind();
         match tokio::time::timeout(limit, handler).await {
-            Ok(Ok(response)) => response,
+            Ok(Ok(Ok(response))) => response,
+            Ok(Ok(Err(never))) => match never {},
             Ok(Err(_)) => ApiError::Internal("handler panicked".into()).into_response(),
             Err(_) => ApiError::RequestTimeout(limit).into_response(),
         }

@@ -85,7 +85,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         // One layer for everything a request passes (`edge.rs`): a router layer, so it runs
         // after routing and sees the route template.
-        .layer(middleware::from_fn_with_state(state.clone(), edge::edge))
+        .layer(edge::Layer(state.clone()))
         .with_state(state)
 }
 
