@@ -30,7 +30,6 @@ use axum::http::{HeaderName, HeaderValue, Method};
 use axum::response::{IntoResponse, Response};
 use axum::routing::Route;
 use futures::FutureExt as _;
-use tower::Service as _;
 
 use super::AppState;
 use super::client::ClientAddr;
@@ -77,16 +76,33 @@ impl tower::Service<Request> for Edge {
     }
 
     fn call(&mut self, request: Request) -> Self::Future {
-        let (state, route) = (self.state.clone(), self.route.clone());
-        Box::pin(async move { Ok(edge(state, request, route).await) })
+        let (state, mut route) = (self.state.clone(), self.route.clone());
+        let handler = move |request| async move {
+            match route.call(request).await {
+                Ok(response) => response,
+                Err(never) => match never {},
+            }
+        };
+        Box::pin(async move { Ok(edge(state, request, None, handler).await) })
     }
 }
 
-/// What the edge does, in the module doc's order.
-async fn edge(state: AppState, request: Request, mut route: Route) -> Response {
+/// What the edge does, in the module doc's order, around `handler`. `unrouted` is the route
+/// template of a request the router did not see (`front.rs`); a routed one carries its own.
+pub async fn edge<F: Future<Output = Response>>(
+    state: AppState,
+    request: Request,
+    unrouted: Option<&'static str>,
+    handler: impl FnOnce(Request) -> F,
+) -> Response {
     let started = Instant::now();
     let id = request_id(&request);
-    let service = label(&state, &request, request.extensions().get::<MatchedPath>());
+    let template = request.extensions().get::<MatchedPath>();
+    let service = label(
+        &state,
+        &request,
+        template.map(MatchedPath::as_str).or(unrouted),
+    );
     // Handlers that need it take it from the context below rather than reading the headers
     // again (`ClientAddr`'s extractor).
     let client = ClientAddr::from_request(
@@ -113,10 +129,9 @@ async fn edge(state: AppState, request: Request, mut route: Route) -> Response {
             return refusal.into_response();
         }
         let limit = state.config.server.request_timeout;
-        let handler = AssertUnwindSafe(async { route.call(request).await }).catch_unwind();
+        let handler = AssertUnwindSafe(async { handler(request).await }).catch_unwind();
         match tokio::time::timeout(limit, handler).await {
-            Ok(Ok(Ok(response))) => response,
-            Ok(Ok(Err(never))) => match never {},
+            Ok(Ok(response)) => response,
             Ok(Err(_)) => ApiError::Internal("handler panicked".into()).into_response(),
             Err(_) => ApiError::RequestTimeout(limit).into_response(),
         }
@@ -157,8 +172,8 @@ fn request_id(request: &Request) -> HeaderValue {
 
 /// A bounded metrics label from the route template, never from the raw path (which carries
 /// ids): a configured service's name for its POSTs (the config bounds them), else the API area.
-fn label<'a>(state: &'a AppState, request: &Request, matched: Option<&MatchedPath>) -> &'a str {
-    let Some(template) = matched.map(MatchedPath::as_str) else {
+fn label<'a>(state: &'a AppState, request: &Request, template: Option<&str>) -> &'a str {
+    let Some(template) = template else {
         return "other"; // the fallback: no route matched
     };
     if template == SERVICE_ROUTE {
@@ -198,7 +213,7 @@ fn label<'a>(state: &'a AppState, request: &Request, matched: Option<&MatchedPat
 
 /// The service route (`service.rs`) and the prefix before its one parameter.
 const SERVICE_ROUTE: &str = super::service::ROUTE;
-const SERVICE_PREFIX: &str = "/genesys/1/service/";
+const SERVICE_PREFIX: &str = super::service::PREFIX;
 
 #[cfg(test)]
 mod tests {

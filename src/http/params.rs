@@ -213,7 +213,14 @@ async fn parse_body(
             let boundary = mime
                 .get_param(mime::BOUNDARY)
                 .ok_or_else(|| ApiError::invalid("Content-Type", "multipart without a boundary"))?;
-            decode_multipart(body, boundary.as_str().to_owned(), encoding).await
+            // Boxed: the multipart reader's state is large, and every request's future would
+            // carry room for it (and copy it each time the future is moved) if it were inline.
+            Box::pin(decode_multipart(
+                body,
+                boundary.as_str().to_owned(),
+                encoding,
+            ))
+            .await
         }
         (mime::APPLICATION, mime::JSON) => decode_json(&body),
         _ => Err(unsupported(mime.essence_str())),
