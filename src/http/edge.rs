@@ -110,13 +110,11 @@ pub async fn edge<F: Future<Output = Response>>(
         request.extensions(),
         state.config.limits.client_ip_header.as_ref(),
     );
-    let method = request.method().clone();
-    let uri = request.uri().clone();
     let xml = reply::wants_xml(request.headers()).then(|| reply::xmlns(&request));
     let context = RequestContext {
-        id: id.clone(),
-        method: method.clone(),
-        uri: uri.clone(),
+        id,
+        method: request.method().clone(),
+        uri: request.uri().clone(),
         client,
         xml: xml.is_some(),
     };
@@ -138,9 +136,19 @@ pub async fn edge<F: Future<Output = Response>>(
     };
     let repaired = async {
         let response = answer.await;
+        if !fallback::needs_repair(&response) {
+            return response;
+        }
+        // Rare: the method and path for its message are read back from the context rather
+        // than cloned for every request.
+        let (method, uri) = REQUEST.with(|r| (r.method.clone(), r.uri.clone()));
         fallback::repair(response, &method, uri.path()).await
     };
-    let response = REQUEST.scope(context, repaired).await;
+    // The context is taken back when the answer is ready: its request id goes in the answer's
+    // header without a copy.
+    let mut scoped = std::pin::pin!(REQUEST.scope(context, repaired));
+    let response = scoped.as_mut().await;
+    let id = scoped.as_mut().take_value().map(|context| context.id);
     let mut response = match xml {
         Some(xmlns) => reply::as_xml(response, &xmlns),
         None => response,
@@ -150,7 +158,9 @@ pub async fn edge<F: Future<Output = Response>>(
         response.status().as_u16(),
         started.elapsed().as_secs_f64(),
     );
-    response.headers_mut().insert(REQUEST_ID, id);
+    if let Some(id) = id {
+        response.headers_mut().insert(REQUEST_ID, id);
+    }
     response
 }
 

@@ -143,11 +143,12 @@ impl Connection {
                 async move {
                     let response = router.oneshot(req.map(axum::body::Body::new)).await?;
                     // The request stays in flight until its body is written (and dropped).
+                    // Handed to hyper as it is, not boxed again in an `axum::body::Body`.
                     Ok::<_, std::convert::Infallible>(response.map(|body| {
-                        axum::body::Body::new(body.map_frame(move |frame| {
+                        body.map_frame(move |frame| {
                             let _ = &guard;
                             frame
-                        }))
+                        })
                     }))
                 }
             })
