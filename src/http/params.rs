@@ -406,6 +406,27 @@ mod tests {
     }
 
     #[test]
+    fn utf8_forms_cut_as_sent() {
+        let pairs = |v: &[(&str, &str)]| -> Vec<(String, String)> {
+            v.iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        assert_eq!(
+            form(b"a=1=2&&=v&b+c=%41+&d&e=%C3%A9&", "utf-8"),
+            pairs(&[
+                ("a", "1=2"),
+                ("", "v"),
+                ("b c", "A "),
+                ("d", ""),
+                ("e", "é")
+            ])
+        );
+        assert_eq!(form(b"", "utf-8"), pairs(&[]));
+        assert!(decode_urlencoded(b"a=%FF", encoding_rs::UTF_8).is_err());
+    }
+
+    #[test]
     fn json_values_become_strings() {
         let got = decode_json(br#"{"_id":"1-a","n":5,"b":true,"z":null}"#).expect("decodes");
         assert_eq!(
