@@ -14,7 +14,7 @@ use crate::store::{DynStore, StoreError};
 
 pub struct App {
     listener: TcpListener,
-    router: axum::Router,
+    router: http::front::Front,
     addr: SocketAddr,
     broker: Broker,
     serve: crate::server::ServeOptions,
@@ -71,7 +71,7 @@ impl App {
         });
         Ok(App {
             listener,
-            router: http::router(state),
+            router: http::front::Front::new(state),
             addr,
             broker,
             serve,

@@ -2,8 +2,6 @@
 //! counters) and a per-minute history of each group for the last hour, which the admin API
 //! and the pool-size advisor read.
 
-use std::collections::HashMap;
-
 use parking_lot::{Mutex, RwLock};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -58,7 +56,11 @@ pub struct Metrics {
     events_given_up: Counter,
     events_backlog: Gauge,
     store_rebuilds: Counter,
-    history: Mutex<HashMap<String, History>>,
+    /// hashbrown's map (foldhash) rather than std's (SipHash): every reservation looks its
+    /// group up here.
+    history: Mutex<hashbrown::HashMap<String, History>>,
+    /// `matches` of each outcome, found once (as `by_service` below): one per match.
+    matches_by_outcome: RwLock<Vec<(&'static str, Counter)>>,
     /// `reservations` of each group, found once (as `by_service` below): one per request-access.
     reservations_by_group: RwLock<hashbrown::HashMap<String, Counter>>,
     /// The request counters and latency histogram of each service, found once: the families'
@@ -197,6 +199,7 @@ impl Metrics {
             lockouts,
             strays,
             history: Mutex::default(),
+            matches_by_outcome: RwLock::default(),
             reservations_by_group: RwLock::default(),
             by_service: RwLock::default(),
         }
@@ -247,13 +250,13 @@ impl Metrics {
                 .write()
                 .insert(group.to_owned(), counter);
         }
+        // One lookup; the name is copied only the first time.
         let mut history = self.history.lock();
-        if !history.contains_key(group) {
-            history.insert(group.to_owned(), History::default());
-        }
-        if let Some(h) = history.get_mut(group) {
-            h.bucket(now_minute).requests += 1;
-        }
+        history
+            .entry_ref(group)
+            .or_default()
+            .bucket(now_minute)
+            .requests += 1;
     }
 
     pub fn refused(&self, group: &str, now_minute: i64) {
@@ -273,7 +276,21 @@ impl Metrics {
 
     /// A match-interaction's outcome: `hit`, `late` or `miss`.
     pub fn matched(&self, outcome: &'static str) {
-        self.matches.get_or_create(&OutcomeLabel { outcome }).inc();
+        let seen = self.matches_by_outcome.read();
+        if let Some((_, counter)) = seen.iter().find(|(o, _)| *o == outcome) {
+            counter.inc();
+            return;
+        }
+        drop(seen);
+        let counter = self
+            .matches
+            .get_or_create(&OutcomeLabel { outcome })
+            .clone();
+        counter.inc();
+        let mut seen = self.matches_by_outcome.write();
+        if !seen.iter().any(|(o, _)| *o == outcome) {
+            seen.push((outcome, counter));
+        }
     }
 
     pub fn code_lockout(&self, group: &str) {
@@ -522,7 +539,13 @@ mod tests {
         m.observe_request("request-access", 200, 0.001);
         m.refused("DNIS", 1);
         m.matched("miss");
+        m.matched("hit");
+        m.matched("hit");
         let text = m.encode();
+        assert!(
+            text.contains("access_broker_matches_total{outcome=\"hit\"} 2"),
+            "{text}"
+        );
         for needle in [
             "access_broker_http_requests_total{service=\"request-access\",status=\"200\"} 1",
             "access_broker_refusals_total{group=\"DNIS\"} 1",

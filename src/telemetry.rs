@@ -21,6 +21,8 @@ pub struct RequestContext {
     pub method: Method,
     pub uri: Uri,
     pub client: crate::http::client::ClientAddr,
+    /// The answer will be re-rendered as XML (`http::reply` keeps a reply for it only then).
+    pub xml: bool,
 }
 
 tokio::task_local! {
@@ -170,6 +172,7 @@ mod tests {
             method: Method::POST,
             uri: Uri::from_static("/genesys/1/service/x?y=1"),
             client: crate::http::client::ClientAddr(Some([10, 0, 0, 7].into())),
+            xml: false,
         };
         REQUEST.sync_scope(context, f);
     }

@@ -31,25 +31,27 @@ pub struct Access {
 
 impl Access {
     /// The answer's fields, in the order GMS gives them (the HTTP reply and the answer an
-    /// `Idempotency-Key` keeps are both this).
+    /// `Idempotency-Key` keeps are both these).
     pub fn answer(&self) -> Fields {
+        let mut fields = Vec::with_capacity(6);
+        self.each_field(|name, value| fields.push((name.to_owned(), value)));
+        fields
+    }
+
+    /// The answer's fields one by one, named by constants: the HTTP reply is built from
+    /// these without an owned copy of each name (`answer` is the same list, owned).
+    pub fn each_field(&self, mut field: impl FnMut(&'static str, String)) {
         let r = &self.reservation;
-        let mut fields = vec![
-            ("_id".to_owned(), self.session.to_string()),
-            ("_access_number".to_owned(), r.number.to_string()),
-            (
-                "_expiration_time".to_owned(),
-                r.expires_in.as_secs().to_string(),
-            ),
-        ];
+        field("_id", self.session.as_str().to_owned());
+        field("_access_number", r.number.as_str().to_owned());
+        field("_expiration_time", r.expires_in.as_secs().to_string());
         if let Some(code) = &r.code {
-            fields.push(("_access_code".to_owned(), code.to_string()));
+            field("_access_code", code.as_str().to_owned());
         }
         if self.pool_health {
-            fields.push(("_pool_size".to_owned(), r.pool_size.to_string()));
-            fields.push(("_pool_free".to_owned(), r.pool_free.to_string()));
+            field("_pool_size", r.pool_size.to_string());
+            field("_pool_free", r.pool_free.to_string());
         }
-        fields
     }
 }
 

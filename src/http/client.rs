@@ -43,6 +43,20 @@ impl ClientAddr {
     }
 }
 
+impl ClientAddr {
+    /// A request's client: as the edge (`http::edge`) found it for the request being served
+    /// (kept in the request's context, cheaper to read than an extension is to insert), else
+    /// from the request.
+    pub fn of(state: &AppState, headers: &HeaderMap, extensions: &Extensions) -> ClientAddr {
+        crate::telemetry::REQUEST
+            .try_with(|r| r.client)
+            .unwrap_or_else(|_| {
+                let header = state.config.limits.client_ip_header.as_ref();
+                ClientAddr::from_request(headers, extensions, header)
+            })
+    }
+}
+
 /// `1.2.3.4`, `2001:db8::1`, `1.2.3.4:5678` or `[2001:db8::1]:5678`.
 fn parse_addr(s: &str) -> Option<IpAddr> {
     s.parse::<IpAddr>()
@@ -66,15 +80,7 @@ impl FromRequestParts<AppState> for ClientAddr {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        // The edge (`http::edge`) found it already for every routed request.
-        if let Some(addr) = parts.extensions.get::<ClientAddr>() {
-            return Ok(*addr);
-        }
-        Ok(ClientAddr::from_request(
-            &parts.headers,
-            &parts.extensions,
-            state.config.limits.client_ip_header.as_ref(),
-        ))
+        Ok(ClientAddr::of(state, &parts.headers, &parts.extensions))
     }
 }
 

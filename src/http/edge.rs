@@ -1,8 +1,8 @@
 //! The edge: what every request passes through, in one middleware, in this order:
 //!
 //! 1. its request id (the client's `x-request-id`, else a new one), the context every log
-//!    line of the request carries (`telemetry::RequestContext`), and the body limit for the
-//!    extractors;
+//!    line of the request carries (`telemetry::RequestContext`, which the client's address
+//!    extractor reads too);
 //! 2. the browser check (`browser.rs`: a cross-site write answers 403), then the client's
 //!    token bucket (`limits.rs`: 429);
 //! 3. the handler, cut off at `request_timeout_ms` (408) and kept from taking the node down
@@ -18,53 +18,106 @@
 //! store's work on the request/match workload (profiles in `docs/performance.md`). One
 //! function reads in the order things happen, and costs one clone.
 
+use std::convert::Infallible;
+use std::future::Future;
 use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Instant;
 
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::{MatchedPath, Request};
 use axum::http::{HeaderName, HeaderValue, Method};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use axum::routing::Route;
 use futures::FutureExt as _;
 
 use super::AppState;
 use super::client::ClientAddr;
 use super::error::ApiError;
-use super::params::BodyLimit;
 use super::{browser, fallback, limits, reply};
 use crate::telemetry::{REQUEST, RequestContext};
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// The middleware; see the module doc for what it does, in order.
-pub async fn edge(
-    State(state): State<AppState>,
-    matched: Option<MatchedPath>,
-    mut request: Request,
-    next: Next,
+/// The edge as a layer on every route (`Router::layer`, so it runs after routing and sees
+/// the route template).
+///
+/// Why a layer of our own rather than `middleware::from_fn`: that one clones the route and
+/// boxes it again for its `Next` on every request, and runs the state and route-template
+/// extractors; this one clones the route once and reads the template from the extensions.
+#[derive(Clone)]
+pub struct Layer(pub AppState);
+
+impl tower::Layer<Route> for Layer {
+    type Service = Edge;
+
+    fn layer(&self, route: Route) -> Edge {
+        Edge {
+            state: self.0.clone(),
+            route,
+        }
+    }
+}
+
+/// A route behind the edge.
+#[derive(Clone)]
+pub struct Edge {
+    state: AppState,
+    route: Route,
+}
+
+impl tower::Service<Request> for Edge {
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(())) // a route is always ready
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        let (state, mut route) = (self.state.clone(), self.route.clone());
+        let handler = move |request| async move {
+            match route.call(request).await {
+                Ok(response) => response,
+                Err(never) => match never {},
+            }
+        };
+        Box::pin(async move { Ok(edge(state, request, None, handler).await) })
+    }
+}
+
+/// What the edge does, in the module doc's order, around `handler`. `unrouted` is the route
+/// template of a request the router did not see (`front.rs`); a routed one carries its own.
+pub async fn edge<F: Future<Output = Response>>(
+    state: AppState,
+    request: Request,
+    unrouted: Option<&'static str>,
+    handler: impl FnOnce(Request) -> F,
 ) -> Response {
     let started = Instant::now();
     let id = request_id(&request);
-    let service = label(&state, &request, matched.as_ref());
-    request
-        .extensions_mut()
-        .insert(BodyLimit(state.config.server.max_body_bytes));
+    let template = request.extensions().get::<MatchedPath>();
+    let service = label(
+        &state,
+        &request,
+        template.map(MatchedPath::as_str).or(unrouted),
+    );
+    // Handlers that need it take it from the context below rather than reading the headers
+    // again (`ClientAddr`'s extractor).
     let client = ClientAddr::from_request(
         request.headers(),
         request.extensions(),
         state.config.limits.client_ip_header.as_ref(),
     );
-    // Handlers that need it take it from here rather than reading the headers again.
-    request.extensions_mut().insert(client);
-    let method = request.method().clone();
-    let uri = request.uri().clone();
-    let context = RequestContext {
-        id: id.clone(),
-        method: method.clone(),
-        uri: uri.clone(),
-        client,
-    };
     let xml = reply::wants_xml(request.headers()).then(|| reply::xmlns(&request));
+    let context = RequestContext {
+        id,
+        method: request.method().clone(),
+        uri: request.uri().clone(),
+        client,
+        xml: xml.is_some(),
+    };
 
     let answer = async {
         if let Some(refusal) = browser::refusal(&request) {
@@ -74,7 +127,7 @@ pub async fn edge(
             return refusal.into_response();
         }
         let limit = state.config.server.request_timeout;
-        let handler = AssertUnwindSafe(next.run(request)).catch_unwind();
+        let handler = AssertUnwindSafe(async { handler(request).await }).catch_unwind();
         match tokio::time::timeout(limit, handler).await {
             Ok(Ok(response)) => response,
             Ok(Err(_)) => ApiError::Internal("handler panicked".into()).into_response(),
@@ -83,9 +136,19 @@ pub async fn edge(
     };
     let repaired = async {
         let response = answer.await;
+        if !fallback::needs_repair(&response) {
+            return response;
+        }
+        // Rare: the method and path for its message are read back from the context rather
+        // than cloned for every request.
+        let (method, uri) = REQUEST.with(|r| (r.method.clone(), r.uri.clone()));
         fallback::repair(response, &method, uri.path()).await
     };
-    let response = REQUEST.scope(context, repaired).await;
+    // The context is taken back when the answer is ready: its request id goes in the answer's
+    // header without a copy.
+    let mut scoped = std::pin::pin!(REQUEST.scope(context, repaired));
+    let response = scoped.as_mut().await;
+    let id = scoped.as_mut().take_value().map(|context| context.id);
     let mut response = match xml {
         Some(xmlns) => reply::as_xml(response, &xmlns),
         None => response,
@@ -95,7 +158,9 @@ pub async fn edge(
         response.status().as_u16(),
         started.elapsed().as_secs_f64(),
     );
-    response.headers_mut().insert(REQUEST_ID, id);
+    if let Some(id) = id {
+        response.headers_mut().insert(REQUEST_ID, id);
+    }
     response
 }
 
@@ -117,8 +182,8 @@ fn request_id(request: &Request) -> HeaderValue {
 
 /// A bounded metrics label from the route template, never from the raw path (which carries
 /// ids): a configured service's name for its POSTs (the config bounds them), else the API area.
-fn label<'a>(state: &'a AppState, request: &Request, matched: Option<&MatchedPath>) -> &'a str {
-    let Some(template) = matched.map(MatchedPath::as_str) else {
+fn label<'a>(state: &'a AppState, request: &Request, template: Option<&str>) -> &'a str {
+    let Some(template) = template else {
         return "other"; // the fallback: no route matched
     };
     if template == SERVICE_ROUTE {
@@ -133,7 +198,12 @@ fn label<'a>(state: &'a AppState, request: &Request, matched: Option<&MatchedPat
             .path()
             .strip_prefix(SERVICE_PREFIX)
             .unwrap_or_default();
-        let name = percent_encoding::percent_decode_str(segment).decode_utf8();
+        // A name without escapes (nearly all) is the segment itself, without the decoder's
+        // walk through it.
+        let name = match segment.contains('%') {
+            false => Ok(std::borrow::Cow::Borrowed(segment)),
+            true => percent_encoding::percent_decode_str(segment).decode_utf8(),
+        };
         return match name.ok().and_then(|name| state.broker.service(&name)) {
             Some((configured, _)) => configured.as_str(),
             None => "unknown",
@@ -153,7 +223,7 @@ fn label<'a>(state: &'a AppState, request: &Request, matched: Option<&MatchedPat
 
 /// The service route (`service.rs`) and the prefix before its one parameter.
 const SERVICE_ROUTE: &str = super::service::ROUTE;
-const SERVICE_PREFIX: &str = "/genesys/1/service/";
+const SERVICE_PREFIX: &str = super::service::PREFIX;
 
 #[cfg(test)]
 mod tests {

@@ -16,15 +16,21 @@ use super::error::{ApiError, Rendered};
 /// Longest text of a router rejection read back to quote it in the message.
 const REJECTION_TEXT_LIMIT: usize = 4096;
 
+/// Whether `response` is a refusal the router or an extractor answered by itself: an error
+/// status that `ApiError` did not render.
+pub fn needs_repair(response: &Response) -> bool {
+    let status = response.status();
+    (status.is_client_error() || status.is_server_error())
+        && response.extensions().get::<Rendered>().is_none()
+}
+
 /// Rewrites a refusal the router or an extractor answered by itself (see the module doc);
 /// every other response passes untouched.
 pub async fn repair(response: Response, method: &Method, path: &str) -> Response {
-    let status = response.status();
-    if !(status.is_client_error() || status.is_server_error())
-        || response.extensions().get::<Rendered>().is_some()
-    {
+    if !needs_repair(&response) {
         return response;
     }
+    let status = response.status();
     let (parts, body) = response.into_parts();
     let text = match axum::body::to_bytes(body, REJECTION_TEXT_LIMIT).await {
         Ok(bytes) => String::from_utf8_lossy(&bytes).trim().to_owned(),

@@ -1,6 +1,7 @@
-//! The HTTP surface: one router merging each area's routes, and the edge every request
-//! passes (`edge.rs`: request id and span, browser check, rate limit, deadline, panic safety,
-//! JSON errors, XML, metrics).
+//! The HTTP surface: one router merging each area's routes, the edge every request passes
+//! (`edge.rs`: request id and span, browser check, rate limit, deadline, panic safety, JSON
+//! errors, XML, metrics), and in front of the router (`front.rs`) the way around it for the
+//! busiest route.
 
 pub mod admin;
 pub mod admin_views;
@@ -11,6 +12,7 @@ pub mod edge;
 pub mod error;
 pub mod events;
 pub mod fallback;
+pub mod front;
 pub mod idempotency;
 pub mod limits;
 pub mod ops;
@@ -85,7 +87,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         // One layer for everything a request passes (`edge.rs`): a router layer, so it runs
         // after routing and sees the route template.
-        .layer(middleware::from_fn_with_state(state.clone(), edge::edge))
+        .layer(edge::Layer(state.clone()))
         .with_state(state)
 }
 

@@ -1,9 +1,9 @@
 //! Replies in the GMS shape: a JSON object whose values are strings, or, when the client's
 //! `Accept` asks for it, the same fields as `<Response xmlns="…">` XML (the seed's shape).
 //!
-//! Handlers and `ApiError` build a [`Reply`]; it renders as JSON and rides along in the
-//! response's extensions, and the [`negotiate`] middleware swaps in XML when asked, so no
-//! handler needs to know about formats.
+//! Handlers and `ApiError` build a [`Reply`]; it renders as JSON and, when the client asked
+//! for XML, rides along in the response's extensions for the edge (`http::edge`) to swap in
+//! XML, so no handler needs to know about formats.
 
 use axum::body::Body;
 use axum::extract::Request;
@@ -16,9 +16,13 @@ use serde_json::Value;
 use std::borrow::Cow;
 
 use crate::store::Fields;
+use crate::telemetry::REQUEST;
 
 /// `mime` names no `application/xml` constant; this one is checked against it in the tests.
 const XML_UTF_8: &str = "application/xml; charset=utf-8";
+/// The JSON answers' type, made once (a header value made from a `&str` is checked and
+/// copied on every answer).
+const JSON: HeaderValue = HeaderValue::from_static("application/json");
 
 /// An answer's fields in the order they were added; a name added again replaces its value
 /// in place (as a JSON object would).
@@ -63,6 +67,16 @@ impl Reply {
             }
         }
         self
+    }
+
+    /// Adds a field the reply does not have yet (the caller's names are distinct): no
+    /// comparing with the names already there.
+    pub fn push_new(&mut self, name: &'static str, value: String) {
+        debug_assert!(
+            self.body.iter().all(|(k, _)| k != name),
+            "{name} added twice"
+        );
+        self.body.push((Cow::Borrowed(name), Value::String(value)));
     }
 
     fn insert(&mut self, name: Cow<'static, str>, value: Value) {
@@ -199,15 +213,14 @@ fn xml_chars(s: &str) -> Cow<'_, str> {
 
 impl IntoResponse for Reply {
     fn into_response(self) -> Response {
-        let status = self.status.unwrap_or(StatusCode::OK);
-        let body = self.to_json();
-        let mut response = (
-            status,
-            [(header::CONTENT_TYPE, mime::APPLICATION_JSON.as_ref())],
-            body,
-        )
-            .into_response();
-        response.extensions_mut().insert(self);
+        let mut response = Response::new(Body::from(self.to_json()));
+        *response.status_mut() = self.status.unwrap_or(StatusCode::OK);
+        response.headers_mut().insert(header::CONTENT_TYPE, JSON);
+        // Kept for `as_xml` only when the edge will re-render it (the client asked for XML,
+        // or no request is known): a response's first extension allocates its map.
+        if REQUEST.try_with(|r| r.xml).unwrap_or(true) {
+            response.extensions_mut().insert(self);
+        }
         response
     }
 }

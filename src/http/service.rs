@@ -4,6 +4,7 @@
 use axum::Router;
 use axum::extract::{Path, Request, State};
 use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 
 use super::AppState;
@@ -24,6 +25,8 @@ use crate::store::Session;
 
 /// The one route: a service's name for POST, a session's id for GET and DELETE.
 pub const ROUTE: &str = "/genesys/1/service/{name}";
+/// What precedes the route's one parameter.
+pub const PREFIX: &str = "/genesys/1/service/";
 
 pub fn router() -> Router<AppState> {
     Router::new().route(ROUTE, post(create).get(read).delete(end))
@@ -35,11 +38,31 @@ async fn create(
     addr: ClientAddr,
     request: Request,
 ) -> Result<Reply, ApiError> {
+    create_named(&state, &name, addr, request).await
+}
+
+/// `POST` on the route without the router (`front.rs`), whose path is the prefix and one
+/// segment without escapes: the name as the router's `Path` would have decoded it.
+pub async fn create_unrouted(state: AppState, request: Request) -> Response {
+    let uri = request.uri().clone();
+    let name = uri.path().strip_prefix(PREFIX).unwrap_or_default();
+    let addr = ClientAddr::of(&state, request.headers(), request.extensions());
+    create_named(&state, name, addr, request)
+        .await
+        .into_response()
+}
+
+async fn create_named(
+    state: &AppState,
+    name: &str,
+    addr: ClientAddr,
+    request: Request,
+) -> Result<Reply, ApiError> {
     let (parts, body) = request.into_parts();
-    let params = Params::read(&parts, body).await?;
+    let params = Params::read(&parts, body, state.config.server.max_body_bytes).await?;
     let headers = &parts.headers;
     let broker = &state.broker;
-    let (name, service) = broker.find_service(&name)?;
+    let (name, service) = broker.find_service(name)?;
     auth::require(
         headers,
         service.credentials.as_ref().or(state.config.auth.as_ref()),
@@ -116,7 +139,7 @@ async fn create(
             limits.record(&client, &access.session, access.reservation.expires_in);
             Ok(access_reply(access))
         }
-        ServiceKind::MatchInteraction => match_interaction(&state, service, &params).await,
+        ServiceKind::MatchInteraction => match_interaction(state, service, &params).await,
     }
 }
 
@@ -144,7 +167,9 @@ fn access_request(params: &Params) -> Result<AccessRequest, ApiError> {
 }
 
 fn access_reply(access: Access) -> Reply {
-    Reply::from_fields(access.answer())
+    let mut reply = Reply::new();
+    access.each_field(|name, value| reply.push_new(name, value));
+    reply
 }
 
 async fn match_interaction(

@@ -19,7 +19,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use axum::Router;
 use axum::extract::ConnectInfo;
 use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
@@ -28,6 +27,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 use tower::ServiceExt as _;
+
+use crate::http::front::Front;
 
 /// What the loop needs from `[server]`.
 #[derive(Clone)]
@@ -41,7 +42,7 @@ pub struct ServeOptions {
 /// Serves `router` until `shutdown` resolves, then drains as described above.
 pub async fn serve(
     listener: TcpListener,
-    router: Router,
+    router: Front,
     options: ServeOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
@@ -102,7 +103,7 @@ pub async fn serve(
 }
 
 struct Connection {
-    router: Router,
+    router: Front,
     peer: SocketAddr,
     header_timeout: Duration,
     stop: watch::Receiver<bool>,
@@ -142,11 +143,12 @@ impl Connection {
                 async move {
                     let response = router.oneshot(req.map(axum::body::Body::new)).await?;
                     // The request stays in flight until its body is written (and dropped).
+                    // Handed to hyper as it is, not boxed again in an `axum::body::Body`.
                     Ok::<_, std::convert::Infallible>(response.map(|body| {
-                        axum::body::Body::new(body.map_frame(move |frame| {
+                        body.map_frame(move |frame| {
                             let _ = &guard;
                             frame
-                        }))
+                        })
                     }))
                 }
             })
