@@ -239,9 +239,9 @@ fn lapsed(r: &tokio_postgres::Row, at: usize) -> Option<(String, i64)> {
 /// transaction), so a batch never locks a free number it does not take and other nodes
 /// claiming in a small pool are not refused for numbers nobody uses. A random group's are
 /// found later ([`random`]); this statement locks none for it. [`pool_from`] reads its rows.
-/// The sessions are looked up by key as in [`sessions`] (locked again, which costs
-/// nothing in the transaction that holds them, and keeps the planner from turning the lookups
-/// into a scan).
+/// The sessions are looked up by key as in [`sessions`], which locked them earlier in the
+/// same transaction; `OFFSET 0` keeps the planner from flattening the lookups into a join
+/// with a scan (locking them again did that too, at the price of a lock step per row).
 ///
 /// Round-robin: the cursor (read, not locked: see `reserve::Writes::stmts` for how it moves
 /// without a hot row), the first free numbers from it, and, only for the shortfall, the first
@@ -272,7 +272,7 @@ static PREFETCH: LazyLock<String> = LazyLock::new(|| {
                        AS wanted
                  FROM unnest($3::text[]) AS q(id)
                  CROSS JOIN LATERAL (SELECT id, expires_at, holds FROM sessions WHERE id = q.id
-                                      FOR UPDATE) s),
+                                      OFFSET 0) s),
          a AS (SELECT n.number, n.position, n.freed_at, n.session, n.expires_at, n.ctid
                  FROM numbers n
                 WHERE (SELECT allocation FROM g) = 'round-robin'
