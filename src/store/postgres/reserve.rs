@@ -87,9 +87,10 @@ struct Written {
 /// free number) is that item's answer and does not undo the others. Returns the answers and
 /// what to write ([`write`]); the caller writes and commits (the batcher sends both at once).
 ///
-/// Round trips: the reads (the transaction's `now`, the sessions, locked in id order, the
-/// groups and the sessions' live reservations) go together, so they can follow a `BEGIN` in
-/// one trip; then one statement per group for candidates; then the writes.
+/// Round trips: the reads (the transaction's `now`, the sessions locked in id order with
+/// their live reservations, the groups, and each round-robin or least-recently-used group's
+/// candidates) go together, so they follow a `BEGIN` in one trip; a random group's
+/// candidates take one more; then the writes.
 pub async fn reserve_many<C: GenericClient>(
     tx: &C,
     frozen: Option<i64>,
@@ -562,8 +563,8 @@ impl super::batch::Work for Reserving {
     type Ans = Answer;
     type Plan = Writes;
 
-    /// Three round trips: `BEGIN` with the reads, the candidates, the writes with the
-    /// `COMMIT` (`batch::Finish`).
+    /// Two round trips: `BEGIN` with the reads and the candidates, the writes with the
+    /// `COMMIT` (`batch::Finish`); a random group's candidates add one.
     async fn decide(
         client: &deadpool_postgres::Client,
         frozen: Option<i64>,
