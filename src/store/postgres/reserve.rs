@@ -33,7 +33,7 @@ pub async fn reserve(
     // This transaction's `now` is the one every statement of it computes (claim::NOW).
     let (mut answers, writes) = reserve_many(tx, Some(now), std::slice::from_ref(req)).await?;
     send(tx, &writes.stmts()).await.map_err(pg_error)?;
-    let events = writes.events();
+    let events = writes.events;
     let answer = answers
         .pop()
         .unwrap_or_else(|| Err(StoreError::corrupt("a batch of one", "no answer").into()))?;
@@ -63,8 +63,20 @@ pub struct Writes {
     /// of holds the batch rewrites ([`lists_of_holds`]).
     lists: Vec<(String, String)>,
     cursors: Vec<(String, i64)>,
+    /// The batch's events in the order it decided them (a lapsed reservation's expiry before
+    /// the new reservation of its number).
     pub events: Vec<Event>,
     now: i64,
+}
+
+/// A session's live reservation in a group, as the batch knows it: read under lock, or
+/// taken by an earlier call of the batch.
+#[derive(Clone)]
+struct Hold {
+    number: String,
+    /// Where the number's row is (locked by the batch's reads).
+    at: String,
+    booking: Booking,
 }
 
 /// A number a batch reserved or renewed.
@@ -129,15 +141,17 @@ pub async fn reserve_many<C: GenericClient>(
         .map(|(name, rows)| (*name, rows.as_slice()))
         .collect();
 
-    // Where each held number's row is (a renewal writes it there), and
-    // (session, group) → (number, position-less booking) of the live reservation.
-    let mut held_at: HashMap<String, String> = held
-        .iter()
-        .map(|h| (h.number.clone(), h.at.clone()))
-        .collect();
-    let mut holds: HashMap<(String, String), (String, Booking)> = held
+    // (session, group) → the live reservation.
+    let mut holds: HashMap<(String, String), Hold> = held
         .into_iter()
-        .map(|h| ((h.session, h.group), (h.number, h.booking)))
+        .map(|h| {
+            let hold = Hold {
+                number: h.number,
+                at: h.at,
+                booking: h.booking,
+            };
+            ((h.session, h.group), hold)
+        })
         .collect();
     let mut states: HashMap<&str, GroupState> = groups
         .into_iter()
@@ -176,9 +190,7 @@ pub async fn reserve_many<C: GenericClient>(
         let current = holds.get(&key).cloned();
         let renewal = current.is_some();
         let taken = match &current {
-            Some((number, _)) => held_at
-                .get(number)
-                .map(|at| (number.clone(), at.clone(), None)),
+            Some(hold) => Some((hold.number.clone(), hold.at.clone(), None)),
             None => state
                 .take(&mut rand::rng())
                 .map(|f| (f.number, f.at, f.lapsed)),
@@ -200,7 +212,7 @@ pub async fn reserve_many<C: GenericClient>(
             UnixMillis(session_expiry),
             code,
             req.phone.clone(),
-            current.as_ref().map(|(_, b)| b),
+            current.as_ref().map(|hold| &hold.booking),
         );
         let (size, free) = match req.pool_health {
             true => state.health(tx, now, req).await?,
@@ -227,8 +239,12 @@ pub async fn reserve_many<C: GenericClient>(
             ));
         }
         let free_from = rules::lifecycle::free_from(booking.expires_at, &policy).0;
-        holds.insert(key, (number.clone(), booking.clone()));
-        held_at.insert(number.clone(), at.clone());
+        let hold = Hold {
+            number: number.clone(),
+            at: at.clone(),
+            booking: booking.clone(),
+        };
+        holds.insert(key, hold);
         written.insert(
             number,
             Written {
@@ -336,7 +352,7 @@ async fn load_candidates(
     now: i64,
     reqs: &[ReserveRequest],
     sessions: &HashMap<String, claim::LockedSession>,
-    holds: &HashMap<(String, String), (String, Booking)>,
+    holds: &HashMap<(String, String), Hold>,
     states: &mut HashMap<&str, GroupState>,
     prefetched: &mut HashMap<&str, &[tokio_postgres::Row]>,
 ) -> Result<(), StoreError> {
@@ -369,7 +385,7 @@ async fn load_candidates(
 /// `+`), so a comma separates them.
 fn lists_of_holds(
     sessions: &HashMap<String, claim::LockedSession>,
-    holds: &HashMap<(String, String), (String, Booking)>,
+    holds: &HashMap<(String, String), Hold>,
     written: &HashMap<String, Written>,
 ) -> Vec<(String, String)> {
     let mut changed: Vec<&str> = written
@@ -390,7 +406,7 @@ fn lists_of_holds(
             let mut numbers: Vec<&str> = holds
                 .iter()
                 .filter(|((session, _), _)| session == id)
-                .map(|(_, (number, _))| number.as_str())
+                .map(|(_, hold)| hold.number.as_str())
                 .collect();
             numbers.sort_unstable();
             Some((sessions.get(id)?.row.clone(), numbers.join(",")))
@@ -492,12 +508,6 @@ impl Writes {
             .bind(lists, Type::TEXT_ARRAY),
         )
     }
-
-    /// The events of the batch, in the order it decided them: a lapsed reservation's expiry
-    /// before the new reservation of its number.
-    pub fn events(&self) -> Vec<Event> {
-        self.events.clone()
-    }
 }
 
 /// The `reservation.expired` event of a row `(number, group, session, expires_at, …)`.
@@ -580,7 +590,7 @@ impl super::batch::Work for Reserving {
         finish: &mut super::batch::Finish,
     ) -> Result<Vec<Event>, StoreError> {
         finish.last(client, &writes.stmts()).await?;
-        Ok(writes.events())
+        Ok(writes.events.clone())
     }
 
     fn failed(err: StoreError) -> Answer {
