@@ -103,44 +103,119 @@ pub struct Locked {
     pub held: Vec<HeldRow>,
 }
 
-/// Locks the batch's sessions, in the order of `ids` (sorted by the caller, so two batches
-/// sharing sessions queue instead of deadlocking), and with each one the reservations it
-/// holds (a renewal rewrites them), found number by number from its list of holds
-/// (`sessions.holds`, migration 7: a superset, each checked against the number's row).
-/// One pass over the sessions: this was two statements, the second looking every session
-/// up again. [`sessions_from`] keeps the live sessions and the live reservations.
+/// The reads of a request-access batch that lock rows, in one statement: the batch's
+/// sessions, each with the reservations it holds (a renewal rewrites them), then, in each
+/// round-robin or least-recently-used group, as many free candidate numbers as the batch
+/// can take there, locked ([`sessions_from`] and [`pools_from`] read its rows).
 ///
-/// Each id is looked up by key, one after the other (`LATERAL`; `FOR UPDATE` also keeps the
-/// planner from flattening it into a join), and "live" is left out of the statement: with
-/// `id = ANY($1) AND expires_at > now`, the planner scanned every live session (by the expiry
-/// index, or the whole table while it is small) and compared each one with the array,
-/// 0.3–1.3 ms a batch at 1,000 sessions and growing with them, against 0.13 ms by key. An
+/// Sessions: locked in the order of `ids` (sorted by the caller, so two batches sharing
+/// sessions queue instead of deadlocking), each looked up by key (`LATERAL`; `FOR UPDATE`
+/// also keeps the planner from flattening it into a join), with the reservations found
+/// number by number from its list of holds (`sessions.holds`, migration 7: a superset, each
+/// checked against the number's row). "Live" is left out of the lookups: with
+/// `id = ANY($1) AND expires_at > now`, the planner scanned every live session and compared
+/// each one with the array (0.3–1.3 ms a batch at 1,000 sessions, against 0.13 ms by key). An
 /// ended session not purged yet is locked too, and left out by the reader.
-pub fn sessions<'a>(ids: &'a [&'a str]) -> Stmt<'a> {
-    Stmt::new(
-        "SELECT s.id, s.expires_at, s.ctid::text, s.holds,
-                h.number, h.group_name, h.code, h.phone, h.expires_at, h.at
-           FROM unnest($1::text[]) AS q(id)
-          CROSS JOIN LATERAL (SELECT ctid, id, expires_at, holds FROM sessions
-                               WHERE id = q.id FOR UPDATE) s
-           LEFT JOIN LATERAL (SELECT n.* FROM unnest(s.holds) AS l(number)
-                               CROSS JOIN LATERAL (SELECT number, group_name, code, phone, expires_at,
-                                                          ctid::text AS at
-                                                     FROM numbers
-                                                    WHERE number = l.number AND session = s.id
-                                                      FOR UPDATE) n) h ON true",
-    )
-    .bind(ids, Type::TEXT_ARRAY)
+///
+/// Candidates: one per asking pair (`asking`, a session and a group, distinct) whose session
+/// is live and holds no live number in the group, the count `reserve_many` computes from the
+/// same rows, so a batch never locks a free number it does not take and other nodes claiming
+/// in a small pool are not refused for numbers nobody uses. The count reads the sessions as
+/// this statement locked them (`s`, materialized): when the candidates had a statement of
+/// their own, it looked every session and held number up a second time, two thirds of its
+/// cost. `s` is read to its end by the first branch of the `UNION ALL` before the candidates
+/// are locked, so the lock order stays sessions → their numbers → candidates. A random
+/// group's candidates are found later ([`random`]); this statement gives only its cursor row.
+///
+/// Round-robin: the cursor (read, not locked: see `reserve::Writes::stmts` for how it moves
+/// without a hot row), the first free numbers from it, and, only for the shortfall, the first
+/// ones from the start (the wrap); the cursor is an index condition on `(group_name,
+/// position)`, so the walk starts at it instead of scanning up to it (306 ms to 0.3 ms with
+/// the cursor half-way through a million numbers). Least recently used: by
+/// `(lru_at, position)`, the copy of `freed_at` that only such groups keep up to date.
+pub fn reads<'a>(
+    frozen: Option<i64>,
+    ids: &'a [&'a str],
+    asking: (Vec<&'a str>, Vec<&'a str>),
+) -> Stmt<'a> {
+    Stmt::new(READS.as_str())
+        .bind(ids, Type::TEXT_ARRAY)
+        .bind(frozen, Type::INT8)
+        .bind(asking.0, Type::TEXT_ARRAY)
+        .bind(asking.1, Type::TEXT_ARRAY)
 }
 
-/// The live sessions [`sessions`] locked, and their live reservations.
+/// The text of [`reads`], built once. Columns 0–9 are a session's row (NULL on a candidate's),
+/// 10–17 a group's candidate or, with a NULL number, its cursor alone.
+static READS: LazyLock<String> = LazyLock::new(|| {
+    let now = now_param(2);
+    // Inside each candidate's subquery the only columns of these names are the number's.
+    let free = FREE.replace("$2", "t.now");
+    format!(
+        "WITH s AS MATERIALIZED (
+           SELECT s.id, s.expires_at, s.ctid::text AS row, s.holds, h.number, h.group_name,
+                  h.code, h.phone, h.expires_at AS held_until, h.at
+             FROM unnest($1::text[]) AS q(id)
+            CROSS JOIN LATERAL (SELECT ctid, id, expires_at, holds FROM sessions
+                                 WHERE id = q.id FOR UPDATE) s
+             LEFT JOIN LATERAL (SELECT n.* FROM unnest(s.holds) AS l(number)
+                                 CROSS JOIN LATERAL (SELECT number, group_name, code, phone,
+                                                            expires_at, ctid::text AS at
+                                                       FROM numbers
+                                                      WHERE number = l.number AND session = s.id
+                                                        FOR UPDATE) n) h ON true),
+         t AS (SELECT {now} AS now),
+         w AS (SELECT g.name, g.cursor, g.allocation, x.wanted
+                 FROM (SELECT a.group_name, count(*) AS wanted
+                         FROM unnest($3::text[], $4::text[]) AS a(id, group_name), t
+                        WHERE EXISTS (SELECT 1 FROM s WHERE s.id = a.id AND s.expires_at > t.now)
+                          AND NOT EXISTS (SELECT 1 FROM s
+                                           WHERE s.id = a.id AND s.group_name = a.group_name
+                                             AND s.held_until > t.now)
+                        GROUP BY a.group_name) x
+                 JOIN groups g ON g.name = x.group_name),
+         a AS (SELECT w.name AS grp, c.* FROM w, t CROSS JOIN LATERAL (
+                 SELECT c.number, c.position, c.freed_at, c.session, c.expires_at, c.ctid
+                   FROM numbers c
+                  WHERE w.allocation = 'round-robin' AND c.group_name = w.name AND {free}
+                    AND c.position >= w.cursor
+                  ORDER BY c.position LIMIT w.wanted FOR UPDATE OF c SKIP LOCKED) c),
+         b AS (SELECT w.name AS grp, c.* FROM w, t CROSS JOIN LATERAL (
+                 SELECT c.number, c.position, c.freed_at, c.session, c.expires_at, c.ctid
+                   FROM numbers c
+                  WHERE w.allocation = 'round-robin' AND c.group_name = w.name AND {free}
+                    AND c.position < w.cursor
+                  ORDER BY c.position
+                  LIMIT greatest(0, w.wanted - (SELECT count(*) FROM a WHERE a.grp = w.name))
+                  FOR UPDATE OF c SKIP LOCKED) c),
+         c AS (SELECT w.name AS grp, c.* FROM w, t CROSS JOIN LATERAL (
+                 SELECT c.number, c.position, c.freed_at, c.session, c.expires_at, c.ctid
+                   FROM numbers c
+                  WHERE w.allocation = 'least-recently-used' AND c.group_name = w.name AND {free}
+                  ORDER BY c.lru_at, c.position LIMIT w.wanted FOR UPDATE OF c SKIP LOCKED) c)
+         SELECT s.id, s.expires_at, s.row, s.holds, s.number, s.group_name, s.code, s.phone,
+                s.held_until, s.at, NULL::text, NULL::int8, NULL::text, NULL::int8, NULL::int8,
+                NULL::text, NULL::int8, NULL::text
+           FROM s
+         UNION ALL
+         SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+                w.name, w.cursor, x.number, x.position, x.freed_at, x.session, x.expires_at,
+                x.ctid::text
+           FROM w LEFT JOIN (SELECT * FROM a UNION ALL SELECT * FROM b UNION ALL SELECT * FROM c) x
+             ON x.grp = w.name"
+    )
+});
+
+/// The live sessions [`reads`] locked, and their live reservations.
 pub fn sessions_from(rows: &[tokio_postgres::Row], now: i64) -> Locked {
     let mut locked = Locked {
         sessions: HashMap::new(),
         held: Vec::new(),
     };
     for r in rows {
-        let id: String = r.get(0);
+        let Some(id) = r.get::<_, Option<String>>(0) else {
+            continue; // a candidate's row
+        };
         let expires_at: i64 = r.get(1);
         if expires_at <= now {
             continue;
@@ -209,6 +284,17 @@ pub struct Pool {
     pub cursor: Pos,
 }
 
+impl Pool {
+    /// No candidate (none was wanted in the group, or none was free).
+    pub fn empty() -> Self {
+        Self {
+            candidates: Candidates::new(Vec::new()),
+            numbers: HashMap::new(),
+            cursor: 0,
+        }
+    }
+}
+
 /// A candidate number as locked, with the reservation it still carries when that one has
 /// expired and no purge has released it yet (session, when it expired): the batch that
 /// takes the number records that one as its last and reports its expiry, from this row
@@ -232,85 +318,33 @@ fn lapsed(r: &tokio_postgres::Row, at: usize) -> Option<(String, i64)> {
     ))
 }
 
-/// The candidates of a round-robin or least-recently-used group, locked, in the statement
-/// that reads the batch's sessions (no round trip of their own): one per session of
-/// `sessions` that is live and holds no live number in the group, the count `reserve_many`
-/// computes from the same rows (the sessions were locked by an earlier statement of the same
-/// transaction), so a batch never locks a free number it does not take and other nodes
-/// claiming in a small pool are not refused for numbers nobody uses. A random group's are
-/// found later ([`random`]); this statement locks none for it. [`pool_from`] reads its rows.
-/// The sessions are looked up by key as in [`sessions`], which locked them earlier in the
-/// same transaction; `OFFSET 0` keeps the planner from flattening the lookups into a join
-/// with a scan (locking them again did that too, at the price of a lock step per row).
-///
-/// Round-robin: the cursor (read, not locked: see `reserve::Writes::stmts` for how it moves
-/// without a hot row), the first free numbers from it, and, only for the shortfall, the first
-/// ones from the start (the wrap). The cursor is a scalar subquery, not a join: so it is an
-/// index condition on `(group_name, position)` and the walk starts at the cursor instead of
-/// scanning up to it (306 ms to 0.3 ms with the cursor half-way through a million numbers).
-/// Least recently used: by `(lru_at, position)`, the copy of `freed_at` that only
-/// least-recently-used groups keep up to date (migration 7).
-pub fn prefetch<'a>(frozen: Option<i64>, group: &'a str, sessions: Vec<&'a str>) -> Stmt<'a> {
-    Stmt::new(PREFETCH.as_str())
-        .bind(group, Type::TEXT)
-        .bind(frozen, Type::INT8)
-        .bind(sessions, Type::TEXT_ARRAY)
-}
-
-/// The text of [`prefetch`], built once.
-static PREFETCH: LazyLock<String> = LazyLock::new(|| {
-    let now = now_param(2);
-    let free = FREE.replace("$2", &now);
-    format!(
-        "WITH g AS (SELECT cursor, allocation FROM groups WHERE name = $1),
-         w AS (SELECT count(*) FILTER (
-                         WHERE s.expires_at > {now}
-                           AND NOT EXISTS (SELECT 1 FROM unnest(s.holds) AS l(number)
-                                             JOIN numbers h ON h.number = l.number
-                                            WHERE h.session = s.id
-                                              AND h.group_name = $1 AND h.expires_at > {now}))
-                       AS wanted
-                 FROM unnest($3::text[]) AS q(id)
-                 CROSS JOIN LATERAL (SELECT id, expires_at, holds FROM sessions WHERE id = q.id
-                                      OFFSET 0) s),
-         a AS (SELECT n.number, n.position, n.freed_at, n.session, n.expires_at, n.ctid
-                 FROM numbers n
-                WHERE (SELECT allocation FROM g) = 'round-robin'
-                  AND n.group_name = $1 AND {free} AND n.position >= (SELECT cursor FROM g)
-                ORDER BY n.position LIMIT (SELECT wanted FROM w) FOR UPDATE OF n SKIP LOCKED),
-         b AS (SELECT n.number, n.position, n.freed_at, n.session, n.expires_at, n.ctid
-                 FROM numbers n
-                WHERE (SELECT allocation FROM g) = 'round-robin'
-                  AND n.group_name = $1 AND {free} AND n.position < (SELECT cursor FROM g)
-                ORDER BY n.position
-                LIMIT greatest(0, (SELECT wanted FROM w) - (SELECT count(*) FROM a))
-                FOR UPDATE OF n SKIP LOCKED),
-         c AS (SELECT n.number, n.position, n.freed_at, n.session, n.expires_at, n.ctid
-                 FROM numbers n
-                WHERE (SELECT allocation FROM g) = 'least-recently-used'
-                  AND n.group_name = $1 AND {free}
-                ORDER BY n.lru_at, n.position LIMIT (SELECT wanted FROM w)
-                FOR UPDATE OF n SKIP LOCKED)
-         SELECT g.cursor, x.number, x.position, x.freed_at, x.session, x.expires_at, x.ctid::text
-           FROM g LEFT JOIN (SELECT * FROM a UNION ALL SELECT * FROM b UNION ALL SELECT * FROM c) x
-             ON true"
-    )
-});
-
-/// The pool [`prefetch`] locked.
-pub fn pool_from(rows: &[tokio_postgres::Row]) -> Result<Pool, StoreError> {
-    let cursor: i64 = rows.first().map_or(0, |r| r.get(0));
-    let cursor = Pos::try_from(cursor.max(0)).unwrap_or(Pos::MAX);
-    let found = rows.iter().filter_map(|r| {
-        Some((
-            r.get::<_, Option<String>>(1)?,
-            r.get(2),
-            r.get(3),
-            r.get::<_, Option<String>>(6)?,
-            lapsed(r, 4),
-        ))
-    });
-    pool(found, cursor)
+/// Each group's pool as [`reads`] locked it, by group name (a group absent: no candidate
+/// was wanted there).
+pub fn pools_from(rows: &[tokio_postgres::Row]) -> Result<HashMap<String, Pool>, StoreError> {
+    let mut found: HashMap<String, (i64, Vec<Locked5>)> = HashMap::new();
+    for r in rows {
+        let Some(group) = r.get::<_, Option<String>>(10) else {
+            continue; // a session's row
+        };
+        let entry = found
+            .entry(group)
+            .or_insert_with(|| (r.get(11), Vec::new()));
+        if let (Some(number), Some(at)) = (
+            r.get::<_, Option<String>>(12),
+            r.get::<_, Option<String>>(17),
+        ) {
+            entry
+                .1
+                .push((number, r.get(13), r.get(14), at, lapsed(r, 15)));
+        }
+    }
+    found
+        .into_iter()
+        .map(|(group, (cursor, rows))| {
+            let cursor = Pos::try_from(cursor.max(0)).unwrap_or(Pos::MAX);
+            Ok((group, pool(rows, cursor)?))
+        })
+        .collect()
 }
 
 /// A random group's candidates ([`random_sample`]), `wanted` of them.

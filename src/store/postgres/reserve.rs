@@ -99,10 +99,10 @@ struct Written {
 /// free number) is that item's answer and does not undo the others. Returns the answers and
 /// what to write ([`write`]); the caller writes and commits (the batcher sends both at once).
 ///
-/// Round trips: the reads (the transaction's `now`, the sessions locked in id order with
-/// their live reservations, the groups, and each round-robin or least-recently-used group's
-/// candidates) go together, so they follow a `BEGIN` in one trip; a random group's
-/// candidates take one more; then the writes.
+/// Round trips: the reads (the transaction's `now`, the groups, and in one statement the
+/// sessions locked in id order with their live reservations and each round-robin or
+/// least-recently-used group's candidates) go together, so they follow a `BEGIN` in one
+/// trip; a random group's candidates take one more; then the writes.
 pub async fn reserve_many<C: GenericClient>(
     tx: &C,
     frozen: Option<i64>,
@@ -114,32 +114,25 @@ pub async fn reserve_many<C: GenericClient>(
     let mut names: Vec<&str> = reqs.iter().map(|r| r.group.as_str()).collect();
     names.sort_unstable();
     names.dedup();
-    // Sent together in this order, the lock order (sessions, then numbers), after BEGIN;
-    // then each group's candidates (`claim::prefetch`).
-    let mut reads = vec![
+    // Every (session, group) asked for, once: the pairs whose candidates `claim::reads` counts.
+    let mut pairs: Vec<(&str, &str)> = reqs
+        .iter()
+        .map(|r| (r.session.as_str(), r.group.as_str()))
+        .collect();
+    pairs.sort_unstable();
+    pairs.dedup();
+    // Sent together after BEGIN; the last one locks, in the lock order (sessions, then
+    // numbers).
+    let reads = [
         claim::now_stmt(frozen),
-        claim::sessions(&ids),
         claim::groups(&names),
+        claim::reads(frozen, &ids, pairs.into_iter().unzip()),
     ];
-    for name in &names {
-        let mut asking: Vec<&str> = reqs
-            .iter()
-            .filter(|r| r.group.as_str() == *name)
-            .map(|r| r.session.as_str())
-            .collect();
-        asking.sort_unstable();
-        asking.dedup();
-        reads.push(claim::prefetch(frozen, name, asking));
-    }
     let read = send(tx, &reads).await.map_err(pg_error)?;
     let now = claim::now_from(&read[0])?;
-    let claim::Locked { sessions, held } = claim::sessions_from(&read[1], now);
-    let groups = claim::groups_from(&read[2])?;
-    let mut prefetched: HashMap<&str, &[tokio_postgres::Row]> = names
-        .iter()
-        .zip(&read[3..])
-        .map(|(name, rows)| (*name, rows.as_slice()))
-        .collect();
+    let groups = claim::groups_from(&read[1])?;
+    let claim::Locked { sessions, held } = claim::sessions_from(&read[2], now);
+    let mut prefetched = claim::pools_from(&read[2])?;
 
     // (session, group) → the live reservation.
     let mut holds: HashMap<(String, String), Hold> = held
@@ -345,7 +338,7 @@ impl GroupState {
 
 /// Locks enough candidates in each group for the batch's new reservations there: one per
 /// live session of the batch that holds no number in the group yet. A round-robin or
-/// least-recently-used group's were locked with the reads (`claim::prefetch`, the same
+/// least-recently-used group's were locked with the reads (`claim::reads`, the same
 /// count); a random group's are found now.
 async fn load_candidates(
     tx: &impl GenericClient,
@@ -354,7 +347,7 @@ async fn load_candidates(
     sessions: &HashMap<String, claim::LockedSession>,
     holds: &HashMap<(String, String), Hold>,
     states: &mut HashMap<&str, GroupState>,
-    prefetched: &mut HashMap<&str, &[tokio_postgres::Row]>,
+    prefetched: &mut HashMap<String, Pool>,
 ) -> Result<(), StoreError> {
     let mut wanted: HashMap<&str, HashSet<&str>> = HashMap::new();
     for req in reqs {
@@ -371,7 +364,7 @@ async fn load_candidates(
         };
         let pool = match state.row.allocation {
             crate::domain::Allocation::Random => claim::random(tx, now, group, new.len()).await?,
-            _ => claim::pool_from(prefetched.remove(group).unwrap_or_default())?,
+            _ => prefetched.remove(group).unwrap_or_else(Pool::empty),
         };
         state.pool = Some(pool);
     }
