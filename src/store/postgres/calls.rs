@@ -3,7 +3,7 @@
 //! `matches.rs`). The number's row is locked and changed through `rows.rs`, so these paths
 //! read and write a row exactly as the calls do.
 
-use std::collections::HashMap;
+use hashbrown::HashMap;
 
 use deadpool_postgres::{GenericClient, Transaction};
 
