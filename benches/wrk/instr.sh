@@ -4,7 +4,8 @@
 # not: this is how a change to the server's own work (the SQLite writer's above all) is judged
 # while other runs share the machine.
 #
-#   benches/wrk/instr.sh [STORE]    # sqlite (default) or memory
+#   benches/wrk/instr.sh [STORE]    # sqlite (default), memory, or a postgres:// URL (a
+#                                   # database of its own: its public schema is replaced)
 #
 # Runs the release binary (ACCESS_BROKER_BIN, default target/release/access-broker) under
 # `valgrind --tool=callgrind --separate-threads=yes` twice, each on a fresh store: the pairs
@@ -27,7 +28,7 @@ TMP=$(mktemp -d); PID=
 trap '[[ -n $PID ]] && kill "$PID" 2>/dev/null; wait 2>/dev/null; [[ -n ${KEEP:-} ]] && echo "kept $TMP" >&2 || rm -rf "$TMP"' EXIT
 [[ -x $BIN ]] || { echo "no $BIN: cargo build --release first"; exit 1; }
 command -v valgrind >/dev/null || { echo "valgrind not found"; exit 1; }
-case $STORE in sqlite | memory) ;; *) echo "store: sqlite or memory"; exit 2;; esac
+case $STORE in sqlite | memory | postgres://* | postgresql://*) ;; *) echo "store: sqlite, memory or postgres://…"; exit 2;; esac
 
 # shellcheck source=common.sh
 source "$(dirname "$0")/common.sh"
@@ -65,6 +66,10 @@ PY
 run() { # run COUNT → prints "TOTAL_IR WRITER_IR"
   local out=$TMP/cg.$1 store=memory://
   [[ $STORE == sqlite ]] && store=sqlite://$TMP/run$1.db
+  if [[ $STORE == postgres* ]]; then # only the server is counted, not PostgreSQL's backends
+    store=$STORE
+    psql "${STORE%%\?*}" -qc "DROP SCHEMA public CASCADE; CREATE SCHEMA public" >/dev/null 2>&1
+  fi
   valgrind --tool=callgrind --separate-threads=yes --callgrind-out-file="$out" \
     "$BIN" serve --config "$TMP/node.toml" --listen "127.0.0.1:$PORT" --store "$store" \
     >"$TMP/log.$1" 2>&1 &
