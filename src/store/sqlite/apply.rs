@@ -25,17 +25,17 @@ const PURGE_BATCH: usize = 1_000;
 /// the commit (`Change::DataEnded`), and must find it there.
 const DATA_READ_GRACE: Duration = Duration::from_secs(60);
 
-/// Writes `batches` in one transaction. `BEGIN` and `COMMIT` are cached statements like the
-/// rest (rusqlite's `Transaction` parsed both again for every commit: ~1k instructions a
-/// pair); a failure rolls back.
-pub fn commit(conn: &mut Connection, batches: &[Batch]) -> rusqlite::Result<()> {
+/// Writes `batches` in one transaction with the writer's held statements (`statements.rs`;
+/// `BEGIN` and `COMMIT` among them: rusqlite's `Transaction` parsed both again for every
+/// commit); a failure rolls back.
+pub fn commit(st: &mut Statements<'_>, batches: &[Batch]) -> rusqlite::Result<()> {
+    let conn = st.conn;
     if !conn.is_autocommit() {
         // Left open by a rollback that failed after an earlier failure.
         conn.execute_batch("ROLLBACK")?;
     }
-    conn.prepare_cached("BEGIN")?.execute([])?;
-    let written =
-        write(conn, batches).and_then(|()| conn.prepare_cached("COMMIT")?.execute([]).map(drop));
+    st.get("BEGIN")?.execute([])?;
+    let written = write(st, batches).and_then(|()| st.get("COMMIT")?.execute([]).map(drop));
     if written.is_err() && !conn.is_autocommit() {
         // The caller hears the first error; a rollback that fails too is retried above.
         let _ = conn.execute_batch("ROLLBACK");
@@ -43,9 +43,7 @@ pub fn commit(conn: &mut Connection, batches: &[Batch]) -> rusqlite::Result<()> 
     written
 }
 
-fn write(tx: &Connection, batches: &[Batch]) -> rusqlite::Result<()> {
-    // One statement of each kind for the whole commit (`statements.rs`).
-    let mut st = Statements::new(tx);
+fn write(st: &mut Statements<'_>, batches: &[Batch]) -> rusqlite::Result<()> {
     let mut cursors: HashMap<&str, u32> = HashMap::new();
     for change in batches.iter().flat_map(|b| &b.1) {
         // Cursors: only the last of each group is written. Everything else (the purge is a
@@ -54,7 +52,7 @@ fn write(tx: &Connection, batches: &[Batch]) -> rusqlite::Result<()> {
             Change::Cursor { group, cursor } => {
                 cursors.insert(group.as_str(), *cursor);
             }
-            _ => apply(&mut st, change)?,
+            _ => apply(st, change)?,
         }
     }
     for (group, cursor) in cursors {
@@ -260,7 +258,7 @@ pub fn purge_instant(batches: &[Batch]) -> Option<UnixMillis> {
 /// Sessions, data and idempotency keys are found through their `expires_at` indexes;
 /// reservations by a scan (a `WITHOUT ROWID` table keyed by number, with no expiry index since
 /// migration 6: it holds only live and not yet purged rows, and a pair writes one B-tree less).
-pub fn purge(conn: &mut Connection, now: UnixMillis) -> rusqlite::Result<u64> {
+pub fn purge(conn: &Connection, now: UnixMillis) -> rusqlite::Result<u64> {
     let mut total = 0u64;
     let tables = [
         ("reservations", "number"),
