@@ -1,5 +1,6 @@
-//! The writer thread: owns the connection, commits queued changes in batches (group commit),
-//! and publishes each batch's outcome for waiting requests.
+//! The writer thread: owns the connection, commits queued changes in batches (group commit)
+//! with statements it keeps prepared from one commit to the next (`statements.rs`), and
+//! publishes each batch's outcome for waiting requests.
 //!
 //! A failed commit is never retried: the batches in it, and every batch queued after them
 //! (decided on the same state), are rolled back. Under the engine's lock the thread drops
