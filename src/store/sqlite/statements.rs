@@ -5,7 +5,8 @@
 //! Why: taking a statement from the cache and putting it back cost ~1.8k instructions each time
 //! (the SQL trimmed, copied into a new `Arc<str>` key and hashed on the way out, hashed again
 //! and linked into the LRU list on the way back, its bindings cleared), about as much as
-//! SQLite's own work for a short statement, and a pair's commits used five or six of them.
+//! SQLite's own work for a short statement; a pair took eight when each of its two requests had
+//! a commit of its own (its three statements, the cursor's, and `BEGIN` and `COMMIT` twice).
 //! The writer puts them all back (drops this) before anything that needs the connection to
 //! itself: the engine's rebuild after a failed commit (`writer.rs`).
 
