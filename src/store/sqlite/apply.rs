@@ -15,6 +15,7 @@ use crate::domain::{DataId, UnixMillis};
 use crate::store::local::journal::Change;
 use crate::store::{Fields, merge_fields};
 
+use super::statements::Statements;
 use super::writer::Batch;
 
 /// Rows one purge transaction deletes at most, per table.
@@ -24,17 +25,17 @@ const PURGE_BATCH: usize = 1_000;
 /// the commit (`Change::DataEnded`), and must find it there.
 const DATA_READ_GRACE: Duration = Duration::from_secs(60);
 
-/// Writes `batches` in one transaction. `BEGIN` and `COMMIT` are cached statements like the
-/// rest (rusqlite's `Transaction` parsed both again for every commit: ~1k instructions a
-/// pair); a failure rolls back.
-pub fn commit(conn: &mut Connection, batches: &[Batch]) -> rusqlite::Result<()> {
+/// Writes `batches` in one transaction with the writer's held statements (`statements.rs`;
+/// `BEGIN` and `COMMIT` among them: rusqlite's `Transaction` parsed both again for every
+/// commit); a failure rolls back.
+pub fn commit(st: &mut Statements<'_>, batches: &[Batch]) -> rusqlite::Result<()> {
+    let conn = st.conn;
     if !conn.is_autocommit() {
         // Left open by a rollback that failed after an earlier failure.
         conn.execute_batch("ROLLBACK")?;
     }
-    conn.prepare_cached("BEGIN")?.execute([])?;
-    let written =
-        write(conn, batches).and_then(|()| conn.prepare_cached("COMMIT")?.execute([]).map(drop));
+    st.get("BEGIN")?.execute([])?;
+    let written = write(st, batches).and_then(|()| st.get("COMMIT")?.execute([]).map(drop));
     if written.is_err() && !conn.is_autocommit() {
         // The caller hears the first error; a rollback that fails too is retried above.
         let _ = conn.execute_batch("ROLLBACK");
@@ -42,7 +43,7 @@ pub fn commit(conn: &mut Connection, batches: &[Batch]) -> rusqlite::Result<()> 
     written
 }
 
-fn write(tx: &Connection, batches: &[Batch]) -> rusqlite::Result<()> {
+fn write(st: &mut Statements<'_>, batches: &[Batch]) -> rusqlite::Result<()> {
     let mut cursors: HashMap<&str, u32> = HashMap::new();
     for change in batches.iter().flat_map(|b| &b.1) {
         // Cursors: only the last of each group is written. Everything else (the purge is a
@@ -51,17 +52,17 @@ fn write(tx: &Connection, batches: &[Batch]) -> rusqlite::Result<()> {
             Change::Cursor { group, cursor } => {
                 cursors.insert(group.as_str(), *cursor);
             }
-            _ => apply(tx, change)?,
+            _ => apply(st, change)?,
         }
     }
     for (group, cursor) in cursors {
-        tx.prepare_cached("UPDATE groups SET cursor = ?1 WHERE name = ?2")?
+        st.get("UPDATE groups SET cursor = ?1 WHERE name = ?2")?
             .execute(params![cursor, group])?;
     }
     Ok(())
 }
 
-fn apply(tx: &Connection, change: &Change) -> rusqlite::Result<()> {
+fn apply(st: &mut Statements<'_>, change: &Change) -> rusqlite::Result<()> {
     match change {
         Change::Group(s) => {
             let sql = "INSERT INTO groups (name, allocation, booking_timeout, require_code, max_code_attempts, cool_down, late_match_grace, quarantine_after_stray_calls)
@@ -70,7 +71,7 @@ fn apply(tx: &Connection, change: &Change) -> rusqlite::Result<()> {
                            require_code = excluded.require_code, max_code_attempts = excluded.max_code_attempts, cool_down = excluded.cool_down,
                            late_match_grace = excluded.late_match_grace, quarantine_after_stray_calls = excluded.quarantine_after_stray_calls";
             let p = &s.policy;
-            tx.prepare_cached(sql)?.execute(params![
+            st.get(sql)?.execute(params![
                 s.name.as_str(),
                 s.allocation.as_str(),
                 s.booking_timeout.map(|t| t.secs()),
@@ -83,10 +84,10 @@ fn apply(tx: &Connection, change: &Change) -> rusqlite::Result<()> {
         }
         Change::GroupDeleted(name) => {
             let sql = "DELETE FROM reservations WHERE number IN (SELECT number FROM numbers WHERE group_name = ?1)";
-            tx.prepare_cached(sql)?.execute([name.as_str()])?;
-            tx.prepare_cached("DELETE FROM numbers WHERE group_name = ?1")?
+            st.get(sql)?.execute([name.as_str()])?;
+            st.get("DELETE FROM numbers WHERE group_name = ?1")?
                 .execute([name.as_str()])?;
-            tx.prepare_cached("DELETE FROM groups WHERE name = ?1")?
+            st.get("DELETE FROM groups WHERE name = ?1")?
                 .execute([name.as_str()])?;
         }
         Change::Number {
@@ -97,17 +98,13 @@ fn apply(tx: &Connection, change: &Change) -> rusqlite::Result<()> {
         } => {
             let sql = "INSERT INTO numbers (number, group_name, position, retiring) VALUES (?1, ?2, ?3, ?4)
                        ON CONFLICT (number) DO UPDATE SET group_name = excluded.group_name, position = excluded.position, retiring = excluded.retiring";
-            tx.prepare_cached(sql)?.execute(params![
-                number.as_str(),
-                group.as_str(),
-                position,
-                retiring
-            ])?;
+            st.get(sql)?
+                .execute(params![number.as_str(), group.as_str(), position, retiring])?;
         }
         Change::NumberDeleted(number) => {
-            tx.prepare_cached("DELETE FROM reservations WHERE number = ?1")?
+            st.get("DELETE FROM reservations WHERE number = ?1")?
                 .execute([number.as_str()])?;
-            tx.prepare_cached("DELETE FROM numbers WHERE number = ?1")?
+            st.get("DELETE FROM numbers WHERE number = ?1")?
                 .execute([number.as_str()])?;
         }
         Change::Reserved {
@@ -123,7 +120,7 @@ fn apply(tx: &Connection, change: &Change) -> rusqlite::Result<()> {
                 code.as_ref().map(|c| c.as_str()),
                 phone.as_ref().map(|p| p.as_str()),
             );
-            tx.prepare_cached(sql)?.execute(params![
+            st.get(sql)?.execute(params![
                 number.as_str(),
                 session.as_str(),
                 code,
@@ -137,11 +134,11 @@ fn apply(tx: &Connection, change: &Change) -> rusqlite::Result<()> {
             freed_at,
             ended,
         } => {
-            tx.prepare_cached("DELETE FROM reservations WHERE number = ?1")?
+            st.get("DELETE FROM reservations WHERE number = ?1")?
                 .execute([number.as_str()])?;
             let sql = "UPDATE numbers SET freed_at = ?1, last_session = ?2, last_code = ?3, last_phone = ?4,
                        last_end = ?5, last_reason = ?6 WHERE number = ?7";
-            tx.prepare_cached(sql)?.execute(params![
+            st.get(sql)?.execute(params![
                 freed_at.0,
                 ended.session.as_str(),
                 ended.code.as_ref().map(|c| c.as_str()),
@@ -152,7 +149,7 @@ fn apply(tx: &Connection, change: &Change) -> rusqlite::Result<()> {
             ])?;
         }
         Change::WrongCodes { number, count } => {
-            tx.prepare_cached("UPDATE reservations SET wrong_codes = ?1 WHERE number = ?2")?
+            st.get("UPDATE reservations SET wrong_codes = ?1 WHERE number = ?2")?
                 .execute(params![count, number.as_str()])?;
         }
         Change::Rest {
@@ -169,7 +166,7 @@ fn apply(tx: &Connection, change: &Change) -> rusqlite::Result<()> {
                     .join(",")
             });
             let sql = "UPDATE numbers SET freed_at = ?1, quarantined_at = ?2, strays = ?3 WHERE number = ?4";
-            tx.prepare_cached(sql)?.execute(params![
+            st.get(sql)?.execute(params![
                 freed_at.0,
                 quarantined_at.map(|t| t.0),
                 strays,
@@ -184,7 +181,7 @@ fn apply(tx: &Connection, change: &Change) -> rusqlite::Result<()> {
             expires_at,
         } => {
             let sql = "INSERT OR REPLACE INTO sessions (id, service, data_id, expires_at) VALUES (?1, ?2, ?3, ?4)";
-            tx.prepare_cached(sql)?.execute(params![
+            st.get(sql)?.execute(params![
                 id.as_str(),
                 service.as_str(),
                 data_id.as_str(),
@@ -192,7 +189,7 @@ fn apply(tx: &Connection, change: &Change) -> rusqlite::Result<()> {
             ])?;
         }
         Change::SessionEnded(id) => {
-            tx.prepare_cached("DELETE FROM sessions WHERE id = ?1")?
+            st.get("DELETE FROM sessions WHERE id = ?1")?
                 .execute([id.as_str()])?;
         }
         Change::Data {
@@ -203,26 +200,25 @@ fn apply(tx: &Connection, change: &Change) -> rusqlite::Result<()> {
             let json = serde_json::to_string(fields).unwrap_or_else(|_| "[]".into());
             let sql = "INSERT OR REPLACE INTO data (id, fields, expires_at, bytes) VALUES (?1, ?2, ?3, ?4)";
             let bytes = crate::store::local::engine::fields_bytes(fields) as i64;
-            tx.prepare_cached(sql)?
+            st.get(sql)?
                 .execute(params![id.as_str(), json, expires_at.0, bytes])?;
         }
         Change::DataMerged {
             id,
             fields,
             expires_at,
-        } => merge_data(tx, id, fields, *expires_at)?,
+        } => merge_data(st.conn, id, fields, *expires_at)?,
         Change::DataDeleted(id) => {
-            tx.prepare_cached("DELETE FROM data WHERE id = ?1")?
+            st.get("DELETE FROM data WHERE id = ?1")?
                 .execute([id.as_str()])?;
         }
         // The webhook outbox (events branch): its own table, written by sqlite/outbox.rs.
         Change::EventQueued { .. } | Change::EventDone(_) | Change::EventRetry { .. } => {
-            super::outbox::apply(tx, change)?;
+            super::outbox::apply(st.conn, change)?;
         }
         Change::DataEnded { id, at } => {
             let sql = "UPDATE data SET expires_at = min(expires_at, ?2) WHERE id = ?1";
-            tx.prepare_cached(sql)?
-                .execute(params![id.as_str(), at.0])?;
+            st.get(sql)?.execute(params![id.as_str(), at.0])?;
         }
         // After the commit, apart (see the module doc).
         Change::Purge(_) => {}
@@ -234,7 +230,7 @@ fn apply(tx: &Connection, change: &Change) -> rusqlite::Result<()> {
         } => {
             let json = serde_json::to_string(fields).unwrap_or_else(|_| "[]".into());
             let sql = "INSERT OR REPLACE INTO idempotency (client, key, status, body, expires_at) VALUES (?1, ?2, 200, ?3, ?4)";
-            tx.prepare_cached(sql)?
+            st.get(sql)?
                 .execute(params![client, key, json, expires_at.0])?;
         }
     }
@@ -262,7 +258,7 @@ pub fn purge_instant(batches: &[Batch]) -> Option<UnixMillis> {
 /// Sessions, data and idempotency keys are found through their `expires_at` indexes;
 /// reservations by a scan (a `WITHOUT ROWID` table keyed by number, with no expiry index since
 /// migration 6: it holds only live and not yet purged rows, and a pair writes one B-tree less).
-pub fn purge(conn: &mut Connection, now: UnixMillis) -> rusqlite::Result<u64> {
+pub fn purge(conn: &Connection, now: UnixMillis) -> rusqlite::Result<u64> {
     let mut total = 0u64;
     let tables = [
         ("reservations", "number"),

@@ -16,6 +16,7 @@ mod load;
 mod outbox;
 mod outcome;
 mod reader;
+mod statements;
 mod writer;
 
 #[cfg(test)]

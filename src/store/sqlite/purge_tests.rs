@@ -36,7 +36,7 @@ fn purge_deletes_expired_rows_in_batches_and_keeps_live_ones() {
     ))
     .expect("rows");
 
-    let deleted = purge(&mut conn, UnixMillis(NOW)).expect("purge");
+    let deleted = purge(&conn, UnixMillis(NOW)).expect("purge");
 
     assert_eq!(
         count(

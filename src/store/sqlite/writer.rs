@@ -1,5 +1,6 @@
-//! The writer thread: owns the connection, commits queued changes in batches (group commit),
-//! and publishes each batch's outcome for waiting requests.
+//! The writer thread: owns the connection, commits queued changes in batches (group commit)
+//! with statements it keeps prepared from one commit to the next (`statements.rs`), and
+//! publishes each batch's outcome for waiting requests.
 //!
 //! A failed commit is never retried: the batches in it, and every batch queued after them
 //! (decided on the same state), are rolled back. Under the engine's lock the thread drops
@@ -26,6 +27,7 @@ use super::apply::{commit, purge, purge_instant};
 use super::deadline;
 use super::load::load;
 use super::outcome::{Outcomes, Wait};
+use super::statements::Statements;
 use crate::clock::Clock;
 use crate::store::local::engine::Engine;
 use crate::store::local::journal::{Change, Journal, JournalError};
@@ -165,57 +167,82 @@ struct Writer {
     rebuild: Rebuild,
 }
 
+/// A commit that failed: its batches `lo..=hi` and why.
+struct Failed {
+    lo: u64,
+    hi: u64,
+    error: rusqlite::Error,
+}
+
 impl Writer {
     fn run(mut self) {
         loop {
             let unhealthy = self.outcomes.failing.load(Ordering::SeqCst)
                 || self.outcomes.broken.load(Ordering::SeqCst);
-            let first = if unhealthy {
+            if unhealthy {
+                // Probes and rebuilds need the connection to themselves: no statements held.
                 match self.receiver.recv_timeout(PROBE_EVERY) {
-                    Ok(b) => b,
-                    Err(RecvTimeoutError::Timeout) => {
-                        self.probe();
-                        continue;
-                    }
-                    Err(RecvTimeoutError::Disconnected) => break,
-                }
-            } else {
-                match self.receiver.recv() {
-                    Ok(b) => b,
-                    Err(_) => break,
-                }
-            };
-            let mut count = first.1.len();
-            let mut batches = vec![first];
-            while count < MAX_BATCH {
-                match self.receiver.try_recv() {
-                    Ok(b) => {
-                        count += b.1.len();
-                        batches.push(b);
-                    }
-                    Err(_) => break,
-                }
-            }
-            let (lo, hi) = (batches[0].0, batches.last().map_or(0, |b| b.0));
-            match commit(&mut self.conn, &batches) {
-                Ok(()) => {
-                    self.outcomes.durable_through(hi);
-                    if let Some(now) = purge_instant(&batches) {
-                        match purge(&mut self.conn, now) {
-                            Ok(n) if n > 0 => tracing::debug!(purged = n, "expired rows purged"),
-                            Ok(_) => {}
-                            Err(err) => tracing::warn!(error = %err, "purge failed; will retry"),
+                    Ok(first) => {
+                        let failed = self.commit_from(&mut Statements::new(&self.conn), first);
+                        if let Err(failed) = failed {
+                            self.roll_back(failed);
                         }
                     }
+                    Err(RecvTimeoutError::Timeout) => self.probe(),
+                    Err(RecvTimeoutError::Disconnected) => break,
                 }
-                Err(err) => self.roll_back(lo, hi, Arc::new(err)),
+                continue;
+            }
+            // Healthy: the statements stay prepared and held from one commit to the next
+            // (`statements.rs`) until one fails; they go back to the cache before the rebuild.
+            let failed = {
+                let mut statements = Statements::new(&self.conn);
+                loop {
+                    let Ok(first) = self.receiver.recv() else {
+                        return;
+                    };
+                    if let Err(failed) = self.commit_from(&mut statements, first) {
+                        break failed;
+                    }
+                }
+            };
+            self.roll_back(failed);
+        }
+    }
+
+    /// Commits `first` and whatever is queued behind it, up to [`MAX_BATCH`] changes, in one
+    /// transaction; on success tells the waiters and runs a purge the batches asked for.
+    fn commit_from(&self, statements: &mut Statements<'_>, first: Batch) -> Result<(), Failed> {
+        let mut count = first.1.len();
+        let mut batches = vec![first];
+        while count < MAX_BATCH {
+            match self.receiver.try_recv() {
+                Ok(b) => {
+                    count += b.1.len();
+                    batches.push(b);
+                }
+                Err(_) => break,
             }
         }
+        let (lo, hi) = (batches[0].0, batches.last().map_or(0, |b| b.0));
+        if let Err(error) = commit(statements, &batches) {
+            return Err(Failed { lo, hi, error });
+        }
+        self.outcomes.durable_through(hi);
+        if let Some(now) = purge_instant(&batches) {
+            match purge(statements.conn, now) {
+                Ok(n) if n > 0 => tracing::debug!(purged = n, "expired rows purged"),
+                Ok(_) => {}
+                Err(err) => tracing::warn!(error = %err, "purge failed; will retry"),
+            }
+        }
+        Ok(())
     }
 
     /// Fails batches `lo..=hi` and everything queued after them, and rebuilds the engine from
     /// the tables before any waiter hears of it.
-    fn roll_back(&mut self, lo: u64, hi: u64, cause: Cause) {
+    fn roll_back(&mut self, Failed { lo, hi, error }: Failed) {
+        let cause: Cause = Arc::new(error);
         tracing::error!(error = %cause, batches = hi - lo + 1, "sqlite commit failed; rolling back and refusing writes until a probe write succeeds");
         let engine = self.rebuild.engine.clone();
         let mut engine = engine.lock();
