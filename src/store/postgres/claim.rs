@@ -6,8 +6,6 @@
 //! same time take different numbers instead of queueing: a number another transaction is
 //! taking is, for this one, not free.
 
-// hashbrown (foldhash), as the engine: a batch builds and probes several maps a call, and
-// SipHash showed in its profile; a batch holds at most `batch::MAX_BATCH` calls.
 use hashbrown::HashMap;
 use std::sync::LazyLock;
 

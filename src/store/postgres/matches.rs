@@ -8,8 +8,6 @@
 //! read (the session's other numbers, its data): it closes its batch, and its session ends
 //! after the batch's rows are written, so every call sees what the ones before it did.
 
-// hashbrown (foldhash), as the engine: a batch builds and probes several maps a call, and
-// SipHash showed in its profile; a batch holds at most `batch::MAX_BATCH` calls.
 use hashbrown::HashMap;
 use std::sync::LazyLock;
 

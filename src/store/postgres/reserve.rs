@@ -7,8 +7,6 @@
 //! session only when asked; a rare deadlock with a concurrent reserve of that same session is
 //! retried by `with_tx`). The group row is never waited for (see [`write`]).
 
-// hashbrown (foldhash), as the engine: a batch builds and probes several maps a call, and
-// SipHash showed in its profile; a batch holds at most `batch::MAX_BATCH` calls.
 use hashbrown::{HashMap, HashSet};
 
 use deadpool_postgres::{GenericClient, Transaction};

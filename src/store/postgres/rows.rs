@@ -3,8 +3,6 @@
 //! memory by the rules (`NumberRow::end` and the verdicts of `rules::call`), written back
 //! with [`write`]. One model for every path, so a row is read and written one way.
 
-// hashbrown (foldhash), as the engine: a batch builds and probes several maps a call, and
-// SipHash showed in its profile; a batch holds at most `batch::MAX_BATCH` calls.
 use hashbrown::HashMap;
 use std::sync::LazyLock;
 
