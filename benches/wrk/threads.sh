@@ -4,7 +4,8 @@
 # threads, 64 connections, after 3 s of warm-up); per run: req/s, the server's CPU per
 # request (user + system, from /proc/PID/stat), its context switches per request (every
 # thread's, voluntary and not), then each kind of thread's user and system CPU per request
-# (tokio-rt-worker, sqlite-writer, …, from /proc/PID/task/*/stat).
+# (tokio-rt-worker, sqlite-writer, …, from /proc/PID/task/*/stat), wrk's own CPU per request
+# and the machine's idle share (/proc/stat; much idle means the requests wait, not the CPU).
 #
 #   benches/wrk/threads.sh STORE [RUNS]   # memory://, sqlite:///tmp/x.db (replaced each run)
 #                                         # or postgres://… (its public schema is replaced)
@@ -40,6 +41,8 @@ by_thread() {
     echo "$(tr ' ' _ <"$t/comm") $(awk '{print $14, $15}' "$t/stat")"
   done | awk '{u[$1] += $2; s[$1] += $3} END {for (k in u) print k, u[k], s[k]}' | sort
 }
+# cpu → "IDLE TOTAL" jiffies of the whole machine (/proc/stat: idle and iowait count as idle)
+cpu() { awk '/^cpu / {t = 0; for (i = 2; i <= NF; i++) t += $i; print $5 + $6, t}' /proc/stat; }
 switches() { cat /proc/"$1"/task/*/status | awk '/ctxt_switches/ {s += $2} END {print s}'; }
 
 for run in $(seq "$RUNS"); do
@@ -51,15 +54,20 @@ for run in $(seq "$RUNS"); do
   sessions "$PORT" "$TMP/ids"
   export PAIRS_IDS_FILE=$TMP/ids WRK_THREADS=2
   wrk -t2 -c64 -d3s -s "$LUA" "http://127.0.0.1:$PORT" >/dev/null
-  by_thread "$SRV" >"$TMP/t0"; s0=$(switches "$SRV")
-  rps=$(wrk -t2 -c64 -d"${DURATION}s" -s "$LUA" "http://127.0.0.1:$PORT" | awk '/Requests\/sec/ {print $2}')
-  by_thread "$SRV" >"$TMP/t1"; s1=$(switches "$SRV")
+  by_thread "$SRV" >"$TMP/t0"; s0=$(switches "$SRV"); c0=$(cpu)
+  TIMEFORMAT='%U %S'
+  { time wrk -t2 -c64 -d"${DURATION}s" -s "$LUA" "http://127.0.0.1:$PORT" >"$TMP/wrk"; } 2>"$TMP/wrk.cpu"
+  rps=$(awk '/Requests\/sec/ {print $2}' "$TMP/wrk")
+  by_thread "$SRV" >"$TMP/t1"; s1=$(switches "$SRV"); c1=$(cpu)
   kill "$SRV"; wait "$SRV" 2>/dev/null || true; SRV=
   n=$(awk -v r="$rps" -v d="$DURATION" 'BEGIN {print r * d}')
-  join "$TMP/t0" "$TMP/t1" | awk -v n="$n" -v hz="$HZ" -v rps="$rps" -v cs=$((s1 - s0)) -v run="$run" '
+  read -r i0 a0 <<<"$c0"; read -r i1 a1 <<<"$c1"; read -r wu ws <"$TMP/wrk.cpu"
+  join "$TMP/t0" "$TMP/t1" | awk -v n="$n" -v hz="$HZ" -v rps="$rps" -v cs=$((s1 - s0)) -v run="$run" \
+    -v idle="$(awk -v i=$((i1 - i0)) -v a=$((a1 - a0)) 'BEGIN {print 100 * i / a}')" -v wu="$wu" -v ws="$ws" '
     { u = ($4 - $2) / hz * 1e6 / n; s = ($5 - $3) / hz * 1e6 / n; tu += u; ts += s
       if (u + s > 0.005) line[++k] = sprintf("  %-16s user %5.2f  system %5.2f us/request", $1, u, s) }
     END { printf "run %d: %.0f req/s, server %.2f us/request (user %.2f, system %.2f), %.2f context switches/request\n",
             run, rps, tu + ts, tu, ts, cs / n
-          for (i = 1; i <= k; i++) print line[i] }'
+          for (i = 1; i <= k; i++) print line[i]
+          printf "  %-16s user %5.2f  system %5.2f us/request; machine idle %.0f %%\n", "wrk (load)", wu * 1e6 / n, ws * 1e6 / n, idle }'
 done
