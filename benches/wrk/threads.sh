@@ -51,6 +51,7 @@ for run in $(seq "$RUNS"); do
   "$BIN" serve --config "$TMP/c.toml" --listen "127.0.0.1:$PORT" --store "$STORE" >"$TMP/log" 2>&1 &
   SRV=$!
   for _ in $(seq 600); do curl -s -o /dev/null "http://127.0.0.1:$PORT/health" && break; sleep 0.1; done
+  kill -0 "$SRV" 2>/dev/null || { tail -3 "$TMP/log"; echo "the server did not start (port $PORT in use?)"; exit 1; }
   sessions "$PORT" "$TMP/ids"
   export PAIRS_IDS_FILE=$TMP/ids WRK_THREADS=2
   wrk -t2 -c64 -d3s -s "$LUA" "http://127.0.0.1:$PORT" >/dev/null
