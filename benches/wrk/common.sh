@@ -1,5 +1,6 @@
-# common.sh: what scale.sh and pgstat.sh share (sourced): the pairs workload's configuration
-# and its sessions.
+# shellcheck shell=bash
+# common.sh: what the scripts here share (sourced): the pairs workload's configuration, a
+# fresh store and its sessions.
 # The bench kit's pairs.sh writes the same one: a round-robin group DNIS of numbers
 # 7000000000..LAST, 30 s reservations, request-access, match-interaction and a session
 # service `callback`.
@@ -20,6 +21,14 @@ type = "match-interaction"
 type = "session"
 _ttl = 3600
 TOML
+}
+
+fresh_store() { # fresh_store STORE_URL: an embedded file removed, a PostgreSQL database's
+  # public schema emptied (the store makes its tables again); its notices are not printed
+  case $1 in
+  sqlite://*) rm -f "${1#sqlite://}"* ;;
+  postgres*) PGOPTIONS='-c client_min_messages=warning' psql "${1%%\?*}" -qc "DROP SCHEMA IF EXISTS public CASCADE; CREATE SCHEMA public" >/dev/null ;;
+  esac
 }
 
 sessions() { # sessions PORT FILE

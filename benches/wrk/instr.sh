@@ -68,7 +68,7 @@ run() { # run COUNT → prints "TOTAL_IR WRITER_IR"
   [[ $STORE == sqlite ]] && store=sqlite://$TMP/run$1.db
   if [[ $STORE == postgres* ]]; then # only the server is counted, not PostgreSQL's backends
     store=$STORE
-    psql "${STORE%%\?*}" -qc "DROP SCHEMA public CASCADE; CREATE SCHEMA public" >/dev/null 2>&1
+    fresh_store "$STORE"
   fi
   valgrind --tool=callgrind --separate-threads=yes --callgrind-out-file="$out" \
     "$BIN" serve --config "$TMP/node.toml" --listen "127.0.0.1:$PORT" --store "$store" \

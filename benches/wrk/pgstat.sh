@@ -17,9 +17,9 @@ PORT=${PORT:-18190}; CONNS=${CONNS:-64}
 TMP=$(mktemp -d); SRV=
 trap '[[ -n $SRV ]] && kill $SRV 2>/dev/null; wait 2>/dev/null; rm -rf "$TMP"' EXIT
 [[ -x $BIN ]] || { echo "no $BIN: cargo build --release first"; exit 1; }
-psql "${DB%%\?*}" -qc "DROP SCHEMA public CASCADE; CREATE SCHEMA public" >/dev/null 2>&1
 # shellcheck source=common.sh
 source "$(dirname "$0")/common.sh"
+fresh_store "$DB"
 pairs_config 7000009999 1 >"$TMP/c.toml"
 "$BIN" serve --config "$TMP/c.toml" --listen "127.0.0.1:$PORT" --store "$DB" >"${SRVLOG:-$TMP/log}" 2>&1 &
 SRV=$!

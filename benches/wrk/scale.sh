@@ -46,17 +46,10 @@ wrk_pairs() {
     awk '/Requests\/sec/ {print $2}'
 }
 
-fresh() { # a new embedded file per run; PostgreSQL tables are replaced by the store itself
-  case $STORE in sqlite://*) rm -f "${STORE#sqlite://}"*;; esac
-  if [[ $STORE == postgres* ]]; then
-    psql "${STORE%%\?*}" -qc "DROP SCHEMA public CASCADE; CREATE SCHEMA public" >/dev/null
-  fi
-}
-
 case $MODE in
 pool)
   for last in 7000000099 7000999999; do
-    fresh; start 18391 "$last" 1 "$STORE"; sessions 18391 "$TMP/ids"
+    fresh_store "$STORE"; start 18391 "$last" 1 "$STORE"; sessions 18391 "$TMP/ids"
     rps=$(wrk_pairs "$TMP/ids" 2 64 http://127.0.0.1:18391)
     echo "pool $((last - 7000000000 + 1)) numbers: pairs $rps req/s"
     echo "$rps" >>"$TMP/pool"; stop_all
@@ -64,7 +57,7 @@ pool)
   python3 -c "import sys; a, b = [float(x) for x in open('$TMP/pool')]; print('1,000,000 vs 100 = %.0f %%' % (100 * b / a))"
   ;;
 nodes)
-  fresh; start 18391 7000009999 1 "$STORE"; sessions 18391 "$TMP/ids"
+  fresh_store "$STORE"; start 18391 7000009999 1 "$STORE"; sessions 18391 "$TMP/ids"
   one=$(wrk_pairs "$TMP/ids" 2 64 http://127.0.0.1:18391)
   echo "1 node: pairs $one req/s"
   start 18392 7000009999 2 "$STORE"; start 18393 7000009999 3 "$STORE"
@@ -88,7 +81,7 @@ flame)
   for t in perf inferno-collapse-perf inferno-flamegraph; do
     command -v $t >/dev/null || { echo "$t not found"; exit 1; }
   done
-  fresh; start 18391 7000009999 1 "$STORE"; sessions 18391 "$TMP/ids"
+  fresh_store "$STORE"; start 18391 7000009999 1 "$STORE"; sessions 18391 "$TMP/ids"
   export PAIRS_IDS_FILE=$TMP/ids WRK_THREADS=2
   wrk -t2 -c64 -d3s -s "$LUA" http://127.0.0.1:18391 >/dev/null
   if [[ ${SYSTEM:-0} == 1 ]]; then

@@ -27,13 +27,6 @@ command -v wrk >/dev/null || { echo "wrk not found (apt-get install wrk)"; exit 
 # shellcheck source=common.sh
 source "$(dirname "$0")/common.sh"
 
-fresh() {
-  case $STORE in sqlite://*) rm -f "${STORE#sqlite://}"*;; esac
-  if [[ $STORE == postgres* ]]; then
-    psql "${STORE%%\?*}" -qc "DROP SCHEMA public CASCADE; CREATE SCHEMA public" >/dev/null 2>&1
-  fi
-}
-
 # by_thread PID → "NAME USER_TICKS SYSTEM_TICKS" per kind of thread, sorted by name
 by_thread() {
   local t
@@ -46,7 +39,7 @@ cpu() { awk '/^cpu / {t = 0; for (i = 2; i <= NF; i++) t += $i; print $5 + $6, t
 switches() { cat /proc/"$1"/task/*/status | awk '/ctxt_switches/ {s += $2} END {print s}'; }
 
 for run in $(seq "$RUNS"); do
-  fresh
+  fresh_store "$STORE"
   pairs_config 7000009999 1 | sed "s/^\[server\]$/[server]\n${EXTRA:-}/" >"$TMP/c.toml"
   "$BIN" serve --config "$TMP/c.toml" --listen "127.0.0.1:$PORT" --store "$STORE" >"$TMP/log" 2>&1 &
   SRV=$!
