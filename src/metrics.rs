@@ -393,12 +393,54 @@ impl Metrics {
             .unwrap_or_default()
     }
 
+    /// OpenMetrics text, as `prometheus_client` writes it.
     pub fn encode(&self) -> String {
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
     }
+
+    /// The Prometheus text format (0.0.4), which the contract names for `/metrics`.
+    pub fn encode_prometheus(&self) -> String {
+        prometheus_text(&self.encode())
+    }
+}
+
+/// OpenMetrics text rewritten as the Prometheus text format: the two differ only in a
+/// counter's family name (OpenMetrics names `x`, whose samples are `x_total`; Prometheus names
+/// the family after its samples), in `# UNIT` lines and in the closing `# EOF`.
+pub fn prometheus_text(openmetrics: &str) -> String {
+    let counters: std::collections::HashSet<&str> = openmetrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE ")?.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(openmetrics.len() + 8 * counters.len());
+    for line in openmetrics.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let family = ["# HELP ", "# TYPE "]
+            .into_iter()
+            .find_map(|p| line.strip_prefix(p).map(|rest| (p, rest)));
+        match family {
+            Some((prefix, rest)) => {
+                let (name, tail) = rest.split_once(' ').unwrap_or((rest, ""));
+                out.push_str(prefix);
+                out.push_str(name);
+                if counters.contains(name) && !name.ends_with("_total") {
+                    out.push_str("_total");
+                }
+                if !tail.is_empty() {
+                    out.push(' ');
+                    out.push_str(tail);
+                }
+            }
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
 }
 
 /// One minute of a group's activity.
@@ -553,6 +595,46 @@ mod tests {
             "access_broker_http_request_duration_seconds_bucket",
         ] {
             assert!(text.contains(needle), "{needle} missing from\n{text}");
+        }
+    }
+
+    #[test]
+    fn prometheus_text_names_counters_after_their_samples() {
+        let m = Metrics::new();
+        m.matched("hit");
+        m.set_event_backlog(7);
+        let open = m.encode();
+        assert!(
+            open.contains("# TYPE access_broker_matches counter\n"),
+            "{open}"
+        );
+        assert!(open.trim_end().ends_with("# EOF"), "{open}");
+        let text = m.encode_prometheus();
+        for needle in [
+            "# HELP access_broker_matches_total match-interaction",
+            "# TYPE access_broker_matches_total counter\n",
+            "access_broker_matches_total{outcome=\"hit\"} 1\n",
+            "# TYPE access_broker_events_backlog gauge\n",
+            "access_broker_events_backlog 7\n",
+            "# TYPE access_broker_http_request_duration_seconds histogram\n",
+        ] {
+            assert!(text.contains(needle), "{needle:?} missing from\n{text}");
+        }
+        assert!(
+            !text.contains("# EOF") && !text.contains("# UNIT"),
+            "{text}"
+        );
+        // Every sample line belongs to the family its TYPE line names.
+        let mut family = "";
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("# TYPE ") {
+                family = rest.split(' ').next().unwrap_or("");
+            } else if !line.starts_with('#') && !line.is_empty() {
+                assert!(
+                    line.starts_with(family),
+                    "{line:?} outside family {family:?}"
+                );
+            }
         }
     }
 }

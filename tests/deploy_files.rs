@@ -25,7 +25,8 @@ fn repo(path: &str) -> PathBuf {
 }
 
 /// The sample names `/metrics` can carry, from its `# TYPE` lines (a family with no sample
-/// yet still has its TYPE line): counters as `_total`, histograms as `_bucket|_sum|_count`.
+/// yet still has its TYPE line): counters as `_total` (the Prometheus text format names the
+/// family so already, OpenMetrics without it), histograms as `_bucket|_sum|_count`.
 fn exposed(text: &str) -> BTreeSet<String> {
     let mut names = BTreeSet::new();
     for line in text.lines() {
@@ -38,7 +39,8 @@ fn exposed(text: &str) -> BTreeSet<String> {
         };
         match kind {
             "counter" => {
-                names.insert(format!("{name}_total"));
+                let base = name.strip_suffix("_total").unwrap_or(name);
+                names.insert(format!("{base}_total"));
             }
             "histogram" => {
                 for suffix in ["_bucket", "_sum", "_count"] {

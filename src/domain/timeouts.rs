@@ -4,10 +4,21 @@ use std::time::Duration;
 
 use super::ParseError;
 
+/// An integer in decimal; one too large for 64 bits is still an integer (out of any range),
+/// so it saturates rather than reading as "not an integer".
 fn parse_int(s: &str) -> Result<i64, ParseError> {
-    s.trim()
-        .parse::<i64>()
-        .map_err(|_| ParseError::new(format!("{s:?} is not an integer")))
+    let t = s.trim();
+    if let Ok(n) = t.parse::<i64>() {
+        return Ok(n);
+    }
+    let (negative, digits) = match t.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, t.strip_prefix('+').unwrap_or(t)),
+    };
+    if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Ok(if negative { i64::MIN } else { i64::MAX });
+    }
+    Err(ParseError::new(format!("{s:?} is not an integer")))
 }
 
 /// How long a reservation holds: 5..=1800 s. GMS rule: an integer outside the range means 30 s;
@@ -125,6 +136,8 @@ mod tests {
             ("1801", Ok(30)),
             ("-3", Ok(30)),
             (" 60 ", Ok(60)),
+            ("99999999999999999999", Ok(30)),
+            ("-99999999999999999999", Ok(30)),
         ];
         for (input, want) in cases {
             assert_eq!(
@@ -133,7 +146,7 @@ mod tests {
                 "{input:?}"
             );
         }
-        for bad in ["", "ten", "30s", "2.5"] {
+        for bad in ["", "ten", "30s", "2.5", "-", "+", "1e3"] {
             assert!(BookingTimeout::parse_lenient(bad).is_err(), "{bad:?}");
         }
         assert!(BookingTimeout::from_secs_strict(4).is_err());

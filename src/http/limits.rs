@@ -8,9 +8,15 @@
 //!   they expire, are matched, or their session ends through this node (a release by an
 //!   operator is seen only at expiry, so the count errs on the strict side). A client spread
 //!   over N nodes of a cluster may hold up to N times the limit.
-//! - `max_sessions`, `max_storage_bytes`: what the store holds (`Store::usage`, read at most
-//!   once a second, so a burst may pass the limit by one second's worth); a call that would
-//!   add a session or stored bytes past them answers 507 StoreFull.
+//! - `max_sessions`, `max_storage_bytes`: what the store holds; a call whose session or
+//!   fields would take it past them answers 507 StoreFull, and nothing is written. Counting
+//!   the store (`Store::usage`) walks every session, so it is read at most once a second and
+//!   the calls this node lets in meanwhile are added to that reading ([`Count`]): the sum is
+//!   never below what the store holds, so on one node the limit is exact even under a burst
+//!   of concurrent calls. When that sum says a call does not fit, the store is read again
+//!   before it is refused (sessions that expired meanwhile make room). Nodes of a cluster
+//!   see each other's sessions at their next reading: together they may pass the limit by
+//!   what the others added within that second.
 //!
 //! A client is its Basic-auth user name when the name and password match a configured
 //! credential (an unverified name would let anyone spend someone else's bucket, or dodge
@@ -45,7 +51,84 @@ pub struct Limits {
     config: LimitsConfig,
     buckets: Option<DefaultKeyedRateLimiter<String>>,
     held: Mutex<Held>,
-    usage: Mutex<Option<(Instant, Option<Usage>)>>,
+    count: Mutex<Count>,
+}
+
+/// Sessions and bytes, as `[limits]` counts them.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Amount {
+    sessions: u64,
+    bytes: u64,
+}
+
+impl Amount {
+    fn plus(self, other: Amount) -> Amount {
+        Amount {
+            sessions: self.sessions.saturating_add(other.sessions),
+            bytes: self.bytes.saturating_add(other.bytes),
+        }
+    }
+
+    fn minus(self, other: Amount) -> Amount {
+        Amount {
+            sessions: self.sessions.saturating_sub(other.sessions),
+            bytes: self.bytes.saturating_sub(other.bytes),
+        }
+    }
+}
+
+impl From<Usage> for Amount {
+    fn from(u: Usage) -> Self {
+        Amount {
+            sessions: u.sessions,
+            bytes: u.stored_bytes,
+        }
+    }
+}
+
+/// The store's last reading and what this node let in around it. A call's amount is in
+/// `in_flight` from the moment it is let in until its write has returned, then in `done`
+/// (written or not: counting a failed write errs on the strict side). A reading includes
+/// every call done before it began, so what the store holds now is at most
+/// `store + in_flight + (done − done when the reading began)`.
+#[derive(Default)]
+struct Count {
+    /// The reading applied last; `None` until the first, or when the store does not count.
+    store: Option<Amount>,
+    /// When the applied reading began.
+    read_at: Option<Instant>,
+    /// `done` when the applied reading began.
+    done_before: Amount,
+    in_flight: Amount,
+    done: Amount,
+    /// Readings begun, and the one applied (a slower, older reading never replaces it).
+    begun: u64,
+    applied: u64,
+}
+
+impl Count {
+    /// An upper bound of what the store holds now (`None`: not known).
+    fn bound(&self) -> Option<Amount> {
+        let since = self.done.minus(self.done_before);
+        self.store.map(|s| s.plus(self.in_flight).plus(since))
+    }
+}
+
+/// A call let in by [`Limits::room_for`]: its amount counts as in flight until this is
+/// dropped (after the call's write returned), then as done.
+pub struct Room<'a> {
+    limits: Option<&'a Limits>,
+    amount: Amount,
+}
+
+impl Drop for Room<'_> {
+    fn drop(&mut self) {
+        if let Some(limits) = self.limits {
+            let mut count = limits.count.lock();
+            count.in_flight = count.in_flight.minus(self.amount);
+            count.done = count.done.plus(self.amount);
+        }
+    }
 }
 
 /// The reservations this node handed out, by client.
@@ -74,7 +157,7 @@ impl Limits {
             config: config.clone(),
             buckets,
             held: Mutex::new(Held::default()),
-            usage: Mutex::new(None),
+            count: Mutex::new(Count::default()),
         }
     }
 
@@ -187,58 +270,102 @@ impl Limits {
         }
     }
 
-    /// Before a call that adds to the store: 507 StoreFull when it is at a limit.
-    pub async fn room_for(&self, broker: &Broker, adds: Adds) -> Result<(), ApiError> {
+    /// Before a call that adds a session (`Adds::Session`) or stored fields of `bytes` bytes
+    /// (names and values): 507 StoreFull when they would not fit. Keep the returned [`Room`]
+    /// until the call's write has returned.
+    pub async fn room_for(
+        &self,
+        broker: &Broker,
+        adds: Adds,
+        bytes: u64,
+    ) -> Result<Room<'_>, ApiError> {
         let sessions_limit = self.config.max_sessions.filter(|_| adds == Adds::Session);
         let bytes_limit = self.config.max_storage_bytes;
         if sessions_limit.is_none() && bytes_limit.is_none() {
-            return Ok(());
+            return Ok(Room {
+                limits: None,
+                amount: Amount::default(),
+            });
         }
-        let Some(usage) = self.usage(broker).await else {
-            return Ok(());
+        let amount = Amount {
+            sessions: u64::from(adds == Adds::Session),
+            bytes,
         };
-        if let Some(limit) = sessions_limit
-            && usage.sessions >= limit
-        {
-            return Err(ApiError::StoreFull(format!(
-                "the store holds {} live sessions; [limits] max_sessions allows {limit}",
-                usage.sessions
-            )));
+        let over = |held: Amount| {
+            let after = held.plus(amount);
+            if let Some(limit) = sessions_limit.filter(|&l| after.sessions > l) {
+                return Some(format!(
+                    "the store holds {} live sessions; [limits] max_sessions allows {limit}",
+                    held.sessions
+                ));
+            }
+            bytes_limit.filter(|&l| after.bytes > l).map(|limit| {
+                format!(
+                    "the store holds {} bytes of fields and this call adds {bytes}; [limits] max_storage_bytes allows {limit}",
+                    held.bytes
+                )
+            })
+        };
+        let read_again = {
+            let count = self.count.lock();
+            let stale = count
+                .read_at
+                .is_none_or(|at| at.elapsed() >= USAGE_FRESH_FOR);
+            stale || count.bound().is_some_and(|held| over(held).is_some())
+        };
+        if read_again && !self.read(broker).await {
+            // The store cannot answer: the write itself will meet the same failure.
+            return Ok(Room {
+                limits: None,
+                amount: Amount::default(),
+            });
         }
-        if let Some(limit) = bytes_limit
-            && usage.stored_bytes >= limit
-        {
-            return Err(ApiError::StoreFull(format!(
-                "the store holds {} bytes of fields; [limits] max_storage_bytes allows {limit}",
-                usage.stored_bytes
-            )));
+        let mut count = self.count.lock();
+        let Some(held) = count.bound() else {
+            return Ok(Room {
+                limits: None,
+                amount: Amount::default(),
+            });
+        };
+        if let Some(msg) = over(held) {
+            return Err(ApiError::StoreFull(msg));
         }
-        Ok(())
+        count.in_flight = count.in_flight.plus(amount);
+        Ok(Room {
+            limits: Some(self),
+            amount,
+        })
     }
 
-    /// The store's usage, read again once the last read is a second old. A store that cannot
-    /// answer does not block writes here: the write itself will meet the same failure.
-    async fn usage(&self, broker: &Broker) -> Option<Usage> {
-        if let Some((at, usage)) = *self.usage.lock()
-            && at.elapsed() < USAGE_FRESH_FOR
-        {
-            return usage;
-        }
-        let usage = match broker.usage().await {
+    /// Reads the store's usage and applies it unless a reading begun later was applied
+    /// first. False when the store could not answer.
+    async fn read(&self, broker: &Broker) -> bool {
+        let (begun, done_before, at) = {
+            let mut count = self.count.lock();
+            count.begun += 1;
+            (count.begun, count.done, Instant::now())
+        };
+        let store = match broker.usage().await {
             Ok(None) => {
                 tracing::warn!(
                     "[limits] max_sessions / max_storage_bytes: this store does not count its usage; not enforced"
                 );
                 None
             }
-            Ok(usage) => usage,
+            Ok(Some(usage)) => Some(Amount::from(usage)),
             Err(err) => {
                 tracing::debug!(error = %err, "store usage not read");
-                return None;
+                return false;
             }
         };
-        *self.usage.lock() = Some((Instant::now(), usage));
-        usage
+        let mut count = self.count.lock();
+        if begun > count.applied {
+            count.applied = begun;
+            count.store = store;
+            count.read_at = Some(at);
+            count.done_before = done_before;
+        }
+        true
     }
 }
 

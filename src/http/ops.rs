@@ -18,21 +18,30 @@ pub fn router() -> Router<AppState> {
         .route("/metrics", get(metrics))
 }
 
-/// Prometheus text format. Pool gauges are refreshed from the store at each scrape.
+/// The Prometheus text format (the contract's), or OpenMetrics for a scraper whose `Accept`
+/// asks for it (Prometheus itself does). Pool gauges are refreshed from the store at each
+/// scrape.
 async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
     super::auth::require(&headers, state.config.metrics_auth.as_ref())?;
     state.broker.admin_groups().await?;
     let metrics = state.broker.metrics();
     metrics.set_store_rebuilds(state.broker.store_rebuilds());
-    let body = metrics.encode();
-    Ok((
-        [(
-            header::CONTENT_TYPE,
+    let openmetrics = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains("application/openmetrics-text"));
+    let (content_type, body) = match openmetrics {
+        true => (
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        body,
-    )
-        .into_response())
+            metrics.encode(),
+        ),
+        false => (
+            "text/plain; version=0.0.4; charset=utf-8",
+            metrics.encode_prometheus(),
+        ),
+    };
+    Ok(([(header::CONTENT_TYPE, content_type)], body).into_response())
 }
 
 async fn health() -> Reply {

@@ -222,7 +222,12 @@ async fn parse_body(
             ))
             .await
         }
-        (mime::APPLICATION, mime::JSON) => decode_json(&body),
+        // JSON is UTF-8 by its own rules; a GMS client that declares ISO-8859-1 still gets
+        // its bytes read as it declared them.
+        (mime::APPLICATION, mime::JSON) if encoding == encoding_rs::UTF_8 => decode_json(&body),
+        (mime::APPLICATION, mime::JSON) => {
+            decode_json(decode_text(&body, encoding, "JSON body")?.as_bytes())
+        }
         _ => Err(unsupported(mime.essence_str())),
     }
 }
@@ -463,6 +468,13 @@ mod tests {
         .await
         .expect("decodes");
         assert_eq!(latin1, [("name".into(), "Zoë".into())]);
+        let json = parse_body(
+            Some("application/json; charset=ISO-8859-1"),
+            Bytes::from_static(b"{\"name\":\"Zo\xeb\"}"),
+        )
+        .await
+        .expect("decodes");
+        assert_eq!(json, [("name".into(), "Zoë".into())]);
         for (content_type, named) in [
             ("text/plain", "\"text/plain\" is not supported"),
             ("garbage", "\"garbage\" is not supported"),

@@ -22,6 +22,7 @@ use crate::domain::{
     SessionTtl,
 };
 use crate::store::Session;
+use crate::store::fields_bytes;
 
 /// The one route: a service's name for POST, a session's id for GET and DELETE.
 pub const ROUTE: &str = "/genesys/1/service/{name}";
@@ -82,7 +83,9 @@ async fn create_named(
             let ttl = params.parse("_ttl", SessionTtl::parse)?;
             let fields = params.fields_except(&["_ttl"]);
             let key = key.ok_or_else(|| ApiError::invalid("Idempotency-Key", "missing"))?;
-            limits.room_for(broker, Adds::Session).await?;
+            let _room = limits
+                .room_for(broker, Adds::Session, fields_bytes(&fields))
+                .await?;
             let answer = broker
                 .create_session_once(key, name, service, fields, ttl)
                 .await?;
@@ -94,19 +97,23 @@ async fn create_named(
             let key = key.ok_or_else(|| ApiError::invalid("Idempotency-Key", "missing"))?;
             let client = client();
             limits.check_quota(&client, None)?;
-            limits.room_for(broker, Adds::Session).await?;
+            let fields = params.user_fields();
+            let _room = limits
+                .room_for(broker, Adds::Session, fields_bytes(&fields))
+                .await?;
             let answer = broker
-                .request_interaction_once(key, name, service, params.user_fields(), ttl, req)
+                .request_interaction_once(key, name, service, fields, ttl, req)
                 .await?;
             record_answer(limits, &client, &answer);
             Ok(Reply::new().fields(&answer))
         }
         ServiceKind::Session => {
             let ttl = params.parse("_ttl", SessionTtl::parse)?;
-            limits.room_for(broker, Adds::Session).await?;
-            let session = broker
-                .create_session(name, service, params.fields_except(&["_ttl"]), ttl)
+            let fields = params.fields_except(&["_ttl"]);
+            let _room = limits
+                .room_for(broker, Adds::Session, fields_bytes(&fields))
                 .await?;
+            let session = broker.create_session(name, service, fields, ttl).await?;
             Ok(Reply::new().field("_id", session.id))
         }
         ServiceKind::RequestAccess => {
@@ -126,15 +133,12 @@ async fn create_named(
             let ttl = params.parse("_ttl", SessionTtl::parse)?;
             let client = client();
             limits.check_quota(&client, None)?;
-            limits.room_for(broker, Adds::Session).await?;
+            let fields = params.user_fields();
+            let _room = limits
+                .room_for(broker, Adds::Session, fields_bytes(&fields))
+                .await?;
             let access = broker
-                .request_interaction(
-                    name,
-                    service,
-                    params.user_fields(),
-                    ttl,
-                    access_request(&params)?,
-                )
+                .request_interaction(name, service, fields, ttl, access_request(&params)?)
                 .await?;
             limits.record(&client, &access.session, access.reservation.expires_in);
             Ok(access_reply(access))

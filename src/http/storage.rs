@@ -22,6 +22,7 @@ use super::params::Params;
 use super::reply::Reply;
 use super::{AppState, auth};
 use crate::domain::{DataId, StorageTtl};
+use crate::store::fields_bytes;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -75,16 +76,19 @@ async fn create(
     headers: HeaderMap,
     params: Params,
 ) -> Result<Reply, ApiError> {
-    state.limits.room_for(&state.broker, Adds::Fields).await?;
+    let fields = params.fields_except(&[]);
+    let _room = state
+        .limits
+        .room_for(&state.broker, Adds::Fields, fields_bytes(&fields))
+        .await?;
     if let Some(key) = idempotency::key(&headers, addr)? {
         let ttl = StorageTtl::parse_lenient(&ttl);
-        let fields = params.fields_except(&[]);
         let answer = state.broker.put_data_once(key, fields, ttl).await?;
         return Ok(Reply::new().fields(&answer));
     }
     let id = state
         .broker
-        .put_data(params.fields_except(&[]), StorageTtl::parse_lenient(&ttl))
+        .put_data(fields, StorageTtl::parse_lenient(&ttl))
         .await?;
     Ok(Reply::new().field("id", id))
 }
@@ -112,14 +116,15 @@ async fn update(
     params: Params,
 ) -> Result<Reply, ApiError> {
     let id = data_id(&id)?;
-    state.limits.room_for(&state.broker, Adds::Fields).await?;
+    // An update may replace fields it names: counting all it sends errs on the strict side.
+    let fields = params.fields_except(&[]);
+    let _room = state
+        .limits
+        .room_for(&state.broker, Adds::Fields, fields_bytes(&fields))
+        .await?;
     state
         .broker
-        .update_data(
-            &id,
-            params.fields_except(&[]),
-            StorageTtl::parse_lenient(&ttl),
-        )
+        .update_data(&id, fields, StorageTtl::parse_lenient(&ttl))
         .await?;
     Ok(Reply::new().field("id", id))
 }

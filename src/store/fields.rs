@@ -16,6 +16,11 @@ pub const MAX_FIELDS_PER_ENTRY: usize = 10_000;
 /// Posted fields, in the order they came; names are unique (the last value sent wins).
 pub type Fields = Vec<(String, String)>;
 
+/// Bytes of names and values, as `[limits] max_storage_bytes` counts them.
+pub fn fields_bytes(fields: &Fields) -> u64 {
+    fields.iter().map(|(k, v)| (k.len() + v.len()) as u64).sum()
+}
+
 /// Up to this many names in all, `merge_fields` compares them directly.
 const SMALL: usize = 16;
 

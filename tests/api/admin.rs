@@ -322,7 +322,33 @@ async fn metrics_count_requests_refusals_and_matches() {
         &[("_access_number", "999")],
     )
     .await;
-    let text = app.get("/metrics").await.text;
+    let resp = app.get("/metrics").await;
+    // The contract's Prometheus text format by default; OpenMetrics when asked for.
+    assert_eq!(
+        resp.header("content-type").as_deref(),
+        Some("text/plain; version=0.0.4; charset=utf-8")
+    );
+    assert!(
+        resp.text
+            .contains("# TYPE access_broker_refusals_total counter\n")
+            && !resp.text.contains("# EOF"),
+        "{}",
+        resp.text
+    );
+    let open = app
+        .send(app.client.get(app.path("/metrics")).header(
+            "accept",
+            "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5",
+        ))
+        .await;
+    assert!(
+        open.header("content-type")
+            .is_some_and(|t| t.starts_with("application/openmetrics-text"))
+            && open.text.trim_end().ends_with("# EOF"),
+        "{}",
+        open.text
+    );
+    let text = resp.text;
     for needle in [
         "access_broker_http_requests_total{service=\"request-access\",status=\"200\"} 1",
         "access_broker_http_requests_total{service=\"request-access\",status=\"503\"} 1",

@@ -199,7 +199,7 @@ fn apply(st: &mut Statements<'_>, change: &Change) -> rusqlite::Result<()> {
         } => {
             let json = serde_json::to_string(fields).unwrap_or_else(|_| "[]".into());
             let sql = "INSERT OR REPLACE INTO data (id, fields, expires_at, bytes) VALUES (?1, ?2, ?3, ?4)";
-            let bytes = crate::store::local::engine::fields_bytes(fields) as i64;
+            let bytes = crate::store::fields_bytes(fields) as i64;
             st.get(sql)?
                 .execute(params![id.as_str(), json, expires_at.0, bytes])?;
         }
@@ -308,7 +308,7 @@ fn merge_data(
     });
     merge_fields(&mut fields, update.clone());
     let json = serde_json::to_string(&fields).unwrap_or_else(|_| "[]".into());
-    let bytes = crate::store::local::engine::fields_bytes(&fields) as i64;
+    let bytes = crate::store::fields_bytes(&fields) as i64;
     tx.prepare_cached("UPDATE data SET fields = ?2, expires_at = ?3, bytes = ?4 WHERE id = ?1")?
         .execute(params![id.as_str(), json, expires_at.0, bytes])?;
     Ok(())

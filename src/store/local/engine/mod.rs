@@ -26,7 +26,7 @@ use crate::domain::{
     AccessCode, AccessNumber, DataId, GroupName, PhoneNumber, SessionId, UnixMillis,
 };
 use crate::rules;
-use crate::store::{Fields, GroupSettings, NewSession, Session, merge_fields};
+use crate::store::{Fields, GroupSettings, NewSession, Session, fields_bytes, merge_fields};
 
 use super::free_set::FreeSet;
 use super::journal::{Change, ChangeLog, record};
@@ -140,11 +140,6 @@ struct DataEntry {
     /// are in memory or were loaded; with fields on disk, an update adds its own bytes (an
     /// upper bound: a replaced value is counted twice until the next restart).
     bytes: u64,
-}
-
-/// Bytes of names and values, as `[limits] max_storage_bytes` counts them.
-pub fn fields_bytes(fields: &Fields) -> u64 {
-    fields.iter().map(|(k, v)| (k.len() + v.len()) as u64).sum()
 }
 
 impl Group {
