@@ -40,6 +40,23 @@ pub fn require(headers: &HeaderMap, expected: Option<&Credentials>) -> Result<()
     }
 }
 
+/// Whether the request carries one of the configured credentials (server-wide, admin,
+/// metrics or a service's): for a path no route serves, where which would apply is unknown.
+pub fn any_known(config: &crate::config::Config, headers: &HeaderMap) -> bool {
+    config
+        .auth
+        .iter()
+        .chain(config.admin_auth.iter())
+        .chain(config.metrics_auth.iter())
+        .chain(
+            config
+                .services
+                .values()
+                .filter_map(|s| s.credentials.as_ref()),
+        )
+        .any(|credentials| require(headers, Some(credentials)).is_ok())
+}
+
 /// Middleware for routes every `[auth]` user may call (the storage API): checked once,
 /// after routing, before any extractor reads the body.
 pub async fn require_server(

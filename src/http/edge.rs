@@ -34,7 +34,7 @@ use futures::FutureExt as _;
 use super::AppState;
 use super::client::ClientAddr;
 use super::error::ApiError;
-use super::{browser, fallback, limits, reply};
+use super::{auth, browser, fallback, limits, reply};
 use crate::telemetry::{REQUEST, RequestContext};
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -110,6 +110,12 @@ pub async fn edge<F: Future<Output = Response>>(
         request.extensions(),
         state.config.limits.client_ip_header.as_ref(),
     );
+    // No route matched: under `/genesys/1/` with `[auth]`, 401 before 404 (no credentials,
+    // no word on which paths exist).
+    let unknown_api = template.is_none()
+        && unrouted.is_none()
+        && state.config.auth.is_some()
+        && request.uri().path().starts_with("/genesys/1/");
     let xml = reply::wants_xml(request.headers()).then(|| reply::xmlns(&request));
     let context = RequestContext {
         id,
@@ -125,6 +131,9 @@ pub async fn edge<F: Future<Output = Response>>(
         }
         if let Err(refusal) = limits::take_token(&state, &request, client) {
             return refusal.into_response();
+        }
+        if unknown_api && !auth::any_known(&state.config, request.headers()) {
+            return ApiError::Unauthorized.into_response();
         }
         let limit = state.config.server.request_timeout;
         let handler = AssertUnwindSafe(async { handler(request).await }).catch_unwind();

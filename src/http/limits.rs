@@ -163,23 +163,10 @@ impl Limits {
 
     /// The client a request counts against: a verified Basic-auth user, else its address.
     pub fn client(config: &Config, headers: &HeaderMap, addr: ClientAddr) -> String {
-        if let Some(Authorization(basic)) = headers.typed_get::<Authorization<Basic>>() {
-            let known = config
-                .auth
-                .iter()
-                .chain(config.admin_auth.iter())
-                .chain(config.metrics_auth.iter())
-                .chain(
-                    config
-                        .services
-                        .values()
-                        .filter_map(|s| s.credentials.as_ref()),
-                );
-            for credentials in known {
-                if super::auth::require(headers, Some(credentials)).is_ok() {
-                    return format!("user:{}", basic.username());
-                }
-            }
+        if let Some(Authorization(basic)) = headers.typed_get::<Authorization<Basic>>()
+            && super::auth::any_known(config, headers)
+        {
+            return format!("user:{}", basic.username());
         }
         format!("ip:{addr}")
     }

@@ -221,7 +221,20 @@ async fn basic_auth_server_wide_and_per_service() {
     app.get("/genesys/1/storage/whatever")
         .await
         .error(401, "Unauthorized");
+    // A path no route serves: 401 without credentials, 404 with any configured ones.
+    app.get("/genesys/1/nope").await.error(401, "Unauthorized");
+    for who in [basic("gms", "secret"), basic("ivr", "ivr-pass")] {
+        let r = app
+            .send(
+                app.client
+                    .get(app.path("/genesys/1/nope"))
+                    .header("Authorization", who),
+            )
+            .await;
+        r.error(404, "NotFound");
+    }
     assert_eq!(app.get("/health").await.status, 200, "health needs no auth");
+    app.get("/nope").await.error(404, "NotFound");
     assert_eq!(app.get("/ready").await.status, 200);
 }
 
