@@ -484,7 +484,7 @@ mod tests {
     fn gms_configs_carry_over() {
         let text = format!(
             "{GROUP}[services.ra]\n_type = \"builtin\"\n_service = \"request-access\"\n_resource_group = \"DNIS\"\n_provide_code = \"true\"\n\
-             _access_code_length = \"8\"\n_booking_expiration_timeout = \"\"\n_redirect = \"x\"\n_ttl = 60\n"
+             _access_code_length = \"8\"\n_booking_expiration_timeout = \"\"\n_redirect = \"x\"\n_ttl = 60\n_phone_number = \"\"\n"
         );
         let (c, warnings) = load(&text).expect("valid");
         let ra = &c.services.values().next().expect("service");
@@ -496,6 +496,10 @@ mod tests {
         assert!(
             warnings[0].contains("_redirect") && warnings[0].contains("_ttl"),
             "{warnings:?}"
+        );
+        assert!(
+            !warnings[0].contains("_phone_number"),
+            "an empty option is unset, not warned about: {warnings:?}"
         );
     }
 

@@ -93,8 +93,12 @@ pub fn parse(
                 | "return_failure_reason"
                 | "_return_pool_health"
         );
+        // An option set to the empty string is unset (GMS configs carry many): no warning.
+        let unset = table.get(k).and_then(toml::Value::as_str) == Some("");
         if IGNORED.contains(&k.as_str()) || (k == "_ttl" && kind == ServiceKind::RequestAccess) {
-            ignored.push(k.as_str());
+            if !unset {
+                ignored.push(k.as_str());
+            }
         } else if !known {
             return Err(cx.err(key(k), "unknown key"));
         }

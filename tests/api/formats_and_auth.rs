@@ -139,6 +139,29 @@ async fn body_size_limit() {
     assert!(groups.is_empty());
 }
 
+#[tokio::test]
+async fn a_body_declared_too_large_is_refused_before_it_comes() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let app = TestApp::spawn(Backend::Memory).await;
+    let addr = app.url.trim_start_matches("http://").to_owned();
+    let mut conn = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    conn.write_all(
+        b"POST /genesys/1/service/callback HTTP/1.1\r\nHost: t\r\n\
+          Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 1000000\r\n\r\n",
+    )
+    .await
+    .expect("head sent");
+    // No body follows: the answer must not wait for it (the request timeout is 30 s).
+    let mut head = vec![0u8; 512];
+    let n = tokio::time::timeout(std::time::Duration::from_secs(5), conn.read(&mut head))
+        .await
+        .expect("answered at once")
+        .expect("read");
+    let text = String::from_utf8_lossy(&head[..n]);
+    assert!(text.starts_with("HTTP/1.1 413"), "{text}");
+    assert!(text.contains("PayloadTooLarge"), "{text}");
+}
+
 fn basic(user: &str, password: &str) -> String {
     format!(
         "Basic {}",
