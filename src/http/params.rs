@@ -116,12 +116,9 @@ impl Params {
             Some(q) => decode_urlencoded(q.as_bytes(), encoding_rs::UTF_8)?,
             None => Vec::new(),
         };
-        // A body declared larger than the limit is refused at once, not awaited.
-        let declared = parts
-            .headers
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-        if declared.is_some_and(|n| n > limit as u64) {
+        // A body declared larger than the limit (its `Content-Length`, which hyper keeps as
+        // the body's size hint: no header lookup) is refused at once, not awaited.
+        if axum::body::HttpBody::size_hint(&body).lower() > limit as u64 {
             return Err(ApiError::PayloadTooLarge { limit });
         }
         let body = read_body(body, limit)
