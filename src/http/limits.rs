@@ -14,7 +14,8 @@
 //!   the calls this node lets in meanwhile are added to that reading ([`Count`]): the sum is
 //!   never below what the store holds, so on one node the limit is exact even under a burst
 //!   of concurrent calls. When that sum says a call does not fit, the store is read again
-//!   before it is refused (sessions that expired meanwhile make room). Nodes of a cluster
+//!   before it is refused (sessions that expired meanwhile make room), at most every 100 ms
+//!   so that a flood at a full store does not walk it on every call. Nodes of a cluster
 //!   see each other's sessions at their next reading: together they may pass the limit by
 //!   what the others added within that second.
 //!
@@ -44,6 +45,8 @@ use crate::store::Usage;
 
 /// How long a read of the store's usage serves before it is read again.
 const USAGE_FRESH_FOR: Duration = Duration::from_secs(1);
+/// At the limit, the soonest the store is read again to see whether room was made.
+const REREAD_AFTER: Duration = Duration::from_millis(100);
 /// Past this many clients, buckets that are full again are forgotten.
 const BUCKETS_KEPT: usize = 100_000;
 
@@ -295,10 +298,12 @@ impl Limits {
         };
         let read_again = {
             let count = self.count.lock();
-            let stale = count
-                .read_at
-                .is_none_or(|at| at.elapsed() >= USAGE_FRESH_FOR);
-            stale || count.bound().is_some_and(|held| over(held).is_some())
+            let age = count.read_at.map(|at| at.elapsed());
+            let stale = age.is_none_or(|age| age >= USAGE_FRESH_FOR);
+            // At the limit, a refusal reads the store again first, but not more often than
+            // every REREAD_AFTER: a flood of calls at a full store must not walk it each time.
+            let full = count.bound().is_some_and(|held| over(held).is_some());
+            stale || (full && age.is_some_and(|age| age >= REREAD_AFTER))
         };
         if read_again && !self.read(broker).await {
             // The store cannot answer: the write itself will meet the same failure.

@@ -151,6 +151,7 @@ crate::on_every_backend!(expired_sessions_make_room, |backend| async move {
         .error(507, "StoreFull");
     app.advance(Duration::from_secs(2));
     // Both expired: the store is read again before refusing (its last reading is fresh, and
-    // full), and has room.
+    // full; read again at most every 100 ms), and has room.
+    tokio::time::sleep(Duration::from_millis(150)).await;
     app.session(&[("a", "1")]).await;
 });
