@@ -410,7 +410,7 @@ impl Metrics {
 /// OpenMetrics text rewritten as the Prometheus text format: the two differ only in a
 /// counter's family name (OpenMetrics names `x`, whose samples are `x_total`; Prometheus names
 /// the family after its samples), in `# UNIT` lines and in the closing `# EOF`.
-pub fn prometheus_text(openmetrics: &str) -> String {
+fn prometheus_text(openmetrics: &str) -> String {
     let counters: std::collections::HashSet<&str> = openmetrics
         .lines()
         .filter_map(|l| l.strip_prefix("# TYPE ")?.strip_suffix(" counter"))

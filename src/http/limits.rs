@@ -41,7 +41,7 @@ use super::error::ApiError;
 use crate::broker::Broker;
 use crate::config::{Config, LimitsConfig};
 use crate::domain::SessionId;
-use crate::store::Usage;
+use crate::store::{Fields, Usage, fields_bytes};
 
 /// How long a read of the store's usage serves before it is read again.
 const USAGE_FRESH_FOR: Duration = Duration::from_secs(1);
@@ -122,6 +122,16 @@ impl Count {
 pub struct Room<'a> {
     limits: Option<&'a Limits>,
     amount: Amount,
+}
+
+impl Room<'_> {
+    /// A call nothing is counted for (no limit applies, or the store cannot count).
+    fn none() -> Self {
+        Room {
+            limits: None,
+            amount: Amount::default(),
+        }
+    }
 }
 
 impl Drop for Room<'_> {
@@ -260,23 +270,21 @@ impl Limits {
         }
     }
 
-    /// Before a call that adds a session (`Adds::Session`) or stored fields of `bytes` bytes
-    /// (names and values): 507 StoreFull when they would not fit. Keep the returned [`Room`]
-    /// until the call's write has returned.
+    /// Before a call that adds a session (`Adds::Session`) or stored `fields` (counted by
+    /// their names and values): 507 StoreFull when they would not fit. Keep the returned
+    /// [`Room`] until the call's write has returned.
     pub async fn room_for(
         &self,
         broker: &Broker,
         adds: Adds,
-        bytes: u64,
+        fields: &Fields,
     ) -> Result<Room<'_>, ApiError> {
         let sessions_limit = self.config.max_sessions.filter(|_| adds == Adds::Session);
         let bytes_limit = self.config.max_storage_bytes;
         if sessions_limit.is_none() && bytes_limit.is_none() {
-            return Ok(Room {
-                limits: None,
-                amount: Amount::default(),
-            });
+            return Ok(Room::none());
         }
+        let bytes = fields_bytes(fields);
         let amount = Amount {
             sessions: u64::from(adds == Adds::Session),
             bytes,
@@ -307,17 +315,11 @@ impl Limits {
         };
         if read_again && !self.read(broker).await {
             // The store cannot answer: the write itself will meet the same failure.
-            return Ok(Room {
-                limits: None,
-                amount: Amount::default(),
-            });
+            return Ok(Room::none());
         }
         let mut count = self.count.lock();
         let Some(held) = count.bound() else {
-            return Ok(Room {
-                limits: None,
-                amount: Amount::default(),
-            });
+            return Ok(Room::none());
         };
         if let Some(msg) = over(held) {
             return Err(ApiError::StoreFull(msg));

@@ -22,7 +22,6 @@ use crate::domain::{
     SessionTtl,
 };
 use crate::store::Session;
-use crate::store::fields_bytes;
 
 /// The one route: a service's name for POST, a session's id for GET and DELETE.
 pub const ROUTE: &str = "/genesys/1/service/{name}";
@@ -83,9 +82,7 @@ async fn create_named(
             let ttl = params.parse("_ttl", SessionTtl::parse)?;
             let fields = params.fields_except(&["_ttl"]);
             let key = key.ok_or_else(|| ApiError::invalid("Idempotency-Key", "missing"))?;
-            let _room = limits
-                .room_for(broker, Adds::Session, fields_bytes(&fields))
-                .await?;
+            let _room = limits.room_for(broker, Adds::Session, &fields).await?;
             let answer = broker
                 .create_session_once(key, name, service, fields, ttl)
                 .await?;
@@ -98,9 +95,7 @@ async fn create_named(
             let client = client();
             limits.check_quota(&client, None)?;
             let fields = params.user_fields();
-            let _room = limits
-                .room_for(broker, Adds::Session, fields_bytes(&fields))
-                .await?;
+            let _room = limits.room_for(broker, Adds::Session, &fields).await?;
             let answer = broker
                 .request_interaction_once(key, name, service, fields, ttl, req)
                 .await?;
@@ -110,9 +105,7 @@ async fn create_named(
         ServiceKind::Session => {
             let ttl = params.parse("_ttl", SessionTtl::parse)?;
             let fields = params.fields_except(&["_ttl"]);
-            let _room = limits
-                .room_for(broker, Adds::Session, fields_bytes(&fields))
-                .await?;
+            let _room = limits.room_for(broker, Adds::Session, &fields).await?;
             let session = broker.create_session(name, service, fields, ttl).await?;
             Ok(Reply::new().field("_id", session.id))
         }
@@ -134,9 +127,7 @@ async fn create_named(
             let client = client();
             limits.check_quota(&client, None)?;
             let fields = params.user_fields();
-            let _room = limits
-                .room_for(broker, Adds::Session, fields_bytes(&fields))
-                .await?;
+            let _room = limits.room_for(broker, Adds::Session, &fields).await?;
             let access = broker
                 .request_interaction(name, service, fields, ttl, access_request(&params)?)
                 .await?;

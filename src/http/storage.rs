@@ -22,7 +22,6 @@ use super::params::Params;
 use super::reply::Reply;
 use super::{AppState, auth};
 use crate::domain::{DataId, StorageTtl};
-use crate::store::fields_bytes;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -79,7 +78,7 @@ async fn create(
     let fields = params.fields_except(&[]);
     let _room = state
         .limits
-        .room_for(&state.broker, Adds::Fields, fields_bytes(&fields))
+        .room_for(&state.broker, Adds::Fields, &fields)
         .await?;
     if let Some(key) = idempotency::key(&headers, addr)? {
         let ttl = StorageTtl::parse_lenient(&ttl);
@@ -120,7 +119,7 @@ async fn update(
     let fields = params.fields_except(&[]);
     let _room = state
         .limits
-        .room_for(&state.broker, Adds::Fields, fields_bytes(&fields))
+        .room_for(&state.broker, Adds::Fields, &fields)
         .await?;
     state
         .broker
