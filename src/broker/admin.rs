@@ -99,7 +99,6 @@ impl Broker {
         change: GroupChange,
     ) -> Result<((bool, GroupOverview), String), BrokerError> {
         let name = change.name.clone();
-        let added = change.numbers.len();
         let before = self.stats_of(&name).await?;
         let created = match self.store.put_group(change).await? {
             PutGroup::Created => true,
@@ -109,6 +108,11 @@ impl Broker {
             }
         };
         let overview = self.admin_group(&name).await?.overview;
+        // Numbers the group had already are not added again (`Store::put_group`).
+        let added = overview
+            .stats
+            .size
+            .saturating_sub(before.as_ref().map_or(0, |b| b.size));
         let detail = put_detail(before.as_ref(), &overview.stats, added);
         Ok(((created, overview), detail))
     }
@@ -335,7 +339,7 @@ fn target<'a>(
 
 /// What a PUT changed, `old→new` for each setting that moved: `allocation round-robin→random,
 /// booking_expiration_timeout 30 (default)→90, 5 numbers added`.
-fn put_detail(before: Option<&GroupStats>, after: &GroupStats, added: usize) -> String {
+fn put_detail(before: Option<&GroupStats>, after: &GroupStats, added: u64) -> String {
     let timeout = |t: Option<u32>| t.map_or_else(|| "30 (default)".to_owned(), |s| s.to_string());
     let Some(before) = before else {
         return format!(

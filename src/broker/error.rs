@@ -70,7 +70,7 @@ pub enum BrokerError {
         group: GroupName,
         number: AccessNumber,
     },
-    /// Admin: a number to add already belongs to a group (or is listed twice).
+    /// Admin: a number to add belongs to another group.
     #[error("numbers: {number} already belongs to group {owner}")]
     NumberTaken {
         number: AccessNumber,

@@ -376,11 +376,35 @@ fn decode_json(body: &[u8]) -> Result<Vec<(String, String)>, ApiError> {
             serde_json::Value::Number(n) => n.to_string(),
             serde_json::Value::Bool(b) => b.to_string(),
             serde_json::Value::Null => continue,
+            serde_json::Value::Array(items) if LISTS.contains(&k.as_str()) => {
+                match list_text(items) {
+                    Some(text) => text,
+                    None => return Err(ApiError::invalid(k, "must be strings or numbers")),
+                }
+            }
             _ => return Err(ApiError::invalid(k, "must be a string, number or boolean")),
         };
         out.push((k, text));
     }
     Ok(out)
+}
+
+/// Parameters whose value is a list (the admin API's `numbers`: numbers and ranges), which
+/// a JSON body may send as an array, as the config file writes it; a form sends them
+/// separated by commas.
+const LISTS: &[&str] = &["numbers"];
+
+/// A JSON list of strings and numbers as the comma-separated text a form would send.
+fn list_text(items: Vec<serde_json::Value>) -> Option<String> {
+    let texts = items
+        .into_iter()
+        .map(|item| match item {
+            serde_json::Value::String(s) => Some(s),
+            serde_json::Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        })
+        .collect::<Option<Vec<String>>>()?;
+    Some(texts.join(","))
 }
 
 #[cfg(test)]
@@ -449,6 +473,9 @@ mod tests {
         );
         assert!(decode_json(br#"{"x":[1]}"#).is_err());
         assert!(decode_json(b"[1]").is_err());
+        let list = decode_json(br#"{"numbers":["100-102", 7]}"#).expect("a list");
+        assert_eq!(list, [("numbers".into(), "100-102,7".into())]);
+        assert!(decode_json(br#"{"numbers":[["1"]]}"#).is_err());
         assert!(decode_json(b"{").is_err());
     }
 

@@ -1,6 +1,10 @@
-//! A group's settings after an admin change.
+//! A group's settings and numbers after an admin change.
 
-use crate::domain::{Allocation, BookingTimeout, NumberPolicy, PolicyChange};
+use std::collections::HashSet;
+
+use crate::domain::{
+    AccessNumber, Allocation, BookingTimeout, GroupName, NumberPolicy, PolicyChange,
+};
 
 /// The policy after an admin change: what it names, else the group's current policy, else
 /// the defaults (a new group).
@@ -23,9 +27,57 @@ pub fn changed_settings(
     )
 }
 
+/// Which of an admin request's `numbers` join `group`: each once, in the order sent, without
+/// those `group` already has (whatever their state), so that a `PUT` or an add sent again
+/// changes nothing. A number of another group (`owner` names a number's group, `None` for
+/// none) refuses the whole request: `Err((number, its group))`.
+pub fn numbers_to_add(
+    group: &GroupName,
+    numbers: Vec<AccessNumber>,
+    owner: impl Fn(&AccessNumber) -> Option<GroupName>,
+) -> Result<Vec<AccessNumber>, (AccessNumber, GroupName)> {
+    let mut seen = HashSet::with_capacity(numbers.len());
+    let mut add = Vec::with_capacity(numbers.len());
+    for number in numbers {
+        match owner(&number) {
+            Some(other) if other != *group => return Err((number, other)),
+            Some(_) => {}
+            None if seen.insert(number.clone()) => add.push(number),
+            None => {}
+        }
+    }
+    Ok(add)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn numbers_a_group_has_are_left_out_and_another_groups_refuse() {
+        let n = |s: &str| AccessNumber::parse(s).expect("number");
+        let g = |s: &str| GroupName::parse(s).expect("group");
+        let owner = |x: &AccessNumber| match x.as_str() {
+            "100" => Some(g("DNIS")),
+            "900" => Some(g("OTHER")),
+            _ => None,
+        };
+        let sent = vec![n("101"), n("100"), n("102"), n("101")];
+        assert_eq!(
+            numbers_to_add(&g("DNIS"), sent, owner),
+            Ok(vec![n("101"), n("102")]),
+            "its own number skipped, a repeat added once, the order kept"
+        );
+        assert_eq!(
+            numbers_to_add(&g("DNIS"), vec![n("103"), n("900")], owner),
+            Err((n("900"), g("OTHER")))
+        );
+        assert_eq!(
+            numbers_to_add(&g("NEW"), vec![n("100")], owner),
+            Err((n("100"), g("DNIS"))),
+            "a new group cannot take another's number"
+        );
+    }
 
     #[test]
     fn a_change_keeps_what_it_does_not_name() {

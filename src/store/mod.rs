@@ -160,13 +160,15 @@ pub trait Store: Send + Sync + 'static {
     /// One group with the state of each of its numbers.
     async fn group(&self, name: &GroupName) -> Result<Option<GroupDetail>, StoreError>;
     /// Creates a group or changes its settings in one atomic step: fields left `None` keep their
-    /// value (a new group takes round-robin and the 30 s default); `numbers` are added, refused
-    /// whole (nothing changed) if one already belongs to a group. A change of allocation
+    /// value (a new group takes round-robin and the 30 s default); `numbers` are added, those the
+    /// group has already left as they are, refused whole (nothing changed) if one belongs to
+    /// another group (`rules::group::numbers_to_add`). A change of allocation
     /// restarts the round-robin walk at the group's first number; any other change keeps it.
     async fn put_group(&self, change: GroupChange) -> Result<PutGroup, StoreError>;
     /// Deletes a group that holds no live reservation.
     async fn delete_group(&self, name: &GroupName) -> Result<DeleteGroup, StoreError>;
-    /// Adds numbers to a group; refused whole if one already belongs to any group.
+    /// Adds numbers to a group, as `put_group` does (those it has already are left as they
+    /// are); refused whole if one belongs to another group.
     async fn add_numbers(
         &self,
         group: &GroupName,

@@ -98,7 +98,7 @@ pub struct GroupChange {
 pub enum PutGroup {
     Created,
     Changed,
-    /// Nothing changed: this number already belongs to that group (or is listed twice).
+    /// Nothing changed: this number belongs to that (other) group.
     Taken(AccessNumber, GroupName),
 }
 
@@ -340,9 +340,10 @@ pub enum DeleteGroup {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AddNumbers {
+    /// How many numbers joined (those the group had already are not counted).
     Added(u64),
     UnknownGroup,
-    /// The number already belongs to this or another group.
+    /// Nothing changed: the number belongs to another group.
     Taken(AccessNumber, GroupName),
 }
 

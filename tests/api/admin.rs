@@ -197,8 +197,9 @@ async fn bad_input_names_the_field() {
             "numbers",
         ),
         (
+            // Another group's number (one of its own would be left as it is).
             app.client
-                .post(app.path("/genesys/1/admin/groups/DNIS/numbers"))
+                .put(app.path("/genesys/1/admin/groups/NEW"))
                 .form(&[("numbers", "102")]),
             400,
             "InvalidParameter",
@@ -372,32 +373,9 @@ on_every_backend!(
     put_group_with_a_taken_number_changes_nothing,
     |backend| async move {
         let app = TestApp::spawn_with(backend, TOML).await;
-        let before = app.get("/genesys/1/admin/groups/DNIS").await.json();
         let put = |path: &'static str, form: &'static [(&'static str, &'static str)]| {
             app.client.put(app.path(path)).form(form)
         };
-        let message = app
-            .send(put(
-                "/genesys/1/admin/groups/DNIS",
-                &[
-                    ("allocation", "random"),
-                    ("booking_expiration_timeout", "90"),
-                    ("numbers", "500, 102"),
-                ],
-            ))
-            .await
-            .error(400, "InvalidParameter");
-        assert_eq!(message, "numbers: 102 already belongs to group DNIS");
-        let after = app.get("/genesys/1/admin/groups/DNIS").await.json();
-        for field in [
-            "allocation",
-            "booking_expiration_timeout",
-            "size",
-            "numbers",
-        ] {
-            assert_eq!(after[field], before[field], "{field} unchanged");
-        }
-
         let message = app
             .send(put(
                 "/genesys/1/admin/groups/OTHER",
@@ -418,6 +396,87 @@ on_every_backend!(
             .await;
         assert_eq!(r.status, 201, "{}", r.text);
         assert_eq!(r.json()["size"], 2);
+
+        let before = app.get("/genesys/1/admin/groups/DNIS").await.json();
+        let message = app
+            .send(put(
+                "/genesys/1/admin/groups/DNIS",
+                &[
+                    ("allocation", "random"),
+                    ("booking_expiration_timeout", "90"),
+                    ("numbers", "500, 601"),
+                ],
+            ))
+            .await
+            .error(400, "InvalidParameter");
+        assert_eq!(message, "numbers: 601 already belongs to group OTHER");
+        let after = app.get("/genesys/1/admin/groups/DNIS").await.json();
+        for field in [
+            "allocation",
+            "booking_expiration_timeout",
+            "size",
+            "numbers",
+        ] {
+            assert_eq!(after[field], before[field], "{field} unchanged");
+        }
+    }
+);
+
+// A PUT sent again changes nothing: numbers the group has already (in any state: here one is
+// reserved) are left as they are, and only the new ones join, each once. The same for adding
+// numbers, whose `added` counts only those that joined; a JSON body may list them.
+on_every_backend!(
+    put_and_add_numbers_sent_again_change_nothing,
+    |backend| async move {
+        let app = TestApp::spawn_with(backend, TOML).await;
+        let id = app.session(&[]).await;
+        let held = app.request_access(&id, &[]).await.field("_access_number");
+        let put = || {
+            app.client
+                .put(app.path("/genesys/1/admin/groups/DNIS"))
+                .form(&[("numbers", "100-104, 500, 500-501")])
+        };
+        for attempt in ["first", "again"] {
+            let r = app.send(put()).await;
+            assert_eq!(r.status, 200, "{attempt}: {}", r.text);
+            assert_eq!(
+                (r.json()["size"].as_u64(), r.json()["reserved"].as_u64()),
+                (Some(7), Some(1)),
+                "{attempt}: 500 and 501 joined once, the reservation untouched"
+            );
+        }
+        let page = app.get("/genesys/1/admin/groups/DNIS").await.json();
+        let state = |n: &str| {
+            page["numbers"]
+                .as_array()
+                .expect("numbers")
+                .iter()
+                .find(|x| x["number"] == n)
+                .map(|x| x["state"].clone())
+        };
+        assert_eq!(state(&held), Some("reserved".into()), "{page}");
+
+        let add = |body: serde_json::Value| {
+            app.client
+                .post(app.path("/genesys/1/admin/groups/DNIS/numbers"))
+                .json(&body)
+        };
+        let r = app
+            .send(add(serde_json::json!({"numbers": ["501-503", 504, "100"]})))
+            .await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        assert_eq!(r.json()["added"], 3, "502, 503 and 504: {}", r.text);
+        let r = app
+            .send(add(serde_json::json!({"numbers": ["501-503", 504, "100"]})))
+            .await;
+        assert_eq!(r.json()["added"], 0, "{}", r.text);
+        let message = app
+            .send(add(serde_json::json!({"numbers": [["500"]]})))
+            .await
+            .error(400, "InvalidParameter");
+        assert_eq!(message, "numbers: must be strings or numbers");
+        let page = app.get("/genesys/1/admin/groups/DNIS").await.json();
+        assert_eq!(page["size"], 10, "{page}");
     }
 );
 

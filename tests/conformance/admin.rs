@@ -101,6 +101,14 @@ async fn admin_add_and_remove_numbers(t: TestStore) {
             .iter()
             .any(|n| n.number == r.number && matches!(n.state, NumberState::Retiring { .. }))
     );
+    let own = r.number.to_string();
+    assert_eq!(
+        add(&t, &g, &[&own, &own]).await,
+        AddNumbers::Added(0),
+        "its own number, even retiring, is left as it is"
+    );
+    let taken = add(&t, &other, &[&own]).await;
+    assert!(matches!(taken, AddNumbers::Taken(..)), "{taken:?}");
     assert!(
         matches(&t, &r.number).await,
         "a retiring reservation still matches"

@@ -79,9 +79,13 @@ impl Run {
         let added = self.stores.sides[0].t.store.group(name).await;
         if let (Some(g), Ok(Some(detail))) = (g, added) {
             let now: Vec<_> = detail.numbers.iter().map(|n| n.number.clone()).collect();
-            self.groups[g]
-                .numbers
-                .extend(numbers.into_iter().filter(|n| now.contains(n)));
+            let known = &mut self.groups[g].numbers;
+            for n in numbers {
+                // A number the group had already is left as it is, not added twice.
+                if now.contains(&n) && !known.contains(&n) {
+                    known.push(n);
+                }
+            }
         }
         Ok(())
     }

@@ -1,6 +1,6 @@
 //! Group administration, searches and housekeeping in PostgreSQL.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 
 use deadpool_postgres::Transaction;
 
@@ -261,9 +261,10 @@ pub async fn put_group(
 ) -> Result<PutGroup, StoreError> {
     let g = change.name.as_str();
     let was = lock_group(tx, g).await?;
-    if let Some((number, owner)) = first_taken(tx, now, &change.name, &change.numbers).await? {
-        return Ok(PutGroup::Taken(number, owner));
-    }
+    let numbers = match numbers_to_add(tx, now, &change.name, change.numbers.clone()).await? {
+        Ok(numbers) => numbers,
+        Err((number, owner)) => return Ok(PutGroup::Taken(number, owner)),
+    };
     let (allocation, timeout) = rules::group::changed_settings(
         was.map(|w| (w.allocation, w.timeout)),
         change.allocation,
@@ -271,7 +272,7 @@ pub async fn put_group(
     );
     let policy = rules::group::changed_policy(was.map(|w| w.policy), &change.policy);
     let created = write_group(tx, g, allocation, timeout, &policy, was).await?;
-    let texts: Vec<&str> = change.numbers.iter().map(AccessNumber::as_str).collect();
+    let texts: Vec<&str> = numbers.iter().map(AccessNumber::as_str).collect();
     append(tx, g, &texts).await?;
     Ok(if created {
         PutGroup::Created
@@ -280,38 +281,34 @@ pub async fn put_group(
     })
 }
 
-/// The first of `numbers` listed twice (reported as `group`'s) or already in a group. Rows of
-/// retired numbers whose reservation ended are dropped first: they belong to no one.
-async fn first_taken(
+/// The numbers of an admin request that join `group` (`rules::group::numbers_to_add`), with
+/// their owners read in one statement. Rows of retired numbers whose reservation ended are
+/// dropped first: they belong to no one.
+async fn numbers_to_add(
     tx: &Transaction<'_>,
     now: i64,
     group: &GroupName,
-    numbers: &[AccessNumber],
-) -> Result<Option<(AccessNumber, GroupName)>, StoreError> {
-    let mut seen = HashSet::new();
-    if let Some(dup) = numbers.iter().find(|n| !seen.insert(n.as_str())) {
-        return Ok(Some((dup.clone(), group.clone())));
+    numbers: Vec<AccessNumber>,
+) -> Result<Result<Vec<AccessNumber>, (AccessNumber, GroupName)>, StoreError> {
+    let mut owners = HashMap::new();
+    if !numbers.is_empty() {
+        let texts: Vec<&str> = numbers.iter().map(AccessNumber::as_str).collect();
+        drop_gone(tx, now, &texts).await?;
+        let rows = tx
+            .query(
+                "SELECT number, group_name FROM numbers WHERE number = ANY($1)",
+                &[&texts],
+            )
+            .await
+            .map_err(pg_error)?;
+        for row in rows {
+            let owner = GroupName::parse(row.get(1)).map_err(corrupt("numbers.group_name"))?;
+            owners.insert(row.get::<_, String>(0), owner);
+        }
     }
-    if numbers.is_empty() {
-        return Ok(None);
-    }
-    let texts: Vec<&str> = numbers.iter().map(AccessNumber::as_str).collect();
-    drop_gone(tx, now, &texts).await?;
-    let taken = tx
-        .query_opt(
-            "SELECT number, group_name FROM numbers WHERE number = ANY($1) LIMIT 1",
-            &[&texts],
-        )
-        .await
-        .map_err(pg_error)?;
-    taken
-        .map(|row| {
-            Ok((
-                AccessNumber::parse(row.get(0)).map_err(corrupt("numbers.number"))?,
-                GroupName::parse(row.get(1)).map_err(corrupt("numbers.group_name"))?,
-            ))
-        })
-        .transpose()
+    Ok(rules::group::numbers_to_add(group, numbers, |n| {
+        owners.get(n.as_str()).cloned()
+    }))
 }
 
 pub async fn delete_group(
@@ -416,9 +413,10 @@ pub async fn add_numbers(
         return Ok(AddNumbers::UnknownGroup);
     }
     forget_config(tx, g).await?;
-    if let Some((number, owner)) = first_taken(tx, now, group, numbers).await? {
-        return Ok(AddNumbers::Taken(number, owner));
-    }
+    let numbers = match numbers_to_add(tx, now, group, numbers.to_vec()).await? {
+        Ok(numbers) => numbers,
+        Err((number, owner)) => return Ok(AddNumbers::Taken(number, owner)),
+    };
     let texts: Vec<&str> = numbers.iter().map(AccessNumber::as_str).collect();
     append(tx, g, &texts).await?;
     Ok(AddNumbers::Added(numbers.len() as u64))

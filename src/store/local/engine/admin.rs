@@ -1,7 +1,5 @@
 //! Group administration: config at start, and the admin API's changes at run time.
 
-use std::collections::HashSet;
-
 use crate::domain::{AccessNumber, GroupName, UnixMillis};
 use crate::store::{
     AddNumbers, DeleteGroup, GroupChange, GroupDetail, GroupSettings, GroupSpec, GroupStats,
@@ -142,9 +140,10 @@ impl Engine {
         now: UnixMillis,
         log: &mut ChangeLog,
     ) -> PutGroup {
-        if let Some((number, owner)) = self.first_taken(&change.name, &change.numbers) {
-            return PutGroup::Taken(number, owner);
-        }
+        let numbers = match self.numbers_to_add(&change.name, change.numbers) {
+            Ok(numbers) => numbers,
+            Err((number, owner)) => return PutGroup::Taken(number, owner),
+        };
         let current = self.group_idx(&change.name).map(|g| {
             let s = &self.group_mut(g).settings;
             (s.allocation, s.booking_timeout, s.policy)
@@ -164,7 +163,7 @@ impl Engine {
         let name = settings.name.clone();
         let created = self.set_group(settings, now, log);
         if let Some(g) = self.group_idx(&name) {
-            for number in change.numbers {
+            for number in numbers {
                 self.push_number(g, number, log);
             }
         }
@@ -214,9 +213,10 @@ impl Engine {
         let Some(g) = self.group_idx(name) else {
             return AddNumbers::UnknownGroup;
         };
-        if let Some((number, owner)) = self.first_taken(name, &numbers) {
-            return AddNumbers::Taken(number, owner);
-        }
+        let numbers = match self.numbers_to_add(name, numbers) {
+            Ok(numbers) => numbers,
+            Err((number, owner)) => return AddNumbers::Taken(number, owner),
+        };
         let added = numbers.len() as u64;
         for number in numbers {
             self.push_number(g, number, log);
@@ -224,26 +224,18 @@ impl Engine {
         AddNumbers::Added(added)
     }
 
-    /// The first of `numbers` that already belongs to a group, or is listed twice (then it is
-    /// reported as belonging to `name`, the group it was about to join).
-    fn first_taken(
+    /// The numbers of an admin request that join `name` (`rules::group::numbers_to_add`).
+    fn numbers_to_add(
         &self,
         name: &GroupName,
-        numbers: &[AccessNumber],
-    ) -> Option<(AccessNumber, GroupName)> {
-        let mut seen = HashSet::with_capacity(numbers.len());
-        for n in numbers {
-            if let Some((owner, _)) = self.locate(n) {
-                let owner = self.groups[owner as usize]
-                    .as_ref()
-                    .map(|o| o.settings.name.clone());
-                return Some((n.clone(), owner.unwrap_or_else(|| name.clone())));
-            }
-            if !seen.insert(n) {
-                return Some((n.clone(), name.clone()));
-            }
-        }
-        None
+        numbers: Vec<AccessNumber>,
+    ) -> Result<Vec<AccessNumber>, (AccessNumber, GroupName)> {
+        rules::group::numbers_to_add(name, numbers, |n| {
+            let (g, _) = self.locate(n)?;
+            self.groups[g as usize]
+                .as_ref()
+                .map(|o| o.settings.name.clone())
+        })
     }
 
     fn push_number(&mut self, g: GroupIdx, number: AccessNumber, log: &mut ChangeLog) {
