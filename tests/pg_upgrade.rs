@@ -2,7 +2,8 @@
 //! found through `numbers.session`) keeps its reservations when a node of this one migrates
 //! it to 7 (the sessions' lists of holds, heap-only pairs): the live reservation is the
 //! session's own, renewed rather than doubled, matched, and the session's next request gets
-//! another number with its list kept to what it holds.
+//! another number with its list kept to what it holds; and migration 8 counts the bytes of
+//! the fields stored before it.
 
 mod support;
 
@@ -45,6 +46,8 @@ async fn upgrade() {
          INSERT INTO numbers (number, group_name, position)
               SELECT (7000000 + i)::text, 'DNIS', i FROM generate_series(0, 9) AS i;
          INSERT INTO data (id, fields, expires_at) VALUES ('{session}.data', '[]', {far});
+         INSERT INTO data (id, fields, expires_at)
+              VALUES ('stored', '[[\"name\",\"value\"],[\"é\",\"\\\"\"]]', {far});
          INSERT INTO sessions (id, service, data_id, expires_at)
               VALUES ('{session}', 'callback', '{session}.data', {far});
          UPDATE numbers SET session = '{session}', expires_at = {far}, freed_at = {far}
@@ -111,4 +114,12 @@ async fn upgrade() {
         .expect("the session");
     let holds: Vec<String> = row.get(0);
     assert_eq!(holds, vec![number], "the list holds what the session holds");
+
+    // Migration 8 counted the fields stored before it as the node counts new ones: names
+    // and values in bytes ("name" "value" "é" and a quote: 4 + 5 + 2 + 1).
+    let row = db
+        .query_one("SELECT bytes FROM data WHERE id = 'stored'", &[])
+        .await
+        .expect("the stored entry");
+    assert_eq!(row.get::<_, i64>(0), 12);
 }

@@ -95,17 +95,23 @@ crate::on_every_backend!(the_store_has_room_for_so_much, |backend| async move {
         .await
         .error(507, "StoreFull");
     assert!(msg.contains("max_storage_bytes"), "{msg}");
-    // …one that fits is kept, and the next that does not fit is refused.
-    let fits = "x".repeat(1900);
+    // …ones that fit are kept, up to exactly 2,000 bytes of names and values on every store
+    // (6 + 4 + 1,985 + 5), and the next byte does not fit. Waiting past the usage's freshness
+    // makes the refusal read the store's own count.
+    let fits = "x".repeat(1985);
     let resp = app.post("/genesys/1/storage/60", &[("blob", &fits)]).await;
     assert_eq!(resp.status, 200, "{}", resp.text);
     let resp = app.post("/genesys/1/storage/60", &[("more", "1")]).await;
     assert_eq!(resp.status, 200, "{}", resp.text);
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     let msg = app
-        .post("/genesys/1/storage/60", &[("more", &"y".repeat(100))])
+        .post("/genesys/1/storage/60", &[("m", "")])
         .await
         .error(507, "StoreFull");
-    assert!(msg.contains("max_storage_bytes"), "{msg}");
+    assert!(
+        msg.contains("holds 2000 bytes") && msg.contains("max_storage_bytes"),
+        "{msg}"
+    );
     // Reads still work.
     assert_eq!(app.get("/genesys/1/admin/groups").await.status, 200);
 });

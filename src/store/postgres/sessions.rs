@@ -21,6 +21,11 @@ fn encode(fields: &Fields) -> String {
     serde_json::to_string(fields).unwrap_or_else(|_| "[]".into())
 }
 
+/// The bytes `[limits] max_storage_bytes` counts for these fields (`data.bytes`, migration 8).
+fn bytes(fields: &Fields) -> i64 {
+    i64::try_from(crate::store::fields_bytes(fields)).unwrap_or(i64::MAX)
+}
+
 pub(super) fn decode(text: &str) -> Result<Fields, StoreError> {
     serde_json::from_str(text).map_err(|e| StoreError::corrupt("data.fields", e))
 }
@@ -143,11 +148,16 @@ pub async fn put_data(
     fields: &Fields,
     ttl: &Duration,
 ) -> Result<(), StoreError> {
-    let sql = "INSERT INTO data (id, fields, expires_at) VALUES ($1, $2, $3)
-               ON CONFLICT (id) DO UPDATE SET fields = excluded.fields, expires_at = excluded.expires_at";
-    tx.execute_cached(sql, &[&id.as_str(), &encode(fields), &(now + ms(ttl))])
-        .await
-        .map_err(pg_error)?;
+    let sql = "INSERT INTO data (id, fields, expires_at, bytes) VALUES ($1, $2, $3, $4)
+               ON CONFLICT (id) DO UPDATE SET fields = excluded.fields, expires_at = excluded.expires_at,
+                                              bytes = excluded.bytes";
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 4] = [
+        &id.as_str(),
+        &encode(fields),
+        &(now + ms(ttl)),
+        &bytes(fields),
+    ];
+    tx.execute_cached(sql, &params).await.map_err(pg_error)?;
     Ok(())
 }
 
@@ -232,6 +242,7 @@ impl super::batch::Work for Creating {
         let data_ids: Vec<&str> = reqs.iter().map(|r| r.data_id.as_str()).collect();
         let expiries: Vec<i64> = reqs.iter().map(|r| now + ms(&r.ttl)).collect();
         let fields: Vec<String> = reqs.iter().map(|r| encode(&r.fields)).collect();
+        let sizes: Vec<i64> = reqs.iter().map(|r| bytes(&r.fields)).collect();
         let stmts = [
             Stmt::new(
                 "INSERT INTO sessions (id, service, data_id, expires_at)
@@ -242,14 +253,16 @@ impl super::batch::Work for Creating {
             .bind(&data_ids, Type::TEXT_ARRAY)
             .bind(&expiries, Type::INT8_ARRAY),
             Stmt::new(
-                "INSERT INTO data (id, fields, expires_at)
-                 SELECT * FROM unnest($1::text[], $2::text[], $3::int8[])
+                "INSERT INTO data (id, fields, expires_at, bytes)
+                 SELECT * FROM unnest($1::text[], $2::text[], $3::int8[], $4::int8[])
                  ON CONFLICT (id) DO UPDATE SET fields = excluded.fields,
-                                                expires_at = excluded.expires_at",
+                                                expires_at = excluded.expires_at,
+                                                bytes = excluded.bytes",
             )
             .bind(&data_ids, Type::TEXT_ARRAY)
             .bind(fields, Type::TEXT_ARRAY)
-            .bind(&expiries, Type::INT8_ARRAY),
+            .bind(&expiries, Type::INT8_ARRAY)
+            .bind(sizes, Type::INT8_ARRAY),
         ];
         finish.last(client, &stmts).await?;
         Ok(Vec::new())

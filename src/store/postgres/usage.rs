@@ -1,8 +1,8 @@
 //! What the shared store holds, for `[limits]` (`Store::usage`): live sessions and the bytes
 //! of live stored fields, counted over every node's rows.
 //!
-//! The bytes are those of the stored `fields` column (the fields as the store encodes them),
-//! a little more than the names and values alone: the limit errs on the safe side.
+//! The bytes are the fields' names and values (`data.bytes`, written with each row by
+//! `store::fields::fields_bytes`), as the embedded stores count them.
 
 use deadpool_postgres::Transaction;
 
@@ -13,7 +13,7 @@ pub async fn usage(tx: &Transaction<'_>, now: i64) -> Result<Usage, StoreError> 
     let row = tx
         .query_one(
             "SELECT (SELECT count(*) FROM sessions WHERE expires_at > $1),
-                    (SELECT coalesce(sum(octet_length(fields)), 0)::bigint FROM data WHERE expires_at > $1)",
+                    (SELECT coalesce(sum(bytes), 0)::bigint FROM data WHERE expires_at > $1)",
             &[&now],
         )
         .await
