@@ -118,10 +118,13 @@ impl Count {
 }
 
 /// A call let in by [`Limits::room_for`]: its amount counts as in flight until this is
-/// dropped (after the call's write returned), then as done.
+/// dropped, then as done if the call may have written it ([`Room::settle`]).
 pub struct Room<'a> {
     limits: Option<&'a Limits>,
     amount: Amount,
+    /// Whether the amount may be in the store now. Until the call settles, yes: a call
+    /// dropped half-way (its client gone) may have written.
+    landed: bool,
 }
 
 impl Room<'_> {
@@ -130,7 +133,21 @@ impl Room<'_> {
         Room {
             limits: None,
             amount: Amount::default(),
+            landed: false,
         }
+    }
+
+    /// The call's outcome, passed through. What it adds counts as done (until the store's
+    /// next reading) when it may be in the store: on success, and on a failure of the store
+    /// itself (its commit may have landed). Any other error changed nothing ("an error answer
+    /// means the call changed nothing"), so it takes no room: a refused request-interaction
+    /// (unknown group, empty pool) must not use up a session of `max_sessions`.
+    pub fn settle<T>(mut self, outcome: Result<T, ApiError>) -> Result<T, ApiError> {
+        self.landed = match &outcome {
+            Ok(_) => true,
+            Err(err) => matches!(err, ApiError::StoreUnavailable(_) | ApiError::Internal(_)),
+        };
+        outcome
     }
 }
 
@@ -139,7 +156,9 @@ impl Drop for Room<'_> {
         if let Some(limits) = self.limits {
             let mut count = limits.count.lock();
             count.in_flight = count.in_flight.minus(self.amount);
-            count.done = count.done.plus(self.amount);
+            if self.landed {
+                count.done = count.done.plus(self.amount);
+            }
         }
     }
 }
@@ -328,6 +347,7 @@ impl Limits {
         Ok(Room {
             limits: Some(self),
             amount,
+            landed: true,
         })
     }
 

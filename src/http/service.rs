@@ -82,10 +82,13 @@ async fn create_named(
             let ttl = params.parse("_ttl", SessionTtl::parse)?;
             let fields = params.fields_except(&["_ttl"]);
             let key = key.ok_or_else(|| ApiError::invalid("Idempotency-Key", "missing"))?;
-            let _room = limits.room_for(broker, Adds::Session, &fields).await?;
-            let answer = broker
-                .create_session_once(key, name, service, fields, ttl)
-                .await?;
+            let room = limits.room_for(broker, Adds::Session, &fields).await?;
+            let answer = room.settle(
+                broker
+                    .create_session_once(key, name, service, fields, ttl)
+                    .await
+                    .map_err(ApiError::from),
+            )?;
             Ok(Reply::new().fields(&answer))
         }
         ServiceKind::RequestInteraction if key.is_some() => {
@@ -95,18 +98,26 @@ async fn create_named(
             let client = client();
             limits.check_quota(&client, None)?;
             let fields = params.user_fields();
-            let _room = limits.room_for(broker, Adds::Session, &fields).await?;
-            let answer = broker
-                .request_interaction_once(key, name, service, fields, ttl, req)
-                .await?;
+            let room = limits.room_for(broker, Adds::Session, &fields).await?;
+            let answer = room.settle(
+                broker
+                    .request_interaction_once(key, name, service, fields, ttl, req)
+                    .await
+                    .map_err(ApiError::from),
+            )?;
             record_answer(limits, &client, &answer);
             Ok(Reply::new().fields(&answer))
         }
         ServiceKind::Session => {
             let ttl = params.parse("_ttl", SessionTtl::parse)?;
             let fields = params.fields_except(&["_ttl"]);
-            let _room = limits.room_for(broker, Adds::Session, &fields).await?;
-            let session = broker.create_session(name, service, fields, ttl).await?;
+            let room = limits.room_for(broker, Adds::Session, &fields).await?;
+            let session = room.settle(
+                broker
+                    .create_session(name, service, fields, ttl)
+                    .await
+                    .map_err(ApiError::from),
+            )?;
             Ok(Reply::new().field("_id", session.id))
         }
         ServiceKind::RequestAccess => {
@@ -127,10 +138,14 @@ async fn create_named(
             let client = client();
             limits.check_quota(&client, None)?;
             let fields = params.user_fields();
-            let _room = limits.room_for(broker, Adds::Session, &fields).await?;
-            let access = broker
-                .request_interaction(name, service, fields, ttl, access_request(&params)?)
-                .await?;
+            let req = access_request(&params)?;
+            let room = limits.room_for(broker, Adds::Session, &fields).await?;
+            let access = room.settle(
+                broker
+                    .request_interaction(name, service, fields, ttl, req)
+                    .await
+                    .map_err(ApiError::from),
+            )?;
             limits.record(&client, &access.session, access.reservation.expires_in);
             Ok(access_reply(access))
         }

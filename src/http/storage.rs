@@ -76,19 +76,29 @@ async fn create(
     params: Params,
 ) -> Result<Reply, ApiError> {
     let fields = params.fields_except(&[]);
-    let _room = state
+    let key = idempotency::key(&headers, addr)?;
+    let room = state
         .limits
         .room_for(&state.broker, Adds::Fields, &fields)
         .await?;
-    if let Some(key) = idempotency::key(&headers, addr)? {
-        let ttl = StorageTtl::parse_lenient(&ttl);
-        let answer = state.broker.put_data_once(key, fields, ttl).await?;
+    let ttl = StorageTtl::parse_lenient(&ttl);
+    if let Some(key) = key {
+        let answer = room.settle(
+            state
+                .broker
+                .put_data_once(key, fields, ttl)
+                .await
+                .map_err(ApiError::from),
+        )?;
         return Ok(Reply::new().fields(&answer));
     }
-    let id = state
-        .broker
-        .put_data(fields, StorageTtl::parse_lenient(&ttl))
-        .await?;
+    let id = room.settle(
+        state
+            .broker
+            .put_data(fields, ttl)
+            .await
+            .map_err(ApiError::from),
+    )?;
     Ok(Reply::new().field("id", id))
 }
 
@@ -117,14 +127,17 @@ async fn update(
     let id = data_id(&id)?;
     // An update may replace fields it names: counting all it sends errs on the strict side.
     let fields = params.fields_except(&[]);
-    let _room = state
+    let room = state
         .limits
         .room_for(&state.broker, Adds::Fields, &fields)
         .await?;
-    state
-        .broker
-        .update_data(&id, fields, StorageTtl::parse_lenient(&ttl))
-        .await?;
+    room.settle(
+        state
+            .broker
+            .update_data(&id, fields, StorageTtl::parse_lenient(&ttl))
+            .await
+            .map_err(ApiError::from),
+    )?;
     Ok(Reply::new().field("id", id))
 }
 

@@ -163,3 +163,35 @@ crate::on_every_backend!(expired_sessions_make_room, |backend| async move {
     tokio::time::sleep(Duration::from_millis(150)).await;
     app.session(&[("a", "1")]).await;
 });
+
+// An error answer changed nothing, so it takes no room: request-interactions refused for an
+// unknown group, a bad parameter or an empty pool leave every session of max_sessions free.
+crate::on_every_backend!(refused_calls_take_no_room, |backend| async move {
+    let toml = "[resource_groups.ONE]\nnumbers = [\"0400\"]\n\
+                [services.ri]\ntype = \"request-interaction\"\n_resource_group = \"ONE\"\n\
+                [services.plain]\ntype = \"session\"\n\
+                [limits]\nmax_sessions = 2\n";
+    let app = TestApp::spawn_with(backend, toml).await;
+    let ri = "/genesys/1/service/ri";
+    app.post(ri, &[("_resource_group", "NOPE"), ("_ttl", "86400")])
+        .await
+        .error(400, "UnknownResourceGroup");
+    app.post(ri, &[("_booking_expiration_timeout", "abc")])
+        .await
+        .error(400, "InvalidParameter");
+    let first = app.post(ri, &[("a", "1")]).await;
+    assert_eq!(first.status, 200, "{}", first.text);
+    for _ in 0..3 {
+        app.post(ri, &[("a", "2")])
+            .await
+            .error(503, "PoolExhausted");
+    }
+    // One session is in the store: one more fits, and only one.
+    let second = app.post("/genesys/1/service/plain", &[("a", "3")]).await;
+    assert_eq!(second.status, 200, "{}", second.text);
+    let msg = app
+        .post("/genesys/1/service/plain", &[("a", "4")])
+        .await
+        .error(507, "StoreFull");
+    assert!(msg.contains("holds 2 live sessions"), "{msg}");
+});
