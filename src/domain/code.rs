@@ -128,6 +128,14 @@ impl AccessCode {
         Ok(Self(s.to_owned()))
     }
 
+    /// A code as a caller keyed it into a match (`_access_code`), compared as it is: one that
+    /// is no access code (`608928#`, forty digits) equals no reservation's code, so it is a
+    /// wrong code like any other (404 `NoMatch`, an attempt counted), as the contract lists
+    /// wrong codes, not a bad request. Never stored: only `parse`d codes are lent.
+    pub fn offered(s: &str) -> Self {
+        Self(s.trim().to_owned())
+    }
+
     /// A fresh code of `length` digits starting with `prefix`, from the thread's CSPRNG
     /// (ChaCha, seeded from the OS). The caller checks `prefix.fits(length)`.
     pub fn generate(length: CodeLength, prefix: &CodePrefix) -> Self {

@@ -175,24 +175,37 @@ pub struct PhoneNumber(String);
 
 impl PhoneNumber {
     pub fn parse(s: &str) -> Result<Self, ParseError> {
+        match Self::normalise(s) {
+            Some(n) if n.digits().len() <= MAX_NUMBER_LEN => Ok(n),
+            _ => Err(ParseError::new(format!(
+                "{s:?} is not a phone number (1 to {MAX_NUMBER_LEN} digits)"
+            ))),
+        }
+    }
+
+    /// The digits, after a leading `+` if there is one; `None` without a digit.
+    fn normalise(s: &str) -> Option<Self> {
         let trimmed = s.trim();
         let mut out = String::with_capacity(trimmed.len());
         if trimmed.starts_with('+') {
             out.push('+');
         }
         out.extend(trimmed.chars().filter(char::is_ascii_digit));
-        let digits = out.trim_start_matches('+').len();
-        if digits == 0 || digits > MAX_NUMBER_LEN {
-            return Err(ParseError::new(format!(
-                "{s:?} is not a phone number (1 to {MAX_NUMBER_LEN} digits)"
-            )));
-        }
-        Ok(Self(out))
+        (out.len() > usize::from(trimmed.starts_with('+'))).then_some(Self(out))
     }
 
     /// Rebuilds a value read back from a store (already normalised).
     pub fn from_stored(s: String) -> Self {
         Self(s)
+    }
+
+    /// A caller's number as a match gives it (`_phone_number`, often the caller id as the
+    /// switch passed it), normalised as the contract says (digits and a leading `+`) but of
+    /// any length. `None` when it has no digit (`anonymous`, `private`, `unknown`: a withheld
+    /// caller id), which is a call that gives no number, accepted on its code as any such
+    /// call; one too long to be a number matches no reservation's phone (`wrong_phone`).
+    pub fn offered(s: &str) -> Option<Self> {
+        Self::normalise(s)
     }
 
     pub fn as_str(&self) -> &str {

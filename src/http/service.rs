@@ -196,8 +196,10 @@ async fn match_interaction(
     };
     let p = MatchParams {
         number: AccessNumber::parse(number).map_err(ApiError::param("_access_number"))?,
-        code: params.parse("_access_code", AccessCode::parse)?,
-        phone: params.parse("_phone_number", PhoneNumber::parse)?,
+        // What the caller keyed and the caller id: compared, never refused (a value that is no
+        // code or number matches nothing, or counts as no number: `offered`).
+        code: params.get("_access_code").map(AccessCode::offered),
+        phone: params.get("_phone_number").and_then(PhoneNumber::offered),
         end_session: params.flag("_delete_service")?.unwrap_or(false),
         return_data,
     };

@@ -22,10 +22,11 @@ on_every_backend!(
             )
             .await;
         let (number, code) = (r.field("_access_number"), r.field("_access_code"));
+        // What a caller keyed is compared, never refused: no code at all is a wrong one.
         let wrong = app
-            .match_interaction(&[("_access_number", &number), ("_access_code", "000000x")])
+            .match_interaction(&[("_access_number", &number), ("_access_code", "000000#")])
             .await;
-        wrong.error(400, "InvalidParameter");
+        wrong.error(404, "NoMatch");
         let other_code = if code == "111111" { "222222" } else { "111111" };
         let wrong = app
             .match_interaction(&[("_access_number", &number), ("_access_code", other_code)])
@@ -38,6 +39,15 @@ on_every_backend!(
                 ("_access_number", &number),
                 ("_access_code", &code),
                 ("_phone_number", "+16505550199"),
+            ])
+            .await;
+        wrong_phone.error(404, "NoMatch");
+        let too_long = "1".repeat(40);
+        let wrong_phone = app
+            .match_interaction(&[
+                ("_access_number", &number),
+                ("_access_code", &code),
+                ("_phone_number", &too_long),
             ])
             .await;
         wrong_phone.error(404, "NoMatch");
@@ -138,10 +148,19 @@ async fn bad_parameters() {
             400,
             "_return_multiple_matches",
         ),
+        // A withheld caller id is no number: a call without one, not a bad request.
         (
-            &[("_access_number", "6504660000"), ("_phone_number", "none")],
-            400,
-            "_phone_number",
+            &[
+                ("_access_number", "6504660000"),
+                ("_phone_number", "anonymous"),
+            ],
+            404,
+            "",
+        ),
+        (
+            &[("_access_number", "6504660000"), ("_access_code", "12#")],
+            404,
+            "",
         ),
         (&[("_access_number", "6504660000")], 404, ""),
         (&[("_access_number", "99999")], 404, ""),
@@ -280,3 +299,75 @@ async fn reasons_late_calls_and_lockouts_over_http() {
         assert!(metrics.contains(needle), "{needle} in\n{metrics}");
     }
 }
+
+// What an IVR passes on is compared, never refused: a keyed code with the terminator (`#`) is
+// a wrong code (one attempt of max_code_attempts), a withheld caller id (`anonymous`) is a
+// call that gives no number and matches on its code, one too long to be a number is a wrong
+// phone.
+on_every_backend!(
+    keyed_values_are_compared_not_refused,
+    |backend| async move {
+        let toml = r#"
+        [resource_groups.DNIS]
+        numbers = ["500-502"]
+        max_code_attempts = 2
+        [services.request-access]
+        type = "request-access"
+        _resource_group = "DNIS"
+        _provide_code = true
+        [services.match-interaction]
+        type = "match-interaction"
+        return_failure_reason = true
+        [services.callback]
+        type = "session"
+    "#;
+        let app = TestApp::spawn_with(backend, toml).await;
+        let id = app.session(&[]).await;
+        let r = app
+            .request_access(&id, &[("_phone_number", "+1 650 555 0100")])
+            .await;
+        let (number, code) = (r.field("_access_number"), r.field("_access_code"));
+        let reason = |resp: crate::helpers::Resp| {
+            resp.error(404, "NoMatch");
+            resp.json()["reason"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        };
+        let keyed = format!("{code}#");
+        let tries = [
+            (keyed.as_str(), "+16505550100", "wrong_code"),
+            (code.as_str(), "16505550100", "wrong_phone"),
+            (code.as_str(), &"1".repeat(40), "wrong_phone"),
+        ];
+        for (code, phone, want) in tries {
+            let m = app
+                .match_interaction(&[
+                    ("_access_number", &number),
+                    ("_access_code", code),
+                    ("_phone_number", phone),
+                ])
+                .await;
+            assert_eq!(reason(m), want, "{code} {phone}");
+        }
+        let m = app
+            .match_interaction(&[
+                ("_access_number", &number),
+                ("_access_code", &code),
+                ("_phone_number", "anonymous"),
+            ])
+            .await;
+        assert_eq!(m.status, 200, "{}", m.text);
+        assert_eq!(m.field("_id"), id);
+
+        // The keyed code counted: with max_code_attempts = 2, a second wrong one locks.
+        let r = app.request_access(&id, &[]).await;
+        let number = r.field("_access_number");
+        for want in ["wrong_code", "wrong_code", "locked"] {
+            let m = app
+                .match_interaction(&[("_access_number", &number), ("_access_code", "1#")])
+                .await;
+            assert_eq!(reason(m), want);
+        }
+    }
+);
