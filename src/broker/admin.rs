@@ -338,30 +338,20 @@ fn target<'a>(
 }
 
 /// What a PUT changed, `old→new` for each setting that moved: `allocation round-robin→random,
-/// booking_expiration_timeout 30 (default)→90, 5 numbers added`.
+/// booking_expiration_timeout 30 (default)→90, cool_down 5→0, 5 numbers added`; a new group
+/// lists every setting.
 fn put_detail(before: Option<&GroupStats>, after: &GroupStats, added: u64) -> String {
-    let timeout = |t: Option<u32>| t.map_or_else(|| "30 (default)".to_owned(), |s| s.to_string());
+    let now = settings(after);
     let Some(before) = before else {
-        return format!(
-            "group created: allocation {}, booking_expiration_timeout {}, {added} numbers",
-            after.allocation,
-            timeout(after.booking_timeout)
-        );
+        let all: Vec<String> = now.iter().map(|(k, v)| format!("{k} {v}")).collect();
+        return format!("group created: {}, {added} numbers", all.join(", "));
     };
-    let mut changes = Vec::new();
-    if before.allocation != after.allocation {
-        changes.push(format!(
-            "allocation {}→{}",
-            before.allocation, after.allocation
-        ));
-    }
-    if before.booking_timeout != after.booking_timeout {
-        changes.push(format!(
-            "booking_expiration_timeout {}→{}",
-            timeout(before.booking_timeout),
-            timeout(after.booking_timeout)
-        ));
-    }
+    let mut changes: Vec<String> = settings(before)
+        .into_iter()
+        .zip(now)
+        .filter(|(old, new)| old.1 != new.1)
+        .map(|((key, old), (_, new))| format!("{key} {old}→{new}"))
+        .collect();
     if added > 0 {
         changes.push(format!("{added} numbers added"));
     }
@@ -370,6 +360,27 @@ fn put_detail(before: Option<&GroupStats>, after: &GroupStats, added: u64) -> St
     } else {
         changes.join(", ")
     }
+}
+
+/// A group's settings as the admin API names them, each with its value as the log shows it.
+fn settings(g: &GroupStats) -> [(&'static str, String); 7] {
+    let p = &g.policy;
+    [
+        ("allocation", g.allocation.to_string()),
+        (
+            "booking_expiration_timeout",
+            g.booking_timeout
+                .map_or_else(|| "30 (default)".to_owned(), |s| s.to_string()),
+        ),
+        ("require_code", p.require_code.to_string()),
+        ("max_code_attempts", p.max_code_attempts.to_string()),
+        ("cool_down", p.cool_down.to_string()),
+        ("late_match_grace", p.late_match_grace.to_string()),
+        (
+            "quarantine_after_stray_calls",
+            p.quarantine_after_stray_calls.to_string(),
+        ),
+    ]
 }
 
 /// A node sharing the store, and how long ago it last showed signs of life.

@@ -82,6 +82,8 @@ on_every_backend!(
                 &[
                     ("allocation", "random"),
                     ("booking_expiration_timeout", "90"),
+                    ("cool_down", "5"),
+                    ("require_code", "false"),
                 ],
             ))
             .await;
@@ -166,7 +168,7 @@ on_every_backend!(
                     "done",
                     "NEW",
                     "",
-                    "group created: allocation round-robin, booking_expiration_timeout 30 (default), 3 numbers"
+                    "group created: allocation round-robin, booking_expiration_timeout 30 (default), require_code false, max_code_attempts 5, cool_down 0, late_match_grace 0, quarantine_after_stray_calls 0, 3 numbers"
                 ),
                 want("add_numbers", "done", "DNIS", "", "2 numbers added"),
                 want(
@@ -174,7 +176,7 @@ on_every_backend!(
                     "done",
                     "DNIS",
                     "",
-                    "allocation round-robin→random, booking_expiration_timeout 60→90"
+                    "allocation round-robin→random, booking_expiration_timeout 60→90, cool_down 0→5"
                 ),
             ],
             "newest first"
