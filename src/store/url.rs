@@ -46,11 +46,17 @@ mod tokio_postgres_config {
     impl std::str::FromStr for Probe {
         type Err = ();
         fn from_str(s: &str) -> Result<Self, ()> {
+            // A URL without a host (`postgres://`, `postgres:///db`) can never connect: the
+            // driver, unlike libpq, has no default host. A socket directory given as
+            // `?host=/run/postgresql` is a host.
             #[cfg(feature = "postgres")]
             {
-                s.parse::<tokio_postgres::Config>()
-                    .map(|_| Probe)
-                    .map_err(|_| ())
+                match s.parse::<tokio_postgres::Config>() {
+                    Ok(c) if !c.get_hosts().is_empty() || !c.get_hostaddrs().is_empty() => {
+                        Ok(Probe)
+                    }
+                    _ => Err(()),
+                }
             }
             #[cfg(not(feature = "postgres"))]
             {
@@ -128,17 +134,20 @@ mod tests {
             "sqlite:///tmp/a.db".parse::<StoreUrl>().ok(),
             Some(StoreUrl::Sqlite("/tmp/a.db".into()))
         );
-        assert!(
-            "postgres://postgres@127.0.0.1/test"
-                .parse::<StoreUrl>()
-                .is_ok()
-        );
+        for good in [
+            "postgres://postgres@127.0.0.1/test",
+            "postgres:///test?host=/run/postgresql",
+        ] {
+            assert!(good.parse::<StoreUrl>().is_ok(), "{good:?}");
+        }
         for bad in [
             "",
             "sqlite://",
             "mysql://x",
             "data/a.db",
             "redis://localhost",
+            "postgres://",
+            "postgresql:///broker",
         ] {
             assert!(bad.parse::<StoreUrl>().is_err(), "{bad:?}");
         }

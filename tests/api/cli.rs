@@ -87,6 +87,13 @@ fn bad_store_url_exits_2_naming_it() {
         .expect("runs");
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("mysql://x"));
+    // No host: nothing to wait for (it was retried for ever).
+    let out = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--store", "postgres://"])
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("postgres://"));
     let out = Command::new(BIN)
         .args(["serve", "--listen", "127.0.0.1:0"])
         .env("ACCESS_BROKER_STORE", "sqlite:///proc/forbidden/x.db")
