@@ -180,7 +180,8 @@ pub trait Store: Send + Sync + 'static {
         group: &GroupName,
         number: &AccessNumber,
     ) -> Result<RemoveNumber, StoreError>;
-    /// Live reservations matching every given criterion; a phone matches by
+    /// Live reservations matching every given criterion, by group name, then by their
+    /// numbers' positions in the group; a phone matches by
     /// [`PhoneNumber::same_digits`](crate::domain::PhoneNumber::same_digits) (the leading `+`
     /// does not count here, unlike in a match).
     async fn find_reservations(

@@ -522,3 +522,57 @@ on_every_backend!(
         );
     }
 );
+
+// Every store lists reservations in one order, by group name (bytes), then by position,
+// whatever order a session took them in.
+on_every_backend!(reservations_are_listed_in_one_order, |backend| async move {
+    let toml = r#"
+        [resource_groups.RR]
+        numbers = ["100-101"]
+        [resource_groups.C]
+        numbers = ["300-301"]
+        [resource_groups.b]
+        numbers = ["500"]
+        [services.request-access]
+        type = "request-access"
+        _resource_group = "RR"
+        [services.callback]
+        type = "session"
+    "#;
+    let app = TestApp::spawn_with(backend, toml).await;
+    let id = app.session(&[]).await;
+    let other = app.session(&[]).await;
+    for (session, group) in [(&other, "RR"), (&id, "RR"), (&id, "b"), (&id, "C")] {
+        let r = app
+            .request_access(session, &[("_resource_group", group)])
+            .await;
+        assert_eq!(r.status, 200, "{}", r.text);
+    }
+    let listed = |query: String| {
+        let app = &app;
+        async move {
+            let page = app
+                .get(&format!("/genesys/1/admin/reservations{query}"))
+                .await
+                .json();
+            let rows = page["reservations"].as_array().cloned().unwrap_or_default();
+            rows.iter()
+                .map(|r| {
+                    format!(
+                        "{}/{}",
+                        r["group"].as_str().unwrap_or("?"),
+                        r["number"].as_str().unwrap_or("?")
+                    )
+                })
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(
+        listed(format!("?session={id}")).await,
+        ["C/300", "RR/101", "b/500"]
+    );
+    assert_eq!(
+        listed(String::new()).await,
+        ["C/300", "RR/100", "RR/101", "b/500"]
+    );
+});

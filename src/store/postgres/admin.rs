@@ -46,7 +46,7 @@ async fn stats(
                 g.{policy}
          FROM groups g LEFT JOIN numbers n ON n.group_name = g.name
          WHERE $1::text IS NULL OR g.name = $1
-         GROUP BY g.name ORDER BY g.name",
+         GROUP BY g.name ORDER BY g.name COLLATE \"C\"",
         live = "(n.session IS NOT NULL AND n.expires_at > $2)",
         policy = POLICY_COLUMNS.replace(", ", ", g."),
     );
@@ -475,13 +475,15 @@ pub async fn find_reservations(
     f: &ReservationFilter,
 ) -> Result<Vec<ReservationView>, StoreError> {
     // The phone is compared here, not in SQL, by `PhoneNumber::same_digits` (a `+` or not, same
-    // digits), so the search's rule is written once for every backend. SQL narrows to
+    // digits), so the search's rule is written once for every backend. Names are ordered by
+    // their bytes (`COLLATE "C"`), as the embedded stores order them, whatever the database's
+    // collation. SQL narrows to
     // reservations that carry a phone; an admin search is rare enough for those to be read.
     let sql = format!(
         "SELECT number, group_name, session, phone, code IS NOT NULL, expires_at FROM numbers
          WHERE {LIVE} AND ($1::text IS NULL OR number = $1) AND ($3::text IS NULL OR session = $3)
            AND (NOT $4 OR phone IS NOT NULL)
-         ORDER BY group_name, position"
+         ORDER BY group_name COLLATE \"C\", position"
     );
     let (number, session, by_phone) = (
         f.number.as_ref().map(|n| n.as_str()),

@@ -357,17 +357,20 @@ impl Engine {
                     .as_ref()
                     .is_none_or(|p| hold.phone.as_ref().is_some_and(|h| h.same_digits(p)));
             if wanted {
-                out.push(ReservationView {
+                let view = ReservationView {
                     number: group.slots[pos as usize].number.clone(),
                     group: group.settings.name.clone(),
                     session: hold.session.clone(),
                     phone: hold.phone.clone(),
                     has_code: hold.code.is_some(),
                     expires_in: hold.expires_at.remaining_from(now).as_secs(),
-                });
+                };
+                out.push((pos, view));
             }
         }
-        out
+        // The order every store lists them in (`Store::find_reservations`).
+        out.sort_by(|(a_pos, a), (b_pos, b)| (&a.group, a_pos).cmp(&(&b.group, b_pos)));
+        out.into_iter().map(|(_, view)| view).collect()
     }
 
     /// Applies a node's configured groups (see `Store::apply_groups`); returns the differences.
