@@ -504,6 +504,46 @@ mod tests {
     }
 
     #[test]
+    fn another_types_options_are_warned_about_not_read() {
+        let text = format!(
+            "{GROUP}[services.ra]
+type = \"request-access\"
+match_without_code = true
+             [services.mi]
+type = \"match-interaction\"
+_ttl = 30
+_provide_code = \"maybe\"
+             [services.s]
+type = \"session\"
+_ttl = 60
+"
+        );
+        let (c, warnings) = load(&text).expect("valid: a misplaced option is not a bad value");
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        let ra = warnings.iter().find(|w| w.contains("services.ra"));
+        assert!(
+            ra.is_some_and(
+                |w| w.contains("request-access service") && w.contains("match_without_code")
+            ),
+            "{warnings:?}"
+        );
+        let mi = warnings.iter().find(|w| w.contains("services.mi"));
+        assert!(
+            mi.is_some_and(|w| w.contains("_ttl") && w.contains("_provide_code")),
+            "{warnings:?}"
+        );
+        let service = |n: &str| {
+            c.services
+                .iter()
+                .find(|(name, _)| name.as_str() == n)
+                .map(|(_, s)| s.clone())
+                .expect("service")
+        };
+        assert!(!service("ra").match_without_code, "not acted on");
+        assert_eq!(service("s").ttl.map(|t| t.secs()), Some(60));
+    }
+
+    #[test]
     fn overrides_beat_the_file_and_name_the_flag() {
         let (c, _) =
             load("[server]\nlisten = \"127.0.0.1:9000\"\nstore = \"memory://\"\n").expect("valid");

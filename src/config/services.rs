@@ -2,7 +2,8 @@
 //!
 //! GMS configs carry over: `_type = "builtin"` with `_service = "request-access"` means
 //! `type = "request-access"`; an empty string means unset; options access-broker does not act
-//! on load with one warning naming them; any other unknown key is an error.
+//! on, and options of another type of service, load with one warning naming them; any other
+//! unknown key is an error.
 
 use crate::domain::{BookingTimeout, CodeLength, GroupName, SessionTtl};
 
@@ -27,15 +28,15 @@ impl ServiceKind {
         }
     }
 
+    const ALL: [Self; 4] = [
+        Self::RequestAccess,
+        Self::MatchInteraction,
+        Self::RequestInteraction,
+        Self::Session,
+    ];
+
     fn parse(s: &str) -> Option<Self> {
-        [
-            Self::RequestAccess,
-            Self::MatchInteraction,
-            Self::RequestInteraction,
-            Self::Session,
-        ]
-        .into_iter()
-        .find(|k| k.as_str() == s)
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
     }
 }
 
@@ -59,6 +60,49 @@ pub struct ServiceConfig {
 /// GMS options that load with a warning because access-broker does not act on them.
 const IGNORED: [&str; 3] = ["_overwritable_options", "_redirect", "_phone_number"];
 
+/// Keys every service table may carry, whatever its type.
+const COMMON: [&str; 6] = [
+    "type",
+    "_type",
+    "_service",
+    "username",
+    "password",
+    "password_file",
+];
+
+/// The options a service of this type acts on. Another type's option (`match_without_code`
+/// on a request-access service, `_ttl` on a match-interaction one) loads with the warning of
+/// the options not acted on, like the GMS ones: it is a known key in the wrong table, which
+/// an operator should hear about, not a typo.
+fn options(kind: ServiceKind) -> &'static [&'static str] {
+    const RESERVING: [&str; 5] = [
+        "_resource_group",
+        "_provide_code",
+        "_access_code_length",
+        "_booking_expiration_timeout",
+        "_return_pool_health",
+    ];
+    const INTERACTION: [&str; 6] = [
+        "_resource_group",
+        "_provide_code",
+        "_access_code_length",
+        "_booking_expiration_timeout",
+        "_return_pool_health",
+        "_ttl",
+    ];
+    match kind {
+        ServiceKind::RequestAccess => &RESERVING,
+        ServiceKind::RequestInteraction => &INTERACTION,
+        ServiceKind::MatchInteraction => &["match_without_code", "return_failure_reason"],
+        ServiceKind::Session => &["_ttl"],
+    }
+}
+
+/// Whether some type of service acts on this option.
+fn any_type(key: &str) -> bool {
+    ServiceKind::ALL.iter().any(|&k| options(k).contains(&key))
+}
+
 pub fn parse(
     cx: &Cx,
     name: &str,
@@ -75,41 +119,34 @@ pub fn parse(
         (None, None, _) => return Err(cx.err(key("type"), "required: request-access, match-interaction, request-interaction or session")),
     };
     let mut ignored = Vec::new();
-    for k in table.keys() {
-        let known = matches!(
-            k.as_str(),
-            "type"
-                | "_type"
-                | "_service"
-                | "username"
-                | "password"
-                | "password_file"
-                | "_resource_group"
-                | "_provide_code"
-                | "_access_code_length"
-                | "_booking_expiration_timeout"
-                | "_ttl"
-                | "match_without_code"
-                | "return_failure_reason"
-                | "_return_pool_health"
-        );
+    let applies = options(kind);
+    for k in table.keys().map(String::as_str) {
         // An option set to the empty string is unset (GMS configs carry many): no warning.
         let unset = table.get(k).and_then(toml::Value::as_str) == Some("");
-        if IGNORED.contains(&k.as_str()) || (k == "_ttl" && kind == ServiceKind::RequestAccess) {
+        if COMMON.contains(&k) || applies.contains(&k) {
+            continue;
+        }
+        if IGNORED.contains(&k) || any_type(k) {
             if !unset {
-                ignored.push(k.as_str());
+                ignored.push(k);
             }
-        } else if !known {
+        } else {
             return Err(cx.err(key(k), "unknown key"));
         }
     }
     if !ignored.is_empty() {
         warnings.push(format!(
-            "{}: services.{name}: options not acted on by access-broker: {}",
+            "{}: services.{name}: options a {} service does not act on: {}",
             cx.origin,
+            kind.as_str(),
             ignored.join(", ")
         ));
     }
+    // Only the options of its type are read: another type's is not even parsed.
+    let get = |k: &str| match applies.contains(&k) || COMMON.contains(&k) {
+        true => get(k),
+        false => Ok(None),
+    };
     let int = |k: &str| -> Result<Option<i64>, ConfigError> {
         get(k)?
             .map(|v| {
@@ -124,11 +161,7 @@ pub fn parse(
             .map(|v| crate::domain::parse_bool(&v).map_err(|e| cx.err(key(k), e)))
             .transpose()
     };
-    let ttl = if kind == ServiceKind::RequestAccess {
-        None
-    } else {
-        int("_ttl")?
-    };
+    let ttl = int("_ttl")?;
     Ok(ServiceConfig {
         kind,
         credentials: credentials(
