@@ -86,7 +86,28 @@ pub fn toml_error(origin: &str, text: &str, e: &toml::de::Error) -> ConfigError 
             format!("unknown key; {expected}"),
         );
     }
+    // A value of the wrong shape (`shutdown_timeout_ms = "abc"`): the span is the value's,
+    // so the key is the one before the `=` on its line.
+    if let (Some(span), Some(line)) = (e.span(), line)
+        && let Some(key) = key_before_value(text, span.start)
+        && let Some(path) = key_path_at(text, key)
+    {
+        return ConfigError::new(origin, format!("{path} (line {line})"), message);
+    }
     ConfigError::new(origin, place, message)
+}
+
+/// The span of the key whose value starts at `at`: `key = value` on one line.
+fn key_before_value(text: &str, at: usize) -> Option<std::ops::Range<usize>> {
+    let start = text.get(..at)?.rfind('\n').map_or(0, |i| i + 1);
+    let (lhs, _) = text.get(start..at)?.split_once('=')?;
+    let lead = lhs.len() - lhs.trim_start().len();
+    // The last dotted part is the key; `key_path_at` adds the parts before it.
+    let key_start = lhs.rfind('.').map_or(lead, |i| i + 1);
+    if lhs[key_start..].trim().is_empty() {
+        return None;
+    }
+    Some(start + key_start..start + lhs.trim_end().len())
 }
 
 /// The dotted path of the key at `span`: the last `[table]` header before it, any dotted

@@ -178,6 +178,16 @@ fn check_config_messages_say_what_is_wrong_plainly() {
             "unknown field",
         ),
         (
+            "[server]\nshutdown_timeout_ms = \"abc\"\n".to_owned(),
+            "server.shutdown_timeout_ms (line 2): invalid type: string \"abc\"",
+            "GroupName",
+        ),
+        (
+            "server.tls.cert = 5\n".to_owned(),
+            "server.tls.cert (line 1): invalid type",
+            "GroupName",
+        ),
+        (
             "[auth]\nusername = \"u\"\npasword = \"p\"\n".to_owned(),
             "auth.pasword (line 3): unknown key",
             "unknown field",
