@@ -142,7 +142,8 @@ impl Room<'_> {
     /// itself (its commit may have landed). Any other error changed nothing ("an error answer
     /// means the call changed nothing"), so it takes no room: a refused request-interaction
     /// (unknown group, empty pool) must not use up a session of `max_sessions`.
-    pub fn settle<T>(mut self, outcome: Result<T, ApiError>) -> Result<T, ApiError> {
+    pub fn settle<T, E: Into<ApiError>>(mut self, outcome: Result<T, E>) -> Result<T, ApiError> {
+        let outcome = outcome.map_err(Into::into);
         self.landed = match &outcome {
             Ok(_) => true,
             Err(err) => matches!(err, ApiError::StoreUnavailable(_) | ApiError::Internal(_)),

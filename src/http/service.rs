@@ -86,8 +86,7 @@ async fn create_named(
             let answer = room.settle(
                 broker
                     .create_session_once(key, name, service, fields, ttl)
-                    .await
-                    .map_err(ApiError::from),
+                    .await,
             )?;
             Ok(Reply::new().fields(&answer))
         }
@@ -102,8 +101,7 @@ async fn create_named(
             let answer = room.settle(
                 broker
                     .request_interaction_once(key, name, service, fields, ttl, req)
-                    .await
-                    .map_err(ApiError::from),
+                    .await,
             )?;
             record_answer(limits, &client, &answer);
             Ok(Reply::new().fields(&answer))
@@ -112,12 +110,7 @@ async fn create_named(
             let ttl = params.parse("_ttl", SessionTtl::parse)?;
             let fields = params.fields_except(&["_ttl"]);
             let room = limits.room_for(broker, Adds::Session, &fields).await?;
-            let session = room.settle(
-                broker
-                    .create_session(name, service, fields, ttl)
-                    .await
-                    .map_err(ApiError::from),
-            )?;
+            let session = room.settle(broker.create_session(name, service, fields, ttl).await)?;
             Ok(Reply::new().field("_id", session.id))
         }
         ServiceKind::RequestAccess => {
@@ -143,8 +136,7 @@ async fn create_named(
             let access = room.settle(
                 broker
                     .request_interaction(name, service, fields, ttl, req)
-                    .await
-                    .map_err(ApiError::from),
+                    .await,
             )?;
             limits.record(&client, &access.session, access.reservation.expires_in);
             Ok(access_reply(access))

@@ -83,22 +83,10 @@ async fn create(
         .await?;
     let ttl = StorageTtl::parse_lenient(&ttl);
     if let Some(key) = key {
-        let answer = room.settle(
-            state
-                .broker
-                .put_data_once(key, fields, ttl)
-                .await
-                .map_err(ApiError::from),
-        )?;
+        let answer = room.settle(state.broker.put_data_once(key, fields, ttl).await)?;
         return Ok(Reply::new().fields(&answer));
     }
-    let id = room.settle(
-        state
-            .broker
-            .put_data(fields, ttl)
-            .await
-            .map_err(ApiError::from),
-    )?;
+    let id = room.settle(state.broker.put_data(fields, ttl).await)?;
     Ok(Reply::new().field("id", id))
 }
 
@@ -135,8 +123,7 @@ async fn update(
         state
             .broker
             .update_data(&id, fields, StorageTtl::parse_lenient(&ttl))
-            .await
-            .map_err(ApiError::from),
+            .await,
     )?;
     Ok(Reply::new().field("id", id))
 }
