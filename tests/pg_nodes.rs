@@ -70,3 +70,66 @@ async fn concurrent_claims_in_a_small_pool_leave_each_other_the_rest() {
     })
     .await;
 }
+
+/// One session asking through two nodes at the same moment (an app retrying through a load
+/// balancer) holds one reservation in the group, and ending the session ends it: the batch
+/// that waited for the other's lock on the session must see the number the other took.
+#[tokio::test]
+#[cfg_attr(
+    no_postgres,
+    ignore = "needs PostgreSQL: set TEST_POSTGRES_URL=postgres://postgres@127.0.0.1:5432/test"
+)]
+async fn one_session_asking_through_two_nodes_holds_one_number() {
+    support::limit::within(async {
+        let t = TestStore::require(support::Backend::Postgres).await;
+        let spec = group("NODES", 20, Allocation::RoundRobin);
+        t.store
+            .apply_groups(std::slice::from_ref(&spec))
+            .await
+            .expect("apply");
+        let b = second_node(&t).await;
+        let g = &spec.settings.name;
+        for round in 0..ROUNDS {
+            let session = t
+                .store
+                .create_session(new_session(Duration::from_secs(600), vec![]))
+                .await
+                .expect("session");
+            let calls: Vec<_> = [t.store.clone(), b.clone(), t.store.clone(), b.clone()]
+                .into_iter()
+                .map(|node| {
+                    let req = reserve_request(&session.id, g);
+                    tokio::spawn(async move { node.reserve(req).await })
+                })
+                .collect();
+            let mut numbers = Vec::new();
+            for call in calls {
+                numbers.push(call.await.expect("task").expect("reserved").number);
+            }
+            numbers.sort();
+            numbers.dedup();
+            assert_eq!(
+                numbers.len(),
+                1,
+                "round {round}: one number for the session: {numbers:?}"
+            );
+            let filter = store::ReservationFilter {
+                session: Some(session.id.clone()),
+                ..Default::default()
+            };
+            let held = t
+                .store
+                .find_reservations(filter.clone())
+                .await
+                .expect("list");
+            assert_eq!(held.len(), 1, "round {round}: {held:?}");
+            assert!(t.store.end_session(&session.id).await.expect("end"));
+            let left = b.find_reservations(filter).await.expect("list");
+            assert!(
+                left.is_empty(),
+                "round {round}: outlived its session: {left:?}"
+            );
+        }
+    })
+    .await;
+}

@@ -238,6 +238,10 @@ pub async fn reserve_many<C: GenericClient>(
             booking: booking.clone(),
         };
         holds.insert(key, hold);
+        // New to the session's list unless it held the number when the batch read it: a
+        // second call of the session in this batch renews what the first took, and must not
+        // turn it into a renewal (its list of holds would never name it).
+        let new = !renewal || written.get(&number).is_some_and(|w| w.new);
         written.insert(
             number,
             Written {
@@ -245,7 +249,7 @@ pub async fn reserve_many<C: GenericClient>(
                 session: req.session.as_str().to_owned(),
                 booking,
                 free_from,
-                new: !renewal,
+                new,
                 lru: state.row.allocation == crate::domain::Allocation::LeastRecentlyUsed,
             },
         );
