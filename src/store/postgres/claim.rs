@@ -103,6 +103,21 @@ pub struct Locked {
     pub held: Vec<HeldRow>,
 }
 
+/// Locks the batch's sessions, in the order of `ids` (sorted by the caller), before
+/// [`reads`] runs: sent with it in one round trip, but a statement of its own, so that the
+/// reads' snapshot is taken once every session is locked. When another node's batch held one
+/// of them, the reads then see everything that batch committed: the number it gave the
+/// session, not only its new list of holds. (In one statement, a lock waited for re-reads the
+/// session's row but not the snapshot the statement looks the numbers up in, where the
+/// other batch's number was still free: the session got a second number in the group.)
+pub fn lock_sessions<'a>(ids: &'a [&'a str]) -> Stmt<'a> {
+    Stmt::new(
+        "SELECT s.id FROM unnest($1::text[]) AS q(id)
+          CROSS JOIN LATERAL (SELECT id FROM sessions WHERE id = q.id FOR UPDATE) s",
+    )
+    .bind(ids, Type::TEXT_ARRAY)
+}
+
 /// The reads of a request-access batch that lock rows, in one statement: the batch's
 /// sessions, each with the reservations it holds (a renewal rewrites them), then, in each
 /// round-robin or least-recently-used group, as many free candidate numbers as the batch
@@ -112,13 +127,7 @@ pub struct Locked {
 /// sessions queue instead of deadlocking), each looked up by key (`LATERAL`; `FOR UPDATE`
 /// also keeps the planner from flattening it into a join), with the reservations found
 /// number by number from its list of holds (`sessions.holds`, migration 7: a superset, each
-/// checked against the number's row). The check comes after the number's row is locked, not
-/// in its lookup: when this batch waited for another node's batch on the same session, the
-/// session's row it gets is the one that batch wrote (PostgreSQL re-reads a row it waited
-/// for), but the statement's snapshot is older; a number that batch took is free in the
-/// snapshot, so a lookup that asked for `session = s.id` skipped it and the session got a
-/// second number in the group. Locked by number alone, the row is re-read as committed and
-/// shows the session. "Live" is left out of the lookups: with
+/// checked against the number's row). "Live" is left out of the lookups: with
 /// `id = ANY($1) AND expires_at > now`, the planner scanned every live session and compared
 /// each one with the array (0.3–1.3 ms a batch at 1,000 sessions, against 0.13 ms by key). An
 /// ended session not purged yet is locked too, and left out by the reader.
@@ -166,12 +175,10 @@ static READS: LazyLock<String> = LazyLock::new(|| {
                                  WHERE id = q.id FOR UPDATE) s
              LEFT JOIN LATERAL (SELECT n.* FROM unnest(s.holds) AS l(number)
                                  CROSS JOIN LATERAL (SELECT number, group_name, code, phone,
-                                                            expires_at, session,
-                                                            ctid::text AS at
+                                                            expires_at, ctid::text AS at
                                                        FROM numbers
-                                                      WHERE number = l.number
-                                                        FOR UPDATE) n
-                                 WHERE n.session = s.id) h ON true),
+                                                      WHERE number = l.number AND session = s.id
+                                                        FOR UPDATE) n) h ON true),
          t AS (SELECT {now} AS now),
          w AS (SELECT g.name, g.cursor, g.allocation, x.wanted
                  FROM (SELECT a.group_name, count(*) AS wanted

@@ -121,18 +121,19 @@ pub async fn reserve_many<C: GenericClient>(
         .collect();
     pairs.sort_unstable();
     pairs.dedup();
-    // Sent together after BEGIN; the last one locks, in the lock order (sessions, then
-    // numbers).
+    // Sent together after BEGIN; the last two lock, in the lock order (sessions, then
+    // numbers), the sessions first in a statement of their own (`claim::lock_sessions`).
     let reads = [
         claim::now_stmt(frozen),
         claim::groups(&names),
+        claim::lock_sessions(&ids),
         claim::reads(frozen, &ids, pairs.into_iter().unzip()),
     ];
     let read = send(tx, &reads).await.map_err(pg_error)?;
     let now = claim::now_from(&read[0])?;
     let groups = claim::groups_from(&read[1])?;
-    let claim::Locked { sessions, held } = claim::sessions_from(&read[2], now);
-    let mut prefetched = claim::pools_from(&read[2])?;
+    let claim::Locked { sessions, held } = claim::sessions_from(&read[3], now);
+    let mut prefetched = claim::pools_from(&read[3])?;
 
     // (session, group) → the live reservation.
     let mut holds: HashMap<(String, String), Hold> = held
