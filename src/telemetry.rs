@@ -23,6 +23,22 @@ pub struct RequestContext {
     pub client: crate::http::client::ClientAddr,
     /// The answer will be re-rendered as XML (`http::reply` keeps a reply for it only then).
     pub xml: bool,
+    /// The request has been read whole (no body, or its parameters decoded): from here on
+    /// the handler works on the store, and `request_timeout_ms` no longer cuts it off
+    /// (`http::edge`).
+    pub read: std::cell::Cell<bool>,
+}
+
+impl RequestContext {
+    /// Notes that the current request has been read whole (outside a request: nothing).
+    pub fn mark_read() {
+        let _ = REQUEST.try_with(|r| r.read.set(true));
+    }
+
+    /// Whether the current request has been read whole.
+    pub fn was_read() -> bool {
+        REQUEST.try_with(|r| r.read.get()).unwrap_or(false)
+    }
 }
 
 tokio::task_local! {
@@ -173,6 +189,7 @@ mod tests {
             uri: Uri::from_static("/genesys/1/service/x?y=1"),
             client: crate::http::client::ClientAddr(Some([10, 0, 0, 7].into())),
             xml: false,
+            read: Default::default(),
         };
         REQUEST.sync_scope(context, f);
     }

@@ -81,3 +81,72 @@ fn a_malformed_store_url_exits_2() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
 }
+
+/// A store slower than `request_timeout_ms`: once a request is read whole, the store's own
+/// bound decides, so the answer says what happened. A 408 here went out while the
+/// reservation, or the match, still landed: an error answer that changed something.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    no_postgres,
+    ignore = "needs PostgreSQL: set TEST_POSTGRES_URL=postgres://postgres@127.0.0.1:5432/test"
+)]
+async fn a_slow_store_answers_what_it_did_not_408() {
+    support::limit::within(slow_store()).await;
+}
+
+async fn slow_store() {
+    let schema = Schema::require().await;
+    let dir = tempfile::tempdir().expect("dir");
+    let path = cluster::config(&dir, 1, 10, 600);
+    let text = std::fs::read_to_string(&path).expect("config");
+    let text = text.replace("[server]\n", "[server]\nrequest_timeout_ms = 300\n");
+    std::fs::write(&path, text).expect("config");
+    let proxy = FaultProxy::start("127.0.0.1:5432", Mode::Pass).await;
+    let node = Node::start(&path, &proxy.url(&schema.url_string()), &[]);
+    let c = reqwest::Client::new();
+    let post = |service: &str, form: Vec<(&str, String)>| {
+        c.post(format!("{}/genesys/1/service/{service}", node.url))
+            .form(&form)
+            .send()
+    };
+    let json = |r: reqwest::Response| async move {
+        let status = r.status();
+        let body: serde_json::Value = r.json().await.expect("json");
+        (status.as_u16(), body)
+    };
+    let (status, session) = json(post("callback", vec![]).await.expect("answer")).await;
+    assert_eq!(status, 200, "{session}");
+    let id = session["_id"].as_str().expect("id").to_owned();
+
+    // Each round trip to the database now takes ~0.2 s more: a reservation takes longer
+    // than the 0.3 s request timeout, and less than the store's 2 s.
+    proxy.set_latency(Duration::from_millis(200));
+    let started = Instant::now();
+    let (status, access) = json(
+        post("request-access", vec![("_id", id.clone())])
+            .await
+            .expect("answer"),
+    )
+    .await;
+    assert_eq!(status, 200, "{access}");
+    assert!(
+        started.elapsed() > Duration::from_millis(300),
+        "the store was slow"
+    );
+    let number = access["_access_number"]
+        .as_str()
+        .expect("number")
+        .to_owned();
+    let code = access["_access_code"].as_str().expect("code").to_owned();
+    let (status, matched) = json(
+        post(
+            "match-interaction",
+            vec![("_access_number", number), ("_access_code", code)],
+        )
+        .await
+        .expect("answer"),
+    )
+    .await;
+    assert_eq!(status, 200, "{matched}");
+    assert_eq!(matched["_id"], id.as_str());
+}

@@ -5,8 +5,10 @@
 //!    extractor reads too);
 //! 2. the browser check (`browser.rs`: a cross-site write answers 403), then the client's
 //!    token bucket (`limits.rs`: 429);
-//! 3. the handler, cut off at `request_timeout_ms` (408) and kept from taking the node down
-//!    by a panic (500);
+//! 3. the handler, cut off at `request_timeout_ms` (408) while the request is still being
+//!    read (once it is read whole the store's own timeout bounds the answer, so that no
+//!    error answer hides a write that took effect), and kept from taking the node down by a
+//!    panic (500);
 //! 4. the router's own refusals rewritten in the contract's JSON (`fallback.rs`), the answer
 //!    re-rendered as XML when the client asked for it (`reply.rs`);
 //! 5. the request counted and timed by service and status (`metrics.rs`), and the request id
@@ -117,12 +119,16 @@ pub async fn edge<F: Future<Output = Response>>(
         && state.config.auth.is_some()
         && request.uri().path().starts_with("/genesys/1/");
     let xml = reply::wants_xml(request.headers()).then(|| reply::xmlns(&request));
+    // A request without a body is read whole once its head is; one with a body, when its
+    // parameters are decoded (`Params::read`).
+    let bodiless = axum::body::HttpBody::size_hint(request.body()).exact() == Some(0);
     let context = RequestContext {
         id,
         method: request.method().clone(),
         uri: request.uri().clone(),
         client,
         xml: xml.is_some(),
+        read: std::cell::Cell::new(bodiless),
     };
 
     let answer = async {
@@ -137,10 +143,18 @@ pub async fn edge<F: Future<Output = Response>>(
         }
         let limit = state.config.server.request_timeout;
         let handler = AssertUnwindSafe(async { handler(request).await }).catch_unwind();
-        match tokio::time::timeout(limit, handler).await {
-            Ok(Ok(response)) => response,
-            Ok(Err(_)) => ApiError::Internal("handler panicked".into()).into_response(),
-            Err(_) => ApiError::RequestTimeout(limit).into_response(),
+        let mut handler = std::pin::pin!(handler);
+        let done = match tokio::time::timeout(limit, handler.as_mut()).await {
+            Ok(done) => done,
+            // Read whole, the request is in the store's hands: its write may be landing, and
+            // a 408 would say it changed nothing. The store's own bound (`store_timeout_ms`,
+            // then 503 StoreUnavailable) ends the wait.
+            Err(_) if RequestContext::was_read() => handler.await,
+            Err(_) => return ApiError::RequestTimeout(limit).into_response(),
+        };
+        match done {
+            Ok(response) => response,
+            Err(_) => ApiError::Internal("handler panicked".into()).into_response(),
         }
     };
     let repaired = async {

@@ -125,6 +125,7 @@ impl Params {
             .await
             .ok_or(ApiError::PayloadTooLarge { limit })?;
         let from_body = parse_body(content_type, body).await?;
+        crate::telemetry::RequestContext::mark_read();
         // Most requests send no query: the body's list is taken as it is, not copied.
         match pairs.is_empty() {
             true => pairs = from_body,
