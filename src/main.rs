@@ -46,6 +46,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Serve(args) => {
+            // The handlers come first, before the config is even read: a SIGTERM at any
+            // moment of the start (a large SQLite file loading, a database that does not
+            // answer yet) stops us cleanly with 0, not with the signal's default action.
+            let shutdown = shutdown_signal();
             let (config, warnings) = Config::load(args.config.as_deref())?;
             // Every layer first: a bad one stops the start with its single line, no warnings.
             let config = config
@@ -54,7 +58,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             for w in warnings {
                 tracing::warn!("{w}");
             }
-            serve(config).await
+            serve(config, shutdown).await
         }
         Command::Backup(args) => {
             // The same layering as `serve` for the store URL; credentials are not needed.
@@ -101,7 +105,26 @@ async fn backup(url: &store::StoreUrl, to: std::path::PathBuf, force: bool) -> a
     }
 }
 
-async fn serve(config: Config) -> anyhow::Result<()> {
+/// Starts, unless `shutdown` comes first (then exits cleanly at once), and serves until it.
+async fn serve(
+    config: Config,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let mut shutdown = Box::pin(shutdown);
+    let app = tokio::select! {
+        app = start(config) => app?,
+        () = &mut shutdown => {
+            tracing::info!("stopped before serving");
+            return Ok(());
+        }
+    };
+    app.run(shutdown).await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Opens the store, binds the listener and builds the app, ready to run.
+async fn start(config: Config) -> anyhow::Result<App> {
     let url = config.server.store.clone();
     let options = access_broker::app::store_options(&config);
     let store = store::open_waiting(&url, &options, config.groups.clone()).await?;
@@ -124,13 +147,8 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let app = App::build(config, listener, store)
         .await
         .map_err(|e| anyhow::anyhow!("store {url}: {e}"))?;
-    // Handlers are registered before the line that tells the world we listen: a SIGTERM
-    // sent as soon as it is read must stop us cleanly, not kill us with the default action.
-    let shutdown = shutdown_signal();
     tracing::info!(addr = %app.local_addr(), store = %url, node = %node, groups = %groups.join(","), "access-broker listening on {}", app.local_addr());
-    app.run(shutdown).await?;
-    tracing::info!("stopped");
-    Ok(())
+    Ok(app)
 }
 
 /// Registers the Ctrl-C and SIGTERM handlers now and returns what resolves on either.

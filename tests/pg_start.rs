@@ -150,3 +150,37 @@ async fn slow_store() {
     assert_eq!(status, 200, "{matched}");
     assert_eq!(matched["_id"], id.as_str());
 }
+
+/// A database that accepts connections and never answers (a host still booting, a
+/// partition): the node serves within a second or so (`/health` 200, `/ready` 503) while its
+/// first opening goes on, and a SIGTERM then stops it with 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    no_postgres,
+    ignore = "needs PostgreSQL: set TEST_POSTGRES_URL=postgres://postgres@127.0.0.1:5432/test"
+)]
+async fn a_silent_database_does_not_hold_the_node_back() {
+    support::limit::within(silent()).await;
+}
+
+async fn silent() {
+    let schema = Schema::require().await;
+    let dir = tempfile::tempdir().expect("dir");
+    let proxy = FaultProxy::start("127.0.0.1:5432", Mode::Blackhole).await;
+    let started = Instant::now();
+    let mut node = Node::start(
+        &cluster::config(&dir, 1, 10, 600),
+        &proxy.url(&schema.url_string()),
+        &[],
+    );
+    assert!(
+        started.elapsed() < Duration::from_millis(1800),
+        "listening in {:?}",
+        started.elapsed()
+    );
+    let c = reqwest::Client::new();
+    let get = |path: &str| c.get(format!("{}{path}", node.url)).send();
+    assert_eq!(get("/health").await.expect("health").status(), 200);
+    assert_eq!(get("/ready").await.expect("ready").status(), 503);
+    assert_eq!(node.terminate(), Some(0));
+}

@@ -19,46 +19,90 @@ use crate::domain::{AccessNumber, DataId, GroupName, SessionId};
 
 const FIRST_RETRY: Duration = Duration::from_millis(500);
 const MAX_RETRY: Duration = Duration::from_secs(10);
+/// How long a PostgreSQL store's first opening may take before the node serves without it
+/// (503, `/ready` 503) while the opening goes on in the background: a database host that
+/// drops packets (still booting, a partition) would otherwise hold the listener, and
+/// `/health`, back for the whole connect timeout.
+const FIRST_OPEN: Duration = Duration::from_secs(1);
 
-/// Opens the store; if its database is unreachable, returns a [`WaitingStore`] that keeps
-/// trying in the background and applies `groups` once it gets through.
+type Opening = tokio::task::JoinHandle<Result<DynStore, OpenError>>;
+
+/// Opens the store; if its database is unreachable, or a PostgreSQL one has not answered
+/// within [`FIRST_OPEN`], returns a [`WaitingStore`] that keeps trying in the background and
+/// applies `groups` once it gets through. An embedded store's opening (loading a large file)
+/// is awaited whole.
 pub async fn open_waiting(
     url: &StoreUrl,
     options: &StoreOptions,
     groups: Vec<GroupSpec>,
 ) -> Result<DynStore, OpenError> {
-    match super::open(url, options).await {
-        Err(OpenError::Unreachable { url: shown, reason }) => {
+    let mut opening: Opening = tokio::spawn({
+        let (url, options) = (url.clone(), options.clone());
+        async move { super::open(&url, &options).await }
+    });
+    let first = match url {
+        StoreUrl::Postgres(_) => tokio::time::timeout(FIRST_OPEN, &mut opening).await.ok(),
+        _ => Some((&mut opening).await),
+    };
+    let pending = match first {
+        Some(Ok(Err(OpenError::Unreachable { url: shown, reason }))) => {
             tracing::warn!(store = %shown, %reason, "store unreachable; serving 503 and retrying");
-            let store = Arc::new(WaitingStore {
-                real: OnceLock::new(),
-                bus: options.bus.clone(),
-            });
-            tokio::spawn(keep_trying(
-                Arc::downgrade(&store),
-                url.clone(),
-                options.clone(),
-                groups,
-            ));
-            Ok(store)
+            None
         }
-        other => other,
-    }
+        Some(Ok(other)) => return other,
+        Some(Err(join)) => {
+            return Err(OpenError::Unreachable {
+                url: url.to_string(),
+                reason: join.to_string(),
+            });
+        }
+        None => {
+            tracing::warn!(store = %url, "store not answering yet; serving 503 while it opens");
+            Some(opening)
+        }
+    };
+    let store = Arc::new(WaitingStore {
+        real: OnceLock::new(),
+        bus: options.bus.clone(),
+    });
+    tokio::spawn(keep_trying(
+        Arc::downgrade(&store),
+        url.clone(),
+        options.clone(),
+        groups,
+        pending,
+    ));
+    Ok(store)
 }
 
+/// Waits for `pending` (the first opening, still under way), then retries with backoff until
+/// the store opens and takes the groups.
 async fn keep_trying(
     store: std::sync::Weak<WaitingStore>,
     url: StoreUrl,
     options: StoreOptions,
     groups: Vec<GroupSpec>,
+    pending: Option<Opening>,
 ) {
     let mut wait = FIRST_RETRY;
+    let mut attempt = pending;
     loop {
-        tokio::time::sleep(wait).await;
-        if store.upgrade().is_none() {
-            return;
-        }
-        let opened = match super::open(&url, &options).await {
+        let opened = match attempt.take() {
+            Some(first) => first.await.unwrap_or_else(|join| {
+                Err(OpenError::Unreachable {
+                    url: url.to_string(),
+                    reason: join.to_string(),
+                })
+            }),
+            None => {
+                tokio::time::sleep(wait).await;
+                if store.upgrade().is_none() {
+                    return;
+                }
+                super::open(&url, &options).await
+            }
+        };
+        let opened = match opened {
             Ok(real) => real.apply_groups(&groups).await.map(|notes| (real, notes)),
             Err(e) => Err(StoreError::unavailable(e.to_string())),
         };

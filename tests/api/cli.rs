@@ -137,6 +137,39 @@ fn serves_and_stops_cleanly_on_sigterm() {
     assert_eq!(status.code(), Some(0));
 }
 
+/// A SIGTERM during the start (here while a first start writes 300,000 numbers to its
+/// SQLite file) stops the node cleanly: exit 0, not the signal's default action.
+#[test]
+fn sigterm_during_the_start_exits_0() {
+    let dir = tempfile::tempdir().expect("dir");
+    let config = write(
+        &dir,
+        "big.toml",
+        "[resource_groups.BIG]\nnumbers = [\"7000000-7299999\"]\n",
+    );
+    let store = format!("sqlite://{}", dir.path().join("big.db").display());
+    let mut child = Command::new(BIN)
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--store",
+            &store,
+            "--config",
+        ])
+        .arg(&config)
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starts");
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    let status = child.wait().expect("exits");
+    assert_eq!(status.code(), Some(0), "{status:?}");
+}
+
 /// Runs `check-config` on `text`; (exit code, stdout, stderr).
 fn check_config(text: &str) -> (Option<i32>, String, String) {
     let dir = tempfile::tempdir().expect("dir");

@@ -64,6 +64,14 @@ impl Node {
         }
     }
 
+    /// Sends SIGTERM and waits for the exit; its code (`None`: ended by a signal).
+    pub fn terminate(&mut self) -> Option<i32> {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        self.child.wait().ok().and_then(|s| s.code())
+    }
+
     pub fn kill9(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
