@@ -210,6 +210,11 @@ async fn operator_flow() {
     // Add a number through the form, and see a bad range refused with the API's message.
     click(&c, "[data-testid=group-link-DNIS]").await;
     wait_text(&c, "[data-testid=group-title]", |t| t == "Group DNIS").await;
+    // The config file defines DNIS: the page says its changes last until the next start.
+    wait_text(&c, "[data-testid=config-note]", |t| {
+        t.contains("next start")
+    })
+    .await;
     let input = c
         .find(Locator::Css("[data-testid=add-input]"))
         .await

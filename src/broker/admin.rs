@@ -18,6 +18,9 @@ use super::{Broker, BrokerError, now_minute};
 #[derive(Debug, Clone)]
 pub struct GroupOverview {
     pub stats: GroupStats,
+    /// The config file defines the group: every start applies the file to it again, so an
+    /// admin change to it lasts until the next start (README, "Admin API").
+    pub defined_in_config: bool,
     pub utilisation: f64,
     pub refusals: u64,
     pub last_hour: Window,
@@ -49,6 +52,7 @@ impl Broker {
             refusals: last_hour.refusals,
             utilisation,
             last_hour,
+            defined_in_config: self.is_config_group(&stats.name),
             stats,
         }
     }

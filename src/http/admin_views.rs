@@ -34,6 +34,8 @@ pub struct GroupJson {
     utilisation: f64,
     refusals: u64,
     last_hour: Window,
+    /// The config file defines it: admin changes to it last until the next start.
+    defined_in_config: bool,
 }
 
 impl From<GroupOverview> for GroupJson {
@@ -68,6 +70,7 @@ impl From<GroupOverview> for GroupJson {
             utilisation: o.utilisation,
             refusals: o.refusals,
             last_hour: o.last_hour,
+            defined_in_config: o.defined_in_config,
         }
     }
 }

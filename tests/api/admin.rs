@@ -31,6 +31,10 @@ on_every_backend!(groups_numbers_and_reservations, |backend| async move {
     );
     assert_eq!(dnis["allocation"], "round-robin");
     assert_eq!(dnis["booking_expiration_timeout"], 60);
+    assert_eq!(
+        dnis["defined_in_config"], true,
+        "the next start applies the file again"
+    );
 
     let id = app.session(&[]).await;
     let number = app
@@ -142,6 +146,7 @@ on_every_backend!(groups_numbers_and_reservations, |backend| async move {
         .await;
     assert_eq!(r.status, 201, "{}", r.text);
     assert_eq!(r.json()["size"], 10);
+    assert_eq!(r.json()["defined_in_config"], false, "the store's alone");
     assert_eq!(app.delete("/genesys/1/admin/groups/NEW").await.status, 200);
     app.get("/genesys/1/admin/groups/NEW")
         .await

@@ -237,7 +237,9 @@ function settingsForm(g) {
   const form = el("form", { class: "card", "data-testid": "settings" },
     allocationSelect(g.allocation),
     el("label", {}, "Booking timeout (5–1800 s)", el("input", { name: "booking_expiration_timeout", value: g.booking_expiration_timeout ?? "", "data-testid": "timeout-input" })),
-    el("button", { type: "submit" }, "Save settings"), msg);
+    el("button", { type: "submit" }, "Save settings"), msg,
+    g.defined_in_config ? el("p", { class: "note", "data-testid": "config-note" },
+      "The config file defines this group: changes here last until the next start of a node, which applies the file again. Make lasting changes in the file.") : "");
   form.addEventListener("submit", async (e) => {
     e.preventDefault();
     try { await api("PUT", `groups/${encodeURIComponent(g.name)}`, new FormData(form)); msg.textContent = ""; await route(); }
