@@ -139,9 +139,9 @@ impl Reply {
         // Writing to a Vec cannot fail; a failure would only mean a bug in this function.
         let written = (|| -> std::io::Result<()> {
             writer.write_event(Event::Decl(BytesDecl::new("1.0", Some("UTF-8"), None)))?;
-            writer.write_event(Event::Start(
-                BytesStart::new("Response").with_attributes([("xmlns", xml_chars(xmlns).as_ref())]),
-            ))?;
+            let mut response = BytesStart::new("Response");
+            response.push_attribute(("xmlns".as_bytes(), xml_attr(xmlns).as_bytes()));
+            writer.write_event(Event::Start(response))?;
             let fields = self.body.iter().map(|(k, v)| (k.as_ref(), v));
             write_object(&mut writer, fields)?;
             writer.write_event(Event::End(BytesEnd::new("Response")))
@@ -171,12 +171,14 @@ fn write_element(out: &mut XmlWriter, name: &str, value: &Value) -> std::io::Res
     let start = if is_xml_name(name) {
         BytesStart::new(name)
     } else {
-        BytesStart::new("field").with_attributes([("name", xml_chars(name).as_ref())])
+        let mut field = BytesStart::new("field");
+        field.push_attribute(("name".as_bytes(), xml_attr(name).as_bytes()));
+        field
     };
     let end = start.to_end().into_owned();
     out.write_event(Event::Start(start.borrow()))?;
     match value {
-        Value::String(s) => out.write_event(Event::Text(BytesText::new(&xml_chars(s))))?,
+        Value::String(s) => out.write_event(Event::Text(BytesText::from_escaped(xml_text(s))))?,
         Value::Array(items) => {
             let item_name = if name == "matches" { "match" } else { "item" };
             for item in items {
@@ -197,6 +199,21 @@ fn is_xml_name(name: &str) -> bool {
     first_ok
         && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
         && !name.to_ascii_lowercase().starts_with("xml")
+}
+
+/// A text value escaped for element content: markup escaped, and a carriage return as a
+/// character reference, which a parser keeps (a raw one it turns into a line feed).
+fn xml_text(s: &str) -> String {
+    quick_xml::escape::escape(xml_chars(s).as_ref()).replace('\r', "&#13;")
+}
+
+/// A value escaped for an attribute: markup escaped, and tab, line feed and carriage return
+/// as character references (a parser turns raw ones into spaces).
+fn xml_attr(s: &str) -> String {
+    quick_xml::escape::escape(xml_chars(s).as_ref())
+        .replace('\t', "&#9;")
+        .replace('\n', "&#10;")
+        .replace('\r', "&#13;")
 }
 
 /// Drops the characters XML 1.0 cannot carry, even escaped (C0 controls other than tab, LF
@@ -333,6 +350,19 @@ mod tests {
             reply.to_xml("http://10.10.26.36/genesys/1/service/request-access"),
             "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response xmlns=\"http://10.10.26.36/genesys/1/service/request-access\">\
              <_access_number>6504664136</_access_number><_expiration_time>29</_expiration_time><_id>1213-2fb1</_id></Response>"
+        );
+    }
+
+    #[test]
+    fn xml_keeps_carriage_returns_and_attribute_whitespace() {
+        let reply = Reply::new()
+            .field("a", "x\ry\r\nz")
+            .field("tab\tand\nline", "v");
+        let xml = reply.to_xml("http://h/");
+        assert!(xml.contains("<a>x&#13;y&#13;\nz</a>"), "{xml}");
+        assert!(
+            xml.contains("<field name=\"tab&#9;and&#10;line\">v</field>"),
+            "{xml}"
         );
     }
 
