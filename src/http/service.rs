@@ -117,7 +117,9 @@ async fn create_named(
             let id = params
                 .get("_id")
                 .ok_or_else(|| ApiError::invalid("_id", "required"))?;
-            let id = SessionId::parse(id).map_err(ApiError::param("_id"))?;
+            // An id that cannot be a session's names no live session: 404, as the contract
+            // says of `_id`, like an unknown one (and like `GET /service/{id}`).
+            let id = SessionId::parse(id).map_err(|_| ApiError::ServiceNotFound(id.to_owned()))?;
             let client = client();
             limits.check_quota(&client, Some(&id))?;
             let access = broker

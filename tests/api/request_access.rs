@@ -298,6 +298,15 @@ async fn session_and_group_errors() {
     assert_eq!(r.error(400, "InvalidParameter"), "_id: required");
     let r = app.request_access("1-unknown", &[]).await;
     assert!(r.error(404, "ServiceNotFound").contains("1-unknown"));
+    // An id that cannot be a session's (too long, odd characters) names no live session.
+    for bad in ["A".repeat(129), "no such id".to_owned()] {
+        let r = app.request_access(&bad, &[]).await;
+        let message = r.error(404, "ServiceNotFound");
+        assert!(
+            message.chars().count() < 130,
+            "quoted at most 100: {message}"
+        );
+    }
     let id = app.session(&[]).await;
     let r = app
         .post("/genesys/1/service/ra-no-default", &[("_id", &id)])
