@@ -112,12 +112,11 @@ pub async fn edge<F: Future<Output = Response>>(
         request.extensions(),
         state.config.limits.client_ip_header.as_ref(),
     );
-    // No route matched: under `/genesys/1/` with `[auth]`, 401 before 404 (no credentials,
-    // no word on which paths exist).
-    let unknown_api = template.is_none()
-        && unrouted.is_none()
-        && state.config.auth.is_some()
-        && request.uri().path().starts_with("/genesys/1/");
+    // Under `/genesys/1/` with `[auth]`, a request that carries none of the configured
+    // credentials answers 401 before anything else: an unknown path, a wrong method or an
+    // undecodable path would otherwise say which routes exist (404, 405 with `Allow`, 400).
+    // Requests with credentials go on to the route's own check.
+    let guarded = state.config.auth.is_some() && request.uri().path().starts_with("/genesys/1/");
     let xml = reply::wants_xml(request.headers()).then(|| reply::xmlns(&request));
     // A request without a body is read whole once its head is; one with a body, when its
     // parameters are decoded (`Params::read`).
@@ -138,7 +137,7 @@ pub async fn edge<F: Future<Output = Response>>(
         if let Err(refusal) = limits::take_token(&state, &request, client) {
             return refusal.into_response();
         }
-        if unknown_api && !auth::any_known(&state.config, request.headers()) {
+        if guarded && !auth::any_known(&state.config, request.headers()) {
             return ApiError::Unauthorized.into_response();
         }
         let limit = state.config.server.request_timeout;

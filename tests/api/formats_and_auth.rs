@@ -244,17 +244,37 @@ async fn basic_auth_server_wide_and_per_service() {
     app.get("/genesys/1/storage/whatever")
         .await
         .error(401, "Unauthorized");
-    // A path no route serves: 401 without credentials, 404 with any configured ones.
-    app.get("/genesys/1/nope").await.error(401, "Unauthorized");
-    for who in [basic("gms", "secret"), basic("ivr", "ivr-pass")] {
-        let r = app
-            .send(
-                app.client
-                    .get(app.path("/genesys/1/nope"))
-                    .header("Authorization", who),
-            )
-            .await;
-        r.error(404, "NotFound");
+    // A path no route serves, a wrong method, an undecodable path: 401 without credentials
+    // (no word on which routes exist), the router's answer with any configured ones.
+    let cases = [
+        (reqwest::Method::GET, "/genesys/1/nope", 404, "NotFound"),
+        (
+            reqwest::Method::PUT,
+            "/genesys/1/service/callback",
+            405,
+            "MethodNotAllowed",
+        ),
+        (
+            reqwest::Method::GET,
+            "/genesys/1/service/%FF",
+            400,
+            "InvalidParameter",
+        ),
+    ];
+    for (method, path, status, kind) in cases {
+        app.send(app.client.request(method.clone(), app.path(path)))
+            .await
+            .error(401, "Unauthorized");
+        for who in [basic("gms", "secret"), basic("ivr", "ivr-pass")] {
+            let r = app
+                .send(
+                    app.client
+                        .request(method.clone(), app.path(path))
+                        .header("Authorization", who),
+                )
+                .await;
+            r.error(status, kind);
+        }
     }
     assert_eq!(app.get("/health").await.status, 200, "health needs no auth");
     app.get("/nope").await.error(404, "NotFound");
