@@ -54,7 +54,8 @@ impl App {
             tls: server.tls.as_ref().map(|t| t.config.clone()),
         };
         let config = Arc::new(config);
-        let metrics = Arc::new(crate::metrics::Metrics::new());
+        let metrics =
+            Arc::new(crate::metrics::Metrics::new().for_node(&config.server.node_id.to_string()));
         let delivery = config
             .events
             .clone()

@@ -82,6 +82,19 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// Names the node in the metrics, as the contract asks of `node_id`:
+    /// `access_broker_node_info{node="…"} 1`, the series a dashboard joins on to tell the
+    /// nodes of a cluster apart (an info metric rather than a label on every series).
+    pub fn for_node(mut self, node: &str) -> Self {
+        let info = prometheus_client::metrics::info::Info::new(vec![("node", node.to_owned())]);
+        self.registry.register(
+            "node",
+            "The node these metrics come from ([server] node_id)",
+            info,
+        );
+        self
+    }
+
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("access_broker");
         let requests = Family::<RequestLabels, Counter>::default();
@@ -411,10 +424,15 @@ impl Metrics {
 /// counter's family name (OpenMetrics names `x`, whose samples are `x_total`; Prometheus names
 /// the family after its samples), in `# UNIT` lines and in the closing `# EOF`.
 fn prometheus_text(openmetrics: &str) -> String {
-    let counters: std::collections::HashSet<&str> = openmetrics
-        .lines()
-        .filter_map(|l| l.strip_prefix("# TYPE ")?.strip_suffix(" counter"))
-        .collect();
+    let of_type = |kind: &'static str| -> std::collections::HashSet<&str> {
+        openmetrics
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE ")?.strip_suffix(kind))
+            .collect()
+    };
+    // Counters are named after their `_total` samples; an info family (no such type in the
+    // text format) is the gauge its `_info` sample is.
+    let (counters, infos) = (of_type(" counter"), of_type(" info"));
     let mut out = String::with_capacity(openmetrics.len() + 8 * counters.len());
     for line in openmetrics.lines() {
         if line == "# EOF" || line.starts_with("# UNIT ") {
@@ -431,6 +449,13 @@ fn prometheus_text(openmetrics: &str) -> String {
                 if counters.contains(name) && !name.ends_with("_total") {
                     out.push_str("_total");
                 }
+                let tail = match infos.contains(name) {
+                    true => {
+                        out.push_str("_info");
+                        if prefix == "# TYPE " { "gauge" } else { tail }
+                    }
+                    false => tail,
+                };
                 if !tail.is_empty() {
                     out.push(' ');
                     out.push_str(tail);
@@ -600,7 +625,7 @@ mod tests {
 
     #[test]
     fn prometheus_text_names_counters_after_their_samples() {
-        let m = Metrics::new();
+        let m = Metrics::new().for_node("n7");
         m.matched("hit");
         m.set_event_backlog(7);
         let open = m.encode();
@@ -617,6 +642,7 @@ mod tests {
             "# TYPE access_broker_events_backlog gauge\n",
             "access_broker_events_backlog 7\n",
             "# TYPE access_broker_http_request_duration_seconds histogram\n",
+            "# TYPE access_broker_node_info gauge\naccess_broker_node_info{node=\"n7\"} 1\n",
         ] {
             assert!(text.contains(needle), "{needle:?} missing from\n{text}");
         }

@@ -364,6 +364,7 @@ async fn metrics_count_requests_refusals_and_matches() {
         "access_broker_pool_reserved{group=\"DNIS\"} 1",
         "access_broker_pool_free{group=\"DNIS\"} 0",
         "access_broker_http_request_duration_seconds_bucket{le=",
+        "access_broker_node_info{node=\"1\"} 1",
     ] {
         assert!(text.contains(needle), "{needle} missing:\n{text}");
     }
