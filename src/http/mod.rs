@@ -14,6 +14,7 @@ pub mod events;
 pub mod fallback;
 pub mod front;
 pub mod idempotency;
+pub mod json_body;
 pub mod limits;
 pub mod ops;
 pub mod params;

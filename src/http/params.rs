@@ -230,9 +230,11 @@ async fn parse_body(
         }
         // JSON is UTF-8 by its own rules; a GMS client that declares ISO-8859-1 still gets
         // its bytes read as it declared them.
-        (mime::APPLICATION, mime::JSON) if encoding == encoding_rs::UTF_8 => decode_json(&body),
+        (mime::APPLICATION, mime::JSON) if encoding == encoding_rs::UTF_8 => {
+            super::json_body::decode(&body)
+        }
         (mime::APPLICATION, mime::JSON) => {
-            decode_json(decode_text(&body, encoding, "JSON body")?.as_bytes())
+            super::json_body::decode(decode_text(&body, encoding, "JSON body")?.as_bytes())
         }
         _ => Err(unsupported(mime.essence_str())),
     }
@@ -364,50 +366,6 @@ async fn decode_multipart(
     Ok(out)
 }
 
-fn decode_json(body: &[u8]) -> Result<Vec<(String, String)>, ApiError> {
-    let value: serde_json::Value =
-        serde_json::from_slice(body).map_err(|e| ApiError::invalid("JSON body", e.to_string()))?;
-    let serde_json::Value::Object(map) = value else {
-        return Err(ApiError::invalid("JSON body", "must be an object"));
-    };
-    let mut out = Vec::with_capacity(map.len());
-    for (k, v) in map {
-        let text = match v {
-            serde_json::Value::String(s) => s,
-            serde_json::Value::Number(n) => n.to_string(),
-            serde_json::Value::Bool(b) => b.to_string(),
-            serde_json::Value::Null => continue,
-            serde_json::Value::Array(items) if LISTS.contains(&k.as_str()) => {
-                match list_text(items) {
-                    Some(text) => text,
-                    None => return Err(ApiError::invalid(k, "must be strings or numbers")),
-                }
-            }
-            _ => return Err(ApiError::invalid(k, "must be a string, number or boolean")),
-        };
-        out.push((k, text));
-    }
-    Ok(out)
-}
-
-/// Parameters whose value is a list (the admin API's `numbers`: numbers and ranges), which
-/// a JSON body may send as an array, as the config file writes it; a form sends them
-/// separated by commas.
-const LISTS: &[&str] = &["numbers"];
-
-/// A JSON list of strings and numbers as the comma-separated text a form would send.
-fn list_text(items: Vec<serde_json::Value>) -> Option<String> {
-    let texts = items
-        .into_iter()
-        .map(|item| match item {
-            serde_json::Value::String(s) => Some(s),
-            serde_json::Value::Number(n) => Some(n.to_string()),
-            _ => None,
-        })
-        .collect::<Option<Vec<String>>>()?;
-    Some(texts.join(","))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -459,25 +417,6 @@ mod tests {
         );
         assert_eq!(form(b"", "utf-8"), pairs(&[]));
         assert!(decode_urlencoded(b"a=%FF", encoding_rs::UTF_8).is_err());
-    }
-
-    #[test]
-    fn json_values_become_strings() {
-        let got = decode_json(br#"{"_id":"1-a","n":5,"b":true,"z":null}"#).expect("decodes");
-        assert_eq!(
-            got,
-            [
-                ("_id".into(), "1-a".into()),
-                ("n".into(), "5".into()),
-                ("b".into(), "true".into())
-            ]
-        );
-        assert!(decode_json(br#"{"x":[1]}"#).is_err());
-        assert!(decode_json(b"[1]").is_err());
-        let list = decode_json(br#"{"numbers":["100-102", 7]}"#).expect("a list");
-        assert_eq!(list, [("numbers".into(), "100-102,7".into())]);
-        assert!(decode_json(br#"{"numbers":[["1"]]}"#).is_err());
-        assert!(decode_json(b"{").is_err());
     }
 
     #[test]

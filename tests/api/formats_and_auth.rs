@@ -82,6 +82,22 @@ async fn multipart_json_and_latin1_bodies() {
         ("Zoë".into(), "5".into()),
         "values come back as strings"
     );
+    // Numbers read back as written, not through a float.
+    let r = app
+        .send(
+            app.client
+                .post(app.path("/genesys/1/storage/60"))
+                .header("Content-Type", "application/json")
+                .body(r#"{"a":1.50,"b":1e3,"d":98765432109876543210,"e":-0}"#),
+        )
+        .await;
+    let stored = app
+        .get(&format!("/genesys/1/storage/{}", r.field("id")))
+        .await;
+    assert_eq!(
+        ["a", "b", "d", "e"].map(|k| stored.field(k)),
+        ["1.50", "1e3", "98765432109876543210", "-0"]
+    );
 
     let latin1 = app
         .send(
