@@ -90,8 +90,9 @@ impl From<Usage> for Amount {
 }
 
 /// The store's last reading and what this node let in around it. A call's amount is in
-/// `in_flight` from the moment it is let in until its write has returned, then in `done`
-/// (written or not: counting a failed write errs on the strict side). A reading includes
+/// `in_flight` from the moment it is let in until its write has returned, then in `done` if
+/// it may have been written ([`Room::settle`]: on success or a store failure; an error that
+/// changed nothing takes no room). A reading includes
 /// every call done before it began, so what the store holds now is at most
 /// `store + in_flight + (done − done when the reading began)`.
 #[derive(Default)]
