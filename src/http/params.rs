@@ -157,7 +157,11 @@ async fn read_body(body: Body, limit: usize) -> Option<Bytes> {
         let Ok(data) = frame.ok()?.into_data() else {
             continue; // trailers: not parameters
         };
-        let had = whole.as_ref().map_or(0, Bytes::len) + more.len();
+        // Bytes so far: the first chunk alone, or `more` once it holds the first's copy.
+        let had = match more.is_empty() {
+            true => whole.as_ref().map_or(0, Bytes::len),
+            false => more.len(),
+        };
         if data.len() > limit.saturating_sub(had) {
             return None;
         }
