@@ -148,10 +148,7 @@ impl Broker {
         session: SessionId,
         req: AccessRequest,
     ) -> Result<(ReserveRequest, bool), BrokerError> {
-        let group = req
-            .group
-            .or_else(|| service.resource_group.clone())
-            .ok_or(BrokerError::GroupRequired)?;
+        let group = group_for(service, req.group)?;
         let provide_code = req.provide_code.or(service.provide_code).unwrap_or(false);
         // A fresh code goes with every request: the group may require one whatever the
         // request says (`rules::booking::code_to_give` decides in the store).
@@ -182,4 +179,14 @@ impl Broker {
         };
         Ok((reserve, pool_health))
     }
+}
+
+/// The group a request reserves in: the one it names, else its service's; neither is 400.
+pub fn group_for(
+    service: &ServiceConfig,
+    named: Option<GroupName>,
+) -> Result<GroupName, BrokerError> {
+    named
+        .or_else(|| service.resource_group.clone())
+        .ok_or(BrokerError::GroupRequired)
 }

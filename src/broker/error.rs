@@ -119,6 +119,9 @@ impl BrokerError {
                 retry_after,
             },
             ReserveError::Store(e) => Self::Store(e),
+            ReserveError::Refused => {
+                Self::Store(StoreError::query("a refused call reached the store"))
+            }
         }
     }
 }

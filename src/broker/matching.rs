@@ -3,13 +3,15 @@
 //! counts and logs outcomes: late matches, lockouts, stray calls and quarantines.
 
 use crate::config::ServiceConfig;
-use crate::domain::{AccessCode, AccessNumber, PhoneNumber};
+use crate::domain::{AccessCode, AccessNumber, GroupName, PhoneNumber};
 use crate::store::{MatchOutcome, MatchRequest, Session};
 
 /// A successful match: the session, and whether it came from a late call.
 #[derive(Debug, Clone)]
 pub struct Matched {
     pub session: Session,
+    /// The group of the matched number.
+    pub group: GroupName,
     pub late: bool,
 }
 
@@ -56,7 +58,11 @@ impl Broker {
                     self.metrics.late_match(group.as_str(), super::now_minute());
                     tracing::info!(%number, %group, session = %session.id, "late call matched an ended reservation");
                 }
-                Ok(Matched { session, late })
+                Ok(Matched {
+                    session,
+                    group,
+                    late,
+                })
             }
             MatchOutcome::NoMatch {
                 reason,

@@ -13,7 +13,7 @@ mod sessions;
 
 use std::sync::Arc;
 
-pub use access::{Access, AccessRequest};
+pub use access::{Access, AccessRequest, group_for};
 pub use admin::{GroupOverview, GroupPage, NodeSeen, Ready};
 pub use audit::{AUDIT_CAPACITY, Actor, AuditAction, AuditEntry, AuditOutcome};
 pub use error::BrokerError;

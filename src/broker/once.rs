@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use crate::config::ServiceConfig;
 use crate::domain::{DataId, ServiceName, SessionTtl, StorageTtl};
-use crate::store::{Created, Creation, Fields, IdempotencyKey, Once, ReserveError};
+use crate::store::{AnswerFn, Created, Creation, Fields, IdempotencyKey, Once, ReserveError};
 
 use super::{Access, AccessRequest, Broker, BrokerError};
 
@@ -83,6 +83,23 @@ impl Broker {
         });
         let once = self.store.create_once(&key, creation, answer.clone());
         Ok(answered(once.await.map_err(store_only)?, &*answer))
+    }
+}
+
+impl Broker {
+    /// The first answer to `key`, if it has one. For a call with a key that a limit refused:
+    /// a retry still gets what the first call got.
+    pub async fn replay(&self, key: &IdempotencyKey) -> Result<Option<Fields>, BrokerError> {
+        let nothing: AnswerFn = Arc::new(|_: &Created| Vec::new());
+        match self
+            .store
+            .create_once(key, Creation::Refused, nothing)
+            .await
+        {
+            Ok(Once::Replay(fields)) => Ok(Some(fields)),
+            Ok(Once::First(_)) | Err(ReserveError::Refused) => Ok(None),
+            Err(e) => Err(store_only(e)),
+        }
     }
 }
 

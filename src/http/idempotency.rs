@@ -8,6 +8,8 @@ use axum_extra::headers::authorization::{Authorization, Basic};
 
 use super::client::ClientAddr;
 use super::error::ApiError;
+use super::reply::Reply;
+use crate::broker::Broker;
 use crate::store::IdempotencyKey;
 
 const HEADER: &str = "idempotency-key";
@@ -39,6 +41,19 @@ pub fn key(headers: &HeaderMap, addr: ClientAddr) -> Result<Option<IdempotencyKe
         client,
         key: key.to_owned(),
     }))
+}
+
+/// A call with `key` that a limit refused (`refusal`): the key's first answer if it has one
+/// (a retry must not fail where the first call succeeded), else the refusal.
+pub async fn replay_or(
+    broker: &Broker,
+    key: &IdempotencyKey,
+    refusal: ApiError,
+) -> Result<Reply, ApiError> {
+    match broker.replay(key).await? {
+        Some(answer) => Ok(Reply::new().fields(&answer)),
+        None => Err(refusal),
+    }
 }
 
 #[cfg(test)]

@@ -23,7 +23,7 @@
 //! credential (an unverified name would let anyone spend someone else's bucket, or dodge
 //! their own by inventing names), else its address (`http::client`).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::num::NonZeroU32;
 use std::time::{Duration, Instant};
 
@@ -40,7 +40,7 @@ use super::client::ClientAddr;
 use super::error::ApiError;
 use crate::broker::Broker;
 use crate::config::{Config, LimitsConfig};
-use crate::domain::SessionId;
+use crate::domain::{GroupName, SessionId};
 use crate::store::{Fields, Usage, fields_bytes};
 
 /// How long a read of the store's usage serves before it is read again.
@@ -165,10 +165,14 @@ impl Drop for Room<'_> {
     }
 }
 
+/// A reservation as the quota counts it: a session's hold in one group (a session holds at
+/// most one reservation per group, so this names it).
+pub type Hold = (SessionId, GroupName);
+
 /// The reservations this node handed out, by client.
 #[derive(Default)]
 struct Held {
-    by_client: HashMap<String, HashMap<SessionId, Instant>>,
+    by_client: HashMap<String, HashMap<Hold, Instant>>,
     client_of: HashMap<SessionId, String>,
 }
 
@@ -226,9 +230,9 @@ impl Limits {
         })
     }
 
-    /// Before a reservation for `session`: refused when the client already holds its quota
-    /// (asking again for a session it holds one for is a renewal and always passes).
-    pub fn check_quota(&self, client: &str, session: Option<&SessionId>) -> Result<(), ApiError> {
+    /// Before a reservation: refused when the client already holds its quota. Asking again
+    /// for a `renewal` (a session and group it holds one for) always passes.
+    pub fn check_quota(&self, client: &str, renewal: Option<&Hold>) -> Result<(), ApiError> {
         let Some(limit) = self.config.reservations_per_client else {
             return Ok(());
         };
@@ -238,7 +242,7 @@ impl Limits {
             None => 0,
             Some(mine) => {
                 mine.retain(|_, until| *until > now);
-                if session.is_some_and(|s| mine.contains_key(s)) {
+                if renewal.is_some_and(|h| mine.contains_key(h)) {
                     return Ok(());
                 }
                 mine.len() as u64
@@ -252,42 +256,55 @@ impl Limits {
         Ok(())
     }
 
-    /// After a reservation was handed out to `client` for `session`, held for `expires_in`.
-    pub fn record(&self, client: &str, session: &SessionId, expires_in: Duration) {
+    /// After a reservation was handed out to `client`, held for `expires_in`.
+    pub fn record(&self, client: &str, hold: Hold, expires_in: Duration) {
         if self.config.reservations_per_client.is_none() {
             return;
         }
         let mut held = self.held.lock();
         let until = Instant::now() + expires_in;
+        held.client_of.insert(hold.0.clone(), client.to_owned());
         held.by_client
             .entry(client.to_owned())
             .or_default()
-            .insert(session.clone(), until);
-        held.client_of.insert(session.clone(), client.to_owned());
+            .insert(hold, until);
         if held.client_of.len() > BUCKETS_KEPT {
             let now = Instant::now();
-            held.by_client.retain(|_, mine| {
-                mine.retain(|_, until| *until > now);
-                !mine.is_empty()
-            });
             let Held {
                 by_client,
                 client_of,
             } = &mut *held;
-            client_of.retain(|s, c| by_client.get(c).is_some_and(|m| m.contains_key(s)));
+            by_client.retain(|_, mine| {
+                mine.retain(|_, until| *until > now);
+                !mine.is_empty()
+            });
+            let live: HashSet<&SessionId> = by_client
+                .values()
+                .flat_map(|mine| mine.keys().map(|(session, _)| session))
+                .collect();
+            client_of.retain(|session, _| live.contains(session));
         }
     }
 
-    /// The session's reservation ended here (matched, or the session ended).
-    pub fn forget(&self, session: &SessionId) {
+    /// A reservation of `session` ended here: the one in `group` (matched), or all of them
+    /// (`None`: the session ended).
+    pub fn forget(&self, session: &SessionId, group: Option<&GroupName>) {
         if self.config.reservations_per_client.is_none() {
             return;
         }
         let mut held = self.held.lock();
-        if let Some(client) = held.client_of.remove(session)
-            && let Some(mine) = held.by_client.get_mut(&client)
-        {
-            mine.remove(session);
+        let client = match group {
+            Some(_) => held.client_of.get(session).cloned(),
+            None => held.client_of.remove(session),
+        };
+        let Some(mine) = client.and_then(|c| held.by_client.get_mut(&c)) else {
+            return;
+        };
+        match group {
+            Some(group) => {
+                mine.remove(&(session.clone(), group.clone()));
+            }
+            None => mine.retain(|(held_by, _), _| held_by != session),
         }
     }
 

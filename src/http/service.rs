@@ -15,7 +15,7 @@ use super::idempotency;
 use super::limits::{Adds, Limits};
 use super::params::Params;
 use super::reply::Reply;
-use crate::broker::{Access, AccessRequest, MatchParams};
+use crate::broker::{Access, AccessRequest, MatchParams, group_for};
 use crate::config::ServiceKind;
 use crate::domain::{
     AccessCode, AccessNumber, BookingTimeout, CodeLength, GroupName, PhoneNumber, SessionId,
@@ -82,7 +82,10 @@ async fn create_named(
             let ttl = params.parse("_ttl", SessionTtl::parse)?;
             let fields = params.fields_except(&["_ttl"]);
             let key = key.ok_or_else(|| ApiError::invalid("Idempotency-Key", "missing"))?;
-            let room = limits.room_for(broker, Adds::Session, &fields).await?;
+            let room = match limits.room_for(broker, Adds::Session, &fields).await {
+                Ok(room) => room,
+                Err(refusal) => return idempotency::replay_or(broker, &key, refusal).await,
+            };
             let answer = room.settle(
                 broker
                     .create_session_once(key, name, service, fields, ttl)
@@ -95,15 +98,22 @@ async fn create_named(
             let req = access_request(&params)?;
             let key = key.ok_or_else(|| ApiError::invalid("Idempotency-Key", "missing"))?;
             let client = client();
-            limits.check_quota(&client, None)?;
+            let group = group_for(service, req.group.clone())?;
             let fields = params.user_fields();
-            let room = limits.room_for(broker, Adds::Session, &fields).await?;
+            let room = match limits.check_quota(&client, None) {
+                Ok(()) => limits.room_for(broker, Adds::Session, &fields).await,
+                Err(refusal) => Err(refusal),
+            };
+            let room = match room {
+                Ok(room) => room,
+                Err(refusal) => return idempotency::replay_or(broker, &key, refusal).await,
+            };
             let answer = room.settle(
                 broker
                     .request_interaction_once(key, name, service, fields, ttl, req)
                     .await,
             )?;
-            record_answer(limits, &client, &answer);
+            record_answer(limits, &client, group, &answer);
             Ok(Reply::new().fields(&answer))
         }
         ServiceKind::Session => {
@@ -120,12 +130,18 @@ async fn create_named(
             // An id that cannot be a session's names no live session: 404, as the contract
             // says of `_id`, like an unknown one (and like `GET /service/{id}`).
             let id = SessionId::parse(id).map_err(|_| ApiError::ServiceNotFound(id.to_owned()))?;
+            let req = access_request(&params)?;
             let client = client();
-            limits.check_quota(&client, Some(&id))?;
-            let access = broker
-                .request_access(service, id, access_request(&params)?)
-                .await?;
-            limits.record(&client, &access.session, access.reservation.expires_in);
+            // The quota counts a session's hold per group: asking again in one is a renewal.
+            let hold = match limits.counts_clients() {
+                true => Some((id.clone(), group_for(service, req.group.clone())?)),
+                false => None,
+            };
+            limits.check_quota(&client, hold.as_ref())?;
+            let access = broker.request_access(service, id, req).await?;
+            if let Some(hold) = hold {
+                limits.record(&client, hold, access.reservation.expires_in);
+            }
             Ok(access_reply(access))
         }
         ServiceKind::RequestInteraction => {
@@ -134,27 +150,32 @@ async fn create_named(
             limits.check_quota(&client, None)?;
             let fields = params.user_fields();
             let req = access_request(&params)?;
+            let group = group_for(service, req.group.clone())?;
             let room = limits.room_for(broker, Adds::Session, &fields).await?;
             let access = room.settle(
                 broker
                     .request_interaction(name, service, fields, ttl, req)
                     .await,
             )?;
-            limits.record(&client, &access.session, access.reservation.expires_in);
+            limits.record(
+                &client,
+                (access.session.clone(), group),
+                access.reservation.expires_in,
+            );
             Ok(access_reply(access))
         }
         ServiceKind::MatchInteraction => match_interaction(state, service, &params).await,
     }
 }
 
-/// Counts a kept request-interaction answer's reservation for the client's quota (a replay
-/// counts the same reservation again; `record` keeps one entry per session).
-fn record_answer(limits: &Limits, client: &str, answer: &crate::store::Fields) {
+/// Counts a kept request-interaction answer's reservation in `group` for the client's quota
+/// (a replay counts the same reservation again; `record` keeps one entry per hold).
+fn record_answer(limits: &Limits, client: &str, group: GroupName, answer: &crate::store::Fields) {
     let field = |name: &str| answer.iter().find(|(k, _)| k == name).map(|(_, v)| v);
     if let (Some(id), Some(secs)) = (field("_id"), field("_expiration_time"))
         && let (Ok(id), Ok(secs)) = (SessionId::parse(id), secs.parse::<u64>())
     {
-        limits.record(client, &id, std::time::Duration::from_secs(secs));
+        limits.record(client, (id, group), std::time::Duration::from_secs(secs));
     }
 }
 
@@ -198,9 +219,12 @@ async fn match_interaction(
         return_data,
     };
     let multiple = params.flag("_return_multiple_matches")?.unwrap_or(false);
+    let ends_session = p.end_session;
     let found = state.broker.match_interaction(service, p).await?;
     if !found.late {
-        state.limits.forget(&found.session.id);
+        // The match ended the hold in its group; `_delete_service` ended them all.
+        let group = (!ends_session).then_some(&found.group);
+        state.limits.forget(&found.session.id, group);
     }
     let mut one = matched(found.session, return_data);
     if found.late {
@@ -245,7 +269,7 @@ async fn end(
 ) -> Result<Reply, ApiError> {
     let session = find_session(&state, &id, &headers).await?;
     state.broker.end_session(&session.id).await?;
-    state.limits.forget(&session.id);
+    state.limits.forget(&session.id, None);
     Ok(Reply::new().field("_id", &session.id))
 }
 

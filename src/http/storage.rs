@@ -77,10 +77,17 @@ async fn create(
 ) -> Result<Reply, ApiError> {
     let fields = params.fields_except(&[]);
     let key = idempotency::key(&headers, addr)?;
-    let room = state
+    let room = match state
         .limits
         .room_for(&state.broker, Adds::Fields, &fields)
-        .await?;
+        .await
+    {
+        Ok(room) => room,
+        Err(refusal) => match &key {
+            Some(key) => return idempotency::replay_or(&state.broker, key, refusal).await,
+            None => return Err(refusal),
+        },
+    };
     let ttl = StorageTtl::parse_lenient(&ttl);
     if let Some(key) = key {
         let answer = room.settle(state.broker.put_data_once(key, fields, ttl).await)?;

@@ -36,6 +36,11 @@ pub enum Creation {
         fields: Fields,
         ttl: Duration,
     },
+    /// Nothing: the caller refused the call already (a limit). A key that has an answer
+    /// still replays it (a retry gets what the first call got); else [`ReserveError::Refused`].
+    ///
+    /// [`ReserveError::Refused`]: super::ReserveError::Refused
+    Refused,
 }
 
 /// What a creation made.

@@ -172,6 +172,9 @@ pub enum ReserveError {
         /// Until the group's first reservation ends (at least one second).
         retry_after: Duration,
     },
+    /// A [`super::Creation::Refused`] whose key had no answer to replay.
+    #[error("refused before the store")]
+    Refused,
     #[error(transparent)]
     Store(#[from] StoreError),
 }

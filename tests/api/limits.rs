@@ -73,6 +73,106 @@ crate::on_every_backend!(reservations_per_client_is_a_quota, |backend| async mov
     assert_eq!(app.request_access(&s3, &[]).await.status, 200);
 });
 
+// A session's reservations in two groups are two reservations: the quota counts each
+// (it counted a session once, whatever it held).
+crate::on_every_backend!(
+    the_quota_counts_each_group_a_session_holds,
+    |backend| async move {
+        let toml = format!(
+            "{}\n[resource_groups.OTHER]\nnumbers = [\"7000-7009\"]\n",
+            with_limits("reservations_per_client = 2")
+        );
+        let app = TestApp::spawn_with(backend, &toml).await;
+        let (s1, s2) = (app.session(&[]).await, app.session(&[]).await);
+        let first = app.request_access(&s1, &[]).await;
+        assert_eq!(first.status, 200, "{}", first.text);
+        let other = app
+            .request_access(&s1, &[("_resource_group", "OTHER")])
+            .await;
+        assert_eq!(other.status, 200, "{}", other.text);
+        let msg = app
+            .request_access(&s2, &[])
+            .await
+            .error(429, "QuotaExceeded");
+        assert!(msg.contains("holds 2 live reservations"), "{msg}");
+        // Renewals in either group pass.
+        assert_eq!(app.request_access(&s1, &[]).await.status, 200);
+        let again = app
+            .request_access(&s1, &[("_resource_group", "OTHER")])
+            .await;
+        assert_eq!(again.status, 200, "{}", again.text);
+        // A match ends the hold in its own group only: one place is free, not two.
+        let number = other.field("_access_number");
+        assert_eq!(
+            app.match_interaction(&[("_access_number", &number)])
+                .await
+                .field("_id"),
+            s1
+        );
+        assert_eq!(app.request_access(&s2, &[]).await.status, 200);
+        let s3 = app.session(&[]).await;
+        app.request_access(&s3, &[])
+            .await
+            .error(429, "QuotaExceeded");
+    }
+);
+
+// A retry with an `Idempotency-Key` whose first call succeeded gets that first answer, even
+// when the limits would refuse the call now (the retry a 503 asks for must not fail where
+// the first call succeeded); a new key is refused.
+crate::on_every_backend!(
+    a_keyed_retry_at_the_limit_gets_its_first_answer,
+    |backend| async move {
+        let app = TestApp::spawn_with(
+            backend,
+            &with_limits("reservations_per_client = 1\nmax_sessions = 2\nmax_storage_bytes = 200"),
+        )
+        .await;
+        let keyed = |path: &str, key: &str, form: &[(&str, &str)]| {
+            app.client
+                .post(app.path(path))
+                .header("Idempotency-Key", key)
+                .form(form)
+        };
+        let interaction = "/genesys/1/service/request-interaction";
+        let first = app.send(keyed(interaction, "ri-1", &[("a", "1")])).await;
+        assert_eq!(first.status, 200, "{}", first.text);
+        let retry = app.send(keyed(interaction, "ri-1", &[("a", "1")])).await;
+        assert_eq!(retry.text, first.text, "the quota is full, the key replays");
+        app.send(keyed(interaction, "ri-2", &[("a", "1")]))
+            .await
+            .error(429, "QuotaExceeded");
+        // max_sessions = 2: the interaction's session and this one fill it.
+        let session = app
+            .send(keyed("/genesys/1/service/callback", "s-1", &[("b", "2")]))
+            .await;
+        assert_eq!(session.status, 200, "{}", session.text);
+        let retry = app
+            .send(keyed("/genesys/1/service/callback", "s-1", &[("b", "2")]))
+            .await;
+        assert_eq!(
+            retry.text, session.text,
+            "the store is full, the key replays"
+        );
+        app.send(keyed("/genesys/1/service/callback", "s-2", &[("b", "2")]))
+            .await
+            .error(507, "StoreFull");
+        // max_storage_bytes = 200: an entry of 151 bytes fits once.
+        let blob = "x".repeat(150);
+        let stored = app
+            .send(keyed("/genesys/1/storage/60", "d-1", &[("v", &blob)]))
+            .await;
+        assert_eq!(stored.status, 200, "{}", stored.text);
+        let retry = app
+            .send(keyed("/genesys/1/storage/60", "d-1", &[("v", &blob)]))
+            .await;
+        assert_eq!(retry.text, stored.text, "no room, the key replays");
+        app.send(keyed("/genesys/1/storage/60", "d-2", &[("v", &blob)]))
+            .await
+            .error(507, "StoreFull");
+    }
+);
+
 crate::on_every_backend!(the_store_has_room_for_so_much, |backend| async move {
     let app = TestApp::spawn_with(
         backend,

@@ -523,6 +523,7 @@ fn create_remembered(
             e.put_data(id.clone(), fields, ttl, now, log);
             Created::Data(id)
         }
+        Creation::Refused => return Err(ReserveError::Refused),
     };
     e.remember(key, answer(&created), now, log);
     Ok(Once::First(created))

@@ -59,6 +59,8 @@ pub async fn create_once(
             sessions::put_data(tx, now, id, fields, ttl).await?;
             Created::Data(id.clone())
         }
+        // The key's claimed row goes with the rolled-back transaction.
+        Creation::Refused => return Err(ReserveError::Refused),
     };
     let body = serde_json::to_string(&answer(&created)).map_err(StoreError::query)?;
     tx.execute_cached(
