@@ -108,8 +108,11 @@ pub enum Verdict {
 /// - Else an ended one within `late_match_grace` that ended by expiry or match and would have
 ///   accepted (its code if it had one, lenient or not; its phone if both carry one) answers
 ///   its session, as long as the session lives.
-/// - A wrong code on the live reservation counts, even when an ended one then answers; the
-///   attempt after `max_code_attempts` wrong ones (0: no limit) cancels it.
+/// - A wrong code on the live reservation counts, even when an ended one then answers (an
+///   ended reservation without a code accepts every code: a guesser must not hide behind
+///   it), unless the call's code is the ended reservation's own: that is its late caller, whose
+///   IVR may retry, and must not wear down or cancel the number's next holder. The attempt
+///   after `max_code_attempts` wrong ones (0: no limit) cancels it.
 /// - With no live reservation, the call is stray; the reason is the ended reservation's
 ///   (within the grace: why it refused, or its session's end; within 24 h: `expired`,
 ///   `locked`, `session_ended`), else `not_reserved`.
@@ -131,8 +134,14 @@ pub fn decide(
         None => None,
     };
     let late = last.map(|l| late_answer(call, l, policy, now));
-    // A wrong code on the live reservation counts, whatever else answers the call.
+    let own_late_code = matches!(
+        (last.and_then(|l| l.ended.code.as_ref()), call.code),
+        (Some(ended), Some(offered)) if ended == offered
+    );
+    // A wrong code on the live reservation counts, whatever else answers the call, unless it
+    // is the code of the ended reservation that answers it.
     let wrong_code = match live_refusal {
+        Some((Refusal::WrongCode, _)) if own_late_code && matches!(late, Some(Ok(_))) => None,
         Some((Refusal::WrongCode, wrong)) => {
             let max = policy.max_code_attempts;
             Some((max > 0 && wrong >= max, wrong.saturating_add(1)))

@@ -371,3 +371,55 @@ on_every_backend!(
         }
     }
 );
+
+// A late call changes nothing, not even the attempts of the number's next reservation: the
+// first holder's IVR retrying with its own code twice left the second holder's reservation
+// cancelled (max_code_attempts = 1), so the second caller got `locked`.
+on_every_backend!(
+    a_late_call_does_not_wear_down_the_next_holder,
+    |backend| async move {
+        let toml = r#"
+        [resource_groups.ONE]
+        numbers = ["600"]
+        max_code_attempts = 1
+        late_match_grace = 30
+        [services.request-access]
+        type = "request-access"
+        _resource_group = "ONE"
+        _provide_code = true
+        [services.match-interaction]
+        type = "match-interaction"
+        return_failure_reason = true
+        [services.callback]
+        type = "session"
+    "#;
+        let app = TestApp::spawn_with(backend, toml).await;
+        let (a, b) = (app.session(&[]).await, app.session(&[]).await);
+        let first = app.request_access(&a, &[]).await;
+        let code_a = first.field("_access_code");
+        let call = |code: &str| {
+            let code = code.to_owned();
+            let app = &app;
+            async move {
+                app.match_interaction(&[("_access_number", "600"), ("_access_code", &code)])
+                    .await
+            }
+        };
+        assert_eq!(call(&code_a).await.field("_id"), a);
+        let second = app.request_access(&b, &[]).await;
+        assert_eq!(second.field("_access_number"), "600", "{}", second.text);
+        let code_b = second.field("_access_code");
+        for _ in 0..2 {
+            let late = call(&code_a).await;
+            assert_eq!(
+                (late.field("_id"), late.field("_late_match")),
+                (a.clone(), "true".to_owned()),
+                "{}",
+                late.text
+            );
+        }
+        let m = call(&code_b).await;
+        assert_eq!(m.status, 200, "the second holder's call: {}", m.text);
+        assert_eq!(m.field("_id"), b);
+    }
+);

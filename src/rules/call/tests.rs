@@ -218,27 +218,37 @@ fn a_live_reservation_that_accepts_wins_over_a_late_one() {
         decide(call(&c2), Some(live), Some(last), &p, NOW),
         Verdict::Match(s.clone())
     );
-    assert_eq!(
-        decide(call(&c1), Some(live), Some(last), &p, NOW),
-        Verdict::LateAfterWrongCode {
-            session: sid("1-old"),
-            attempts: 1,
-            lockout: false
-        },
-        "the live one refuses (its wrong code counts), the ended one accepts"
-    );
     let worn = Live {
         wrong_codes: 5,
         ..live
     };
     assert_eq!(
         decide(call(&c1), Some(worn), Some(last), &p, NOW),
+        Verdict::Late(sid("1-old")),
+        "the ended reservation's own code: its late caller, nothing counted on the live one"
+    );
+    // An ended reservation without a code accepts every code: a code wrong for the live one
+    // still counts there, and the one too many still cancels it.
+    let codeless = ended(EndReason::Expired, 1_000, None);
+    let codeless = Last {
+        ended: &codeless,
+        session_alive: true,
+    };
+    assert_eq!(
+        decide(call(&c1), Some(live), Some(codeless), &p, NOW),
+        Verdict::LateAfterWrongCode {
+            session: sid("1-old"),
+            attempts: 1,
+            lockout: false
+        },
+    );
+    assert_eq!(
+        decide(call(&c1), Some(worn), Some(codeless), &p, NOW),
         Verdict::LateAfterWrongCode {
             session: sid("1-old"),
             attempts: 6,
             lockout: true
         },
-        "and the one too many still cancels it"
     );
     let c3 = code("5555");
     assert_eq!(
