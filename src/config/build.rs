@@ -317,6 +317,18 @@ pub fn build(
     let mut warnings = Vec::new();
     let server = server(&cx, raw.server)?;
     let limits = limits(&cx, raw.limits)?;
+    // An `[auth]` table that sets nothing would read as "guarded" and guard nothing.
+    let empty_auth = raw.auth.as_ref().is_some_and(|a| {
+        let unset = |v: &Option<String>| v.as_deref().is_none_or(str::is_empty);
+        unset(&a.username)
+            && unset(&a.password)
+            && unset(&a.password_file)
+            && a.admin.is_none()
+            && a.metrics.is_none()
+    });
+    if empty_auth {
+        return Err(cx.err("auth", "sets no credentials; give username and password, or remove the table (ACCESS_BROKER_AUTH_USERNAME and _PASSWORD need none)"));
+    }
     let auth = raw.auth.unwrap_or_default();
     let admin_auth = raw_credentials(&cx, "auth.admin", auth.admin)?;
     let metrics_auth = raw_credentials(&cx, "auth.metrics", auth.metrics)?;

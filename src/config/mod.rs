@@ -461,6 +461,15 @@ mod tests {
                 "[services.x]\n_type = \"builtin\"\n_service = \"nope\"\n",
                 "services.x._service",
             ),
+            (
+                "[services.x]\n_type = \"buildin\"\n_service = \"request-access\"\n",
+                "services.x._type",
+            ),
+            (
+                "[services.x]\ntype = \"match-interaction\"\n_type = \"builtin\"\n_service = \"request-access\"\n",
+                "services.x._service",
+            ),
+            ("[auth]\n", "auth"),
             ("[bogus]\nx = 1\n", "bogus"),
         ];
         for (text, key) in cases {

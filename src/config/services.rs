@@ -111,12 +111,42 @@ pub fn parse(
 ) -> Result<ServiceConfig, ConfigError> {
     let key = |k: &str| format!("services.{name}.{k}");
     let get = |k: &str| -> Result<Option<String>, ConfigError> { cx.scalar(&key(k), table.get(k)) };
-    let kind = match (get("type")?, get("_type")?, get("_service")?) {
-        (Some(t), _, _) => ServiceKind::parse(&t).ok_or_else(|| cx.err(key("type"), format!("unknown type {t:?}; expected request-access, match-interaction, request-interaction or session")))?,
-        (None, Some(t), Some(s)) if t == "builtin" => ServiceKind::parse(&s).ok_or_else(|| cx.err(key("_service"), format!("unknown builtin {s:?}")))?,
-        (None, Some(t), _) if t == "builtin" => return Err(cx.err(key("_service"), "required with _type = \"builtin\"")),
-        (None, Some(_), _) => ServiceKind::Session,
-        (None, None, _) => return Err(cx.err(key("type"), "required: request-access, match-interaction, request-interaction or session")),
+    // The GMS spelling: `_type = "builtin"` and the builtin in `_service`; no other GMS type
+    // (ORS, external…) is served, and a misspelt one must not quietly become a session.
+    let gms = match (get("_type")?, get("_service")?) {
+        (None, _) => None,
+        (Some(t), Some(s)) if t == "builtin" => Some(
+            ServiceKind::parse(&s)
+                .ok_or_else(|| cx.err(key("_service"), format!("unknown builtin {s:?}")))?,
+        ),
+        (Some(t), None) if t == "builtin" => {
+            return Err(cx.err(key("_service"), "required with _type = \"builtin\""));
+        }
+        (Some(t), _) => {
+            return Err(cx.err(
+                key("_type"),
+                format!("{t:?} is not served; expected \"builtin\" (with _service), or set type"),
+            ));
+        }
+    };
+    let kind = match (get("type")?, gms) {
+        (Some(t), gms) => {
+            let kind = ServiceKind::parse(&t).ok_or_else(|| cx.err(key("type"), format!("unknown type {t:?}; expected request-access, match-interaction, request-interaction or session")))?;
+            if gms.is_some_and(|g| g != kind) {
+                return Err(cx.err(
+                    key("_service"),
+                    format!("names another service than type = {t:?}"),
+                ));
+            }
+            kind
+        }
+        (None, Some(kind)) => kind,
+        (None, None) => {
+            return Err(cx.err(
+                key("type"),
+                "required: request-access, match-interaction, request-interaction or session",
+            ));
+        }
     };
     let mut ignored = Vec::new();
     let applies = options(kind);

@@ -24,7 +24,9 @@ impl FromStr for StoreUrl {
             return Ok(Self::Memory);
         }
         if let Some(path) = s.strip_prefix("sqlite://") {
-            if path.is_empty() {
+            // A path, nothing else: SQLite's in-memory database (`:memory:`) would keep
+            // nothing (that is `memory://`), and URL options (`?mode=ro`) are not read.
+            if path.is_empty() || path == ":memory:" || path.contains('?') {
                 return Err(BadStoreUrl(s.into()));
             }
             return Ok(Self::Sqlite(PathBuf::from(path)));
@@ -80,13 +82,20 @@ fn redact(s: &str) -> String {
         let params: Vec<String> = query
             .split('&')
             .map(|param| match param.split_once('=') {
-                Some((name, _)) if name.eq_ignore_ascii_case("password") => format!("{name}=***"),
+                // The driver decodes names (`pass%77ord` is `password`): so does this.
+                Some((name, _)) if decoded(name).eq_ignore_ascii_case("password") => {
+                    format!("{name}=***")
+                }
                 _ => param.to_owned(),
             })
             .collect();
         out.push_str(&params.join("&"));
     }
     out
+}
+
+fn decoded(name: &str) -> std::borrow::Cow<'_, str> {
+    percent_encoding::percent_decode_str(name).decode_utf8_lossy()
 }
 
 fn redact_userinfo(s: &str) -> String {
@@ -148,6 +157,8 @@ mod tests {
             "redis://localhost",
             "postgres://",
             "postgresql:///broker",
+            "sqlite://:memory:",
+            "sqlite://x.db?mode=ro",
         ] {
             assert!(bad.parse::<StoreUrl>().is_err(), "{bad:?}");
         }
@@ -170,6 +181,10 @@ mod tests {
             url.to_string(),
             "postgres://app@db/broker?sslmode=prefer&password=***"
         );
+        let url: StoreUrl = "postgres://app@db/broker?pass%77ord=hunter2"
+            .parse()
+            .expect("valid");
+        assert_eq!(url.to_string(), "postgres://app@db/broker?pass%77ord=***");
         let url: StoreUrl = "postgres://app:p@ss@db/broker".parse().expect("valid");
         assert_eq!(url.to_string(), "postgres://app:***@db/broker");
     }
