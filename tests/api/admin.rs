@@ -582,3 +582,30 @@ on_every_backend!(reservations_are_listed_in_one_order, |backend| async move {
         ["C/300", "RR/100", "RR/101", "b/500"]
     );
 });
+
+// Ten admin calls adding the same numbers to ten new groups at once: one group gets them, the
+// other nine answer 400 naming the owner, on every store (PostgreSQL answered some with 500:
+// a unique violation when two transactions inserted the same number).
+on_every_backend!(
+    concurrent_adds_of_one_number_give_one_owner,
+    |backend| async move {
+        let app = TestApp::spawn_with(backend, TOML).await;
+        for round in 0..3 {
+            let numbers = format!("9{round}0-9{round}9");
+            let calls = (0..10).map(|i| {
+                let req = app
+                    .client
+                    .put(app.path(&format!("/genesys/1/admin/groups/R{round}G{i}")))
+                    .form(&[("numbers", numbers.as_str())]);
+                app.send(req)
+            });
+            let answers = futures::future::join_all(calls).await;
+            let created = answers.iter().filter(|r| r.status == 201).count();
+            assert_eq!(created, 1, "one owner in round {round}");
+            for r in answers.iter().filter(|r| r.status != 201) {
+                let msg = r.error(400, "InvalidParameter");
+                assert!(msg.contains("already belongs to group"), "{msg}");
+            }
+        }
+    }
+);

@@ -181,6 +181,7 @@ pub(crate) fn pg_error(e: tokio_postgres::Error) -> StoreError {
                 || *code == SqlState::T_R_SERIALIZATION_FAILURE
                 || *code == SqlState::T_R_DEADLOCK_DETECTED
                 || *code == SqlState::LOCK_NOT_AVAILABLE
+                || *code == SqlState::UNIQUE_VIOLATION
         }
     };
     if transient {

@@ -23,7 +23,10 @@ use crate::store::{ReserveError, StoreError};
 /// How long a `COMMIT` may take to answer before its outcome counts as unknown.
 pub const COMMIT_WAIT: Duration = Duration::from_secs(10);
 
-/// Errors an operation may end with; a lost race (deadlock, serialization failure) is retried.
+/// Errors an operation may end with; a lost race (deadlock, serialization failure, a key
+/// another transaction inserted after this one looked for it) is retried: the next try reads
+/// what the winner committed and decides on it (two admin calls adding one number: the
+/// second answers that the number is taken, not 500).
 pub(crate) trait TxError: From<StoreError> {
     fn store_error(&self) -> Option<&StoreError>;
 
@@ -35,7 +38,9 @@ pub(crate) trait TxError: From<StoreError> {
             .downcast_ref::<tokio_postgres::Error>()
             .and_then(|e| e.code())
             .is_some_and(|c| {
-                *c == SqlState::T_R_SERIALIZATION_FAILURE || *c == SqlState::T_R_DEADLOCK_DETECTED
+                *c == SqlState::T_R_SERIALIZATION_FAILURE
+                    || *c == SqlState::T_R_DEADLOCK_DETECTED
+                    || *c == SqlState::UNIQUE_VIOLATION
             })
     }
 }
