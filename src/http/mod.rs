@@ -7,6 +7,7 @@ pub mod admin;
 pub mod admin_views;
 pub mod auth;
 pub mod browser;
+pub mod charset;
 pub mod client;
 pub mod edge;
 pub mod error;

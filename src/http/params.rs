@@ -8,10 +8,10 @@ use axum::body::{Body, Bytes};
 use axum::extract::{FromRequest, Request};
 use axum::http::header;
 use axum::http::request::Parts;
-use encoding_rs::Encoding;
 use mime::Mime;
 
 use super::AppState;
+use super::charset::Charset;
 use super::error::ApiError;
 use crate::store::Fields;
 
@@ -113,7 +113,7 @@ impl Params {
             })
             .transpose()?;
         let mut pairs = match parts.uri.query() {
-            Some(q) => decode_urlencoded(q.as_bytes(), encoding_rs::UTF_8)?,
+            Some(q) => decode_urlencoded(q.as_bytes(), Charset::Utf8)?,
             None => Vec::new(),
         };
         // A body declared larger than the limit (its `Content-Length`, which hyper keeps as
@@ -192,7 +192,7 @@ pub fn parse_body_now(
 
 /// The query-string decoder (UTF-8), for the same fuzz targets.
 pub fn parse_query_now(query: &[u8]) -> Result<Vec<(String, String)>, ApiError> {
-    decode_urlencoded(query, encoding_rs::UTF_8)
+    decode_urlencoded(query, Charset::Utf8)
 }
 
 async fn parse_body(
@@ -203,12 +203,12 @@ async fn parse_body(
         return Ok(Vec::new());
     }
     let Some(content_type) = content_type else {
-        return decode_urlencoded(&body, encoding_rs::UTF_8);
+        return decode_urlencoded(&body, Charset::Utf8);
     };
     // What nearly every GMS client sends, answered without parsing the header (the same
     // result as below: a form without a charset is UTF-8).
     if content_type.eq_ignore_ascii_case(mime::APPLICATION_WWW_FORM_URLENCODED.as_ref()) {
-        return decode_urlencoded(&body, encoding_rs::UTF_8);
+        return decode_urlencoded(&body, Charset::Utf8);
     }
     // Parsed by `mime` (quoted parameters, case rules); a header it cannot parse is answered
     // like any unsupported type, named by what precedes its first `;`.
@@ -216,7 +216,7 @@ async fn parse_body(
         let essence = content_type.split(';').next().unwrap_or("").trim();
         return Err(unsupported(&essence.to_ascii_lowercase()));
     };
-    let encoding = charset(mime.get_param(mime::CHARSET).map(|v| v.as_str()))?;
+    let encoding = Charset::of(mime.get_param(mime::CHARSET).map(|v| v.as_str()))?;
     match (mime.type_(), mime.subtype()) {
         (mime::APPLICATION, mime::WWW_FORM_URLENCODED) => decode_urlencoded(&body, encoding),
         (mime::MULTIPART, mime::FORM_DATA) => {
@@ -234,11 +234,11 @@ async fn parse_body(
         }
         // JSON is UTF-8 by its own rules; a GMS client that declares ISO-8859-1 still gets
         // its bytes read as it declared them.
-        (mime::APPLICATION, mime::JSON) if encoding == encoding_rs::UTF_8 => {
+        (mime::APPLICATION, mime::JSON) if encoding == Charset::Utf8 => {
             super::json_body::decode(&body)
         }
         (mime::APPLICATION, mime::JSON) => {
-            super::json_body::decode(decode_text(&body, encoding, "JSON body")?.as_bytes())
+            super::json_body::decode(encoding.decode(&body, "JSON body")?.as_bytes())
         }
         _ => Err(unsupported(mime.essence_str())),
     }
@@ -253,38 +253,10 @@ fn unsupported(essence: &str) -> ApiError {
     )
 }
 
-fn charset(label: Option<&str>) -> Result<&'static Encoding, ApiError> {
-    match label {
-        None => Ok(encoding_rs::UTF_8),
-        Some(l) => Encoding::for_label(l.as_bytes())
-            .ok_or_else(|| ApiError::invalid("Content-Type", format!("unknown charset {l:?}"))),
-    }
-}
-
-fn decode_text(bytes: &[u8], encoding: &'static Encoding, what: &str) -> Result<String, ApiError> {
-    // UTF-8, the common case, is only checked: one copy, no decoder.
-    if encoding == encoding_rs::UTF_8 {
-        return std::str::from_utf8(bytes)
-            .map(str::to_owned)
-            .map_err(|_| ApiError::invalid(what, "not valid UTF-8"));
-    }
-    let (text, had_errors) = encoding.decode_without_bom_handling(bytes);
-    if had_errors {
-        return Err(ApiError::invalid(
-            what,
-            format!("not valid {}", encoding.name()),
-        ));
-    }
-    Ok(text.into_owned())
-}
-
-fn decode_urlencoded(
-    raw: &[u8],
-    encoding: &'static Encoding,
-) -> Result<Vec<(String, String)>, ApiError> {
+fn decode_urlencoded(raw: &[u8], encoding: Charset) -> Result<Vec<(String, String)>, ApiError> {
     // UTF-8 (nearly every form): the body is checked once; a piece cut from it at an ASCII
     // `&` or `=` is UTF-8 too, so a name or value without escapes is copied as it is.
-    if encoding == encoding_rs::UTF_8
+    if encoding == Charset::Utf8
         && let Ok(text) = std::str::from_utf8(raw)
     {
         let mut out = Vec::new();
@@ -308,8 +280,8 @@ fn decode_urlencoded(
             Some(i) => (&pair[..i], &pair[i + 1..]),
             None => (pair, &[][..]),
         };
-        let name = decode_text(&unescape(k), encoding, "parameter name")?;
-        let value = decode_text(&unescape(v), encoding, &name)?;
+        let name = encoding.decode(&unescape(k), "parameter name")?;
+        let value = encoding.decode(&unescape(v), &name)?;
         out.push((name, value));
     }
     Ok(out)
@@ -331,7 +303,7 @@ fn cut(text: &str, byte: u8) -> (&str, Option<&str>) {
 fn utf8_piece(piece: &str, what: &str) -> Result<String, ApiError> {
     match unescape(piece.as_bytes()) {
         std::borrow::Cow::Borrowed(_) => Ok(piece.to_owned()),
-        std::borrow::Cow::Owned(bytes) => decode_text(&bytes, encoding_rs::UTF_8, what),
+        std::borrow::Cow::Owned(bytes) => Charset::Utf8.decode(&bytes, what),
     }
 }
 
@@ -351,23 +323,86 @@ fn unescape(s: &[u8]) -> std::borrow::Cow<'_, [u8]> {
 async fn decode_multipart(
     body: Bytes,
     boundary: String,
-    encoding: &'static Encoding,
+    encoding: Charset,
 ) -> Result<Vec<(String, String)>, ApiError> {
     let stream = futures::stream::once(async move { Ok::<Bytes, std::io::Error>(body) });
     let mut multipart = multer::Multipart::new(stream, boundary);
     let mut out = Vec::new();
     let bad = |e: multer::Error| ApiError::invalid("multipart body", e.to_string());
     while let Some(field) = multipart.next_field().await.map_err(bad)? {
-        let name = field.name().unwrap_or_default().to_owned();
         let field_encoding = match field.content_type().and_then(|m| m.get_param("charset")) {
-            Some(cs) => charset(Some(cs.as_str()))?,
+            Some(cs) => Charset::of(Some(cs.as_str()))?,
             None => encoding,
         };
+        let name = field_name(&field, field_encoding)?;
         let bytes = field.bytes().await.map_err(bad)?;
-        let value = decode_text(&bytes, field_encoding, &name)?;
+        let value = field_encoding.decode(&bytes, &name)?;
         out.push((name, value));
     }
     Ok(out)
+}
+
+/// A part's name, from its `Content-Disposition`: `name*=CHARSET''escaped` (RFC 5987), else
+/// `name="…"` in the part's charset (multer reads names as UTF-8 only, and gave an empty
+/// name for any other bytes, so fields overwrote each other under `""`). No name, or one the
+/// charset cannot carry: 400.
+fn field_name(field: &multer::Field<'_>, charset: Charset) -> Result<String, ApiError> {
+    const WHAT: &str = "multipart field name";
+    let disposition = field
+        .headers()
+        .get(header::CONTENT_DISPOSITION)
+        .map(|v| v.as_bytes())
+        .unwrap_or_default();
+    if let Some(extended) = disposition_param(disposition, b"name*") {
+        let (label, rest) = split_once(extended, b'\'')
+            .ok_or_else(|| ApiError::invalid(WHAT, "name* without a charset"))?;
+        let (_language, escaped) = split_once(rest, b'\'')
+            .ok_or_else(|| ApiError::invalid(WHAT, "name* without a language part"))?;
+        let label =
+            std::str::from_utf8(label).map_err(|_| ApiError::invalid(WHAT, "bad charset"))?;
+        let bytes: Vec<u8> = percent_encoding::percent_decode(escaped).collect();
+        return Charset::of(Some(label))?.decode(&bytes, WHAT);
+    }
+    match disposition_param(disposition, b"name") {
+        Some(raw) if !raw.is_empty() => charset.decode(raw, WHAT),
+        _ => Err(ApiError::invalid(WHAT, "a part without a name")),
+    }
+}
+
+/// A parameter's raw value in a `Content-Disposition` header: quoted (`\"` and `\\`
+/// escapes kept as sent: browsers escape `"` as `%22`) or a bare token.
+fn disposition_param<'a>(header: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
+    let mut rest = header;
+    while let Some(i) = rest.iter().position(|&b| b == b';') {
+        rest = &rest[i + 1..];
+        let param = rest.trim_ascii_start();
+        let Some((key, value)) = split_once(param, b'=') else {
+            continue;
+        };
+        if !key.trim_ascii().eq_ignore_ascii_case(name) {
+            continue;
+        }
+        let value = value.trim_ascii_start();
+        return Some(match value.strip_prefix(b"\"") {
+            Some(quoted) => {
+                let end = quoted
+                    .iter()
+                    .position(|&b| b == b'"')
+                    .unwrap_or(quoted.len());
+                &quoted[..end]
+            }
+            None => {
+                let end = value.iter().position(|&b| b == b';').unwrap_or(value.len());
+                value[..end].trim_ascii_end()
+            }
+        });
+    }
+    None
+}
+
+fn split_once(bytes: &[u8], at: u8) -> Option<(&[u8], &[u8])> {
+    let i = bytes.iter().position(|&b| b == at)?;
+    Some((&bytes[..i], &bytes[i + 1..]))
 }
 
 #[cfg(test)]
@@ -378,8 +413,8 @@ mod tests {
         decode_urlencoded(body, charset_or(charset)).expect("decodes")
     }
 
-    fn charset_or(label: &str) -> &'static Encoding {
-        charset(Some(label)).expect("known charset")
+    fn charset_or(label: &str) -> Charset {
+        Charset::of(Some(label)).expect("known charset")
     }
 
     #[test]
@@ -397,7 +432,7 @@ mod tests {
             [("name".into(), "Zoë".into())]
         );
         assert!(
-            decode_urlencoded(b"name=Zo%EB", encoding_rs::UTF_8).is_err(),
+            decode_urlencoded(b"name=Zo%EB", Charset::Utf8).is_err(),
             "latin1 bytes sent as UTF-8 are rejected, not mangled"
         );
     }
@@ -420,7 +455,7 @@ mod tests {
             ])
         );
         assert_eq!(form(b"", "utf-8"), pairs(&[]));
-        assert!(decode_urlencoded(b"a=%FF", encoding_rs::UTF_8).is_err());
+        assert!(decode_urlencoded(b"a=%FF", Charset::Utf8).is_err());
     }
 
     #[test]
@@ -467,12 +502,54 @@ mod tests {
     #[tokio::test]
     async fn multipart_fields() {
         let body = "--XyZ\r\nContent-Disposition: form-data; name=\"_id\"\r\n\r\n1-abc\r\n--XyZ\r\nContent-Disposition: form-data; name=\"note\"\r\n\r\nhé\r\n--XyZ--\r\n";
-        let got = decode_multipart(Bytes::from(body), "XyZ".into(), encoding_rs::UTF_8)
+        let got = decode_multipart(Bytes::from(body), "XyZ".into(), Charset::Utf8)
             .await
             .expect("decodes");
         assert_eq!(
             got,
             [("_id".into(), "1-abc".into()), ("note".into(), "hé".into())]
         );
+    }
+
+    /// Names as sent: in the body's or the part's charset, or RFC 5987's `name*`; a part
+    /// without a name, or with one its charset cannot carry, is refused (multer gave both an
+    /// empty name, and they overwrote each other).
+    #[tokio::test]
+    async fn multipart_names_in_their_charset() {
+        let part = |disposition: &[u8], ct: &str, value: &str| {
+            let mut p = b"--XyZ\r\nContent-Disposition: form-data; ".to_vec();
+            p.extend_from_slice(disposition);
+            p.extend_from_slice(format!("\r\n{ct}\r\n{value}\r\n").as_bytes());
+            p
+        };
+        let mut body = part(
+            b"name=\"n\xe9\"",
+            "Content-Type: text/plain; charset=ISO-8859-1\r\n",
+            "x",
+        );
+        body.extend(part(b"name*=UTF-8''n%C3%A8", "", "y"));
+        body.extend(part(b"name=plain", "", "z"));
+        body.extend_from_slice(b"--XyZ--\r\n");
+        let got = decode_multipart(Bytes::from(body), "XyZ".into(), Charset::Utf8)
+            .await
+            .expect("decodes");
+        assert_eq!(
+            got,
+            [
+                ("né".into(), "x".into()),
+                ("nè".into(), "y".into()),
+                ("plain".into(), "z".into())
+            ]
+        );
+        for bad in [&b"filename=\"a\""[..], b"name=\"n\xe9\""] {
+            let mut body = part(bad, "", "v");
+            body.extend_from_slice(b"--XyZ--\r\n");
+            let err = decode_multipart(Bytes::from(body), "XyZ".into(), Charset::Utf8)
+                .await
+                .expect_err("refused");
+            assert!(err.to_string().contains("multipart field name"), "{err}");
+        }
+        let latin1 = decode_urlencoded(b"v=%80%9F%FF", Charset::Latin1).expect("decodes");
+        assert_eq!(latin1, [("v".into(), "\u{80}\u{9f}\u{ff}".into())]);
     }
 }
