@@ -23,7 +23,13 @@ fn main() -> ExitCode {
         Ok(rt) => rt,
         Err(err) => return fail(&format!("cannot start the runtime: {err}")),
     };
-    match runtime.block_on(run(cli)) {
+    let result = runtime.block_on(run(cli));
+    // What a start left running when SIGTERM came (a large store still loading on a blocking
+    // thread) must not hold the exit: dropping the runtime would wait for it to finish. The
+    // store's own files stay consistent however the process ends (SQLite's journal, a
+    // PostgreSQL transaction rolled back with its connection).
+    runtime.shutdown_timeout(std::time::Duration::from_millis(500));
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => fail(&format!("{err:#}")),
     }
@@ -49,8 +55,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             // The handlers come first, before the config is even read: a SIGTERM at any
             // moment of the start (a large SQLite file loading, a database that does not
             // answer yet) stops us cleanly with 0, not with the signal's default action.
-            let shutdown = shutdown_signal();
-            let (config, warnings) = Config::load(args.config.as_deref())?;
+            let mut shutdown = Box::pin(shutdown_signal());
+            // Read on a blocking thread, raced against the signal: a file of millions of
+            // numbers takes seconds to expand, and SIGTERM meanwhile ends the start at once.
+            let path = args.config.clone();
+            let load = tokio::task::spawn_blocking(move || Config::load(path.as_deref()));
+            let (config, warnings) = tokio::select! {
+                loaded = load => loaded??,
+                () = &mut shutdown => {
+                    tracing::info!("stopped before serving");
+                    return Ok(());
+                }
+            };
             // Every layer first: a bad one stops the start with its single line, no warnings.
             let config = config
                 .with_overrides(args.listen.as_deref(), args.store.as_deref())?
@@ -123,15 +139,16 @@ async fn serve(
     Ok(())
 }
 
-/// Opens the store, binds the listener and builds the app, ready to run.
+/// Binds the listener, opens the store and builds the app, ready to run. The address comes
+/// first: one that is taken stops the start before the store is created or changed.
 async fn start(config: Config) -> anyhow::Result<App> {
-    let url = config.server.store.clone();
-    let options = access_broker::app::store_options(&config);
-    let store = store::open_waiting(&url, &options, config.groups.clone()).await?;
     let listen = config.server.listen;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|e| anyhow::anyhow!("server.listen {listen}: {e}"))?;
+    let url = config.server.store.clone();
+    let options = access_broker::app::store_options(&config);
+    let store = store::open_waiting(&url, &options, config.groups.clone()).await?;
     let groups: Vec<String> = config
         .groups
         .iter()

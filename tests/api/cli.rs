@@ -170,6 +170,92 @@ fn sigterm_during_the_start_exits_0() {
     assert_eq!(status.code(), Some(0), "{status:?}");
 }
 
+/// A SIGTERM while the start reads a large config file and then writes its numbers ends the
+/// process within `shutdown_timeout_ms` (here 500 ms): the start is abandoned, not awaited
+/// (the runtime waited for the store's loading thread, seconds past the bound).
+#[test]
+fn sigterm_during_a_long_start_exits_within_the_shutdown_timeout() {
+    let dir = tempfile::tempdir().expect("dir");
+    let config = write(
+        &dir,
+        "big.toml",
+        "[server]\nshutdown_timeout_ms = 500\n[resource_groups.BIG]\nnumbers = [\"10000000-11999999\"]\n",
+    );
+    let store = format!("sqlite://{}", dir.path().join("big.db").display());
+    for wait_ms in [300, 1500] {
+        let mut child = Command::new(BIN)
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--store",
+                &store,
+                "--config",
+            ])
+            .arg(&config)
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starts");
+        std::thread::sleep(std::time::Duration::from_millis(wait_ms));
+        let sent = std::time::Instant::now();
+        Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .expect("kill");
+        let status = child.wait().expect("exits");
+        let took = sent.elapsed();
+        assert_eq!(status.code(), Some(0), "{status:?}");
+        assert!(
+            took < std::time::Duration::from_millis(1500),
+            "SIGTERM {wait_ms} ms into the start: exited {took:?} later"
+        );
+    }
+}
+
+/// A start that fails writes nothing: a taken address stops it before the store is made,
+/// and a store that cannot open leaves no lock file behind.
+#[test]
+fn a_failed_start_leaves_no_files() {
+    let dir = tempfile::tempdir().expect("dir");
+    let config = write(
+        &dir,
+        "c.toml",
+        "[resource_groups.G]\nnumbers = [\"100-101\"]\n",
+    );
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = taken.local_addr().expect("addr").to_string();
+    let store = dir.path().join("new.db");
+    let out = Command::new(BIN)
+        .args(["serve", "--listen", &addr, "--store"])
+        .arg(format!("sqlite://{}", store.display()))
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("server.listen"));
+    let folder = dir.path().join("a-folder");
+    std::fs::create_dir(&folder).expect("folder");
+    let out = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--store"])
+        .arg(format!("sqlite://{}", folder.display()))
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let mut left: Vec<String> = std::fs::read_dir(dir.path())
+        .expect("list")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert_eq!(
+        left,
+        ["a-folder", "c.toml"],
+        "nothing but what the test made"
+    );
+}
+
 /// Runs `check-config` on `text`; (exit code, stdout, stderr).
 fn check_config(text: &str) -> (Option<i32>, String, String) {
     let dir = tempfile::tempdir().expect("dir");

@@ -63,13 +63,26 @@ async fn open_local(
     let fields = reader::SqliteFields::new(path, options.timeout);
     let (path, options_copy) = (path.to_owned(), options.clone());
     let (conn, lock, engine) = tokio::task::spawn_blocking(move || {
-        let lock = lock_file(&path)?;
-        let mut conn = connect(&path, options_copy.sqlite_synchronous)?;
-        migrate(&mut conn)?;
-        let mut engine = load::load(&mut conn, options_copy.clock.now())?;
-        outbox::load(&conn, &mut engine)?;
-        tweak(&conn)?;
-        Ok::<_, String>((conn, lock, engine))
+        let (lock, lock_path, made) = lock_file(&path)?;
+        let opened = (|| {
+            let mut conn = connect(&path, options_copy.sqlite_synchronous)?;
+            migrate(&mut conn)?;
+            let mut engine = load::load(&mut conn, options_copy.clock.now())?;
+            outbox::load(&conn, &mut engine)?;
+            tweak(&conn)?;
+            Ok::<_, String>((conn, engine))
+        })();
+        match opened {
+            Ok((conn, engine)) => Ok((conn, lock, engine)),
+            Err(reason) => {
+                // A start that fails leaves nothing behind: the lock file it made goes.
+                drop(lock);
+                if made {
+                    let _ = std::fs::remove_file(&lock_path);
+                }
+                Err(reason)
+            }
+        }
     })
     .await
     .map_err(|e| fail(e.to_string()))?
@@ -92,7 +105,8 @@ async fn open_local(
 /// locks on the database would be dropped by closing any other descriptor of it, and
 /// because `flock` on the database could collide with them on network filesystems.
 /// The lock ends with the process, so a node killed with SIGKILL leaves nothing to clean up.
-fn lock_file(path: &Path) -> Result<std::fs::File, String> {
+/// Returns the locked file, its path, and whether this call made it.
+fn lock_file(path: &Path) -> Result<(std::fs::File, std::path::PathBuf, bool), String> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)
             .map_err(|e| format!("cannot create folder {}: {e}", dir.display()))?;
@@ -100,6 +114,7 @@ fn lock_file(path: &Path) -> Result<std::fs::File, String> {
     let mut name = path.as_os_str().to_owned();
     name.push(".lock");
     let lock_path = std::path::PathBuf::from(name);
+    let made = !lock_path.exists();
     let file = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
@@ -107,7 +122,7 @@ fn lock_file(path: &Path) -> Result<std::fs::File, String> {
         .open(&lock_path)
         .map_err(|e| format!("cannot open lock file {}: {e}", lock_path.display()))?;
     match file.try_lock() {
-        Ok(()) => Ok(file),
+        Ok(()) => Ok((file, lock_path, made)),
         Err(std::fs::TryLockError::WouldBlock) => Err(format!(
             "the file is in use by another process (another access-broker? it holds {})",
             lock_path.display()
