@@ -103,6 +103,7 @@ impl Broker {
         change: GroupChange,
     ) -> Result<((bool, GroupOverview), String), BrokerError> {
         let name = change.name.clone();
+        let sent = listed(&change.numbers);
         let before = self.stats_of(&name).await?;
         let created = match self.store.put_group(change).await? {
             PutGroup::Created => true,
@@ -117,7 +118,7 @@ impl Broker {
             .stats
             .size
             .saturating_sub(before.as_ref().map_or(0, |b| b.size));
-        let detail = put_detail(before.as_ref(), &overview.stats, added);
+        let detail = put_detail(before.as_ref(), &overview.stats, added, &sent);
         Ok(((created, overview), detail))
     }
 
@@ -184,8 +185,9 @@ impl Broker {
         name: &GroupName,
         numbers: Vec<AccessNumber>,
     ) -> Result<u64, BrokerError> {
+        let sent = listed(&numbers);
         let result = match self.store.add_numbers(name, numbers).await {
-            Ok(AddNumbers::Added(n)) => Ok((n, format!("{n} numbers added"))),
+            Ok(AddNumbers::Added(n)) => Ok((n, format!("{n} numbers added (of {sent})"))),
             Ok(AddNumbers::UnknownGroup) => Err(unknown_group(name)),
             Ok(AddNumbers::Taken(number, owner)) => Err(BrokerError::NumberTaken { number, owner }),
             Err(e) => Err(e.into()),
@@ -344,11 +346,14 @@ fn target<'a>(
 /// What a PUT changed, `old→new` for each setting that moved: `allocation round-robin→random,
 /// booking_expiration_timeout 30 (default)→90, cool_down 5→0, 5 numbers added`; a new group
 /// lists every setting.
-fn put_detail(before: Option<&GroupStats>, after: &GroupStats, added: u64) -> String {
+fn put_detail(before: Option<&GroupStats>, after: &GroupStats, added: u64, sent: &str) -> String {
     let now = settings(after);
     let Some(before) = before else {
         let all: Vec<String> = now.iter().map(|(k, v)| format!("{k} {v}")).collect();
-        return format!("group created: {}, {added} numbers", all.join(", "));
+        return format!(
+            "group created: {}, {added} numbers ({sent})",
+            all.join(", ")
+        );
     };
     let mut changes: Vec<String> = settings(before)
         .into_iter()
@@ -357,7 +362,7 @@ fn put_detail(before: Option<&GroupStats>, after: &GroupStats, added: u64) -> St
         .map(|((key, old), (_, new))| format!("{key} {old}→{new}"))
         .collect();
     if added > 0 {
-        changes.push(format!("{added} numbers added"));
+        changes.push(format!("{added} numbers added (of {sent})"));
     }
     if changes.is_empty() {
         "no change".to_owned()
@@ -431,4 +436,62 @@ impl Broker {
 
 fn unknown_group(name: &GroupName) -> BrokerError {
     BrokerError::GroupNotFound(name.clone())
+}
+
+/// Most runs an audit line lists of the numbers a request sent.
+const LISTED_RUNS: usize = 10;
+
+/// The numbers a request sent, as the audit line names them: runs of consecutive numbers as
+/// ranges (`4000-4002, 4005`), at most [`LISTED_RUNS`] of them, then how many more.
+fn listed(numbers: &[AccessNumber]) -> String {
+    let mut runs: Vec<(&str, &str)> = Vec::new();
+    for n in numbers {
+        let next = |last: &str| {
+            last.len() == n.as_str().len()
+                && matches!((last.parse::<u128>(), n.as_str().parse::<u128>()), (Ok(a), Ok(b)) if b == a + 1)
+        };
+        match runs.last_mut() {
+            Some((_, last)) if next(last) => *last = n.as_str(),
+            _ => runs.push((n.as_str(), n.as_str())),
+        }
+    }
+    let mut parts: Vec<String> = runs
+        .iter()
+        .take(LISTED_RUNS)
+        .map(|&(a, b)| {
+            if a == b {
+                a.to_owned()
+            } else {
+                format!("{a}-{b}")
+            }
+        })
+        .collect();
+    if runs.len() > LISTED_RUNS {
+        parts.push(format!("and {} more runs", runs.len() - LISTED_RUNS));
+    }
+    match parts.is_empty() {
+        true => "none".to_owned(),
+        false => parts.join(", "),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listed_numbers_run_as_ranges() {
+        let n = |s: &str| AccessNumber::parse(s).expect("number");
+        let sent: Vec<AccessNumber> = ["4000", "4001", "4002", "4005", "0999", "1000"]
+            .iter()
+            .map(|s| n(s))
+            .collect();
+        assert_eq!(listed(&sent), "4000-4002, 4005, 0999-1000");
+        let many: Vec<AccessNumber> = (0..30).map(|i| n(&format!("5{:03}", i * 2))).collect();
+        assert_eq!(
+            listed(&many),
+            "5000, 5002, 5004, 5006, 5008, 5010, 5012, 5014, 5016, 5018, and 20 more runs"
+        );
+        assert_eq!(listed(&[]), "none");
+    }
 }

@@ -120,6 +120,18 @@ async fn show_group(
 /// Creates a group or changes it. Settings not sent keep their value; `numbers` are added.
 /// The whole change is one store operation (see `Store::put_group`): a taken number refuses
 /// it with nothing changed.
+/// What a group's `PUT` may set.
+const GROUP_KEYS: [&str; 8] = [
+    "allocation",
+    "booking_expiration_timeout",
+    "numbers",
+    crate::config::policy::KEYS[0].0,
+    crate::config::policy::KEYS[1].0,
+    crate::config::policy::KEYS[2].0,
+    crate::config::policy::KEYS[3].0,
+    crate::config::policy::KEYS[4].0,
+];
+
 async fn put_group(
     State(state): State<AppState>,
     Extension(user): Extension<Actor>,
@@ -127,6 +139,7 @@ async fn put_group(
     params: Params,
 ) -> Result<Reply, ApiError> {
     let name = group_name(&group)?;
+    params.only(&GROUP_KEYS)?;
     let allocation = params
         .get("allocation")
         .map(|a| {

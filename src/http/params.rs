@@ -71,6 +71,22 @@ impl Params {
         self.parse(name, crate::domain::parse_bool)
     }
 
+    /// 400 naming the first parameter not in `known` (a misspelt setting must not be
+    /// answered as if it were applied).
+    pub fn only(&self, known: &[&str]) -> Result<(), ApiError> {
+        match self
+            .fields
+            .iter()
+            .find(|(k, _)| !known.contains(&k.as_str()))
+        {
+            None => Ok(()),
+            Some((k, _)) => Err(ApiError::invalid(
+                k,
+                format!("unknown parameter; expected one of {}", known.join(", ")),
+            )),
+        }
+    }
+
     /// Every field whose name does not start with `_`: the user data of a session.
     pub fn user_fields(&self) -> Fields {
         self.fields

@@ -187,6 +187,12 @@ async fn bad_input_names_the_field() {
             "numbers",
         ),
         (
+            put(&[("cool_dwon", "5")]),
+            400,
+            "InvalidParameter",
+            "cool_dwon",
+        ),
+        (
             app.client
                 .post(app.path("/genesys/1/admin/groups/DNIS/numbers"))
                 .form(&[("numbers", "abc")]),

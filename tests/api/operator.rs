@@ -168,9 +168,15 @@ on_every_backend!(
                     "done",
                     "NEW",
                     "",
-                    "group created: allocation round-robin, booking_expiration_timeout 30 (default), require_code false, max_code_attempts 5, cool_down 0, late_match_grace 0, quarantine_after_stray_calls 0, 3 numbers"
+                    "group created: allocation round-robin, booking_expiration_timeout 30 (default), require_code false, max_code_attempts 5, cool_down 0, late_match_grace 0, quarantine_after_stray_calls 0, 3 numbers (900-902)"
                 ),
-                want("add_numbers", "done", "DNIS", "", "2 numbers added"),
+                want(
+                    "add_numbers",
+                    "done",
+                    "DNIS",
+                    "",
+                    "2 numbers added (of 200-201)"
+                ),
                 want(
                     "put_group",
                     "done",
@@ -210,7 +216,7 @@ async fn audit_without_admin_auth_names_anonymous() {
     let first = &entries["entries"][0];
     assert_eq!(
         (first["user"].as_str(), first["detail"].as_str()),
-        (Some("anonymous"), Some("1 numbers added"))
+        (Some("anonymous"), Some("1 numbers added (of 300)"))
     );
 }
 
