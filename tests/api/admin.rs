@@ -615,3 +615,44 @@ on_every_backend!(
         }
     }
 );
+
+// A request-access racing the deletion of its group either reserved before the delete (which
+// then answers 409) or finds the group gone (400 UnknownResourceGroup); never "no free number"
+// for a group with free numbers (PostgreSQL answered 503 PoolExhausted when the delete
+// committed between the batch's read of the group and of its numbers).
+on_every_backend!(
+    a_request_racing_a_group_delete_is_answered_as_one_or_the_other,
+    |backend| async move {
+        let app = TestApp::spawn_with(backend, TOML).await;
+        let id = app.session(&[]).await;
+        for round in 0..20 {
+            let put = app
+                .client
+                .put(app.path("/genesys/1/admin/groups/DD"))
+                .form(&[("numbers", "700-701")]);
+            let created = app.send(put).await;
+            assert_eq!(created.status, 201, "round {round}: {}", created.text);
+            let (reserved, deleted) = tokio::join!(
+                app.request_access(&id, &[("_resource_group", "DD")]),
+                app.delete("/genesys/1/admin/groups/DD")
+            );
+            match (reserved.status.as_u16(), deleted.status.as_u16()) {
+                (200, 409) => {
+                    let number = reserved.field("_access_number");
+                    let released = app
+                        .delete(&format!("/genesys/1/admin/reservations/{number}"))
+                        .await;
+                    assert_eq!(released.status, 200, "{}", released.text);
+                    assert_eq!(app.delete("/genesys/1/admin/groups/DD").await.status, 200);
+                }
+                (400, 200) => {
+                    reserved.error(400, "UnknownResourceGroup");
+                }
+                other => panic!(
+                    "round {round}: {other:?}: {} / {}",
+                    reserved.text, deleted.text
+                ),
+            }
+        }
+    }
+);

@@ -320,6 +320,17 @@ impl GroupState {
             .map(|(number, &expires)| at(number).unwrap_or(expires))
             .chain(self.taken.iter().filter_map(at))
             .min();
+        // Nothing held and nothing to wait for: the group may have been deleted since the
+        // batch read it (its numbers went first, in the same commit). Read again, now.
+        if first.is_none() && self.taken.is_empty() && live.is_empty() {
+            let exists = tx
+                .query_opt("SELECT 1 FROM groups WHERE name = $1", &[&group])
+                .await
+                .map_err(super::pg_error)?;
+            if exists.is_none() {
+                return Ok(ReserveError::UnknownGroup);
+            }
+        }
         self.expiries = Some(live);
         Ok(ReserveError::Exhausted {
             retry_after: rules::retry_after(UnixMillis(now), first.map(UnixMillis)),
