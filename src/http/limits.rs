@@ -130,7 +130,7 @@ pub struct Room<'a> {
 
 impl Room<'_> {
     /// A call nothing is counted for (no limit applies, or the store cannot count).
-    fn none() -> Self {
+    pub fn none() -> Self {
         Room {
             limits: None,
             amount: Amount::default(),
@@ -317,12 +317,31 @@ impl Limits {
         adds: Adds,
         fields: &Fields,
     ) -> Result<Room<'_>, ApiError> {
+        if !self.counts_room(adds) {
+            return Ok(Room::none());
+        }
+        self.room_for_bytes(broker, adds, fields_bytes(fields))
+            .await
+    }
+
+    /// Whether a call that adds this needs room counted (a limit that applies is set).
+    pub fn counts_room(&self, adds: Adds) -> bool {
+        self.config.max_storage_bytes.is_some()
+            || (adds == Adds::Session && self.config.max_sessions.is_some())
+    }
+
+    /// [`Self::room_for`] a call that adds `bytes` (a replacement's growth, say).
+    pub async fn room_for_bytes(
+        &self,
+        broker: &Broker,
+        adds: Adds,
+        bytes: u64,
+    ) -> Result<Room<'_>, ApiError> {
         let sessions_limit = self.config.max_sessions.filter(|_| adds == Adds::Session);
         let bytes_limit = self.config.max_storage_bytes;
         if sessions_limit.is_none() && bytes_limit.is_none() {
             return Ok(Room::none());
         }
-        let bytes = fields_bytes(fields);
         let amount = Amount {
             sessions: u64::from(adds == Adds::Session),
             bytes,

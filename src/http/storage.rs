@@ -17,11 +17,12 @@ use axum::http::HeaderMap;
 use super::client::ClientAddr;
 use super::error::ApiError;
 use super::idempotency;
-use super::limits::Adds;
+use super::limits::{Adds, Room};
 use super::params::Params;
 use super::reply::Reply;
 use super::{AppState, auth};
 use crate::domain::{DataId, StorageTtl};
+use crate::store::fields_bytes;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -120,12 +121,23 @@ async fn update(
     params: Params,
 ) -> Result<Reply, ApiError> {
     let id = data_id(&id)?;
-    // An update may replace fields it names: counting all it sends errs on the strict side.
     let fields = params.fields_except(&[]);
-    let room = state
-        .limits
-        .room_for(&state.broker, Adds::Fields, &fields)
-        .await?;
+    // Under a byte limit an update counts what it adds to the entry: the fields it replaces
+    // free their bytes (a replacement of the same size fits a full store). Concurrent
+    // updates of one entry may each count the same growth: the strict side.
+    let room = match state.limits.counts_room(Adds::Fields) {
+        false => Room::none(),
+        true => {
+            let before = state.broker.data(&id).await?;
+            let mut after = before.clone();
+            crate::store::merge_fields(&mut after, fields.clone());
+            let growth = fields_bytes(&after).saturating_sub(fields_bytes(&before));
+            state
+                .limits
+                .room_for_bytes(&state.broker, Adds::Fields, growth)
+                .await?
+        }
+    };
     room.settle(
         state
             .broker

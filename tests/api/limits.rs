@@ -201,6 +201,7 @@ crate::on_every_backend!(the_store_has_room_for_so_much, |backend| async move {
     let fits = "x".repeat(1985);
     let resp = app.post("/genesys/1/storage/60", &[("blob", &fits)]).await;
     assert_eq!(resp.status, 200, "{}", resp.text);
+    let blob_id = resp.field("id");
     let resp = app.post("/genesys/1/storage/60", &[("more", "1")]).await;
     assert_eq!(resp.status, 200, "{}", resp.text);
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
@@ -212,6 +213,14 @@ crate::on_every_backend!(the_store_has_room_for_so_much, |backend| async move {
         msg.contains("holds 2000 bytes") && msg.contains("max_storage_bytes"),
         "{msg}"
     );
+    // An update counts what it adds: the same size again fits the full store, one byte more
+    // does not (an update counted every byte it sent, as if nothing were replaced).
+    let same = format!("/genesys/1/storage/{}/60", blob_id);
+    let resp = app.post(&same, &[("blob", &"y".repeat(1985))]).await;
+    assert_eq!(resp.status, 200, "{}", resp.text);
+    app.post(&same, &[("blob", &"y".repeat(1986))])
+        .await
+        .error(507, "StoreFull");
     // Reads still work.
     assert_eq!(app.get("/genesys/1/admin/groups").await.status, 200);
 });
