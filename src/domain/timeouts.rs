@@ -86,8 +86,11 @@ impl SessionTtl {
         }
     }
 
+    /// A request's `_ttl`; out of range names the value as sent (one past `i64` read as its
+    /// bound, which the message must not quote as if sent).
     pub fn parse(s: &str) -> Result<Self, ParseError> {
         Self::new(parse_int(s)?)
+            .map_err(|_| ParseError::new(format!("{:?} is outside 1..{}", s.trim(), Self::MAX)))
     }
 
     pub fn secs(self) -> u32 {
@@ -159,6 +162,13 @@ mod tests {
         for bad in ["0", "86401", "x", ""] {
             assert!(SessionTtl::parse(bad).is_err(), "{bad:?}");
         }
+        let huge = "99999999999999999999999";
+        let err = SessionTtl::parse(huge).err().map(|e| e.to_string());
+        assert_eq!(
+            err.as_deref(),
+            Some("\"99999999999999999999999\" is outside 1..86400"),
+            "the value as sent, not i64::MAX"
+        );
     }
 
     #[test]

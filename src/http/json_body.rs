@@ -29,6 +29,12 @@ pub fn decode(body: &[u8]) -> Result<Vec<(String, String)>, ApiError> {
         let value = match scalar(&raw) {
             Some(Scalar::Text(text)) => text,
             Some(Scalar::Null) => continue,
+            Some(Scalar::Bad(why)) => {
+                return Err(ApiError::invalid(
+                    name,
+                    format!("not a valid string: {why}"),
+                ));
+            }
             None if LISTS.contains(&name.as_str()) => match list(&raw) {
                 Some(text) => text,
                 None => return Err(ApiError::invalid(name, "must be strings or numbers")),
@@ -48,13 +54,18 @@ pub fn decode(body: &[u8]) -> Result<Vec<(String, String)>, ApiError> {
 enum Scalar {
     Text(String),
     Null,
+    /// A string JSON cannot carry as text (a lone surrogate escape, `"\ud800"`): why.
+    Bad(String),
 }
 
 /// A string, number or boolean as the text a form would carry; `None` for a list or object.
 fn scalar(raw: &RawValue) -> Option<Scalar> {
     let text = raw.get().trim();
     match text.as_bytes().first()? {
-        b'"' => serde_json::from_str(text).ok().map(Scalar::Text),
+        b'"' => Some(match serde_json::from_str(text) {
+            Ok(text) => Scalar::Text(text),
+            Err(e) => Scalar::Bad(e.to_string()),
+        }),
         b'n' => Some(Scalar::Null),
         b'[' | b'{' => None,
         // Numbers and booleans, as written.
@@ -150,5 +161,12 @@ mod tests {
         }
         let err = decode(b"[1]").err().map(|e| e.to_string());
         assert_eq!(err.as_deref(), Some("JSON body: must be an object"));
+        // A string with a lone surrogate is named as a bad string, not as another type.
+        let err = decode(br#"{"a":"\ud800"}"#).err().map(|e| e.to_string());
+        assert!(
+            err.as_deref()
+                .is_some_and(|e| e.starts_with("a: not a valid string")),
+            "{err:?}"
+        );
     }
 }

@@ -226,11 +226,13 @@ async fn parse_body(
     if content_type.eq_ignore_ascii_case(mime::APPLICATION_WWW_FORM_URLENCODED.as_ref()) {
         return decode_urlencoded(&body, Charset::Utf8);
     }
-    // Parsed by `mime` (quoted parameters, case rules); a header it cannot parse is answered
-    // like any unsupported type, named by what precedes its first `;`.
+    // Parsed by `mime` (quoted parameters, case rules). A header it cannot parse is named as
+    // sent: a supported type with malformed parameters must not read "not supported".
     let Ok(mime) = content_type.parse::<Mime>() else {
-        let essence = content_type.split(';').next().unwrap_or("").trim();
-        return Err(unsupported(&essence.to_ascii_lowercase()));
+        return Err(ApiError::invalid(
+            "Content-Type",
+            format!("{content_type:?} cannot be parsed (type/subtype; name=value parameters)"),
+        ));
     };
     let encoding = Charset::of(mime.get_param(mime::CHARSET).map(|v| v.as_str()))?;
     match (mime.type_(), mime.subtype()) {
@@ -504,7 +506,11 @@ mod tests {
         assert_eq!(json, [("name".into(), "Zoë".into())]);
         for (content_type, named) in [
             ("text/plain", "\"text/plain\" is not supported"),
-            ("garbage", "\"garbage\" is not supported"),
+            ("garbage", "\"garbage\" cannot be parsed"),
+            (
+                "application/x-www-form-urlencoded;;;",
+                "\"application/x-www-form-urlencoded;;;\" cannot be parsed",
+            ),
             ("multipart/form-data", "multipart without a boundary"),
             ("application/json; charset=klingon", "unknown charset"),
         ] {
