@@ -1,10 +1,13 @@
 //! Service sessions (`type = "session"`) and the storage API.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::ServiceConfig;
 use crate::domain::{DataId, ServiceName, SessionId, SessionTtl, StorageTtl};
-use crate::store::{Fields, NewSession, Session};
+use crate::store::{
+    AnswerFn, Created, Creation, Fields, IdempotencyKey, NewSession, Once, ReserveError, Session,
+};
 
 use super::{Broker, BrokerError};
 
@@ -90,6 +93,53 @@ impl Broker {
         {
             true => Ok(()),
             false => Err(not_found(id)),
+        }
+    }
+
+    /// [`Self::update_data`] once per key: a retry gets the first answer, and its fields are
+    /// not merged a second time.
+    pub async fn update_data_once(
+        &self,
+        key: IdempotencyKey,
+        id: &DataId,
+        fields: Fields,
+        ttl: StorageTtl,
+    ) -> Result<Fields, BrokerError> {
+        let existing = self.store.data(id).await?;
+        let count = existing
+            .as_ref()
+            .map_or(0, |e| crate::store::merged_len(e, &fields));
+        if existing.is_none() || count > crate::store::MAX_FIELDS_PER_ENTRY {
+            if let Some(first) = self.replay(&key).await? {
+                return Ok(first);
+            }
+            return Err(match existing {
+                None => not_found(id),
+                Some(_) => BrokerError::TooManyFields {
+                    id: id.clone(),
+                    count,
+                    limit: crate::store::MAX_FIELDS_PER_ENTRY,
+                },
+            });
+        }
+        let answer: AnswerFn = Arc::new(|c: &Created| match c {
+            Created::Updated(id) => vec![("id".to_owned(), id.to_string())],
+            _ => Vec::new(),
+        });
+        let ttl = Duration::from_secs(u64::from(ttl.secs()));
+        let creation = Creation::Update {
+            id: id.clone(),
+            fields,
+            ttl,
+        };
+        match self.store.create_once(&key, creation, answer.clone()).await {
+            Ok(Once::Replay(first)) => Ok(first),
+            Ok(Once::First(created)) => Ok(answer(&created)),
+            Err(ReserveError::Refused) => Err(not_found(id)),
+            Err(ReserveError::Store(e)) => Err(BrokerError::Store(e)),
+            Err(other) => Err(BrokerError::Store(crate::store::StoreError::query(
+                format!("{other:?}"),
+            ))),
         }
     }
 

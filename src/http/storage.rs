@@ -118,32 +118,44 @@ async fn read_key(
 async fn update(
     State(state): State<AppState>,
     Path((id, ttl)): Path<(String, String)>,
+    addr: ClientAddr,
+    headers: HeaderMap,
     params: Params,
 ) -> Result<Reply, ApiError> {
     let id = data_id(&id)?;
+    let key = idempotency::key(&headers, addr)?;
     let fields = params.fields_except(&[]);
     // Under a byte limit an update counts what it adds to the entry: the fields it replaces
     // free their bytes (a replacement of the same size fits a full store). Concurrent
     // updates of one entry may each count the same growth: the strict side.
     let room = match state.limits.counts_room(Adds::Fields) {
-        false => Room::none(),
+        false => Ok(Room::none()),
         true => {
-            let before = state.broker.data(&id).await?;
+            // An entry that cannot be read counts as new: the update itself then answers
+            // (404, the store's 503), or a key replays its first answer.
+            let before = state.broker.data(&id).await.unwrap_or_default();
             let mut after = before.clone();
             crate::store::merge_fields(&mut after, fields.clone());
             let growth = fields_bytes(&after).saturating_sub(fields_bytes(&before));
             state
                 .limits
                 .room_for_bytes(&state.broker, Adds::Fields, growth)
-                .await?
+                .await
         }
     };
-    room.settle(
-        state
-            .broker
-            .update_data(&id, fields, StorageTtl::parse_lenient(&ttl))
-            .await,
-    )?;
+    let room = match (room, &key) {
+        (Ok(room), _) => room,
+        (Err(refusal), Some(key)) => {
+            return idempotency::replay_or(&state.broker, key, refusal).await;
+        }
+        (Err(refusal), None) => return Err(refusal),
+    };
+    let ttl = StorageTtl::parse_lenient(&ttl);
+    if let Some(key) = key {
+        let answer = room.settle(state.broker.update_data_once(key, &id, fields, ttl).await)?;
+        return Ok(Reply::new().fields(&answer));
+    }
+    room.settle(state.broker.update_data(&id, fields, ttl).await)?;
     Ok(Reply::new().field("id", id))
 }
 

@@ -36,6 +36,13 @@ pub enum Creation {
         fields: Fields,
         ttl: Duration,
     },
+    /// Adds or replaces fields of a stored entry and sets its ttl (`POST /storage/{id}/{ttl}`);
+    /// an entry that is not there is [`ReserveError::Refused`].
+    Update {
+        id: DataId,
+        fields: Fields,
+        ttl: Duration,
+    },
     /// Nothing: the caller refused the call already (a limit). A key that has an answer
     /// still replays it (a retry gets what the first call got); else [`ReserveError::Refused`].
     ///
@@ -49,6 +56,7 @@ pub enum Created {
     Session(Session),
     Interaction(Session, Reservation),
     Data(DataId),
+    Updated(DataId),
 }
 
 /// The answer's fields for what was created, computed by the caller; the store keeps them.

@@ -172,7 +172,8 @@ pub enum ReserveError {
         /// Until the group's first reservation ends (at least one second).
         retry_after: Duration,
     },
-    /// A [`super::Creation::Refused`] whose key had no answer to replay.
+    /// A [`super::Creation::Refused`] whose key had no answer to replay, or an update of an
+    /// entry that is not there.
     #[error("refused before the store")]
     Refused,
     #[error(transparent)]

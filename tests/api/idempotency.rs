@@ -51,6 +51,21 @@ on_every_backend!(a_retry_gets_the_first_answer, |backend| async move {
         ))
         .await;
     assert_eq!(stored.field("f"), "1", "the retry changed nothing");
+    // An update under a key is applied once: a retry (even one whose body differs) gets the
+    // first answer and merges nothing; an unknown entry is 404 and keeps nothing.
+    let entry = format!("/genesys/1/storage/{}/600", id["id"].as_str().expect("id"));
+    let u1 = post_keyed(&app, &entry, "u-1", &[("g", "1")]).await;
+    let u2 = post_keyed(&app, &entry, "u-1", &[("g", "2")]).await;
+    assert_eq!((u1.0, &u1.1), (200, &u2.1));
+    let stored = app.get(&entry.replace("/600", "")).await;
+    assert_eq!(
+        (stored.field("f"), stored.field("g")),
+        ("1".into(), "1".into())
+    );
+    let missing = post_keyed(&app, "/genesys/1/storage/1-nope/600", "u-2", &[("g", "1")]).await;
+    assert_eq!(missing.0, 404, "{}", missing.1);
+    let u3 = post_keyed(&app, &entry, "u-2", &[("g", "3")]).await;
+    assert_eq!(u3.0, 200, "the 404 kept nothing under its key: {}", u3.1);
 
     // Another client (a Basic-auth user) with the same key is another call.
     let req = app

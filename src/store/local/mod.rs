@@ -523,6 +523,10 @@ fn create_remembered(
             e.put_data(id.clone(), fields, ttl, now, log);
             Created::Data(id)
         }
+        Creation::Update { id, fields, ttl } => match e.update_data(&id, fields, ttl, now, log) {
+            true => Created::Updated(id),
+            false => return Err(ReserveError::Refused),
+        },
         Creation::Refused => return Err(ReserveError::Refused),
     };
     e.remember(key, answer(&created), now, log);

@@ -59,6 +59,12 @@ pub async fn create_once(
             sessions::put_data(tx, now, id, fields, ttl).await?;
             Created::Data(id.clone())
         }
+        Creation::Update { id, fields, ttl } => {
+            match sessions::update_data(tx, now, id, fields, ttl).await? {
+                true => Created::Updated(id.clone()),
+                false => return Err(ReserveError::Refused),
+            }
+        }
         // The key's claimed row goes with the rolled-back transaction.
         Creation::Refused => return Err(ReserveError::Refused),
     };
