@@ -149,10 +149,20 @@ async fn start(config: Config) -> anyhow::Result<App> {
     let url = config.server.store.clone();
     let options = access_broker::app::store_options(&config);
     let store = store::open_waiting(&url, &options, config.groups.clone()).await?;
+    // The sizes as the store holds them (a number the file lists may have stayed in another
+    // group an operator moved it to); the file's own while the store cannot answer yet.
+    let held = store.groups().await.unwrap_or_default();
     let groups: Vec<String> = config
         .groups
         .iter()
-        .map(|g| format!("{}={}", g.settings.name, g.numbers.len()))
+        .map(|g| {
+            let name = &g.settings.name;
+            let size = held
+                .iter()
+                .find(|h| h.name == *name)
+                .map_or(g.numbers.len() as u64, |h| h.size);
+            format!("{name}={size}")
+        })
         .collect();
     let node = config.server.node_id.to_string();
     if !listen.ip().is_loopback() && config.auth.is_none() {

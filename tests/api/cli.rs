@@ -137,6 +137,60 @@ fn serves_and_stops_cleanly_on_sigterm() {
     assert_eq!(status.code(), Some(0));
 }
 
+/// The start line gives each group's size as the store holds it: a number the file lists
+/// that stays in another group is not counted (the line said G=3 here).
+#[test]
+fn the_start_line_counts_what_the_store_holds() {
+    let dir = tempfile::tempdir().expect("dir");
+    let store = format!("sqlite://{}", dir.path().join("a.db").display());
+    let first = write(
+        &dir,
+        "a.toml",
+        "[resource_groups.G]\nnumbers = [\"100-101\"]\n[resource_groups.H]\nnumbers = [\"200\"]\n",
+    );
+    let second = write(
+        &dir,
+        "b.toml",
+        "[resource_groups.G]\nnumbers = [\"100-101\", \"200\"]\n",
+    );
+    let mut lines = Vec::new();
+    for config in [first, second] {
+        let mut child = Command::new(BIN)
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--store",
+                &store,
+                "--config",
+            ])
+            .arg(&config)
+            .env("RUST_LOG", "info")
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("starts");
+        // Kept open until the child exits: its last lines must find a reader.
+        let mut log = BufReader::new(child.stderr.take().expect("stderr")).lines();
+        let line = log
+            .by_ref()
+            .map_while(Result::ok)
+            .find(|l| l.contains("listening on"))
+            .expect("a listening line");
+        Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert_eq!(child.wait().expect("exits").code(), Some(0));
+        lines.push(line);
+    }
+    assert!(lines[0].contains("groups=G=2,H=1"), "{}", lines[0]);
+    assert!(
+        lines[1].contains("groups=G=2"),
+        "200 stayed in H: {}",
+        lines[1]
+    );
+}
+
 /// A SIGTERM during the start (here while a first start writes 300,000 numbers to its
 /// SQLite file) stops the node cleanly: exit 0, not the signal's default action.
 #[test]
