@@ -21,7 +21,7 @@ pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, (&'static str, String)> {
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
         .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| ("cert", format!("{}: {e}", cert.display())))?;
+        .map_err(|e| ("cert", format!("{}: {}", cert.display(), pem_error(&e))))?;
     if certs.is_empty() {
         return Err((
             "cert",
@@ -29,7 +29,7 @@ pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, (&'st
         ));
     }
     let key_der = PrivateKeyDer::from_pem_file(key)
-        .map_err(|e| ("key", format!("{}: {e}", key.display())))?;
+        .map_err(|e| ("key", format!("{}: {}", key.display(), pem_error(&e))))?;
     let mut config = ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| ("cert", e.to_string()))?
@@ -44,4 +44,18 @@ pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, (&'st
     // HTTP/1.1 only: the server speaks nothing else (see `server::serve_connection`).
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(config))
+}
+
+/// A PEM reading error in words (rustls names a missing end marker by its bytes, and an
+/// encrypted key as "no items found").
+fn pem_error(e: &rustls_pki_types::pem::Error) -> String {
+    use rustls_pki_types::pem::Error;
+    match e {
+        Error::MissingSectionEnd { end_marker } => format!(
+            "the PEM section has no end line (-----END {}-----): a truncated file?",
+            String::from_utf8_lossy(end_marker)
+        ),
+        Error::NoItemsFound => "no unencrypted PEM item of the expected kind in it (an encrypted key must be decrypted first: openssl pkey -in KEY -out PLAIN)".to_owned(),
+        other => other.to_string(),
+    }
 }

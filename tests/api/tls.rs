@@ -77,6 +77,40 @@ fn a_missing_certificate_names_the_key() {
     assert!(err.to_string().contains("server.tls.key"), "{err}");
 }
 
+/// A truncated certificate and a key without a PEM private key say so in words (rustls
+/// printed the end marker as a list of bytes, and "no items found").
+#[test]
+fn broken_pem_files_are_named_in_words() {
+    let dir = tempfile::tempdir().expect("dir");
+    let made = rcgen::generate_simple_self_signed(vec!["localhost".into()]).expect("cert");
+    let cert = made.cert.pem();
+    let truncated = dir.path().join("trunc.pem");
+    std::fs::write(&truncated, &cert[..cert.len() / 2]).expect("write");
+    let key = dir.path().join("key.pem");
+    std::fs::write(&key, made.key_pair.serialize_pem()).expect("write");
+    let toml = |cert: &std::path::Path, key: &std::path::Path| {
+        format!(
+            "{DEMO}\n[server.tls]\ncert = \"{}\"\nkey = \"{}\"\n",
+            cert.display(),
+            key.display()
+        )
+    };
+    let err = Config::from_toml(&toml(&truncated, &key), "tls.toml").expect_err("refused");
+    assert!(
+        err.to_string()
+            .contains("no end line (-----END CERTIFICATE-----)"),
+        "{err}"
+    );
+    let whole = dir.path().join("cert.pem");
+    std::fs::write(&whole, &cert).expect("write");
+    let err = Config::from_toml(&toml(&whole, &whole), "tls.toml").expect_err("refused");
+    assert!(
+        err.to_string().contains("server.tls.key")
+            && err.to_string().contains("no unencrypted PEM item"),
+        "{err}"
+    );
+}
+
 /// PostgreSQL's `sslmode`: `disable`, `prefer` and `require` connect to the test server (TLS
 /// or not, as it offers), and `require` against a server that refuses TLS (a fake one here,
 /// answering `N` to the TLS request as PostgreSQL without TLS does) fails saying so.
