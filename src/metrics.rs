@@ -3,7 +3,7 @@
 //! and the pool-size advisor read.
 
 use parking_lot::{Mutex, RwLock};
-use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -12,20 +12,49 @@ use prometheus_client::registry::Registry;
 
 use crate::store::GroupStats;
 
+/// A label value as the text format needs it: `\\`, `"` and line feeds escaped.
+/// prometheus-client writes a value as it is, and a group or service named with one quote
+/// (names may hold any character but `/`) made the whole page unreadable to a scraper.
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
+pub struct LabelText(String);
+
+impl From<&str> for LabelText {
+    fn from(s: &str) -> Self {
+        Self(s.to_owned())
+    }
+}
+
+impl EncodeLabelValue for LabelText {
+    fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), std::fmt::Error> {
+        use std::fmt::Write as _;
+        let mut rest = self.0.as_str();
+        while let Some(i) = rest.find(['\\', '"', '\n']) {
+            encoder.write_str(&rest[..i])?;
+            encoder.write_str(match rest.as_bytes()[i] {
+                b'\\' => "\\\\",
+                b'"' => "\\\"",
+                _ => "\\n",
+            })?;
+            rest = &rest[i + 1..];
+        }
+        encoder.write_str(rest)
+    }
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
-    pub service: String,
+    pub service: LabelText,
     pub status: u16,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ServiceLabel {
-    pub service: String,
+    pub service: LabelText,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct GroupLabel {
-    pub group: String,
+    pub group: LabelText,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -86,7 +115,8 @@ impl Metrics {
     /// `access_broker_node_info{node="…"} 1`, the series a dashboard joins on to tell the
     /// nodes of a cluster apart (an info metric rather than a label on every series).
     pub fn for_node(mut self, node: &str) -> Self {
-        let info = prometheus_client::metrics::info::Info::new(vec![("node", node.to_owned())]);
+        let info =
+            prometheus_client::metrics::info::Info::new(vec![("node", LabelText::from(node))]);
         self.registry.register(
             "node",
             "The node these metrics come from ([server] node_id)",
@@ -234,7 +264,7 @@ impl Metrics {
                 latency: self
                     .latency
                     .get_or_create(&ServiceLabel {
-                        service: service.to_owned(),
+                        service: LabelText::from(service),
                     })
                     .clone(),
                 statuses: Vec::new(),
@@ -242,7 +272,7 @@ impl Metrics {
         let counter = self
             .requests
             .get_or_create(&RequestLabels {
-                service: service.to_owned(),
+                service: LabelText::from(service),
                 status,
             })
             .clone();
@@ -275,7 +305,7 @@ impl Metrics {
     pub fn refused(&self, group: &str, now_minute: i64) {
         self.refusals
             .get_or_create(&GroupLabel {
-                group: group.to_owned(),
+                group: LabelText::from(group),
             })
             .inc();
         let mut history = self.history.lock();
@@ -349,9 +379,7 @@ impl Metrics {
         }
         let mut history = self.history.lock();
         for stats in groups {
-            let label = GroupLabel {
-                group: stats.name.to_string(),
-            };
+            let label = group_label(stats.name.as_str());
             self.pool_size.get_or_create(&label).set(stats.size as i64);
             self.pool_free.get_or_create(&label).set(stats.free as i64);
             self.pool_reserved
@@ -575,7 +603,7 @@ impl Window {
 
 fn group_label(group: &str) -> GroupLabel {
     GroupLabel {
-        group: group.to_owned(),
+        group: LabelText::from(group),
     }
 }
 
@@ -620,6 +648,22 @@ mod tests {
             "access_broker_http_request_duration_seconds_bucket",
         ] {
             assert!(text.contains(needle), "{needle} missing from\n{text}");
+        }
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        let m = Metrics::new().for_node("n\"1");
+        m.refused("q\"x\\y\nz", 1);
+        m.observe_request("a\"b", 200, 0.001);
+        for text in [m.encode(), m.encode_prometheus()] {
+            for needle in [
+                r#"access_broker_refusals_total{group="q\"x\\y\nz"} 1"#,
+                r#"access_broker_http_requests_total{service="a\"b",status="200"} 1"#,
+                r#"access_broker_node_info{node="n\"1"} 1"#,
+            ] {
+                assert!(text.contains(needle), "{needle} missing from\n{text}");
+            }
         }
     }
 
