@@ -312,12 +312,15 @@ fn preference(ranges: &[(Mime, u16)], types: &[(&str, &str)]) -> Option<(u16, us
         .max_by_key(|&(q, i)| (q, std::cmp::Reverse(i)))
 }
 
-/// The XML namespace of a request's answer: its own URL, as GMS writes it.
+/// The XML namespace of a request's answer: its own URL, as GMS writes it. A `Host` that is
+/// no URL authority (`a b`, empty) would make a namespace that strict parsers refuse: then
+/// `localhost`.
 pub fn xmlns(request: &Request) -> String {
     let host = request
         .headers()
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
+        .filter(|h| !h.is_empty() && h.parse::<axum::http::uri::Authority>().is_ok())
         .unwrap_or("localhost");
     format!("http://{host}{}", request.uri().path())
 }
@@ -457,6 +460,30 @@ mod tests {
             "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response xmlns=\"http://h/?a=1&amp;b=&lt;2&gt;\">\
              <field name=\"a&quot;b\">v</field><x>&lt;/x&gt;&lt;evil attr=&apos;1&apos;&gt;&amp;amp;</x></Response>"
         );
+    }
+
+    #[test]
+    fn the_namespace_is_a_url_whatever_the_host_header() {
+        let with_host = |host: &str| {
+            let mut req = Request::new(axum::body::Body::empty());
+            *req.uri_mut() = "/genesys/1/service/x".parse().expect("uri");
+            if let Ok(v) = header::HeaderValue::from_str(host) {
+                req.headers_mut().insert(header::HOST, v);
+            }
+            xmlns(&req)
+        };
+        assert_eq!(
+            with_host("gms.example:8080"),
+            "http://gms.example:8080/genesys/1/service/x"
+        );
+        assert_eq!(with_host("[::1]:80"), "http://[::1]:80/genesys/1/service/x");
+        for odd in ["a b", "", "a\"b", "x<y"] {
+            assert_eq!(
+                with_host(odd),
+                "http://localhost/genesys/1/service/x",
+                "{odd:?}"
+            );
+        }
     }
 
     #[test]
