@@ -85,6 +85,7 @@ pub struct Metrics {
     events_given_up: Counter,
     events_backlog: Gauge,
     store_rebuilds: Counter,
+    store_up: Gauge,
     /// hashbrown's map (foldhash) rather than std's (SipHash): every reservation looks its
     /// group up here.
     history: Mutex<hashbrown::HashMap<String, History>>,
@@ -217,6 +218,12 @@ impl Metrics {
             "Times the embedded store rebuilt its state from the file after a failed write",
             store_rebuilds.clone(),
         );
+        let store_up = Gauge::default();
+        registry.register(
+            "store_up",
+            "1 when the store answered this scrape's pool reading, else 0 (the pool gauges then keep their last values)",
+            store_up.clone(),
+        );
         registry.register(
             "events_backlog",
             "Webhook events waiting in the store's outbox",
@@ -229,6 +236,7 @@ impl Metrics {
             events_given_up,
             events_backlog,
             store_rebuilds,
+            store_up,
             requests,
             latency,
             reservations,
@@ -358,6 +366,10 @@ impl Metrics {
         if total > seen {
             self.store_rebuilds.inc_by(total - seen);
         }
+    }
+
+    pub fn set_store_up(&self, up: bool) {
+        self.store_up.set(i64::from(up));
     }
 
     pub fn set_event_backlog(&self, backlog: u64) {

@@ -44,6 +44,11 @@ async fn waits() {
     assert_eq!(r.status(), 503);
     let body: serde_json::Value = r.json().await.expect("json");
     assert_eq!(body["exception"], "StoreUnavailable");
+    // The metrics are served all the same, saying the store is down (they answered 503).
+    let metrics = get("/metrics").await.expect("metrics");
+    assert_eq!(metrics.status(), 200);
+    let text = metrics.text().await.expect("text");
+    assert!(text.contains("access_broker_store_up 0"), "{text}");
 
     proxy.set(Mode::Pass);
     let started = Instant::now();
@@ -54,6 +59,13 @@ async fn waits() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    let text = get("/metrics")
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(text.contains("access_broker_store_up 1"), "{text}");
     let r = c
         .post(format!(
             "{}/genesys/1/service/request-interaction",

@@ -20,11 +20,13 @@ pub fn router() -> Router<AppState> {
 
 /// The Prometheus text format (the contract's), or OpenMetrics for a scraper whose `Accept`
 /// asks for it (Prometheus itself does). Pool gauges are refreshed from the store at each
-/// scrape.
+/// scrape. A store that cannot answer does not take the metrics with it (a node whose store
+/// is down must not look down itself): `access_broker_store_up` says 0, the rest is served.
 async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
     super::auth::require(&headers, state.config.metrics_auth.as_ref())?;
-    state.broker.admin_groups().await?;
+    let store_up = state.broker.admin_groups().await.is_ok();
     let metrics = state.broker.metrics();
+    metrics.set_store_up(store_up);
     metrics.set_store_rebuilds(state.broker.store_rebuilds());
     let openmetrics = headers
         .get_all(header::ACCEPT)
