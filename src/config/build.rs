@@ -161,6 +161,12 @@ pub fn credentials(
 ) -> Result<Option<Credentials>, ConfigError> {
     match (username, password) {
         (None, None) => Ok(None),
+        // HTTP Basic splits the user from the password at the first colon: such a name
+        // could never log in.
+        (Some(username), Some(_)) if username.contains(':') => Err(cx.err(
+            format!("{section}.username"),
+            "must not contain ':' (HTTP Basic ends the user name there)",
+        )),
         (Some(username), Some(password)) => Ok(Some(Credentials { username, password })),
         _ => Err(cx.err(section, "username and password must both be set")),
     }

@@ -256,6 +256,13 @@ impl Config {
                 .map(Secret::new)
                 .or_else(|| slot.as_ref().map(|c| c.password.clone()));
             match (user, password) {
+                (Some(username), Some(_)) if username.contains(':') => {
+                    return Err(ConfigError::new(
+                        "environment",
+                        user_var,
+                        "must not contain ':' (HTTP Basic ends the user name there)",
+                    ));
+                }
                 (Some(username), Some(password)) => {
                     *slot = Some(Credentials { username, password });
                 }
@@ -470,6 +477,10 @@ mod tests {
                 "services.x._service",
             ),
             ("[auth]\n", "auth"),
+            (
+                "[auth]\nusername = \"u:v\"\npassword = \"x\"\n",
+                "auth.username",
+            ),
             ("[bogus]\nx = 1\n", "bogus"),
         ];
         for (text, key) in cases {
