@@ -210,7 +210,8 @@ async fn match_interaction(
         None => false,
     };
     let p = MatchParams {
-        number: AccessNumber::parse(number).map_err(ApiError::param("_access_number"))?,
+        // Trimmed, as codes, flags and numbers of seconds are: `" 100"` is the number 100.
+        number: AccessNumber::parse(number.trim()).map_err(ApiError::param("_access_number"))?,
         // What the caller keyed and the caller id: compared, never refused (a value that is no
         // code or number matches nothing, or counts as no number: `offered`).
         code: params.get("_access_code").map(AccessCode::offered),

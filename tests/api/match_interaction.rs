@@ -423,3 +423,16 @@ on_every_backend!(
         assert_eq!(m.field("_id"), b);
     }
 );
+
+// `_access_number` is trimmed like every other parameter (it was 400 with a space around it).
+#[tokio::test]
+async fn an_access_number_is_read_trimmed() {
+    let app = TestApp::spawn(crate::support::Backend::Memory).await;
+    let id = app.session(&[]).await;
+    let number = app.request_access(&id, &[]).await.field("_access_number");
+    let m = app
+        .match_interaction(&[("_access_number", &format!(" {number} "))])
+        .await;
+    assert_eq!(m.status, 200, "{}", m.text);
+    assert_eq!(m.field("_id"), id);
+}
