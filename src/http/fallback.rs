@@ -64,6 +64,12 @@ fn error_for(status: StatusCode, method: &Method, path: &str, text: String) -> A
         StatusCode::REQUEST_TIMEOUT => ApiError::RequestTimeout(std::time::Duration::ZERO),
         StatusCode::UNAUTHORIZED => ApiError::Unauthorized,
         StatusCode::FORBIDDEN => ApiError::Forbidden(said("forbidden".into())),
+        // A path parameter that does not decode: axum names its route's parameter
+        // (`ttl_or_id`), an internal name; the path as sent says more.
+        StatusCode::BAD_REQUEST if text.starts_with("Invalid URL") => ApiError::invalid(
+            "path",
+            format!("{path:?} does not decode (a bad %-escape, or not UTF-8)"),
+        ),
         // 400, 415, 422 and any other refusal of the input: the client's to fix.
         s if s.is_client_error() => {
             ApiError::invalid("request", said(format!("{method} {path} refused")))

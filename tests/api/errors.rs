@@ -23,7 +23,11 @@ async fn router_errors_are_json() {
 
     // A path segment that is not UTF-8 once decoded.
     let resp = app.get("/genesys/1/storage/%FF%FE").await;
-    resp.error(400, "InvalidParameter");
+    let msg = resp.error(400, "InvalidParameter");
+    assert!(
+        msg.starts_with("path: \"/genesys/1/storage/%FF%FE\" does not decode"),
+        "the path, not the route's parameter name: {msg}"
+    );
 
     // The admin search's query that does not decode.
     let resp = app.get("/genesys/1/admin/reservations?number=%FF").await;
