@@ -73,9 +73,14 @@ async fn cross_site_writes_are_forbidden() {
 #[tokio::test]
 async fn the_page_carries_its_security_headers() {
     let app = TestApp::spawn(Backend::Memory).await;
-    for path in ["/ui/", "/ui/app.js", "/ui/style.css"] {
+    for (path, status) in [
+        ("/ui/", 200),
+        ("/ui/app.js", 200),
+        ("/ui/style.css", 200),
+        ("/ui/no-such-page", 404),
+    ] {
         let resp = app.get(path).await;
-        assert_eq!(resp.status, 200, "{path}");
+        assert_eq!(resp.status, status, "{path}");
         let csp = resp.header("content-security-policy").unwrap_or_default();
         assert!(csp.contains("frame-ancestors 'none'"), "{path}: {csp}");
         assert!(csp.contains("script-src 'self'"), "{path}: {csp}");

@@ -34,7 +34,13 @@ pub fn router() -> Router<AppState> {
             get(|| async { asset(JAVASCRIPT_UTF_8, CHARTS) }),
         )
         .route("/ui/style.css", get(style))
+        // Anything else under /ui/ is a 404 that carries the pages' headers too.
+        .route("/ui/{*rest}", get(no_page))
         .layer(axum::middleware::from_fn(super::browser::page_headers))
+}
+
+async fn no_page(uri: axum::http::Uri) -> super::error::ApiError {
+    super::error::ApiError::NotFound(format!("no such page: {}", uri.path()))
 }
 
 fn asset(content_type: &str, body: &'static str) -> Response {
