@@ -6,7 +6,7 @@
 use access_broker::domain::{Allocation, NumberPolicy};
 use access_broker::rules::call::Reason;
 use access_broker::store::{
-    FreeNumber, GroupStats, MatchOutcome, MatchRequest, NumberState, Reservation,
+    FreeNumber, GroupStats, MatchOutcome, MatchRequest, NumberState, RemoveNumber, Reservation,
 };
 
 use crate::support::{TestStore, group, number, reserve_request};
@@ -22,6 +22,7 @@ crate::conformance!(
     require_code_beats_the_request_and_the_lenient_match,
     stray_calls_quarantine_a_number_until_freed,
     a_number_taken_over_an_expired_reservation_reports_its_expiry,
+    a_removed_numbers_reservation_reports_its_expiry,
 );
 
 /// A one-group store whose group has `size` numbers and this policy.
@@ -530,4 +531,35 @@ async fn a_number_taken_over_an_expired_reservation_reports_its_expiry(t: TestSt
             "{name}: dated at its expiry, which is now"
         );
     }
+}
+
+/// A number removed while reserved retires when its reservation ends; a reservation that ends
+/// by expiry then is owed its `reservation.expired` like any other (PostgreSQL's purge dropped
+/// the retired row before it recorded the expiry, so the event never came).
+async fn a_removed_numbers_reservation_reports_its_expiry(t: TestStore) {
+    use access_broker::events::EventKind;
+    let g = t.with_group("RET", 2, Allocation::RoundRobin).await;
+    let mut events = t.bus.subscribe();
+    let s = t.session(3600 * SEC).await;
+    let r = t.reserve(&s, &g).await.expect("reserved");
+    let removed = t.store.remove_number(&g, &r.number).await.expect("removed");
+    assert_eq!(removed, RemoveNumber::Retiring, "{removed:?}");
+    t.advance(r.expires_in + SEC);
+    t.store.purge_expired().await.expect("purge");
+    let mut seen = Vec::new();
+    while let Ok(e) = events.try_recv() {
+        seen.push((
+            e.kind,
+            e.number.to_string(),
+            e.session.map(|s| s.to_string()),
+        ));
+    }
+    let n = r.number.to_string();
+    assert_eq!(
+        seen,
+        vec![
+            (EventKind::Created, n.clone(), Some(s.to_string())),
+            (EventKind::Expired, n, Some(s.to_string())),
+        ]
+    );
 }

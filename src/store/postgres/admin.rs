@@ -534,15 +534,10 @@ pub async fn purge(
     now: i64,
     node: &str,
 ) -> Result<(u64, Vec<crate::events::Event>), StoreError> {
-    let mut n = 0;
     // Sessions, data and idempotency keys: in bounded batches, `purge.rs`.
-    for sql in
-        ["DELETE FROM numbers WHERE retiring AND NOT (session IS NOT NULL AND expires_at > $1)"]
-    {
-        n += tx.execute(sql, &[&now]).await.map_err(pg_error)?;
-    }
     // Expired reservations become their numbers' last ones (late calls, failure reasons),
-    // a bounded batch at a time by the expiry index, each with its event.
+    // a bounded batch at a time by the expiry index, each with its event. Before the retired
+    // numbers go: a removed number's reservation that expired is owed its event too.
     let ended = tx
         .query(
             "WITH due AS (SELECT number FROM numbers WHERE session IS NOT NULL AND expires_at <= $1
@@ -556,11 +551,14 @@ pub async fn purge(
         )
         .await
         .map_err(pg_error)?;
-    n += ended.len() as u64;
+    let mut n = ended.len() as u64;
     let events: Vec<_> = ended
         .iter()
         .filter_map(super::reserve::expired_event)
         .collect();
+    let gone =
+        "DELETE FROM numbers WHERE retiring AND NOT (session IS NOT NULL AND expires_at > $1)";
+    n += tx.execute(gone, &[&now]).await.map_err(pg_error)?;
     touch_node(tx, now, node).await?;
     Ok((n, events))
 }

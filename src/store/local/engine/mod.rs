@@ -52,7 +52,7 @@ pub struct Engine {
     pub(crate) ended_data: Vec<DataId>,
     /// Holds that reads ended by expiry (reads write nothing); the next write records them
     /// (`record_expiries`), so their ending reaches the journal and the events.
-    unrecorded: Vec<(GroupIdx, Pos, UnixMillis)>,
+    unrecorded: Vec<Unrecorded>,
     /// Events owed to the webhook (only with `[events]`; see `outbox.rs` for `emit`).
     outbox: outbox::Outbox,
     keep_outbox: bool,
@@ -110,6 +110,17 @@ enum SlotState {
     Quarantined(UnixMillis),
     /// Removed from the group; the position stays so round-robin order is stable.
     Gone,
+}
+
+/// A hold a read ended by expiry, for the next write to record.
+#[derive(Debug)]
+struct Unrecorded {
+    g: GroupIdx,
+    pos: Pos,
+    at: UnixMillis,
+    /// The number and session of a retiring hold: its number left with it, so the slot no
+    /// longer tells them.
+    retired: Option<(AccessNumber, SessionId)>,
 }
 
 #[derive(Debug, Clone)]

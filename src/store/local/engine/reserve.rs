@@ -8,7 +8,7 @@ use crate::events::{Event, EventKind};
 use crate::rules::{self, lifecycle::EndReason, lifecycle::Ended};
 use crate::store::{Reservation, ReserveError, ReserveRequest};
 
-use super::{Engine, GroupIdx, Hold, Pos, SlotState};
+use super::{Engine, GroupIdx, Hold, Pos, SlotState, Unrecorded};
 use crate::store::local::journal::{Change, ChangeLog, record};
 
 impl Engine {
@@ -23,8 +23,20 @@ impl Engine {
             match group.expiries.peek() {
                 Some(&Reverse((at, pos))) if at.is_reached(now) => {
                     group.expiries.pop();
+                    let slot = &group.slots[pos as usize];
+                    let retired = match &slot.state {
+                        SlotState::Held(h) if h.retiring => {
+                            Some((slot.number.clone(), h.session.clone()))
+                        }
+                        _ => None,
+                    };
                     if self.end_hold(g, pos, now, EndReason::Expired, None) {
-                        self.unrecorded.push((g, pos, at));
+                        self.unrecorded.push(Unrecorded {
+                            g,
+                            pos,
+                            at,
+                            retired,
+                        });
                     }
                 }
                 _ => break,
@@ -44,10 +56,28 @@ impl Engine {
 
     /// Journals the expiries reads ended, with their events. Every write calls it first.
     pub(super) fn record_expiries(&mut self, log: &mut ChangeLog) {
-        for (g, pos, at) in std::mem::take(&mut self.unrecorded) {
+        for Unrecorded {
+            g,
+            pos,
+            at,
+            retired,
+        } in std::mem::take(&mut self.unrecorded)
+        {
             let Some(group) = self.groups.get(g as usize).and_then(Option::as_ref) else {
                 continue;
             };
+            // A retiring number left with its reservation: its row goes, its expiry is told.
+            if let Some((number, session)) = retired {
+                let event = self.wants_events().then(|| {
+                    let name = group.settings.name.clone();
+                    Event::new(EventKind::Expired, at, name, number.clone(), Some(session))
+                });
+                record(log, || Change::NumberDeleted(number));
+                if let Some(event) = event {
+                    self.emit(event, log);
+                }
+                continue;
+            }
             let slot = &group.slots[pos as usize];
             let (SlotState::Free(free_from), Some(ended)) = (
                 &slot.state,

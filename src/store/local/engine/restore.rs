@@ -153,7 +153,12 @@ impl Engine {
                             reason: EndReason::Expired,
                         });
                         expired.insert((g, pos), free_from);
-                        self.unrecorded.push((g, pos, r.expires_at));
+                        self.unrecorded.push(super::Unrecorded {
+                            g,
+                            pos,
+                            at: r.expires_at,
+                            retired: None,
+                        });
                     }
                 }
                 continue;
