@@ -28,7 +28,7 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request};
-use axum::http::{HeaderName, HeaderValue, Method};
+use axum::http::{HeaderName, HeaderValue, Method, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::Route;
 use futures::FutureExt as _;
@@ -170,7 +170,10 @@ pub async fn edge<F: Future<Output = Response>>(
     // header without a copy.
     let mut scoped = std::pin::pin!(REQUEST.scope(context, repaired));
     let response = scoped.as_mut().await;
-    let id = scoped.as_mut().take_value().map(|context| context.id);
+    let (id, read) = match scoped.as_mut().take_value() {
+        Some(context) => (Some(context.id), context.read.get()),
+        None => (None, true),
+    };
     let mut response = match xml {
         Some(xmlns) => reply::as_xml(response, &xmlns),
         None => response,
@@ -182,6 +185,14 @@ pub async fn edge<F: Future<Output = Response>>(
     );
     if let Some(id) = id {
         response.headers_mut().insert(REQUEST_ID, id);
+    }
+    // Answered before its body was read (a 429, a 401, a 413): the connection cannot carry
+    // another request, as the rest of this one may still come. Say so, so that a client
+    // opens a new one instead of writing into a closed socket.
+    if !read {
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
     response
 }

@@ -51,6 +51,40 @@ async fn a_clients_bucket_empties_and_refills() {
     assert_eq!(app.send(from("203.0.113.1")).await.status, 200, "refilled");
 }
 
+/// A request refused before its body came (a 429 here) says `Connection: close`: the server
+/// cannot read the next request on that connection, and a client that sends one there
+/// wrote into a closed socket.
+#[tokio::test]
+async fn a_refusal_before_the_body_closes_the_connection_and_says_so() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let app = TestApp::spawn_with(Backend::Memory, &with_limits("requests_per_second = 1")).await;
+    let addr = app.url.trim_start_matches("http://").to_owned();
+    let head = "POST /genesys/1/service/callback HTTP/1.1\r\nHost: t\r\n\
+                Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 3\r\n\r\n";
+    let mut refused = None;
+    for _ in 0..5 {
+        let mut conn = tokio::net::TcpStream::connect(&addr)
+            .await
+            .expect("connect");
+        conn.write_all(head.as_bytes()).await.expect("head");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let _ = conn.write_all(b"x=1").await;
+        let mut answer = vec![0u8; 4096];
+        let n = conn.read(&mut answer).await.expect("read");
+        let text = String::from_utf8_lossy(&answer[..n]).to_ascii_lowercase();
+        if text.starts_with("http/1.1 429") {
+            refused = Some(text);
+            break;
+        }
+        assert!(
+            !text.contains("connection: close"),
+            "a request read whole keeps its connection: {text}"
+        );
+    }
+    let refused = refused.expect("the bucket empties");
+    assert!(refused.contains("connection: close"), "{refused}");
+}
+
 crate::on_every_backend!(reservations_per_client_is_a_quota, |backend| async move {
     let app = TestApp::spawn_with(backend, &with_limits("reservations_per_client = 2")).await;
     let s1 = app.session(&[]).await;
