@@ -174,6 +174,42 @@ pub type Hold = (SessionId, GroupName);
 struct Held {
     by_client: HashMap<String, HashMap<Hold, Instant>>,
     client_of: HashMap<SessionId, String>,
+    /// Places taken by calls still in flight, by client (`QuotaPlace`).
+    pending: HashMap<String, u64>,
+}
+
+/// A call's place in its client's quota, from [`Limits::check_quota`] until the call ends:
+/// while it waits for the store it counts, so concurrent calls of one client cannot all pass
+/// a check of the same count (a burst of 150 took 150 places of 5). [`QuotaPlace::record`]
+/// turns it into a held reservation; dropped without, it frees the place.
+pub struct QuotaPlace<'a> {
+    limits: Option<&'a Limits>,
+    client: String,
+    pending: bool,
+}
+
+impl QuotaPlace<'_> {
+    /// The reservation was handed out: it counts as held from now on, for `expires_in`.
+    pub fn record(self, hold: Hold, expires_in: Duration) {
+        if let Some(limits) = self.limits {
+            limits.record(&self.client, hold, expires_in);
+        }
+    }
+}
+
+impl Drop for QuotaPlace<'_> {
+    fn drop(&mut self) {
+        let Some(limits) = self.limits.filter(|_| self.pending) else {
+            return;
+        };
+        let mut held = limits.held.lock();
+        if let Some(n) = held.pending.get_mut(&self.client) {
+            *n -= 1;
+            if *n == 0 {
+                held.pending.remove(&self.client);
+            }
+        }
+    }
 }
 
 /// What a call is about to add to the store.
@@ -232,28 +268,44 @@ impl Limits {
 
     /// Before a reservation: refused when the client already holds its quota. Asking again
     /// for a `renewal` (a session and group it holds one for) always passes.
-    pub fn check_quota(&self, client: &str, renewal: Option<&Hold>) -> Result<(), ApiError> {
+    /// Keep the returned place until the call's reservation is recorded or refused.
+    pub fn check_quota(
+        &self,
+        client: &str,
+        renewal: Option<&Hold>,
+    ) -> Result<QuotaPlace<'_>, ApiError> {
         let Some(limit) = self.config.reservations_per_client else {
-            return Ok(());
+            return Ok(QuotaPlace {
+                limits: None,
+                client: String::new(),
+                pending: false,
+            });
         };
         let mut held = self.held.lock();
         let now = Instant::now();
+        let place = |pending| QuotaPlace {
+            limits: Some(self),
+            client: client.to_owned(),
+            pending,
+        };
         let count = match held.by_client.get_mut(client) {
             None => 0,
             Some(mine) => {
                 mine.retain(|_, until| *until > now);
                 if renewal.is_some_and(|h| mine.contains_key(h)) {
-                    return Ok(());
+                    return Ok(place(false));
                 }
                 mine.len() as u64
             }
         };
-        if count >= limit {
+        let in_flight = held.pending.get(client).copied().unwrap_or(0);
+        if count + in_flight >= limit {
             return Err(ApiError::QuotaExceeded(format!(
-                "this client holds {count} live reservations; [limits] reservations_per_client allows {limit}"
+                "this client holds {count} live reservations (and asks for {in_flight} more); [limits] reservations_per_client allows {limit}"
             )));
         }
-        Ok(())
+        *held.pending.entry(client.to_owned()).or_default() += 1;
+        Ok(place(true))
     }
 
     /// After a reservation was handed out to `client`, held for `expires_in`.
@@ -273,6 +325,7 @@ impl Limits {
             let Held {
                 by_client,
                 client_of,
+                ..
             } = &mut *held;
             by_client.retain(|_, mine| {
                 mine.retain(|_, until| *until > now);

@@ -12,7 +12,7 @@ use super::auth;
 use super::client::ClientAddr;
 use super::error::ApiError;
 use super::idempotency;
-use super::limits::{Adds, Limits};
+use super::limits::{Adds, Limits, QuotaPlace};
 use super::params::Params;
 use super::reply::Reply;
 use crate::broker::{Access, AccessRequest, MatchParams, group_for};
@@ -100,12 +100,15 @@ async fn create_named(
             let client = client();
             let group = group_for(service, req.group.clone())?;
             let fields = params.user_fields();
-            let room = match limits.check_quota(&client, None) {
-                Ok(()) => limits.room_for(broker, Adds::Session, &fields).await,
+            let allowed = match limits.check_quota(&client, None) {
+                Ok(place) => match limits.room_for(broker, Adds::Session, &fields).await {
+                    Ok(room) => Ok((place, room)),
+                    Err(refusal) => Err(refusal),
+                },
                 Err(refusal) => Err(refusal),
             };
-            let room = match room {
-                Ok(room) => room,
+            let (place, room) = match allowed {
+                Ok(allowed) => allowed,
                 Err(refusal) => return idempotency::replay_or(broker, &key, refusal).await,
             };
             let answer = room.settle(
@@ -113,7 +116,7 @@ async fn create_named(
                     .request_interaction_once(key, name, service, fields, ttl, req)
                     .await,
             )?;
-            record_answer(limits, &client, group, &answer);
+            record_answer(place, group, &answer);
             Ok(Reply::new().fields(&answer))
         }
         ServiceKind::Session => {
@@ -137,28 +140,27 @@ async fn create_named(
                 true => Some((id.clone(), group_for(service, req.group.clone())?)),
                 false => None,
             };
-            limits.check_quota(&client, hold.as_ref())?;
+            let place = limits.check_quota(&client, hold.as_ref())?;
             let access = broker.request_access(service, id, req).await?;
             if let Some(hold) = hold {
-                limits.record(&client, hold, access.reservation.expires_in);
+                place.record(hold, access.reservation.expires_in);
             }
             Ok(access_reply(access))
         }
         ServiceKind::RequestInteraction => {
             let ttl = params.parse("_ttl", SessionTtl::parse)?;
-            let client = client();
-            limits.check_quota(&client, None)?;
             let fields = params.user_fields();
             let req = access_request(&params)?;
             let group = group_for(service, req.group.clone())?;
+            let client = client();
+            let place = limits.check_quota(&client, None)?;
             let room = limits.room_for(broker, Adds::Session, &fields).await?;
             let access = room.settle(
                 broker
                     .request_interaction(name, service, fields, ttl, req)
                     .await,
             )?;
-            limits.record(
-                &client,
+            place.record(
                 (access.session.clone(), group),
                 access.reservation.expires_in,
             );
@@ -170,12 +172,12 @@ async fn create_named(
 
 /// Counts a kept request-interaction answer's reservation in `group` for the client's quota
 /// (a replay counts the same reservation again; `record` keeps one entry per hold).
-fn record_answer(limits: &Limits, client: &str, group: GroupName, answer: &crate::store::Fields) {
+fn record_answer(place: QuotaPlace<'_>, group: GroupName, answer: &crate::store::Fields) {
     let field = |name: &str| answer.iter().find(|(k, _)| k == name).map(|(_, v)| v);
     if let (Some(id), Some(secs)) = (field("_id"), field("_expiration_time"))
         && let (Ok(id), Ok(secs)) = (SessionId::parse(id), secs.parse::<u64>())
     {
-        limits.record(client, (id, group), std::time::Duration::from_secs(secs));
+        place.record((id, group), std::time::Duration::from_secs(secs));
     }
 }
 

@@ -207,6 +207,37 @@ crate::on_every_backend!(
     }
 );
 
+// One client's calls at once each take a place while they wait for the store: a burst of
+// 40 request-access (and then of 40 request-interaction) leaves exactly the quota held (on
+// SQLite and PostgreSQL every call of a burst passed a check of the same count).
+crate::on_every_backend!(
+    a_burst_of_one_clients_calls_keeps_to_its_quota,
+    |backend| async move {
+        let app = TestApp::spawn_with(backend, &with_limits("reservations_per_client = 5")).await;
+        let mut sessions = Vec::new();
+        for _ in 0..40 {
+            sessions.push(app.session(&[]).await);
+        }
+        let calls = sessions.iter().map(|id| app.request_access(id, &[]));
+        let answers = futures::future::join_all(calls).await;
+        let passed = answers.iter().filter(|r| r.status == 200).count();
+        assert_eq!(passed, 5, "request-access");
+        for r in answers.iter().filter(|r| r.status != 200) {
+            r.error(429, "QuotaExceeded");
+        }
+        let calls =
+            (0..40).map(|_| app.post("/genesys/1/service/request-interaction", &[("a", "1")]));
+        let answers = futures::future::join_all(calls).await;
+        assert!(
+            answers.iter().all(|r| r.status == 429),
+            "the quota is full: {:?}",
+            answers.iter().map(|r| r.status).collect::<Vec<_>>()
+        );
+        let held = app.get("/genesys/1/admin/reservations").await.json();
+        assert_eq!(held["reservations"].as_array().map(Vec::len), Some(5));
+    }
+);
+
 crate::on_every_backend!(the_store_has_room_for_so_much, |backend| async move {
     let app = TestApp::spawn_with(
         backend,
