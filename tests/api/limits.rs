@@ -279,13 +279,23 @@ crate::on_every_backend!(the_store_has_room_for_so_much, |backend| async move {
         "{msg}"
     );
     // An update counts what it adds: the same size again fits the full store, one byte more
-    // does not (an update counted every byte it sent, as if nothing were replaced).
+    // does not (an update counted every byte it sent, as if nothing were replaced). And the
+    // store's own count stays exact after replacements (SQLite, with the fields on disk,
+    // added every update's bytes to the entry's count): past the usage's freshness, a
+    // replacement still fits and a byte more still does not.
     let same = format!("/genesys/1/storage/{}/60", blob_id);
-    let resp = app.post(&same, &[("blob", &"y".repeat(1985))]).await;
+    for _ in 0..3 {
+        let resp = app.post(&same, &[("blob", &"y".repeat(1985))]).await;
+        assert_eq!(resp.status, 200, "{}", resp.text);
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let resp = app.post(&same, &[("blob", &"z".repeat(1985))]).await;
     assert_eq!(resp.status, 200, "{}", resp.text);
-    app.post(&same, &[("blob", &"y".repeat(1986))])
+    let msg = app
+        .post(&same, &[("blob", &"y".repeat(1986))])
         .await
         .error(507, "StoreFull");
+    assert!(msg.contains("holds 2000 bytes"), "{msg}");
     // Reads still work.
     assert_eq!(app.get("/genesys/1/admin/groups").await.status, 200);
 });

@@ -25,17 +25,22 @@ const PURGE_BATCH: usize = 1_000;
 /// the commit (`Change::DataEnded`), and must find it there.
 const DATA_READ_GRACE: Duration = Duration::from_secs(60);
 
+/// For each merged update of a commit, the bytes the engine counted beyond the entry's real
+/// growth: with the fields on disk it adds an update's whole size, not knowing which fields
+/// it replaces; the writer takes the difference back once the commit is durable.
+pub type Overcounts = Vec<(DataId, u64)>;
+
 /// Writes `batches` in one transaction with the writer's held statements (`statements.rs`;
 /// `BEGIN` and `COMMIT` among them: rusqlite's `Transaction` parsed both again for every
 /// commit); a failure rolls back.
-pub fn commit(st: &mut Statements<'_>, batches: &[Batch]) -> rusqlite::Result<()> {
+pub fn commit(st: &mut Statements<'_>, batches: &[Batch]) -> rusqlite::Result<Overcounts> {
     let conn = st.conn;
     if !conn.is_autocommit() {
         // Left open by a rollback that failed after an earlier failure.
         conn.execute_batch("ROLLBACK")?;
     }
     st.get("BEGIN")?.execute([])?;
-    let written = write(st, batches).and_then(|()| st.get("COMMIT")?.execute([]).map(drop));
+    let written = write(st, batches).and_then(|over| st.get("COMMIT")?.execute([]).map(|_| over));
     if written.is_err() && !conn.is_autocommit() {
         // The caller hears the first error; a rollback that fails too is retried above.
         let _ = conn.execute_batch("ROLLBACK");
@@ -43,14 +48,24 @@ pub fn commit(st: &mut Statements<'_>, batches: &[Batch]) -> rusqlite::Result<()
     written
 }
 
-fn write(st: &mut Statements<'_>, batches: &[Batch]) -> rusqlite::Result<()> {
+fn write(st: &mut Statements<'_>, batches: &[Batch]) -> rusqlite::Result<Overcounts> {
     let mut cursors: HashMap<&str, u32> = HashMap::new();
+    let mut over = Overcounts::new();
     for change in batches.iter().flat_map(|b| &b.1) {
         // Cursors: only the last of each group is written. Everything else (the purge is a
         // no-op here: it runs after the commit, apart) is `apply`'s.
         match change {
             Change::Cursor { group, cursor } => {
                 cursors.insert(group.as_str(), *cursor);
+            }
+            Change::DataMerged {
+                id,
+                fields,
+                expires_at,
+            } => {
+                if let Some(n) = merge_data(st.conn, id, fields, *expires_at)?.filter(|&n| n > 0) {
+                    over.push((id.clone(), n));
+                }
             }
             _ => apply(st, change)?,
         }
@@ -59,7 +74,7 @@ fn write(st: &mut Statements<'_>, batches: &[Batch]) -> rusqlite::Result<()> {
         st.get("UPDATE groups SET cursor = ?1 WHERE name = ?2")?
             .execute(params![cursor, group])?;
     }
-    Ok(())
+    Ok(over)
 }
 
 fn apply(st: &mut Statements<'_>, change: &Change) -> rusqlite::Result<()> {
@@ -207,7 +222,7 @@ fn apply(st: &mut Statements<'_>, change: &Change) -> rusqlite::Result<()> {
             id,
             fields,
             expires_at,
-        } => merge_data(st.conn, id, fields, *expires_at)?,
+        } => drop(merge_data(st.conn, id, fields, *expires_at)?),
         Change::DataDeleted(id) => {
             st.get("DELETE FROM data WHERE id = ?1")?
                 .execute([id.as_str()])?;
@@ -288,28 +303,34 @@ pub fn purge(conn: &Connection, now: UnixMillis) -> rusqlite::Result<u64> {
     Ok(total)
 }
 
+/// Merges `update` into the stored entry; returns how many of the update's bytes did not
+/// grow it (the fields it replaced), `None` when the entry is gone.
 fn merge_data(
     tx: &Connection,
     id: &DataId,
     update: &Fields,
     expires_at: UnixMillis,
-) -> rusqlite::Result<()> {
+) -> rusqlite::Result<Option<u64>> {
     let stored: Option<String> = tx
         .prepare_cached("SELECT fields FROM data WHERE id = ?1")?
         .query_row([id.as_str()], |r| r.get(0))
         .optional()?;
     let Some(stored) = stored else {
         // Deleted after the engine decided: the delete came later in the journal.
-        return Ok(());
+        return Ok(None);
     };
     let mut fields: Fields = serde_json::from_str(&stored).unwrap_or_else(|e| {
         tracing::error!(data_id = %id, error = %e, "stored fields do not parse; keeping the update only");
         Fields::new()
     });
+    let before = crate::store::fields_bytes(&fields);
     merge_fields(&mut fields, update.clone());
     let json = serde_json::to_string(&fields).unwrap_or_else(|_| "[]".into());
-    let bytes = crate::store::fields_bytes(&fields) as i64;
+    let after = crate::store::fields_bytes(&fields);
     tx.prepare_cached("UPDATE data SET fields = ?2, expires_at = ?3, bytes = ?4 WHERE id = ?1")?
-        .execute(params![id.as_str(), json, expires_at.0, bytes])?;
-    Ok(())
+        .execute(params![id.as_str(), json, expires_at.0, after as i64])?;
+    let grew = after.saturating_sub(before);
+    Ok(Some(
+        crate::store::fields_bytes(update).saturating_sub(grew),
+    ))
 }

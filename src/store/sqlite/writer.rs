@@ -225,8 +225,16 @@ impl Writer {
             }
         }
         let (lo, hi) = (batches[0].0, batches.last().map_or(0, |b| b.0));
-        if let Err(error) = commit(statements, &batches) {
-            return Err(Failed { lo, hi, error });
+        let overcounts = match commit(statements, &batches) {
+            Ok(overcounts) => overcounts,
+            Err(error) => return Err(Failed { lo, hi, error }),
+        };
+        // Before the waiters hear of the commit, so their next call counts the real size.
+        if !overcounts.is_empty() {
+            let mut engine = self.rebuild.engine.lock();
+            for (id, bytes) in overcounts {
+                engine.data_overcounted(&id, bytes);
+            }
         }
         self.outcomes.durable_through(hi);
         if let Some(now) = purge_instant(&batches) {

@@ -149,7 +149,8 @@ struct DataEntry {
     expires_at: UnixMillis,
     /// Bytes of the fields' names and values (`[limits] max_storage_bytes`): exact when they
     /// are in memory or were loaded; with fields on disk, an update adds its own bytes (an
-    /// upper bound: a replaced value is counted twice until the next restart).
+    /// upper bound) until its commit, when the writer takes back what it replaced
+    /// (`data_overcounted`).
     bytes: u64,
 }
 
@@ -476,6 +477,14 @@ impl Engine {
             expires_at,
         });
         true
+    }
+
+    /// Disk mode: an update counted `bytes` it did not add (the writer's merge found the
+    /// fields it replaced): the entry's count comes back to its real size.
+    pub fn data_overcounted(&mut self, id: &DataId, bytes: u64) {
+        if let Some(entry) = self.data.get_mut(id) {
+            entry.bytes = entry.bytes.saturating_sub(bytes);
+        }
     }
 
     pub fn delete_data(&mut self, id: &DataId, now: UnixMillis, log: &mut ChangeLog) -> bool {
