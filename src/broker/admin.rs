@@ -313,6 +313,15 @@ impl Broker {
         user: &Actor,
         number: &AccessNumber,
     ) -> Result<(), BrokerError> {
+        // The group, for the audit line (read first: the release ends the reservation).
+        let filter = ReservationFilter {
+            number: Some(number.clone()),
+            ..Default::default()
+        };
+        let group = match self.store.find_reservations(filter).await {
+            Ok(found) => found.into_iter().next().map(|r| r.group),
+            Err(_) => None,
+        };
         let result = match self.store.release(number).await {
             Ok(true) => Ok(((), format!("reservation on {number} released"))),
             Ok(false) => Err(BrokerError::NoReservation(number.clone())),
@@ -320,7 +329,7 @@ impl Broker {
         };
         self.audit.outcome(
             user,
-            target(AuditAction::Release, None, Some(number)),
+            target(AuditAction::Release, group.as_ref(), Some(number)),
             result,
         )
     }

@@ -159,7 +159,7 @@ on_every_backend!(
                 want(
                     "release",
                     "done",
-                    "",
+                    "DNIS",
                     &number,
                     &format!("reservation on {number} released")
                 ),
