@@ -17,8 +17,8 @@ step "3. The caller dials it; the IVR matches the dialled number and the keyed c
 run 'curl -s $B/service/match-interaction -d _access_number=$NUMBER -d _access_code=$CODE -d _return_data=true | tee match.json; echo'
 step "4. The IVR reads the context by its storage id:"
 run 'curl -s $B/storage/$(jq -r ._data_id match.json); echo'
-step "5. The number is free again: no live reservation on it, and the whole pool is free:"
+step "5. The reservation ended: no live reservation on the number, which rests 30 s (cool_down):"
 run 'curl -s "$B/admin/reservations?number=$NUMBER"; echo'
-run "curl -s \$B/admin/groups | jq -c '.groups[] | {name, size, free, reserved}'"
-step "6. Matching it again finds nothing:"
+run "curl -s \$B/admin/groups | jq -c '.groups[] | {name, size, free, reserved, cooling}'"
+step "6. A retried match within 30 s (late_match_grace) gets the same session, marked late:"
 run 'curl -s -w " HTTP %{http_code}\n" $B/service/match-interaction -d _access_number=$NUMBER -d _access_code=$CODE'
