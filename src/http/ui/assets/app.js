@@ -86,8 +86,15 @@ function follow() {
 
 // ---- overview ----
 
+// A view renders only if the page still shows its route when its data arrives: a refresh
+// of the overview in flight when the operator searched must not replace the results.
+function stillAt(hash) { return location.hash === hash; }
+
 async function overview() {
+  const at = location.hash;
   const { groups } = await api("GET", "groups");
+  const changes = await recentChanges();
+  if (!stillAt(at)) return;
   const rows = groups.map((g) =>
     el("tr", { "data-testid": `group-row-${g.name}` },
       el("td", {}, el("a", { href: `#/group/${encodeURIComponent(g.name)}`, "data-testid": `group-link-${g.name}` }, g.name)),
@@ -109,7 +116,7 @@ async function overview() {
       ...groups.map((g) => el("div", {}, el("h3", { text: g.name }),
         window.charts.groupCharts(g, { reserved: g.reserved, cooling: g.cooling ?? 0, quarantined: g.quarantined ?? 0 })))),
     createGroupForm(),
-    await recentChanges());
+    changes);
 }
 
 // ---- recent changes (this node's audit trail) ----
@@ -161,7 +168,9 @@ function allocationSelect(current) {
 let countdowns = [];
 
 async function groupPage(name) {
+  const at = location.hash;
   const g = await api("GET", `groups/${encodeURIComponent(name)}`);
+  if (!stillAt(at)) return;
   const fetchedAt = Date.now();
   countdowns = [];
   const rows = g.numbers.map((n) => {
