@@ -320,11 +320,12 @@ impl GroupState {
             .map(|(number, &expires)| at(number).unwrap_or(expires))
             .chain(self.taken.iter().filter_map(at))
             .min();
-        // Nothing held and nothing to wait for: the group may have been deleted since the
-        // batch read it (its numbers went first, in the same commit). Read again, now.
+        // Nothing held and nothing to wait for: the group may be being deleted (its numbers,
+        // locked by the delete, were skipped) or deleted since the batch read it. A share
+        // lock on its row waits for such a delete to end, then reads the row as it left it.
         if first.is_none() && self.taken.is_empty() && live.is_empty() {
             let exists = tx
-                .query_opt("SELECT 1 FROM groups WHERE name = $1", &[&group])
+                .query_opt("SELECT 1 FROM groups WHERE name = $1 FOR SHARE", &[&group])
                 .await
                 .map_err(super::pg_error)?;
             if exists.is_none() {
