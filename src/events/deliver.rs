@@ -8,9 +8,13 @@
 //! picks up exactly where this task stopped. A stuck endpoint shows as a growing
 //! `access_broker_events_backlog`; it never makes the node unready.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::FutureExt as _;
+use futures::StreamExt as _;
+use futures::stream::FuturesUnordered;
 use hmac::{KeyInit, Mac};
 
 use super::Event;
@@ -24,7 +28,7 @@ pub const SIGNATURE_HEADER: &str = "x-access-broker-signature";
 pub const GIVE_UP_AFTER: Duration = Duration::from_secs(24 * 3600);
 /// A delivery that has not answered by then failed (the PostgreSQL lease is longer).
 pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
-/// Events attempted at once, per poll.
+/// Events attempted at once.
 const BATCH: usize = 32;
 /// How often the outbox is polled when it had nothing due.
 const IDLE_POLL: Duration = Duration::from_millis(500);
@@ -101,46 +105,118 @@ impl Deliverer {
         }
     }
 
-    /// Attempts every due event once, concurrently, and records the outcomes in the store:
-    /// the delivered and given-up ones leave in one call, each failure is rescheduled.
-    /// Returns how many were due.
-    pub async fn round(
-        &self,
-        store: &DynStore,
-        metrics: &Metrics,
-    ) -> Result<usize, crate::store::StoreError> {
-        let due = store.due_events(BATCH).await?;
-        let attempts = due.iter().map(|pending| self.post(&pending.event));
-        let outcomes = futures::future::join_all(attempts).await;
-        let (mut done, mut delivered, mut given_up) = (Vec::new(), 0, 0);
-        for (pending, outcome) in due.iter().zip(outcomes) {
-            let event = &pending.event;
-            let attempts = pending.attempts + 1;
-            match outcome {
-                Outcome::Delivered => {
-                    done.push(event.id.clone());
-                    delivered += 1;
+    /// Delivers for ever: up to [`BATCH`] attempts in flight, the next due events started
+    /// as places free up, and each outcome recorded as it comes. (Rounds that waited for
+    /// their slowest attempt held every other event behind a receiver that hung: a failure
+    /// was rescheduled only when its round ended, and retries starved behind new events.)
+    async fn run(&self, store: &DynStore, metrics: &Metrics) {
+        let mut flying = FuturesUnordered::new();
+        // Events being sent, or delivered and not yet recorded: never started twice.
+        let mut sending: HashSet<String> = HashSet::new();
+        let mut done: Vec<String> = Vec::new();
+        loop {
+            if !done.is_empty() {
+                match store.events_done(&done).await {
+                    Ok(()) => done.drain(..).for_each(|id| {
+                        sending.remove(&id);
+                    }),
+                    Err(err) => warn_unreadable(&err),
                 }
-                Outcome::Failed(why) if pending.age >= GIVE_UP_AFTER => {
-                    done.push(event.id.clone());
-                    given_up += 1;
-                    tracing::error!(id = %event.id, kind = %event.kind, attempts, reason = %why,
-                        "event given up after 24 h of failed deliveries");
+            }
+            // Topped up in halves, so a steady flow reads the outbox once per few events.
+            if flying.len() <= BATCH / 2 {
+                match store.due_events(BATCH + sending.len()).await {
+                    Ok(due) => {
+                        for pending in due {
+                            if flying.len() >= BATCH {
+                                break;
+                            }
+                            if sending.insert(pending.event.id.clone()) {
+                                flying.push(async move {
+                                    let outcome = self.post(&pending.event).await;
+                                    (pending, outcome)
+                                });
+                            }
+                        }
+                    }
+                    Err(err) => warn_unreadable(&err),
                 }
-                Outcome::Failed(why) => {
-                    let wait = backoff(attempts);
-                    store.event_retry(&event.id, wait).await?;
-                    metrics.event_failed();
-                    tracing::warn!(id = %event.id, kind = %event.kind, attempts, retry_in = ?wait,
-                        reason = %why, "event delivery failed");
+                if let Ok(backlog) = store.outbox_len().await {
+                    metrics.set_event_backlog(backlog);
+                }
+            }
+            let ended = match flying.is_empty() {
+                true => {
+                    tokio::time::sleep(IDLE_POLL).await;
+                    continue;
+                }
+                false => tokio::time::timeout(IDLE_POLL, flying.next()).await,
+            };
+            let Ok(Some(first)) = ended else {
+                continue;
+            };
+            let mut ended = vec![first];
+            while let Some(Some(next)) = flying.next().now_or_never() {
+                ended.push(next);
+            }
+            for (pending, outcome) in ended {
+                let id = pending.event.id.clone();
+                match self.settle(store, metrics, &pending, outcome).await {
+                    Settled::Done => done.push(id),
+                    Settled::Retried => {
+                        sending.remove(&id);
+                    }
                 }
             }
         }
-        store.events_done(&done).await?;
-        (0..delivered).for_each(|_| metrics.event_delivered());
-        (0..given_up).for_each(|_| metrics.event_given_up());
-        Ok(due.len())
     }
+
+    /// What one attempt's outcome asks of the store: a failure is rescheduled at once (its
+    /// backoff counts from now); a delivery or a give-up leaves with the next batch.
+    async fn settle(
+        &self,
+        store: &DynStore,
+        metrics: &Metrics,
+        pending: &crate::store::PendingEvent,
+        outcome: Outcome,
+    ) -> Settled {
+        let event = &pending.event;
+        let attempts = pending.attempts + 1;
+        match outcome {
+            Outcome::Delivered => {
+                metrics.event_delivered();
+                Settled::Done
+            }
+            Outcome::Failed(why) if pending.age >= GIVE_UP_AFTER => {
+                metrics.event_given_up();
+                tracing::error!(id = %event.id, kind = %event.kind, attempts, reason = %why,
+                    "event given up after 24 h of failed deliveries");
+                Settled::Done
+            }
+            Outcome::Failed(why) => {
+                let wait = backoff(attempts);
+                if let Err(err) = store.event_retry(&event.id, wait).await {
+                    warn_unreadable(&err);
+                }
+                metrics.event_failed();
+                tracing::warn!(id = %event.id, kind = %event.kind, attempts, retry_in = ?wait,
+                    reason = %why, "event delivery failed");
+                Settled::Retried
+            }
+        }
+    }
+}
+
+/// How an attempt ended for the outbox.
+enum Settled {
+    /// Delivered or given up: it leaves the outbox.
+    Done,
+    /// Rescheduled: it may be started again when due.
+    Retried,
+}
+
+fn warn_unreadable(err: &crate::store::StoreError) {
+    tracing::warn!(error = %crate::telemetry::Chain(err), "event outbox unreadable; retrying");
 }
 
 /// Delivers until the returned handle is aborted (the app does so at shutdown; an event in
@@ -151,23 +227,7 @@ pub fn spawn(
     metrics: Arc<Metrics>,
 ) -> tokio::task::JoinHandle<()> {
     let deliverer = Deliverer::new(config);
-    tokio::spawn(async move {
-        loop {
-            let due = match deliverer.round(&store, &metrics).await {
-                Ok(n) => n,
-                Err(err) => {
-                    tracing::warn!(error = %crate::telemetry::Chain(&err), "event outbox unreadable; retrying");
-                    0
-                }
-            };
-            if let Ok(backlog) = store.outbox_len().await {
-                metrics.set_event_backlog(backlog);
-            }
-            if due < BATCH {
-                tokio::time::sleep(IDLE_POLL).await;
-            }
-        }
-    })
+    tokio::spawn(async move { deliverer.run(&store, &metrics).await })
 }
 
 #[cfg(test)]

@@ -318,3 +318,60 @@ async fn a_reservation_webhook_follows_request_and_match() {
     })
     .await
 }
+
+/// A slow answer holds up no other event: while the receiver takes 4 s to answer the first
+/// event, a second one that came due meanwhile is posted at once (deliveries went in rounds
+/// that waited for their slowest attempt, so the second waited the 4 s).
+#[tokio::test]
+async fn a_slow_delivery_holds_up_no_other_event() {
+    let (tx, mut arrived) = mpsc::unbounded_channel::<String>();
+    let slow_first = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let hook = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |body: String| {
+            let (tx, slow_first) = (tx.clone(), slow_first.clone());
+            async move {
+                let _ = tx.send(body);
+                if slow_first.swap(false, std::sync::atomic::Ordering::SeqCst) {
+                    tokio::time::sleep(Duration::from_secs(4)).await;
+                }
+                StatusCode::OK
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind receiver");
+    let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
+    tokio::spawn(async move { axum::serve(listener, hook).await });
+    let store = TestStore::require_with_outbox(Backend::Memory).await;
+    let app = TestApp::spawn_on(store, &config_for(&url)).await;
+    let first = event(EventKind::Created, app.store.clock.now());
+    app.store
+        .store
+        .record_events(vec![first.clone()])
+        .await
+        .expect("queued");
+    let got = next_within(&mut arrived, 5)
+        .await
+        .expect("the first is posted");
+    assert!(got.contains(first.id.as_str()), "{got}");
+    // The first's answer is still 4 s away.
+    let second = event(EventKind::Expired, app.store.clock.now());
+    app.store
+        .store
+        .record_events(vec![second.clone()])
+        .await
+        .expect("queued");
+    let got = next_within(&mut arrived, 2)
+        .await
+        .expect("the second is posted while the first waits for its answer");
+    assert!(got.contains(second.id.as_str()), "{got}");
+}
+
+async fn next_within(arrived: &mut mpsc::UnboundedReceiver<String>, secs: u64) -> Option<String> {
+    tokio::time::timeout(Duration::from_secs(secs), arrived.recv())
+        .await
+        .ok()
+        .flatten()
+}
