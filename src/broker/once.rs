@@ -87,6 +87,33 @@ impl Broker {
 }
 
 impl Broker {
+    /// [`Self::update_data`] once per key: a retry gets the first answer (even one the
+    /// entry's size would now refuse), and its fields are not merged a second time.
+    pub async fn update_data_once(
+        &self,
+        key: IdempotencyKey,
+        id: &DataId,
+        fields: Fields,
+        ttl: StorageTtl,
+    ) -> Result<Fields, BrokerError> {
+        if let Err(refusal) = self.merge_fits(id, &fields).await {
+            return self.replay(&key).await?.ok_or(refusal);
+        }
+        let answer = Arc::new(|c: &Created| match c {
+            Created::Updated(id) => vec![("id".to_owned(), id.to_string())],
+            _ => Vec::new(),
+        });
+        let creation = Creation::Update {
+            id: id.clone(),
+            fields,
+            ttl: ttl.duration(),
+        };
+        match self.store.create_once(&key, creation, answer.clone()).await {
+            Err(ReserveError::Refused) => Err(super::sessions::not_found(id)),
+            once => Ok(answered(once.map_err(store_only)?, &*answer)),
+        }
+    }
+
     /// The first answer to `key`, if it has one. For a call with a key that a limit refused:
     /// a retry still gets what the first call got.
     pub async fn replay(&self, key: &IdempotencyKey) -> Result<Option<Fields>, BrokerError> {

@@ -1,13 +1,10 @@
 //! Service sessions (`type = "session"`) and the storage API.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::ServiceConfig;
 use crate::domain::{DataId, ServiceName, SessionId, SessionTtl, StorageTtl};
-use crate::store::{
-    AnswerFn, Created, Creation, Fields, IdempotencyKey, NewSession, Once, ReserveError, Session,
-};
+use crate::store::{Fields, NewSession, Session};
 
 use super::{Broker, BrokerError};
 
@@ -74,18 +71,7 @@ impl Broker {
         fields: Fields,
         ttl: StorageTtl,
     ) -> Result<(), BrokerError> {
-        // The entry's size after the merge, read first: concurrent updates may each pass and
-        // together exceed the limit by at most `MAX_FIELDS_PER_REQUEST` per writer, which
-        // keeps an entry bounded all the same.
-        let existing = self.store.data(id).await?.ok_or_else(|| not_found(id))?;
-        let count = crate::store::merged_len(&existing, &fields);
-        if count > crate::store::MAX_FIELDS_PER_ENTRY {
-            return Err(BrokerError::TooManyFields {
-                id: id.clone(),
-                count,
-                limit: crate::store::MAX_FIELDS_PER_ENTRY,
-            });
-        }
+        self.merge_fits(id, &fields).await?;
         match self
             .store
             .update_data(id, fields, Duration::from_secs(u64::from(ttl.secs())))
@@ -96,51 +82,22 @@ impl Broker {
         }
     }
 
-    /// [`Self::update_data`] once per key: a retry gets the first answer, and its fields are
-    /// not merged a second time.
-    pub async fn update_data_once(
-        &self,
-        key: IdempotencyKey,
-        id: &DataId,
-        fields: Fields,
-        ttl: StorageTtl,
-    ) -> Result<Fields, BrokerError> {
-        let existing = self.store.data(id).await?;
-        let count = existing
-            .as_ref()
-            .map_or(0, |e| crate::store::merged_len(e, &fields));
-        if existing.is_none() || count > crate::store::MAX_FIELDS_PER_ENTRY {
-            if let Some(first) = self.replay(&key).await? {
-                return Ok(first);
-            }
-            return Err(match existing {
-                None => not_found(id),
-                Some(_) => BrokerError::TooManyFields {
-                    id: id.clone(),
-                    count,
-                    limit: crate::store::MAX_FIELDS_PER_ENTRY,
-                },
+    /// Whether merging `fields` into the live entry `id` keeps it within
+    /// `MAX_FIELDS_PER_ENTRY` (404 if there is no such entry). The entry's size after the
+    /// merge is read first: concurrent updates may each pass and together exceed the limit
+    /// by at most `MAX_FIELDS_PER_REQUEST` per writer, which keeps an entry bounded all the
+    /// same.
+    pub(super) async fn merge_fits(&self, id: &DataId, fields: &Fields) -> Result<(), BrokerError> {
+        let existing = self.store.data(id).await?.ok_or_else(|| not_found(id))?;
+        let count = crate::store::merged_len(&existing, fields);
+        if count > crate::store::MAX_FIELDS_PER_ENTRY {
+            return Err(BrokerError::TooManyFields {
+                id: id.clone(),
+                count,
+                limit: crate::store::MAX_FIELDS_PER_ENTRY,
             });
         }
-        let answer: AnswerFn = Arc::new(|c: &Created| match c {
-            Created::Updated(id) => vec![("id".to_owned(), id.to_string())],
-            _ => Vec::new(),
-        });
-        let ttl = Duration::from_secs(u64::from(ttl.secs()));
-        let creation = Creation::Update {
-            id: id.clone(),
-            fields,
-            ttl,
-        };
-        match self.store.create_once(&key, creation, answer.clone()).await {
-            Ok(Once::Replay(first)) => Ok(first),
-            Ok(Once::First(created)) => Ok(answer(&created)),
-            Err(ReserveError::Refused) => Err(not_found(id)),
-            Err(ReserveError::Store(e)) => Err(BrokerError::Store(e)),
-            Err(other) => Err(BrokerError::Store(crate::store::StoreError::query(
-                format!("{other:?}"),
-            ))),
-        }
+        Ok(())
     }
 
     pub async fn delete_data(&self, id: &DataId) -> Result<(), BrokerError> {
@@ -151,6 +108,6 @@ impl Broker {
     }
 }
 
-fn not_found(id: &DataId) -> BrokerError {
+pub(super) fn not_found(id: &DataId) -> BrokerError {
     BrokerError::DataNotFound(id.clone())
 }
