@@ -43,13 +43,17 @@ pub fn key(headers: &HeaderMap, addr: ClientAddr) -> Result<Option<IdempotencyKe
     }))
 }
 
-/// A call with `key` that a limit refused (`refusal`): the key's first answer if it has one
-/// (a retry must not fail where the first call succeeded), else the refusal.
+/// A call that a limit refused (`refusal`): the first answer of its `key` if it carries one
+/// that has answered before (a retry must not fail where the first call succeeded), else the
+/// refusal.
 pub async fn replay_or(
     broker: &Broker,
-    key: &IdempotencyKey,
+    key: Option<&IdempotencyKey>,
     refusal: ApiError,
 ) -> Result<Reply, ApiError> {
+    let Some(key) = key else {
+        return Err(refusal);
+    };
     match broker.replay(key).await? {
         Some(answer) => Ok(Reply::new().fields(&answer)),
         None => Err(refusal),

@@ -84,7 +84,7 @@ async fn create_named(
             let key = key.ok_or_else(|| ApiError::invalid("Idempotency-Key", "missing"))?;
             let room = match limits.room_for(broker, Adds::Session, &fields).await {
                 Ok(room) => room,
-                Err(refusal) => return idempotency::replay_or(broker, &key, refusal).await,
+                Err(refusal) => return idempotency::replay_or(broker, Some(&key), refusal).await,
             };
             let answer = room.settle(
                 broker
@@ -109,7 +109,7 @@ async fn create_named(
             };
             let (place, room) = match allowed {
                 Ok(allowed) => allowed,
-                Err(refusal) => return idempotency::replay_or(broker, &key, refusal).await,
+                Err(refusal) => return idempotency::replay_or(broker, Some(&key), refusal).await,
             };
             let answer = room.settle(
                 broker

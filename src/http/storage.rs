@@ -84,10 +84,7 @@ async fn create(
         .await
     {
         Ok(room) => room,
-        Err(refusal) => match &key {
-            Some(key) => return idempotency::replay_or(&state.broker, key, refusal).await,
-            None => return Err(refusal),
-        },
+        Err(refusal) => return idempotency::replay_or(&state.broker, key.as_ref(), refusal).await,
     };
     let ttl = StorageTtl::parse_lenient(&ttl);
     if let Some(key) = key {
@@ -143,12 +140,9 @@ async fn update(
                 .await
         }
     };
-    let room = match (room, &key) {
-        (Ok(room), _) => room,
-        (Err(refusal), Some(key)) => {
-            return idempotency::replay_or(&state.broker, key, refusal).await;
-        }
-        (Err(refusal), None) => return Err(refusal),
+    let room = match room {
+        Ok(room) => room,
+        Err(refusal) => return idempotency::replay_or(&state.broker, key.as_ref(), refusal).await,
     };
     let ttl = StorageTtl::parse_lenient(&ttl);
     if let Some(key) = key {
