@@ -1,10 +1,9 @@
 //! The binary: `--version`, `check-config`, startup errors (exit 2 naming the problem), and
 //! a clean stop on SIGTERM.
 
-use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
-const BIN: &str = env!("CARGO_BIN_EXE_access-broker");
+use crate::support::process::{BIN, Node};
 
 fn write(dir: &tempfile::TempDir, name: &str, text: &str) -> std::path::PathBuf {
     let path = dir.path().join(name);
@@ -107,34 +106,14 @@ fn bad_store_url_exits_2_naming_it() {
 fn serves_and_stops_cleanly_on_sigterm() {
     let dir = tempfile::tempdir().expect("dir");
     let store = format!("sqlite://{}", dir.path().join("a.db").display());
-    let mut child = Command::new(BIN)
-        .args(["serve", "--listen", "127.0.0.1:0", "--store", &store])
-        .env("RUST_LOG", "info")
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("starts");
-    let stderr = child.stderr.take().expect("stderr");
-    let mut lines = BufReader::new(stderr).lines();
-    let line = lines
-        .by_ref()
-        .map_while(Result::ok)
-        .find(|l| l.contains("listening on"))
-        .expect("a listening line");
+    let mut node = Node::serve(["--listen", "127.0.0.1:0", "--store", &store], &[]);
+    let line = node.start_line();
     assert!(line.contains("DNIS=100") && line.contains(&store), "{line}");
-    let addr = line
-        .split("listening on ")
-        .nth(1)
-        .and_then(|s| s.split_whitespace().next())
-        .expect("address")
-        .to_owned();
-    assert!(!addr.ends_with(":0"), "the real port is shown: {addr}");
-    let pid = child.id().to_string();
-    Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .expect("kill");
-    let status = child.wait().expect("exits");
-    assert_eq!(status.code(), Some(0));
+    assert!(
+        !node.addr().ends_with(":0"),
+        "the real port is shown: {line}"
+    );
+    assert_eq!(node.terminate(), Some(0));
 }
 
 /// The start line gives each group's size as the store holds it: a number the file lists
@@ -155,33 +134,9 @@ fn the_start_line_counts_what_the_store_holds() {
     );
     let mut lines = Vec::new();
     for config in [first, second] {
-        let mut child = Command::new(BIN)
-            .args([
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--store",
-                &store,
-                "--config",
-            ])
-            .arg(&config)
-            .env("RUST_LOG", "info")
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("starts");
-        // Kept open until the child exits: its last lines must find a reader.
-        let mut log = BufReader::new(child.stderr.take().expect("stderr")).lines();
-        let line = log
-            .by_ref()
-            .map_while(Result::ok)
-            .find(|l| l.contains("listening on"))
-            .expect("a listening line");
-        Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status()
-            .expect("kill");
-        assert_eq!(child.wait().expect("exits").code(), Some(0));
-        lines.push(line);
+        let mut node = Node::start(&config, &store, &[]);
+        lines.push(node.start_line().to_owned());
+        assert_eq!(node.terminate(), Some(0));
     }
     assert!(lines[0].contains("groups=G=2,H=1"), "{}", lines[0]);
     assert!(

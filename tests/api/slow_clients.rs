@@ -3,14 +3,13 @@
 //! trickles gets 408 after `request_timeout_ms`, connections past `max_connections` wait, and
 //! SIGTERM ends the process at once even with a half-sent header open.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::helpers::{DEMO, TestApp};
 use crate::support::Backend;
-use crate::support::process::BIN;
+use crate::support::process::Node;
 
 fn with_server(extra: &str) -> String {
     // The demo's own `[server]` table, if any, would clash: put ours first.
@@ -109,66 +108,24 @@ async fn connections_past_max_connections_wait() {
 
 #[test]
 fn sigterm_with_a_half_sent_header_open_exits_at_once() {
-    let dir = tempfile::tempdir().expect("dir");
-    let mut child = Command::new(BIN)
-        .args(["serve", "--listen", "127.0.0.1:0", "--store", "memory://"])
-        .env("RUST_LOG", "info")
-        .stderr(Stdio::piped())
-        .current_dir(dir.path())
-        .spawn()
-        .expect("starts");
-    let stderr = child.stderr.take().expect("stderr");
-    // Kept open to the end: a closed pipe would fail the node's last log lines.
-    let mut lines = BufReader::new(stderr).lines();
-    let line = lines
-        .by_ref()
-        .map_while(Result::ok)
-        .find(|l| l.contains("listening on"))
-        .expect("a listening line");
-    let addr = line
-        .split("listening on ")
-        .nth(1)
-        .and_then(|s| s.split_whitespace().next())
-        .expect("address")
-        .to_owned();
-    let mut slow = TcpStream::connect(&addr).expect("connect");
+    let mut node = Node::serve(["--listen", "127.0.0.1:0", "--store", "memory://"], &[]);
+    let mut slow = TcpStream::connect(node.addr()).expect("connect");
     slow.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nX-Sl")
         .expect("write");
     std::thread::sleep(Duration::from_millis(100));
     let started = Instant::now();
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .expect("kill");
-    let status = child.wait().expect("exits");
+    let code = node.terminate();
     let took = started.elapsed();
-    assert_eq!(status.code(), Some(0));
+    assert_eq!(code, Some(0));
     assert!(took < Duration::from_secs(3), "stopped after {took:?}");
     drop(slow);
 }
 
 #[test]
 fn listening_beyond_loopback_without_auth_warns() {
-    let dir = tempfile::tempdir().expect("dir");
-    let mut child = Command::new(BIN)
-        .args(["serve", "--listen", "0.0.0.0:0", "--store", "memory://"])
-        .env("RUST_LOG", "info")
-        .stderr(Stdio::piped())
-        .current_dir(dir.path())
-        .spawn()
-        .expect("starts");
-    let stderr = child.stderr.take().expect("stderr");
-    let mut lines = BufReader::new(stderr).lines();
-    let before: Vec<String> = lines
-        .by_ref()
-        .map_while(Result::ok)
-        .take_while(|l| !l.contains("listening on"))
-        .collect();
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .expect("kill");
-    assert_eq!(child.wait().expect("exits").code(), Some(0));
+    let mut node = Node::serve(["--listen", "0.0.0.0:0", "--store", "memory://"], &[]);
+    assert_eq!(node.terminate(), Some(0));
+    let before = &node.start_log;
     assert!(
         before.iter().any(|l| l.contains("without [auth]")),
         "{before:?}"

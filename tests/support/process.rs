@@ -1,6 +1,7 @@
 //! The real binary as a child process: started on 127.0.0.1:0, its port read from the log
 //! line it prints, killed with SIGKILL or stopped with SIGTERM.
 
+use std::ffi::OsStr;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -11,25 +12,35 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_access-broker");
 pub struct Node {
     pub child: Child,
     pub url: String,
+    /// The node's log lines up to and including its listening line.
+    pub start_log: Vec<String>,
 }
 
 impl Node {
     /// Starts `access-broker serve` with a config file and a store URL; waits for its
     /// listening line (at most 30 s).
     pub fn start(config: &Path, store: &str, env: &[(&str, &str)]) -> Node {
+        let args = [
+            OsStr::new("--listen"),
+            OsStr::new("127.0.0.1:0"),
+            OsStr::new("--store"),
+            OsStr::new(store),
+            OsStr::new("--config"),
+            config.as_os_str(),
+        ];
+        Node::serve(args, env)
+    }
+
+    /// Starts `access-broker serve ARGS` and waits for its listening line (at most 30 s).
+    /// Its log is read to the end (a closed pipe would fail the node's last lines) and
+    /// echoed with `TEST_LOG` set.
+    pub fn serve<S: AsRef<OsStr>>(args: impl IntoIterator<Item = S>, env: &[(&str, &str)]) -> Node {
         let mut cmd = Command::new(BIN);
-        cmd.args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--store",
-            store,
-            "--config",
-        ])
-        .arg(config)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
+        cmd.arg("serve")
+            .args(args)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -37,31 +48,47 @@ impl Node {
         let stderr = child.stderr.take().expect("stderr");
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
-            let mut sent = false;
+            let mut start_log = Some(Vec::new());
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if !sent && line.contains("listening on ") {
-                    let addr = line
-                        .split("listening on ")
-                        .nth(1)
-                        .and_then(|s| s.split_whitespace().next())
-                        .map(str::to_owned);
-                    let _ = tx.send(addr);
-                    sent = true;
-                }
                 if std::env::var_os("TEST_LOG").is_some() {
                     eprintln!("[node] {line}");
                 }
+                if let Some(mut log) = start_log.take() {
+                    let listening = line.contains("listening on ");
+                    log.push(line);
+                    match listening {
+                        true => {
+                            let _ = tx.send(log);
+                        }
+                        false => start_log = Some(log),
+                    }
+                }
             }
         });
-        let addr = rx
+        let start_log = rx
             .recv_timeout(Duration::from_secs(30))
-            .ok()
-            .flatten()
             .expect("node printed its address");
+        let addr = start_log
+            .last()
+            .and_then(|line| line.split("listening on ").nth(1))
+            .and_then(|s| s.split_whitespace().next())
+            .expect("an address in the listening line")
+            .to_owned();
         Node {
             child,
             url: format!("http://{addr}"),
+            start_log,
         }
+    }
+
+    /// The listening line.
+    pub fn start_line(&self) -> &str {
+        self.start_log.last().map_or("", String::as_str)
+    }
+
+    /// The listening address, `host:port`.
+    pub fn addr(&self) -> &str {
+        self.url.trim_start_matches("http://")
     }
 
     /// Sends SIGTERM and waits for the exit; its code (`None`: ended by a signal).
