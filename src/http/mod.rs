@@ -17,6 +17,7 @@ pub mod front;
 pub mod idempotency;
 pub mod json_body;
 pub mod limits;
+pub mod media;
 pub mod ops;
 pub mod params;
 pub mod reply;

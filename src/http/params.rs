@@ -8,7 +8,6 @@ use axum::body::{Body, Bytes};
 use axum::extract::{FromRequest, Request};
 use axum::http::header;
 use axum::http::request::Parts;
-use mime::Mime;
 
 use super::AppState;
 use super::charset::Charset;
@@ -226,9 +225,10 @@ async fn parse_body(
     if content_type.eq_ignore_ascii_case(mime::APPLICATION_WWW_FORM_URLENCODED.as_ref()) {
         return decode_urlencoded(&body, Charset::Utf8);
     }
-    // Parsed by `mime` (quoted parameters, case rules). A header it cannot parse is named as
-    // sent: a supported type with malformed parameters must not read "not supported".
-    let Ok(mime) = content_type.parse::<Mime>() else {
+    // Parsed by `mime` (quoted parameters, case rules) as HTTP writes it (`media.rs`). A
+    // header it cannot parse is named as sent: a supported type with malformed parameters
+    // must not read "not supported".
+    let Some(mime) = super::media::parse(content_type) else {
         return Err(ApiError::invalid(
             "Content-Type",
             format!("{content_type:?} cannot be parsed (type/subtype; name=value parameters)"),
@@ -348,7 +348,15 @@ async fn decode_multipart(
     let mut out = Vec::new();
     let bad = |e: multer::Error| ApiError::invalid("multipart body", e.to_string());
     while let Some(field) = multipart.next_field().await.map_err(bad)? {
-        let field_encoding = match field.content_type().and_then(|m| m.get_param("charset")) {
+        // The part's own `Content-Type` read here, not by multer (`mime` alone refuses a
+        // space before its `;` and the charset was then ignored); none, or one that is no
+        // media type: the body's charset.
+        let part_type = field
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(super::media::parse);
+        let field_encoding = match part_type.as_ref().and_then(|m| m.get_param("charset")) {
             Some(cs) => Charset::of(Some(cs.as_str()))?,
             None => encoding,
         };

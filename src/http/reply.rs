@@ -250,13 +250,14 @@ impl IntoResponse for Reply {
 /// wins unless XML is preferred: by a higher `q`, by being named first at the same `q` (as
 /// GMS clients that list both expect), or because JSON alone is refused with `q=0`.
 pub fn wants_xml(headers: &HeaderMap) -> bool {
-    let Some(accept) = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()) else {
-        return false;
-    };
-    let ranges: Vec<(Mime, u16)> = accept
-        .split(',')
+    // Several `Accept` lines are one list (RFC 9110 §5.3), in the order sent.
+    let ranges: Vec<(Mime, u16)> = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|accept| accept.split(','))
         .filter_map(|range| {
-            let mime: Mime = range.trim().parse().ok()?;
+            let mime = super::media::parse(range.trim())?;
             let q = quality(&mime)?;
             Some((mime, q))
         })

@@ -46,6 +46,87 @@ async fn xml_when_asked() {
     );
 }
 
+/// Media types as HTTP allows them: spaces before a `;`, an empty parameter, and `Accept`
+/// sent as several lines (one list). Each was refused (400), ignored (a part's charset) or
+/// answered in JSON before.
+#[tokio::test]
+async fn media_types_with_spaces_and_accept_in_several_lines() {
+    let app = &TestApp::spawn(Backend::Memory).await;
+    let stored = |r: crate::helpers::Resp| async move {
+        app.get(&format!("/genesys/1/service/{}", r.field("_id")))
+            .await
+            .field("name")
+    };
+    for content_type in [
+        "application/x-www-form-urlencoded ; charset=ISO-8859-1",
+        "application/x-www-form-urlencoded\t;charset=ISO-8859-1 ;",
+    ] {
+        let content_type = content_type.replace("\\t", "\t");
+        let r = app
+            .send(
+                app.client
+                    .post(app.path("/genesys/1/service/callback"))
+                    .header("Content-Type", content_type.as_str())
+                    .body("name=Zo%EB"),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{content_type:?}: {}", r.text);
+        assert_eq!(stored(r).await, "Zoë", "{content_type:?}");
+    }
+    let r = app
+        .send(
+            app.client
+                .post(app.path("/genesys/1/service/callback"))
+                .header("Content-Type", "application/x-www-form-urlencoded ;")
+                .body("name=Zo%C3%AB"),
+        )
+        .await;
+    assert_eq!(stored(r).await, "Zoë");
+    // A part's own charset, written with a space.
+    let body = b"--b\r\nContent-Disposition: form-data; name=\"name\"\r\nContent-Type: text/plain ; charset=ISO-8859-1\r\n\r\nZo\xeb\r\n--b--\r\n";
+    let r = app
+        .send(
+            app.client
+                .post(app.path("/genesys/1/service/callback"))
+                .header("Content-Type", "multipart/form-data ; boundary=b")
+                .body(body.to_vec()),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(stored(r).await, "Zoë");
+
+    let id = &app.session(&[]).await;
+    let xml = |accept: &'static [&'static str]| {
+        let mut req = app
+            .client
+            .get(app.path(&format!("/genesys/1/service/{id}")));
+        for line in accept {
+            req = req.header("Accept", *line);
+        }
+        async move {
+            let r = app.send(req).await;
+            r.header("content-type").unwrap_or_default()
+        }
+    };
+    for accept in [
+        &["application/xml ;q=0.9"][..],
+        &["text/xml ; q=1"],
+        &["application/xml ; q=0.9 , application/json;q=0.8"],
+        &["text/html", "application/xml"],
+    ] {
+        assert!(
+            xml(accept).await.starts_with("application/xml"),
+            "{accept:?}"
+        );
+    }
+    assert!(
+        xml(&["application/json", "application/xml"])
+            .await
+            .starts_with("application/json"),
+        "the first named wins at the same q, across lines too"
+    );
+}
+
 #[tokio::test]
 async fn multipart_json_and_latin1_bodies() {
     let app = TestApp::spawn(Backend::Memory).await;
