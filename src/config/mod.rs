@@ -504,17 +504,23 @@ mod tests {
     fn gms_configs_carry_over() {
         let text = format!(
             "{GROUP}[services.ra]\n_type = \"builtin\"\n_service = \"request-access\"\n_resource_group = \"DNIS\"\n_provide_code = \"true\"\n\
-             _access_code_length = \"8\"\n_booking_expiration_timeout = \"\"\n_redirect = \"x\"\n_ttl = 60\n_phone_number = \"\"\n"
+             _access_code_length = \"8\"\n_booking_expiration_timeout = \"\"\n_redirect = \"x\"\n_ttl = 60\n_phone_number = \"\"\n_id = \"\"\n\
+             [services.ra2]\n_type = \"builtin\"\n_service = \"request-access\"\n_id = \"x\"\n"
         );
         let (c, warnings) = load(&text).expect("valid");
         let ra = &c.services.values().next().expect("service");
         assert_eq!(ra.kind, ServiceKind::RequestAccess);
+        assert_eq!(c.services.len(), 2, "the seed's _id option loads");
         assert_eq!(ra.provide_code, Some(true));
         assert_eq!(ra.access_code_length.map(CodeLength::get), Some(8));
         assert_eq!(ra.booking_timeout, None, "an empty string is unset");
-        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert_eq!(warnings.len(), 2, "one a service: {warnings:?}");
         assert!(
             warnings[0].contains("_redirect") && warnings[0].contains("_ttl"),
+            "{warnings:?}"
+        );
+        assert!(
+            warnings[1].contains("services.ra2") && warnings[1].contains("_id"),
             "{warnings:?}"
         );
         assert!(

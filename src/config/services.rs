@@ -57,8 +57,10 @@ pub struct ServiceConfig {
     pub return_pool_health: bool,
 }
 
-/// GMS options that load with a warning because access-broker does not act on them.
-const IGNORED: [&str; 3] = ["_overwritable_options", "_redirect", "_phone_number"];
+/// GMS options that load with a warning because access-broker does not act on them. `_id`
+/// and `_phone_number` are request parameters that GMS's request-access lists among its
+/// options too (the seed's configuration table), so GMS configs carry them.
+const IGNORED: [&str; 4] = ["_overwritable_options", "_redirect", "_phone_number", "_id"];
 
 /// Keys every service table may carry, whatever its type.
 const COMMON: [&str; 6] = [
