@@ -17,13 +17,19 @@ use clap::Parser;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let command = Cli::parse().into_command();
+    if let Command::Serve(_) = command {
+        // Before any other thread exists (they all inherit it): a SIGTERM from here on waits
+        // until `shutdown_signal` has registered the handlers, instead of killing the
+        // process by its default action in the milliseconds the runtime takes to start.
+        signals::hold();
+    }
     telemetry::init();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(err) => return fail(&format!("cannot start the runtime: {err}")),
     };
-    let result = runtime.block_on(run(cli));
+    let result = runtime.block_on(run(command));
     // What a start left running when SIGTERM came (a large store still loading on a blocking
     // thread) must not hold the exit: dropping the runtime would wait for it to finish. The
     // store's own files stay consistent however the process ends (SQLite's journal, a
@@ -40,8 +46,8 @@ fn fail(message: &str) -> ExitCode {
     ExitCode::from(2)
 }
 
-async fn run(cli: Cli) -> anyhow::Result<()> {
-    match cli.into_command() {
+async fn run(command: Command) -> anyhow::Result<()> {
+    match command {
         Command::CheckConfig(args) => {
             let (config, warnings) = Config::load(Some(&args.config))?;
             let config = config.with_env_credentials(env)?;
@@ -56,6 +62,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             // moment of the start (a large SQLite file loading, a database that does not
             // answer yet) stops us cleanly with 0, not with the signal's default action.
             let mut shutdown = Box::pin(shutdown_signal());
+            // Delivered now to this thread (the one `block_on` runs on), if it came already.
+            signals::release();
             // Read on a blocking thread, raced against the signal: a file of millions of
             // numbers takes seconds to expand, and SIGTERM meanwhile ends the start at once.
             let path = args.config.clone();
@@ -176,6 +184,30 @@ async fn start(config: Config) -> anyhow::Result<App> {
         .map_err(|e| anyhow::anyhow!("store {url}: {e}"))?;
     tracing::info!(addr = %app.local_addr(), store = %url, node = %node, groups = %groups.join(","), "access-broker listening on {}", app.local_addr());
     Ok(app)
+}
+
+/// SIGTERM and SIGINT blocked on the calling thread (`hold`, and so on every thread it starts
+/// afterwards) and unblocked again (`release`). Failures are ignored: the mask only narrows
+/// the moments at start when a signal would end the process by its default action.
+mod signals {
+    #[cfg(unix)]
+    fn mask(how: nix::sys::signal::SigmaskHow) {
+        use nix::sys::signal::{SigSet, Signal, pthread_sigmask};
+        let mut set = SigSet::empty();
+        set.add(Signal::SIGTERM);
+        set.add(Signal::SIGINT);
+        let _ = pthread_sigmask(how, Some(&set), None);
+    }
+
+    pub fn hold() {
+        #[cfg(unix)]
+        mask(nix::sys::signal::SigmaskHow::SIG_BLOCK);
+    }
+
+    pub fn release() {
+        #[cfg(unix)]
+        mask(nix::sys::signal::SigmaskHow::SIG_UNBLOCK);
+    }
 }
 
 /// Registers the Ctrl-C and SIGTERM handlers now and returns what resolves on either.
