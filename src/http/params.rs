@@ -48,11 +48,6 @@ impl Params {
             .filter(|v| !v.is_empty())
     }
 
-    /// The first of several spellings that was sent (`_return_data` / `_return_user_data`).
-    pub fn get_any<'a>(&'a self, names: &[&'a str]) -> Option<(&'a str, &'a str)> {
-        names.iter().find_map(|&n| self.get(n).map(|v| (n, v)))
-    }
-
     /// Parses a parameter with a domain parser; a failure is a 400 naming it.
     pub fn parse<T, E: std::fmt::Display>(
         &self,

@@ -207,10 +207,10 @@ async fn match_interaction(
     let number = params
         .get("_access_number")
         .ok_or_else(|| ApiError::invalid("_access_number", "required"))?;
-    let return_data = match params.get_any(&["_return_data", "_return_user_data"]) {
-        Some((name, v)) => crate::domain::parse_bool(v).map_err(|e| ApiError::invalid(name, e))?,
-        None => false,
-    };
+    // Two spellings of one option (GMS documents both): each one sent is checked, and either
+    // one true returns the data.
+    let return_data = params.flag("_return_data")?.unwrap_or(false)
+        | params.flag("_return_user_data")?.unwrap_or(false);
     let p = MatchParams {
         // Trimmed, as codes, flags and numbers of seconds are: `" 100"` is the number 100.
         number: AccessNumber::parse(number.trim()).map_err(ApiError::param("_access_number"))?,
@@ -240,8 +240,12 @@ async fn match_interaction(
     })
 }
 
-fn matched(session: Session, return_data: bool) -> Reply {
+/// A match's answer. The stored fields come first and the answer's own fields win: a stored
+/// `_id` or `_data_id` is replaced, and a stored `_late_match` left out (only the match says
+/// whether it was late).
+fn matched(mut session: Session, return_data: bool) -> Reply {
     let base = if return_data {
+        session.fields.retain(|(name, _)| name != "_late_match");
         Reply::from_fields(session.fields)
     } else {
         Reply::new()

@@ -114,6 +114,24 @@ async fn options_multiple_matches_and_delete_service() {
     let m = app.match_interaction(&[("_access_number", &number)]).await;
     let body = m.json();
     assert_eq!(body.as_object().map(|o| o.len()), Some(2), "{body}");
+    // Either spelling true returns the data; a stored `_late_match` does not make a live
+    // match look late, and stored ids do not replace the answer's.
+    let id = app
+        .session(&[("k", "v"), ("_late_match", "true"), ("_data_id", "x")])
+        .await;
+    let number = app.request_access(&id, &[]).await.field("_access_number");
+    let m = app
+        .match_interaction(&[
+            ("_access_number", &number),
+            ("_return_data", "false"),
+            ("_return_user_data", "true"),
+        ])
+        .await;
+    let body = m.json();
+    assert_eq!(body["k"], "v", "{body}");
+    assert_eq!(body["_id"], id.as_str(), "{body}");
+    assert_eq!(body["_data_id"], format!("{id}.data").as_str(), "{body}");
+    assert!(body.get("_late_match").is_none(), "{body}");
 }
 
 #[tokio::test]
@@ -132,6 +150,15 @@ async fn bad_parameters() {
         ),
         (
             &[("_access_number", "6504660000"), ("_return_user_data", "2")],
+            400,
+            "_return_user_data",
+        ),
+        (
+            &[
+                ("_access_number", "6504660000"),
+                ("_return_data", "true"),
+                ("_return_user_data", "bogus"),
+            ],
             400,
             "_return_user_data",
         ),
