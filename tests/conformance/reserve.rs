@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 
 use access_broker::domain::Allocation;
-use access_broker::store::{DynStore, ReserveError};
+use access_broker::store::{DynStore, RemoveNumber, ReserveError};
 
 use crate::support::{Backend, TestStore, new_session, number, reserve_request};
 use crate::{MS, SEC, code, exhausted, group_name, reserve_fresh};
@@ -15,6 +15,7 @@ crate::conformance!(
     reserve_refuses_unknown_sessions_and_groups,
     a_session_holds_one_reservation_per_group,
     an_empty_pool_refuses_with_retry_after,
+    retry_after_skips_a_retiring_number,
     reserve_new_session_leaves_nothing_when_refused,
     concurrent_reserves_never_share_a_number,
     one_session_asking_many_times_at_once_holds_one_number,
@@ -90,6 +91,27 @@ async fn an_empty_pool_refuses_with_retry_after(t: TestStore) {
         SEC,
         "at least one second"
     );
+}
+
+/// A retiring number's reservation ends and frees nothing: Retry-After counts the others
+/// (it counted the retiring one, so a caller came back to an empty pool).
+async fn retry_after_skips_a_retiring_number(t: TestStore) {
+    let g = t.with_group("DNIS", 2, Allocation::RoundRobin).await;
+    let a = t.session(300 * SEC).await;
+    let first = t.reserve(&a, &g).await.expect("reserved");
+    let removed = t.store.remove_number(&g, &first.number).await.expect("rm");
+    assert_eq!(removed, RemoveNumber::Retiring);
+    t.advance(10 * SEC);
+    let b = t.session(300 * SEC).await;
+    t.reserve(&b, &g).await.expect("reserved");
+    let c = t.session(300 * SEC).await;
+    assert_eq!(
+        exhausted(t.reserve(&c, &g).await),
+        30 * SEC,
+        "the second number's end, not the retiring one's (20 s)"
+    );
+    t.advance(21 * SEC);
+    assert_eq!(exhausted(t.reserve(&c, &g).await), 9 * SEC, "after it left");
 }
 
 async fn reserve_new_session_leaves_nothing_when_refused(t: TestStore) {

@@ -498,8 +498,8 @@ async fn lock_some<C: GenericClient>(
 }
 
 /// When each number of a group that is not lendable now (reserved or cooling) becomes
-/// lendable (Retry-After on an empty pool). A retiring number counts while it is held, as
-/// in the embedded engine.
+/// lendable (Retry-After on an empty pool). A retiring number never becomes lendable, so it
+/// does not count, as in the embedded engine.
 pub async fn lendable_at<C: GenericClient>(
     tx: &C,
     now: i64,
@@ -509,7 +509,7 @@ pub async fn lendable_at<C: GenericClient>(
         .query_prepared(
             "SELECT number, freed_at FROM numbers
              WHERE group_name = $1 AND quarantined_at IS NULL AND freed_at > $2
-               AND (NOT retiring OR (session IS NOT NULL AND expires_at > $2))",
+               AND NOT retiring",
             &[(&group, Type::TEXT), (&now, Type::INT8)],
         )
         .await

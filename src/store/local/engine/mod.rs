@@ -192,13 +192,23 @@ impl Group {
     }
 
     /// The first moment a number of the group becomes lendable: the earliest hold's end
-    /// plus the cool-down, or the earliest cooling number's time, whichever comes first.
+    /// plus the cool-down, or the earliest cooling number's time, whichever comes first. A
+    /// retiring number's hold does not count: its end frees nothing.
     fn first_free_at(&mut self) -> Option<UnixMillis> {
         self.settle_expiries();
-        let held = self
-            .expiries
-            .peek()
-            .map(|Reverse((at, _))| rules::lifecycle::free_from(*at, &self.settings.policy));
+        let lends_again = |&Reverse((at, pos)): &Reverse<(UnixMillis, Pos)>| {
+            self.hold(pos)
+                .is_some_and(|h| h.expires_at == at && !h.retiring)
+                .then_some(at)
+        };
+        // The earliest hold, unless it is a retiring one: then the earliest of the others
+        // (a scan, only for an empty pool whose next hold to end retires).
+        let held = match self.expiries.peek() {
+            Some(top) if lends_again(top).is_some() => lends_again(top),
+            Some(_) => self.expiries.iter().filter_map(lends_again).min(),
+            None => None,
+        }
+        .map(|at| rules::lifecycle::free_from(at, &self.settings.policy));
         while let Some(&Reverse((at, pos))) = self.cooling.peek() {
             if matches!(self.slots[pos as usize].state, SlotState::Free(t) if t == at) {
                 break;
