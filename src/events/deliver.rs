@@ -8,7 +8,7 @@
 //! picks up exactly where this task stopped. A stuck endpoint shows as a growing
 //! `access_broker_events_backlog`; it never makes the node unready.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,7 +20,7 @@ use hmac::{KeyInit, Mac};
 use super::Event;
 use crate::config::EventsConfig;
 use crate::metrics::Metrics;
-use crate::store::DynStore;
+use crate::store::{DynStore, PendingEvent};
 
 /// The header carrying `sha256=<hex HMAC-SHA256 of the body with the secret>`.
 pub const SIGNATURE_HEADER: &str = "x-access-broker-signature";
@@ -111,7 +111,11 @@ impl Deliverer {
     /// was rescheduled only when its round ended, and retries starved behind new events.)
     async fn run(&self, store: &DynStore, metrics: &Metrics) {
         let mut flying = FuturesUnordered::new();
-        // Events being sent, or delivered and not yet recorded: never started twice.
+        // Read from the outbox and not started yet: started as places free up. (On
+        // PostgreSQL every event read is leased to this node for a minute; one read and
+        // dropped waited out its lease before any node sent it.)
+        let mut queued: VecDeque<PendingEvent> = VecDeque::new();
+        // Events queued, being sent, or delivered and not yet recorded: never started twice.
         let mut sending: HashSet<String> = HashSet::new();
         let mut done: Vec<String> = Vec::new();
         loop {
@@ -123,19 +127,14 @@ impl Deliverer {
                     Err(err) => warn_unreadable(&err),
                 }
             }
-            // Topped up in halves, so a steady flow reads the outbox once per few events.
-            if flying.len() <= BATCH / 2 {
+            // Topped up in halves, so a steady flow reads the outbox once per few events. The
+            // embedded stores lease nothing: what is in flight comes back and is skipped.
+            if flying.len() + queued.len() <= BATCH / 2 {
                 match store.due_events(BATCH + sending.len()).await {
                     Ok(due) => {
                         for pending in due {
-                            if flying.len() >= BATCH {
-                                break;
-                            }
                             if sending.insert(pending.event.id.clone()) {
-                                flying.push(async move {
-                                    let outcome = self.post(&pending.event).await;
-                                    (pending, outcome)
-                                });
+                                queued.push_back(pending);
                             }
                         }
                     }
@@ -144,6 +143,15 @@ impl Deliverer {
                 if let Ok(backlog) = store.outbox_len().await {
                     metrics.set_event_backlog(backlog);
                 }
+            }
+            while flying.len() < BATCH {
+                let Some(pending) = queued.pop_front() else {
+                    break;
+                };
+                flying.push(async move {
+                    let outcome = self.post(&pending.event).await;
+                    (pending, outcome)
+                });
             }
             let ended = match flying.is_empty() {
                 true => {
@@ -177,7 +185,7 @@ impl Deliverer {
         &self,
         store: &DynStore,
         metrics: &Metrics,
-        pending: &crate::store::PendingEvent,
+        pending: &PendingEvent,
         outcome: Outcome,
     ) -> Settled {
         let event = &pending.event;

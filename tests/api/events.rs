@@ -375,3 +375,63 @@ async fn next_within(arrived: &mut mpsc::UnboundedReceiver<String>, secs: u64) -
         .ok()
         .flatten()
 }
+
+/// Every event read from a PostgreSQL outbox is sent at once, however the answers straggle.
+/// Each read leases the events it returns to the node; the reader asked for more than it had
+/// places for while some were in flight and dropped the rest, which then waited out their
+/// one-minute lease (the two-node test above timed out on it under load).
+#[tokio::test]
+async fn events_read_from_postgres_are_all_sent_while_answers_straggle() {
+    crate::support::limit::within(async {
+        let (tx, mut arrived) = mpsc::unbounded_channel::<String>();
+        let posts = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let hook = axum::Router::new().route(
+            "/hook",
+            axum::routing::post(move |body: String| {
+                let (tx, posts) = (tx.clone(), posts.clone());
+                async move {
+                    // 0, 300, 600 or 900 ms: places free up one by one, not all at once.
+                    let n = posts.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(300 * (n % 4) as u64)).await;
+                    let _ = tx.send(body);
+                    StatusCode::OK
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind receiver");
+        let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
+        tokio::spawn(async move { axum::serve(listener, hook).await });
+        let store = TestStore::require_with_outbox(Backend::Postgres).await;
+        let events: Vec<Event> = (0..100)
+            .map(|_| event(EventKind::Created, store.clock.now()))
+            .collect();
+        store
+            .store
+            .record_events(events.clone())
+            .await
+            .expect("queued");
+        let (config, _) = Config::from_toml(&config_for(&url), "test.toml").expect("config");
+        let settings = config.events.clone().expect("[events]");
+        let metrics = Arc::new(access_broker::metrics::Metrics::new());
+        let node = deliver::spawn(store.store.clone(), settings, metrics);
+        let mut seen = std::collections::HashSet::new();
+        while seen.len() < events.len() {
+            let Some(body) = next_within(&mut arrived, 20).await else {
+                panic!(
+                    "{} of {} events sent, then none for 20 s",
+                    seen.len(),
+                    events.len()
+                );
+            };
+            let id = serde_json::from_str::<Value>(&body).expect("JSON")["id"]
+                .as_str()
+                .expect("id")
+                .to_owned();
+            seen.insert(id);
+        }
+        node.abort();
+    })
+    .await
+}
