@@ -113,9 +113,12 @@ pub enum Verdict {
 ///   it), unless the call's code is the ended reservation's own: that is its late caller, whose
 ///   IVR may retry, and must not wear down or cancel the number's next holder. The attempt
 ///   after `max_code_attempts` wrong ones (0: no limit) cancels it.
-/// - With no live reservation, the call is stray; the reason is the ended reservation's
-///   (within the grace: why it refused, or its session's end; within 24 h: `expired`,
-///   `locked`, `session_ended`), else `not_reserved`.
+/// - With no live reservation, the call is stray; the reason is how the number's last
+///   reservation ended (within 24 h: `expired`, `locked`, `session_ended`), else
+///   `not_reserved`, as the contract lists them. Within the grace an ended reservation that
+///   would have taken the call but whose session has ended answers `session_ended`; why it
+///   refused a call (a wrong code or phone) is not told: the contract gives those reasons
+///   to live reservations, and a guesser learns nothing about an ended one's code.
 pub fn decide(
     call: Call<'_>,
     live: Option<Live<'_>>,
@@ -173,8 +176,9 @@ pub fn decide(
     }
 }
 
-/// An ended reservation's answer to a late call: its session, or why not (`None`: it is out
-/// of the grace or ended in a way that closes it).
+/// An ended reservation's answer to a late call: its session, or `session_ended` when it
+/// would have taken the call but its session is gone (`None`: out of the grace, ended in a
+/// way that closes it, or the call is not its caller's).
 fn late_answer(
     call: Call<'_>,
     last: Last<'_>,
@@ -193,7 +197,7 @@ fn late_answer(
         call.phone,
         true,
     )
-    .map_err(|r| Some(r.into()))?;
+    .map_err(|_| None)?;
     if !last.session_alive {
         return Err(Some(Reason::SessionEnded));
     }

@@ -112,6 +112,11 @@ fn late_calls_find_an_ended_reservation_within_the_grace() {
         code: Some(&c1),
         ..lenient
     };
+    let c2 = code("9999");
+    let wrong = Call {
+        code: Some(&c2),
+        ..lenient
+    };
     let cases = [
         (
             ended(EndReason::Expired, 10_000, None),
@@ -147,7 +152,27 @@ fn late_calls_find_an_ended_reservation_within_the_grace() {
             ended(EndReason::Expired, 10_000, Some(&c1)),
             true,
             lenient,
-            Verdict::Stray(Reason::CodeRequired),
+            Verdict::Stray(Reason::Expired),
+        ),
+        // A wrong code within the grace: how the number's reservation ended, never
+        // `wrong_code` (the contract's reasons for a number without a live reservation).
+        (
+            ended(EndReason::Expired, 10_000, Some(&c1)),
+            true,
+            wrong,
+            Verdict::Stray(Reason::Expired),
+        ),
+        (
+            ended(EndReason::Matched, 10_000, Some(&c1)),
+            true,
+            wrong,
+            Verdict::Stray(Reason::NotReserved),
+        ),
+        (
+            ended(EndReason::Matched, 10_000, Some(&c1)),
+            false,
+            with_code,
+            Verdict::Stray(Reason::SessionEnded),
         ),
         (
             ended(EndReason::Expired, 10_000, Some(&c1)),
