@@ -15,7 +15,8 @@
 //!   never below what the store holds, so on one node the limit is exact even under a burst
 //!   of concurrent calls. When that sum says a call does not fit, the store is read again
 //!   before it is refused (sessions that expired meanwhile make room), at most every 100 ms
-//!   so that a flood at a full store does not walk it on every call. Nodes of a cluster
+//!   so that a flood at a full store does not walk it on every call, and at once after a
+//!   session or entry was ended through this node ([`Limits::made_room`]). Nodes of a cluster
 //!   see each other's sessions at their next reading: together they may pass the limit by
 //!   what the others added within that second.
 //!
@@ -108,6 +109,9 @@ struct Count {
     /// Readings begun, and the one applied (a slower, older reading never replaces it).
     begun: u64,
     applied: u64,
+    /// A session or entry was ended through this node since the last reading began: a
+    /// refusal reads the store again at once, not after `REREAD_AFTER`.
+    room_made: bool,
 }
 
 impl Count {
@@ -361,6 +365,14 @@ impl Limits {
         }
     }
 
+    /// After a session or stored entry was ended through this node (its end committed): a
+    /// call refused for room next reads the store first, so what was freed is seen at once.
+    pub fn made_room(&self) {
+        if self.config.max_sessions.is_some() || self.config.max_storage_bytes.is_some() {
+            self.count.lock().room_made = true;
+        }
+    }
+
     /// Before a call that adds a session (`Adds::Session`) or stored `fields` (counted by
     /// their names and values): 507 StoreFull when they would not fit. Keep the returned
     /// [`Room`] until the call's write has returned.
@@ -421,7 +433,7 @@ impl Limits {
             // At the limit, a refusal reads the store again first, but not more often than
             // every REREAD_AFTER: a flood of calls at a full store must not walk it each time.
             let full = count.bound().is_some_and(|held| over(held).is_some());
-            stale || (full && age.is_some_and(|age| age >= REREAD_AFTER))
+            stale || (full && (count.room_made || age.is_some_and(|age| age >= REREAD_AFTER)))
         };
         if read_again && !self.read(broker).await {
             // The store cannot answer: the write itself will meet the same failure.
@@ -448,6 +460,8 @@ impl Limits {
         let (begun, done_before, at) = {
             let mut count = self.count.lock();
             count.begun += 1;
+            // This reading sees every end committed before it began.
+            count.room_made = false;
             (count.begun, count.done, Instant::now())
         };
         let store = match broker.usage().await {

@@ -228,6 +228,9 @@ async fn match_interaction(
         // The match ended the hold in its group; `_delete_service` ended them all.
         let group = (!ends_session).then_some(&found.group);
         state.limits.forget(&found.session.id, group);
+        if ends_session {
+            state.limits.made_room();
+        }
     }
     let mut one = matched(found.session, return_data);
     if found.late {
@@ -277,6 +280,7 @@ async fn end(
     let session = find_session(&state, &id, &headers).await?;
     state.broker.end_session(&session.id).await?;
     state.limits.forget(&session.id, None);
+    state.limits.made_room();
     Ok(Reply::new().field("_id", &session.id))
 }
 

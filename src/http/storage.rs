@@ -156,5 +156,6 @@ async fn update(
 async fn delete(State(state): State<AppState>, Path(id): Path<String>) -> Result<Reply, ApiError> {
     let id = data_id(&id)?;
     state.broker.delete_data(&id).await?;
+    state.limits.made_room();
     Ok(Reply::new().field("id", id))
 }

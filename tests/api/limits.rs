@@ -348,6 +348,61 @@ crate::on_every_backend!(expired_sessions_make_room, |backend| async move {
     app.session(&[("a", "1")]).await;
 });
 
+// A session or entry ended through the node makes room at once: the call right after the
+// DELETE fits (it was refused for 100 ms, the refusal's count not read again yet).
+crate::on_every_backend!(
+    ended_sessions_and_entries_make_room_at_once,
+    |backend| async move {
+        let app = TestApp::spawn_with(
+            backend,
+            &with_limits("max_sessions = 2\nmax_storage_bytes = 300"),
+        )
+        .await;
+        let first = app.session(&[]).await;
+        app.session(&[]).await;
+        let full = || app.post("/genesys/1/service/callback", &[]);
+        full().await.error(507, "StoreFull");
+        assert_eq!(
+            app.delete(&format!("/genesys/1/service/{first}"))
+                .await
+                .status,
+            200
+        );
+        let resp = full().await;
+        assert_eq!(resp.status, 200, "after a session DELETE: {}", resp.text);
+        // Ended by a match with `_delete_service`.
+        full().await.error(507, "StoreFull");
+        let number = app
+            .request_access(&resp.field("_id"), &[])
+            .await
+            .field("_access_number");
+        let m = app
+            .match_interaction(&[("_access_number", &number), ("_delete_service", "true")])
+            .await;
+        assert_eq!(m.status, 200, "{}", m.text);
+        assert_eq!(
+            full().await.status,
+            200,
+            "after a match that ended its session"
+        );
+        // Stored entries: 100 bytes each, three fill 300.
+        let blob = "v".repeat(99);
+        let mut ids = Vec::new();
+        for _ in 0..3 {
+            let resp = app.post("/genesys/1/storage/60", &[("k", &blob)]).await;
+            assert_eq!(resp.status, 200, "{}", resp.text);
+            ids.push(resp.field("id"));
+        }
+        let form = [("k", blob.as_str())];
+        let add = || app.post("/genesys/1/storage/60", &form);
+        add().await.error(507, "StoreFull");
+        let gone = app.delete(&format!("/genesys/1/storage/{}", ids[0])).await;
+        assert_eq!(gone.status, 200, "{}", gone.text);
+        let resp = add().await;
+        assert_eq!(resp.status, 200, "after a storage DELETE: {}", resp.text);
+    }
+);
+
 // An error answer changed nothing, so it takes no room: request-interactions refused for an
 // unknown group, a bad parameter or an empty pool leave every session of max_sessions free.
 crate::on_every_backend!(refused_calls_take_no_room, |backend| async move {
