@@ -304,8 +304,13 @@ impl Limits {
         };
         let in_flight = held.pending.get(client).copied().unwrap_or(0);
         if count + in_flight >= limit {
+            // `in_flight`: the client's other calls still waiting for a number.
+            let waiting = match in_flight {
+                0 => String::new(),
+                n => format!(" and {n} more on the way"),
+            };
             return Err(ApiError::QuotaExceeded(format!(
-                "this client holds {count} live reservations (and asks for {in_flight} more); [limits] reservations_per_client allows {limit}"
+                "this client holds {count} live reservations{waiting}; [limits] reservations_per_client allows {limit}"
             )));
         }
         *held.pending.entry(client.to_owned()).or_default() += 1;
