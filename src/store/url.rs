@@ -37,8 +37,46 @@ impl FromStr for StoreUrl {
             }
             return Ok(Self::Postgres(s.into()));
         }
-        Err(BadStoreUrl(redact(s)))
+        Err(BadStoreUrl(redact_unrecognised(s)))
     }
+}
+
+/// A string that is no store URL may still carry a password: a libpq key/value string
+/// (`host=db user=app password=secret`) or a URL with a mistyped scheme
+/// (`postgres//app:secret@db`). Every `password=` value and the text between the last
+/// `:` and `@` of a userinfo are replaced with `***`.
+fn redact_unrecognised(s: &str) -> String {
+    let mut out = redact(s);
+    if let Some(at) = out.rfind('@')
+        && let Some(colon) = out[..at].rfind(':')
+        && colon + 1 < at
+    {
+        out.replace_range(colon + 1..at, "***");
+    }
+    let lower = out.to_ascii_lowercase();
+    let mut redacted = String::with_capacity(out.len());
+    let mut rest = 0;
+    for (start, _) in lower.match_indices("password") {
+        if start < rest {
+            continue;
+        }
+        let after = &out[start + "password".len()..];
+        let Some(value) = after.trim_start().strip_prefix('=') else {
+            continue;
+        };
+        let value = value.trim_start();
+        let value_start = out.len() - value.len();
+        // A quoted value ends at its closing quote, a bare one at a space or `&`.
+        let len = match value.strip_prefix('\'') {
+            Some(quoted) => quoted.find('\'').map_or(value.len(), |i| i + 2),
+            None => value.find([' ', '\t', '&']).unwrap_or(value.len()),
+        };
+        redacted.push_str(&out[rest..value_start]);
+        redacted.push_str("***");
+        rest = value_start + len;
+    }
+    redacted.push_str(&out[rest..]);
+    redacted
 }
 
 /// Without the postgres feature, any `postgres://` URL passes parsing and `open` names the
@@ -187,5 +225,27 @@ mod tests {
         assert_eq!(url.to_string(), "postgres://app@db/broker?pass%77ord=***");
         let url: StoreUrl = "postgres://app:p@ss@db/broker".parse().expect("valid");
         assert_eq!(url.to_string(), "postgres://app:***@db/broker");
+    }
+
+    #[test]
+    fn a_string_that_is_no_store_url_is_quoted_without_its_password() {
+        let cases = [
+            (
+                "host=db user=app password=hunter2 dbname=x",
+                "host=db user=app password=*** dbname=x",
+            ),
+            (
+                "host=db password = 'hun ter2' dbname=x",
+                "host=db password = *** dbname=x",
+            ),
+            ("postgres//app:hunter2@db/x", "postgres//app:***@db/x"),
+            ("PASSWORD=hunter2", "PASSWORD=***"),
+            ("db:5432/x", "db:5432/x"),
+        ];
+        for (sent, shown) in cases {
+            let err = sent.parse::<StoreUrl>().err().map(|e| e.to_string());
+            let err = err.unwrap_or_default();
+            assert!(err.contains(&format!("{shown:?}")), "{sent:?}: {err}");
+        }
     }
 }
