@@ -173,6 +173,50 @@ async fn full_disk() {
     );
     assert_eq!(get(&c, &format!("{base}/ready")).await.0, 503);
     assert_eq!(get(&c, &format!("{base}/health")).await.0, 200);
+    // So do calls that would change nothing: they answered 503 like writes.
+    let unknown = "1-00000000-0000-4000-8000-000000000000";
+    let kinds = [
+        (
+            post(
+                &c,
+                &service("match-interaction"),
+                &[("_access_number", "9999999")],
+            )
+            .await,
+            "NoMatch",
+        ),
+        (
+            post(&c, &service("request-access"), &[("_id", unknown)]).await,
+            "ServiceNotFound",
+        ),
+        (
+            post(
+                &c,
+                &service("request-access"),
+                &[("_id", &s2), ("_resource_group", "NOPE")],
+            )
+            .await,
+            "UnknownResourceGroup",
+        ),
+        (
+            post(
+                &c,
+                &service("request-interaction"),
+                &[("_resource_group", "NOPE")],
+            )
+            .await,
+            "UnknownResourceGroup",
+        ),
+    ];
+    for ((status, body), kind) in kinds {
+        assert_eq!(body["exception"].as_str(), Some(kind), "{status}: {body}");
+    }
+    let gone = c
+        .delete(format!("{base}/genesys/1/storage/{unknown}"))
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(gone.status(), 404, "deleting what is not there");
 
     // Space returns: the node resumes by itself.
     std::fs::remove_file(fs.0.path().join("filler")).expect("free space");

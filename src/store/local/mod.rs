@@ -207,6 +207,20 @@ impl LocalStore {
         }
     }
 
+    /// While the journal cannot write (a full disk), the answer a write gives without
+    /// changing anything, when `settled` finds one (an unknown session, group, number or
+    /// entry: `engine/unwritten.rs`): such a call is a read, and reads keep working. `None`:
+    /// run the write (which, failing, answers 503).
+    async fn unwritten<T>(
+        &self,
+        mut settled: impl FnMut(&Engine, UnixMillis) -> Option<T>,
+    ) -> Result<Option<T>, StoreError> {
+        match &self.journal {
+            Some(j) if j.writable().is_err() => self.read(|e, now, _| settled(e, now)).await,
+            _ => Ok(None),
+        }
+    }
+
     /// Runs a one-shot operation (one that consumes its input) as a write: it is never run
     /// twice, so it cannot take the read path's retry.
     async fn run_once<T>(
@@ -255,6 +269,12 @@ impl Store for LocalStore {
     }
 
     async fn reserve(&self, req: ReserveRequest) -> Result<Reservation, ReserveError> {
+        if let Some(refused) = self
+            .unwritten(|e, now| e.reserve_refused(&req, now))
+            .await?
+        {
+            return Err(refused);
+        }
         self.run_once(|e, now, log| e.reserve(req, now, log))
             .await?
     }
@@ -264,6 +284,9 @@ impl Store for LocalStore {
         session: NewSession,
         req: ReserveRequest,
     ) -> Result<(Session, Reservation), ReserveError> {
+        if let Some(refused) = self.unwritten(|e, _| e.interaction_refused(&req)).await? {
+            return Err(refused);
+        }
         self.run_once(|e, now, log| new_session_reserved(e, session, req, now, log))
             .await?
     }
@@ -330,6 +353,9 @@ impl Store for LocalStore {
     }
 
     async fn match_reservation(&self, req: MatchRequest) -> Result<MatchOutcome, StoreError> {
+        if let Some(unknown) = self.unwritten(|e, _| e.call_unknown(&req)).await? {
+            return Ok(unknown);
+        }
         let (outcome, read) = self
             .write(|e, now, log| {
                 let outcome = e.match_reservation(&req, now, log);
@@ -391,6 +417,12 @@ impl Store for LocalStore {
     }
 
     async fn delete_data(&self, id: &DataId) -> Result<bool, StoreError> {
+        if let Some(gone) = self
+            .unwritten(|e, now| e.data_unknown(id, now).then_some(false))
+            .await?
+        {
+            return Ok(gone);
+        }
         self.write(|e, now, log| e.delete_data(id, now, log)).await
     }
 

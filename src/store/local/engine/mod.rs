@@ -11,6 +11,7 @@ mod once;
 pub mod outbox;
 mod reserve;
 pub mod restore;
+mod unwritten;
 mod usage;
 
 use std::cmp::Reverse;
@@ -498,7 +499,7 @@ impl Engine {
     }
 
     pub fn delete_data(&mut self, id: &DataId, now: UnixMillis, log: &mut ChangeLog) -> bool {
-        if self.data(id, now).is_none() {
+        if self.data_unknown(id, now) {
             return false;
         }
         self.data.remove(id);

@@ -186,13 +186,7 @@ impl Engine {
         now: UnixMillis,
         log: &mut ChangeLog,
     ) -> Result<Reservation, ReserveError> {
-        let session_expiry = self
-            .live_session(&req.session, now)
-            .ok_or(ReserveError::SessionNotFound)?
-            .expires_at;
-        let g = self
-            .group_idx(&req.group)
-            .ok_or(ReserveError::UnknownGroup)?;
+        let (session_expiry, g) = self.reserve_target(&req, now)?;
         self.reap(g, now);
         self.record_expiries(log);
         let settings = self.group_mut(g).settings.clone();
