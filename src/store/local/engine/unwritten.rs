@@ -49,9 +49,8 @@ impl Engine {
 
     /// Whether `id` names no live stored entry (a delete or update of it changes nothing).
     pub fn data_unknown(&self, id: &DataId, now: UnixMillis) -> bool {
-        !self
-            .data
+        self.data
             .get(id)
-            .is_some_and(|d| !d.expires_at.is_reached(now))
+            .is_none_or(|d| d.expires_at.is_reached(now))
     }
 }
