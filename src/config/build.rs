@@ -5,8 +5,6 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Deserialize;
-
 use super::raw::{RawConfig, RawCredentials, RawGroup, RawLimits};
 use super::services::{self, ServiceKind};
 use super::{
@@ -486,11 +484,18 @@ fn groups(cx: &Cx, raw: toml::Table) -> Result<Vec<GroupSpec>, ConfigError> {
     let mut sources: Vec<Vec<u32>> = Vec::new();
     for (name, value) in raw {
         let key = format!("resource_groups.{name}");
-        let group = RawGroup::deserialize(value).map_err(|e| match unknown_field(e.message()) {
-            Some((field, expected)) => {
-                cx.err(format!("{key}.{field}"), format!("unknown key; {expected}"))
+        let group = serde_path_to_error::deserialize::<_, RawGroup>(value).map_err(|e| {
+            let at = match e.path().to_string() {
+                path if path == "." => key.clone(),
+                path => format!("{key}.{path}"),
+            };
+            let e = e.into_inner();
+            match unknown_field(e.message()) {
+                Some((field, expected)) => {
+                    cx.err(format!("{key}.{field}"), format!("unknown key; {expected}"))
+                }
+                None => cx.err(&at, e.message().replace('\n', " ")),
             }
-            None => cx.err(&key, e.message().replace('\n', " ")),
         })?;
         let group_name = GroupName::parse(&name).map_err(|e| cx.err(&key, e))?;
         let allocation = match group.allocation.as_deref() {

@@ -482,6 +482,18 @@ mod tests {
                 "auth.username",
             ),
             ("[bogus]\nx = 1\n", "bogus"),
+            (
+                "[resource_groups.G]\nnumbers = \"200-209\"\n",
+                "resource_groups.G.numbers:",
+            ),
+            (
+                "[resource_groups.G]\nnumbers = [200]\n",
+                "resource_groups.G.numbers[0]:",
+            ),
+            (
+                "[resource_groups.G]\nnumbers = [\"200\"]\nallocation = 1\n",
+                "resource_groups.G.allocation:",
+            ),
         ];
         for (text, key) in cases {
             let text = format!("{GROUP}{text}").replacen(
