@@ -324,26 +324,11 @@ async fn a_reservation_webhook_follows_request_and_match() {
 /// that waited for their slowest attempt, so the second waited the 4 s).
 #[tokio::test]
 async fn a_slow_delivery_holds_up_no_other_event() {
-    let (tx, mut arrived) = mpsc::unbounded_channel::<String>();
-    let slow_first = Arc::new(std::sync::atomic::AtomicBool::new(true));
-    let hook = axum::Router::new().route(
-        "/hook",
-        axum::routing::post(move |body: String| {
-            let (tx, slow_first) = (tx.clone(), slow_first.clone());
-            async move {
-                let _ = tx.send(body);
-                if slow_first.swap(false, std::sync::atomic::Ordering::SeqCst) {
-                    tokio::time::sleep(Duration::from_secs(4)).await;
-                }
-                StatusCode::OK
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind receiver");
-    let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
-    tokio::spawn(async move { axum::serve(listener, hook).await });
+    let (url, mut arrived) = paced_receiver(|n| match n {
+        0 => Duration::from_secs(4),
+        _ => Duration::ZERO,
+    })
+    .await;
     let store = TestStore::require_with_outbox(Backend::Memory).await;
     let app = TestApp::spawn_on(store, &config_for(&url)).await;
     let first = event(EventKind::Created, app.store.clock.now());
@@ -369,6 +354,33 @@ async fn a_slow_delivery_holds_up_no_other_event() {
     assert!(got.contains(second.id.as_str()), "{got}");
 }
 
+/// A webhook endpoint on 127.0.0.1:0 that passes each body on as it arrives and answers 200
+/// after `delay(n)`, `n` counting the posts from 0.
+async fn paced_receiver(
+    delay: impl Fn(usize) -> Duration + Clone + Send + Sync + 'static,
+) -> (String, mpsc::UnboundedReceiver<String>) {
+    let (tx, arrived) = mpsc::unbounded_channel::<String>();
+    let posts = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let hook = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |body: String| {
+            let (tx, posts, delay) = (tx.clone(), posts.clone(), delay.clone());
+            async move {
+                let _ = tx.send(body);
+                let n = posts.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                tokio::time::sleep(delay(n)).await;
+                StatusCode::OK
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind receiver");
+    let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
+    tokio::spawn(async move { axum::serve(listener, hook).await });
+    (url, arrived)
+}
+
 async fn next_within(arrived: &mut mpsc::UnboundedReceiver<String>, secs: u64) -> Option<String> {
     tokio::time::timeout(Duration::from_secs(secs), arrived.recv())
         .await
@@ -383,26 +395,9 @@ async fn next_within(arrived: &mut mpsc::UnboundedReceiver<String>, secs: u64) -
 #[tokio::test]
 async fn events_read_from_postgres_are_all_sent_while_answers_straggle() {
     crate::support::limit::within(async {
-        let (tx, mut arrived) = mpsc::unbounded_channel::<String>();
-        let posts = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let hook = axum::Router::new().route(
-            "/hook",
-            axum::routing::post(move |body: String| {
-                let (tx, posts) = (tx.clone(), posts.clone());
-                async move {
-                    // 0, 300, 600 or 900 ms: places free up one by one, not all at once.
-                    let n = posts.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                    tokio::time::sleep(Duration::from_millis(300 * (n % 4) as u64)).await;
-                    let _ = tx.send(body);
-                    StatusCode::OK
-                }
-            }),
-        );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind receiver");
-        let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
-        tokio::spawn(async move { axum::serve(listener, hook).await });
+        // 0, 300, 600 or 900 ms: places free up one by one, not all at once.
+        let (url, mut arrived) =
+            paced_receiver(|n| Duration::from_millis(300 * (n % 4) as u64)).await;
         let store = TestStore::require_with_outbox(Backend::Postgres).await;
         let events: Vec<Event> = (0..100)
             .map(|_| event(EventKind::Created, store.clock.now()))
