@@ -1,7 +1,7 @@
 //! `/genesys/1/admin/*`: the operators' JSON API over groups, numbers and reservations.
 //! Guarded by `[auth.admin]`, or by `[auth]` when that is absent.
 
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{Path, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::Response;
@@ -252,27 +252,29 @@ async fn free_number(
     to_json(&json!({ "group": name, "number": number, "state": outcome }))
 }
 
-#[derive(serde::Deserialize)]
-struct Search {
-    number: Option<String>,
-    session: Option<String>,
-    phone: Option<String>,
-}
-
+/// `GET …/admin/reservations?number=…&session=…&phone=…`: read as every other route's
+/// parameters (UTF-8 checked, not decoded lossily), and a misspelt filter is 400, not a
+/// search for everything.
 async fn find_reservations(
     State(state): State<AppState>,
-    Query(q): Query<Search>,
+    params: Params,
 ) -> Result<Reply, ApiError> {
-    let some = |v: Option<String>| v.filter(|s| !s.trim().is_empty());
+    params.only(&["number", "session", "phone"])?;
     let filter = ReservationFilter {
-        number: some(q.number)
+        number: params
+            .get("number")
+            .filter(|n| !n.trim().is_empty())
             .map(|n| AccessNumber::parse(n.trim()).map_err(ApiError::param("number")))
             .transpose()?,
-        session: some(q.session)
+        session: params
+            .get("session")
+            .filter(|s| !s.trim().is_empty())
             .map(|s| SessionId::parse(s.trim()).map_err(ApiError::param("session")))
             .transpose()?,
-        phone: some(q.phone)
-            .map(|p| PhoneNumber::parse(&p).map_err(ApiError::param("phone")))
+        phone: params
+            .get("phone")
+            .filter(|p| !p.trim().is_empty())
+            .map(|p| PhoneNumber::parse(p).map_err(ApiError::param("phone")))
             .transpose()?,
     };
     let found: Vec<ReservationJson> = state

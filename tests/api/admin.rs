@@ -246,6 +246,13 @@ async fn bad_input_names_the_field() {
             "phone",
         ),
         (
+            app.client
+                .get(app.path("/genesys/1/admin/reservations?numbr=6504660000")),
+            400,
+            "InvalidParameter",
+            "numbr: unknown parameter",
+        ),
+        (
             app.client.get(app.path("/genesys/1/admin/groups/NOPE")),
             404,
             "NotFound",
