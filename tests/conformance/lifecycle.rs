@@ -178,8 +178,8 @@ async fn late_calls_find_an_ended_reservation_within_the_grace(t: TestStore) {
     };
     assert_eq!(
         reason(&call(&t, lenient).await),
-        Some(Reason::CodeRequired),
-        "its code, lenient or not"
+        Some(Reason::Expired),
+        "its code, lenient or not; refused, the number tells how its reservation ended"
     );
     t.advance(20 * SEC - MS);
     assert!(
