@@ -20,6 +20,9 @@ const LISTS: &[&str] = &["numbers"];
 
 /// The body's parameters in the order sent.
 pub fn decode(body: &[u8]) -> Result<Vec<(String, String)>, ApiError> {
+    // A byte order mark may lead a JSON text; RFC 8259 lets a parser ignore it, and serde
+    // refuses it, so it goes here (some Windows clients write one).
+    let body = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
     let Pairs(pairs) = serde_json::from_slice(body).map_err(|e| match e.classify() {
         serde_json::error::Category::Data => ApiError::invalid("JSON body", "must be an object"),
         _ => ApiError::invalid("JSON body", e.to_string()),
@@ -117,6 +120,16 @@ mod tests {
         list.iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect()
+    }
+
+    #[test]
+    fn a_leading_byte_order_mark_is_ignored() {
+        let got = decode(b"\xEF\xBB\xBF{\"a\":\"b\"}").expect("decodes");
+        assert_eq!(got, pairs(&[("a", "b")]));
+        assert!(
+            decode(b"{\"a\":\"b\"}\xEF\xBB\xBF").is_err(),
+            "only at the start"
+        );
     }
 
     #[test]
