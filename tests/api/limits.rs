@@ -303,6 +303,37 @@ crate::on_every_backend!(the_store_has_room_for_so_much, |backend| async move {
     assert_eq!(app.get("/genesys/1/admin/groups").await.status, 200);
 });
 
+// An update that makes an entry smaller gives the bytes back (SQLite, with the fields on
+// disk, took back only what the update itself brought, so the entry's old size stayed
+// counted and calls under the limit answered 507).
+crate::on_every_backend!(
+    a_shrinking_update_gives_its_bytes_back,
+    |backend| async move {
+        let app = TestApp::spawn_with(backend, &with_limits("max_storage_bytes = 100")).await;
+        let full = app
+            .post("/genesys/1/storage/60", &[("a", &"x".repeat(99))])
+            .await;
+        assert_eq!(full.status, 200, "{}", full.text);
+        let id = full.field("id");
+        let shrunk = app
+            .post(
+                &format!("/genesys/1/storage/{id}/60"),
+                &[("a", "xxxxxxxxx")],
+            )
+            .await;
+        assert_eq!(shrunk.status, 200, "{}", shrunk.text);
+        // Past the usage's freshness: the store's own count decides.
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        let more = app
+            .post("/genesys/1/storage/60", &[("b", &"y".repeat(89))])
+            .await;
+        assert_eq!(more.status, 200, "10 + 90 bytes fit 100: {}", more.text);
+        app.post("/genesys/1/storage/60", &[("c", "")])
+            .await
+            .error(507, "StoreFull");
+    }
+);
+
 crate::on_every_backend!(a_burst_never_passes_max_sessions, |backend| async move {
     let app = TestApp::spawn_with(backend, &with_limits("max_sessions = 5")).await;
     let calls = (0..20).map(|n| {

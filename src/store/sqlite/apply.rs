@@ -329,8 +329,9 @@ fn merge_data(
     let after = crate::store::fields_bytes(&fields);
     tx.prepare_cached("UPDATE data SET fields = ?2, expires_at = ?3, bytes = ?4 WHERE id = ?1")?
         .execute(params![id.as_str(), json, expires_at.0, after as i64])?;
-    let grew = after.saturating_sub(before);
+    // The engine added the update's whole size; the entry changed by `after - before` (less
+    // than nothing when the update shrank it): the difference is taken back.
     Ok(Some(
-        crate::store::fields_bytes(update).saturating_sub(grew),
+        (crate::store::fields_bytes(update) + before).saturating_sub(after),
     ))
 }
