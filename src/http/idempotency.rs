@@ -16,12 +16,23 @@ const HEADER: &str = "idempotency-key";
 /// Longest key accepted; Stripe and the IETF draft's examples stay well under it.
 const MAX_LEN: usize = 255;
 
-/// The request's key, if it sent one; a key that is empty, too long or not visible ASCII is
-/// a 400 naming the header.
-pub fn key(headers: &HeaderMap, addr: ClientAddr) -> Result<Option<IdempotencyKey>, ApiError> {
-    let Some(value) = headers.get(HEADER) else {
+/// The request's key, if it sent one, for the call `scope` names (`service/{name}`,
+/// `storage`, `storage/{id}`): a key answers again only the call it was first sent with, so
+/// a key reused on another route makes its own first answer (it replayed the other route's:
+/// a storage client got a session's `_id` and its write was dropped). A key that is empty,
+/// too long, not visible ASCII or sent twice is a 400 naming the header.
+pub fn key(
+    headers: &HeaderMap,
+    addr: ClientAddr,
+    scope: &str,
+) -> Result<Option<IdempotencyKey>, ApiError> {
+    let mut sent = headers.get_all(HEADER).iter();
+    let Some(value) = sent.next() else {
         return Ok(None);
     };
+    if sent.next().is_some() {
+        return Err(ApiError::invalid("Idempotency-Key", "sent more than once"));
+    }
     let key = value
         .to_str()
         .ok()
@@ -39,7 +50,7 @@ pub fn key(headers: &HeaderMap, addr: ClientAddr) -> Result<Option<IdempotencyKe
     };
     Ok(Some(IdempotencyKey {
         client,
-        key: key.to_owned(),
+        key: format!("{scope} {key}"),
     }))
 }
 
@@ -74,25 +85,31 @@ mod tests {
     }
 
     #[test]
-    fn keys_are_per_client_and_checked() {
+    fn keys_are_per_client_and_call_and_checked() {
         let addr = ClientAddr(Some("10.0.0.1".parse().expect("ip")));
-        assert!(key(&with(&[]), addr).expect("ok").is_none());
-        let k = key(&with(&[("idempotency-key", "abc-1")]), addr).expect("ok");
+        assert!(key(&with(&[]), addr, "storage").expect("ok").is_none());
+        let k = key(&with(&[("idempotency-key", "abc-1")]), addr, "storage").expect("ok");
         assert_eq!(
             k.map(|k| (k.client, k.key)),
-            Some(("addr:10.0.0.1".into(), "abc-1".into()))
+            Some(("addr:10.0.0.1".into(), "storage abc-1".into()))
         );
         let basic = [
             ("idempotency-key", "abc-1"),
             ("authorization", "Basic Z21zOnNlY3JldA=="),
         ];
-        let k = key(&with(&basic), addr).expect("ok");
-        assert_eq!(k.map(|k| k.client), Some("user:gms".into()));
+        let k = key(&with(&basic), addr, "service/callback").expect("ok");
+        assert_eq!(
+            k.map(|k| (k.client, k.key)),
+            Some(("user:gms".into(), "service/callback abc-1".into()))
+        );
         for bad in ["", "a b", &"x".repeat(256)] {
             assert!(
-                key(&with(&[("idempotency-key", bad)]), addr).is_err(),
+                key(&with(&[("idempotency-key", bad)]), addr, "storage").is_err(),
                 "{bad:?}"
             );
         }
+        let mut twice = with(&[("idempotency-key", "a")]);
+        twice.append("idempotency-key", HeaderValue::from_static("b"));
+        assert!(key(&twice, addr, "storage").is_err(), "two keys");
     }
 }

@@ -74,7 +74,9 @@ async fn create_named(
         false => String::new(),
     };
     let key = match service.kind {
-        ServiceKind::Session | ServiceKind::RequestInteraction => idempotency::key(headers, addr)?,
+        ServiceKind::Session | ServiceKind::RequestInteraction => {
+            idempotency::key(headers, addr, &format!("service/{name}"))?
+        }
         _ => None,
     };
     match service.kind {

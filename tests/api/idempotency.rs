@@ -67,6 +67,17 @@ on_every_backend!(a_retry_gets_the_first_answer, |backend| async move {
     let u3 = post_keyed(&app, &entry, "u-2", &[("g", "3")]).await;
     assert_eq!(u3.0, 200, "the 404 kept nothing under its key: {}", u3.1);
 
+    // A key answers again only the call it came with: on another route it is a new call (a
+    // storage POST got the session's answer back and its fields were dropped).
+    let elsewhere = post_keyed(&app, "/genesys/1/storage/600", "s-1", &[("h", "1")]).await;
+    assert_eq!(elsewhere.0, 200, "{}", elsewhere.1);
+    let made: serde_json::Value = serde_json::from_str(&elsewhere.1).expect("json");
+    let made = made["id"]
+        .as_str()
+        .expect("a storage answer, not the session's");
+    let kept = app.get(&format!("/genesys/1/storage/{made}")).await;
+    assert_eq!(kept.field("h"), "1", "its fields are stored");
+
     // Another client (a Basic-auth user) with the same key is another call.
     let req = app
         .client
@@ -110,5 +121,18 @@ on_every_backend!(a_bad_key_is_refused, |backend| async move {
     let (status, body) = post_keyed(&app, INTERACTION, &long, &[]).await;
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("Idempotency-Key"), "{body}");
+    assert_eq!(reserved(&app).await, 0);
+    // Two keys on one call: which one would count is a guess.
+    let req = app
+        .client
+        .post(app.path(INTERACTION))
+        .header("Idempotency-Key", "a")
+        .header("Idempotency-Key", "b");
+    let twice = app.send(req).await;
+    assert!(
+        twice
+            .error(400, "InvalidParameter")
+            .contains("more than once")
+    );
     assert_eq!(reserved(&app).await, 0);
 });
