@@ -274,6 +274,7 @@ pub async fn put_group(
     let created = write_group(tx, g, allocation, timeout, &policy, was).await?;
     let texts: Vec<&str> = numbers.iter().map(AccessNumber::as_str).collect();
     append(tx, g, &texts).await?;
+    unretire_listed(tx, now, g, &change.numbers).await?;
     Ok(if created {
         PutGroup::Created
     } else {
@@ -413,13 +414,35 @@ pub async fn add_numbers(
         return Ok(AddNumbers::UnknownGroup);
     }
     forget_config(tx, g).await?;
+    let asked = numbers;
     let numbers = match numbers_to_add(tx, now, group, numbers.to_vec()).await? {
         Ok(numbers) => numbers,
         Err((number, owner)) => return Ok(AddNumbers::Taken(number, owner)),
     };
     let texts: Vec<&str> = numbers.iter().map(AccessNumber::as_str).collect();
     append(tx, g, &texts).await?;
-    Ok(AddNumbers::Added(numbers.len() as u64))
+    let back = unretire_listed(tx, now, g, asked).await?;
+    Ok(AddNumbers::Added(numbers.len() as u64 + back))
+}
+
+/// The group's own retiring numbers that an admin request lists go back into service (an
+/// operator who removed a reserved number and adds it again keeps it); how many did.
+async fn unretire_listed(
+    tx: &Transaction<'_>,
+    now: i64,
+    group: &str,
+    listed: &[AccessNumber],
+) -> Result<u64, StoreError> {
+    let listed: Vec<&str> = listed.iter().map(AccessNumber::as_str).collect();
+    tx.execute(
+        &format!(
+            "UPDATE numbers SET retiring = false
+              WHERE number = ANY($1) AND retiring AND group_name = $3 AND {LIVE}"
+        ),
+        &[&listed, &now, &group],
+    )
+    .await
+    .map_err(pg_error)
 }
 
 pub async fn remove_number(

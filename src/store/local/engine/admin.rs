@@ -140,6 +140,10 @@ impl Engine {
         now: UnixMillis,
         log: &mut ChangeLog,
     ) -> PutGroup {
+        let back = match self.group_idx(&change.name) {
+            Some(g) => self.listed_retiring(g, &change.numbers),
+            None => Vec::new(),
+        };
         let numbers = match self.numbers_to_add(&change.name, change.numbers) {
             Ok(numbers) => numbers,
             Err((number, owner)) => return PutGroup::Taken(number, owner),
@@ -163,6 +167,9 @@ impl Engine {
         let name = settings.name.clone();
         let created = self.set_group(settings, now, log);
         if let Some(g) = self.group_idx(&name) {
+            for pos in back {
+                self.unretire(g, pos, log);
+            }
             for number in numbers {
                 self.push_number(g, number, log);
             }
@@ -213,15 +220,40 @@ impl Engine {
         let Some(g) = self.group_idx(name) else {
             return AddNumbers::UnknownGroup;
         };
+        let back = self.listed_retiring(g, &numbers);
         let numbers = match self.numbers_to_add(name, numbers) {
             Ok(numbers) => numbers,
             Err((number, owner)) => return AddNumbers::Taken(number, owner),
         };
-        let added = numbers.len() as u64;
+        let added = (numbers.len() + back.len()) as u64;
+        for pos in back {
+            self.unretire(g, pos, log);
+        }
         for number in numbers {
             self.push_number(g, number, log);
         }
         AddNumbers::Added(added)
+    }
+
+    /// Where the group's own retiring numbers that an admin request lists are: they go back
+    /// into service (an operator who removed a reserved number and adds it again keeps it).
+    fn listed_retiring(&self, g: GroupIdx, listed: &[AccessNumber]) -> Vec<u32> {
+        let Some(group) = self.groups[g as usize].as_ref() else {
+            return Vec::new();
+        };
+        let mut back: Vec<u32> = listed
+            .iter()
+            .filter_map(|n| self.locate(n))
+            .filter(|&(owner, pos)| {
+                owner == g
+                    && matches!(&group.slots[pos as usize].state, SlotState::Held(h) if h.retiring)
+            })
+            .map(|(_, pos)| pos)
+            .collect();
+        // A number listed twice comes back once.
+        back.sort_unstable();
+        back.dedup();
+        back
     }
 
     /// The numbers of an admin request that join `name` (`rules::group::numbers_to_add`).
@@ -450,7 +482,8 @@ impl Engine {
         notes
     }
 
-    /// A number the config lists again while it was retiring goes back into service.
+    /// A number the config or an operator lists again while it was retiring goes back into
+    /// service.
     fn unretire(&mut self, g: GroupIdx, pos: u32, log: &mut ChangeLog) {
         let group = self.group_mut(g);
         let slot = &mut group.slots[pos as usize];
