@@ -206,6 +206,22 @@ async fn operator_flow() {
         |t| t == "20",
     )
     .await;
+    // Its utilisation bar is empty: the width is set through the CSSOM (a style attribute,
+    // refused by the page's CSP, left every bar drawn full).
+    let widths = c
+        .execute(
+            "const bar = document.querySelector('[data-testid=group-row-SALES] .bar');
+             return [bar.getBoundingClientRect().width, bar.firstChild.getBoundingClientRect().width];",
+            vec![],
+        )
+        .await
+        .expect("bar widths");
+    assert_eq!(
+        widths[1].as_f64(),
+        Some(0.0),
+        "an unused group's bar: {widths}"
+    );
+    assert!(widths[0].as_f64().is_some_and(|w| w > 0.0), "{widths}");
 
     // Add a number through the form, and see a bad range refused with the API's message.
     click(&c, "[data-testid=group-link-DNIS]").await;

@@ -17,6 +17,8 @@ function el(tag, attrs = {}, ...children) {
   for (const [k, v] of Object.entries(attrs)) {
     if (k === "on") Object.entries(v).forEach(([ev, fn]) => node.addEventListener(ev, fn));
     else if (k === "text") node.textContent = v;
+    // Styles through the CSSOM: the page's CSP (style-src 'self') refuses a style attribute.
+    else if (k === "style") Object.assign(node.style, v);
     else node.setAttribute(k, v);
   }
   for (const c of children.flat()) node.append(c instanceof Node ? c : document.createTextNode(String(c)));
@@ -52,7 +54,7 @@ async function withForce(method, path, question) {
 function bar(ratio) {
   const pct = Math.round(ratio * 100);
   const cls = pct >= 100 ? "bar full" : pct >= 80 ? "bar high" : "bar";
-  return el("span", { class: cls, role: "img", "aria-label": `${pct}% used` }, el("span", { style: `width:${pct}%` }));
+  return el("span", { class: cls, role: "img", "aria-label": `${pct}% used` }, el("span", { style: { width: `${pct}%` } }));
 }
 
 // The page refreshes when the event stream says something happened (at most every 500 ms),
