@@ -403,6 +403,16 @@ impl Metrics {
             self.pool_quarantined
                 .get_or_create(&label)
                 .set(stats.quarantined as i64);
+            // The group's counters exist from its first sample, at 0: one that appeared only
+            // with its first increment hid that increment from `rate()` and `increase()`.
+            for counter in [
+                &self.reservations,
+                &self.refusals,
+                &self.lockouts,
+                &self.strays,
+            ] {
+                counter.get_or_create(&label);
+            }
             let bucket = history
                 .entry(stats.name.to_string())
                 .or_default()

@@ -330,6 +330,19 @@ async fn admin_metrics_and_ops_auth() {
 async fn metrics_count_requests_refusals_and_matches() {
     let toml = TOML.replace("100-104", "100");
     let app = TestApp::spawn_with(Backend::Memory, &toml).await;
+    // A group's counters are there at 0 before anything happened in it (a series that
+    // appears with its first increment hides that increment from rate()).
+    let fresh = app.get("/metrics").await.text;
+    for name in [
+        "access_broker_code_lockouts_total",
+        "access_broker_stray_calls_total",
+        "access_broker_refusals_total",
+    ] {
+        assert!(
+            fresh.contains(&format!("{name}{{group=\"DNIS\"}} 0\n")),
+            "{name}: {fresh}"
+        );
+    }
     let a = app.session(&[]).await;
     app.request_access(&a, &[]).await;
     let b = app.session(&[]).await;
