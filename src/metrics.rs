@@ -411,7 +411,7 @@ impl Metrics {
                 &self.lockouts,
                 &self.strays,
             ] {
-                counter.get_or_create(&label);
+                drop(counter.get_or_create(&label));
             }
             let bucket = history
                 .entry(stats.name.to_string())
