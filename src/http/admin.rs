@@ -63,7 +63,9 @@ pub async fn require_admin(
 }
 
 /// `force=true` (query string or form): do it even though the group is in the config file.
+/// It is a delete's only parameter: a misspelt one is 400, not ignored.
 fn force(params: &Params) -> Result<bool, ApiError> {
+    params.only(&["force"])?;
     Ok(params.flag("force")?.unwrap_or(false))
 }
 
@@ -209,6 +211,7 @@ async fn add_numbers(
     params: Params,
 ) -> Result<Reply, ApiError> {
     let name = group_name(&group)?;
+    params.only(&["numbers"])?;
     let text = params.get("numbers").ok_or_else(|| {
         ApiError::invalid(
             "numbers",

@@ -253,6 +253,21 @@ async fn bad_input_names_the_field() {
             "numbr: unknown parameter",
         ),
         (
+            app.client
+                .delete(app.path("/genesys/1/admin/groups/DNIS?forse=true")),
+            400,
+            "InvalidParameter",
+            "forse: unknown parameter",
+        ),
+        (
+            app.client
+                .post(app.path("/genesys/1/admin/groups/DNIS/numbers"))
+                .form(&[("numbers", "6504669998"), ("x", "1")]),
+            400,
+            "InvalidParameter",
+            "x: unknown parameter",
+        ),
+        (
             app.client.get(app.path("/genesys/1/admin/groups/NOPE")),
             404,
             "NotFound",
