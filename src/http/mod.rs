@@ -81,11 +81,19 @@ pub fn router(state: AppState) -> Router {
         .merge(
             admin::router()
                 .merge(events::router())
-                .merge(ui::router())
                 .route_layer(middleware::from_fn_with_state(
                     state.clone(),
                     admin::require_admin,
                 )),
+        )
+        // The page's security headers on every answer under /ui, a 401 included.
+        .merge(
+            ui::router()
+                .route_layer(middleware::from_fn_with_state(
+                    state.clone(),
+                    admin::require_admin,
+                ))
+                .layer(middleware::from_fn(browser::page_headers)),
         )
         .fallback(not_found)
         // One layer for everything a request passes (`edge.rs`): a router layer, so it runs

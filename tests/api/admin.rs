@@ -325,7 +325,14 @@ async fn admin_metrics_and_ops_auth() {
             .status,
         200
     );
-    app.send(get("/ui/", None)).await.error(401, "Unauthorized");
+    let refused = app.send(get("/ui/", None)).await;
+    refused.error(401, "Unauthorized");
+    assert!(
+        refused
+            .header("content-security-policy")
+            .is_some_and(|csp| csp.contains("frame-ancestors 'none'")),
+        "a refused page carries the page headers too"
+    );
     let ui = app.send(get("/ui/", Some(basic("ops", "o")))).await;
     assert!(
         ui.status == 200 && ui.text.contains("<title>access-broker"),

@@ -34,9 +34,10 @@ pub fn router() -> Router<AppState> {
             get(|| async { asset(JAVASCRIPT_UTF_8, CHARTS) }),
         )
         .route("/ui/style.css", get(style))
-        // Anything else under /ui/ is a 404 that carries the pages' headers too.
+        // Anything else under /ui/ is a 404 (with the pages' headers, like every answer under
+        // /ui: `http::router` puts `browser::page_headers` outside the admin credentials'
+        // check, so a 401 carries them too).
         .route("/ui/{*rest}", get(no_page))
-        .layer(axum::middleware::from_fn(super::browser::page_headers))
 }
 
 async fn no_page(uri: axum::http::Uri) -> super::error::ApiError {
