@@ -159,8 +159,10 @@ async fn start(config: Config) -> anyhow::Result<App> {
     let store = store::open_waiting(&url, &options, config.groups.clone()).await?;
     // The sizes as the store holds them (a number the file lists may have stayed in another
     // group an operator moved it to); the file's own while the store cannot answer yet.
+    // Then the groups the store holds that the file does not define (made through the admin
+    // API, or left by an earlier file).
     let held = store.groups().await.unwrap_or_default();
-    let groups: Vec<String> = config
+    let mut groups: Vec<String> = config
         .groups
         .iter()
         .map(|g| {
@@ -172,6 +174,11 @@ async fn start(config: Config) -> anyhow::Result<App> {
             format!("{name}={size}")
         })
         .collect();
+    groups.extend(
+        held.iter()
+            .filter(|h| !config.groups.iter().any(|g| g.settings.name == h.name))
+            .map(|h| format!("{}={}", h.name, h.size)),
+    );
     let node = config.server.node_id.to_string();
     if !listen.ip().is_loopback() && config.auth.is_none() {
         tracing::warn!(
