@@ -81,11 +81,7 @@ impl Receiver {
                 }
             }),
         );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind receiver");
-        let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
-        tokio::spawn(async move { axum::serve(listener, app).await });
+        let url = serve_hook(app).await;
         Receiver { url, deliveries }
     }
 
@@ -373,12 +369,17 @@ async fn paced_receiver(
             }
         }),
     );
+    (serve_hook(hook).await, arrived)
+}
+
+/// Serves a receiver's routes on 127.0.0.1:0; the URL of its `/hook`.
+async fn serve_hook(app: axum::Router) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind receiver");
     let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
-    tokio::spawn(async move { axum::serve(listener, hook).await });
-    (url, arrived)
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    url
 }
 
 async fn next_within(arrived: &mut mpsc::UnboundedReceiver<String>, secs: u64) -> Option<String> {
