@@ -211,12 +211,26 @@ async fn full_disk() {
     for ((status, body), kind) in kinds {
         assert_eq!(body["exception"].as_str(), Some(kind), "{status}: {body}");
     }
-    let gone = c
-        .delete(format!("{base}/genesys/1/storage/{unknown}"))
-        .send()
-        .await
-        .expect("answer");
-    assert_eq!(gone.status(), 404, "deleting what is not there");
+    let admin = format!("{base}/genesys/1/admin");
+    let free_number = "7000000019";
+    for (method, url) in [
+        ("DELETE", format!("{base}/genesys/1/storage/{unknown}")),
+        ("DELETE", format!("{admin}/groups/NOPE")),
+        ("DELETE", format!("{admin}/groups/DNIS/numbers/7999999999")),
+        ("DELETE", format!("{admin}/reservations/{free_number}")),
+        (
+            "POST",
+            format!("{admin}/groups/NOPE/numbers/{free_number}/free"),
+        ),
+    ] {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let gone = c.request(method, &url).send().await.expect("answer");
+        assert_eq!(
+            gone.status(),
+            404,
+            "{url}: what is not there changes nothing"
+        );
+    }
 
     // Space returns: the node resumes by itself.
     std::fs::remove_file(fs.0.path().join("filler")).expect("free space");

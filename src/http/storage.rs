@@ -147,9 +147,12 @@ async fn update(
     let ttl = StorageTtl::parse_lenient(&ttl);
     if let Some(key) = key {
         let answer = room.settle(state.broker.update_data_once(key, &id, fields, ttl).await)?;
+        state.limits.made_room();
         return Ok(Reply::new().fields(&answer));
     }
     room.settle(state.broker.update_data(&id, fields, ttl).await)?;
+    // It may have replaced fields with shorter ones.
+    state.limits.made_room();
     Ok(Reply::new().field("id", id))
 }
 

@@ -19,6 +19,8 @@ pub mod fields;
 pub mod free_set;
 pub mod journal;
 mod number_index;
+#[cfg(test)]
+mod unwritten_tests;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -389,6 +391,9 @@ impl Store for LocalStore {
         group: &GroupName,
         number: &AccessNumber,
     ) -> Result<FreeNumber, StoreError> {
+        if let Some(unknown) = self.unwritten(|e, _| e.free_unknown(group, number)).await? {
+            return Ok(unknown);
+        }
         self.write(|e, now, log| e.free_number(group, number, now, log))
             .await
     }
@@ -440,6 +445,9 @@ impl Store for LocalStore {
     }
 
     async fn delete_group(&self, name: &GroupName) -> Result<DeleteGroup, StoreError> {
+        if let Some(unknown) = self.unwritten(|e, _| e.group_unknown(name)).await? {
+            return Ok(unknown);
+        }
         self.write(|e, now, log| e.delete_group(name, now, log))
             .await
     }
@@ -458,6 +466,12 @@ impl Store for LocalStore {
         group: &GroupName,
         number: &AccessNumber,
     ) -> Result<RemoveNumber, StoreError> {
+        if let Some(unknown) = self
+            .unwritten(|e, _| e.removal_unknown(group, number))
+            .await?
+        {
+            return Ok(unknown);
+        }
         self.write(|e, now, log| e.remove_number(group, number, now, log))
             .await
     }
@@ -471,6 +485,12 @@ impl Store for LocalStore {
     }
 
     async fn release(&self, number: &AccessNumber) -> Result<bool, StoreError> {
+        if let Some(none) = self
+            .unwritten(|e, now| e.nothing_to_release(number, now))
+            .await?
+        {
+            return Ok(none);
+        }
         self.write(|e, now, log| e.release(number, now, log)).await
     }
 
