@@ -245,7 +245,9 @@ async fn free_number(
     State(state): State<AppState>,
     Extension(user): Extension<Actor>,
     Path((group, number)): Path<(String, String)>,
+    params: Params,
 ) -> Result<Reply, ApiError> {
+    params.only(&[])?;
     let name = group_name(&group)?;
     let number = AccessNumber::parse(&number).map_err(ApiError::param("number"))?;
     let outcome = state
@@ -294,7 +296,9 @@ async fn release(
     State(state): State<AppState>,
     Extension(user): Extension<Actor>,
     Path(number): Path<String>,
+    params: Params,
 ) -> Result<Reply, ApiError> {
+    params.only(&[])?;
     let number = AccessNumber::parse(&number).map_err(ApiError::param("number"))?;
     state.broker.admin_release(&user, &number).await?;
     Ok(Reply::new().field("released", number))

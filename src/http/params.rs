@@ -74,6 +74,10 @@ impl Params {
             .find(|(k, _)| !known.contains(&k.as_str()))
         {
             None => Ok(()),
+            Some((k, _)) if known.is_empty() => Err(ApiError::invalid(
+                k,
+                "unknown parameter; this call takes none",
+            )),
             Some((k, _)) => Err(ApiError::invalid(
                 k,
                 format!("unknown parameter; expected one of {}", known.join(", ")),

@@ -254,6 +254,13 @@ async fn bad_input_names_the_field() {
         ),
         (
             app.client
+                .delete(app.path("/genesys/1/admin/reservations/6504660000?x=1")),
+            400,
+            "InvalidParameter",
+            "x: unknown parameter; this call takes none",
+        ),
+        (
+            app.client
                 .delete(app.path("/genesys/1/admin/groups/DNIS?forse=true")),
             400,
             "InvalidParameter",
