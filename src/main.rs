@@ -157,28 +157,6 @@ async fn start(config: Config) -> anyhow::Result<App> {
     let url = config.server.store.clone();
     let options = access_broker::app::store_options(&config);
     let store = store::open_waiting(&url, &options, config.groups.clone()).await?;
-    // The sizes as the store holds them (a number the file lists may have stayed in another
-    // group an operator moved it to); the file's own while the store cannot answer yet.
-    // Then the groups the store holds that the file does not define (made through the admin
-    // API, or left by an earlier file).
-    let held = store.groups().await.unwrap_or_default();
-    let mut groups: Vec<String> = config
-        .groups
-        .iter()
-        .map(|g| {
-            let name = &g.settings.name;
-            let size = held
-                .iter()
-                .find(|h| h.name == *name)
-                .map_or(g.numbers.len() as u64, |h| h.size);
-            format!("{name}={size}")
-        })
-        .collect();
-    groups.extend(
-        held.iter()
-            .filter(|h| !config.groups.iter().any(|g| g.settings.name == h.name))
-            .map(|h| format!("{}={}", h.name, h.size)),
-    );
     let node = config.server.node_id.to_string();
     if !listen.ip().is_loopback() && config.auth.is_none() {
         tracing::warn!(
@@ -186,11 +164,46 @@ async fn start(config: Config) -> anyhow::Result<App> {
             "listening beyond loopback without [auth]: anyone who reaches {listen} can reserve numbers and read session data; set [auth] username and password"
         );
     }
-    let app = App::build(config, listener, store)
+    // The file's groups, in its order, with their sizes as given (the store's are read once
+    // the file has been applied).
+    let listed: Vec<(access_broker::domain::GroupName, u64)> = config
+        .groups
+        .iter()
+        .map(|g| (g.settings.name.clone(), g.numbers.len() as u64))
+        .collect();
+    let app = App::build(config, listener, store.clone())
         .await
         .map_err(|e| anyhow::anyhow!("store {url}: {e}"))?;
+    let groups = start_line_groups(&listed, &store.groups().await.unwrap_or_default());
     tracing::info!(addr = %app.local_addr(), store = %url, node = %node, groups = %groups.join(","), "access-broker listening on {}", app.local_addr());
     Ok(app)
+}
+
+/// The start line's `groups=`: each group the file defines with its size as the store holds
+/// it once the file is applied (a number the file lists may have stayed in another group an
+/// operator moved it to; numbers an operator added and the file does not list have left),
+/// the file's own while the store cannot answer yet; then the store's groups the file does
+/// not define (made through the admin API, or left by an earlier file).
+fn start_line_groups(
+    listed: &[(access_broker::domain::GroupName, u64)],
+    held: &[access_broker::store::GroupStats],
+) -> Vec<String> {
+    let mut groups: Vec<String> = listed
+        .iter()
+        .map(|(name, given)| {
+            let size = held
+                .iter()
+                .find(|h| h.name == *name)
+                .map_or(*given, |h| h.size);
+            format!("{name}={size}")
+        })
+        .collect();
+    groups.extend(
+        held.iter()
+            .filter(|h| !listed.iter().any(|(name, _)| *name == h.name))
+            .map(|h| format!("{}={}", h.name, h.size)),
+    );
+    groups
 }
 
 /// SIGTERM and SIGINT blocked on the calling thread (`hold`, and so on every thread it starts

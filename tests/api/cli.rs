@@ -1,6 +1,7 @@
 //! The binary: `--version`, `check-config`, startup errors (exit 2 naming the problem), and
 //! a clean stop on SIGTERM.
 
+use std::io::{Read, Write};
 use std::process::{Command, Stdio};
 
 use crate::support::process::{BIN, Node};
@@ -134,14 +135,33 @@ fn the_start_line_counts_what_the_store_holds() {
         "[resource_groups.G]\nnumbers = [\"100-101\", \"200\"]\n",
     );
     let mut lines = Vec::new();
-    for config in [first, second] {
-        let mut node = Node::start(&config, &store, &[]);
+    for config in [&first, &second] {
+        let mut node = Node::start(config, &store, &[]);
         lines.push(node.start_line().to_owned());
+        if lines.len() == 2 {
+            // An operator adds a number the file does not list: the next start retires it
+            // (free, it leaves at once), and the line counts what is left (it said G=3).
+            let body = "numbers=300";
+            let mut http = std::net::TcpStream::connect(node.addr()).expect("connect");
+            write!(
+                http,
+                "POST /genesys/1/admin/groups/G/numbers HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            )
+            .expect("send");
+            let mut answer = String::new();
+            http.read_to_string(&mut answer).expect("answer");
+            assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        }
         assert_eq!(node.terminate(), Some(0));
     }
+    let mut node = Node::start(&second, &store, &[]);
+    lines.push(node.start_line().to_owned());
+    assert_eq!(node.terminate(), Some(0));
     assert!(lines[0].contains("groups=G=2,H=1"), "{}", lines[0]);
     // 200 stayed in H, which the second file does not define: listed after the file's.
     assert!(lines[1].ends_with("groups=G=2,H=1"), "{}", lines[1]);
+    assert!(lines[2].ends_with("groups=G=2,H=1"), "{}", lines[2]);
 }
 
 /// A SIGTERM at any moment of the start (here 50 ms in, while the config file's 2,000,000
