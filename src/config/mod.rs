@@ -476,6 +476,10 @@ mod tests {
                 "[services.x]\ntype = \"match-interaction\"\n_type = \"builtin\"\n_service = \"request-access\"\n",
                 "services.x._service",
             ),
+            (
+                "[services.x]\ntype = \"session\"\n_service = \"request-access\"\n",
+                "services.x._service",
+            ),
             ("[auth]\n", "auth"),
             (
                 "[auth]\nusername = \"u:v\"\npassword = \"x\"\n",

@@ -116,7 +116,13 @@ pub fn parse(
     // The GMS spelling: `_type = "builtin"` and the builtin in `_service`; no other GMS type
     // (ORS, external…) is served, and a misspelt one must not quietly become a session.
     let gms = match (get("_type")?, get("_service")?) {
-        (None, _) => None,
+        (None, None) => None,
+        // `_service` alone names a builtin too: it must agree with `type` (it was ignored,
+        // so a table could say two services at once).
+        (None, Some(s)) => Some(
+            ServiceKind::parse(&s)
+                .ok_or_else(|| cx.err(key("_service"), format!("unknown builtin {s:?}")))?,
+        ),
         (Some(t), Some(s)) if t == "builtin" => Some(
             ServiceKind::parse(&s)
                 .ok_or_else(|| cx.err(key("_service"), format!("unknown builtin {s:?}")))?,
