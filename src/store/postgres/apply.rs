@@ -169,7 +169,7 @@ async fn apply_one(
     let taken: HashSet<String> = elsewhere.iter().map(|r| r.get(0)).collect();
     for r in &elsewhere {
         let (number, owner): (String, String) = (r.get(0), r.get(1));
-        notes.push(format!("group {name}: number {number} still belongs to group {owner} (reserved); it is left there"));
+        notes.push(format!("group {name}: number {number} still belongs to group {owner} (an operator moved it there); it is left there"));
     }
     let new: Vec<&str> = missing
         .into_iter()

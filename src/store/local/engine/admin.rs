@@ -467,7 +467,7 @@ impl Engine {
                             .as_ref()
                             .map(|o| o.settings.name.to_string());
                         notes.push(format!(
-                            "group {name}: number {number} still belongs to group {} (reserved); it is left there",
+                            "group {name}: number {number} still belongs to group {} (an operator moved it there); it is left there",
                             other.unwrap_or_default()
                         ));
                     }
