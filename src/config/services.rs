@@ -117,25 +117,21 @@ pub fn parse(
     // (ORS, external…) is served, and a misspelt one must not quietly become a session.
     let gms = match (get("_type")?, get("_service")?) {
         (None, None) => None,
-        // `_service` alone names a builtin too: it must agree with `type` (it was ignored,
-        // so a table could say two services at once).
-        (None, Some(s)) => Some(
-            ServiceKind::parse(&s)
-                .ok_or_else(|| cx.err(key("_service"), format!("unknown builtin {s:?}")))?,
-        ),
-        (Some(t), Some(s)) if t == "builtin" => Some(
-            ServiceKind::parse(&s)
-                .ok_or_else(|| cx.err(key("_service"), format!("unknown builtin {s:?}")))?,
-        ),
-        (Some(t), None) if t == "builtin" => {
-            return Err(cx.err(key("_service"), "required with _type = \"builtin\""));
-        }
-        (Some(t), _) => {
+        (Some(t), _) if t != "builtin" => {
             return Err(cx.err(
                 key("_type"),
                 format!("{t:?} is not served; expected \"builtin\" (with _service), or set type"),
             ));
         }
+        (Some(_), None) => {
+            return Err(cx.err(key("_service"), "required with _type = \"builtin\""));
+        }
+        // `_service` names a builtin, with `_type = "builtin"` or alone: it must agree with
+        // `type` (alone it was ignored, so a table could say two services at once).
+        (_, Some(s)) => Some(
+            ServiceKind::parse(&s)
+                .ok_or_else(|| cx.err(key("_service"), format!("unknown builtin {s:?}")))?,
+        ),
     };
     let kind = match (get("type")?, gms) {
         (Some(t), gms) => {

@@ -265,20 +265,16 @@ async fn find_reservations(
     params: Params,
 ) -> Result<Reply, ApiError> {
     params.only(&["number", "session", "phone"])?;
+    // A filter of spaces only counts as not sent.
+    let given = |name| params.get(name).filter(|v| !v.trim().is_empty());
     let filter = ReservationFilter {
-        number: params
-            .get("number")
-            .filter(|n| !n.trim().is_empty())
+        number: given("number")
             .map(|n| AccessNumber::parse(n.trim()).map_err(ApiError::param("number")))
             .transpose()?,
-        session: params
-            .get("session")
-            .filter(|s| !s.trim().is_empty())
+        session: given("session")
             .map(|s| SessionId::parse(s.trim()).map_err(ApiError::param("session")))
             .transpose()?,
-        phone: params
-            .get("phone")
-            .filter(|p| !p.trim().is_empty())
+        phone: given("phone")
             .map(|p| PhoneNumber::parse(p).map_err(ApiError::param("phone")))
             .transpose()?,
     };

@@ -204,9 +204,9 @@ impl Group {
         };
         // The earliest hold, unless it is a retiring one: then the earliest of the others
         // (a scan, only for an empty pool whose next hold to end retires).
-        let held = match self.expiries.peek() {
-            Some(top) if lends_again(top).is_some() => lends_again(top),
-            Some(_) => self.expiries.iter().filter_map(lends_again).min(),
+        let held = match self.expiries.peek().map(lends_again) {
+            Some(Some(at)) => Some(at),
+            Some(None) => self.expiries.iter().filter_map(lends_again).min(),
             None => None,
         }
         .map(|at| rules::lifecycle::free_from(at, &self.settings.policy));
