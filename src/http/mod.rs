@@ -67,6 +67,8 @@ impl std::ops::Deref for AppState {
 }
 
 pub fn router(state: AppState) -> Router {
+    // The admin credentials' check, for the admin API, its event stream and the page.
+    let admin_auth = || middleware::from_fn_with_state(state.clone(), admin::require_admin);
     Router::new()
         .merge(service::router())
         // Auth as a route layer, like the admin credentials: checked after routing (so an
@@ -81,18 +83,12 @@ pub fn router(state: AppState) -> Router {
         .merge(
             admin::router()
                 .merge(events::router())
-                .route_layer(middleware::from_fn_with_state(
-                    state.clone(),
-                    admin::require_admin,
-                )),
+                .route_layer(admin_auth()),
         )
         // The page's security headers on every answer under /ui, a 401 included.
         .merge(
             ui::router()
-                .route_layer(middleware::from_fn_with_state(
-                    state.clone(),
-                    admin::require_admin,
-                ))
+                .route_layer(admin_auth())
                 .layer(middleware::from_fn(browser::page_headers)),
         )
         .fallback(not_found)
