@@ -135,9 +135,7 @@ impl Params {
         if axum::body::HttpBody::size_hint(&body).lower() > limit as u64 {
             return Err(ApiError::PayloadTooLarge { limit });
         }
-        let body = read_body(body, limit)
-            .await
-            .ok_or(ApiError::PayloadTooLarge { limit })?;
+        let body = read_body(body, limit).await?;
         let from_body = parse_body(content_type, body).await?;
         crate::telemetry::RequestContext::mark_read();
         // Most requests send no query: the body's list is taken as it is, not copied.
@@ -159,16 +157,19 @@ impl Params {
     }
 }
 
-/// The whole body, or `None` past `limit` bytes or when it cannot be read (as
-/// `axum::body::to_bytes`, which answers the same, but without its list of chunks and its
-/// extra wrapper: a form comes in one chunk, kept as it came).
-async fn read_body(body: Body, limit: usize) -> Option<Bytes> {
+/// The whole body (as `axum::body::to_bytes`, but without its list of chunks and its extra
+/// wrapper: a form comes in one chunk, kept as it came): 413 past `limit` bytes, 400 when it
+/// cannot be read (a chunked body's framing broken, the body cut short), which is no size.
+async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
     use http_body_util::BodyExt as _;
     let mut body = body;
     let mut whole: Option<Bytes> = None;
     let mut more: Vec<u8> = Vec::new();
     while let Some(frame) = body.frame().await {
-        let Ok(data) = frame.ok()?.into_data() else {
+        let frame = frame.map_err(|err| {
+            ApiError::invalid("body", format!("cannot be read: {}", unreadable(&err)))
+        })?;
+        let Ok(data) = frame.into_data() else {
             continue; // trailers: not parameters
         };
         // Bytes so far: the first chunk alone, or `more` once it holds the first's copy.
@@ -177,7 +178,7 @@ async fn read_body(body: Body, limit: usize) -> Option<Bytes> {
             false => more.len(),
         };
         if data.len() > limit.saturating_sub(had) {
-            return None;
+            return Err(ApiError::PayloadTooLarge { limit });
         }
         match &whole {
             None => whole = Some(data),
@@ -189,10 +190,17 @@ async fn read_body(body: Body, limit: usize) -> Option<Bytes> {
             }
         }
     }
-    match more.is_empty() {
-        true => Some(whole.unwrap_or_default()),
-        false => Some(Bytes::from(more)),
-    }
+    Ok(match more.is_empty() {
+        true => whole.unwrap_or_default(),
+        false => Bytes::from(more),
+    })
+}
+
+/// Why a body could not be read, in words: hyper's error, or the one it wraps.
+fn unreadable(err: &axum::Error) -> String {
+    use std::error::Error as _;
+    let inner = err.source().unwrap_or(err);
+    inner.to_string()
 }
 
 /// The body parser as a request runs it, without a server: the entry point of the fuzz

@@ -312,6 +312,31 @@ async fn a_body_in_pieces_is_measured_once() {
     }
 }
 
+/// A body whose chunked framing is broken is a 400 naming the body, not a 413: it is no size
+/// at all (it was answered "larger than 65536 bytes").
+#[tokio::test]
+async fn a_body_that_cannot_be_read_is_a_400_not_a_413() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let app = TestApp::spawn(Backend::Memory).await;
+    let addr = app.url.trim_start_matches("http://").to_owned();
+    for body in ["ZZ\r\nabc\r\n0\r\n\r\n", "3\r\nabcde\r\n0\r\n\r\n"] {
+        let mut conn = tokio::net::TcpStream::connect(&addr)
+            .await
+            .expect("connect");
+        let request = format!(
+            "POST /genesys/1/storage/100 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\
+             Content-Type: application/x-www-form-urlencoded\r\nTransfer-Encoding: chunked\r\n\r\n{body}"
+        );
+        conn.write_all(request.as_bytes()).await.expect("sent");
+        let mut answer = Vec::new();
+        conn.read_to_end(&mut answer).await.expect("answer read");
+        let text = String::from_utf8_lossy(&answer);
+        assert!(text.starts_with("HTTP/1.1 400"), "{body:?}: {text}");
+        assert!(text.contains("InvalidParameter"), "{body:?}: {text}");
+        assert!(text.contains("body"), "{body:?}: {text}");
+    }
+}
+
 fn basic(user: &str, password: &str) -> String {
     format!(
         "Basic {}",
