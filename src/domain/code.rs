@@ -19,11 +19,10 @@ impl CodeLength {
     pub const DEFAULT: CodeLength = CodeLength(6);
 
     pub fn parse(s: &str) -> Result<Self, ParseError> {
-        let n: i64 = s
-            .trim()
-            .parse()
-            .map_err(|_| ParseError::new(format!("{s:?} is not an integer")))?;
+        // A 20-digit length is an integer out of range, not "not an integer".
+        let n = super::timeouts::parse_int(s)?;
         Self::new(n)
+            .map_err(|_| ParseError::new(format!("{s:?} is outside {}..{}", Self::MIN, Self::MAX)))
     }
 
     pub fn new(n: i64) -> Result<Self, ParseError> {
@@ -174,6 +173,8 @@ mod tests {
     fn lengths() {
         assert_eq!(CodeLength::parse("4").map(CodeLength::get), Ok(4));
         assert_eq!(CodeLength::parse("12").map(CodeLength::get), Ok(12));
+        let huge = CodeLength::parse("99999999999999999999").expect_err("out of range");
+        assert_eq!(huge.0, r#""99999999999999999999" is outside 4..12"#);
         for bad in ["3", "13", "-1", "six", "", "6.0"] {
             assert!(CodeLength::parse(bad).is_err(), "{bad:?}");
         }

@@ -6,7 +6,7 @@ use super::ParseError;
 
 /// An integer in decimal; one too large for 64 bits is still an integer (out of any range),
 /// so it saturates rather than reading as "not an integer".
-fn parse_int(s: &str) -> Result<i64, ParseError> {
+pub(super) fn parse_int(s: &str) -> Result<i64, ParseError> {
     let t = s.trim();
     if let Ok(n) = t.parse::<i64>() {
         return Ok(n);
