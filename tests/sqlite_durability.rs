@@ -211,7 +211,13 @@ async fn the_number_lifecycle_survives_reopen() {
         .await
         .expect("match");
     assert!(
-        matches!(locked, MatchOutcome::NoMatch { locked: true, .. }),
+        matches!(
+            locked,
+            MatchOutcome::NoMatch {
+                locked: Some(_),
+                ..
+            }
+        ),
         "the count survived: {locked:?}"
     );
     let late = reopened

@@ -3,7 +3,7 @@
 //! reservation (a removed busy number retires when its reservation ends).
 
 use crate::advisor::{Advice, advise};
-use crate::domain::{AccessNumber, GroupName};
+use crate::domain::{AccessNumber, GroupName, SessionId};
 use crate::metrics::Window;
 use crate::store::{
     AddNumbers, DeleteGroup, FreeNumber, GroupChange, GroupDetail, GroupStats, NumberState,
@@ -308,22 +308,25 @@ impl Broker {
         Ok(self.store.find_reservations(filter).await?)
     }
 
+    /// Releases the number's reservation; returns its session and group as read just before
+    /// (`None` if that read failed or raced another end), for the client quotas.
     pub async fn admin_release(
         &self,
         user: &Actor,
         number: &AccessNumber,
-    ) -> Result<(), BrokerError> {
-        // The group, for the audit line (read first: the release ends the reservation).
+    ) -> Result<Option<(SessionId, GroupName)>, BrokerError> {
+        // The reservation, for the audit line and the quotas (read first: the release ends it).
         let filter = ReservationFilter {
             number: Some(number.clone()),
             ..Default::default()
         };
-        let group = match self.store.find_reservations(filter).await {
-            Ok(found) => found.into_iter().next().map(|r| r.group),
+        let held = match self.store.find_reservations(filter).await {
+            Ok(found) => found.into_iter().next().map(|r| (r.session, r.group)),
             Err(_) => None,
         };
+        let group = held.as_ref().map(|(_, group)| group.clone());
         let result = match self.store.release(number).await {
-            Ok(true) => Ok(((), format!("reservation on {number} released"))),
+            Ok(true) => Ok((held, format!("reservation on {number} released"))),
             Ok(false) => Err(BrokerError::NoReservation(number.clone())),
             Err(e) => Err(e.into()),
         };

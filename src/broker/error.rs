@@ -46,6 +46,9 @@ pub enum BrokerError {
     NoMatch {
         number: AccessNumber,
         reason: Option<crate::rules::call::Reason>,
+        /// The call cancelled a reservation by one wrong code too many: its session and
+        /// group (the HTTP layer's quota forgets it).
+        locked: Option<(SessionId, GroupName)>,
     },
     /// Stored data unknown or expired.
     #[error("storage id {0} not found or expired")]

@@ -3,7 +3,7 @@
 //! counts and logs outcomes: late matches, lockouts, stray calls and quarantines.
 
 use crate::config::ServiceConfig;
-use crate::domain::{AccessCode, AccessNumber, GroupName, PhoneNumber};
+use crate::domain::{AccessCode, AccessNumber, GroupName, PhoneNumber, SessionId};
 use crate::store::{MatchOutcome, MatchRequest, Session};
 
 /// A successful match: the session, and whether it came from a late call.
@@ -13,6 +13,9 @@ pub struct Matched {
     /// The group of the matched number.
     pub group: GroupName,
     pub late: bool,
+    /// The session whose live reservation on the number the call's wrong code cancelled
+    /// before an ended reservation answered it late.
+    pub locked: Option<SessionId>,
 }
 
 use super::{Broker, BrokerError};
@@ -50,7 +53,7 @@ impl Broker {
                 locked,
             } => {
                 self.metrics.matched(if late { "late" } else { "hit" });
-                if locked {
+                if locked.is_some() {
                     self.metrics.code_lockout(group.as_str());
                     tracing::warn!(%number, %group, "too many wrong codes: reservation cancelled");
                 }
@@ -62,6 +65,7 @@ impl Broker {
                     session,
                     group,
                     late,
+                    locked,
                 })
             }
             MatchOutcome::NoMatch {
@@ -72,8 +76,9 @@ impl Broker {
                 quarantined,
             } => {
                 self.metrics.matched("miss");
+                let locked = locked.zip(group.clone());
                 let group = group.map(|g| g.to_string()).unwrap_or_default();
-                if locked {
+                if locked.is_some() {
                     self.metrics.code_lockout(&group);
                     tracing::warn!(%number, %group, "too many wrong codes: reservation cancelled");
                 }
@@ -84,7 +89,11 @@ impl Broker {
                     tracing::warn!(%number, %group, "stray calls: number quarantined until an operator frees it");
                 }
                 let reason = service.return_failure_reason.then_some(reason);
-                Err(BrokerError::NoMatch { number, reason })
+                Err(BrokerError::NoMatch {
+                    number,
+                    reason,
+                    locked,
+                })
             }
         }
     }

@@ -296,7 +296,9 @@ async fn release(
 ) -> Result<Reply, ApiError> {
     params.only(&[])?;
     let number = AccessNumber::parse(&number).map_err(ApiError::param("number"))?;
-    state.broker.admin_release(&user, &number).await?;
+    if let Some((session, group)) = state.broker.admin_release(&user, &number).await? {
+        state.limits.forget(&session, Some(&group));
+    }
     Ok(Reply::new().field("released", number))
 }
 

@@ -283,6 +283,7 @@ mod tests {
                 BrokerError::NoMatch {
                     number: n.clone(),
                     reason: None,
+                    locked: None,
                 }
                 .into(),
                 404,

@@ -5,8 +5,9 @@
 //!   `/ready` and `/metrics` are exempt (probes must not be starved by the traffic they watch).
 //! - `reservations_per_client`: live reservations a client may hold; one more answers 429
 //!   QuotaExceeded. Counted **per node**, from the reservations this node handed out, until
-//!   they expire, are matched, or their session ends through this node (a release by an
-//!   operator is seen only at expiry, so the count errs on the strict side). A client spread
+//!   they expire, or are matched, cancelled by wrong codes, released by an operator or their
+//!   session ends through this node (an end through another node is seen only at expiry, so
+//!   the count errs on the strict side). A client spread
 //!   over N nodes of a cluster may hold up to N times the limit.
 //! - `max_sessions`, `max_storage_bytes`: what the store holds; a call whose session or
 //!   fields would take it past them answers 507 StoreFull, and nothing is written. Counting

@@ -15,7 +15,7 @@ use super::idempotency;
 use super::limits::{Adds, Limits, QuotaPlace};
 use super::params::Params;
 use super::reply::Reply;
-use crate::broker::{Access, AccessRequest, MatchParams, group_for};
+use crate::broker::{Access, AccessRequest, BrokerError, MatchParams, group_for};
 use crate::config::ServiceKind;
 use crate::domain::{
     AccessCode, AccessNumber, BookingTimeout, CodeLength, GroupName, PhoneNumber, SessionId,
@@ -225,7 +225,23 @@ async fn match_interaction(
     };
     let multiple = params.flag("_return_multiple_matches")?.unwrap_or(false);
     let ends_session = p.end_session;
-    let found = state.broker.match_interaction(service, p).await?;
+    // One wrong code too many cancels a reservation: its session's quota has room again.
+    let found = state
+        .broker
+        .match_interaction(service, p)
+        .await
+        .inspect_err(|err| {
+            if let BrokerError::NoMatch {
+                locked: Some((session, group)),
+                ..
+            } = err
+            {
+                state.limits.forget(session, Some(group));
+            }
+        })?;
+    if let Some(session) = &found.locked {
+        state.limits.forget(session, Some(&found.group));
+    }
     if !found.late {
         // The match ended the hold in its group; `_delete_service` ended them all.
         let group = (!ends_session).then_some(&found.group);

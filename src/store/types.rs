@@ -204,16 +204,16 @@ pub enum MatchOutcome {
         group: GroupName,
         late: bool,
         /// The call's wrong code cancelled the number's live reservation (one too many)
-        /// before an ended one answered it late.
-        locked: bool,
+        /// before an ended one answered it late: that reservation's session.
+        locked: Option<SessionId>,
     },
     /// Nothing matched; why, and what the call did to the number.
     NoMatch {
         reason: crate::rules::call::Reason,
         /// The number's group (`None`: the number is in no group).
         group: Option<GroupName>,
-        /// The call cancelled a reservation by one wrong code too many.
-        locked: bool,
+        /// The call cancelled a reservation by one wrong code too many: its session.
+        locked: Option<SessionId>,
         /// The call was stray (no live or late reservation on a number of a group).
         stray: bool,
         /// The stray call put the number in quarantine.
@@ -235,18 +235,19 @@ impl MatchOutcome {
         Self::NoMatch {
             reason,
             group: Some(group),
-            locked: false,
+            locked: None,
             stray: false,
             quarantined: false,
         }
     }
 
-    /// A call whose wrong code was one too many: the number's reservation is cancelled.
-    pub fn locked_out(group: GroupName) -> Self {
+    /// A call whose wrong code was one too many: the number's reservation, held by
+    /// `session`, is cancelled.
+    pub fn locked_out(group: GroupName, session: SessionId) -> Self {
         Self::NoMatch {
             reason: crate::rules::call::Reason::Locked,
             group: Some(group),
-            locked: true,
+            locked: Some(session),
             stray: false,
             quarantined: false,
         }
@@ -257,7 +258,7 @@ impl MatchOutcome {
         Self::NoMatch {
             reason,
             group: Some(group),
-            locked: false,
+            locked: None,
             stray: true,
             quarantined,
         }
@@ -267,7 +268,7 @@ impl MatchOutcome {
         Self::NoMatch {
             reason: crate::rules::call::Reason::UnknownNumber,
             group: None,
-            locked: false,
+            locked: None,
             stray: false,
             quarantined: false,
         }

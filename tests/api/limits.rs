@@ -107,6 +107,55 @@ crate::on_every_backend!(reservations_per_client_is_a_quota, |backend| async mov
     assert_eq!(app.request_access(&s3, &[]).await.status, 200);
 });
 
+// A reservation cancelled by one wrong code too many, or released by an operator, no longer
+// counts: the client's place is free at once (both were counted until the booking's end, so
+// a caller dialling wrong codes kept an app's quota spent for up to 30 minutes).
+crate::on_every_backend!(
+    a_lockout_or_a_release_gives_the_place_back,
+    |backend| async move {
+        let toml = with_limits("reservations_per_client = 1")
+            .replace("max_code_attempts = 5", "max_code_attempts = 1");
+        assert!(toml.contains("max_code_attempts = 1"), "{toml}");
+        let app = TestApp::spawn_with(backend, &toml).await;
+        let (s1, s2, s3) = (
+            app.session(&[]).await,
+            app.session(&[]).await,
+            app.session(&[]).await,
+        );
+        let coded = app
+            .request_access(
+                &s1,
+                &[
+                    ("_provide_code", "true"),
+                    ("_booking_expiration_timeout", "600"),
+                ],
+            )
+            .await;
+        assert_eq!(coded.status, 200, "{}", coded.text);
+        app.request_access(&s2, &[])
+            .await
+            .error(429, "QuotaExceeded");
+        let number = coded.field("_access_number");
+        let wrong = [("_access_number", number.as_str()), ("_access_code", "x")];
+        app.match_interaction(&wrong).await.error(404, "NoMatch");
+        app.match_interaction(&wrong).await.error(404, "NoMatch");
+        let second = app
+            .request_access(&s2, &[("_booking_expiration_timeout", "600")])
+            .await;
+        assert_eq!(second.status, 200, "after the lockout: {}", second.text);
+        app.request_access(&s3, &[])
+            .await
+            .error(429, "QuotaExceeded");
+        let number = second.field("_access_number");
+        let released = app
+            .delete(&format!("/genesys/1/admin/reservations/{number}"))
+            .await;
+        assert_eq!(released.status, 200, "{}", released.text);
+        let third = app.request_access(&s3, &[]).await;
+        assert_eq!(third.status, 200, "after the release: {}", third.text);
+    }
+);
+
 // A session's reservations in two groups are two reservations: the quota counts each
 // (it counted a session once, whatever it held).
 crate::on_every_backend!(

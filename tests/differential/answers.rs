@@ -50,7 +50,7 @@ pub fn fmt_outcome(o: MatchOutcome, history_differs: bool) -> String {
     };
     match o {
         MatchOutcome::NoMatch { reason, locked, .. } if history_differs && from_past(reason) => {
-            format!("NoMatch (the number's past) locked={locked}")
+            format!("NoMatch (the number's past) locked={locked:?}")
         }
         MatchOutcome::Matched { session, late, .. } => {
             format!("{} late={late}", fmt_session(&Some(session)))
@@ -61,7 +61,9 @@ pub fn fmt_outcome(o: MatchOutcome, history_differs: bool) -> String {
             stray,
             quarantined,
             ..
-        } => format!("NoMatch {reason:?} locked={locked} stray={stray} quarantined={quarantined}"),
+        } => {
+            format!("NoMatch {reason:?} locked={locked:?} stray={stray} quarantined={quarantined}")
+        }
     }
 }
 

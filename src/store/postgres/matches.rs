@@ -181,7 +181,7 @@ fn call(
                 session: found,
                 group,
                 late: false,
-                locked: false,
+                locked: None,
             }
         }
         Verdict::Late(id) => late(row, number, now, id, last_session, None, writes),
@@ -203,12 +203,12 @@ fn call(
             refused(Reason::WrongCode)
         }
         Verdict::Lockout => {
-            if let Some(held) = row.held.take() {
-                writes
-                    .events
-                    .push(row.end(now, number, held, EndReason::Locked));
-            }
-            MatchOutcome::locked_out(group.clone())
+            let held = row.held.take().expect("a lockout ends a live reservation");
+            let session = held.session.clone();
+            writes
+                .events
+                .push(row.end(now, number, held, EndReason::Locked));
+            MatchOutcome::locked_out(group.clone(), session)
         }
         Verdict::Refused(reason) => refused(reason),
         Verdict::Stray(reason) => {
@@ -242,11 +242,11 @@ fn late(
     wrong: Option<(u32, bool)>,
     writes: &mut Writes,
 ) -> MatchOutcome {
-    let mut locked = false;
+    let mut locked = None;
     if let Some((attempts, lockout)) = wrong {
-        locked = lockout;
         match row.held.take_if(|_| lockout) {
             Some(held) => {
+                locked = Some(held.session.clone());
                 let event = row.end(now, number, held, EndReason::Locked);
                 writes.events.push(event);
             }

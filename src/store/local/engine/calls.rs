@@ -55,16 +55,16 @@ impl Engine {
         let verdict = rules::call::decide(call, live, last, &policy, now);
         let refused = |reason| MatchOutcome::refused(reason, name.clone());
         // A wrong code for the live reservation counts even when an ended one answers late.
-        let mut locked = false;
+        let mut locked = None;
         let verdict = match verdict {
             Verdict::LateAfterWrongCode {
                 session,
                 attempts,
                 lockout,
             } => {
-                locked = lockout;
                 match lockout {
                     true => {
+                        locked = self.held_by(g, pos);
                         self.end_hold(g, pos, now, EndReason::Locked, Some(&mut *log));
                     }
                     false => self.count_wrong_code(g, pos, &req.number, attempts, log),
@@ -109,8 +109,9 @@ impl Engine {
             }
             Verdict::LateAfterWrongCode { .. } => unreachable!("turned into Late above"),
             Verdict::Lockout => {
+                let session = self.held_by(g, pos).expect("a lockout ends a live hold");
                 self.end_hold(g, pos, now, EndReason::Locked, Some(&mut *log));
-                MatchOutcome::locked_out(name.clone())
+                MatchOutcome::locked_out(name.clone(), session)
             }
             Verdict::Refused(reason) => refused(reason),
             Verdict::Stray(reason) => {

@@ -3,7 +3,7 @@
 
 use std::cmp::Reverse;
 
-use crate::domain::{AccessNumber, UnixMillis};
+use crate::domain::{AccessNumber, SessionId, UnixMillis};
 use crate::events::{Event, EventKind};
 use crate::rules::{self, lifecycle::EndReason, lifecycle::Ended};
 use crate::store::{Reservation, ReserveError, ReserveRequest};
@@ -106,6 +106,15 @@ impl Engine {
             if let Some(event) = event {
                 self.emit(event, log);
             }
+        }
+    }
+
+    /// The session holding the number at `pos` of group `g`, if it is held.
+    pub(super) fn held_by(&self, g: GroupIdx, pos: Pos) -> Option<SessionId> {
+        let group = self.groups[g as usize].as_ref()?;
+        match &group.slots[pos as usize].state {
+            SlotState::Held(hold) => Some(hold.session.clone()),
+            _ => None,
         }
     }
 
