@@ -1,5 +1,6 @@
-//! Two nodes on one PostgreSQL store, at the store level: claims made at the same moment in a
-//! small pool must each take only the numbers they use. A batch that locked every free number
+//! Nodes on one PostgreSQL store, at the store level: claims made at the same moment in a
+//! small pool must each take only the numbers they use; calls that lock the same session and
+//! number take their locks in one order (no deadlock). A batch that locked every free number
 //! it looked at (random allocation probes many) would leave the other node a pool that looks
 //! empty, and its callers would be refused although numbers were free.
 
@@ -129,6 +130,95 @@ async fn one_session_asking_through_two_nodes_holds_one_number() {
                 left.is_empty(),
                 "round {round}: outlived its session: {left:?}"
             );
+        }
+    })
+    .await;
+}
+
+/// A session's end and a match that ends that session (`_delete_service`), or a renewal of
+/// it, at the same moment: each runs, none waits on the other in a deadlock. The match locked
+/// the number and then the session, the others the session and then its numbers: a third of
+/// such races deadlocked, each waiting PostgreSQL's `deadlock_timeout`, then a 503 past the
+/// retries. This node's connections wait a minute before PostgreSQL looks for a deadlock, so
+/// one shows as a call past the store's 3 s timeout, not as a one-second pause.
+#[tokio::test]
+#[cfg_attr(
+    no_postgres,
+    ignore = "needs PostgreSQL: set TEST_POSTGRES_URL=postgres://postgres@127.0.0.1:5432/test"
+)]
+async fn ending_a_session_while_its_number_is_matched_never_deadlocks() {
+    support::limit::within(async {
+        let t = TestStore::require(support::Backend::Postgres).await;
+        let spec = group("NODES", 20, Allocation::RoundRobin);
+        t.store
+            .apply_groups(std::slice::from_ref(&spec))
+            .await
+            .expect("apply");
+        let url = format!("{}%20-cdeadlock_timeout%3D60s", t.url);
+        assert!(
+            url.contains("options="),
+            "the schema rides in options: {url}"
+        );
+        let options = StoreOptions {
+            timeout: Duration::from_secs(3),
+            ..support::options(&t.clock)
+        };
+        let node = store::open(&url.parse().expect("url"), &options)
+            .await
+            .expect("node opens");
+        let g = &spec.settings.name;
+        for round in 0..ROUNDS {
+            let session = node
+                .create_session(new_session(Duration::from_secs(600), vec![]))
+                .await
+                .expect("session");
+            let number = node
+                .reserve(reserve_request(&session.id, g))
+                .await
+                .expect("reserved")
+                .number;
+            let matched = {
+                let (node, number) = (node.clone(), number.clone());
+                tokio::spawn(async move {
+                    let m = MatchRequest {
+                        number,
+                        code: None,
+                        phone: None,
+                        code_required: false,
+                        end_session: true,
+                        with_fields: false,
+                    };
+                    node.match_reservation(m).await.map(|_| ())
+                })
+            };
+            let other = {
+                let (node, id) = (node.clone(), session.id.clone());
+                let renew = reserve_request(&id, g);
+                tokio::spawn(async move {
+                    match round % 2 {
+                        0 => node.end_session(&id).await.map(|_| ()),
+                        _ => match node.reserve(renew).await {
+                            Err(store::ReserveError::Store(e)) => Err(e),
+                            _ => Ok(()),
+                        },
+                    }
+                })
+            };
+            matched.await.expect("task").expect("the match answers");
+            other
+                .await
+                .expect("task")
+                .expect("the end or renewal answers");
+            // Whichever came first, the session is over: nothing of it is left.
+            node.end_session(&session.id).await.expect("end");
+            let left = node
+                .find_reservations(store::ReservationFilter {
+                    number: Some(number),
+                    ..Default::default()
+                })
+                .await
+                .expect("list");
+            assert!(left.is_empty(), "round {round}: {left:?}");
         }
     })
     .await;

@@ -6,7 +6,11 @@
 //!
 //! A call that also ends its session (`_delete_service=true`) reaches rows the batch did not
 //! read (the session's other numbers, its data): it closes its batch, and its session ends
-//! after the batch's rows are written, so every call sees what the ones before it did.
+//! after the batch's rows are written, so every call sees what the ones before it did. Such a
+//! batch locks the sessions its number names before the numbers: the lock order of every
+//! path is sessions → numbers (a session's end and a request-access lock the session, then
+//! its numbers). Locking the number first deadlocked with them in a third of such races,
+//! each costing PostgreSQL's `deadlock_timeout` and, past the retries, a 503.
 
 use hashbrown::HashMap;
 use std::sync::LazyLock;
@@ -88,15 +92,32 @@ pub async fn match_many<C: GenericClient>(
     numbers.dedup();
     // Sent together after BEGIN: the sessions are read after the rows are locked, so from
     // the rows as locked.
-    let reads = [
-        super::claim::now_stmt(frozen),
-        rows::lock_stmt(&numbers),
-        sessions_of(frozen, &numbers, reqs.iter().any(|r| r.with_fields)),
-    ];
+    let ending: Vec<&str> = reqs
+        .iter()
+        .filter(|r| r.end_session)
+        .map(|r| r.number.as_str())
+        .collect();
+    let mut reads = Vec::with_capacity(4);
+    reads.push(super::claim::now_stmt(frozen));
+    if !ending.is_empty() {
+        reads.push(lock_sessions_of(&ending));
+    }
+    reads.push(rows::lock_stmt(&numbers));
+    reads.push(sessions_of(
+        frozen,
+        &numbers,
+        reqs.iter().any(|r| r.with_fields),
+    ));
     let read = send(client, &reads).await.map_err(pg_error)?;
     let now = super::claim::now_from(&read[0])?;
-    let mut rows = rows::locked_from(&read[1])?;
-    let sessions = sessions_from(&read[2])?;
+    let [.., locked, named] = read.as_slice() else {
+        return Err(StoreError::corrupt(
+            "a match batch",
+            "fewer answers than statements",
+        ));
+    };
+    let mut rows = rows::locked_from(locked)?;
+    let sessions = sessions_from(named)?;
     let mut writes = Writes {
         now,
         rows: HashMap::new(),
@@ -285,6 +306,22 @@ impl Writes {
         }
         Ok(events)
     }
+}
+
+/// Locks, in id order, the sessions that the reservations (live or last) on `numbers` name:
+/// the sessions a call ending its session may end. A statement of its own before the numbers
+/// are locked (sessions → numbers, as everywhere); the numbers' statement then reads them as
+/// they are once these locks are held.
+fn lock_sessions_of<'a>(numbers: &'a [&'a str]) -> Stmt<'a> {
+    Stmt::new(
+        "SELECT s.id
+           FROM (SELECT DISTINCT named
+                   FROM numbers n, unnest(ARRAY[n.session, n.last_session]) AS named
+                  WHERE n.number = ANY($1) AND named IS NOT NULL
+                  ORDER BY named) q
+          CROSS JOIN LATERAL (SELECT id FROM sessions WHERE id = q.named FOR UPDATE) s",
+    )
+    .bind(numbers, Type::TEXT_ARRAY)
 }
 
 /// The live sessions the numbers' reservations (live or last) name, with their fields when

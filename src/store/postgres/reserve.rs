@@ -3,9 +3,9 @@
 //! they need (`claim.rs`), applies them in request order, and writes the result set-based.
 //!
 //! Lock order is session rows → number rows, the same in every path that takes more than
-//! one, so concurrent calls queue rather than deadlock (match locks the number, then ends the
-//! session only when asked; a rare deadlock with a concurrent reserve of that same session is
-//! retried by `with_tx`). The group row is never waited for (see [`write`]).
+//! one, so concurrent calls queue rather than deadlock (a match that ends its session locks
+//! the sessions its number names first: `matches.rs`). The group row is never waited for
+//! (see [`write`]).
 
 use hashbrown::{HashMap, HashSet};
 
