@@ -3,10 +3,11 @@
 //! are `access_broker::rules::{call, lifecycle}`; these cases hold each store to them with
 //! the clock stepped onto the boundaries.
 
-use access_broker::domain::{Allocation, NumberPolicy};
+use access_broker::domain::{Allocation, NumberPolicy, PolicyChange};
 use access_broker::rules::call::Reason;
 use access_broker::store::{
-    FreeNumber, GroupStats, MatchOutcome, MatchRequest, NumberState, RemoveNumber, Reservation,
+    FreeNumber, GroupChange, GroupStats, MatchOutcome, MatchRequest, NumberState, RemoveNumber,
+    Reservation,
 };
 
 use crate::support::{TestStore, group, number, reserve_request};
@@ -14,6 +15,7 @@ use crate::{MS, SEC, code, exhausted, plain_match, reserve_fresh};
 
 crate::conformance!(
     cool_down_rests_a_number_after_every_ending,
+    a_cool_down_changed_during_a_reservation_counts_when_it_ends,
     late_calls_find_an_ended_reservation_within_the_grace,
     a_live_reservation_that_accepts_wins_over_a_late_one,
     wrong_codes_count_even_when_a_late_call_answers,
@@ -146,6 +148,55 @@ async fn cool_down_rests_a_number_after_every_ending(t: TestStore) {
         FreeNumber::NotResting
     );
     assert!(t.reserve(&third, &g).await.is_ok(), "free at once");
+}
+
+/// The rest a number takes is the group's `cool_down` when its reservation ends, also when an
+/// operator changed it while the number was reserved, both ways; a rest already running keeps
+/// its end. (PostgreSQL writes the end of the rest as a reservation is made: it kept the
+/// `cool_down` of that moment, so it refused callers for a rest the operator had removed.)
+async fn a_cool_down_changed_during_a_reservation_counts_when_it_ends(t: TestStore) {
+    let policy = NumberPolicy {
+        cool_down: 10,
+        ..NumberPolicy::default()
+    };
+    let g = with_policy(&t, 1, policy).await;
+    let set_cool_down = |secs| GroupChange {
+        name: g.clone(),
+        allocation: None,
+        booking_timeout: None,
+        policy: PolicyChange {
+            cool_down: Some(secs),
+            ..PolicyChange::default()
+        },
+        numbers: Vec::new(),
+    };
+    let r = reserve_fresh(&t, &g).await;
+    t.store.put_group(set_cool_down(0)).await.expect("put");
+    let other = t.session(300 * SEC).await;
+    assert_eq!(
+        exhausted(t.reserve(&other, &g).await),
+        30 * SEC,
+        "no rest now"
+    );
+    t.advance(30 * SEC);
+    let lent = t.reserve(&other, &g).await.expect("free at its expiry");
+    assert_eq!(lent.number, r.number);
+    t.store.put_group(set_cool_down(20)).await.expect("put");
+    let third = t.session(300 * SEC).await;
+    assert_eq!(
+        exhausted(t.reserve(&third, &g).await),
+        50 * SEC,
+        "held 30 s, then 20 s"
+    );
+    t.advance(30 * SEC);
+    let n = r.number.to_string();
+    assert_eq!(
+        state_of(&t, &g, &n).await.0,
+        NumberState::Cooling { seconds_left: 20 }
+    );
+    // A change once the rest runs leaves it as it is.
+    t.store.put_group(set_cool_down(0)).await.expect("put");
+    assert_eq!(exhausted(t.reserve(&third, &g).await), 20 * SEC);
 }
 
 async fn late_calls_find_an_ended_reservation_within_the_grace(t: TestStore) {

@@ -173,6 +173,7 @@ struct Locked {
 /// `rules::cursor_after_change`. `true` when the group was created.
 async fn write_group(
     tx: &Transaction<'_>,
+    now: i64,
     name: &str,
     allocation: Allocation,
     booking_timeout: Option<BookingTimeout>,
@@ -212,14 +213,56 @@ async fn write_group(
         )
         .await
         .map_err(pg_error)?;
+    if let Some(was) = was
+        && was.policy.cool_down != policy.cool_down
+    {
+        rest_by(tx, now, name, allocation, policy).await?;
+    }
     Ok(row.get(0))
 }
 
+/// A number rests by the `cool_down` in force when its reservation ends (the embedded stores
+/// read it then). Here a reservation writes when its number is lendable again as it is made
+/// (`freed_at`: an expiry then needs no write), so a change of `cool_down` rewrites that time
+/// for the group's live reservations; a rest already running keeps its end.
+async fn rest_by(
+    tx: &Transaction<'_>,
+    now: i64,
+    name: &str,
+    allocation: Allocation,
+    policy: &NumberPolicy,
+) -> Result<(), StoreError> {
+    let cool_down = i64::try_from(policy.cool_down().as_millis()).unwrap_or(i64::MAX);
+    let lru = allocation == Allocation::LeastRecentlyUsed;
+    let sql = format!(
+        "UPDATE numbers SET freed_at = expires_at + $3,
+                lru_at = CASE WHEN $4 THEN expires_at + $3 ELSE lru_at END
+          WHERE group_name = $1 AND {LIVE}"
+    );
+    tx.execute(&sql, &[&name, &now, &cool_down, &lru])
+        .await
+        .map_err(pg_error)?;
+    Ok(())
+}
+
 /// Sets a group's whole settings from the config at start (see `apply.rs`).
-pub(super) async fn set_group(tx: &Transaction<'_>, s: &GroupSettings) -> Result<(), StoreError> {
+pub(super) async fn set_group(
+    tx: &Transaction<'_>,
+    now: i64,
+    s: &GroupSettings,
+) -> Result<(), StoreError> {
     let name = s.name.as_str();
     let was = lock_group(tx, name).await?;
-    write_group(tx, name, s.allocation, s.booking_timeout, &s.policy, was).await?;
+    write_group(
+        tx,
+        now,
+        name,
+        s.allocation,
+        s.booking_timeout,
+        &s.policy,
+        was,
+    )
+    .await?;
     let switched = was.is_some_and(|w| w.allocation != Allocation::LeastRecentlyUsed);
     if switched && s.allocation == Allocation::LeastRecentlyUsed {
         // Start-up work has a bound of its own (`apply.rs`): the whole group in one statement.
@@ -271,7 +314,7 @@ pub async fn put_group(
         change.booking_timeout,
     );
     let policy = rules::group::changed_policy(was.map(|w| w.policy), &change.policy);
-    let created = write_group(tx, g, allocation, timeout, &policy, was).await?;
+    let created = write_group(tx, now, g, allocation, timeout, &policy, was).await?;
     let texts: Vec<&str> = numbers.iter().map(AccessNumber::as_str).collect();
     append(tx, g, &texts).await?;
     unretire_listed(tx, now, g, &change.numbers).await?;

@@ -102,7 +102,7 @@ async fn apply_one(
             ));
         }
     }
-    set_group(tx, &spec.settings).await?;
+    set_group(tx, now, &spec.settings).await?;
 
     // What the group holds now: number -> (retiring, live).
     let sql = format!("SELECT number, retiring, {LIVE} FROM numbers WHERE group_name = $1");
