@@ -270,7 +270,7 @@ pub async fn open(url: &StoreUrl, options: &StoreOptions) -> Result<DynStore, Op
                     .with_events(options.bus.clone(), options.keep_outbox),
             );
             // Memory keeps nothing on disk, but expiries still end and send their events.
-            sweeper::spawn(&store, sweeper::interval(options));
+            sweeper::spawn(&store, options);
             Ok(store)
         }
         #[cfg(feature = "sqlite")]

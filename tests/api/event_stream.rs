@@ -73,6 +73,34 @@ on_every_backend!(
     }
 );
 
+// An expiry nobody calls about reaches a live stream within the purge's 5 s, with or
+// without `[events]` (without, the purge ran every 30 s and told it up to 30 s late).
+on_every_backend!(
+    an_expiry_reaches_the_stream_without_events_configured,
+    |backend: Backend| async move {
+        let app = TestApp::spawn(backend).await;
+        let mut stream = app
+            .client
+            .get(app.path("/genesys/1/admin/events"))
+            .send()
+            .await
+            .expect("stream opens");
+        let id = app.session(&[]).await;
+        let booked = app
+            .request_access(&id, &[("_booking_expiration_timeout", "5")])
+            .await;
+        assert_eq!(booked.status, 200, "{}", booked.text);
+        assert_eq!(
+            read_events(&mut stream, 1).await[0].0,
+            "reservation.created"
+        );
+        app.store.clock.advance(Duration::from_secs(6));
+        let got = read_events(&mut stream, 1).await;
+        assert_eq!(got[0].0, "reservation.expired");
+        assert_eq!(got[0].1["session"], id.as_str());
+    }
+);
+
 /// request-access then match-interaction, seen on the stream: the stores emit them.
 async fn a_request_and_a_match_stream_created_and_matched(backend: Backend) {
     {

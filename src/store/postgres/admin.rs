@@ -629,7 +629,7 @@ pub async fn purge(
     Ok((n, events))
 }
 
-/// Every node that touched the store (at start, then at each purge, every 30 s).
+/// Every node that touched the store (at start, then at each purge, every 5 or 30 s).
 pub async fn nodes(tx: &Transaction<'_>, now: i64) -> Result<Vec<(String, u64)>, StoreError> {
     let rows = tx
         .query("SELECT node_id, last_seen FROM nodes ORDER BY node_id", &[])

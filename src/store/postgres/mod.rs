@@ -159,7 +159,7 @@ pub async fn open(url: &StoreUrl, options: &StoreOptions) -> Result<DynStore, Op
         .await
         .map_err(|e| fail(describe(&e)))?;
     let store: DynStore = Arc::new(store);
-    sweeper::spawn(&store, sweeper::interval(options));
+    sweeper::spawn(&store, options);
     Ok(store)
 }
 

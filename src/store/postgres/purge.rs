@@ -14,7 +14,7 @@ use crate::store::StoreError;
 
 /// Rows one purge transaction deletes at most.
 pub const BATCH: i64 = 1_000;
-/// Batches one purge runs at most per table (the next purge, 30 s later, goes on).
+/// Batches one purge runs at most per table (the next purge, 5 or 30 s later, goes on).
 pub const MAX_BATCHES: usize = 1_000;
 /// The tables whose rows end at `expires_at` and are deleted then.
 pub const TABLES: [&str; 3] = ["sessions", "data", "idempotency"];

@@ -44,7 +44,7 @@ const MIGRATIONS: [&str; 6] = [
 
 pub async fn open(path: &Path, options: &StoreOptions) -> Result<DynStore, OpenError> {
     let store: DynStore = Arc::new(open_local(path, options, |_| Ok(())).await?);
-    sweeper::spawn(&store, sweeper::interval(options));
+    sweeper::spawn(&store, options);
     Ok(store)
 }
 
