@@ -38,9 +38,15 @@ pub async fn repair(response: Response, method: &Method, path: &str) -> Response
     };
     let err = error_for(status, method, path, text);
     let mut repaired = err.into_response();
-    // Keep what the router said about the resource (Allow on a 405).
-    if let Some(allow) = parts.headers.get(header::ALLOW) {
-        repaired.headers_mut().insert(header::ALLOW, allow.clone());
+    // Keep what the router and the layers said, all but the old body's description: Allow on
+    // a 405, the page's security headers on one under /ui.
+    let headers = repaired.headers_mut();
+    let written: Vec<_> = headers.keys().cloned().collect();
+    for (name, value) in &parts.headers {
+        let about_the_body = name == header::CONTENT_TYPE || name == header::CONTENT_LENGTH;
+        if !about_the_body && !written.contains(name) {
+            headers.append(name.clone(), value.clone());
+        }
     }
     repaired
 }

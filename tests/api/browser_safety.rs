@@ -73,13 +73,16 @@ async fn cross_site_writes_are_forbidden() {
 #[tokio::test]
 async fn the_page_carries_its_security_headers() {
     let app = TestApp::spawn(Backend::Memory).await;
-    for (path, status) in [
-        ("/ui/", 200),
-        ("/ui/app.js", 200),
-        ("/ui/style.css", 200),
-        ("/ui/no-such-page", 404),
+    for (method, path, status) in [
+        ("GET", "/ui/", 200),
+        ("GET", "/ui/app.js", 200),
+        ("GET", "/ui/style.css", 200),
+        ("GET", "/ui/no-such-page", 404),
+        // The router's own refusal, rewritten in the contract's shape, keeps them too.
+        ("POST", "/ui", 405),
     ] {
-        let resp = app.get(path).await;
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let resp = app.send(app.client.request(method, app.path(path))).await;
         assert_eq!(resp.status, status, "{path}");
         let csp = resp.header("content-security-policy").unwrap_or_default();
         assert!(csp.contains("frame-ancestors 'none'"), "{path}: {csp}");
