@@ -84,7 +84,7 @@ pub async fn group(
     now: i64,
     name: &GroupName,
 ) -> Result<Option<GroupDetail>, StoreError> {
-    let Some(stats) = stats(tx, now, Some(name.as_str())).await?.pop() else {
+    let Some(mut stats) = stats(tx, now, Some(name.as_str())).await?.pop() else {
         return Ok(None);
     };
     let sql = format!(
@@ -136,7 +136,23 @@ pub async fn group(
             stray_calls: rules::lifecycle::recent_strays(&strays, UnixMillis(now)),
         });
     }
+    // Each statement reads its own snapshot (READ COMMITTED): the counts are the list's, so
+    // one answer is one picture under traffic (they disagreed in a tenth of the answers).
+    count_states(&mut stats, &numbers);
     Ok(Some(GroupDetail { stats, numbers }))
+}
+
+/// Sets the group's counts from its numbers' states.
+fn count_states(stats: &mut GroupStats, numbers: &[NumberView]) {
+    let count = |wanted: fn(&NumberState) -> bool| {
+        numbers.iter().filter(|n| wanted(&n.state)).count() as u64
+    };
+    stats.free = count(|s| matches!(s, NumberState::Free));
+    stats.reserved = count(|s| matches!(s, NumberState::Reserved { .. }));
+    stats.cooling = count(|s| matches!(s, NumberState::Cooling { .. }));
+    stats.quarantined = count(|s| matches!(s, NumberState::Quarantined));
+    stats.retiring = count(|s| matches!(s, NumberState::Retiring { .. }));
+    stats.size = stats.free + stats.reserved + stats.cooling + stats.quarantined;
 }
 
 /// A group's settings and round-robin cursor, its row locked (two admins changing one group
