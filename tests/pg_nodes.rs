@@ -17,6 +17,17 @@ use support::{TestStore, group, new_session, reserve_request};
 const POOL: u32 = 8;
 const ROUNDS: usize = 30;
 
+/// A fresh PostgreSQL store holding one group `NODES` of `size` numbers.
+async fn store_with_group(size: u32, allocation: Allocation) -> (TestStore, store::GroupSpec) {
+    let t = TestStore::require(support::Backend::Postgres).await;
+    let spec = group("NODES", size, allocation);
+    t.store
+        .apply_groups(std::slice::from_ref(&spec))
+        .await
+        .expect("apply");
+    (t, spec)
+}
+
 async fn second_node(t: &TestStore) -> DynStore {
     let options = StoreOptions {
         clock: t.clock.clone() as Arc<ManualClock>,
@@ -36,9 +47,7 @@ async fn second_node(t: &TestStore) -> DynStore {
 async fn concurrent_claims_in_a_small_pool_leave_each_other_the_rest() {
     support::limit::within(async {
         for allocation in [Allocation::Random, Allocation::RoundRobin, Allocation::LeastRecentlyUsed] {
-            let t = TestStore::require(support::Backend::Postgres).await;
-            let spec = group("NODES", POOL, allocation);
-            t.store.apply_groups(std::slice::from_ref(&spec)).await.expect("apply");
+            let (t, spec) = store_with_group(POOL, allocation).await;
             let b = second_node(&t).await;
             let g = &spec.settings.name;
             for round in 0..ROUNDS {
@@ -82,12 +91,7 @@ async fn concurrent_claims_in_a_small_pool_leave_each_other_the_rest() {
 )]
 async fn one_session_asking_through_two_nodes_holds_one_number() {
     support::limit::within(async {
-        let t = TestStore::require(support::Backend::Postgres).await;
-        let spec = group("NODES", 20, Allocation::RoundRobin);
-        t.store
-            .apply_groups(std::slice::from_ref(&spec))
-            .await
-            .expect("apply");
+        let (t, spec) = store_with_group(20, Allocation::RoundRobin).await;
         let b = second_node(&t).await;
         let g = &spec.settings.name;
         for round in 0..ROUNDS {
@@ -148,12 +152,7 @@ async fn one_session_asking_through_two_nodes_holds_one_number() {
 )]
 async fn ending_a_session_while_its_number_is_matched_never_deadlocks() {
     support::limit::within(async {
-        let t = TestStore::require(support::Backend::Postgres).await;
-        let spec = group("NODES", 20, Allocation::RoundRobin);
-        t.store
-            .apply_groups(std::slice::from_ref(&spec))
-            .await
-            .expect("apply");
+        let (t, spec) = store_with_group(20, Allocation::RoundRobin).await;
         let url = format!("{}%20-cdeadlock_timeout%3D60s", t.url);
         assert!(
             url.contains("options="),

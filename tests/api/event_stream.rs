@@ -13,6 +13,15 @@ use crate::helpers::{DEMO, TestApp};
 use crate::on_every_backend;
 use crate::support::Backend;
 
+/// Opens the node's live event stream (as the admin: the test config has no credentials).
+async fn open_stream(app: &TestApp) -> reqwest::Response {
+    app.client
+        .get(app.path("/genesys/1/admin/events"))
+        .send()
+        .await
+        .expect("stream opens")
+}
+
 /// Reads Server-Sent Events off a streaming response until `count` events arrived.
 async fn read_events(response: &mut reqwest::Response, count: usize) -> Vec<(String, Value)> {
     let mut text = String::new();
@@ -45,12 +54,7 @@ on_every_backend!(
     the_stream_shows_committed_events,
     |backend: Backend| async move {
         let app = TestApp::spawn(backend).await;
-        let mut stream = app
-            .client
-            .get(app.path("/genesys/1/admin/events"))
-            .send()
-            .await
-            .expect("stream opens");
+        let mut stream = open_stream(&app).await;
         assert_eq!(stream.status(), 200);
         let content_type = stream.headers()["content-type"]
             .to_str()
@@ -79,12 +83,7 @@ on_every_backend!(
     an_expiry_reaches_the_stream_without_events_configured,
     |backend: Backend| async move {
         let app = TestApp::spawn(backend).await;
-        let mut stream = app
-            .client
-            .get(app.path("/genesys/1/admin/events"))
-            .send()
-            .await
-            .expect("stream opens");
+        let mut stream = open_stream(&app).await;
         let id = app.session(&[]).await;
         let booked = app
             .request_access(&id, &[("_booking_expiration_timeout", "5")])
@@ -105,12 +104,7 @@ on_every_backend!(
 async fn a_request_and_a_match_stream_created_and_matched(backend: Backend) {
     {
         let app = TestApp::spawn(backend).await;
-        let mut stream = app
-            .client
-            .get(app.path("/genesys/1/admin/events"))
-            .send()
-            .await
-            .expect("stream opens");
+        let mut stream = open_stream(&app).await;
         let id = app.session(&[]).await;
         let number = app.request_access(&id, &[]).await.field("_access_number");
         let matched = app.match_interaction(&[("_access_number", &number)]).await;
@@ -180,12 +174,7 @@ async fn the_stream_needs_the_admin_credentials() {
 async fn the_stream_ends_when_the_node_stops() {
     crate::support::limit::within(async {
         let app = TestApp::spawn(Backend::Memory).await;
-        let mut stream = app
-            .client
-            .get(app.path("/genesys/1/admin/events"))
-            .send()
-            .await
-            .expect("stream opens");
+        let mut stream = open_stream(&app).await;
         assert_eq!(stream.status(), 200);
         drop(app); // starts the graceful shutdown
         let end = tokio::time::timeout(Duration::from_secs(5), async {
