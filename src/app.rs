@@ -32,18 +32,29 @@ impl App {
     /// Applies the config's groups to the store (logging every difference found) and builds
     /// the router. Nothing is served until `run`.
     pub async fn build(
-        mut config: Config,
+        config: Config,
         listener: TcpListener,
         store: DynStore,
     ) -> Result<App, StoreError> {
         let notes = store.apply_groups(&config.groups).await?;
+        for note in notes {
+            tracing::warn!(store = store.kind(), "{note}");
+        }
+        Self::on_applied(config, listener, store)
+    }
+
+    /// Builds the router on a store the config's groups were applied to already (the
+    /// binary's `store::open_waiting` applies them as part of the opening, and waits when
+    /// the database stops answering meanwhile). Nothing is served until `run`.
+    pub fn on_applied(
+        mut config: Config,
+        listener: TcpListener,
+        store: DynStore,
+    ) -> Result<App, StoreError> {
         // The store holds the numbers from here on; a million-number group's list would
         // otherwise stay in memory for the life of the process.
         for group in &mut config.groups {
             group.numbers = Vec::new();
-        }
-        for note in notes {
-            tracing::warn!(store = store.kind(), "{note}");
         }
         let addr = listener.local_addr().map_err(StoreError::unavailable)?;
         let server = &config.server;

@@ -171,8 +171,7 @@ async fn start(config: Config) -> anyhow::Result<App> {
         .iter()
         .map(|g| (g.settings.name.clone(), g.numbers.len() as u64))
         .collect();
-    let app = App::build(config, listener, store.clone())
-        .await
+    let app = App::on_applied(config, listener, store.clone())
         .map_err(|e| anyhow::anyhow!("store {url}: {e}"))?;
     let groups = start_line_groups(&listed, &store.groups().await.unwrap_or_default());
     tracing::info!(addr = %app.local_addr(), store = %url, node = %node, groups = %groups.join(","), "access-broker listening on {}", app.local_addr());

@@ -196,3 +196,45 @@ async fn silent() {
     assert_eq!(get("/ready").await.expect("ready").status(), 503);
     assert_eq!(node.terminate(), Some(0));
 }
+
+/// The database stops answering while the node applies its config (its connections cut
+/// after a given number of bytes from PostgreSQL, swept so that a cut falls in every phase
+/// of the start: connecting, migrating, applying the groups): the node serves and waits, as
+/// when the database is down from the start. It exited 2 when the cut came after the
+/// migrations, while the groups were applied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    no_postgres,
+    ignore = "needs PostgreSQL: set TEST_POSTGRES_URL=postgres://postgres@127.0.0.1:5432/test"
+)]
+async fn a_database_lost_during_the_start_is_waited_for() {
+    support::limit::within(lost_during_start()).await;
+}
+
+async fn lost_during_start() {
+    let schema = Schema::require().await;
+    let dir = tempfile::tempdir().expect("dir");
+    let config = cluster::config(&dir, 1, 10, 600);
+    let proxy = FaultProxy::start("127.0.0.1:5432", Mode::Pass).await;
+    let url = proxy.url(&schema.url_string());
+    // A first start migrates the schema; the sweep's starts then find it ready, as a
+    // restarted node does.
+    let mut first = Node::start(&config, &url, &[]);
+    assert_eq!(first.terminate(), Some(0));
+    let c = reqwest::Client::new();
+    for bytes in (START_BYTES.0..START_BYTES.1).step_by(START_BYTES.2) {
+        proxy.cut_after(bytes);
+        // `Node::start` panics if the node exits before it listens.
+        let mut node = Node::start(&config, &url, &[]);
+        let health = c.get(format!("{}/health", node.url)).send().await;
+        assert_eq!(
+            health.expect("health").status(),
+            200,
+            "cut after {bytes} bytes"
+        );
+        assert_eq!(node.terminate(), Some(0), "cut after {bytes} bytes");
+    }
+}
+
+/// Where the sweep cuts, in bytes from PostgreSQL: from, to, step.
+const START_BYTES: (u64, u64, usize) = (300, 6000, 150);

@@ -3,7 +3,9 @@
 //! `StoreUnavailable` (`/ready` too, `/health` stays 200), and a background task retries
 //! the opening with backoff, logged, until it succeeds; from then on calls go to the real
 //! store. A malformed URL or a refusal that waiting cannot cure (wrong password, unknown
-//! database, schema too new) still fails `open` at once (exit 2).
+//! database, schema too new) still fails `open` at once (exit 2). The config's groups are
+//! part of the opening: a PostgreSQL database that stops answering while they are applied
+//! is waited for too (the node exited 2 when the connection broke then).
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -27,10 +29,11 @@ const FIRST_OPEN: Duration = Duration::from_secs(1);
 
 type Opening = tokio::task::JoinHandle<Result<DynStore, OpenError>>;
 
-/// Opens the store; if its database is unreachable, or a PostgreSQL one has not answered
-/// within [`FIRST_OPEN`], returns a [`WaitingStore`] that keeps trying in the background and
-/// applies `groups` once it gets through. An embedded store's opening (loading a large file)
-/// is awaited whole.
+/// Opens the store and applies `groups` to it (logging every difference found); if its
+/// database is unreachable, or a PostgreSQL one has not answered within [`FIRST_OPEN`] or
+/// stops answering while the groups are applied, returns a [`WaitingStore`] that keeps
+/// trying in the background and applies `groups` once it gets through. An embedded store's
+/// opening (loading a large file) is awaited whole.
 pub async fn open_waiting(
     url: &StoreUrl,
     options: &StoreOptions,
@@ -49,7 +52,23 @@ pub async fn open_waiting(
             tracing::warn!(store = %shown, %reason, "store unreachable; serving 503 and retrying");
             None
         }
-        Some(Ok(other)) => return other,
+        Some(Ok(Ok(real))) => match real.apply_groups(&groups).await {
+            Ok(notes) => {
+                log_notes(&real, notes);
+                return Ok(real);
+            }
+            Err(StoreError::Unavailable(cause)) if matches!(url, StoreUrl::Postgres(_)) => {
+                tracing::warn!(store = %url, error = %crate::telemetry::Chain(&*cause), "store stopped answering while the config was applied; serving 503 and retrying");
+                None
+            }
+            Err(e) => {
+                return Err(OpenError::Failed {
+                    url: url.to_string(),
+                    reason: e.to_string(),
+                });
+            }
+        },
+        Some(Ok(Err(other))) => return Err(other),
         Some(Err(join)) => {
             return Err(OpenError::Unreachable {
                 url: url.to_string(),
@@ -108,9 +127,7 @@ async fn keep_trying(
         };
         match opened {
             Ok((real, notes)) => {
-                for note in notes {
-                    tracing::warn!(store = real.kind(), "{note}");
-                }
+                log_notes(&real, notes);
                 tracing::info!(store = %url, "store reachable; serving");
                 if let Some(waiting) = store.upgrade() {
                     let _ = waiting.real.set(real);
@@ -122,6 +139,13 @@ async fn keep_trying(
                 tracing::warn!(store = %url, error = %crate::telemetry::Chain(&e), retry_in = ?wait, "store still unreachable");
             }
         }
+    }
+}
+
+/// What applying the config found in the store that it changed, one warning each.
+fn log_notes(store: &DynStore, notes: Vec<String>) {
+    for note in notes {
+        tracing::warn!(store = store.kind(), "{note}");
     }
 }
 

@@ -146,18 +146,20 @@ pub async fn open(url: &StoreUrl, options: &StoreOptions) -> Result<DynStore, Op
         db,
         node_id: options.node_id.clone(),
     };
-    in_tx!(store, migrate::migrate).await.map_err(|e| match e {
-        // Not answering (down, starting, refusing connections) may pass; a refusal may not.
+    // Not answering (down, starting, refusing connections, a connection lost mid-way) may
+    // pass; a refusal may not.
+    let opening = |e: StoreError| match e {
         StoreError::Unavailable(_) => OpenError::Unreachable {
             url: url.to_string(),
             reason: describe(&e),
         },
         _ => fail(describe(&e)),
-    })?;
+    };
+    in_tx!(store, migrate::migrate).await.map_err(opening)?;
     let node = store.node_id.clone();
     in_tx!(store, admin::touch_node, node)
         .await
-        .map_err(|e| fail(describe(&e)))?;
+        .map_err(opening)?;
     let store: DynStore = Arc::new(store);
     sweeper::spawn(&store, options);
     Ok(store)
