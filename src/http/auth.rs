@@ -57,6 +57,30 @@ pub fn any_known(config: &crate::config::Config, headers: &HeaderMap) -> bool {
         .any(|credentials| require(headers, Some(credentials)).is_ok())
 }
 
+/// For a session id that names no live session (unknown, expired, ended): whose it was is
+/// not known, so with `[auth]` its credentials or any service's own pass (the owner of an
+/// ended session hears 404, not 401); without `[auth]` anyone may ask, as for a session of a
+/// service without credentials.
+pub fn require_for_no_session(
+    config: &crate::config::Config,
+    headers: &HeaderMap,
+) -> Result<(), ApiError> {
+    let Some(server) = config.auth.as_ref() else {
+        return Ok(());
+    };
+    let services = config
+        .services
+        .values()
+        .filter_map(|s| s.credentials.as_ref());
+    match std::iter::once(server)
+        .chain(services)
+        .any(|credentials| require(headers, Some(credentials)).is_ok())
+    {
+        true => Ok(()),
+        false => Err(ApiError::Unauthorized),
+    }
+}
+
 /// Middleware for routes every `[auth]` user may call (the storage API): checked once,
 /// after routing, before any extractor reads the body.
 pub async fn require_server(

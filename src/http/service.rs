@@ -309,7 +309,7 @@ async fn find_session(
 ) -> Result<Session, ApiError> {
     let server_auth = state.config.auth.as_ref();
     let Ok(id) = SessionId::parse(id) else {
-        auth::require(headers, server_auth)?;
+        auth::require_for_no_session(&state.config, headers)?;
         return Err(ApiError::ServiceNotFound(id.to_owned()));
     };
     match state.broker.session(&id).await {
@@ -320,6 +320,10 @@ async fn find_session(
                 .and_then(|(_, s)| s.credentials.as_ref());
             auth::require(headers, service.or(server_auth))?;
             Ok(session)
+        }
+        Err(err @ BrokerError::SessionNotFound(_)) => {
+            auth::require_for_no_session(&state.config, headers)?;
+            Err(err.into())
         }
         Err(err) => {
             auth::require(headers, server_auth)?;

@@ -3,7 +3,8 @@
 //!
 //! Auth ([`require_storage`], a route layer, so before any body is read): a session's data
 //! (`<session id>.data`) needs its service's own credentials when the service has some, as
-//! the session itself does; everything else needs `[auth]`.
+//! the session itself does, and answers 404 once its session has ended, whatever ttl it was
+//! given; everything else needs `[auth]`.
 
 use axum::RequestExt as _;
 use axum::Router;
@@ -21,6 +22,7 @@ use super::limits::{Adds, Room};
 use super::params::Params;
 use super::reply::Reply;
 use super::{AppState, auth};
+use crate::broker::BrokerError;
 use crate::domain::{DataId, StorageTtl};
 use crate::store::fields_bytes;
 
@@ -50,17 +52,32 @@ pub async fn require_storage(
             .map(|(_, value)| value.to_owned()),
         Err(_) => None,
     };
-    let session = named
-        .and_then(|id| DataId::parse(&id).ok())
-        .and_then(|id| id.session());
-    let mut needed = server;
-    if let Some(session) = session
-        && let Ok(session) = state.broker.session(&session).await
-        && let Some((_, service)) = state.broker.service(session.service.as_str())
-        && let Some(own) = service.credentials.as_ref()
-    {
-        needed = Some(own);
-    }
+    let data = named.and_then(|id| DataId::parse(&id).ok());
+    let Some(session) = data.as_ref().and_then(DataId::session) else {
+        auth::require(req.headers(), server)?;
+        return Ok(next.run(req).await);
+    };
+    // A session's data lives with its session: its service's credentials guard it, and once
+    // the session has ended it answers 404 to everyone (a ttl the storage API gave it past
+    // the session's end left it guarded by no credentials, or by the server's).
+    let needed = match state.broker.session(&session).await {
+        Ok(session) => state
+            .broker
+            .service(session.service.as_str())
+            .and_then(|(_, service)| service.credentials.as_ref())
+            .or(server),
+        Err(BrokerError::SessionNotFound(_)) => {
+            auth::require_for_no_session(&state.config, req.headers())?;
+            let id = data.map(|d| d.to_string()).unwrap_or_default();
+            return Err(ApiError::NotFound(format!(
+                "storage id {id} not found: its session has ended"
+            )));
+        }
+        Err(err) => {
+            auth::require(req.headers(), server)?;
+            return Err(err.into());
+        }
+    };
     auth::require(req.headers(), needed)?;
     Ok(next.run(req).await)
 }

@@ -117,3 +117,84 @@ async fn one_admin_request_adds_at_most_100000_numbers() {
         .await;
     assert_eq!(resp.status, 200, "{}", resp.text);
 }
+
+// A session's data lives with its session: a ttl the storage API gave it past the session's
+// end does not take it out of its service's guard. Once the session has ended its data
+// answers 404 to everyone (it answered 200 to the server's credentials, or to anyone without
+// `[auth]`, and 401 to its own service), and its own service hears 404 for the session too.
+crate::on_every_backend!(
+    a_sessions_data_ends_with_its_session_for_every_caller,
+    |backend| async move {
+        for with_server_auth in [true, false] {
+            let server_auth = "[auth]\nusername = \"gms\"\npassword = \"secret\"\n";
+            let toml = format!(
+                "{}[resource_groups.DNIS]\nnumbers = [\"100-109\"]\n\
+                 [services.private]\ntype = \"session\"\nusername = \"app\"\npassword = \"app-pass\"\n",
+                if with_server_auth { server_auth } else { "" }
+            );
+            let app = TestApp::spawn_with(backend, &toml).await;
+            let own = basic("app", "app-pass");
+            let call = |method: reqwest::Method, path: String, auth: Option<&str>| {
+                let mut req = app.client.request(method, app.path(&path));
+                if let Some(auth) = auth {
+                    req = req.header("authorization", auth);
+                }
+                req
+            };
+            let created = app
+                .send(
+                    call(
+                        reqwest::Method::POST,
+                        "/genesys/1/service/private".into(),
+                        Some(&own),
+                    )
+                    .form(&[("note", "42"), ("_ttl", "60")]),
+                )
+                .await;
+            assert_eq!(created.status, 200, "{}", created.text);
+            let id = created.field("_id");
+            let data = format!("/genesys/1/storage/{id}.data");
+            let longer = app
+                .send(
+                    call(reqwest::Method::POST, format!("{data}/600"), Some(&own))
+                        .form(&[("more", "x")]),
+                )
+                .await;
+            assert_eq!(longer.status, 200, "{}", longer.text);
+            app.advance(std::time::Duration::from_secs(61));
+            let server = basic("gms", "secret");
+            let callers = match with_server_auth {
+                true => vec![Some(server.as_str()), Some(own.as_str())],
+                false => vec![None, Some(own.as_str())],
+            };
+            for auth in callers {
+                let read = app
+                    .send(call(reqwest::Method::GET, data.clone(), auth))
+                    .await;
+                read.error(404, "NotFound");
+                let write = app
+                    .send(
+                        call(reqwest::Method::POST, format!("{data}/600"), auth)
+                            .form(&[("note", "tampered")]),
+                    )
+                    .await;
+                write.error(404, "NotFound");
+            }
+            if with_server_auth {
+                let anonymous = app
+                    .send(call(reqwest::Method::GET, data.clone(), None))
+                    .await;
+                anonymous.error(401, "Unauthorized");
+            }
+            let session = format!("/genesys/1/service/{id}");
+            let read = app
+                .send(call(reqwest::Method::GET, session.clone(), Some(&own)))
+                .await;
+            read.error(404, "ServiceNotFound");
+            let ended = app
+                .send(call(reqwest::Method::DELETE, session, Some(&own)))
+                .await;
+            ended.error(404, "ServiceNotFound");
+        }
+    }
+);
