@@ -22,6 +22,7 @@ const MAX_LEN: usize = 255;
 /// a storage client got a session's `_id` and its write was dropped). A key that is empty,
 /// too long, not visible ASCII or sent twice is a 400 naming the header.
 pub fn key(
+    config: &crate::config::Config,
     headers: &HeaderMap,
     addr: ClientAddr,
     scope: &str,
@@ -44,9 +45,14 @@ pub fn key(
                 format!("1 to {MAX_LEN} visible ASCII characters"),
             )
         })?;
+    // The user name only when its password matches a configured credential, as `[limits]`
+    // has it: an unverified name let anyone replay that user's first answers (on a route
+    // that needs no credentials, `Basic app:anything` got app's stored id back).
     let client = match headers.typed_get::<Authorization<Basic>>() {
-        Some(Authorization(basic)) => format!("user:{}", basic.username()),
-        None => format!("addr:{addr}"),
+        Some(Authorization(basic)) if super::auth::any_known(config, headers) => {
+            format!("user:{}", basic.username())
+        }
+        _ => format!("addr:{addr}"),
     };
     Ok(Some(IdempotencyKey {
         client,
@@ -86,6 +92,12 @@ mod tests {
 
     #[test]
     fn keys_are_per_client_and_call_and_checked() {
+        let mut config = crate::config::Config::demo();
+        config.auth = Some(crate::config::Credentials {
+            username: "gms".into(),
+            password: crate::config::Secret::new("secret"),
+        });
+        let key = |headers: &HeaderMap, addr, scope: &str| key(&config, headers, addr, scope);
         let addr = ClientAddr(Some("10.0.0.1".parse().expect("ip")));
         assert!(key(&with(&[]), addr, "storage").expect("ok").is_none());
         let k = key(&with(&[("idempotency-key", "abc-1")]), addr, "storage").expect("ok");
@@ -102,6 +114,13 @@ mod tests {
             k.map(|k| (k.client, k.key)),
             Some(("user:gms".into(), "service/callback abc-1".into()))
         );
+        // A user name whose password does not match is no client of its own: the address.
+        let claimed = [
+            ("idempotency-key", "abc-1"),
+            ("authorization", "Basic Z21zOndyb25n"), // gms:wrong
+        ];
+        let k = key(&with(&claimed), addr, "service/callback").expect("ok");
+        assert_eq!(k.map(|k| k.client), Some("addr:10.0.0.1".into()));
         for bad in ["", "a b", &"x".repeat(256)] {
             assert!(
                 key(&with(&[("idempotency-key", bad)]), addr, "storage").is_err(),

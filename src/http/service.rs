@@ -75,7 +75,7 @@ async fn create_named(
     };
     let key = match service.kind {
         ServiceKind::Session | ServiceKind::RequestInteraction => {
-            idempotency::key(headers, addr, &format!("service/{name}"))?
+            idempotency::key(&state.config, headers, addr, &format!("service/{name}"))?
         }
         _ => None,
     };

@@ -94,7 +94,7 @@ async fn create(
     params: Params,
 ) -> Result<Reply, ApiError> {
     let fields = params.fields_except(&[]);
-    let key = idempotency::key(&headers, addr, "storage")?;
+    let key = idempotency::key(&state.config, &headers, addr, "storage")?;
     let room = match state
         .limits
         .room_for(&state.broker, Adds::Fields, &fields)
@@ -137,7 +137,7 @@ async fn update(
     params: Params,
 ) -> Result<Reply, ApiError> {
     let id = data_id(&id)?;
-    let key = idempotency::key(&headers, addr, &format!("storage/{id}"))?;
+    let key = idempotency::key(&state.config, &headers, addr, &format!("storage/{id}"))?;
     let fields = params.fields_except(&[]);
     // Under a byte limit an update counts what it adds to the entry: the fields it replaces
     // free their bytes (a replacement of the same size fits a full store). Concurrent
