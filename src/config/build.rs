@@ -90,6 +90,11 @@ pub fn toml_error(origin: &str, text: &str, e: &toml::de::Error) -> ConfigError 
         && let Some(key) = key_before_value(text, span.start)
         && let Some(path) = key_path_at(text, key)
     {
+        let message = match path.rsplit('.').next() {
+            // serde quotes the value (`invalid type: integer `12345678``): not a secret's.
+            Some("password" | "secret") => "not a string (the value is not shown)".to_owned(),
+            _ => message,
+        };
         return ConfigError::new(origin, format!("{path} (line {line})"), message);
     }
     ConfigError::new(origin, place, message)

@@ -781,4 +781,20 @@ _ttl = 60
         let (c, _) = load("[auth]\nusername = \"gms\"\npassword = \"hunter2\"\n").expect("valid");
         assert!(!format!("{c:?}").contains("hunter2"));
     }
+
+    /// A password or secret of the wrong type is named, not quoted: serde quotes the value.
+    #[test]
+    fn a_secret_of_the_wrong_type_is_not_echoed() {
+        for text in [
+            "[auth]\nusername = \"gms\"\npassword = 12345678\n",
+            "[events]\nurl = \"http://127.0.0.1:9/\"\nsecret = 42424242\n",
+        ] {
+            let err = load(text).expect_err("a number is no password");
+            assert!(err.contains("not a string"), "{err}");
+            assert!(
+                !err.contains("12345678") && !err.contains("42424242"),
+                "{err}"
+            );
+        }
+    }
 }
