@@ -59,14 +59,19 @@ async fn create_named(
     request: Request,
 ) -> Result<Reply, ApiError> {
     let (parts, body) = request.into_parts();
-    let params = Params::read(&parts, body, state.config.server.max_body_bytes).await?;
     let headers = &parts.headers;
     let broker = &state.broker;
-    let (name, service) = broker.find_service(name)?;
-    auth::require(
-        headers,
-        service.credentials.as_ref().or(state.config.auth.as_ref()),
-    )?;
+    // The credentials first, the body after: a caller without them learns nothing of the
+    // service or of what its body would have got (a 400, a 413).
+    let found = broker.find_service(name);
+    let server = state.config.auth.as_ref();
+    let needed = match &found {
+        Ok((_, service)) => service.credentials.as_ref().or(server),
+        Err(_) => server,
+    };
+    auth::require(headers, needed)?;
+    let (name, service) = found?;
+    let params = Params::read(&parts, body, state.config.server.max_body_bytes).await?;
     let limits = &state.limits;
     // Who the client is matters only for a reservation quota (a string built per request).
     let client = || match limits.counts_clients() {

@@ -198,3 +198,47 @@ crate::on_every_backend!(
         }
     }
 );
+
+// The credentials are checked before the body is read: a caller without the service's gets
+// 401 whatever its body (it got the body's 400 or 413, or an unknown service's 404).
+crate::on_every_backend!(credentials_come_before_the_body, |backend| async move {
+    for with_server_auth in [true, false] {
+        let toml = format!(
+            "{}[auth.metrics]\nusername = \"prom\"\npassword = \"p\"\n\
+                 [resource_groups.DNIS]\nnumbers = [\"100-109\"]\n\
+                 [services.private]\ntype = \"session\"\nusername = \"app\"\npassword = \"app-pass\"\n",
+            if with_server_auth {
+                "[auth]\nusername = \"gms\"\npassword = \"secret\"\n"
+            } else {
+                ""
+            }
+        );
+        let app = TestApp::spawn_with(backend, &toml).await;
+        let post = |service: &str, auth: Option<String>, body: &str| {
+            let mut req = app
+                .client
+                .post(app.path(&format!("/genesys/1/service/{service}")))
+                .header("content-type", "application/json")
+                .body(body.to_owned());
+            if let Some(auth) = auth {
+                req = req.header("authorization", auth);
+            }
+            req
+        };
+        let huge = format!("{{\"a\":\"{}\"}}", "x".repeat(70_000));
+        for auth in [None, Some(basic("prom", "p"))] {
+            for body in ["{bad", huge.as_str()] {
+                let resp = app.send(post("private", auth.clone(), body)).await;
+                resp.error(401, "Unauthorized");
+            }
+            if with_server_auth {
+                let resp = app.send(post("nosuchservice", auth.clone(), "{}")).await;
+                resp.error(401, "Unauthorized");
+            }
+        }
+        let own = app
+            .send(post("private", Some(basic("app", "app-pass")), "{bad"))
+            .await;
+        own.error(400, "InvalidParameter");
+    }
+});
