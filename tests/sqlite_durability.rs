@@ -257,6 +257,37 @@ async fn a_file_in_use_cannot_be_opened_twice() {
         text.contains("store.db") && text.contains("another process"),
         "{text}"
     );
+    // Nor through a symlink to it: SQLite opens the link's target, so the lock must be the
+    // target's (a second node through a link ran and handed out the same numbers).
+    let StoreUrl::Sqlite(path) = &t.url else {
+        panic!("a sqlite store: {}", t.url)
+    };
+    let alias = path.with_file_name("alias.db");
+    std::os::unix::fs::symlink(path, &alias).expect("symlink");
+    let through_link: StoreUrl = format!("sqlite://{}", alias.display())
+        .parse()
+        .expect("url");
+    let err = store::open(&through_link, &options(&t.clock))
+        .await
+        .err()
+        .expect("open through a symlink fails");
+    assert!(err.to_string().contains("another process"), "{err}");
+    // A link made before its target exists: the first node makes the file through it.
+    let dir = tempfile::tempdir().expect("dir");
+    let (real, link) = (dir.path().join("real.db"), dir.path().join("link.db"));
+    std::os::unix::fs::symlink(&real, &link).expect("dangling symlink");
+    let url = |p: &std::path::Path| -> StoreUrl {
+        format!("sqlite://{}", p.display()).parse().expect("url")
+    };
+    let first = store::open(&url(&link), &options(&t.clock))
+        .await
+        .expect("first opens through the link");
+    let err = store::open(&url(&real), &options(&t.clock))
+        .await
+        .err()
+        .expect("the target itself is in use");
+    assert!(err.to_string().contains("another process"), "{err}");
+    drop(first);
 }
 
 #[tokio::test]

@@ -111,6 +111,10 @@ fn lock_file(path: &Path) -> Result<(std::fs::File, std::path::PathBuf, bool), S
         std::fs::create_dir_all(dir)
             .map_err(|e| format!("cannot create folder {}: {e}", dir.display()))?;
     }
+    // The lock sits beside the file SQLite opens, whatever path leads there: a second node
+    // reaching the file through a symlink took a lock of its own and double-booked.
+    let path = &resolved(path);
+    warn_if_hard_linked(path);
     let mut name = path.as_os_str().to_owned();
     name.push(".lock");
     let lock_path = std::path::PathBuf::from(name);
@@ -130,6 +134,44 @@ fn lock_file(path: &Path) -> Result<(std::fs::File, std::path::PathBuf, bool), S
         Err(std::fs::TryLockError::Error(e)) => {
             Err(format!("cannot lock {}: {e}", lock_path.display()))
         }
+    }
+}
+
+/// The file a path names: its symlinks followed (also a dangling one, for a file yet to be
+/// made), its folder made absolute. A path that cannot be resolved is kept as given.
+fn resolved(path: &Path) -> std::path::PathBuf {
+    let mut path = path.to_owned();
+    // As the kernel does, give up after 40 links (a loop).
+    for _ in 0..40 {
+        let Ok(target) = std::fs::read_link(&path) else {
+            break;
+        };
+        path = match path.parent() {
+            Some(dir) => dir.join(target),
+            None => target,
+        };
+    }
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return path;
+    };
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    match std::fs::canonicalize(dir) {
+        Ok(dir) => dir.join(name),
+        Err(_) => path,
+    }
+}
+
+/// A second hard link to the file is a path the lock beside this one does not cover.
+fn warn_if_hard_linked(path: &Path) {
+    use std::os::unix::fs::MetadataExt as _;
+    if let Ok(meta) = std::fs::metadata(path)
+        && meta.nlink() > 1
+    {
+        tracing::warn!(file = %path.display(), links = meta.nlink(), "the store file has other hard links: a node opening it through another one is not kept out by this node's lock");
     }
 }
 
