@@ -110,10 +110,22 @@ async fn backup(url: &store::StoreUrl, to: std::path::PathBuf, force: bool) -> a
     };
     #[cfg(feature = "sqlite")]
     {
-        let report =
-            tokio::task::spawn_blocking(move || store::sqlite::backup::backup(&path, &to, force))
-                .await?
-                .map_err(anyhow::Error::msg)?;
+        use store::sqlite::backup as copy;
+        let partial = copy::partial_path(&to);
+        let copying = tokio::task::spawn_blocking(move || copy::backup(&path, &to, force));
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        let report = tokio::select! {
+            done = copying => done?.map_err(anyhow::Error::msg)?,
+            // Stopped half-way: the hidden copy goes, and the target was never touched.
+            _ = tokio::signal::ctrl_c() => {
+                copy::remove_partial(&partial);
+                std::process::exit(130);
+            }
+            _ = term.recv() => {
+                copy::remove_partial(&partial);
+                std::process::exit(143);
+            }
+        };
         println!(
             "backup of {url} written to {} ({} bytes) in {:.2} s",
             report.path.display(),

@@ -425,3 +425,64 @@ fn backup_refuses_stores_it_cannot_copy() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("pg_dump"));
 }
+
+/// Two backups to one target at once: one writes it, the other is refused naming the file
+/// (both failed, writing one hidden file between them, and no copy was left); neither leaves
+/// its hidden file behind.
+#[test]
+fn two_backups_to_one_target_leave_one_copy() {
+    let dir = tempfile::tempdir().expect("dir");
+    let store = dir.path().join("store.db");
+    {
+        let conn = rusqlite::Connection::open(&store).expect("store");
+        conn.execute_batch(
+            "PRAGMA user_version = 6; CREATE TABLE filler (b BLOB);
+             WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 2000)
+             INSERT INTO filler SELECT randomblob(8192) FROM n;",
+        )
+        .expect("filled");
+    }
+    let to = dir.path().join("copy.db");
+    let run = || {
+        Command::new(BIN)
+            .args(["backup", "--store"])
+            .arg(format!("sqlite://{}", store.display()))
+            .arg("--to")
+            .arg(&to)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("runs")
+    };
+    let (a, b) = (run(), run());
+    let outs = [a, b].map(|c| c.wait_with_output().expect("ends"));
+    let codes: Vec<_> = outs.iter().map(|o| o.status.code()).collect();
+    assert!(
+        codes.contains(&Some(0)) && codes.contains(&Some(2)),
+        "one writes, one is refused: {codes:?} {:?}",
+        outs.iter()
+            .map(|o| String::from_utf8_lossy(&o.stderr).into_owned())
+            .collect::<Vec<_>>()
+    );
+    let refused = outs
+        .iter()
+        .find(|o| o.status.code() == Some(2))
+        .expect("refused");
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        said.contains("copy.db") && said.contains("exists"),
+        "{said}"
+    );
+    let copy = rusqlite::Connection::open(&to).expect("copy opens");
+    let rows: i64 = copy
+        .query_row("SELECT count(*) FROM filler", [], |r| r.get(0))
+        .expect("copy reads");
+    assert_eq!(rows, 2000);
+    let left: Vec<_> = std::fs::read_dir(dir.path())
+        .expect("dir")
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("partial"))
+        .collect();
+    assert!(left.is_empty(), "hidden files left: {left:?}");
+}

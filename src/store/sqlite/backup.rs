@@ -5,7 +5,11 @@
 //! The copy is written to a hidden file next to the target, checked (`PRAGMA quick_check`),
 //! switched to a single self-contained file (`journal_mode = DELETE`), synced, and only then
 //! renamed to the target: a failed or interrupted backup never leaves a half copy under the
-//! target's name, and `--force` replaces an old copy only once the new one is complete.
+//! target's name (nor its hidden file: removed on failure, and by `main` on Ctrl-C or
+//! SIGTERM), and `--force` replaces an old copy only once the new one is complete. Each
+//! backup writes a hidden file of its own (the process id in its name): two backups to one
+//! target both finish, and without `--force` the second is refused when it would replace
+//! the first's copy.
 //! Restoring is `serve --store sqlite://COPY`.
 
 use std::path::{Path, PathBuf};
@@ -60,10 +64,10 @@ pub fn backup(source: &Path, to: &Path, force: bool) -> Result<BackupReport, Str
     }
 
     let partial = partial_path(to);
-    let _ = std::fs::remove_file(&partial);
-    let result = copy(&src, &partial).and_then(|()| finish(&partial, to));
+    remove_partial(&partial);
+    let result = copy(&src, &partial).and_then(|()| finish(&partial, to, force));
     if let Err(e) = result {
-        let _ = std::fs::remove_file(&partial);
+        remove_partial(&partial);
         return Err(format!("backup of {store} to {}: {e}", to.display()));
     }
     let bytes = std::fs::metadata(to)
@@ -115,21 +119,44 @@ fn check_target(source: &Path, to: &Path, force: bool) -> Result<(), String> {
     }
 }
 
-/// `DIR/.NAME.partial`: same folder as the target, so the final rename is atomic.
-fn partial_path(to: &Path) -> PathBuf {
+/// `DIR/.NAME.partial-PID`: same folder as the target, so the final rename is atomic; this
+/// process's own, so two backups to one target do not write one file.
+pub fn partial_path(to: &Path) -> PathBuf {
     let name = to
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    to.with_file_name(format!(".{name}.partial"))
+    to.with_file_name(format!(".{name}.partial-{}", std::process::id()))
+}
+
+/// Removes a copy that will not be finished, and the side files SQLite made beside it.
+pub fn remove_partial(partial: &Path) {
+    for suffix in ["", "-journal", "-wal", "-shm"] {
+        let mut side = partial.as_os_str().to_owned();
+        side.push(suffix);
+        let _ = std::fs::remove_file(PathBuf::from(side));
+    }
+}
+
+/// What SQLite says went wrong, in words: its result code's own text when the message is
+/// empty or the placeholder "not an error" (the backup API reports a failed step of the
+/// copy's connection, a full disk say, through the source's message).
+fn said(e: rusqlite::Error) -> String {
+    match &e {
+        rusqlite::Error::SqliteFailure(code, message) => match message.as_deref() {
+            None | Some("not an error") => code.to_string(),
+            Some(message) => format!("{message} ({code})"),
+        },
+        _ => e.to_string(),
+    }
 }
 
 /// The online backup, step by step. (`Backup::run_to_completion` does the same loop but
 /// cannot see restarts or bound a busy store, so the loop is written out.)
 fn copy(src: &Connection, partial: &Path) -> Result<(), String> {
-    let mut dst = Connection::open(partial).map_err(|e| e.to_string())?;
+    let mut dst = Connection::open(partial).map_err(said)?;
     {
-        let backup = Backup::new(src, &mut dst).map_err(|e| e.to_string())?;
+        let backup = Backup::new(src, &mut dst).map_err(said)?;
         let mut restarts = 0;
         let mut last_remaining = i32::MAX;
         let mut busy_since: Option<Instant> = None;
@@ -139,7 +166,7 @@ fn copy(src: &Connection, partial: &Path) -> Result<(), String> {
             } else {
                 PAGES_PER_STEP
             };
-            match backup.step(pages).map_err(|e| e.to_string())? {
+            match backup.step(pages).map_err(said)? {
                 StepResult::Done => break,
                 StepResult::More => {
                     busy_since = None;
@@ -167,22 +194,41 @@ fn copy(src: &Connection, partial: &Path) -> Result<(), String> {
     }
     let check: String = dst
         .query_row("PRAGMA quick_check", [], |r| r.get(0))
-        .map_err(|e| e.to_string())?;
+        .map_err(said)?;
     if check != "ok" {
+        let check = check.replace('\n', "; ");
         return Err(format!("the copy fails its check: {check}"));
     }
     // One self-contained file: the copy needs no -wal beside it.
     dst.query_row("PRAGMA journal_mode = DELETE", [], |_| Ok(()))
-        .map_err(|e| e.to_string())?;
-    dst.close().map_err(|(_, e)| e.to_string())
+        .map_err(said)?;
+    dst.close().map_err(|(_, e)| said(e))
 }
 
-/// Syncs the copy and moves it into place, then syncs the folder so the rename lasts.
-fn finish(partial: &Path, to: &Path) -> Result<(), String> {
+/// Syncs the copy and moves it into place, then syncs the folder so the rename lasts. Without
+/// `force` a copy that appeared at the target meanwhile (another backup's) is not replaced.
+fn finish(partial: &Path, to: &Path, force: bool) -> Result<(), String> {
     std::fs::File::open(partial)
         .and_then(|f| f.sync_all())
         .map_err(|e| e.to_string())?;
-    std::fs::rename(partial, to).map_err(|e| e.to_string())?;
+    let replace = force || std::fs::metadata(to).is_ok_and(|m| m.len() == 0);
+    match replace {
+        true => std::fs::rename(partial, to).map_err(|e| e.to_string())?,
+        // A link is made only where no file is: the check and the move in one step.
+        false => match std::fs::hard_link(partial, to) {
+            Ok(()) => {
+                let _ = std::fs::remove_file(partial);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                return Err(
+                    "the file exists now (another backup wrote it meanwhile); pass --force to replace it"
+                        .into(),
+                );
+            }
+            // A filesystem without hard links: the check at the start stands.
+            Err(_) => std::fs::rename(partial, to).map_err(|e| e.to_string())?,
+        },
+    }
     if let Some(dir) = to.parent().filter(|d| !d.as_os_str().is_empty()) {
         let _ = std::fs::File::open(dir).and_then(|d| d.sync_all());
     }
