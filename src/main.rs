@@ -50,7 +50,13 @@ async fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::CheckConfig(args) => {
             let (config, warnings) = Config::load(Some(&args.config))?;
-            let config = config.with_env_credentials(env)?;
+            // The environment's layer too, as `serve` would apply it (the report printed the
+            // file's store and address when the environment named others).
+            let listen = env("ACCESS_BROKER_LISTEN");
+            let store = env("ACCESS_BROKER_STORE");
+            let config = config
+                .with_overrides(listen.as_deref(), store.as_deref())?
+                .with_env_credentials(env)?;
             for w in warnings {
                 eprintln!("warning: {w}");
             }

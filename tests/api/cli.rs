@@ -486,3 +486,31 @@ fn two_backups_to_one_target_leave_one_copy() {
         .collect();
     assert!(left.is_empty(), "hidden files left: {left:?}");
 }
+
+/// `check-config` reports the store and address `serve` would use: the environment's beat the
+/// file's (it printed the file's), and a bad one is named.
+#[test]
+fn check_config_applies_the_environment_as_serve_does() {
+    let dir = tempfile::tempdir().expect("dir");
+    let path = write(&dir, "c.toml", &format!("{ONE}{SERVICE}"));
+    let run = |store: &str| {
+        Command::new(BIN)
+            .args(["check-config", "--config"])
+            .arg(&path)
+            .env("ACCESS_BROKER_STORE", store)
+            .env("ACCESS_BROKER_LISTEN", "127.0.0.1:9911")
+            .output()
+            .expect("runs")
+    };
+    let out = run("memory://");
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{said}");
+    assert!(
+        said.contains("store memory://") && said.contains("127.0.0.1:9911"),
+        "{said}"
+    );
+    let out = run("redis://x");
+    assert_eq!(out.status.code(), Some(2));
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("ACCESS_BROKER_STORE"), "{said}");
+}
