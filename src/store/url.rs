@@ -13,8 +13,11 @@ pub enum StoreUrl {
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("store URL {0:?}: expected memory://, sqlite://PATH or postgres://USER@HOST/DB")]
-pub struct BadStoreUrl(String);
+#[error("store URL {0:?}: {1}")]
+pub struct BadStoreUrl(String, String);
+
+/// What a store URL must look like, said when one does not.
+const EXPECTED: &str = "expected memory://, sqlite://PATH or postgres://USER@HOST/DB";
 
 impl FromStr for StoreUrl {
     type Err = BadStoreUrl;
@@ -27,17 +30,17 @@ impl FromStr for StoreUrl {
             // A path, nothing else: SQLite's in-memory database (`:memory:`) would keep
             // nothing (that is `memory://`), and URL options (`?mode=ro`) are not read.
             if path.is_empty() || path == ":memory:" || path.contains('?') {
-                return Err(BadStoreUrl(s.into()));
+                return Err(BadStoreUrl(s.into(), EXPECTED.into()));
             }
             return Ok(Self::Sqlite(PathBuf::from(path)));
         }
         if s.starts_with("postgres://") || s.starts_with("postgresql://") {
-            if s.parse::<tokio_postgres_config::Probe>().is_err() {
-                return Err(BadStoreUrl(redact(s)));
+            if let Err(why) = s.parse::<tokio_postgres_config::Probe>() {
+                return Err(BadStoreUrl(redact(s), why));
             }
             return Ok(Self::Postgres(s.into()));
         }
-        Err(BadStoreUrl(redact_unrecognised(s)))
+        Err(BadStoreUrl(redact_unrecognised(s), EXPECTED.into()))
     }
 }
 
@@ -83,9 +86,11 @@ fn redact_unrecognised(s: &str) -> String {
 /// missing feature; with it, the driver's own parser checks the URL.
 mod tokio_postgres_config {
     pub struct Probe;
+    /// Why a `postgres://` URL cannot be used, in the driver's words (which name the option,
+    /// never its value), else what one looks like.
     impl std::str::FromStr for Probe {
-        type Err = ();
-        fn from_str(s: &str) -> Result<Self, ()> {
+        type Err = String;
+        fn from_str(s: &str) -> Result<Self, String> {
             // A URL without a host (`postgres://`, `postgres:///db`) can never connect: the
             // driver, unlike libpq, has no default host. A socket directory given as
             // `?host=/run/postgresql` is a host.
@@ -95,7 +100,11 @@ mod tokio_postgres_config {
                     Ok(c) if !c.get_hosts().is_empty() || !c.get_hostaddrs().is_empty() => {
                         Ok(Probe)
                     }
-                    _ => Err(()),
+                    Ok(_) => Err("no host; expected postgres://USER@HOST/DB".into()),
+                    Err(e) => Err(format!(
+                        "{}; expected postgres://USER@HOST/DB",
+                        crate::telemetry::Chain(&e)
+                    )),
                 }
             }
             #[cfg(not(feature = "postgres"))]
@@ -169,6 +178,23 @@ impl fmt::Debug for StoreUrl {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    #[cfg(feature = "postgres")]
+    fn a_bad_option_is_named_and_the_password_hidden() {
+        let err = "postgres://u:hunter2@h/db?sslmode=bogus"
+            .parse::<StoreUrl>()
+            .expect_err("bad sslmode")
+            .to_string();
+        assert!(
+            err.contains("`sslmode`") && !err.contains("hunter2"),
+            "{err}"
+        );
+        let err = "postgres://u@h:99999/db"
+            .parse::<StoreUrl>()
+            .expect_err("port");
+        assert!(err.to_string().contains("`port`"), "{err}");
+    }
 
     #[test]
     fn parses_each_scheme() {
