@@ -120,16 +120,18 @@ async fn backup(url: &store::StoreUrl, to: std::path::PathBuf, force: bool) -> a
         let partial = copy::partial_path(&to);
         let copying = tokio::task::spawn_blocking(move || copy::backup(&path, &to, force));
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        let stopped = async {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => 130,
+                _ = term.recv() => 143,
+            }
+        };
         let report = tokio::select! {
             done = copying => done?.map_err(anyhow::Error::msg)?,
             // Stopped half-way: the hidden copy goes, and the target was never touched.
-            _ = tokio::signal::ctrl_c() => {
+            code = stopped => {
                 copy::remove_partial(&partial);
-                std::process::exit(130);
-            }
-            _ = term.recv() => {
-                copy::remove_partial(&partial);
-                std::process::exit(143);
+                std::process::exit(code);
             }
         };
         println!(

@@ -43,18 +43,29 @@ pub fn require(headers: &HeaderMap, expected: Option<&Credentials>) -> Result<()
 /// Whether the request carries one of the configured credentials (server-wide, admin,
 /// metrics or a service's): for a path no route serves, where which would apply is unknown.
 pub fn any_known(config: &crate::config::Config, headers: &HeaderMap) -> bool {
+    let guards = config.auth.iter().chain(&config.admin_auth);
+    carries_one_of(
+        headers,
+        guards
+            .chain(&config.metrics_auth)
+            .chain(services_own(config)),
+    )
+}
+
+/// The credentials services set for themselves.
+fn services_own(config: &crate::config::Config) -> impl Iterator<Item = &Credentials> {
     config
-        .auth
-        .iter()
-        .chain(config.admin_auth.iter())
-        .chain(config.metrics_auth.iter())
-        .chain(
-            config
-                .services
-                .values()
-                .filter_map(|s| s.credentials.as_ref()),
-        )
-        .any(|credentials| require(headers, Some(credentials)).is_ok())
+        .services
+        .values()
+        .filter_map(|s| s.credentials.as_ref())
+}
+
+/// Whether the request carries one of these credentials.
+fn carries_one_of<'a>(
+    headers: &HeaderMap,
+    mut credentials: impl Iterator<Item = &'a Credentials>,
+) -> bool {
+    credentials.any(|c| require(headers, Some(c)).is_ok())
 }
 
 /// For a session id that names no live session (unknown, expired, ended): whose it was is
@@ -68,14 +79,7 @@ pub fn require_for_no_session(
     let Some(server) = config.auth.as_ref() else {
         return Ok(());
     };
-    let services = config
-        .services
-        .values()
-        .filter_map(|s| s.credentials.as_ref());
-    match std::iter::once(server)
-        .chain(services)
-        .any(|credentials| require(headers, Some(credentials)).is_ok())
-    {
+    match carries_one_of(headers, std::iter::once(server).chain(services_own(config))) {
         true => Ok(()),
         false => Err(ApiError::Unauthorized),
     }
