@@ -288,6 +288,15 @@ async fn a_file_in_use_cannot_be_opened_twice() {
         .expect("the target itself is in use");
     assert!(err.to_string().contains("another process"), "{err}");
     drop(first);
+    // A hard link is a path the lock does not cover: a file with more than one is refused
+    // (a second node through one started, kept its own WAL and double-booked).
+    let other = dir.path().join("other.db");
+    std::fs::hard_link(&real, &other).expect("hard link");
+    let err = store::open(&url(&real), &options(&t.clock))
+        .await
+        .err()
+        .expect("a file with two links is refused");
+    assert!(err.to_string().contains("hard links"), "{err}");
 }
 
 #[tokio::test]

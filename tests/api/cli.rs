@@ -514,3 +514,55 @@ fn check_config_applies_the_environment_as_serve_does() {
     let said = String::from_utf8_lossy(&out.stderr);
     assert!(said.contains("ACCESS_BROKER_STORE"), "{said}");
 }
+
+/// `backup --force` over an earlier copy leaves no WAL of that copy beside the new one: a
+/// node that served the old copy (a restore drill, killed) left its `-wal`, and SQLite
+/// replayed it onto the new copy, so the restore read the drill's data.
+#[test]
+fn a_forced_backup_leaves_no_old_wal_beside_the_copy() {
+    let dir = tempfile::tempdir().expect("dir");
+    let store = dir.path().join("store.db");
+    let to = dir.path().join("copy.db");
+    {
+        let conn = rusqlite::Connection::open(&store).expect("store");
+        conn.execute_batch(
+            "PRAGMA user_version = 6; CREATE TABLE filler (n INTEGER);
+             INSERT INTO filler VALUES (1), (2), (3);",
+        )
+        .expect("filled");
+    }
+    // The old copy, with writes still in its WAL when its node died.
+    let stale = dir.path().join("stale-wal");
+    {
+        let conn = rusqlite::Connection::open(&to).expect("old copy");
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL; PRAGMA wal_autocheckpoint = 0;
+             CREATE TABLE filler (n INTEGER); INSERT INTO filler VALUES (7), (8), (9), (10);",
+        )
+        .expect("written");
+        std::fs::copy(dir.path().join("copy.db-wal"), &stale).expect("wal kept");
+    }
+    std::fs::copy(&stale, dir.path().join("copy.db-wal")).expect("wal left behind");
+    let out = Command::new(BIN)
+        .args(["backup", "--force", "--store"])
+        .arg(format!("sqlite://{}", store.display()))
+        .arg("--to")
+        .arg(&to)
+        .output()
+        .expect("runs");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let copy = rusqlite::Connection::open(&to).expect("copy opens");
+    let rows: Vec<i64> = copy
+        .prepare("SELECT n FROM filler ORDER BY n")
+        .expect("query")
+        .query_map([], |r| r.get(0))
+        .expect("rows")
+        .collect::<Result<_, _>>()
+        .expect("read");
+    assert_eq!(rows, vec![1, 2, 3], "the copy is the store's, nothing else");
+}

@@ -47,6 +47,7 @@ pub fn backup(source: &Path, to: &Path, force: bool) -> Result<BackupReport, Str
         return Err(format!("store {store}: no such file"));
     }
     check_target(source, to, force)?;
+    lock_target(to).map_err(|e| format!("--to {}: {e}", to.display()))?;
     let src = Connection::open_with_flags(
         source,
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -138,6 +139,27 @@ pub fn remove_partial(partial: &Path) {
     }
 }
 
+/// Takes the lock a node serving `to` would hold (`FILE.lock`, `store/sqlite/mod.rs`), if
+/// such a file is there: refused while a node holds it. Kept until the copy is in place.
+fn lock_target(to: &Path) -> Result<Option<std::fs::File>, String> {
+    let mut name = super::resolved(to).into_os_string();
+    name.push(".lock");
+    let Ok(file) = std::fs::OpenOptions::new()
+        .write(true)
+        .open(PathBuf::from(&name))
+    else {
+        return Ok(None);
+    };
+    match file.try_lock() {
+        Ok(()) => Ok(Some(file)),
+        Err(std::fs::TryLockError::WouldBlock) => Err(format!(
+            "a node serves that file (it holds {}); stop it first",
+            Path::new(&name).display()
+        )),
+        Err(std::fs::TryLockError::Error(e)) => Err(e.to_string()),
+    }
+}
+
 /// What SQLite says went wrong, in words: its result code's own text when the message is
 /// empty or the placeholder "not an error" (the backup API reports a failed step of the
 /// copy's connection, a full disk say, through the source's message).
@@ -211,6 +233,20 @@ fn finish(partial: &Path, to: &Path, force: bool) -> Result<(), String> {
     std::fs::File::open(partial)
         .and_then(|f| f.sync_all())
         .map_err(|e| e.to_string())?;
+    // A node serving the target keeps its lock; the old file's WAL and journal must not stay
+    // beside the new one (SQLite would replay them onto it: a restore drill's writes came
+    // back over the copy).
+    let _served = lock_target(to)?;
+    for suffix in ["-wal", "-shm", "-journal"] {
+        let mut side = to.as_os_str().to_owned();
+        side.push(suffix);
+        match std::fs::remove_file(PathBuf::from(&side)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(format!("{}: {e}", Path::new(&side).display()));
+            }
+            _ => {}
+        }
+    }
     let replace = force || std::fs::metadata(to).is_ok_and(|m| m.len() == 0);
     match replace {
         true => std::fs::rename(partial, to).map_err(|e| e.to_string())?,

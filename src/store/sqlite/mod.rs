@@ -114,7 +114,7 @@ fn lock_file(path: &Path) -> Result<(std::fs::File, std::path::PathBuf, bool), S
     // The lock sits beside the file SQLite opens, whatever path leads there: a second node
     // reaching the file through a symlink took a lock of its own and double-booked.
     let path = &resolved(path);
-    warn_if_hard_linked(path);
+    refuse_hard_links(path)?;
     let mut name = path.as_os_str().to_owned();
     name.push(".lock");
     let lock_path = std::path::PathBuf::from(name);
@@ -139,7 +139,7 @@ fn lock_file(path: &Path) -> Result<(std::fs::File, std::path::PathBuf, bool), S
 
 /// The file a path names: its symlinks followed (also a dangling one, for a file yet to be
 /// made), its folder made absolute. A path that cannot be resolved is kept as given.
-fn resolved(path: &Path) -> std::path::PathBuf {
+pub(super) fn resolved(path: &Path) -> std::path::PathBuf {
     let mut path = path.to_owned();
     // As the kernel does, give up after 40 links (a loop).
     for _ in 0..40 {
@@ -165,13 +165,17 @@ fn resolved(path: &Path) -> std::path::PathBuf {
     }
 }
 
-/// A second hard link to the file is a path the lock beside this one does not cover.
-fn warn_if_hard_linked(path: &Path) {
+/// A second hard link to the file is a path the lock beside this one does not cover (a node
+/// opening it there started, kept a WAL of its own and double-booked): refused.
+fn refuse_hard_links(path: &Path) -> Result<(), String> {
     use std::os::unix::fs::MetadataExt as _;
-    if let Ok(meta) = std::fs::metadata(path)
-        && meta.nlink() > 1
-    {
-        tracing::warn!(file = %path.display(), links = meta.nlink(), "the store file has other hard links: a node opening it through another one is not kept out by this node's lock");
+    match std::fs::metadata(path) {
+        Ok(meta) if meta.nlink() > 1 => Err(format!(
+            "{} has {} hard links: another path to it would escape this node's lock; remove the other links",
+            path.display(),
+            meta.nlink()
+        )),
+        _ => Ok(()),
     }
 }
 
