@@ -482,3 +482,50 @@ async fn rss_stays_flat_while_idempotency_answers_pile_up_on_disk() {
         "SQLite memory grows {later} B a cycle after the first round: {growth:?}"
     );
 }
+
+/// A file with a damaged page where the start does not read (the stored fields stay on disk)
+/// is refused naming the damage, and nothing is written to it (it started, served and took
+/// writes, while every `backup` of it failed).
+#[tokio::test]
+async fn a_damaged_file_is_refused_at_start() {
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("store.db");
+    let url: StoreUrl = format!("sqlite://{}", path.display()).parse().expect("url");
+    let clock = std::sync::Arc::new(access_broker::clock::ManualClock::starting_now());
+    {
+        let s = store::open(&url, &options(&clock)).await.expect("opens");
+        for i in 0..300 {
+            let value = format!("MARKER-{i:04}-{}", "x".repeat(900));
+            s.put_data(
+                DataId::generate(&node()),
+                vec![("k".into(), value)],
+                Duration::from_secs(3600),
+            )
+            .await
+            .expect("put");
+        }
+    }
+    // A table leaf page (type 0x0D) of the stored fields: its cell pointers scrambled.
+    let mut bytes = std::fs::read(&path).expect("file");
+    let page = (1..bytes.len() / 4096)
+        .map(|p| p * 4096)
+        .find(|&at| bytes[at] == 0x0D && bytes[at..at + 4096].windows(7).any(|w| w == b"MARKER-"))
+        .expect("a leaf page of the fields");
+    for b in &mut bytes[page + 8..page + 24] {
+        *b ^= 0x5A;
+    }
+    std::fs::write(&path, &bytes).expect("damaged");
+    let err = store::open(&url, &options(&clock))
+        .await
+        .err()
+        .expect("a damaged file is refused");
+    assert!(
+        err.to_string().contains("damaged") && err.to_string().contains("store.db"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read(&path).expect("file"),
+        bytes,
+        "nothing written"
+    );
+}

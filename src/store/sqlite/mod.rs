@@ -66,6 +66,7 @@ async fn open_local(
         let (lock, lock_path, made) = lock_file(&path)?;
         let opened = (|| {
             let mut conn = connect(&path, options_copy.sqlite_synchronous)?;
+            check_whole(&conn)?;
             migrate(&mut conn)?;
             let mut engine = load::load(&mut conn, options_copy.clock.now())?;
             outbox::load(&conn, &mut engine)?;
@@ -176,6 +177,23 @@ fn refuse_hard_links(path: &Path) -> Result<(), String> {
             meta.nlink()
         )),
         _ => Ok(()),
+    }
+}
+
+/// Refuses a damaged file before anything is written to it: the load reads the numbers and
+/// reservations, not the stored fields (they stay on disk), so a damaged page there let the
+/// node start, serve and write, while every `backup` of it failed. `quick_check` reads every
+/// page once: 0.18 s for a million numbers (75 MB) here, warm.
+fn check_whole(conn: &Connection) -> Result<(), String> {
+    let said: String = conn
+        .query_row("PRAGMA quick_check(1)", [], |r| r.get(0))
+        .map_err(|e| explain(&e))?;
+    match said.as_str() {
+        "ok" => Ok(()),
+        damage => Err(format!(
+            "the file is damaged ({}); restore it from a backup",
+            damage.replace('\n', "; ")
+        )),
     }
 }
 
