@@ -37,9 +37,7 @@ impl App {
         store: DynStore,
     ) -> Result<App, StoreError> {
         let notes = store.apply_groups(&config.groups).await?;
-        for note in notes {
-            tracing::warn!(store = store.kind(), "{note}");
-        }
+        crate::store::log_notes(&store, notes);
         Self::on_applied(config, listener, store)
     }
 

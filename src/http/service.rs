@@ -312,12 +312,24 @@ async fn find_session(
     id: &str,
     headers: &HeaderMap,
 ) -> Result<Session, ApiError> {
-    let server_auth = state.config.auth.as_ref();
     let Ok(id) = SessionId::parse(id) else {
         auth::require_for_no_session(&state.config, headers)?;
         return Err(ApiError::ServiceNotFound(id.to_owned()));
     };
-    match state.broker.session(&id).await {
+    guarded_session(state, &id, headers).await
+}
+
+/// The live session `id`, once the request carries its service's credentials (or the
+/// server's, for a service without its own); for no live session, what
+/// `auth::require_for_no_session` asks, then `SessionNotFound`. The session routes and its
+/// data under `/genesys/1/storage/` are guarded by this one rule.
+pub(super) async fn guarded_session(
+    state: &AppState,
+    id: &SessionId,
+    headers: &HeaderMap,
+) -> Result<Session, ApiError> {
+    let server_auth = state.config.auth.as_ref();
+    match state.broker.session(id).await {
         Ok(session) => {
             let service = state
                 .broker

@@ -60,26 +60,16 @@ pub async fn require_storage(
     // A session's data lives with its session: its service's credentials guard it, and once
     // the session has ended it answers 404 to everyone (a ttl the storage API gave it past
     // the session's end left it guarded by no credentials, or by the server's).
-    let needed = match state.broker.session(&session).await {
-        Ok(session) => state
-            .broker
-            .service(session.service.as_str())
-            .and_then(|(_, service)| service.credentials.as_ref())
-            .or(server),
-        Err(BrokerError::SessionNotFound(_)) => {
-            auth::require_for_no_session(&state.config, req.headers())?;
+    match super::service::guarded_session(&state, &session, req.headers()).await {
+        Ok(_) => Ok(next.run(req).await),
+        Err(ApiError::Broker(BrokerError::SessionNotFound(_))) => {
             let id = data.map(|d| d.to_string()).unwrap_or_default();
-            return Err(ApiError::NotFound(format!(
+            Err(ApiError::NotFound(format!(
                 "storage id {id} not found: its session has ended"
-            )));
+            )))
         }
-        Err(err) => {
-            auth::require(req.headers(), server)?;
-            return Err(err.into());
-        }
-    };
-    auth::require(req.headers(), needed)?;
-    Ok(next.run(req).await)
+        Err(refused) => Err(refused),
+    }
 }
 
 fn data_id(id: &str) -> Result<DataId, ApiError> {

@@ -32,7 +32,7 @@ pub use fields::*;
 pub use once::{AnswerFn, Created, Creation, IDEMPOTENCY_TTL, IdempotencyKey, Once};
 pub use types::*;
 pub use url::StoreUrl;
-pub use waiting::open_waiting;
+pub use waiting::{log_notes, open_waiting};
 
 use crate::domain::{AccessNumber, DataId, GroupName, SessionId};
 

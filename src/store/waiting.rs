@@ -143,7 +143,7 @@ async fn keep_trying(
 }
 
 /// What applying the config found in the store that it changed, one warning each.
-fn log_notes(store: &DynStore, notes: Vec<String>) {
+pub fn log_notes(store: &DynStore, notes: Vec<String>) {
     for note in notes {
         tracing::warn!(store = store.kind(), "{note}");
     }

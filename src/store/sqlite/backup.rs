@@ -87,21 +87,20 @@ fn check_target(source: &Path, to: &Path, force: bool) -> Result<(), String> {
     let canonical_source = source
         .canonicalize()
         .map_err(|e| format!("{}: {e}", source.display()))?;
-    let target_name = to
-        .file_name()
+    to.file_name()
         .ok_or_else(|| format!("--to {}: not a file name", to.display()))?;
-    let target_dir = match to.parent().filter(|d| !d.as_os_str().is_empty()) {
-        Some(d) => d.canonicalize(),
-        None => std::env::current_dir(),
+    // The copy is made in the target's folder: it must be there.
+    match to.parent().filter(|d| !d.as_os_str().is_empty()) {
+        Some(d) => d.canonicalize().map(drop),
+        None => std::env::current_dir().map(drop),
     }
     .map_err(|e| format!("--to {}: folder: {e}", to.display()))?;
-    let canonical_target = target_dir.join(target_name);
+    // The file the target names, its links followed, as a node's lock names it.
+    let canonical_target = super::resolved(to);
     for suffix in ["", "-wal", "-shm", "-journal", ".lock"] {
         let mut side = canonical_source.as_os_str().to_owned();
         side.push(suffix);
-        let same = to.canonicalize().is_ok_and(|t| t == Path::new(&side))
-            || canonical_target == Path::new(&side);
-        if same {
+        if canonical_target == Path::new(&side) {
             return Err(format!(
                 "--to {}: that is the store's own file; choose another path",
                 to.display()
@@ -142,19 +141,15 @@ pub fn remove_partial(partial: &Path) {
 /// Takes the lock a node serving `to` would hold (`FILE.lock`, `store/sqlite/mod.rs`), if
 /// such a file is there: refused while a node holds it. Kept until the copy is in place.
 fn lock_target(to: &Path) -> Result<Option<std::fs::File>, String> {
-    let mut name = super::resolved(to).into_os_string();
-    name.push(".lock");
-    let Ok(file) = std::fs::OpenOptions::new()
-        .write(true)
-        .open(PathBuf::from(&name))
-    else {
+    let name = super::lock_name(&super::resolved(to));
+    let Ok(file) = std::fs::OpenOptions::new().write(true).open(&name) else {
         return Ok(None);
     };
     match file.try_lock() {
         Ok(()) => Ok(Some(file)),
         Err(std::fs::TryLockError::WouldBlock) => Err(format!(
             "a node serves that file (it holds {}); stop it first",
-            Path::new(&name).display()
+            name.display()
         )),
         Err(std::fs::TryLockError::Error(e)) => Err(e.to_string()),
     }

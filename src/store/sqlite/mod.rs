@@ -116,9 +116,7 @@ fn lock_file(path: &Path) -> Result<(std::fs::File, std::path::PathBuf, bool), S
     // reaching the file through a symlink took a lock of its own and double-booked.
     let path = &resolved(path);
     refuse_hard_links(path)?;
-    let mut name = path.as_os_str().to_owned();
-    name.push(".lock");
-    let lock_path = std::path::PathBuf::from(name);
+    let lock_path = lock_name(path);
     let made = !lock_path.exists();
     let file = std::fs::OpenOptions::new()
         .create(true)
@@ -136,6 +134,13 @@ fn lock_file(path: &Path) -> Result<(std::fs::File, std::path::PathBuf, bool), S
             Err(format!("cannot lock {}: {e}", lock_path.display()))
         }
     }
+}
+
+/// `FILE.lock`: the lock a node serving `FILE` (resolved) holds.
+pub(super) fn lock_name(file: &Path) -> std::path::PathBuf {
+    let mut name = file.as_os_str().to_owned();
+    name.push(".lock");
+    std::path::PathBuf::from(name)
 }
 
 /// The file a path names: its symlinks followed (also a dangling one, for a file yet to be
