@@ -84,6 +84,16 @@ on_every_backend!(groups_numbers_and_reservations, |backend| async move {
         (page["size"].as_u64(), page["retiring"].as_u64()),
         (Some(4), Some(1))
     );
+    // Still the group's until its reservation ends: `free` changes nothing (it answered 404
+    // "not in group" on PostgreSQL while the group page listed it).
+    let free = app
+        .post(
+            &format!("/genesys/1/admin/groups/DNIS/numbers/{number}/free"),
+            &[],
+        )
+        .await;
+    assert_eq!(free.status, 200, "{}", free.text);
+    assert_eq!(free.field("state"), "unchanged");
     // Busy: refused even with force=true (which only overrides the config file's guard).
     let busy = app
         .delete("/genesys/1/admin/groups/DNIS?force=true")

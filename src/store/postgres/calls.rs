@@ -61,13 +61,18 @@ pub async fn free_number(
         return Ok(FreeNumber::UnknownGroup);
     }
     let mut row = match rows::lock_one(tx, number).await? {
-        Some(row) if row.group == *group && !row.retiring => row,
+        Some(row) if row.group == *group => row,
         _ => return Ok(FreeNumber::UnknownNumber),
     };
     let live = row
         .held
         .as_ref()
         .is_some_and(|h| !h.at.is_reached(UnixMillis(now)));
+    // A retiring number is the group's while its reservation lives (the engine reaps it the
+    // moment that ends; here the purge removes it later).
+    if row.retiring && !live {
+        return Ok(FreeNumber::UnknownNumber);
+    }
     let cooling = !live && row.freed_at > now;
     if !(row.quarantined_at.is_some() || cooling) {
         return Ok(FreeNumber::NotResting);
