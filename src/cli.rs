@@ -51,7 +51,7 @@ pub struct ServeArgs {
     #[arg(long, env = "ACCESS_BROKER_LISTEN")]
     pub listen: Option<String>,
     /// Store URL: sqlite://PATH, postgres://…, or memory://.
-    #[arg(long, env = "ACCESS_BROKER_STORE")]
+    #[arg(long, env = "ACCESS_BROKER_STORE", hide_env_values = true)]
     pub store: Option<String>,
 }
 
@@ -61,7 +61,7 @@ pub struct BackupArgs {
     #[arg(long, env = "ACCESS_BROKER_CONFIG")]
     pub config: Option<PathBuf>,
     /// Store URL (beats the config file): sqlite://PATH.
-    #[arg(long, env = "ACCESS_BROKER_STORE")]
+    #[arg(long, env = "ACCESS_BROKER_STORE", hide_env_values = true)]
     pub store: Option<String>,
     /// File to write the copy to. An existing file is refused unless it is empty or
     /// --force is given; it is replaced only once the new copy is complete.

@@ -178,7 +178,7 @@ async fn start(config: Config) -> anyhow::Result<App> {
     let options = access_broker::app::store_options(&config);
     let store = store::open_waiting(&url, &options, config.groups.clone()).await?;
     let node = config.server.node_id.to_string();
-    if !listen.ip().is_loopback() && config.auth.is_none() {
+    if !listen.ip().to_canonical().is_loopback() && config.auth.is_none() {
         tracing::warn!(
             addr = %listen,
             "listening beyond loopback without [auth]: anyone who reaches {listen} can reserve numbers and read session data; set [auth] username and password"

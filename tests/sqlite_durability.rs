@@ -313,6 +313,13 @@ async fn unusable_paths_fail_with_the_reason() {
         "{err}"
     );
     let dir = tempfile::tempdir().expect("dir");
+    // A folder named as the store was refused for its "hard links" (a folder's link count).
+    let err = store::open(&StoreUrl::Sqlite(dir.path().to_owned()), &options(&clock))
+        .await
+        .err()
+        .expect("fails")
+        .to_string();
+    assert!(err.contains("is a directory"), "{err}");
     let not_db = dir.path().join("not.db");
     std::fs::write(
         &not_db,

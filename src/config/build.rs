@@ -391,13 +391,34 @@ pub fn build(
     ))
 }
 
+/// `[server]` ceilings: 1 GiB bodies; a timeout of 24 h; the connections one process serves
+/// or holds to PostgreSQL (whose own `max_connections` cannot pass 262,143).
+const MAX_BODY_BYTES: u64 = 1 << 30;
+const MAX_TIMEOUT_MS: u64 = 24 * 3600 * 1000;
+const MAX_CONNECTIONS: u64 = 1_000_000;
+const MAX_STORE_CONNECTIONS: u64 = 10_000;
+
 fn server(cx: &Cx, raw: super::raw::RawServer) -> Result<ServerConfig, ConfigError> {
     let listen = raw.listen.unwrap_or_else(|| defaults::LISTEN.into());
     let store = raw.store.unwrap_or_else(|| defaults::STORE.into());
+    // Each number has a ceiling, so that no value the file accepts fails later: a semaphore
+    // of more than 2^61 permits panicked after "listening", a pool of 2^40 connections
+    // aborted allocating it, a PostgreSQL `statement_timeout` past 2^31 - 1 ms was refused at
+    // every connect (503 for ever).
     let positive = |key: &str, v: Option<i64>, default: u64| -> Result<u64, ConfigError> {
+        let max = match key {
+            "max_body_bytes" => MAX_BODY_BYTES,
+            "store_max_connections" => MAX_STORE_CONNECTIONS,
+            "max_connections" => MAX_CONNECTIONS,
+            _ => MAX_TIMEOUT_MS,
+        };
         match v {
             None => Ok(default),
-            Some(n) if n > 0 => Ok(n as u64),
+            Some(n) if n > 0 && n as u64 <= max => Ok(n as u64),
+            Some(n) if n > 0 => Err(cx.err(
+                format!("server.{key}"),
+                format!("{n} is more than the most allowed, {max}"),
+            )),
             Some(n) => Err(cx.err(format!("server.{key}"), format!("{n} must be positive"))),
         }
     };

@@ -745,6 +745,20 @@ _ttl = 60
             ("header_timeout_ms = 0", "server.header_timeout_ms"),
             ("request_timeout_ms = -5", "server.request_timeout_ms"),
             ("max_connections = 0", "server.max_connections"),
+            // Each accepted before and failed after start (panic, abort, 503 for ever).
+            (
+                "max_connections = 2305843009213693952",
+                "server.max_connections",
+            ),
+            (
+                "store_max_connections = 1099511627776",
+                "server.store_max_connections",
+            ),
+            ("store_timeout_ms = 2147483648", "server.store_timeout_ms"),
+            (
+                "max_body_bytes = 9223372036854775807",
+                "server.max_body_bytes",
+            ),
         ] {
             let err = load(&format!("[server]\n{text}\n"))
                 .err()

@@ -101,7 +101,9 @@ impl Deliverer {
             Err(e) if e.is_timeout() => {
                 Outcome::Failed(format!("no answer within {ATTEMPT_TIMEOUT:?}"))
             }
-            Err(e) => Outcome::Failed(crate::telemetry::Chain(&e).to_string()),
+            // Without the URL: its query may carry a token (`?token=…`), and the log says
+            // which events are failing, not where the one `[events] url` points.
+            Err(e) => Outcome::Failed(crate::telemetry::Chain(&e.without_url()).to_string()),
         }
     }
 
@@ -249,6 +251,32 @@ mod tests {
             signature("Jefe", b"what do ya want for nothing?"),
             "sha256=5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
         );
+    }
+
+    /// A failed attempt's reason is logged: it quoted the URL, query token and all.
+    #[tokio::test]
+    async fn a_failure_is_told_without_the_url() {
+        // A port nothing listens on: bound, then closed.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("port")
+            .port();
+        let url = format!("http://127.0.0.1:{port}/hook?token=SECRETTOKEN");
+        let deliverer = Deliverer::new(EventsConfig {
+            url: url.parse().expect("url"),
+            secret: crate::config::Secret::new("k"),
+        });
+        let event = Event::new(
+            super::super::EventKind::Created,
+            crate::domain::UnixMillis(0),
+            crate::domain::GroupName::parse("G").expect("group"),
+            crate::domain::AccessNumber::parse("100").expect("number"),
+            None,
+        );
+        match deliverer.post(&event).await {
+            Outcome::Failed(why) => assert!(!why.contains("SECRETTOKEN"), "{why}"),
+            Outcome::Delivered => panic!("delivered to a closed port"),
+        }
     }
 
     #[test]

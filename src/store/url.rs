@@ -36,7 +36,7 @@ impl FromStr for StoreUrl {
         }
         if s.starts_with("postgres://") || s.starts_with("postgresql://") {
             if let Err(why) = s.parse::<tokio_postgres_config::Probe>() {
-                return Err(BadStoreUrl(redact(s), why));
+                return Err(BadStoreUrl(redact_unrecognised(s), why));
             }
             return Ok(Self::Postgres(s.into()));
         }
@@ -50,8 +50,10 @@ impl FromStr for StoreUrl {
 /// `:` and `@` of a userinfo are replaced with `***`.
 fn redact_unrecognised(s: &str) -> String {
     let mut out = redact(s);
-    if let Some(at) = out.rfind('@')
-        && let Some(colon) = out[..at].rfind(':')
+    // A userinfo starts after a scheme's `://` (else anywhere: `postgres//app:secret@db`).
+    let from = out.find("://").map_or(0, |i| i + 3);
+    if let Some(at) = out.rfind('@').filter(|&at| at >= from)
+        && let Some(colon) = out[from..at].rfind(':').map(|i| from + i)
         && colon + 1 < at
     {
         out.replace_range(colon + 1..at, "***");
@@ -97,6 +99,19 @@ mod tokio_postgres_config {
             #[cfg(feature = "postgres")]
             {
                 match s.parse::<tokio_postgres::Config>() {
+                    // A libpq key/value string pasted after the scheme
+                    // (`postgres://host=db password=x`) reads as one host name: refused
+                    // here, where it is quoted redacted, not retried (and logged) for ever.
+                    Ok(c) if c.get_hosts().iter().any(|h| match h {
+                        tokio_postgres::config::Host::Tcp(name) => {
+                            name.contains(|c: char| c.is_whitespace() || c == '=')
+                        }
+                        #[cfg(unix)]
+                        tokio_postgres::config::Host::Unix(_) => false,
+                    }) =>
+                    {
+                        Err("the host is no host name (a key=value string? expected postgres://USER@HOST/DB)".into())
+                    }
                     Ok(c) if !c.get_hosts().is_empty() || !c.get_hostaddrs().is_empty() => {
                         Ok(Probe)
                     }
@@ -267,6 +282,17 @@ mod tests {
             ("postgres//app:hunter2@db/x", "postgres//app:***@db/x"),
             ("PASSWORD=hunter2", "PASSWORD=***"),
             ("db:5432/x", "db:5432/x"),
+            // Taken for a host name once, retried for ever with the password in each line.
+            #[cfg(feature = "postgres")]
+            (
+                "postgres://host=127.0.0.1 password=hunter2",
+                "postgres://host=127.0.0.1 password=***",
+            ),
+            #[cfg(feature = "postgres")]
+            (
+                "postgres://app@[::1]:99999/db",
+                "postgres://app@[::1]:99999/db",
+            ),
         ];
         for (sent, shown) in cases {
             let err = sent.parse::<StoreUrl>().err().map(|e| e.to_string());

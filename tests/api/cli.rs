@@ -19,6 +19,41 @@ fn version() {
     assert!(String::from_utf8_lossy(&out.stdout).contains(env!("CARGO_PKG_VERSION")));
 }
 
+/// clap's help shows a variable's value beside its flag (`[env: ACCESS_BROKER_STORE=…]`): the
+/// store URL's password was printed by `--help`.
+#[test]
+fn help_keeps_the_store_url_to_itself() {
+    for args in [&["--help"][..], &["serve", "--help"], &["backup", "--help"]] {
+        let out = Command::new(BIN)
+            .args(args)
+            .env(
+                "ACCESS_BROKER_STORE",
+                "postgres://u:SECRETPW@127.0.0.1/x?password=SECRETQ",
+            )
+            .output()
+            .expect("runs");
+        let help = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && help.contains("ACCESS_BROKER_STORE"),
+            "{help}"
+        );
+        assert!(!help.contains("SECRET"), "{args:?}: {help}");
+    }
+}
+
+/// Loopback written as an IPv4-mapped IPv6 address is loopback: no warning about serving
+/// beyond it (there was one).
+#[test]
+fn a_mapped_loopback_address_is_loopback() {
+    let node = Node::serve(
+        ["--listen", "[::ffff:127.0.0.1]:0", "--store", "memory://"],
+        &[],
+    );
+    let log = node.start_log.join("\n");
+    assert!(log.contains("listening on [::ffff:127.0.0.1]:"), "{log}");
+    assert!(!log.contains("beyond loopback"), "{log}");
+}
+
 #[test]
 fn check_config_reports_groups_or_names_the_key() {
     let dir = tempfile::tempdir().expect("dir");

@@ -176,6 +176,10 @@ pub(super) fn resolved(path: &Path) -> std::path::PathBuf {
 fn refuse_hard_links(path: &Path) -> Result<(), String> {
     use std::os::unix::fs::MetadataExt as _;
     match std::fs::metadata(path) {
+        Ok(meta) if meta.is_dir() => Err(format!(
+            "{} is a directory: the store URL names the database file",
+            path.display()
+        )),
         Ok(meta) if meta.nlink() > 1 => Err(format!(
             "{} has {} hard links: another path to it would escape this node's lock; remove the other links",
             path.display(),
