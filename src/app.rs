@@ -59,6 +59,7 @@ impl App {
         let serve = crate::server::ServeOptions {
             max_connections: server.max_connections,
             header_timeout: server.header_timeout,
+            write_timeout: server.request_timeout,
             shutdown_timeout: server.shutdown_timeout,
             tls: server.tls.as_ref().map(|t| t.config.clone()),
         };

@@ -117,7 +117,8 @@ pub async fn edge<F: Future<Output = Response>>(
     // undecodable path would otherwise say which routes exist (404, 405 with `Allow`, 400).
     // Requests with credentials go on to the route's own check.
     let guarded = state.config.auth.is_some() && request.uri().path().starts_with("/genesys/1/");
-    let xml = reply::wants_xml(request.headers()).then(|| reply::xmlns(&request));
+    let xml = reply::wants_xml(request.headers())
+        .then(|| reply::xmlns(&request, state.config.server.tls.is_some()));
     // A request without a body is read whole once its head is; one with a body, when its
     // parameters are decoded (`Params::read`).
     let bodiless = axum::body::HttpBody::size_hint(request.body()).exact() == Some(0);

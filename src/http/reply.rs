@@ -313,17 +313,18 @@ fn preference(ranges: &[(Mime, u16)], types: &[(&str, &str)]) -> Option<(u16, us
         .max_by_key(|&(q, i)| (q, std::cmp::Reverse(i)))
 }
 
-/// The XML namespace of a request's answer: its own URL, as GMS writes it. A `Host` that is
-/// no URL authority (`a b`, empty) would make a namespace that strict parsers refuse: then
-/// `localhost`.
-pub fn xmlns(request: &Request) -> String {
+/// The XML namespace of a request's answer: its own URL, as GMS writes it (`https` when this
+/// node serves TLS). A `Host` that is no URL authority (`a b`, empty) would make a namespace
+/// that strict parsers refuse: then `localhost`.
+pub fn xmlns(request: &Request, tls: bool) -> String {
     let host = request
         .headers()
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
         .filter(|h| !h.is_empty() && h.parse::<axum::http::uri::Authority>().is_ok())
         .unwrap_or("localhost");
-    format!("http://{host}{}", request.uri().path())
+    let scheme = if tls { "https" } else { "http" };
+    format!("{scheme}://{host}{}", request.uri().path())
 }
 
 /// Re-renders a `Reply` answer (errors included) as XML, for a client that asked for it
@@ -471,13 +472,24 @@ mod tests {
             if let Ok(v) = header::HeaderValue::from_str(host) {
                 req.headers_mut().insert(header::HOST, v);
             }
-            xmlns(&req)
+            xmlns(&req, false)
         };
         assert_eq!(
             with_host("gms.example:8080"),
             "http://gms.example:8080/genesys/1/service/x"
         );
         assert_eq!(with_host("[::1]:80"), "http://[::1]:80/genesys/1/service/x");
+        let mut req = Request::new(axum::body::Body::empty());
+        *req.uri_mut() = "/genesys/1/service/x".parse().expect("uri");
+        req.headers_mut().insert(
+            header::HOST,
+            header::HeaderValue::from_static("gms.example"),
+        );
+        assert_eq!(
+            xmlns(&req, true),
+            "https://gms.example/genesys/1/service/x",
+            "over TLS (it said http)"
+        );
         for odd in ["a b", "", "a\"b", "x<y"] {
             assert_eq!(
                 with_host(odd),

@@ -10,6 +10,12 @@
 //! and whatever is left when `shutdown_timeout` runs out is dropped.
 //!
 //! HTTP/1.1 only: GMS clients speak it, and hyper's header timeout exists for HTTP/1 only.
+//!
+//! A client that stops reading its answers is cut once a write has waited `write_timeout`
+//! (`request_timeout_ms`) without progress: hyper's timers cover reading only, so such a
+//! connection (pipelined requests never read, or one large answer) kept its place under
+//! `max_connections` and its answer in memory for ever, and a few of them locked everyone
+//! out. A slow reader that keeps reading is not cut: the wait restarts at each write.
 
 pub mod tls;
 
@@ -35,6 +41,8 @@ use crate::http::front::Front;
 pub struct ServeOptions {
     pub max_connections: usize,
     pub header_timeout: Duration,
+    /// How long a write may wait for the client to read before the connection is cut.
+    pub write_timeout: Duration,
     pub shutdown_timeout: Duration,
     pub tls: Option<Arc<rustls::ServerConfig>>,
 }
@@ -78,6 +86,7 @@ pub async fn serve(
             router: router.clone(),
             peer,
             header_timeout: options.header_timeout,
+            write_timeout: options.write_timeout,
             stop: stop_rx.clone(),
         };
         let acceptor = acceptor.clone();
@@ -106,6 +115,7 @@ struct Connection {
     router: Front,
     peer: SocketAddr,
     header_timeout: Duration,
+    write_timeout: Duration,
     stop: watch::Receiver<bool>,
 }
 
@@ -158,7 +168,9 @@ impl Connection {
             .timer(TokioTimer::new())
             .header_read_timeout(self.header_timeout)
             .keep_alive(true);
-        let conn = builder.serve_connection(TokioIo::new(io), service);
+        let mut io = tokio_io_timeout::TimeoutStream::new(io);
+        io.set_write_timeout(Some(self.write_timeout));
+        let conn = builder.serve_connection(TokioIo::new(Box::pin(io)), service);
         tokio::pin!(conn);
         tokio::select! {
             _ = conn.as_mut() => return,

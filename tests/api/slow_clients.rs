@@ -106,6 +106,54 @@ async fn connections_past_max_connections_wait() {
     .expect("client thread");
 }
 
+/// A client that sends requests and never reads the answers is cut once a write has waited
+/// `request_timeout_ms`: it kept its connection (and place under `max_connections`) for ever.
+#[tokio::test]
+async fn a_client_that_stops_reading_is_cut() {
+    let app = TestApp::spawn_with(
+        Backend::Memory,
+        &with_server(
+            "max_connections = 1\nrequest_timeout_ms = 500\nheader_timeout_ms = 60000\nmax_body_bytes = 2000000",
+        ),
+    )
+    .await;
+    let addr = addr(&app);
+    tokio::task::spawn_blocking(move || {
+        // Stored over a connection that closes (the test client's pool would keep the one
+        // place under max_connections).
+        let mut store = TcpStream::connect(&addr).expect("connect");
+        let body = format!("v={}", "x".repeat(1_000_000));
+        let post = format!(
+            "POST /genesys/1/storage/600 HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        store.write_all(post.as_bytes()).expect("write");
+        let (stored, _) = read_until_closed(&mut store, Duration::from_secs(10));
+        let id = stored
+            .split(r#""id":""#)
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .expect("an id")
+            .to_owned();
+        // 16 MB of answers asked for, none read: more than the sockets' buffers hold.
+        let mut greedy = TcpStream::connect(&addr).expect("connect");
+        let ask = format!("GET /genesys/1/storage/{id} HTTP/1.1\r\nHost: x\r\n\r\n");
+        greedy.write_all(ask.repeat(16).as_bytes()).expect("write");
+        std::thread::sleep(Duration::from_millis(100));
+        let started = Instant::now();
+        let mut next = TcpStream::connect(&addr).expect("the kernel still accepts");
+        next.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .expect("write");
+        let (got, _) = read_until_closed(&mut next, Duration::from_secs(10));
+        assert!(got.starts_with("HTTP/1.1 200"), "{got}");
+        let waited = started.elapsed();
+        assert!(waited < Duration::from_secs(5), "served after {waited:?}");
+        drop(greedy);
+    })
+    .await
+    .expect("client thread");
+}
+
 #[test]
 fn sigterm_with_a_half_sent_header_open_exits_at_once() {
     let mut node = Node::serve(["--listen", "127.0.0.1:0", "--store", "memory://"], &[]);
