@@ -320,6 +320,13 @@ async fn unusable_paths_fail_with_the_reason() {
         .expect("fails")
         .to_string();
     assert!(err.contains("is a directory"), "{err}");
+    // A device: "disk I/O error", and a journal left beside it.
+    let err = store::open(&StoreUrl::Sqlite("/dev/null".into()), &options(&clock))
+        .await
+        .err()
+        .expect("fails")
+        .to_string();
+    assert!(err.contains("not a regular file"), "{err}");
     let not_db = dir.path().join("not.db");
     std::fs::write(
         &not_db,

@@ -278,6 +278,23 @@ fn limits(cx: &Cx, raw: Option<RawLimits>) -> Result<LimitsConfig, ConfigError> 
     })
 }
 
+/// A webhook URL as an error may quote it: a query may carry a token and a user-info a
+/// password, so both are left out (`…`).
+fn url_without_secrets(url: &str) -> String {
+    let mut shown = match url.find(['?', '#']) {
+        Some(at) => format!("{}?…", &url[..at]),
+        None => url.to_owned(),
+    };
+    let from = shown.find("://").map_or(0, |i| i + 3);
+    let authority_end = shown[from..]
+        .find(['/', '?'])
+        .map_or(shown.len(), |i| from + i);
+    if let Some(at) = shown[from..authority_end].rfind('@') {
+        shown.replace_range(from..from + at + 1, "…@");
+    }
+    shown
+}
+
 /// `[events]`: an http(s) URL and a secret (inline or `secret_file`, like passwords), both
 /// required: an unsigned webhook could not be told from a forged one.
 fn events(
@@ -294,7 +311,10 @@ fn events(
     let url = reqwest::Url::parse(&url)
         .ok()
         .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
-        .ok_or_else(|| cx.err("events.url", format!("{url:?} is not an http(s) URL")))?;
+        .ok_or_else(|| {
+            let shown = url_without_secrets(&url);
+            cx.err("events.url", format!("{shown:?} is not an http(s) URL"))
+        })?;
     let secret = match (
         raw.secret.filter(|s| !s.is_empty()),
         raw.secret_file.filter(|s| !s.is_empty()),

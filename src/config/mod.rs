@@ -811,4 +811,23 @@ _ttl = 60
             );
         }
     }
+
+    /// A webhook URL that does not parse is quoted without its query or user-info (a token
+    /// or password there was printed on exit 2).
+    #[test]
+    fn a_bad_events_url_is_quoted_without_its_secrets() {
+        for url in [
+            "http://u:TOKB6@127.0.0.1:99999/ev",
+            "http://127.0.0.1:99999/ev?token=TOKB4",
+        ] {
+            let err = load(&format!("[events]\nurl = \"{url}\"\nsecret = \"k\"\n"))
+                .err()
+                .unwrap_or_default();
+            assert!(
+                err.contains("events.url") && err.contains("127.0.0.1"),
+                "{err}"
+            );
+            assert!(!err.contains("TOKB"), "{err}");
+        }
+    }
 }

@@ -12,11 +12,12 @@
 //! HTTP/1.1 only: GMS clients speak it, and hyper's header timeout exists for HTTP/1 only.
 //!
 //! A client that stops reading its answers is cut once a write has waited `write_timeout`
-//! (`request_timeout_ms`) without progress: hyper's timers cover reading only, so such a
-//! connection (pipelined requests never read, or one large answer) kept its place under
-//! `max_connections` and its answer in memory for ever, and a few of them locked everyone
-//! out. A slow reader that keeps reading is not cut: the wait restarts at each write.
+//! (`request_timeout_ms`) without progress (`io`): hyper's timers cover reading only, so
+//! such a connection (pipelined requests never read, or one large answer) kept its place
+//! under `max_connections` and its answer in memory for ever, and a few of them locked
+//! everyone out. A slow reader that keeps reading is not cut: the wait restarts at each write.
 
+mod io;
 pub mod tls;
 
 use std::future::Future;
@@ -122,6 +123,7 @@ struct Connection {
 impl Connection {
     async fn run(self, stream: TcpStream, acceptor: Option<tokio_rustls::TlsAcceptor>) {
         let _ = stream.set_nodelay(true);
+        io::cap_send_buffer(&stream);
         match acceptor {
             None => self.http(stream).await,
             Some(acceptor) => {
@@ -168,16 +170,17 @@ impl Connection {
             .timer(TokioTimer::new())
             .header_read_timeout(self.header_timeout)
             .keep_alive(true);
-        let mut io = tokio_io_timeout::TimeoutStream::new(io);
-        io.set_write_timeout(Some(self.write_timeout));
-        let conn = builder.serve_connection(TokioIo::new(Box::pin(io)), service);
+        let (io, sending) = io::Watched::new(io, self.write_timeout);
+        let conn = builder.serve_connection(TokioIo::new(io), service);
         tokio::pin!(conn);
         tokio::select! {
             _ = conn.as_mut() => return,
             _ = self.stop.wait_for(|stop| *stop) => {}
         }
-        // Shutting down: nothing in flight (idle, or headers still coming) closes now.
-        if in_flight.load(Ordering::SeqCst) == 0 {
+        // Shutting down: nothing in flight (idle, or headers still coming) closes now. An
+        // answer whose body hyper has taken whole but the client has not yet read is in
+        // flight too (it was cut off here).
+        if in_flight.load(Ordering::SeqCst) == 0 && !sending.waiting() {
             return;
         }
         conn.as_mut().graceful_shutdown();

@@ -119,22 +119,7 @@ async fn a_client_that_stops_reading_is_cut() {
     .await;
     let addr = addr(&app);
     tokio::task::spawn_blocking(move || {
-        // Stored over a connection that closes (the test client's pool would keep the one
-        // place under max_connections).
-        let mut store = TcpStream::connect(&addr).expect("connect");
-        let body = format!("v={}", "x".repeat(1_000_000));
-        let post = format!(
-            "POST /genesys/1/storage/600 HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        );
-        store.write_all(post.as_bytes()).expect("write");
-        let (stored, _) = read_until_closed(&mut store, Duration::from_secs(10));
-        let id = stored
-            .split(r#""id":""#)
-            .nth(1)
-            .and_then(|rest| rest.split('"').next())
-            .expect("an id")
-            .to_owned();
+        let id = store_big(&addr, 1_000_000);
         // 16 MB of answers asked for, none read: more than the sockets' buffers hold.
         let mut greedy = TcpStream::connect(&addr).expect("connect");
         let ask = format!("GET /genesys/1/storage/{id} HTTP/1.1\r\nHost: x\r\n\r\n");
@@ -152,6 +137,113 @@ async fn a_client_that_stops_reading_is_cut() {
     })
     .await
     .expect("client thread");
+}
+
+/// Stores `size` bytes in one storage entry over a connection that closes (a pooled client's
+/// idle connection would hold a place under `max_connections`); returns its id.
+fn store_big(addr: &str, size: usize) -> String {
+    let mut store = TcpStream::connect(addr).expect("connect");
+    let body = format!("v={}", "x".repeat(size));
+    let post = format!(
+        "POST /genesys/1/storage/600 HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    store.write_all(post.as_bytes()).expect("write");
+    let (stored, _) = read_until_closed(&mut store, Duration::from_secs(10));
+    stored
+        .split(r#""id":""#)
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("an id")
+        .to_owned()
+}
+
+/// Asks for the entry and reads its answer 16 KiB at a time, `pause` apart; calls
+/// `meanwhile` once the first bytes came. Returns the bytes read until the close.
+fn read_slowly(addr: &str, id: &str, pause: Duration, meanwhile: impl FnOnce()) -> Vec<u8> {
+    let mut client = TcpStream::connect(addr).expect("connect");
+    client
+        .write_all(
+            format!("GET /genesys/1/storage/{id} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        )
+        .expect("write");
+    client
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    let mut got = Vec::new();
+    let mut chunk = [0u8; 16 * 1024];
+    let mut meanwhile = Some(meanwhile);
+    loop {
+        match client.read(&mut chunk) {
+            Ok(0) | Err(_) => return got,
+            Ok(n) => got.extend_from_slice(&chunk[..n]),
+        }
+        if let Some(f) = meanwhile.take() {
+            f();
+        }
+        std::thread::sleep(pause);
+    }
+}
+
+/// The whole answer came: its `Content-Length` worth of body after the head.
+fn whole(answer: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(answer);
+    let Some((head, body)) = text.split_once("\r\n\r\n") else {
+        return false;
+    };
+    let length = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-length: ")
+                .map(str::to_owned)
+        })
+        .and_then(|v| v.trim().parse::<usize>().ok());
+    length == Some(body.len())
+}
+
+/// A client reading a large answer steadily but slowly is not cut, however long each write
+/// waits: with the kernel's autotuned send buffer a write waited for a megabyte to drain, and
+/// a reader slower than ~1.3 MB per `request_timeout_ms` lost its answer half-way.
+#[tokio::test]
+async fn a_slow_reader_that_reads_is_not_cut() {
+    let app = TestApp::spawn_with(
+        Backend::Memory,
+        &with_server("request_timeout_ms = 200\nmax_body_bytes = 7000000"),
+    )
+    .await;
+    let addr = addr(&app);
+    tokio::task::spawn_blocking(move || {
+        // 6 MB at ~2 MB/s.
+        let id = store_big(&addr, 6_000_000);
+        let got = read_slowly(&addr, &id, Duration::from_millis(8), || {});
+        assert!(whole(&got), "{} bytes, cut", got.len());
+    })
+    .await
+    .expect("client thread");
+}
+
+/// SIGTERM lets an answer being read finish: hyper had taken the whole body (the request was
+/// no longer counted in flight) while most of it waited for the client, and it was cut.
+#[test]
+fn sigterm_lets_an_answer_being_read_finish() {
+    let dir = tempfile::tempdir().expect("dir");
+    let config = dir.path().join("big.toml");
+    std::fs::write(&config, with_server("max_body_bytes = 9000000")).expect("config");
+    let mut node = Node::start(&config, "memory://", &[]);
+    let addr = node.addr().to_owned();
+    // More than the sockets' buffers hold: 8 MB at ~4 MB/s.
+    let id = store_big(&addr, 8_000_000);
+    let pid = node.child.id().to_string();
+    let got = read_slowly(&addr, &id, Duration::from_millis(4), || {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status();
+    });
+    assert!(whole(&got), "{} bytes, cut by the shutdown", got.len());
+    let status = node.child.wait().expect("exits");
+    assert_eq!(status.code(), Some(0));
 }
 
 #[test]

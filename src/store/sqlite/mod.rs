@@ -115,7 +115,7 @@ fn lock_file(path: &Path) -> Result<(std::fs::File, std::path::PathBuf, bool), S
     // The lock sits beside the file SQLite opens, whatever path leads there: a second node
     // reaching the file through a symlink took a lock of its own and double-booked.
     let path = &resolved(path);
-    refuse_hard_links(path)?;
+    refuse_unfit(path)?;
     let lock_path = lock_name(path);
     let made = !lock_path.exists();
     let file = std::fs::OpenOptions::new()
@@ -171,13 +171,19 @@ pub(super) fn resolved(path: &Path) -> std::path::PathBuf {
     }
 }
 
-/// A second hard link to the file is a path the lock beside this one does not cover (a node
-/// opening it there started, kept a WAL of its own and double-booked): refused.
-fn refuse_hard_links(path: &Path) -> Result<(), String> {
+/// Refuses a path that cannot be a store file: a directory, a device, FIFO or socket
+/// (`/dev/null` failed with "disk I/O error" and left a journal beside it), or a file with a
+/// second hard link, a path the lock beside this one does not cover (a node opening it there
+/// started, kept a WAL of its own and double-booked).
+fn refuse_unfit(path: &Path) -> Result<(), String> {
     use std::os::unix::fs::MetadataExt as _;
     match std::fs::metadata(path) {
         Ok(meta) if meta.is_dir() => Err(format!(
             "{} is a directory: the store URL names the database file",
+            path.display()
+        )),
+        Ok(meta) if !meta.is_file() => Err(format!(
+            "{} is not a regular file (a device, FIFO or socket): the store URL names the database file",
             path.display()
         )),
         Ok(meta) if meta.nlink() > 1 => Err(format!(
