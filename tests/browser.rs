@@ -719,3 +719,125 @@ async fn rules_flow() {
     .await;
     c.close().await.expect("close");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(browser_tests),
+    ignore = "needs Chromium and chromium-driver: set ACCESS_BROKER_BROWSER_TESTS=1 to run"
+)]
+async fn forms_survive_refreshes_and_a_big_group_stays_usable() {
+    support::limit::within(refresh_flow()).await;
+}
+
+/// The page re-renders on every lifecycle event and every 5 s: a form's typed text and its
+/// error were wiped each time, and a 100,000-number group's page (every row rebuilt each
+/// refresh) hung the tab.
+async fn refresh_flow() {
+    let (_driver, c) = start_browser().await;
+    let base = start_app().await;
+    let http = reqwest::Client::new();
+
+    c.goto(&format!("{base}/ui#/group/DNIS"))
+        .await
+        .expect("open");
+    wait_text(&c, "[data-testid=group-title]", |t| t == "Group DNIS").await;
+    let input = c
+        .find(Locator::Css("[data-testid=add-input]"))
+        .await
+        .expect("input");
+    input.send_keys("12ab").await.expect("type");
+    click(&c, "[data-testid=add-submit]").await;
+    wait_text(&c, "[data-testid=add-error]", |t| t.contains("12ab")).await;
+    let input = c
+        .find(Locator::Css("[data-testid=add-input]"))
+        .await
+        .expect("input");
+    input.clear().await.expect("clear");
+    input.send_keys("650466").await.expect("type");
+    // A reservation re-renders the page (its row turns reserved).
+    let session: serde_json::Value = http
+        .post(format!("{base}/genesys/1/service/callback"))
+        .send()
+        .await
+        .expect("session")
+        .json()
+        .await
+        .expect("json");
+    let access: serde_json::Value = http
+        .post(format!("{base}/genesys/1/service/request-access"))
+        .form(&[("_id", session["_id"].as_str().expect("id"))])
+        .send()
+        .await
+        .expect("access")
+        .json()
+        .await
+        .expect("json");
+    let number = access["_access_number"].as_str().expect("number");
+    wait_text(
+        &c,
+        &format!("[data-testid=number-{number}] [data-testid=state]"),
+        |t| t == "reserved",
+    )
+    .await;
+    let kept = c
+        .execute(
+            "const input = document.querySelector('[data-testid=add-input]');
+             return [input.value, document.activeElement === input,
+                     document.querySelector('[data-testid=add-error]').textContent];",
+            vec![],
+        )
+        .await
+        .expect("form state");
+    assert_eq!(kept[0], "650466", "typed text kept: {kept}");
+    assert_eq!(kept[1], true, "focus kept: {kept}");
+    assert!(
+        kept[2].as_str().is_some_and(|t| t.contains("12ab")),
+        "error kept: {kept}"
+    );
+
+    // A group of 100,000 numbers: the page lists 500 and filters the rest.
+    let made = http
+        .put(format!("{base}/genesys/1/admin/groups/BIG"))
+        .form(&[("numbers", "7000000000-7000099999")])
+        .send()
+        .await
+        .expect("put");
+    assert_eq!(made.status(), 201);
+    c.goto(&format!("{base}/ui#/group/BIG"))
+        .await
+        .expect("open");
+    wait_text(&c, "[data-testid=numbers-shown]", |t| {
+        t.contains("first 500 of 100000")
+    })
+    .await;
+    let started = Instant::now();
+    let rows = c
+        .execute(
+            "return document.querySelectorAll('[data-testid=numbers] tbody tr').length;",
+            vec![],
+        )
+        .await
+        .expect("rows");
+    assert_eq!(rows, 500);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "the tab answered after {:?}",
+        started.elapsed()
+    );
+    c.find(Locator::Css("[data-testid=filter-digits]"))
+        .await
+        .expect("filter")
+        .send_keys("7000099999")
+        .await
+        .expect("type");
+    wait_text(&c, "[data-testid=numbers-shown]", |t| {
+        t.starts_with("1 of 100000")
+    })
+    .await;
+
+    // A search the API refuses says why.
+    c.goto(&format!("{base}/ui#/search/zzz"))
+        .await
+        .expect("open");
+    wait_text(&c, "[data-testid=search-error]", |t| t.contains("zzz")).await;
+}

@@ -7,6 +7,10 @@
 // Relative to the page (served at …/ui/), never from the root: behind a proxy that serves the
 // broker under a prefix (/broker/ui/), the API is at /broker/genesys/1/admin/.
 const API = new URL("../genesys/1/admin/", document.baseURI);
+// A page opened as http://user:password@host/ui/ carries them in its base URL: fetch refuses a
+// URL with credentials (the page stayed empty and showed the password in its error).
+API.username = "";
+API.password = "";
 const view = document.getElementById("view");
 const statusLine = document.getElementById("status");
 let refreshTimer = null;
@@ -86,6 +90,32 @@ function follow() {
   stream.addEventListener("error", () => { document.body.dataset.live = "false"; });
 }
 
+// ---- rendering ----
+
+// Forms live across refreshes (the event stream and the fallback timer re-render the view):
+// what an operator is typing, and the last error a form shows, stay until the route changes
+// or the form's own change succeeds (`forget`). Re-rendered forms lost both, every 5 s.
+let kept = { route: null, forms: new Map() };
+
+function keep(name, build) {
+  if (kept.route !== location.hash) kept = { route: location.hash, forms: new Map() };
+  if (!kept.forms.has(name)) kept.forms.set(name, build());
+  return kept.forms.get(name);
+}
+
+function forget(name) { kept.forms.delete(name); }
+
+// Replaces the view; the field being typed in keeps the focus and the caret.
+function render(...children) {
+  const focused = document.activeElement;
+  const caret = focused && typeof focused.selectionStart === "number" ? [focused.selectionStart, focused.selectionEnd] : null;
+  view.replaceChildren(...children);
+  if (focused && focused !== document.body && view.contains(focused)) {
+    focused.focus();
+    if (caret) { try { focused.setSelectionRange(...caret); } catch { /* not a text field */ } }
+  }
+}
+
 // ---- overview ----
 
 // A view renders only if the page still shows its route when its data arrives: a refresh
@@ -108,7 +138,7 @@ async function overview() {
       el("td", { class: "num", "data-testid": "refusals" }, g.refusals),
       el("td", {}, g.allocation),
       el("td", { class: "num" }, g.booking_expiration_timeout ?? "30 (default)")));
-  view.replaceChildren(
+  render(
     el("h1", { text: "Resource groups" }),
     el("table", { "data-testid": "groups" },
       el("thead", {}, el("tr", {}, ...["Group", "Size", "Free", "Reserved", "Retiring", "Utilisation", "Refusals (1 h)", "Allocation", "Booking (s)"].map((h) => el("th", { text: h })))),
@@ -117,7 +147,7 @@ async function overview() {
       el("h2", { text: "Last hour" }),
       ...groups.map((g) => el("div", {}, el("h3", { text: g.name }),
         window.charts.groupCharts(g, { reserved: g.reserved, cooling: g.cooling ?? 0, quarantined: g.quarantined ?? 0 })))),
-    createGroupForm(),
+    keep("create", createGroupForm),
     changes);
 }
 
@@ -169,40 +199,22 @@ function allocationSelect(current) {
 
 let countdowns = [];
 
+// A group page lists at most this many numbers, the first that pass its filter: rebuilding
+// 100,000 rows on every refresh took longer than the refresh interval and hung the tab.
+const SHOWN = 500;
+let shownGroup = null;
+
 async function groupPage(name) {
   const at = location.hash;
   const g = await api("GET", `groups/${encodeURIComponent(name)}`);
   if (!stillAt(at)) return;
-  const fetchedAt = Date.now();
-  countdowns = [];
-  const rows = g.numbers.map((n) => {
-    const left = el("td", { class: "num", "data-testid": "left" });
-    const seconds = n.expires_in ?? n.seconds_left;
-    if (seconds !== undefined) countdowns.push({ node: left, until: fetchedAt + seconds * 1000 });
-    const numberPath = `groups/${encodeURIComponent(name)}/numbers/${encodeURIComponent(n.number)}`;
-    const act = (label, attrs, method, path, question) => el("button", {
-      ...attrs,
-      on: { click: async () => {
-        try { await (question ? withForce(method, path, question) : api(method, path)); await route(); }
-        catch (err) { statusLine.textContent = err.message; }
-      } },
-    }, label);
-    const held = n.state === "reserved" || n.state === "retiring";
-    const resting = n.state === "cooling" || n.state === "quarantined";
-    return el("tr", { "data-testid": `number-${n.number}`, "data-state": n.state },
-      el("td", { class: "num" }, n.number),
-      el("td", { class: `state-${n.state}`, "data-testid": "state" }, n.state),
-      el("td", {}, n._id ?? ""),
-      left,
-      el("td", { class: "num", "data-testid": "stray" }, n.stray_calls ?? 0),
-      el("td", {},
-        held ? act("Release", { class: "danger", "data-testid": `release-${n.number}` }, "DELETE", `reservations/${encodeURIComponent(n.number)}`) : "",
-        resting ? act("Free", { class: "primary", "data-testid": `free-${n.number}`, title: "End the cool-down or quarantine: lend it again" }, "POST", `${numberPath}/free`) : "",
-        " ", act("Remove", { "data-testid": `remove-${n.number}` }, "DELETE", numberPath, "Remove it anyway?")));
-  });
+  shownGroup = { g, name, fetchedAt: Date.now(), slot: el("div", { "data-testid": "numbers-slot" }) };
+  fillNumbers();
   const count = (state) => g.numbers.filter((n) => n.state === state).length;
   const a = g.advice;
-  view.replaceChildren(
+  const changes = await recentChanges(g.name);
+  if (!stillAt(at)) return;
+  render(
     el("p", {}, el("a", { href: "#/" }, "← all groups")),
     el("h1", { "data-testid": "group-title" }, `Group ${g.name}`),
     el("p", {}, bar(g.utilisation), ` ${g.reserved} of ${g.size} reserved · ${count("cooling")} cooling · ${count("quarantined")} quarantined · ${g.free} free · ${g.retiring} retiring · ${g.refusals} refusals in the last hour`),
@@ -215,14 +227,74 @@ async function groupPage(name) {
         el("dt", { text: "Size for 0.1 % refusals" }), el("dd", { "data-testid": "advice-01" }, a.size_for_0_1_percent),
         el("dt", { text: "Observed" }), el("dd", {}, `${a.requests_per_second.toFixed(3)} requests/s over ${a.window_minutes} min, mean holding ${a.mean_holding_seconds.toFixed(1)} s (resting after use included), offered load ${a.offered_load.toFixed(2)}, refused ${(a.refusal_ratio * 100).toFixed(2)} %`)),
       advisorHistory(a.history ?? [])),
-    settingsForm(g), addNumbersForm(g.name),
+    keep("settings", () => settingsForm(g)), keep("add", () => addNumbersForm(g.name)),
     el("h2", { text: "Numbers" }),
+    keep("filter", filterForm),
+    shownGroup.slot,
+    keep("delete", () => deleteGroupForm(g.name)),
+    changes);
+  tick();
+}
+
+// Which numbers the table lists: a state, and digits the number contains.
+const numbersFilter = { state: "", digits: "" };
+
+function filterForm() {
+  const digits = el("input", { name: "digits", inputmode: "numeric", "data-testid": "filter-digits", placeholder: "Digits" });
+  const state = el("select", { name: "state", "data-testid": "filter-state" },
+    ...["", "free", "reserved", "cooling", "quarantined", "retiring"].map((s) => el("option", { value: s }, s || "any state")));
+  const apply = () => { numbersFilter.digits = digits.value.trim(); numbersFilter.state = state.value; fillNumbers(); };
+  digits.addEventListener("input", apply);
+  state.addEventListener("change", apply);
+  const form = el("form", { class: "filter", "data-testid": "numbers-filter" },
+    el("label", {}, "Show numbers in", state), el("label", {}, "containing", digits));
+  form.addEventListener("submit", (e) => { e.preventDefault(); apply(); });
+  return form;
+}
+
+// Fills the numbers' table of the group shown, as the filter says.
+function fillNumbers() {
+  if (!shownGroup) return;
+  const { g, name, fetchedAt, slot } = shownGroup;
+  const { state, digits } = numbersFilter;
+  const passing = g.numbers.filter((n) => (!state || n.state === state) && (!digits || n.number.includes(digits)));
+  countdowns = [];
+  const rows = passing.slice(0, SHOWN).map((n) => numberRow(n, name, fetchedAt));
+  slot.replaceChildren(
+    el("p", { class: "hint", "data-testid": "numbers-shown" },
+      passing.length > SHOWN ? `Showing the first ${SHOWN} of ${passing.length} numbers; narrow the list with the filter.`
+        : `${passing.length} of ${g.numbers.length} numbers.`),
     el("table", { "data-testid": "numbers" },
       el("thead", {}, el("tr", {}, ...["Number", "State", "Session", "Seconds left", "Stray calls (24 h)", ""].map((h) => el("th", { text: h })))),
-      el("tbody", {}, rows)),
-    deleteGroupForm(g.name),
-    await recentChanges(g.name));
+      el("tbody", {}, rows)));
   tick();
+}
+
+function numberRow(n, name, fetchedAt) {
+  const left = el("td", { class: "num", "data-testid": "left" });
+  const seconds = n.expires_in ?? n.seconds_left;
+  if (seconds !== undefined) countdowns.push({ node: left, until: fetchedAt + seconds * 1000 });
+  const numberPath = `groups/${encodeURIComponent(name)}/numbers/${encodeURIComponent(n.number)}`;
+  const act = (label, attrs, method, path, question) => el("button", {
+    ...attrs,
+    "aria-label": `${label} ${n.number}`,
+    on: { click: async () => {
+      try { await (question ? withForce(method, path, question) : api(method, path)); await route(); }
+      catch (err) { statusLine.textContent = err.message; }
+    } },
+  }, label);
+  const held = n.state === "reserved" || n.state === "retiring";
+  const resting = n.state === "cooling" || n.state === "quarantined";
+  return el("tr", { "data-testid": `number-${n.number}`, "data-state": n.state },
+    el("td", { class: "num" }, n.number),
+    el("td", { class: `state-${n.state}`, "data-testid": "state" }, n.state),
+    el("td", {}, n._id ?? ""),
+    left,
+    el("td", { class: "num", "data-testid": "stray" }, n.stray_calls ?? 0),
+    el("td", {},
+      held ? act("Release", { class: "danger", "data-testid": `release-${n.number}` }, "DELETE", `reservations/${encodeURIComponent(n.number)}`) : "",
+      resting ? act("Free", { class: "primary", "data-testid": `free-${n.number}`, title: "End the cool-down or quarantine: lend it again" }, "POST", `${numberPath}/free`) : "",
+      " ", act("Remove", { "data-testid": `remove-${n.number}` }, "DELETE", numberPath, "Remove it anyway?")));
 }
 
 // The minutes the advice rests on, so an operator can judge it.
@@ -253,7 +325,7 @@ function settingsForm(g) {
       "The config file defines this group: changes here last until the next start of a node, which applies the file again. Make lasting changes in the file.") : "");
   form.addEventListener("submit", async (e) => {
     e.preventDefault();
-    try { await api("PUT", `groups/${encodeURIComponent(g.name)}`, new FormData(form)); msg.textContent = ""; await route(); }
+    try { await api("PUT", `groups/${encodeURIComponent(g.name)}`, new FormData(form)); forget("settings"); await route(); }
     catch (err) { msg.textContent = err.message; }
   });
   return form;
@@ -266,7 +338,7 @@ function addNumbersForm(name) {
     el("button", { class: "primary", type: "submit", "data-testid": "add-submit" }, "Add"), msg);
   form.addEventListener("submit", async (e) => {
     e.preventDefault();
-    try { await api("POST", `groups/${encodeURIComponent(name)}/numbers`, new FormData(form)); msg.textContent = ""; await route(); }
+    try { await api("POST", `groups/${encodeURIComponent(name)}/numbers`, new FormData(form)); forget("add"); await route(); }
     catch (err) { msg.textContent = err.message; }
   });
   return form;
@@ -285,17 +357,28 @@ function deleteGroupForm(name) {
 
 // ---- search ----
 
+// What a search looks for: a session id (`node-uuid`), a phone number (a `+`, or digits
+// written with spaces, dashes, dots or brackets), else a number (then a phone).
+function searchKind(query) {
+  if (/^\w{1,16}-[0-9a-f]{8}-[0-9a-f-]{20,}$/i.test(query)) return "session";
+  if (query.startsWith("+") || /^[\d\s().-]+$/.test(query) && /[\s().-]/.test(query)) return "phone";
+  return "number";
+}
+
 async function search(q) {
   const query = q.trim();
-  const param = /^\d+-[0-9a-f-]{20,}$/i.test(query) || query.includes("-") ? "session" : query.startsWith("+") ? "phone" : "number";
+  const param = searchKind(query);
   let found = [];
+  let failed = null;
   try {
     found = (await api("GET", `reservations?${param}=${encodeURIComponent(query)}`)).reservations;
     if (found.length === 0 && param === "number") found = (await api("GET", `reservations?phone=${encodeURIComponent(query)}`)).reservations;
-  } catch (err) { statusLine.textContent = err.message; }
-  view.replaceChildren(
+  } catch (err) { failed = err.message; }
+  render(
     el("p", {}, el("a", { href: "#/" }, "← all groups")),
     el("h1", {}, `Reservations matching “${query}”`),
+    // A search the API refuses says why (it read "No live reservation matches").
+    failed ? el("p", { class: "error", role: "alert", "data-testid": "search-error" }, failed) :
     found.length === 0 ? el("p", { "data-testid": "no-results" }, "No live reservation matches.") :
       el("table", { "data-testid": "results" },
         el("thead", {}, el("tr", {}, ...["Number", "Group", "Session", "Phone", "Code", "Seconds left"].map((h) => el("th", { text: h })))),
@@ -307,8 +390,8 @@ async function search(q) {
 // ---- routing ----
 
 async function route() {
-  const hash = decodeURIComponent(location.hash.slice(1) || "/");
   try {
+    const hash = decodeURIComponent(location.hash.slice(1) || "/");
     if (hash.startsWith("/group/")) {
       const name = hash.slice("/group/".length);
       await groupPage(name);
