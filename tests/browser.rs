@@ -121,6 +121,35 @@ async fn start_app() -> String {
     url
 }
 
+/// A session (`callback` with `fields`) and its request-access, through the GMS API: the
+/// session's id and the access answer.
+async fn reserve(
+    http: &reqwest::Client,
+    base: &str,
+    fields: &[(&str, &str)],
+) -> (String, serde_json::Value) {
+    let session: serde_json::Value = http
+        .post(format!("{base}/genesys/1/service/callback"))
+        .form(fields)
+        .send()
+        .await
+        .expect("session")
+        .json()
+        .await
+        .expect("json");
+    let id = session["_id"].as_str().expect("id").to_owned();
+    let access: serde_json::Value = http
+        .post(format!("{base}/genesys/1/service/request-access"))
+        .form(&[("_id", id.as_str())])
+        .send()
+        .await
+        .expect("access")
+        .json()
+        .await
+        .expect("json");
+    (id, access)
+}
+
 /// Waits (at most 10 s) until the element's text satisfies `ok`.
 /// Finds and clicks an element, again if the page re-rendered it in between (the page
 /// refreshes itself, so a found element can go stale before the click lands).
@@ -260,25 +289,7 @@ async fn operator_flow() {
     .await;
 
     // A reservation made through the GMS API shows up with its session and a countdown.
-    let session: serde_json::Value = http
-        .post(format!("{base}/genesys/1/service/callback"))
-        .form(&[("who", "Ann")])
-        .send()
-        .await
-        .expect("session")
-        .json()
-        .await
-        .expect("json");
-    let id = session["_id"].as_str().expect("id").to_owned();
-    let access: serde_json::Value = http
-        .post(format!("{base}/genesys/1/service/request-access"))
-        .form(&[("_id", id.as_str())])
-        .send()
-        .await
-        .expect("access")
-        .json()
-        .await
-        .expect("json");
+    let (id, access) = reserve(&http, &base, &[("who", "Ann")]).await;
     let number = access["_access_number"]
         .as_str()
         .expect("number")
@@ -567,23 +578,8 @@ async fn charts_flow() {
         attr(&c, used, "points").await,
     );
     for who in ["Ann", "Bob", "Cy"] {
-        let session: serde_json::Value = http
-            .post(format!("{base}/genesys/1/service/callback"))
-            .form(&[("who", who)])
-            .send()
-            .await
-            .expect("session")
-            .json()
-            .await
-            .expect("json");
-        let id = session["_id"].as_str().expect("id");
-        let access = http
-            .post(format!("{base}/genesys/1/service/request-access"))
-            .form(&[("_id", id)])
-            .send()
-            .await
-            .expect("access");
-        assert_eq!(access.status(), 200);
+        let (_, access) = reserve(&http, &base, &[("who", who)]).await;
+        assert!(access["_access_number"].is_string(), "{access}");
     }
     wait_attr_change(&c, requests, "points", &requests_before).await;
     let used_after = wait_attr_change(&c, used, "points", &used_before).await;
@@ -755,23 +751,7 @@ async fn refresh_flow() {
     input.clear().await.expect("clear");
     input.send_keys("650466").await.expect("type");
     // A reservation re-renders the page (its row turns reserved).
-    let session: serde_json::Value = http
-        .post(format!("{base}/genesys/1/service/callback"))
-        .send()
-        .await
-        .expect("session")
-        .json()
-        .await
-        .expect("json");
-    let access: serde_json::Value = http
-        .post(format!("{base}/genesys/1/service/request-access"))
-        .form(&[("_id", session["_id"].as_str().expect("id"))])
-        .send()
-        .await
-        .expect("access")
-        .json()
-        .await
-        .expect("json");
+    let (_, access) = reserve(&http, &base, &[]).await;
     let number = access["_access_number"].as_str().expect("number");
     wait_text(
         &c,
