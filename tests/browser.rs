@@ -815,6 +815,37 @@ async fn refresh_flow() {
     })
     .await;
 
+    // Each group's page starts unfiltered (the filter above hid DNIS's numbers), also when
+    // reached within the page (a navigation by address reloads it).
+    click(&c, "a[href='#/']").await;
+    click(&c, "[data-testid=group-link-DNIS]").await;
+    wait_text(&c, "[data-testid=numbers-shown]", |t| {
+        t.starts_with("5 of 5")
+    })
+    .await;
+    // An untouched settings form follows another operator's change (saving a stale one
+    // undid it).
+    let before = attr(&c, "[data-testid=timeout-input]", "value").await;
+    let changed = http
+        .put(format!("{base}/genesys/1/admin/groups/DNIS"))
+        .form(&[("booking_expiration_timeout", "77")])
+        .send()
+        .await
+        .expect("put");
+    assert_eq!(changed.status(), 200);
+    let after = wait_attr_change(&c, "[data-testid=timeout-input]", "value", &before).await;
+    assert_eq!(after, "77");
+
+    // The create form creates: an existing name is refused, not changed.
+    c.goto(&format!("{base}/ui#/")).await.expect("open");
+    let name = c
+        .find(Locator::Css("[data-testid=create-group] input[name=name]"))
+        .await
+        .expect("name");
+    name.send_keys("BIG").await.expect("type");
+    click(&c, "[data-testid=create-group] button").await;
+    wait_text(&c, "[data-testid=create-error]", |t| t.contains("exists")).await;
+
     // A search the API refuses says why.
     c.goto(&format!("{base}/ui#/search/zzz"))
         .await

@@ -69,16 +69,22 @@ let current = null;
 let pending = null;
 let stream = null;
 
-function schedule(fn) {
-  current = fn;
+// A refresh says when it last succeeded, or why it failed (the status line kept the first
+// load's time, or a failure's message after the node came back). A hidden tab does not
+// refresh: a big group's page is megabytes a time.
+function schedule(load) {
+  const refresh = () => { if (!document.hidden) load().then(updated, show); };
+  current = refresh;
   clearInterval(refreshTimer);
-  refreshTimer = setInterval(fn, FALLBACK_MS);
+  refreshTimer = setInterval(refresh, FALLBACK_MS);
 }
 
 function onEvent() {
   if (pending || !current) return;
   pending = setTimeout(() => { pending = null; if (current) current(); }, 500);
 }
+
+document.addEventListener("visibilitychange", () => { if (!document.hidden && current) current(); });
 
 function follow() {
   if (stream || typeof EventSource === "undefined") return;
@@ -104,6 +110,22 @@ function keep(name, build) {
 }
 
 function forget(name) { kept.forms.delete(name); }
+
+// A form showing live values (a group's settings) is made again from the data unless the
+// operator has touched it (typed, chosen, focused it, or it shows an error): one kept as
+// first drawn went stale, and saving it undid another operator's change.
+function keepUntouched(name, build) {
+  const form = kept.route === location.hash ? kept.forms.get(name) : undefined;
+  const touched = form && (form.dataset.touched === "true" || form.contains(document.activeElement));
+  if (form && !touched) forget(name);
+  const made = keep(name, build);
+  if (made !== form) {
+    const touch = () => { made.dataset.touched = "true"; };
+    made.addEventListener("input", touch);
+    made.addEventListener("change", touch);
+  }
+  return made;
+}
 
 // Replaces the view; the field being typed in keeps the focus and the caret.
 function render(...children) {
@@ -182,6 +204,11 @@ function createGroupForm() {
     const name = data.get("name");
     data.delete("name");
     try {
+      // The API's PUT creates or changes: this form only creates (it changed an existing
+      // group's settings and numbers without a word).
+      const exists = await api("GET", `groups/${encodeURIComponent(name)}`).then(() => true,
+        (err) => { if (err.status === 404) return false; throw err; });
+      if (exists) throw new Error(`group ${name} exists: change it on its own page`);
       await api("PUT", `groups/${encodeURIComponent(name)}`, data);
       location.hash = `#/group/${encodeURIComponent(name)}`;
     } catch (err) { msg.textContent = err.message; }
@@ -209,6 +236,7 @@ async function groupPage(name) {
   const g = await api("GET", `groups/${encodeURIComponent(name)}`);
   if (!stillAt(at)) return;
   shownGroup = { g, name, fetchedAt: Date.now(), slot: el("div", { "data-testid": "numbers-slot" }) };
+  const filter = keep("filter", filterForm);
   fillNumbers();
   const count = (state) => g.numbers.filter((n) => n.state === state).length;
   const a = g.advice;
@@ -227,19 +255,21 @@ async function groupPage(name) {
         el("dt", { text: "Size for 0.1 % refusals" }), el("dd", { "data-testid": "advice-01" }, a.size_for_0_1_percent),
         el("dt", { text: "Observed" }), el("dd", {}, `${a.requests_per_second.toFixed(3)} requests/s over ${a.window_minutes} min, mean holding ${a.mean_holding_seconds.toFixed(1)} s (resting after use included), offered load ${a.offered_load.toFixed(2)}, refused ${(a.refusal_ratio * 100).toFixed(2)} %`)),
       advisorHistory(a.history ?? [])),
-    keep("settings", () => settingsForm(g)), keep("add", () => addNumbersForm(g.name)),
+    keepUntouched("settings", () => settingsForm(g)), keep("add", () => addNumbersForm(g.name)),
     el("h2", { text: "Numbers" }),
-    keep("filter", filterForm),
+    filter,
     shownGroup.slot,
     keep("delete", () => deleteGroupForm(g.name)),
     changes);
   tick();
 }
 
-// Which numbers the table lists: a state, and digits the number contains.
-const numbersFilter = { state: "", digits: "" };
+// Which numbers the table lists: a state, and digits the number contains. Each page starts
+// unfiltered (its form is made empty: a filter left from another group hid its numbers).
+let numbersFilter = { state: "", digits: "" };
 
 function filterForm() {
+  numbersFilter = { state: "", digits: "" };
   const digits = el("input", { name: "digits", inputmode: "numeric", "data-testid": "filter-digits", placeholder: "Digits" });
   const state = el("select", { name: "state", "data-testid": "filter-state" },
     ...["", "free", "reserved", "cooling", "quarantined", "retiring"].map((s) => el("option", { value: s }, s || "any state")));
@@ -326,7 +356,7 @@ function settingsForm(g) {
   form.addEventListener("submit", async (e) => {
     e.preventDefault();
     try { await api("PUT", `groups/${encodeURIComponent(g.name)}`, new FormData(form)); forget("settings"); await route(); }
-    catch (err) { msg.textContent = err.message; }
+    catch (err) { msg.textContent = err.message; form.dataset.touched = "true"; }
   });
   return form;
 }
@@ -366,6 +396,7 @@ function searchKind(query) {
 }
 
 async function search(q) {
+  const at = location.hash;
   const query = q.trim();
   const param = searchKind(query);
   let found = [];
@@ -374,6 +405,7 @@ async function search(q) {
     found = (await api("GET", `reservations?${param}=${encodeURIComponent(query)}`)).reservations;
     if (found.length === 0 && param === "number") found = (await api("GET", `reservations?phone=${encodeURIComponent(query)}`)).reservations;
   } catch (err) { failed = err.message; }
+  if (!stillAt(at)) return;
   render(
     el("p", {}, el("a", { href: "#/" }, "← all groups")),
     el("h1", {}, `Reservations matching “${query}”`),
@@ -392,28 +424,44 @@ async function search(q) {
 async function route() {
   try {
     const hash = decodeURIComponent(location.hash.slice(1) || "/");
+    let load;
     if (hash.startsWith("/group/")) {
       const name = hash.slice("/group/".length);
-      await groupPage(name);
-      schedule(() => groupPage(name).catch(show));
+      load = () => groupPage(name);
     } else if (hash.startsWith("/search/")) {
-      clearInterval(refreshTimer);
-      current = null;
-      await search(hash.slice("/search/".length));
+      const query = hash.slice("/search/".length);
+      load = () => search(query);
     } else {
-      await overview();
-      schedule(() => overview().catch(show));
+      load = overview;
     }
-    statusLine.textContent = `Updated ${new Date().toLocaleTimeString()}`;
+    // Refreshed from now on, even if this first load fails (the node may come back).
+    schedule(load);
+    await load();
+    updated();
   } catch (err) { show(err); }
 }
 
-function show(err) { statusLine.textContent = `Could not load: ${err.message}`; }
+function updated() { statusLine.textContent = `Updated ${new Date().toLocaleTimeString()}`; }
+
+// A failure is said in the status line; a group or route that does not exist (deleted by
+// another operator meanwhile, or a mistyped address) replaces the view, with a way back.
+function show(err) {
+  statusLine.textContent = `Could not load: ${err.message}`;
+  if (err.status === 404 || err instanceof URIError) {
+    shownGroup = null;
+    render(el("p", {}, el("a", { href: "#/" }, "← all groups")),
+      el("p", { class: "error", role: "alert", "data-testid": "not-found" }, err.message));
+  }
+}
 
 document.getElementById("search").addEventListener("submit", (e) => {
   e.preventDefault();
   const q = document.getElementById("search-input").value;
-  if (q.trim()) location.hash = `#/search/${encodeURIComponent(q.trim())}`;
+  if (!q.trim()) return;
+  const target = `#/search/${encodeURIComponent(q.trim())}`;
+  // The same search again runs again (the hash would not change).
+  if (location.hash === target) route();
+  else location.hash = target;
 });
 window.addEventListener("hashchange", route);
 clearInterval(tickTimer);
