@@ -799,6 +799,19 @@ async fn refresh_flow() {
         .await
         .expect("rows");
     assert_eq!(rows, 500);
+    // And it asked the API for those only (the whole list is 5.5 MB, fetched on every refresh).
+    let biggest = c
+        .execute(
+            "return Math.max(...performance.getEntriesByType('resource')
+                .filter((e) => e.name.includes('groups/BIG')).map((e) => e.encodedBodySize));",
+            vec![],
+        )
+        .await
+        .expect("sizes");
+    assert!(
+        biggest.as_f64().is_some_and(|b| b > 0.0 && b < 500_000.0),
+        "{biggest} bytes"
+    );
     assert!(
         started.elapsed() < Duration::from_secs(5),
         "the tab answered after {:?}",

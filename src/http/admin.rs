@@ -10,7 +10,9 @@ use axum::{Extension, Router};
 use serde_json::json;
 
 use super::AppState;
-use super::admin_views::{AuditJson, GroupJson, GroupPageJson, NodeJson, ReservationJson};
+use super::admin_views::{
+    AuditJson, GroupJson, GroupPageJson, NodeJson, NumbersFilter, ReservationJson, STATES,
+};
 use super::auth;
 use super::error::ApiError;
 use super::params::Params;
@@ -111,12 +113,33 @@ async fn list_groups(State(state): State<AppState>) -> Result<Reply, ApiError> {
     to_json(&json!({ "groups": groups }))
 }
 
+/// `GET …/admin/groups/{group}[?state=…&digits=…&limit=…]`: the group and its numbers, all
+/// or those in one state, containing some digits, at most `limit` of them (`listed` says how
+/// many passed the filter).
 async fn show_group(
     State(state): State<AppState>,
     Path(group): Path<String>,
+    params: Params,
 ) -> Result<Reply, ApiError> {
+    params.only(&["state", "digits", "limit"])?;
+    let filter = NumbersFilter {
+        state: params.parse("state", |s| {
+            STATES
+                .into_iter()
+                .find(|known| *known == s)
+                .ok_or_else(|| format!("{s:?} is not a state ({})", STATES.join(", ")))
+        })?,
+        digits: params.parse("digits", |d| match d.bytes().all(|b| b.is_ascii_digit()) {
+            true => Ok(d.to_owned()),
+            false => Err(format!("{d:?}: digits only")),
+        })?,
+        limit: params.parse("limit", |l| match l.parse::<usize>() {
+            Ok(n) if n >= 1 => Ok(n),
+            _ => Err(format!("{l:?} is not a count of 1 or more")),
+        })?,
+    };
     let page = state.broker.admin_group(&group_name(&group)?).await?;
-    to_json(&GroupPageJson::from(page))
+    to_json(&GroupPageJson::filtered(page, &filter))
 }
 
 /// Creates a group or changes it. Settings not sent keep their value; `numbers` are added.

@@ -52,6 +52,47 @@ on_every_backend!(groups_numbers_and_reservations, |backend| async move {
     );
     assert_eq!(page["numbers"][1]["state"], "free");
     assert!(page["advice"]["size_for_1_percent"].is_u64());
+    assert_eq!(page["listed"], 5);
+
+    // The numbers listed can be filtered and bounded; the counts stay the group's.
+    let listed = |query: &str| {
+        let app = &app;
+        let query = query.to_owned();
+        async move {
+            let page = app
+                .get(&format!("/genesys/1/admin/groups/DNIS?{query}"))
+                .await
+                .json();
+            let numbers: Vec<String> = page["numbers"]
+                .as_array()
+                .expect("numbers")
+                .iter()
+                .map(|n| n["number"].as_str().expect("number").to_owned())
+                .collect();
+            (page["listed"].as_u64(), numbers, page["reserved"].as_u64())
+        }
+    };
+    assert_eq!(
+        listed("state=reserved").await,
+        (Some(1), vec![number.clone()], Some(1))
+    );
+    assert_eq!(
+        listed("state=free&digits=10&limit=2").await,
+        (Some(4), vec!["101".to_owned(), "102".to_owned()], Some(1))
+    );
+    assert_eq!(listed("digits=104").await.1, vec!["104".to_owned()]);
+    for (query, named) in [
+        ("state=busy", "state"),
+        ("limit=0", "limit"),
+        ("digits=1a", "digits"),
+        ("colour=red", "colour"),
+    ] {
+        let refused = app
+            .get(&format!("/genesys/1/admin/groups/DNIS?{query}"))
+            .await
+            .error(400, "InvalidParameter");
+        assert!(refused.contains(named), "{query}: {refused}");
+    }
 
     for query in [
         format!("number={number}"),
