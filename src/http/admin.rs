@@ -133,8 +133,12 @@ async fn show_group(
             true => Ok(d.to_owned()),
             false => Err(format!("{d:?}: digits only")),
         })?,
+        // Digits past the largest count mean "all" (they were refused as no count).
         limit: params.parse("limit", |l| match l.parse::<usize>() {
             Ok(n) if n >= 1 => Ok(n),
+            Err(_) if l.bytes().all(|b| b.is_ascii_digit()) && l.bytes().any(|b| b != b'0') => {
+                Ok(usize::MAX)
+            }
             _ => Err(format!("{l:?} is not a count of 1 or more")),
         })?,
     };

@@ -81,6 +81,8 @@ on_every_backend!(groups_numbers_and_reservations, |backend| async move {
         (Some(4), vec!["101".to_owned(), "102".to_owned()], Some(1))
     );
     assert_eq!(listed("digits=104").await.1, vec!["104".to_owned()]);
+    // A count past the largest the server holds is "all" (it was refused as no count).
+    assert_eq!(listed("limit=99999999999999999999999").await.0, Some(5));
     for (query, named) in [
         ("state=busy", "state"),
         ("limit=0", "limit"),

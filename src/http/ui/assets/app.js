@@ -238,8 +238,10 @@ async function groupPage(name) {
   const query = new URLSearchParams({ limit: SHOWN });
   if (numbersFilter.state) query.set("state", numbersFilter.state);
   if (numbersFilter.digits) query.set("digits", numbersFilter.digits);
+  const asked = JSON.stringify(numbersFilter);
   const g = await api("GET", `groups/${encodeURIComponent(name)}?${query}`);
-  if (!stillAt(at)) return;
+  // A refresh that left before the filter changed must not draw the old filter's rows.
+  if (!stillAt(at) || asked !== JSON.stringify(numbersFilter)) return;
   shownGroup = { g, name, fetchedAt: Date.now(), slot: el("div", { "data-testid": "numbers-slot" }) };
   fillNumbers();
   const count = (state) => g[state] ?? 0;
@@ -274,7 +276,7 @@ let numbersFilter = { state: "", digits: "" };
 
 function filterForm(name) {
   numbersFilter = { state: "", digits: "" };
-  const digits = el("input", { name: "digits", inputmode: "numeric", "data-testid": "filter-digits", placeholder: "Digits" });
+  const digits = el("input", { name: "digits", inputmode: "numeric", pattern: "[0-9]*", title: "Digits only", "data-testid": "filter-digits", placeholder: "Digits" });
   const state = el("select", { name: "state", "data-testid": "filter-state" },
     ...["", "free", "reserved", "cooling", "quarantined", "retiring"].map((s) => el("option", { value: s }, s || "any state")));
   // The API filters (a keystroke's worth of typing waits 250 ms); only digits are sent.
