@@ -161,13 +161,20 @@ fn store_big(addr: &str, size: usize) -> String {
 /// Asks for the entry and reads its answer 16 KiB at a time, `pause` apart; calls
 /// `meanwhile` once the first bytes came. Returns the bytes read until the close.
 fn read_slowly(addr: &str, id: &str, pause: Duration, meanwhile: impl FnOnce()) -> Vec<u8> {
+    let ask =
+        format!("GET /genesys/1/storage/{id} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    send_and_read_slowly(addr, ask.as_bytes(), pause, meanwhile)
+}
+
+/// Sends `request` and reads what comes back as [`read_slowly`] does.
+fn send_and_read_slowly(
+    addr: &str,
+    request: &[u8],
+    pause: Duration,
+    meanwhile: impl FnOnce(),
+) -> Vec<u8> {
     let mut client = TcpStream::connect(addr).expect("connect");
-    client
-        .write_all(
-            format!("GET /genesys/1/storage/{id} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-                .as_bytes(),
-        )
-        .expect("write");
+    client.write_all(request).expect("write");
     client
         .set_read_timeout(Some(Duration::from_secs(20)))
         .expect("timeout");
@@ -244,6 +251,26 @@ fn sigterm_lets_an_answer_being_read_finish() {
     assert!(whole(&got), "{} bytes, cut by the shutdown", got.len());
     let status = node.child.wait().expect("exits");
     assert_eq!(status.code(), Some(0));
+}
+
+/// A connection closed with requests still unread (sent after `Connection: close`, or
+/// pipelined past a shutdown) ends with the answers and a clean end: the socket was dropped
+/// with the unread bytes, Linux answered with a reset, and the client lost the answer's tail.
+#[tokio::test]
+async fn a_close_with_requests_unread_keeps_the_answers() {
+    let app = TestApp::spawn_with(Backend::Memory, &with_server("max_body_bytes = 9000000")).await;
+    let addr = addr(&app);
+    tokio::task::spawn_blocking(move || {
+        let id = store_big(&addr, 8_000_000);
+        let mut request =
+            format!("GET /genesys/1/storage/{id} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        request.push_str(&"GET /health HTTP/1.1\r\nHost: x\r\n\r\n".repeat(1000));
+        // ~4 MB/s: the server closes while most of the answer is still on its way.
+        let got = send_and_read_slowly(&addr, request.as_bytes(), Duration::from_millis(4), || {});
+        assert!(whole(&got), "{} bytes, then a reset", got.len());
+    })
+    .await
+    .expect("client thread");
 }
 
 #[test]
