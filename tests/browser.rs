@@ -864,4 +864,5 @@ async fn refresh_flow() {
         .await
         .expect("open");
     wait_text(&c, "[data-testid=search-error]", |t| t.contains("zzz")).await;
+    c.close().await.expect("close");
 }
