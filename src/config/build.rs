@@ -425,23 +425,18 @@ fn server(cx: &Cx, raw: super::raw::RawServer) -> Result<ServerConfig, ConfigErr
     // of more than 2^61 permits panicked after "listening", a pool of 2^40 connections
     // aborted allocating it, a PostgreSQL `statement_timeout` past 2^31 - 1 ms was refused at
     // every connect (503 for ever).
-    let positive = |key: &str, v: Option<i64>, default: u64| -> Result<u64, ConfigError> {
-        let max = match key {
-            "max_body_bytes" => MAX_BODY_BYTES,
-            "store_max_connections" => MAX_STORE_CONNECTIONS,
-            "max_connections" => MAX_CONNECTIONS,
-            _ => MAX_TIMEOUT_MS,
+    let positive =
+        |key: &str, v: Option<i64>, default: u64, max: u64| -> Result<u64, ConfigError> {
+            match v {
+                None => Ok(default),
+                Some(n) if n > 0 && n as u64 <= max => Ok(n as u64),
+                Some(n) if n > 0 => Err(cx.err(
+                    format!("server.{key}"),
+                    format!("{n} is more than the most allowed, {max}"),
+                )),
+                Some(n) => Err(cx.err(format!("server.{key}"), format!("{n} must be positive"))),
+            }
         };
-        match v {
-            None => Ok(default),
-            Some(n) if n > 0 && n as u64 <= max => Ok(n as u64),
-            Some(n) if n > 0 => Err(cx.err(
-                format!("server.{key}"),
-                format!("{n} is more than the most allowed, {max}"),
-            )),
-            Some(n) => Err(cx.err(format!("server.{key}"), format!("{n} must be positive"))),
-        }
-    };
     Ok(ServerConfig {
         listen: listen.parse().map_err(|_| {
             cx.err(
@@ -460,36 +455,43 @@ fn server(cx: &Cx, raw: super::raw::RawServer) -> Result<ServerConfig, ConfigErr
             "max_body_bytes",
             raw.max_body_bytes,
             defaults::MAX_BODY_BYTES as u64,
+            MAX_BODY_BYTES,
         )? as usize,
         store_timeout: Duration::from_millis(positive(
             "store_timeout_ms",
             raw.store_timeout_ms,
             defaults::STORE_TIMEOUT_MS,
+            MAX_TIMEOUT_MS,
         )?),
         store_max_connections: positive(
             "store_max_connections",
             raw.store_max_connections,
             defaults::STORE_MAX_CONNECTIONS as u64,
+            MAX_STORE_CONNECTIONS,
         )? as usize,
         max_connections: positive(
             "max_connections",
             raw.max_connections,
             defaults::MAX_CONNECTIONS as u64,
+            MAX_CONNECTIONS,
         )? as usize,
         header_timeout: Duration::from_millis(positive(
             "header_timeout_ms",
             raw.header_timeout_ms,
             defaults::HEADER_TIMEOUT_MS,
+            MAX_TIMEOUT_MS,
         )?),
         request_timeout: Duration::from_millis(positive(
             "request_timeout_ms",
             raw.request_timeout_ms,
             defaults::REQUEST_TIMEOUT_MS,
+            MAX_TIMEOUT_MS,
         )?),
         shutdown_timeout: Duration::from_millis(positive(
             "shutdown_timeout_ms",
             raw.shutdown_timeout_ms,
             defaults::SHUTDOWN_TIMEOUT_MS,
+            MAX_TIMEOUT_MS,
         )?),
         tls: match raw.tls {
             None => None,
