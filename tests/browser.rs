@@ -49,6 +49,21 @@ impl Drop for Driver {
     }
 }
 
+/// A test that drives Chromium: run only with `ACCESS_BROKER_BROWSER_TESTS=1` (else listed as
+/// ignored, with how to enable it), two runtime threads, within the suite's time limit.
+macro_rules! browser_test {
+    ($name:ident, $flow:ident) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        #[cfg_attr(
+            not(browser_tests),
+            ignore = "needs Chromium and chromium-driver: set ACCESS_BROKER_BROWSER_TESTS=1 to run"
+        )]
+        async fn $name() {
+            support::limit::within($flow()).await;
+        }
+    };
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -210,14 +225,7 @@ async fn screenshot(c: &Client, name: &str) {
     std::fs::write(dir.join(name), png).expect("write screenshot");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[cfg_attr(
-    not(browser_tests),
-    ignore = "needs Chromium and chromium-driver: set ACCESS_BROKER_BROWSER_TESTS=1 to run"
-)]
-async fn an_operator_sees_and_releases_a_reservation() {
-    support::limit::within(operator_flow()).await;
-}
+browser_test!(an_operator_sees_and_releases_a_reservation, operator_flow);
 
 async fn operator_flow() {
     let (_driver, c) = start_browser().await;
@@ -448,14 +456,7 @@ async fn forward(
     answer
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[cfg_attr(
-    not(browser_tests),
-    ignore = "needs Chromium and chromium-driver: set ACCESS_BROKER_BROWSER_TESTS=1 to run"
-)]
-async fn the_page_works_behind_a_proxy_under_a_prefix() {
-    support::limit::within(prefix_flow()).await;
-}
+browser_test!(the_page_works_behind_a_proxy_under_a_prefix, prefix_flow);
 
 async fn prefix_flow() {
     let (_driver, c) = start_browser().await;
@@ -557,14 +558,7 @@ async fn attr(c: &Client, css: &str, attr: &str) -> String {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[cfg_attr(
-    not(browser_tests),
-    ignore = "needs Chromium and chromium-driver: set ACCESS_BROKER_BROWSER_TESTS=1 to run"
-)]
-async fn the_charts_move_when_reservations_are_made() {
-    support::limit::within(charts_flow()).await;
-}
+browser_test!(the_charts_move_when_reservations_are_made, charts_flow);
 
 async fn charts_flow() {
     let (_driver, c) = start_browser().await;
@@ -617,14 +611,10 @@ type = "session"
 _ttl = 600
 "#;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[cfg_attr(
-    not(browser_tests),
-    ignore = "needs Chromium and chromium-driver: set ACCESS_BROKER_BROWSER_TESTS=1 to run"
-)]
-async fn an_operator_frees_a_cooling_and_a_quarantined_number() {
-    support::limit::within(rules_flow()).await;
-}
+browser_test!(
+    an_operator_frees_a_cooling_and_a_quarantined_number,
+    rules_flow
+);
 
 async fn rules_flow() {
     let (_driver, c) = start_browser().await;
@@ -716,14 +706,10 @@ async fn rules_flow() {
     c.close().await.expect("close");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[cfg_attr(
-    not(browser_tests),
-    ignore = "needs Chromium and chromium-driver: set ACCESS_BROKER_BROWSER_TESTS=1 to run"
-)]
-async fn forms_survive_refreshes_and_a_big_group_stays_usable() {
-    support::limit::within(refresh_flow()).await;
-}
+browser_test!(
+    forms_survive_refreshes_and_a_big_group_stays_usable,
+    refresh_flow
+);
 
 /// The page re-renders on every lifecycle event and every 5 s: a form's typed text and its
 /// error were wiped each time, and a 100,000-number group's page (every row rebuilt each
