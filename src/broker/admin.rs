@@ -7,7 +7,7 @@ use crate::domain::{AccessNumber, GroupName, SessionId};
 use crate::metrics::Window;
 use crate::store::{
     AddNumbers, DeleteGroup, FreeNumber, GroupChange, GroupDetail, GroupStats, NumberState,
-    NumberView, PutGroup, RemoveNumber, ReservationFilter, ReservationView,
+    NumberView, NumbersFilter, PutGroup, RemoveNumber, ReservationFilter, ReservationView,
 };
 
 use super::audit::{Actor, AuditAction, AuditEntry, AuditTarget};
@@ -30,6 +30,8 @@ pub struct GroupOverview {
 pub struct GroupPage {
     pub overview: GroupOverview,
     pub advice: Advice,
+    /// Numbers that passed the page's filter, before its limit.
+    pub listed: u64,
     pub numbers: Vec<NumberView>,
 }
 
@@ -64,10 +66,19 @@ impl Broker {
         Ok(groups.into_iter().map(|g| self.overview(g)).collect())
     }
 
-    pub async fn admin_group(&self, name: &GroupName) -> Result<GroupPage, BrokerError> {
-        let GroupDetail { stats, numbers } = self
+    /// A group's page: its overview, advice, and the numbers `filter` lets through.
+    pub async fn admin_group(
+        &self,
+        name: &GroupName,
+        filter: &NumbersFilter,
+    ) -> Result<GroupPage, BrokerError> {
+        let GroupDetail {
+            stats,
+            listed,
+            numbers,
+        } = self
             .store
-            .group(name)
+            .group_page(name, filter)
             .await?
             .ok_or_else(|| unknown_group(name))?;
         let overview = self.overview(stats);
@@ -75,6 +86,7 @@ impl Broker {
         Ok(GroupPage {
             overview,
             advice,
+            listed,
             numbers,
         })
     }
@@ -112,7 +124,10 @@ impl Broker {
                 return Err(BrokerError::NumberTaken { number, owner });
             }
         };
-        let overview = self.admin_group(&name).await?.overview;
+        let overview = self
+            .admin_group(&name, &NumbersFilter::none())
+            .await?
+            .overview;
         // Numbers the group had already are not added again (`Store::put_group`).
         let added = overview
             .stats

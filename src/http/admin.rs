@@ -10,9 +10,7 @@ use axum::{Extension, Router};
 use serde_json::json;
 
 use super::AppState;
-use super::admin_views::{
-    AuditJson, GroupJson, GroupPageJson, NodeJson, NumbersFilter, ReservationJson, STATES,
-};
+use super::admin_views::{AuditJson, GroupJson, GroupPageJson, NodeJson, ReservationJson};
 use super::auth;
 use super::error::ApiError;
 use super::params::Params;
@@ -21,7 +19,7 @@ use crate::broker::Actor;
 use crate::domain::{
     AccessNumber, Allocation, BookingTimeout, GroupName, NumberSpec, PhoneNumber, SessionId,
 };
-use crate::store::{GroupChange, ReservationFilter};
+use crate::store::{GroupChange, NumbersFilter, ReservationFilter, StateKind};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -124,10 +122,10 @@ async fn show_group(
     params.only(&["state", "digits", "limit"])?;
     let filter = NumbersFilter {
         state: params.parse("state", |s| {
-            STATES
-                .into_iter()
-                .find(|known| *known == s)
-                .ok_or_else(|| format!("{s:?} is not a state ({})", STATES.join(", ")))
+            StateKind::from_name(s).ok_or_else(|| {
+                let names: Vec<&str> = StateKind::ALL.into_iter().map(StateKind::name).collect();
+                format!("{s:?} is not a state ({})", names.join(", "))
+            })
         })?,
         digits: params.parse("digits", |d| match d.bytes().all(|b| b.is_ascii_digit()) {
             true => Ok(d.to_owned()),
@@ -142,8 +140,11 @@ async fn show_group(
             _ => Err(format!("{l:?} is not a count of 1 or more")),
         })?,
     };
-    let page = state.broker.admin_group(&group_name(&group)?).await?;
-    to_json(&GroupPageJson::filtered(page, &filter))
+    let page = state
+        .broker
+        .admin_group(&group_name(&group)?, &filter)
+        .await?;
+    to_json(&GroupPageJson::from(page))
 }
 
 /// Creates a group or changes it. Settings not sent keep their value; `numbers` are added.

@@ -76,75 +76,25 @@ impl From<GroupOverview> for GroupJson {
 }
 
 /// One group's page: its overview, the advisor's advice and its numbers' states (all of
-/// them, or those a [`NumbersFilter`] lets through), with how many passed the filter.
+/// them, or those the request's `NumbersFilter` let through), with how many passed the filter.
 #[derive(Debug, Serialize)]
 pub struct GroupPageJson {
     #[serde(flatten)]
     group: GroupJson,
     advice: Advice,
     /// Numbers that pass the filter (all when none is given), before `limit`.
-    listed: usize,
+    listed: u64,
     numbers: Vec<NumberJson>,
 }
 
 impl From<GroupPage> for GroupPageJson {
     fn from(p: GroupPage) -> Self {
-        Self::filtered(p, &NumbersFilter::default())
-    }
-}
-
-impl GroupPageJson {
-    pub fn filtered(p: GroupPage, filter: &NumbersFilter) -> Self {
-        let limit = filter.limit.unwrap_or(usize::MAX);
-        let mut listed = 0;
-        let mut numbers = Vec::new();
-        for n in p.numbers.into_iter().filter(|n| filter.passes(n)) {
-            listed += 1;
-            if numbers.len() < limit {
-                numbers.push(NumberJson::from(n));
-            }
-        }
         Self {
             group: p.overview.into(),
             advice: p.advice,
-            listed,
-            numbers,
+            listed: p.listed,
+            numbers: p.numbers.into_iter().map(NumberJson::from).collect(),
         }
-    }
-}
-
-/// Which numbers a group's page lists (`?state=&digits=&limit=`): a page of a large group
-/// without them is megabytes (5.5 MB for 100,000 numbers), fetched again on every refresh.
-#[derive(Debug, Default)]
-pub struct NumbersFilter {
-    /// One of [`STATES`].
-    pub state: Option<&'static str>,
-    /// Digits the number contains.
-    pub digits: Option<String>,
-    /// The most numbers listed.
-    pub limit: Option<usize>,
-}
-
-/// The states a number is shown in, as `state` names them.
-pub const STATES: [&str; 5] = ["free", "reserved", "cooling", "quarantined", "retiring"];
-
-impl NumbersFilter {
-    fn passes(&self, n: &NumberView) -> bool {
-        self.state.is_none_or(|s| s == state_name(&n.state))
-            && self
-                .digits
-                .as_deref()
-                .is_none_or(|d| n.number.as_str().contains(d))
-    }
-}
-
-fn state_name(state: &NumberState) -> &'static str {
-    match state {
-        NumberState::Free => "free",
-        NumberState::Reserved { .. } => "reserved",
-        NumberState::Retiring { .. } => "retiring",
-        NumberState::Cooling { .. } => "cooling",
-        NumberState::Quarantined => "quarantined",
     }
 }
 
@@ -165,7 +115,7 @@ pub struct NumberJson {
 
 impl From<NumberView> for NumberJson {
     fn from(v: NumberView) -> Self {
-        let state = state_name(&v.state);
+        let state = v.state.kind().name();
         let mut seconds_left = None;
         let (session, expires_in) = match v.state {
             NumberState::Free | NumberState::Quarantined => (None, None),

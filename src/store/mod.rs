@@ -15,6 +15,7 @@
 
 mod fields;
 mod once;
+mod page;
 mod types;
 mod url;
 
@@ -30,6 +31,7 @@ use std::sync::Arc;
 
 pub use fields::*;
 pub use once::{AnswerFn, Created, Creation, IDEMPOTENCY_TTL, IdempotencyKey, Once};
+pub use page::{NumbersFilter, StateKind};
 pub use types::*;
 pub use url::StoreUrl;
 pub use waiting::{log_notes, open_waiting};
@@ -157,8 +159,16 @@ pub trait Store: Send + Sync + 'static {
 
     /// Every group with its counts.
     async fn groups(&self) -> Result<Vec<GroupStats>, StoreError>;
+    /// One group with its counts and the numbers `filter` lets through, in the group's order.
+    async fn group_page(
+        &self,
+        name: &GroupName,
+        filter: &NumbersFilter,
+    ) -> Result<Option<GroupDetail>, StoreError>;
     /// One group with the state of each of its numbers.
-    async fn group(&self, name: &GroupName) -> Result<Option<GroupDetail>, StoreError>;
+    async fn group(&self, name: &GroupName) -> Result<Option<GroupDetail>, StoreError> {
+        self.group_page(name, &NumbersFilter::default()).await
+    }
     /// Creates a group or changes its settings in one atomic step: fields left `None` keep their
     /// value (a new group takes round-robin and the 30 s default); `numbers` are added, those the
     /// group has already left as they are, refused whole (nothing changed) if one belongs to

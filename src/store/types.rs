@@ -307,6 +307,9 @@ pub struct GroupStats {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GroupDetail {
     pub stats: GroupStats,
+    /// Numbers that passed the page's filter (`NumbersFilter`), before its limit.
+    pub listed: u64,
+    /// Those of them the page lists, in the group's order.
     pub numbers: Vec<NumberView>,
 }
 

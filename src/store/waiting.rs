@@ -13,9 +13,9 @@ use std::time::Duration;
 use super::{
     AddNumbers, AnswerFn, Creation, DeleteGroup, DynStore, Fields, FreeNumber, GroupChange,
     GroupDetail, GroupSpec, GroupStats, IdempotencyKey, MatchOutcome, MatchRequest, NewSession,
-    Once, OpenError, PendingEvent, PutGroup, RemoveNumber, Reservation, ReservationFilter,
-    ReservationView, ReserveError, ReserveRequest, Session, Store, StoreError, StoreOptions,
-    StoreUrl, Usage,
+    NumbersFilter, Once, OpenError, PendingEvent, PutGroup, RemoveNumber, Reservation,
+    ReservationFilter, ReservationView, ReserveError, ReserveRequest, Session, Store, StoreError,
+    StoreOptions, StoreUrl, Usage,
 };
 use crate::domain::{AccessNumber, DataId, GroupName, SessionId};
 
@@ -279,8 +279,12 @@ impl Store for WaitingStore {
         Ok(self.real()?.groups().await?)
     }
 
-    async fn group(&self, name: &GroupName) -> Result<Option<GroupDetail>, StoreError> {
-        Ok(self.real()?.group(name).await?)
+    async fn group_page(
+        &self,
+        name: &GroupName,
+        filter: &NumbersFilter,
+    ) -> Result<Option<GroupDetail>, StoreError> {
+        Ok(self.real()?.group_page(name, filter).await?)
     }
 
     async fn put_group(&self, change: GroupChange) -> Result<PutGroup, StoreError> {

@@ -28,7 +28,7 @@ crate::conformance!(
 );
 
 /// A one-group store whose group has `size` numbers and this policy.
-async fn with_policy(
+pub(crate) async fn with_policy(
     t: &TestStore,
     size: u32,
     policy: NumberPolicy,

@@ -15,6 +15,7 @@ mod config;
 mod expiry;
 mod lifecycle;
 mod matching;
+mod page;
 mod reserve;
 mod sessions;
 mod storage;

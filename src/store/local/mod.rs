@@ -36,8 +36,8 @@ use self::journal::{ChangeLog, Journal, JournalError};
 use super::{
     AddNumbers, AnswerFn, Created, Creation, DeleteGroup, Fields, FreeNumber, GroupChange,
     GroupDetail, GroupSpec, GroupStats, IdempotencyKey, MatchOutcome, MatchRequest, NewSession,
-    Once, PutGroup, RemoveNumber, Reservation, ReservationFilter, ReservationView, ReserveError,
-    ReserveRequest, Session, Store, StoreError,
+    NumbersFilter, Once, PutGroup, RemoveNumber, Reservation, ReservationFilter, ReservationView,
+    ReserveError, ReserveRequest, Session, Store, StoreError,
 };
 
 /// How many times a read runs again after the changes it saw were rolled back.
@@ -435,8 +435,12 @@ impl Store for LocalStore {
         self.read(|e, now, _| e.groups(now)).await
     }
 
-    async fn group(&self, name: &GroupName) -> Result<Option<GroupDetail>, StoreError> {
-        self.read(|e, now, _| e.group(name, now)).await
+    async fn group_page(
+        &self,
+        name: &GroupName,
+        filter: &NumbersFilter,
+    ) -> Result<Option<GroupDetail>, StoreError> {
+        self.read(|e, now, _| e.group(name, filter, now)).await
     }
 
     async fn put_group(&self, change: GroupChange) -> Result<PutGroup, StoreError> {

@@ -43,9 +43,9 @@ use tokio_postgres::error::SqlState;
 use super::{
     AddNumbers, AnswerFn, Creation, DeleteGroup, DynStore, Fields, FreeNumber, GroupChange,
     GroupDetail, GroupSpec, GroupStats, IdempotencyKey, MatchOutcome, MatchRequest, NewSession,
-    Once, OpenError, PendingEvent, PutGroup, RemoveNumber, Reservation, ReservationFilter,
-    ReservationView, ReserveError, ReserveRequest, Session, Store, StoreError, StoreOptions,
-    StoreUrl, sweeper,
+    NumbersFilter, Once, OpenError, PendingEvent, PutGroup, RemoveNumber, Reservation,
+    ReservationFilter, ReservationView, ReserveError, ReserveRequest, Session, Store, StoreError,
+    StoreOptions, StoreUrl, sweeper,
 };
 use crate::clock::Clock;
 use crate::domain::{AccessNumber, DataId, GroupName, SessionId};
@@ -296,8 +296,12 @@ impl Store for PgStore {
         in_tx!(self, admin::groups).await
     }
 
-    async fn group(&self, name: &GroupName) -> Result<Option<GroupDetail>, StoreError> {
-        in_tx!(self, admin::group, name).await
+    async fn group_page(
+        &self,
+        name: &GroupName,
+        filter: &NumbersFilter,
+    ) -> Result<Option<GroupDetail>, StoreError> {
+        in_tx!(self, admin::group, name, filter).await
     }
 
     async fn put_group(&self, change: GroupChange) -> Result<PutGroup, StoreError> {
