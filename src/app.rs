@@ -4,6 +4,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use tokio::net::TcpListener;
 
@@ -102,18 +103,35 @@ impl App {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let sampler = tokio::spawn(sample_pools(self.broker));
-        let delivery = self
-            .delivery
-            .map(|(store, events, metrics)| crate::events::deliver::spawn(store, events, metrics));
+        // The webhook's delivery wraps up beside the requests' drain, in part of the same
+        // shutdown time.
+        let wrap_up = (self.serve.shutdown_timeout / 2).min(Duration::from_secs(2));
+        let delivery = self.delivery.map(|(store, events, metrics)| {
+            let stop = self.closing.subscribe();
+            crate::events::deliver::spawn(store, events, metrics, stop, wrap_up)
+        });
         let closing = self.closing;
-        let shutdown = async move {
-            shutdown.await;
-            closing.send_replace(true);
+        let shutdown_timeout = self.serve.shutdown_timeout;
+        let began = Arc::new(std::sync::OnceLock::new());
+        let shutdown = {
+            let began = began.clone();
+            async move {
+                shutdown.await;
+                began.get_or_init(Instant::now);
+                closing.send_replace(true);
+            }
         };
         let served = crate::server::serve(self.listener, self.router, self.serve, shutdown).await;
         sampler.abort();
-        if let Some(delivery) = delivery {
-            delivery.abort();
+        if let Some(mut delivery) = delivery {
+            // Within what is left of the shutdown time.
+            let deadline = *began.get_or_init(Instant::now) + shutdown_timeout;
+            let left = deadline
+                .saturating_duration_since(Instant::now())
+                .min(wrap_up);
+            if tokio::time::timeout(left, &mut delivery).await.is_err() {
+                delivery.abort();
+            }
         }
         served
     }

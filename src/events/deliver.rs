@@ -16,6 +16,7 @@ use futures::FutureExt as _;
 use futures::StreamExt as _;
 use futures::stream::FuturesUnordered;
 use hmac::{KeyInit, Mac};
+use tokio::sync::watch;
 
 use super::Event;
 use crate::config::EventsConfig;
@@ -111,7 +112,17 @@ impl Deliverer {
     /// as places free up, and each outcome recorded as it comes. (Rounds that waited for
     /// their slowest attempt held every other event behind a receiver that hung: a failure
     /// was rescheduled only when its round ended, and retries starved behind new events.)
-    async fn run(&self, store: &DynStore, metrics: &Metrics) {
+    ///
+    /// When `stop` turns true (the node is stopping) it starts nothing more, lets the
+    /// attempts under way finish within `wrap_up`, records those delivered and gives the
+    /// rest back to the outbox (`Store::events_unclaim`), then returns.
+    async fn run(
+        &self,
+        store: &DynStore,
+        metrics: &Metrics,
+        mut stop: watch::Receiver<bool>,
+        wrap_up: Duration,
+    ) {
         let mut flying = FuturesUnordered::new();
         // Read from the outbox and not started yet: started as places free up. (On
         // PostgreSQL every event read is leased to this node for a minute; one read and
@@ -155,12 +166,10 @@ impl Deliverer {
                     (pending, outcome)
                 });
             }
-            let ended = match flying.is_empty() {
-                true => {
-                    tokio::time::sleep(IDLE_POLL).await;
-                    continue;
-                }
-                false => tokio::time::timeout(IDLE_POLL, flying.next()).await,
+            let ended = tokio::select! {
+                _ = stop.wait_for(|stopping| *stopping) => break,
+                ended = tokio::time::timeout(IDLE_POLL, flying.next()), if !flying.is_empty() => ended,
+                () = tokio::time::sleep(IDLE_POLL), if flying.is_empty() => continue,
             };
             let Ok(Some(first)) = ended else {
                 continue;
@@ -178,6 +187,26 @@ impl Deliverer {
                     }
                 }
             }
+        }
+        let finishing = async {
+            while let Some((pending, outcome)) = flying.next().await {
+                if outcome == Outcome::Delivered {
+                    metrics.event_delivered();
+                    done.push(pending.event.id);
+                }
+            }
+        };
+        let _ = tokio::time::timeout(wrap_up, finishing).await;
+        if !done.is_empty() && store.events_done(&done).await.is_ok() {
+            for id in &done {
+                sending.remove(id);
+            }
+        }
+        // Taken and not delivered: leased to this node on PostgreSQL, where a clean stop
+        // left them for a minute (as a crash does) before any node sent them.
+        let unsent: Vec<String> = sending.into_iter().collect();
+        if let Err(err) = store.events_unclaim(&unsent).await {
+            warn_unreadable(&err);
         }
     }
 
@@ -229,15 +258,18 @@ fn warn_unreadable(err: &crate::store::StoreError) {
     tracing::warn!(error = %crate::telemetry::Chain(err), "event outbox unreadable; retrying");
 }
 
-/// Delivers until the returned handle is aborted (the app does so at shutdown; an event in
-/// flight then is delivered again later, which at-least-once allows).
+/// Delivers until `stop` turns true, then wraps up within `wrap_up` (see `Deliverer::run`)
+/// and ends. An event whose attempt did not finish is delivered again later, by this node
+/// or another, which at-least-once allows.
 pub fn spawn(
     store: DynStore,
     config: EventsConfig,
     metrics: Arc<Metrics>,
+    stop: watch::Receiver<bool>,
+    wrap_up: Duration,
 ) -> tokio::task::JoinHandle<()> {
     let deliverer = Deliverer::new(config);
-    tokio::spawn(async move { deliverer.run(&store, &metrics).await })
+    tokio::spawn(async move { deliverer.run(&store, &metrics, stop, wrap_up).await })
 }
 
 #[cfg(test)]

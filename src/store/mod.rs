@@ -236,6 +236,13 @@ pub trait Store: Send + Sync + 'static {
         Ok(())
     }
 
+    /// The node stops without attempting these events it had taken: any node may take them
+    /// at once (on PostgreSQL their leases end; the embedded stores lease nothing).
+    async fn events_unclaim(&self, ids: &[String]) -> Result<(), StoreError> {
+        let _ = ids;
+        Ok(())
+    }
+
     /// An attempt failed: count it, and try again once `after` has passed (store's clock).
     async fn event_retry(&self, id: &str, after: std::time::Duration) -> Result<(), StoreError> {
         let _ = (id, after);

@@ -238,6 +238,10 @@ impl Store for WaitingStore {
         self.real()?.event_retry(id, after).await
     }
 
+    async fn events_unclaim(&self, ids: &[String]) -> Result<(), StoreError> {
+        self.real()?.events_unclaim(ids).await
+    }
+
     async fn outbox_len(&self) -> Result<u64, StoreError> {
         self.real()?.outbox_len().await
     }

@@ -268,9 +268,17 @@ async fn two_postgres_nodes_never_deliver_one_event_twice() {
             Config::from_toml(&config_for(&receiver.url), "test.toml").expect("config");
         let settings = config.events.clone().expect("[events]");
         let metrics = Arc::new(access_broker::metrics::Metrics::new());
+        let (_stop, running) = tokio::sync::watch::channel(false);
+        let wrap_up = Duration::from_secs(1);
         let nodes = [
-            deliver::spawn(first.store.clone(), settings.clone(), metrics.clone()),
-            deliver::spawn(second.clone(), settings, metrics.clone()),
+            deliver::spawn(
+                first.store.clone(),
+                settings.clone(),
+                metrics.clone(),
+                running.clone(),
+                wrap_up,
+            ),
+            deliver::spawn(second.clone(), settings, metrics.clone(), running, wrap_up),
         ];
         let mut seen = std::collections::HashMap::<String, usize>::new();
         while seen.len() < events.len() {
@@ -411,7 +419,14 @@ async fn events_read_from_postgres_are_all_sent_while_answers_straggle() {
         let (config, _) = Config::from_toml(&config_for(&url), "test.toml").expect("config");
         let settings = config.events.clone().expect("[events]");
         let metrics = Arc::new(access_broker::metrics::Metrics::new());
-        let node = deliver::spawn(store.store.clone(), settings, metrics);
+        let (_stop, running) = tokio::sync::watch::channel(false);
+        let node = deliver::spawn(
+            store.store.clone(),
+            settings,
+            metrics,
+            running,
+            Duration::from_secs(1),
+        );
         let mut seen = std::collections::HashSet::new();
         while seen.len() < events.len() {
             let Some(body) = next_within(&mut arrived, 20).await else {
@@ -428,6 +443,96 @@ async fn events_read_from_postgres_are_all_sent_while_answers_straggle() {
             seen.insert(id);
         }
         node.abort();
+    })
+    .await
+}
+
+/// A node that stops gives back the events it had taken and not delivered: on PostgreSQL
+/// each was leased to it for a minute, so a clean stop (SIGTERM) held them back from every
+/// other node as long as a crash does. An attempt that ends within the wrap-up counts.
+#[tokio::test]
+#[cfg_attr(
+    no_postgres,
+    ignore = "needs PostgreSQL: set TEST_POSTGRES_URL=postgres://postgres@127.0.0.1:5432/test"
+)]
+async fn a_stopping_node_gives_back_the_events_it_had_not_delivered() {
+    crate::support::limit::within(async {
+        // The first post is answered at once, the next four only after 60 s; then at once.
+        let (url, mut arrived) = paced_receiver(|n| match n {
+            1..=4 => Duration::from_secs(60),
+            _ => Duration::ZERO,
+        })
+        .await;
+        let first = TestStore::require_with_outbox(Backend::Postgres).await;
+        let events: Vec<Event> = (0..5)
+            .map(|_| event(EventKind::Created, first.clock.now()))
+            .collect();
+        first
+            .store
+            .record_events(events.clone())
+            .await
+            .expect("queued");
+        let (config, _) = Config::from_toml(&config_for(&url), "test.toml").expect("config");
+        let settings = config.events.clone().expect("[events]");
+        let metrics = Arc::new(access_broker::metrics::Metrics::new());
+        let id_of = |body: &str| {
+            let json = serde_json::from_str::<Value>(body).expect("JSON");
+            json["id"].as_str().expect("id").to_owned()
+        };
+        let (stop, running) = tokio::sync::watch::channel(false);
+        let wrap_up = Duration::from_secs(1);
+        let node = deliver::spawn(
+            first.store.clone(),
+            settings.clone(),
+            metrics.clone(),
+            running,
+            wrap_up,
+        );
+        let mut posted = Vec::new();
+        while posted.len() < events.len() {
+            let body = next_within(&mut arrived, 20)
+                .await
+                .expect("every event posted");
+            posted.push(id_of(&body));
+        }
+        stop.send_replace(true);
+        tokio::time::timeout(wrap_up + Duration::from_secs(5), node)
+            .await
+            .expect("the node wraps up within its time")
+            .expect("ends cleanly");
+        assert_eq!(
+            first.store.outbox_len().await.expect("len"),
+            4,
+            "the answered one left the outbox, the four unanswered stay"
+        );
+
+        let second = store::open(
+            &first.url,
+            &StoreOptions {
+                keep_outbox: true,
+                ..crate::support::options(&first.clock)
+            },
+        )
+        .await
+        .expect("second node");
+        let (_stop, running) = tokio::sync::watch::channel(false);
+        let other = deliver::spawn(second, settings, metrics, running, wrap_up);
+        let mut again = std::collections::HashSet::new();
+        while again.len() < 4 {
+            let Some(body) = next_within(&mut arrived, 5).await else {
+                panic!(
+                    "another node sent {} of the 4 given back within 5 s",
+                    again.len()
+                );
+            };
+            again.insert(id_of(&body));
+        }
+        other.abort();
+        let unanswered: std::collections::HashSet<String> = posted[1..].iter().cloned().collect();
+        assert_eq!(
+            again, unanswered,
+            "the four unanswered, not the answered one"
+        );
     })
     .await
 }

@@ -379,6 +379,11 @@ impl Store for PgStore {
         in_tx!(self, outbox::retry, id, after).await
     }
 
+    async fn events_unclaim(&self, ids: &[String]) -> Result<(), StoreError> {
+        let ids = ids.to_vec();
+        in_tx!(self, outbox::unclaim, ids).await
+    }
+
     async fn outbox_len(&self) -> Result<u64, StoreError> {
         in_tx!(self, outbox::len).await
     }

@@ -118,6 +118,21 @@ pub async fn done(tx: &Transaction<'_>, _now: i64, ids: &Vec<String>) -> Result<
     Ok(())
 }
 
+/// Leases given back unattempted (the node is stopping): any node may claim them now. A
+/// clean stop left them leased for [`LEASE`], as a crash does.
+pub async fn unclaim(tx: &Transaction<'_>, _now: i64, ids: &Vec<String>) -> Result<(), StoreError> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    tx.execute(
+        "UPDATE events_outbox SET claimed_until = NULL WHERE id = ANY($1)",
+        &[ids],
+    )
+    .await
+    .map_err(pg_error)?;
+    Ok(())
+}
+
 /// A failed attempt: counted, the lease ends, and the next attempt waits `after`.
 pub async fn retry(
     tx: &Transaction<'_>,
