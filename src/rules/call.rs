@@ -116,7 +116,9 @@ pub enum Verdict {
 /// - With no live reservation, the call is stray; the reason is how the number's last
 ///   reservation ended (within 24 h: `expired`, `locked`, `session_ended`), else
 ///   `not_reserved`, as the contract lists them. Within the grace an ended reservation that
-///   would have taken the call but whose session has ended answers `session_ended`; why it
+///   would have taken the call but whose session has ended answers `session_ended`, and the
+///   call is not stray (it is that reservation's caller, late: it counts towards no
+///   quarantine); why it
 ///   refused a call (a wrong code or phone) is not told: the contract gives those reasons
 ///   to live reservations, and a guesser learns nothing about an ended one's code.
 pub fn decide(
@@ -168,6 +170,12 @@ pub fn decide(
             None => Verdict::Refused(Reason::WrongCode),
         },
         Some((r, _)) => Verdict::Refused(r.into()),
+        // Its own caller, late, after its session ended (an IVR retrying a match that ended
+        // the session with `_delete_service`): not a stray call. Counted as one, such retries
+        // quarantined numbers in daily use (an auditor's soak: every stray call was one).
+        None if matches!(late, Some(Err(Some(Reason::SessionEnded)))) => {
+            Verdict::Refused(Reason::SessionEnded)
+        }
         None => Verdict::Stray(match (late, last) {
             (Some(Err(Some(reason))), _) => reason,
             (_, Some(l)) => remembered(l.ended, now),

@@ -40,11 +40,11 @@ pub(crate) async fn with_policy(
     name
 }
 
-async fn call(t: &TestStore, req: MatchRequest) -> MatchOutcome {
+pub(crate) async fn call(t: &TestStore, req: MatchRequest) -> MatchOutcome {
     t.store.match_reservation(req).await.expect("match")
 }
 
-fn reason(o: &MatchOutcome) -> Option<Reason> {
+pub(crate) fn reason(o: &MatchOutcome) -> Option<Reason> {
     match o {
         MatchOutcome::NoMatch { reason, .. } => Some(*reason),
         MatchOutcome::Matched { .. } => None,
@@ -67,7 +67,7 @@ async fn stats(t: &TestStore, g: &access_broker::domain::GroupName) -> GroupStat
         .stats
 }
 
-async fn state_of(
+pub(crate) async fn state_of(
     t: &TestStore,
     g: &access_broker::domain::GroupName,
     n: &str,
@@ -81,7 +81,7 @@ async fn state_of(
     (v.state, v.stray_calls)
 }
 
-async fn reserve_coded(
+pub(crate) async fn reserve_coded(
     t: &TestStore,
     g: &access_broker::domain::GroupName,
     s: &access_broker::domain::SessionId,

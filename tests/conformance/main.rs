@@ -17,6 +17,7 @@ mod lifecycle;
 mod matching;
 mod page;
 mod reserve;
+mod retries;
 mod sessions;
 mod storage;
 

@@ -142,11 +142,12 @@ fn late_calls_find_an_ended_reservation_within_the_grace() {
             lenient,
             Verdict::Stray(Reason::Expired),
         ),
+        // Its own caller after its session ended: refused, not a stray call.
         (
             ended(EndReason::Expired, 10_000, None),
             false,
             lenient,
-            Verdict::Stray(Reason::SessionEnded),
+            Verdict::Refused(Reason::SessionEnded),
         ),
         (
             ended(EndReason::Expired, 10_000, Some(&c1)),
@@ -172,7 +173,15 @@ fn late_calls_find_an_ended_reservation_within_the_grace() {
             ended(EndReason::Matched, 10_000, Some(&c1)),
             false,
             with_code,
-            Verdict::Stray(Reason::SessionEnded),
+            Verdict::Refused(Reason::SessionEnded),
+        ),
+        // Past the grace, the same call is stray (and says how the number's last
+        // reservation ended).
+        (
+            ended(EndReason::Matched, 30_000, Some(&c1)),
+            false,
+            with_code,
+            Verdict::Stray(Reason::NotReserved),
         ),
         (
             ended(EndReason::Expired, 10_000, Some(&c1)),
