@@ -18,6 +18,7 @@ pub use admin::{GroupOverview, GroupPage, NodeSeen, Ready};
 pub use audit::{AUDIT_CAPACITY, Actor, AuditAction, AuditEntry, AuditOutcome};
 pub use error::BrokerError;
 pub use matching::MatchParams;
+pub use once::Keyed;
 
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, ServiceConfig};

@@ -20,7 +20,7 @@ impl Broker {
         service: &ServiceConfig,
         fields: Fields,
         ttl: Option<SessionTtl>,
-    ) -> Result<Fields, BrokerError> {
+    ) -> Result<Keyed, BrokerError> {
         let new = self.new_session(name, service, fields, ttl);
         let answer = Arc::new(|c: &Created| match c {
             Created::Session(s) => vec![("_id".to_owned(), s.id.to_string())],
@@ -41,7 +41,7 @@ impl Broker {
         fields: Fields,
         ttl: Option<SessionTtl>,
         req: AccessRequest,
-    ) -> Result<Fields, BrokerError> {
+    ) -> Result<Keyed, BrokerError> {
         let (new, reserve, pool_health) = self.interaction(name, service, fields, ttl, req)?;
         let (id, group) = (new.id.clone(), reserve.group.clone());
         let answer = Arc::new(move |c: &Created| match c {
@@ -70,7 +70,7 @@ impl Broker {
         key: IdempotencyKey,
         fields: Fields,
         ttl: StorageTtl,
-    ) -> Result<Fields, BrokerError> {
+    ) -> Result<Keyed, BrokerError> {
         let id = DataId::generate(&self.config.server.node_id);
         let creation = Creation::Data {
             id,
@@ -95,9 +95,13 @@ impl Broker {
         id: &DataId,
         fields: Fields,
         ttl: StorageTtl,
-    ) -> Result<Fields, BrokerError> {
+    ) -> Result<Keyed, BrokerError> {
         if let Err(refusal) = self.merge_fits(id, &fields).await {
-            return self.replay(&key).await?.ok_or(refusal);
+            let fields = self.replay(&key).await?.ok_or(refusal)?;
+            return Ok(Keyed {
+                fields,
+                fresh: false,
+            });
         }
         let answer = Arc::new(|c: &Created| match c {
             Created::Updated(id) => vec![("id".to_owned(), id.to_string())],
@@ -130,10 +134,24 @@ impl Broker {
     }
 }
 
-fn answered(once: Once, answer: &dyn Fn(&Created) -> Fields) -> Fields {
+/// A keyed call's answer, and whether this call made it: a replay of the first call's
+/// answer created nothing now (no session, reservation or bytes for `[limits]` to count).
+#[derive(Debug, Clone)]
+pub struct Keyed {
+    pub fields: Fields,
+    pub fresh: bool,
+}
+
+fn answered(once: Once, answer: &dyn Fn(&Created) -> Fields) -> Keyed {
     match once {
-        Once::First(created) => answer(&created),
-        Once::Replay(fields) => fields,
+        Once::First(created) => Keyed {
+            fields: answer(&created),
+            fresh: true,
+        },
+        Once::Replay(fields) => Keyed {
+            fields,
+            fresh: false,
+        },
     }
 }
 

@@ -4,7 +4,8 @@
 //!   worth; an empty bucket answers 429 TooManyRequests with `Retry-After`. `/health`,
 //!   `/ready` and `/metrics` are exempt (probes must not be starved by the traffic they watch).
 //! - `reservations_per_client`: live reservations a client may hold; one more answers 429
-//!   QuotaExceeded. Counted **per node**, from the reservations this node handed out, until
+//!   QuotaExceeded. Counted **per node**, from the reservations this node handed out since it
+//!   started (the store does not keep who asked for a reservation), until
 //!   they expire, or are matched, cancelled by wrong codes, released by an operator or their
 //!   session ends through this node (an end through another node is seen only at expiry, so
 //!   the count errs on the strict side). A client spread
@@ -27,6 +28,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::num::NonZeroU32;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::extract::Request;
@@ -40,10 +42,10 @@ use parking_lot::Mutex;
 use super::AppState;
 use super::client::ClientAddr;
 use super::error::ApiError;
-use crate::broker::Broker;
+use crate::broker::{Broker, Keyed};
 use crate::config::{Config, LimitsConfig};
 use crate::domain::{GroupName, SessionId};
-use crate::store::{Fields, Usage, fields_bytes};
+use crate::store::{Fields, IdempotencyKey, Usage, fields_bytes};
 
 /// How long a read of the store's usage serves before it is read again.
 const USAGE_FRESH_FOR: Duration = Duration::from_secs(1);
@@ -57,6 +59,29 @@ pub struct Limits {
     buckets: Option<DefaultKeyedRateLimiter<String>>,
     held: Mutex<Held>,
     count: Mutex<Count>,
+    /// Keys with a call in flight ([`Limits::key_turn`]).
+    keyed: Mutex<HashMap<IdempotencyKey, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+/// A keyed call's turn ([`Limits::key_turn`]): the next call with its key waits until it
+/// is dropped.
+pub struct KeyTurn<'a> {
+    limits: &'a Limits,
+    key: IdempotencyKey,
+    _turn: tokio::sync::OwnedMutexGuard<()>,
+}
+
+impl Drop for KeyTurn<'_> {
+    fn drop(&mut self) {
+        let mut keyed = self.limits.keyed.lock();
+        // The map's and this turn's: no other call waits for the key.
+        if keyed
+            .get(&self.key)
+            .is_some_and(|m| Arc::strong_count(m) <= 2)
+        {
+            keyed.remove(&self.key);
+        }
+    }
 }
 
 /// Sessions and bytes, as `[limits]` counts them.
@@ -148,10 +173,28 @@ impl Room<'_> {
     /// itself (its commit may have landed). Any other error changed nothing ("an error answer
     /// means the call changed nothing"), so it takes no room: a refused request-interaction
     /// (unknown group, empty pool) must not use up a session of `max_sessions`.
-    pub fn settle<T, E: Into<ApiError>>(mut self, outcome: Result<T, E>) -> Result<T, ApiError> {
+    pub fn settle<T, E: Into<ApiError>>(self, outcome: Result<T, E>) -> Result<T, ApiError> {
+        self.settle_when(outcome, |_| true)
+    }
+
+    /// [`Self::settle`] for a call under an `Idempotency-Key`: a replay of the first answer
+    /// added nothing now (counted as done, each replay took a session of `max_sessions` for
+    /// a second: a client replaying one key kept other clients at 507).
+    pub fn settle_keyed<E: Into<ApiError>>(
+        self,
+        outcome: Result<Keyed, E>,
+    ) -> Result<Keyed, ApiError> {
+        self.settle_when(outcome, |answer| answer.fresh)
+    }
+
+    fn settle_when<T, E: Into<ApiError>>(
+        mut self,
+        outcome: Result<T, E>,
+        added: impl FnOnce(&T) -> bool,
+    ) -> Result<T, ApiError> {
         let outcome = outcome.map_err(Into::into);
         self.landed = match &outcome {
-            Ok(_) => true,
+            Ok(answer) => added(answer),
             Err(err) => matches!(err, ApiError::StoreUnavailable(_) | ApiError::Internal(_)),
         };
         outcome
@@ -180,7 +223,35 @@ struct Held {
     by_client: HashMap<String, HashMap<Hold, Instant>>,
     client_of: HashMap<SessionId, String>,
     /// Places taken by calls still in flight, by client (`QuotaPlace`).
-    pending: HashMap<String, u64>,
+    pending: HashMap<String, Pending>,
+}
+
+/// A client's calls in flight, as places in its quota.
+#[derive(Default)]
+struct Pending {
+    /// request-access calls by the hold they ask for, with how many ask for it: concurrent
+    /// calls of one session in one group get one reservation, so they take one place
+    /// between them (each took its own: a session's burst of renewals was refused 429).
+    holds: HashMap<Hold, u32>,
+    /// request-interaction calls: each makes a session of its own, so a reservation each.
+    fresh: u64,
+}
+
+impl Pending {
+    /// Places taken, besides the holds in `mine` (a hold recorded while a twin call of it
+    /// is still in flight counts once).
+    fn places(&self, mine: Option<&HashMap<Hold, Instant>>) -> u64 {
+        let new = self
+            .holds
+            .keys()
+            .filter(|h| mine.is_none_or(|m| !m.contains_key(*h)))
+            .count();
+        new as u64 + self.fresh
+    }
+
+    fn is_empty(&self) -> bool {
+        self.holds.is_empty() && self.fresh == 0
+    }
 }
 
 /// A call's place in its client's quota, from [`Limits::check_quota`] until the call ends:
@@ -190,7 +261,9 @@ struct Held {
 pub struct QuotaPlace<'a> {
     limits: Option<&'a Limits>,
     client: String,
-    pending: bool,
+    /// The place this call takes while in flight: `Some(None)` a fresh reservation's,
+    /// `Some(Some(hold))` a share of its hold's; `None` when it takes none (a renewal).
+    pending: Option<Option<Hold>>,
 }
 
 impl QuotaPlace<'_> {
@@ -204,15 +277,26 @@ impl QuotaPlace<'_> {
 
 impl Drop for QuotaPlace<'_> {
     fn drop(&mut self) {
-        let Some(limits) = self.limits.filter(|_| self.pending) else {
+        let (Some(limits), Some(place)) = (self.limits, self.pending.take()) else {
             return;
         };
         let mut held = limits.held.lock();
-        if let Some(n) = held.pending.get_mut(&self.client) {
-            *n -= 1;
-            if *n == 0 {
-                held.pending.remove(&self.client);
+        let Some(pending) = held.pending.get_mut(&self.client) else {
+            return;
+        };
+        match place {
+            None => pending.fresh = pending.fresh.saturating_sub(1),
+            Some(hold) => {
+                if let Some(n) = pending.holds.get_mut(&hold) {
+                    *n -= 1;
+                    if *n == 0 {
+                        pending.holds.remove(&hold);
+                    }
+                }
             }
+        }
+        if pending.is_empty() {
+            held.pending.remove(&self.client);
         }
     }
 }
@@ -237,7 +321,31 @@ impl Limits {
             buckets,
             held: Mutex::new(Held::default()),
             count: Mutex::new(Count::default()),
+            keyed: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Calls with one `Idempotency-Key` take turns on this node while a limit applies: a
+    /// retry sent while the first call was still writing met the room or quota that call
+    /// held, and answered 507 or 429 although the first succeeded ("the first answer to that
+    /// key"). Taking turns, the retry sees the first call's answer kept, and a limit's
+    /// refusal gives way to it (`idempotency::replay_or`). Without limits the store alone
+    /// makes them agree, and no turn is taken. (Nodes of a cluster do not take turns with
+    /// each other: a retry through another node during the first call's commit can still
+    /// meet a limit.)
+    pub async fn key_turn(&self, key: &IdempotencyKey) -> Option<KeyTurn<'_>> {
+        let limited = self.config.reservations_per_client.is_some()
+            || self.config.max_sessions.is_some()
+            || self.config.max_storage_bytes.is_some();
+        if !limited {
+            return None;
+        }
+        let turn = self.keyed.lock().entry(key.clone()).or_default().clone();
+        Some(KeyTurn {
+            limits: self,
+            key: key.clone(),
+            _turn: turn.lock_owned().await,
+        })
     }
 
     /// The client a request counts against: a verified Basic-auth user, else its address.
@@ -272,39 +380,51 @@ impl Limits {
     }
 
     /// Before a reservation: refused when the client already holds its quota. Asking again
-    /// for a `renewal` (a session and group it holds one for) always passes.
+    /// for a `hold` the client holds (a renewal), or one another of its calls is asking
+    /// for, always passes; `None` asks for a new session's (request-interaction).
     /// Keep the returned place until the call's reservation is recorded or refused.
     pub fn check_quota(
         &self,
         client: &str,
-        renewal: Option<&Hold>,
+        hold: Option<&Hold>,
     ) -> Result<QuotaPlace<'_>, ApiError> {
         let Some(limit) = self.config.reservations_per_client else {
             return Ok(QuotaPlace {
                 limits: None,
                 client: String::new(),
-                pending: false,
+                pending: None,
             });
         };
         let mut held = self.held.lock();
+        let Held {
+            by_client, pending, ..
+        } = &mut *held;
         let now = Instant::now();
         let place = |pending| QuotaPlace {
             limits: Some(self),
             client: client.to_owned(),
             pending,
         };
-        let count = match held.by_client.get_mut(client) {
-            None => 0,
-            Some(mine) => {
-                mine.retain(|_, until| *until > now);
-                if renewal.is_some_and(|h| mine.contains_key(h)) {
-                    return Ok(place(false));
-                }
-                mine.len() as u64
-            }
-        };
-        let in_flight = held.pending.get(client).copied().unwrap_or(0);
+        let mine = by_client.get_mut(client).map(|mine| {
+            mine.retain(|_, until| *until > now);
+            &*mine
+        });
+        if let Some(h) = hold
+            && mine.is_some_and(|m| m.contains_key(h))
+        {
+            return Ok(place(None));
+        }
+        let waiting = pending.entry(client.to_owned()).or_default();
+        if let Some(n) = hold.and_then(|h| waiting.holds.get_mut(h)) {
+            *n += 1;
+            return Ok(place(Some(hold.cloned())));
+        }
+        let count = mine.map_or(0, |m| m.len() as u64);
+        let in_flight = waiting.places(mine);
         if count + in_flight >= limit {
+            if waiting.is_empty() {
+                pending.remove(client);
+            }
             // `in_flight`: the client's other calls still waiting for a number.
             let waiting = match in_flight {
                 0 => String::new(),
@@ -314,8 +434,13 @@ impl Limits {
                 "this client holds {count} live reservations{waiting}; [limits] reservations_per_client allows {limit}"
             )));
         }
-        *held.pending.entry(client.to_owned()).or_default() += 1;
-        Ok(place(true))
+        match hold {
+            Some(h) => {
+                waiting.holds.insert(h.clone(), 1);
+            }
+            None => waiting.fresh += 1,
+        }
+        Ok(place(Some(hold.cloned())))
     }
 
     /// After a reservation was handed out to `client`, held for `expires_in`.

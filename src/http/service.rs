@@ -89,16 +89,17 @@ async fn create_named(
             let ttl = params.parse("_ttl", SessionTtl::parse)?;
             let fields = params.fields_except(&["_ttl"]);
             let key = key.ok_or_else(|| ApiError::invalid("Idempotency-Key", "missing"))?;
+            let _turn = limits.key_turn(&key).await;
             let room = match limits.room_for(broker, Adds::Session, &fields).await {
                 Ok(room) => room,
                 Err(refusal) => return idempotency::replay_or(broker, Some(&key), refusal).await,
             };
-            let answer = room.settle(
+            let answer = room.settle_keyed(
                 broker
                     .create_session_once(key, name, service, fields, ttl)
                     .await,
             )?;
-            Ok(Reply::new().fields(&answer))
+            Ok(Reply::new().fields(&answer.fields))
         }
         ServiceKind::RequestInteraction if key.is_some() => {
             let ttl = params.parse("_ttl", SessionTtl::parse)?;
@@ -107,6 +108,7 @@ async fn create_named(
             let client = client();
             let group = group_for(service, req.group.clone())?;
             let fields = params.user_fields();
+            let _turn = limits.key_turn(&key).await;
             let allowed = match limits.check_quota(&client, None) {
                 Ok(place) => match limits.room_for(broker, Adds::Session, &fields).await {
                     Ok(room) => Ok((place, room)),
@@ -118,13 +120,17 @@ async fn create_named(
                 Ok(allowed) => allowed,
                 Err(refusal) => return idempotency::replay_or(broker, Some(&key), refusal).await,
             };
-            let answer = room.settle(
+            let answer = room.settle_keyed(
                 broker
                     .request_interaction_once(key, name, service, fields, ttl, req)
                     .await,
             )?;
-            record_answer(place, group, &answer);
-            Ok(Reply::new().fields(&answer))
+            // A replay reserved nothing now: its reservation was counted when it was made
+            // (counted again, it kept the client's quota spent after it had ended).
+            if answer.fresh {
+                record_answer(place, group, &answer.fields);
+            }
+            Ok(Reply::new().fields(&answer.fields))
         }
         ServiceKind::Session => {
             let ttl = params.parse("_ttl", SessionTtl::parse)?;
@@ -177,8 +183,8 @@ async fn create_named(
     }
 }
 
-/// Counts a kept request-interaction answer's reservation in `group` for the client's quota
-/// (a replay counts the same reservation again; `record` keeps one entry per hold).
+/// Counts a fresh keyed request-interaction answer's reservation in `group` for the
+/// client's quota.
 fn record_answer(place: QuotaPlace<'_>, group: GroupName, answer: &crate::store::Fields) {
     let field = |name: &str| answer.iter().find(|(k, _)| k == name).map(|(_, v)| v);
     if let (Some(id), Some(secs)) = (field("_id"), field("_expiration_time"))

@@ -85,6 +85,10 @@ async fn create(
 ) -> Result<Reply, ApiError> {
     let fields = params.fields_except(&[]);
     let key = idempotency::key(&state.config, &headers, addr, "storage")?;
+    let _turn = match &key {
+        Some(key) => state.limits.key_turn(key).await,
+        None => None,
+    };
     let room = match state
         .limits
         .room_for(&state.broker, Adds::Fields, &fields)
@@ -95,8 +99,8 @@ async fn create(
     };
     let ttl = StorageTtl::parse_lenient(&ttl);
     if let Some(key) = key {
-        let answer = room.settle(state.broker.put_data_once(key, fields, ttl).await)?;
-        return Ok(Reply::new().fields(&answer));
+        let answer = room.settle_keyed(state.broker.put_data_once(key, fields, ttl).await)?;
+        return Ok(Reply::new().fields(&answer.fields));
     }
     let id = room.settle(state.broker.put_data(fields, ttl).await)?;
     Ok(Reply::new().field("id", id))
@@ -129,6 +133,10 @@ async fn update(
     let id = data_id(&id)?;
     let key = idempotency::key(&state.config, &headers, addr, &format!("storage/{id}"))?;
     let fields = params.fields_except(&[]);
+    let _turn = match &key {
+        Some(key) => state.limits.key_turn(key).await,
+        None => None,
+    };
     // Under a byte limit an update counts what it adds to the entry: the fields it replaces
     // free their bytes (a replacement of the same size fits a full store). Concurrent
     // updates of one entry may each count the same growth: the strict side.
@@ -153,9 +161,10 @@ async fn update(
     };
     let ttl = StorageTtl::parse_lenient(&ttl);
     if let Some(key) = key {
-        let answer = room.settle(state.broker.update_data_once(key, &id, fields, ttl).await)?;
+        let answer =
+            room.settle_keyed(state.broker.update_data_once(key, &id, fields, ttl).await)?;
         state.limits.made_room();
-        return Ok(Reply::new().fields(&answer));
+        return Ok(Reply::new().fields(&answer.fields));
     }
     room.settle(state.broker.update_data(&id, fields, ttl).await)?;
     // It may have replaced fields with shorter ones.

@@ -7,9 +7,14 @@ use std::time::Duration;
 use crate::helpers::TestApp;
 use crate::on_every_backend;
 
-const INTERACTION: &str = "/genesys/1/service/request-interaction";
+pub(crate) const INTERACTION: &str = "/genesys/1/service/request-interaction";
 
-async fn post_keyed(app: &TestApp, path: &str, key: &str, form: &[(&str, &str)]) -> (u16, String) {
+pub(crate) async fn post_keyed(
+    app: &TestApp,
+    path: &str,
+    key: &str,
+    form: &[(&str, &str)],
+) -> (u16, String) {
     let req = app
         .client
         .post(app.path(path))

@@ -15,6 +15,7 @@ mod fields;
 mod formats_and_auth;
 mod helpers;
 mod idempotency;
+mod keyed_limits;
 mod limits;
 mod match_interaction;
 mod operator;
