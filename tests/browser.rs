@@ -185,6 +185,21 @@ async fn click(c: &Client, css: &str) {
     }
 }
 
+/// The element, once the page shows it (a page opened by address renders after its first
+/// fetch: finding at once failed under load).
+async fn find_soon(c: &Client, css: &str) -> fantoccini::elements::Element {
+    let started = Instant::now();
+    loop {
+        match c.find(Locator::Css(css)).await {
+            Ok(e) => return e,
+            Err(_) if started.elapsed() < Duration::from_secs(25) => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("find {css}: {e:?}"),
+        }
+    }
+}
+
 async fn wait_text(c: &Client, css: &str, ok: impl Fn(&str) -> bool) -> String {
     // Generous: CI runs the four browser tests at once, each with its own Chromium, on two
     // cores; one search answered in 8 s locally missed a 10 s wait there once.
@@ -803,9 +818,8 @@ async fn refresh_flow() {
         "the tab answered after {:?}",
         started.elapsed()
     );
-    c.find(Locator::Css("[data-testid=filter-digits]"))
+    find_soon(&c, "[data-testid=filter-digits]")
         .await
-        .expect("filter")
         .send_keys("7000099999")
         .await
         .expect("type");
@@ -837,10 +851,7 @@ async fn refresh_flow() {
 
     // The create form creates: an existing name is refused, not changed.
     c.goto(&format!("{base}/ui#/")).await.expect("open");
-    let name = c
-        .find(Locator::Css("[data-testid=create-group] input[name=name]"))
-        .await
-        .expect("name");
+    let name = find_soon(&c, "[data-testid=create-group] input[name=name]").await;
     name.send_keys("BIG").await.expect("type");
     click(&c, "[data-testid=create-group] button").await;
     wait_text(&c, "[data-testid=create-error]", |t| t.contains("exists")).await;
