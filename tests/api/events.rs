@@ -245,24 +245,8 @@ async fn an_event_queued_before_a_restart_is_delivered_after_it() {
 async fn two_postgres_nodes_never_deliver_one_event_twice() {
     crate::support::limit::within(async {
         let mut receiver = Receiver::start(0).await;
-        let first = TestStore::require_with_outbox(Backend::Postgres).await;
-        let second = store::open(
-            &first.url,
-            &StoreOptions {
-                keep_outbox: true,
-                ..crate::support::options(&first.clock)
-            },
-        )
-        .await
-        .expect("second node");
-        let events: Vec<Event> = (0..200)
-            .map(|_| event(EventKind::Created, first.clock.now()))
-            .collect();
-        first
-            .store
-            .record_events(events.clone())
-            .await
-            .expect("queued");
+        let (first, events) = outbox_with(200).await;
+        let second = second_node(&first).await;
 
         let (config, _) =
             Config::from_toml(&config_for(&receiver.url), "test.toml").expect("config");
@@ -380,6 +364,37 @@ async fn paced_receiver(
     (serve_hook(hook).await, arrived)
 }
 
+/// A PostgreSQL store keeping an outbox, with `n` `reservation.created` events queued in it.
+async fn outbox_with(n: usize) -> (TestStore, Vec<Event>) {
+    let store = TestStore::require_with_outbox(Backend::Postgres).await;
+    let events: Vec<Event> = (0..n)
+        .map(|_| event(EventKind::Created, store.clock.now()))
+        .collect();
+    store
+        .store
+        .record_events(events.clone())
+        .await
+        .expect("queued");
+    (store, events)
+}
+
+/// Another node's store on `first`'s PostgreSQL database, keeping the outbox too.
+async fn second_node(first: &TestStore) -> store::DynStore {
+    let options = StoreOptions {
+        keep_outbox: true,
+        ..crate::support::options(&first.clock)
+    };
+    store::open(&first.url, &options)
+        .await
+        .expect("second node")
+}
+
+/// The `[events]` settings posting to `url`.
+fn events_to(url: &str) -> access_broker::config::EventsConfig {
+    let (config, _) = Config::from_toml(&config_for(url), "test.toml").expect("config");
+    config.events.expect("[events]")
+}
+
 /// Serves a receiver's routes on 127.0.0.1:0; the URL of its `/hook`.
 async fn serve_hook(app: axum::Router) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -407,17 +422,8 @@ async fn events_read_from_postgres_are_all_sent_while_answers_straggle() {
         // 0, 300, 600 or 900 ms: places free up one by one, not all at once.
         let (url, mut arrived) =
             paced_receiver(|n| Duration::from_millis(300 * (n % 4) as u64)).await;
-        let store = TestStore::require_with_outbox(Backend::Postgres).await;
-        let events: Vec<Event> = (0..100)
-            .map(|_| event(EventKind::Created, store.clock.now()))
-            .collect();
-        store
-            .store
-            .record_events(events.clone())
-            .await
-            .expect("queued");
-        let (config, _) = Config::from_toml(&config_for(&url), "test.toml").expect("config");
-        let settings = config.events.clone().expect("[events]");
+        let (store, events) = outbox_with(100).await;
+        let settings = events_to(&url);
         let metrics = Arc::new(access_broker::metrics::Metrics::new());
         let (_stop, running) = tokio::sync::watch::channel(false);
         let node = deliver::spawn(
@@ -463,17 +469,8 @@ async fn a_stopping_node_gives_back_the_events_it_had_not_delivered() {
             _ => Duration::ZERO,
         })
         .await;
-        let first = TestStore::require_with_outbox(Backend::Postgres).await;
-        let events: Vec<Event> = (0..5)
-            .map(|_| event(EventKind::Created, first.clock.now()))
-            .collect();
-        first
-            .store
-            .record_events(events.clone())
-            .await
-            .expect("queued");
-        let (config, _) = Config::from_toml(&config_for(&url), "test.toml").expect("config");
-        let settings = config.events.clone().expect("[events]");
+        let (first, events) = outbox_with(5).await;
+        let settings = events_to(&url);
         let metrics = Arc::new(access_broker::metrics::Metrics::new());
         let id_of = |body: &str| {
             let json = serde_json::from_str::<Value>(body).expect("JSON");
@@ -506,15 +503,7 @@ async fn a_stopping_node_gives_back_the_events_it_had_not_delivered() {
             "the answered one left the outbox, the four unanswered stay"
         );
 
-        let second = store::open(
-            &first.url,
-            &StoreOptions {
-                keep_outbox: true,
-                ..crate::support::options(&first.clock)
-            },
-        )
-        .await
-        .expect("second node");
+        let second = second_node(&first).await;
         let (_stop, running) = tokio::sync::watch::channel(false);
         let other = deliver::spawn(second, settings, metrics, running, wrap_up);
         let mut again = std::collections::HashSet::new();
