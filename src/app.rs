@@ -124,11 +124,11 @@ impl App {
         let served = crate::server::serve(self.listener, self.router, self.serve, shutdown).await;
         sampler.abort();
         if let Some(mut delivery) = delivery {
-            // Within what is left of the shutdown time.
+            // Within what is left of the shutdown time: the delivery's attempts get
+            // `wrap_up` of it, the rest is for telling the store (waiting only `wrap_up`
+            // here cut that off, so nothing was given back).
             let deadline = *began.get_or_init(Instant::now) + shutdown_timeout;
-            let left = deadline
-                .saturating_duration_since(Instant::now())
-                .min(wrap_up);
+            let left = deadline.saturating_duration_since(Instant::now());
             if tokio::time::timeout(left, &mut delivery).await.is_err() {
                 delivery.abort();
             }

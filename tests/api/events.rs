@@ -525,3 +525,63 @@ async fn a_stopping_node_gives_back_the_events_it_had_not_delivered() {
     })
     .await
 }
+
+/// The same through the binary and SIGTERM: the node exits 0 within `shutdown_timeout_ms`
+/// and leaves no lease on the events it had not delivered (the app waited only the
+/// attempts' wrap-up for the delivery task and cut off the store's update that follows).
+#[tokio::test]
+#[cfg_attr(
+    no_postgres,
+    ignore = "needs PostgreSQL: set TEST_POSTGRES_URL=postgres://postgres@127.0.0.1:5432/test"
+)]
+async fn sigterm_gives_back_the_events_in_flight() {
+    crate::support::limit::within(async {
+        let (url, mut arrived) = paced_receiver(|_| Duration::from_secs(60)).await;
+        let schema = crate::support::pg::Schema::require().await;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let config = dir.path().join("config.toml");
+        let toml = config_for(&url).replace("[server]", "[server]\nshutdown_timeout_ms = 1000");
+        assert!(toml.contains("shutdown_timeout_ms = 1000"), "{toml}");
+        std::fs::write(&config, toml).expect("config");
+        let mut node = crate::support::process::Node::start(&config, &schema.url_string(), &[]);
+        let http = reqwest::Client::new();
+        let post = |path: &str, form: &[(&str, &str)]| {
+            http.post(format!("{}{path}", node.url)).form(form).send()
+        };
+        let session = post("/genesys/1/service/callback", &[])
+            .await
+            .expect("session");
+        let session: Value = session.json().await.expect("JSON");
+        let id = session["_id"].as_str().expect("_id").to_owned();
+        let access = post("/genesys/1/service/request-access", &[("_id", id.as_str())]).await;
+        assert_eq!(access.expect("request-access").status(), 200);
+        next_within(&mut arrived, 20)
+            .await
+            .expect("the created event posted");
+        let started = std::time::Instant::now();
+        let code = tokio::task::spawn_blocking(move || node.terminate())
+            .await
+            .expect("join");
+        assert_eq!(code, Some(0));
+        assert!(
+            started.elapsed() < Duration::from_millis(2000),
+            "{:?}",
+            started.elapsed()
+        );
+        let db = crate::support::pg::connect(&schema.url_string()).await;
+        let row = db
+            .query_one(
+                "SELECT count(*), count(claimed_until) FROM events_outbox",
+                &[],
+            )
+            .await
+            .expect("outbox");
+        let (queued, leased): (i64, i64) = (row.get(0), row.get(1));
+        assert_eq!(
+            (queued, leased),
+            (1, 0),
+            "undelivered, and free for any node"
+        );
+    })
+    .await
+}
