@@ -8,6 +8,7 @@ use axum_extra::headers::authorization::{Authorization, Basic};
 
 use super::client::ClientAddr;
 use super::error::ApiError;
+use super::limits::{KeyTurn, Limits};
 use super::reply::Reply;
 use crate::broker::Broker;
 use crate::store::IdempotencyKey;
@@ -58,6 +59,32 @@ pub fn key(
         client,
         key: format!("{scope} {key}"),
     }))
+}
+
+/// Where a keyed call goes before `[limits]` count it ([`turn`]).
+pub enum Turn<'a> {
+    /// The key's first answer: the call is a retry, and adds nothing.
+    Replay(Reply),
+    /// A first call (or no limit applies): go on, holding the key's turn on this node.
+    Go(Option<KeyTurn<'a>>),
+}
+
+/// A keyed call's turn among calls with its key on this node, and while a limit applies its
+/// first answer if it has one, before the limit counts it: a retry then takes no room and no
+/// place, even for a moment (retries in flight made a new client's session answer 507 at
+/// three sessions of four on PostgreSQL, whose lookup takes a round trip).
+pub async fn turn<'a>(
+    limits: &'a Limits,
+    broker: &Broker,
+    key: &IdempotencyKey,
+) -> Result<Turn<'a>, ApiError> {
+    let Some(turn) = limits.key_turn(key).await else {
+        return Ok(Turn::Go(None));
+    };
+    match broker.replay(key).await? {
+        Some(answer) => Ok(Turn::Replay(Reply::new().fields(&answer))),
+        None => Ok(Turn::Go(Some(turn))),
+    }
 }
 
 /// A call that a limit refused (`refusal`): the first answer of its `key` if it carries one

@@ -11,7 +11,7 @@ use super::AppState;
 use super::auth;
 use super::client::ClientAddr;
 use super::error::ApiError;
-use super::idempotency;
+use super::idempotency::{self, Turn};
 use super::limits::{Adds, Limits, QuotaPlace};
 use super::params::Params;
 use super::reply::Reply;
@@ -89,7 +89,10 @@ async fn create_named(
             let ttl = params.parse("_ttl", SessionTtl::parse)?;
             let fields = params.fields_except(&["_ttl"]);
             let key = key.ok_or_else(|| ApiError::invalid("Idempotency-Key", "missing"))?;
-            let _turn = limits.key_turn(&key).await;
+            let _turn = match idempotency::turn(limits, broker, &key).await? {
+                Turn::Replay(answer) => return Ok(answer),
+                Turn::Go(turn) => turn,
+            };
             let room = match limits.room_for(broker, Adds::Session, &fields).await {
                 Ok(room) => room,
                 Err(refusal) => return idempotency::replay_or(broker, Some(&key), refusal).await,
@@ -108,7 +111,10 @@ async fn create_named(
             let client = client();
             let group = group_for(service, req.group.clone())?;
             let fields = params.user_fields();
-            let _turn = limits.key_turn(&key).await;
+            let _turn = match idempotency::turn(limits, broker, &key).await? {
+                Turn::Replay(answer) => return Ok(answer),
+                Turn::Go(turn) => turn,
+            };
             let allowed = match limits.check_quota(&client, None) {
                 Ok(place) => match limits.room_for(broker, Adds::Session, &fields).await {
                     Ok(room) => Ok((place, room)),

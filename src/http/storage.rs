@@ -17,7 +17,7 @@ use axum::http::HeaderMap;
 
 use super::client::ClientAddr;
 use super::error::ApiError;
-use super::idempotency;
+use super::idempotency::{self, Turn};
 use super::limits::{Adds, Room};
 use super::params::Params;
 use super::reply::Reply;
@@ -86,7 +86,10 @@ async fn create(
     let fields = params.fields_except(&[]);
     let key = idempotency::key(&state.config, &headers, addr, "storage")?;
     let _turn = match &key {
-        Some(key) => state.limits.key_turn(key).await,
+        Some(key) => match idempotency::turn(&state.limits, &state.broker, key).await? {
+            Turn::Replay(answer) => return Ok(answer),
+            Turn::Go(turn) => turn,
+        },
         None => None,
     };
     let room = match state
@@ -134,7 +137,10 @@ async fn update(
     let key = idempotency::key(&state.config, &headers, addr, &format!("storage/{id}"))?;
     let fields = params.fields_except(&[]);
     let _turn = match &key {
-        Some(key) => state.limits.key_turn(key).await,
+        Some(key) => match idempotency::turn(&state.limits, &state.broker, key).await? {
+            Turn::Replay(answer) => return Ok(answer),
+            Turn::Go(turn) => turn,
+        },
         None => None,
     };
     // Under a byte limit an update counts what it adds to the entry: the fields it replaces

@@ -113,3 +113,37 @@ on_every_backend!(
         }
     }
 );
+
+// Retries in flight take no room and no place from other calls: a new client's session
+// answered 507 at three sessions of four while a key's retries were in flight (each held the
+// fourth until its lookup returned; on PostgreSQL that is a round trip), and a reservation
+// 429 "1 more on the way".
+on_every_backend!(
+    retries_in_flight_leave_room_for_others,
+    |backend| async move {
+        let app = TestApp::spawn_with(backend, &with_limits("max_sessions = 4")).await;
+        for _ in 0..2 {
+            app.session(&[]).await;
+        }
+        let first = post_keyed(&app, SESSIONS, "k", &[("a", "1")]).await;
+        assert_eq!(first.0, 200, "{}", first.1);
+        let retries =
+            futures::future::join_all((0..29).map(|_| post_keyed(&app, SESSIONS, "k", &[])));
+        let other = app.post(SESSIONS, &[("other", "1")]);
+        let (retries, other) = futures::future::join(retries, other).await;
+        assert!(retries.iter().all(|r| r == &first), "{retries:?}");
+        assert_eq!(other.status, 200, "the fourth session: {}", other.text);
+
+        let toml = with_limits("reservations_per_client = 2");
+        let app = TestApp::spawn_on(crate::support::TestStore::require(backend).await, &toml).await;
+        let first = post_keyed(&app, INTERACTION, "r", &[("a", "1")]).await;
+        assert_eq!(first.0, 200, "{}", first.1);
+        let id = app.session(&[]).await;
+        let retries =
+            futures::future::join_all((0..29).map(|_| post_keyed(&app, INTERACTION, "r", &[])));
+        let other = app.request_access(&id, &[]);
+        let (retries, other) = futures::future::join(retries, other).await;
+        assert!(retries.iter().all(|r| r == &first), "{retries:?}");
+        assert_eq!(other.status, 200, "the second reservation: {}", other.text);
+    }
+);
