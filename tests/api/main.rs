@@ -5,6 +5,7 @@
 mod support;
 
 mod admin;
+mod admin_under_load;
 mod auth_scope;
 mod browser_safety;
 mod cli;

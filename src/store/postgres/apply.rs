@@ -77,6 +77,7 @@ async fn apply_one(
     notes: &mut Vec<String>,
 ) -> Result<bool, StoreError> {
     let name = spec.settings.name.as_str();
+    super::admin::hold_group(tx, name).await?;
     let current = tx
         .query_opt(
             "SELECT allocation, booking_timeout, config_hash FROM groups WHERE name = $1",

@@ -424,6 +424,25 @@ fn lists_of_holds(
         .collect()
 }
 
+/// The key of the advisory lock that guards the round-robin cursor of the group named by the
+/// SQL expression `name`: batches try it ([`CURSOR_SQL`]) and move the cursor only when they
+/// get it; an admin change of the group waits for it before it locks the group's row
+/// (`admin::hold_group`), so batches skip the cursor instead of waiting on that row.
+pub fn cursor_lock(name: &str) -> String {
+    format!("hashtextextended(current_schema() || '/' || {name}, 7)")
+}
+
+/// Moves the cursors of a batch's groups (`$1` names, `$2` cursors) that no other open
+/// transaction guards.
+static CURSOR_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "UPDATE groups g SET cursor = x.cursor
+           FROM unnest($1::text[], $2::int8[]) AS x(name, cursor)
+          WHERE g.name = x.name AND pg_try_advisory_xact_lock({})",
+        cursor_lock("x.name")
+    )
+});
+
 impl Writes {
     /// Writes every number the batch reserved or renewed, the lists of holds of the sessions
     /// that took new ones, and the cursors it moved: one statement each, whatever the batch's
@@ -481,14 +500,9 @@ impl Writes {
                 .map(|(name, cursor)| (name.as_str(), *cursor))
                 .unzip();
             stmts.push(
-                Stmt::new(
-                    "UPDATE groups g SET cursor = x.cursor
-               FROM unnest($1::text[], $2::int8[]) AS x(name, cursor)
-              WHERE g.name = x.name
-                AND pg_try_advisory_xact_lock(hashtextextended(current_schema() || '/' || x.name, 7))",
-                )
-                .bind(names, Type::TEXT_ARRAY)
-                .bind(cursors, Type::INT8_ARRAY),
+                Stmt::new(CURSOR_SQL.as_str())
+                    .bind(names, Type::TEXT_ARRAY)
+                    .bind(cursors, Type::INT8_ARRAY),
             );
         }
         stmts
