@@ -449,6 +449,17 @@ pub async fn delete_group(
     {
         return Ok(DeleteGroup::NotFound);
     }
+    // Every number of the group locked first: a request-access batch holding one (about to
+    // commit a reservation on it) is waited for, so that the check below, a statement of
+    // its own, sees that reservation. (Batches leave a held group's row alone, `hold_group`:
+    // the check read too early, and the delete took a just-reserved number with it.) Batches
+    // that come later skip the locked numbers and find the group gone (`reserve.rs`).
+    tx.query_one(
+        "SELECT count(*) FROM (SELECT 1 FROM numbers WHERE group_name = $1 FOR UPDATE) n",
+        &[&g],
+    )
+    .await
+    .map_err(pg_error)?;
     let busy = format!("SELECT 1 FROM numbers WHERE group_name = $1 AND {LIVE} LIMIT 1");
     if tx
         .query_opt(&busy, &[&g, &now])
