@@ -186,7 +186,7 @@ impl Metrics {
         );
         registry.register(
             "stray_calls",
-            "Calls on a number of the group with no live or late reservation",
+            "Calls on a number of the group that no live or recently ended reservation expected (stray calls)",
             strays.clone(),
         );
         registry.register(
