@@ -31,10 +31,13 @@ pub async fn ping(_tx: &Transaction<'_>, _now: i64) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Every group (or the one `name`d) with its settings and, when `counted`, its counts by
+/// state (else all 0, and no number is read: a group's page counts in its own statement).
 async fn stats(
     tx: &Transaction<'_>,
     now: i64,
     name: Option<&str>,
+    counted: bool,
 ) -> Result<Vec<GroupStats>, StoreError> {
     let sql = format!(
         "SELECT g.name, g.allocation, g.booking_timeout,
@@ -45,13 +48,16 @@ async fn stats(
                 count(n.number) FILTER (WHERE NOT n.retiring AND n.quarantined_at IS NULL
                                           AND NOT {live} AND n.freed_at > $2),
                 g.{policy}
-         FROM groups g LEFT JOIN numbers n ON n.group_name = g.name
+         FROM groups g LEFT JOIN numbers n ON $3 AND n.group_name = g.name
          WHERE $1::text IS NULL OR g.name = $1
          GROUP BY g.name ORDER BY g.name COLLATE \"C\"",
         live = "(n.session IS NOT NULL AND n.expires_at > $2)",
         policy = POLICY_COLUMNS.replace(", ", ", g."),
     );
-    let rows = tx.query(&sql, &[&name, &now]).await.map_err(pg_error)?;
+    let rows = tx
+        .query(&sql, &[&name, &now, &counted])
+        .await
+        .map_err(pg_error)?;
     rows.iter()
         .map(|r| {
             let (size, reserved, retiring): (i64, i64, i64) = (r.get(3), r.get(4), r.get(5));
@@ -77,7 +83,7 @@ async fn stats(
 }
 
 pub async fn groups(tx: &Transaction<'_>, now: i64) -> Result<Vec<GroupStats>, StoreError> {
-    stats(tx, now, None).await
+    stats(tx, now, None, true).await
 }
 
 /// A number's state as the admin page names it (`StateKind::name`; NULL: a retiring
@@ -121,7 +127,7 @@ pub async fn group(
     name: &GroupName,
     filter: &NumbersFilter,
 ) -> Result<Option<GroupDetail>, StoreError> {
-    let Some(mut stats) = stats(tx, now, Some(name.as_str())).await?.pop() else {
+    let Some(mut stats) = stats(tx, now, Some(name.as_str()), false).await?.pop() else {
         return Ok(None);
     };
     let state = filter.state.map(StateKind::name);
