@@ -153,53 +153,61 @@ async fn reserve(
         .await
         .expect("json");
     let id = session["_id"].as_str().expect("id").to_owned();
-    let access: serde_json::Value = http
-        .post(format!("{base}/genesys/1/service/request-access"))
-        .form(&[("_id", id.as_str())])
+    let access = request_access(http, base, &id).await;
+    (id, access)
+}
+
+/// A request-access for session `id`; its answer.
+async fn request_access(http: &reqwest::Client, base: &str, id: &str) -> serde_json::Value {
+    http.post(format!("{base}/genesys/1/service/request-access"))
+        .form(&[("_id", id)])
         .send()
         .await
         .expect("access")
         .json()
         .await
-        .expect("json");
-    (id, access)
+        .expect("json")
 }
 
-/// Waits (at most 10 s) until the element's text satisfies `ok`.
 /// Finds and clicks an element, again if the page re-rendered it in between (the page
 /// refreshes itself, so a found element can go stale before the click lands).
 async fn click(c: &Client, css: &str) {
-    let started = Instant::now();
-    loop {
-        let clicked = match c.find(Locator::Css(css)).await {
-            Ok(e) => e.click().await.map(drop),
-            Err(e) => Err(e),
-        };
-        match clicked {
-            Ok(()) => return,
-            Err(_) if started.elapsed() < Duration::from_secs(10) => {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            Err(e) => panic!("click {css}: {e:?}"),
-        }
-    }
+    let clicked = soon(c, css, Duration::from_secs(10), |e| async move {
+        e.click().await.map(drop)
+    });
+    clicked.await
 }
 
 /// The element, once the page shows it (a page opened by address renders after its first
 /// fetch: finding at once failed under load).
 async fn find_soon(c: &Client, css: &str) -> fantoccini::elements::Element {
+    soon(c, css, Duration::from_secs(25), |e| async move { Ok(e) }).await
+}
+
+/// Finds the element and does `act` with it, again until both succeed or `within` has
+/// passed (then panics).
+async fn soon<T, F, Fut>(c: &Client, css: &str, within: Duration, act: F) -> T
+where
+    F: Fn(fantoccini::elements::Element) -> Fut,
+    Fut: std::future::Future<Output = Result<T, fantoccini::error::CmdError>>,
+{
     let started = Instant::now();
     loop {
-        match c.find(Locator::Css(css)).await {
-            Ok(e) => return e,
-            Err(_) if started.elapsed() < Duration::from_secs(25) => {
+        let done = match c.find(Locator::Css(css)).await {
+            Ok(e) => act(e).await,
+            Err(e) => Err(e),
+        };
+        match done {
+            Ok(value) => return value,
+            Err(_) if started.elapsed() < within => {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
-            Err(e) => panic!("find {css}: {e:?}"),
+            Err(e) => panic!("{css}: {e:?}"),
         }
     }
 }
 
+/// Waits (at most 25 s) until the element's text satisfies `ok`.
 async fn wait_text(c: &Client, css: &str, ok: impl Fn(&str) -> bool) -> String {
     // Generous: CI runs the four browser tests at once, each with its own Chromium, on two
     // cores; one search answered in 8 s locally missed a 10 s wait there once.
@@ -360,15 +368,7 @@ async fn operator_flow() {
     assert_eq!(found["reservations"].as_array().map(Vec::len), Some(0));
 
     // The overview shows the new size; the search box finds a live reservation.
-    let again: serde_json::Value = http
-        .post(format!("{base}/genesys/1/service/request-access"))
-        .form(&[("_id", id.as_str())])
-        .send()
-        .await
-        .expect("access")
-        .json()
-        .await
-        .expect("json");
+    let again = request_access(&http, &base, &id).await;
     c.goto(&format!("{base}/ui/#/")).await.expect("overview");
     wait_text(&c, "[data-testid=group-row-DNIS] [data-testid=size]", |t| {
         t == "6"
