@@ -50,10 +50,10 @@ pub(super) trait Work: Send + Sync + 'static {
 
     /// Reads and decides a whole batch, inside the transaction [`attempt`] opened (the first
     /// statements it sends follow `BEGIN` in the same round trip), within the batch's
-    /// deadline; answer i is for request i.
+    /// deadline; answer i is for request i. `db` is the node's (its clock, its walks).
     fn decide<'a>(
         client: &'a deadpool_postgres::Client,
-        frozen: Option<i64>,
+        db: &'a Db,
         reqs: &'a [Self::Req],
     ) -> impl Future<Output = Result<(Vec<Self::Ans>, Self::Plan), StoreError>> + Send + 'a;
 
@@ -236,11 +236,10 @@ async fn attempt<W: Work>(
     let started = std::time::Instant::now();
     let conn = OpenTx::take(db, deadline).await?;
     let client = conn.client()?;
-    let frozen = db.clock.frozen().map(|t| t.0);
     // try_join! polls in order, so BEGIN is sent before the first read.
     let begin = async { client.batch_execute(BEGIN).await.map_err(super::pg_error) };
     let decided = async {
-        let ((), decided) = tokio::try_join!(begin, W::decide(client, frozen, reqs))?;
+        let ((), decided) = tokio::try_join!(begin, W::decide(client, db, reqs))?;
         Ok::<_, StoreError>(decided)
     };
     let (answers, plan) = super::before(deadline, decided).await?;

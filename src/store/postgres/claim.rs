@@ -148,22 +148,45 @@ pub fn lock_sessions<'a>(ids: &'a [&'a str]) -> Stmt<'a> {
 /// position)`, so the walk starts at it instead of scanning up to it (306 ms to 0.3 ms with
 /// the cursor half-way through a million numbers). Least recently used: by
 /// `(lru_at, position)`, the copy of `freed_at` that only such groups keep up to date.
+///
+/// A round-robin walk starts from the stored cursor, or from where this node's own walk
+/// stands when the group's row is a version this node read or wrote itself (`walks`, from
+/// `walks::Walks::hints`): nobody else has moved the walk since, though this node's last
+/// batches may not have been able to store theirs.
 pub fn reads<'a>(
     frozen: Option<i64>,
     ids: &'a [&'a str],
     asking: (Vec<&'a str>, Vec<&'a str>),
+    walks: Walks,
 ) -> Stmt<'a> {
     Stmt::new(READS.as_str())
         .bind(ids, Type::TEXT_ARRAY)
         .bind(frozen, Type::INT8)
         .bind(asking.0, Type::TEXT_ARRAY)
         .bind(asking.1, Type::TEXT_ARRAY)
+        .bind(walks.groups, Type::TEXT_ARRAY)
+        .bind(walks.seen, Type::INT8_ARRAY)
+        .bind(walks.own, Type::INT8_ARRAY)
+}
+
+/// A node's round-robin walks as [`reads`] takes them: row i says that in group `groups[i]`,
+/// the group's row at version `seen[i]` stands for this node's own walk, at `own[i]`.
+#[derive(Debug, Default)]
+pub struct Walks {
+    pub groups: Vec<String>,
+    pub seen: Vec<i64>,
+    pub own: Vec<i64>,
 }
 
 /// The text of [`reads`], built once. Columns 0–9 are a session's row (NULL on a candidate's),
-/// 10–17 a group's candidate or, with a NULL number, its cursor alone.
+/// 10–17 a group's candidate or, with a NULL number, its cursor alone (where the walk
+/// starts); 18 the version of the group's row it was read from, 19 the version this
+/// transaction gives the rows it writes (`walks.rs`).
 static READS: LazyLock<String> = LazyLock::new(|| {
     let now = now_param(2);
+    // A row's version: the id of the transaction that wrote it (`xmin`), which every write of
+    // the row changes and no two writes share; 32 bits, as `txid_current` is cut to.
+    const VERSION: &str = "g.xmin::text::int8";
     // Inside each candidate's subquery the only columns of these names are the number's.
     let free = FREE.replace("$2", "t.now");
     format!(
@@ -180,7 +203,10 @@ static READS: LazyLock<String> = LazyLock::new(|| {
                                                       WHERE number = l.number AND session = s.id
                                                         FOR UPDATE) n) h ON true),
          t AS (SELECT {now} AS now),
-         w AS (SELECT g.name, g.cursor, g.allocation, x.wanted
+         w AS (SELECT g.name, coalesce(h.own, g.cursor) AS cursor, g.allocation, x.wanted,
+                      {VERSION} AS version,
+                      CASE WHEN g.allocation = 'round-robin'
+                           THEN txid_current() % 4294967296 END AS writer
                  FROM (SELECT a.group_name, count(*) AS wanted
                          FROM unnest($3::text[], $4::text[]) AS a(id, group_name), t
                         WHERE EXISTS (SELECT 1 FROM s WHERE s.id = a.id AND s.expires_at > t.now)
@@ -188,7 +214,12 @@ static READS: LazyLock<String> = LazyLock::new(|| {
                                            WHERE s.id = a.id AND s.group_name = a.group_name
                                              AND s.held_until > t.now)
                         GROUP BY a.group_name) x
-                 JOIN groups g ON g.name = x.group_name),
+                 JOIN groups g ON g.name = x.group_name
+                 LEFT JOIN LATERAL (SELECT h.own
+                                      FROM unnest($5::text[], $6::int8[], $7::int8[])
+                                           AS h(name, seen, own)
+                                     WHERE h.name = g.name AND h.seen = {VERSION}
+                                     LIMIT 1) h ON true),
          a AS (SELECT w.name AS grp, c.* FROM w, t CROSS JOIN LATERAL (
                  SELECT c.number, c.position, c.freed_at, c.session, c.expires_at, c.ctid
                    FROM numbers c
@@ -210,12 +241,12 @@ static READS: LazyLock<String> = LazyLock::new(|| {
                   ORDER BY c.lru_at, c.position LIMIT w.wanted FOR UPDATE OF c SKIP LOCKED) c)
          SELECT s.id, s.expires_at, s.row, s.holds, s.number, s.group_name, s.code, s.phone,
                 s.held_until, s.at, NULL::text, NULL::int8, NULL::text, NULL::int8, NULL::int8,
-                NULL::text, NULL::int8, NULL::text
+                NULL::text, NULL::int8, NULL::text, NULL::int8, NULL::int8
            FROM s
          UNION ALL
          SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
                 w.name, w.cursor, x.number, x.position, x.freed_at, x.session, x.expires_at,
-                x.ctid::text
+                x.ctid::text, w.version, w.writer
            FROM w LEFT JOIN (SELECT * FROM a UNION ALL SELECT * FROM b UNION ALL SELECT * FROM c) x
              ON x.grp = w.name"
     )
@@ -297,6 +328,9 @@ pub struct Pool {
     pub candidates: Candidates,
     pub numbers: HashMap<Pos, Found>,
     pub cursor: Pos,
+    /// The version of the group's row the batch read (`walks.rs`), and the one its writes
+    /// give rows; both 0 where the group does not walk.
+    pub version: (i64, i64),
 }
 
 impl Pool {
@@ -306,6 +340,7 @@ impl Pool {
             candidates: Candidates::new(Vec::new()),
             numbers: HashMap::new(),
             cursor: 0,
+            version: (0, 0),
         }
     }
 }
@@ -336,14 +371,19 @@ fn lapsed(r: &tokio_postgres::Row, at: usize) -> Option<(String, i64)> {
 /// Each group's pool as [`reads`] locked it, by group name (a group absent: no candidate
 /// was wanted there).
 pub fn pools_from(rows: &[tokio_postgres::Row]) -> Result<HashMap<String, Pool>, StoreError> {
-    let mut found: HashMap<String, (i64, Vec<Locked5>)> = HashMap::new();
+    type Walked = (i64, (i64, i64));
+    let mut found: HashMap<String, (Walked, Vec<Locked5>)> = HashMap::new();
     for r in rows {
         let Some(group) = r.get::<_, Option<String>>(10) else {
             continue; // a session's row
         };
-        let entry = found
-            .entry(group)
-            .or_insert_with(|| (r.get(11), Vec::new()));
+        let entry = found.entry(group).or_insert_with(|| {
+            let version = (
+                r.get::<_, i64>(18),
+                r.get::<_, Option<i64>>(19).unwrap_or(0),
+            );
+            ((r.get(11), version), Vec::new())
+        });
         if let (Some(number), Some(at)) = (
             r.get::<_, Option<String>>(12),
             r.get::<_, Option<String>>(17),
@@ -355,9 +395,13 @@ pub fn pools_from(rows: &[tokio_postgres::Row]) -> Result<HashMap<String, Pool>,
     }
     found
         .into_iter()
-        .map(|(group, (cursor, rows))| {
+        .map(|(group, ((cursor, version), rows))| {
             let cursor = Pos::try_from(cursor.max(0)).unwrap_or(Pos::MAX);
-            Ok((group, pool(rows, cursor)?))
+            let pool = Pool {
+                version,
+                ..pool(rows, cursor)?
+            };
+            Ok((group, pool))
         })
         .collect()
 }
@@ -387,6 +431,7 @@ fn pool(rows: impl IntoIterator<Item = Locked5>, cursor: Pos) -> Result<Pool, St
         candidates: Candidates::new(items),
         numbers,
         cursor,
+        version: (0, 0),
     })
 }
 

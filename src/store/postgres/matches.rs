@@ -42,10 +42,10 @@ impl super::batch::Work for Matching {
     /// `COMMIT` (`batch::Finish`); a call that ends its session adds its own.
     async fn decide(
         client: &deadpool_postgres::Client,
-        frozen: Option<i64>,
+        db: &super::Db,
         reqs: &[MatchRequest],
     ) -> Result<(Vec<Answer>, Writes), StoreError> {
-        let (answers, writes) = match_many(client, frozen, reqs).await?;
+        let (answers, writes) = match_many(client, db.frozen(), reqs).await?;
         Ok((answers.into_iter().map(Ok).collect(), writes))
     }
 

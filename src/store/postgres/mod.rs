@@ -33,6 +33,7 @@ mod sessions;
 mod tls;
 mod tx;
 mod usage;
+mod walks;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -92,6 +93,8 @@ struct Db {
     bus: crate::events::Bus,
     /// Whether events are written to `events_outbox` (`[events]` set).
     keep_outbox: bool,
+    /// Where this node's round-robin walks stand (`walks.rs`).
+    walks: Arc<walks::Walks>,
 }
 
 pub async fn open(url: &StoreUrl, options: &StoreOptions) -> Result<DynStore, OpenError> {
@@ -138,6 +141,7 @@ pub async fn open(url: &StoreUrl, options: &StoreOptions) -> Result<DynStore, Op
         timeout: options.timeout,
         bus: options.bus.clone(),
         keep_outbox: options.keep_outbox,
+        walks: Arc::default(),
     };
     let store = PgStore {
         reserving: batch::Batcher::start(db.clone(), batch::parallel(options.max_connections)),
@@ -247,7 +251,8 @@ impl Store for PgStore {
         session: NewSession,
         req: ReserveRequest,
     ) -> Result<(Session, Reservation), ReserveError> {
-        in_tx_events!(self, reserve::reserve_new_session, session, req).await
+        let walks = self.db.walks.clone();
+        in_tx_events!(self, reserve::reserve_new_session, walks, session, req).await
     }
 
     async fn create_once(
@@ -256,7 +261,8 @@ impl Store for PgStore {
         creation: Creation,
         answer: AnswerFn,
     ) -> Result<Once, ReserveError> {
-        in_tx_events!(self, once::create_once, key, creation, answer).await
+        let walks = self.db.walks.clone();
+        in_tx_events!(self, once::create_once, walks, key, creation, answer).await
     }
 
     async fn match_reservation(&self, req: MatchRequest) -> Result<MatchOutcome, StoreError> {

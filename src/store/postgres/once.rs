@@ -10,6 +10,7 @@
 use deadpool_postgres::Transaction;
 
 use super::prepared::Prepared as _;
+use super::walks::Walks;
 use super::{pg_error, reserve, sessions};
 use crate::store::{
     AnswerFn, Created, Creation, Fields, IDEMPOTENCY_TTL, IdempotencyKey, Once, ReserveError,
@@ -19,6 +20,7 @@ use crate::store::{
 pub async fn create_once(
     tx: &Transaction<'_>,
     now: i64,
+    walks: &Walks,
     key: &IdempotencyKey,
     creation: &Creation,
     answer: &AnswerFn,
@@ -51,7 +53,7 @@ pub async fn create_once(
     let created = match creation {
         Creation::Session(new) => Created::Session(sessions::create(tx, now, new).await?),
         Creation::Interaction(new, req) => {
-            let ((s, r), made) = reserve::reserve_new_session(tx, now, new, req).await?;
+            let ((s, r), made) = reserve::reserve_new_session(tx, now, walks, new, req).await?;
             events = made;
             Created::Interaction(s, r)
         }

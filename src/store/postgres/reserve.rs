@@ -16,6 +16,7 @@ use super::claim::{self, GroupRow, Pool};
 use super::pg_error;
 use super::prepared::{Stmt, send};
 use super::sessions::{self, left};
+use super::walks::Walks;
 use crate::domain::{AccessNumber, UnixMillis};
 use crate::events::{Event, EventKind};
 use crate::rules::{self, Booking};
@@ -28,10 +29,12 @@ pub type Answer = Result<Reservation, ReserveError>;
 pub async fn reserve(
     tx: &Transaction<'_>,
     now: i64,
+    walks: &Walks,
     req: &ReserveRequest,
 ) -> Result<(Reservation, Vec<Event>), ReserveError> {
     // This transaction's `now` is the one every statement of it computes (claim::NOW).
-    let (mut answers, writes) = reserve_many(tx, Some(now), std::slice::from_ref(req)).await?;
+    let one = std::slice::from_ref(req);
+    let (mut answers, writes) = reserve_many(tx, Some(now), walks, one).await?;
     send(tx, &writes.stmts()).await.map_err(pg_error)?;
     let events = writes.events;
     let answer = answers
@@ -106,6 +109,7 @@ struct Written {
 pub async fn reserve_many<C: GenericClient>(
     tx: &C,
     frozen: Option<i64>,
+    walks: &Walks,
     reqs: &[ReserveRequest],
 ) -> Result<(Vec<Answer>, Writes), StoreError> {
     let mut ids: Vec<&str> = reqs.iter().map(|r| r.session.as_str()).collect();
@@ -127,7 +131,7 @@ pub async fn reserve_many<C: GenericClient>(
         claim::now_stmt(frozen),
         claim::groups(&names),
         claim::lock_sessions(&ids),
-        claim::reads(frozen, &ids, pairs.into_iter().unzip()),
+        claim::reads(frozen, &ids, pairs.into_iter().unzip(), walks.hints(&names)),
     ];
     let read = send(tx, &reads).await.map_err(pg_error)?;
     let now = claim::now_from(&read[0])?;
@@ -255,10 +259,15 @@ pub async fn reserve_many<C: GenericClient>(
             },
         );
     }
-    let cursors = states
+    let cursors: Vec<(String, i64)> = states
         .iter()
         .filter(|(_, s)| s.walks() && !s.taken.is_empty())
-        .filter_map(|(name, s)| Some(((*name).to_owned(), i64::from(s.pool.as_ref()?.cursor))))
+        .filter_map(|(name, s)| {
+            let pool = s.pool.as_ref()?;
+            let at = i64::from(pool.cursor);
+            walks.walked(name, pool.version, at);
+            Some(((*name).to_owned(), at))
+        })
         .collect();
     let lists = lists_of_holds(&sessions, &holds, &written);
     let writes = Writes {
@@ -453,8 +462,9 @@ impl Writes {
     /// every node claim at once (`FOR UPDATE SKIP LOCKED` spreads them over different
     /// numbers), and a batch moves it only if no other open transaction is moving it (a
     /// transaction-level advisory lock tried, never waited for); otherwise the batch that
-    /// holds it moves it. A lone node walks the pool exactly in order; concurrent batches walk
-    /// it together, each skipping what the others took.
+    /// holds it moves it. A lone node walks the pool exactly in order (its own walk goes on
+    /// while its moves are skipped, `walks.rs`); concurrent batches walk it together, each
+    /// skipping what the others took.
     pub fn stmts(&self) -> Vec<Stmt<'_>> {
         let mut stmts = Vec::with_capacity(3);
         let written = &self.reservations;
@@ -554,11 +564,12 @@ fn lapsed_event(group: &crate::domain::GroupName, number: &str, session: &str, a
 pub async fn reserve_new_session(
     tx: &Transaction<'_>,
     now: i64,
+    walks: &Walks,
     new: &NewSession,
     req: &ReserveRequest,
 ) -> Result<((Session, Reservation), Vec<Event>), ReserveError> {
     let session = sessions::create(tx, now, new).await?;
-    let (reservation, events) = reserve(tx, now, req).await?;
+    let (reservation, events) = reserve(tx, now, walks, req).await?;
     Ok(((session, reservation), events))
 }
 
@@ -601,10 +612,10 @@ impl super::batch::Work for Reserving {
     /// `COMMIT` (`batch::Finish`); a random group's candidates add one.
     async fn decide(
         client: &deadpool_postgres::Client,
-        frozen: Option<i64>,
+        db: &super::Db,
         reqs: &[ReserveRequest],
     ) -> Result<(Vec<Answer>, Writes), StoreError> {
-        reserve_many(client, frozen, reqs).await
+        reserve_many(client, db.frozen(), &db.walks, reqs).await
     }
 
     async fn write(

@@ -221,10 +221,10 @@ impl super::batch::Work for Creating {
     /// (`batch::Finish`).
     async fn decide(
         client: &deadpool_postgres::Client,
-        frozen: Option<i64>,
+        db: &super::Db,
         reqs: &[NewSession],
     ) -> Result<(Vec<Self::Ans>, Self::Plan), StoreError> {
-        let now = super::claim::now(client, frozen).await?;
+        let now = super::claim::now(client, db.frozen()).await?;
         let answers = reqs.iter().map(|new| Ok(created(new))).collect();
         Ok((answers, now))
     }

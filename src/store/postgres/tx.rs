@@ -130,6 +130,11 @@ pub(crate) type TxFuture<'a, T, E> =
     std::pin::Pin<Box<dyn Future<Output = Result<T, E>> + Send + 'a>>;
 
 impl Db {
+    /// A test's frozen time in ms (`Clock::frozen`), else `None`: the database's clock.
+    pub(crate) fn frozen(&self) -> Option<i64> {
+        self.clock.frozen().map(|t| t.0)
+    }
+
     /// Whether an operation's events go to the outbox ([`super::outbox::insert`] in its
     /// transaction; `with_events` does both, the batcher checks it itself).
     pub(crate) fn keeps_outbox(&self) -> bool {
@@ -200,7 +205,7 @@ impl Db {
             self.pool.get().await.map_err(StoreError::unavailable)
         })
         .await?;
-        let frozen = self.clock.frozen().map(|t| t.0);
+        let frozen = self.frozen();
         // Whether the connection ended its transaction cleanly and may go back to the pool.
         let mut clean = false;
         let decided = async {
