@@ -31,8 +31,9 @@ pub enum BrokerError {
     /// No configured service has this name.
     #[error("service {0:?} not found")]
     UnknownService(String),
-    /// The session is unknown, expired or ended (GMS answers these as an unknown service).
-    #[error("service {:?} not found", .0.as_str())]
+    /// The session is unknown, expired or ended (GMS's kind for it is that of an unknown
+    /// service, `ServiceNotFound`; the text says it is a session).
+    #[error("session {:?} not found", .0.as_str())]
     SessionNotFound(SessionId),
     /// Every number of the group is busy; one frees up after `retry_after`.
     #[error("no free number in resource group {group}")]

@@ -146,6 +146,10 @@ pub fn parse(
         }
         (None, Some(kind)) => kind,
         (None, None) => {
+            // `Type = "session"`: the key is unknown (keys are lower case), not missing.
+            if let Some(k) = table.keys().find(|k| k.eq_ignore_ascii_case("type")) {
+                return Err(cx.err(key(k), "unknown key (keys are lower case: type)"));
+            }
             return Err(cx.err(
                 key("type"),
                 "required: request-access, match-interaction, request-interaction or session",

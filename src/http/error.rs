@@ -26,6 +26,10 @@ pub enum ApiError {
     InvalidParameter { name: String, reason: String },
     #[error("service {0:?} not found")]
     ServiceNotFound(String),
+    /// No live session has this id; the text says which id (and when it names a service,
+    /// that a service is called with POST). GMS's kind for it is `ServiceNotFound`.
+    #[error("{0}")]
+    NoSession(String),
     #[error("{0}")]
     NotFound(String),
     #[error("authentication required")]
@@ -68,6 +72,19 @@ impl ApiError {
         }
     }
 
+    /// No live session has the id `id` (one that cannot be a session's id included).
+    pub fn no_session(id: &str) -> Self {
+        Self::NoSession(format!("session {id:?} not found"))
+    }
+
+    /// Whether this is the answer for no live session.
+    pub fn is_no_session(&self) -> bool {
+        matches!(
+            self,
+            Self::NoSession(_) | Self::Broker(BrokerError::SessionNotFound(_))
+        )
+    }
+
     /// Turns a domain parse failure into a 400 naming the parameter.
     pub fn param(name: &str) -> impl FnOnce(ParseError) -> Self + '_ {
         move |e| Self::invalid(name, e)
@@ -76,7 +93,9 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::InvalidParameter { .. } => StatusCode::BAD_REQUEST,
-            Self::ServiceNotFound(_) | Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::ServiceNotFound(_) | Self::NoSession(_) | Self::NotFound(_) => {
+                StatusCode::NOT_FOUND
+            }
             Self::StoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -94,7 +113,7 @@ impl ApiError {
     pub fn kind(&self) -> &'static str {
         match self {
             Self::InvalidParameter { .. } => "InvalidParameter",
-            Self::ServiceNotFound(_) => "ServiceNotFound",
+            Self::ServiceNotFound(_) | Self::NoSession(_) => "ServiceNotFound",
             Self::NotFound(_) => "NotFound",
             Self::Unauthorized => "Unauthorized",
             Self::StoreUnavailable(_) => "StoreUnavailable",

@@ -151,7 +151,7 @@ async fn create_named(
                 .ok_or_else(|| ApiError::invalid("_id", "required"))?;
             // An id that cannot be a session's names no live session: 404, as the contract
             // says of `_id`, like an unknown one (and like `GET /service/{id}`).
-            let id = SessionId::parse(id).map_err(|_| ApiError::ServiceNotFound(id.to_owned()))?;
+            let id = SessionId::parse(id).map_err(|_| ApiError::no_session(id))?;
             let req = access_request(&params)?;
             let client = client();
             // The quota counts a session's hold per group: asking again in one is a renewal.
@@ -324,11 +324,22 @@ async fn find_session(
     id: &str,
     headers: &HeaderMap,
 ) -> Result<Session, ApiError> {
-    let Ok(id) = SessionId::parse(id) else {
-        auth::require_for_no_session(&state.config, headers)?;
-        return Err(ApiError::ServiceNotFound(id.to_owned()));
+    let found = match SessionId::parse(id) {
+        Ok(parsed) => guarded_session(state, &parsed, headers).await,
+        Err(_) => {
+            auth::require_for_no_session(&state.config, headers)?;
+            Err(ApiError::no_session(id))
+        }
     };
-    guarded_session(state, &id, headers).await
+    match found {
+        // A GET or DELETE of a service's own path: the id is the service's name.
+        Err(e) if e.is_no_session() && state.broker.service(id).is_some() => {
+            Err(ApiError::NoSession(format!(
+                "{id:?} is a service, not a session id: a service is called with POST"
+            )))
+        }
+        found => found,
+    }
 }
 
 /// The live session `id`, once the request carries its service's credentials (or the

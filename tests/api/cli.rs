@@ -347,6 +347,12 @@ fn check_config_messages_say_what_is_wrong_plainly() {
             "resource_groups.DNIS.colour: unknown key",
             "unknown field",
         ),
+        // A key in the wrong case is unknown, not the lower-case key missing.
+        (
+            "[services.s]\nType = \"session\"\n".to_owned(),
+            "services.s.Type: unknown key (keys are lower case: type)",
+            "required",
+        ),
         (
             "[resource_groups.DNIS]\nnumbers = [\"650-466-0000\"]\n".to_owned(),
             "\"650-466-0000\" is not a number (digits only, no separators: write \"6504660000\")",

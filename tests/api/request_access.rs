@@ -297,7 +297,20 @@ async fn session_and_group_errors() {
     let r = app.post("/genesys/1/service/request-access", &[]).await;
     assert_eq!(r.error(400, "InvalidParameter"), "_id: required");
     let r = app.request_access("1-unknown", &[]).await;
-    assert!(r.error(404, "ServiceNotFound").contains("1-unknown"));
+    assert_eq!(
+        r.error(404, "ServiceNotFound"),
+        "session \"1-unknown\" not found"
+    );
+    // GET and DELETE of a service's own path look a session up: the answer says so.
+    for r in [
+        app.get("/genesys/1/service/request-access?_id=x").await,
+        app.delete("/genesys/1/service/request-access").await,
+    ] {
+        assert_eq!(
+            r.error(404, "ServiceNotFound"),
+            "\"request-access\" is a service, not a session id: a service is called with POST"
+        );
+    }
     // An id that cannot be a session's (too long, odd characters) names no live session.
     for bad in ["A".repeat(129), "no such id".to_owned()] {
         let r = app.request_access(&bad, &[]).await;
