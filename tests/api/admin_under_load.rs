@@ -29,13 +29,7 @@ async fn adding_many_numbers_holds_up_no_reservation() {
         // Let the loop below run first.
         tokio::time::sleep(Duration::from_millis(300)).await;
         let started = Instant::now();
-        let added = app
-            .post(
-                "/genesys/1/admin/groups/DNIS/numbers",
-                &[("numbers", "7100000000-7100099999")],
-            )
-            .await;
-        assert_eq!(added.status, 200, "{}", added.text);
+        add_a_hundred_thousand(&app).await;
         started.elapsed()
     };
     // Each turn takes a new number (its cursor moves) and gives it back.
@@ -110,6 +104,16 @@ async fn a_group_grown_by_an_add_keeps_its_calls_fast() {
         took[took.len() / 2]
     };
     let before = turns().await;
+    add_a_hundred_thousand(&app).await;
+    let after = turns().await;
+    assert!(
+        after < before * 4 + Duration::from_millis(20),
+        "request-access took {after:?} (median) after the add, {before:?} before"
+    );
+}
+
+/// Adds 100,000 numbers to the demo group through the admin API.
+async fn add_a_hundred_thousand(app: &TestApp) {
     let added = app
         .post(
             "/genesys/1/admin/groups/DNIS/numbers",
@@ -117,9 +121,4 @@ async fn a_group_grown_by_an_add_keeps_its_calls_fast() {
         )
         .await;
     assert_eq!(added.status, 200, "{}", added.text);
-    let after = turns().await;
-    assert!(
-        after < before * 4 + Duration::from_millis(20),
-        "request-access took {after:?} (median) after the add, {before:?} before"
-    );
 }

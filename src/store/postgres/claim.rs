@@ -150,29 +150,30 @@ pub fn lock_sessions<'a>(ids: &'a [&'a str]) -> Stmt<'a> {
 /// `(lru_at, position)`, the copy of `freed_at` that only such groups keep up to date.
 ///
 /// A round-robin walk starts from the stored cursor, or from where this node's own walk
-/// stands when the group's row is a version this node read or wrote itself (`walks`, from
+/// stands when the group's row is a version this node read or wrote itself (`hints`, from
 /// `walks::Walks::hints`): nobody else has moved the walk since, though this node's last
 /// batches may not have been able to store theirs.
 pub fn reads<'a>(
     frozen: Option<i64>,
     ids: &'a [&'a str],
     asking: (Vec<&'a str>, Vec<&'a str>),
-    walks: Walks,
+    hints: Hints,
 ) -> Stmt<'a> {
     Stmt::new(READS.as_str())
         .bind(ids, Type::TEXT_ARRAY)
         .bind(frozen, Type::INT8)
         .bind(asking.0, Type::TEXT_ARRAY)
         .bind(asking.1, Type::TEXT_ARRAY)
-        .bind(walks.groups, Type::TEXT_ARRAY)
-        .bind(walks.seen, Type::INT8_ARRAY)
-        .bind(walks.own, Type::INT8_ARRAY)
+        .bind(hints.groups, Type::TEXT_ARRAY)
+        .bind(hints.seen, Type::INT8_ARRAY)
+        .bind(hints.own, Type::INT8_ARRAY)
 }
 
-/// A node's round-robin walks as [`reads`] takes them: row i says that in group `groups[i]`,
-/// the group's row at version `seen[i]` stands for this node's own walk, at `own[i]`.
+/// A node's round-robin walks as [`reads`] takes them: row i says that in group
+/// `groups[i]`, the group's row at version `seen[i]` stands for this node's own walk, which
+/// stands at `own[i]`.
 #[derive(Debug, Default)]
-pub struct Walks {
+pub struct Hints {
     pub groups: Vec<String>,
     pub seen: Vec<i64>,
     pub own: Vec<i64>,

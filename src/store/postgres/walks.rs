@@ -51,9 +51,9 @@ impl Walk {
 impl Walks {
     /// For [`claim::reads`]: each version of a group's row that stands for this node's walk
     /// in one of `groups`, with where that walk stands.
-    pub fn hints(&self, groups: &[&str]) -> claim::Walks {
+    pub fn hints(&self, groups: &[&str]) -> claim::Hints {
         let walks = self.0.lock();
-        let mut hints = claim::Walks::default();
+        let mut hints = claim::Hints::default();
         for (name, walk) in groups.iter().filter_map(|g| Some((*g, walks.get(*g)?))) {
             for seen in std::iter::once(&walk.base).chain(&walk.tried) {
                 hints.groups.push(name.to_owned());
