@@ -40,6 +40,45 @@ impl FreeSet {
         }
     }
 
+    /// The set of `allocation` holding `free`: positions in ascending order, each with when it
+    /// became free, all below `slots`. Built in one pass (the trees in bulk from sorted
+    /// items), not number by number: an allocation switch of a million-number group rebuilds
+    /// its set under the engine's lock, 140–160 ms one by one.
+    pub fn build(
+        allocation: Allocation,
+        free: impl Iterator<Item = (u32, UnixMillis)>,
+        slots: usize,
+    ) -> Self {
+        match allocation {
+            Allocation::RoundRobin => Self::Ordered {
+                set: free.map(|(pos, _)| pos).collect(),
+                cursor: 0,
+            },
+            Allocation::Random => {
+                let items: Vec<u32> = free.map(|(pos, _)| pos).collect();
+                let mut index = vec![ABSENT; slots];
+                for (i, &pos) in items.iter().enumerate() {
+                    index[pos as usize] = i as u32;
+                }
+                Self::Dense { items, index }
+            }
+            Allocation::LeastRecentlyUsed => {
+                let mut ages = vec![UnixMillis(i64::MIN); slots];
+                let mut order: Vec<(UnixMillis, u32)> = free
+                    .map(|(pos, at)| {
+                        ages[pos as usize] = at;
+                        (at, pos)
+                    })
+                    .collect();
+                order.sort_unstable();
+                Self::ByAge {
+                    set: order.into_iter().collect(),
+                    freed_at: ages,
+                }
+            }
+        }
+    }
+
     pub fn len(&self) -> usize {
         match self {
             Self::Ordered { set, .. } => set.len(),
@@ -190,6 +229,40 @@ mod tests {
             set.insert(pos, UnixMillis(0));
         }
         set
+    }
+
+    #[test]
+    fn a_set_built_at_once_is_the_set_built_number_by_number() {
+        // Gaps (busy numbers) and freed times out of position order.
+        let free: Vec<(u32, UnixMillis)> = (0..50u32)
+            .filter(|p| p % 3 != 1)
+            .map(|p| (p, UnixMillis(i64::from((p * 7) % 11))))
+            .collect();
+        for allocation in [
+            Allocation::RoundRobin,
+            Allocation::Random,
+            Allocation::LeastRecentlyUsed,
+        ] {
+            let mut one_by_one = FreeSet::new(allocation);
+            for &(pos, at) in &free {
+                one_by_one.insert(pos, at);
+            }
+            let mut built = FreeSet::build(allocation, free.iter().copied(), 60);
+            // The same changes on both, then everything taken.
+            for set in [&mut one_by_one, &mut built] {
+                set.remove(9);
+                set.insert(1, UnixMillis(3));
+                set.insert(0, UnixMillis(20));
+            }
+            let mut taken = |set: &mut FreeSet| {
+                let mut all: Vec<u32> = std::iter::from_fn(|| set.take()).collect();
+                if allocation == Allocation::Random {
+                    all.sort_unstable();
+                }
+                all
+            };
+            assert_eq!(taken(&mut built), taken(&mut one_by_one), "{allocation:?}");
+        }
     }
 
     #[test]

@@ -105,14 +105,14 @@ impl Engine {
         let (old, new) = (group.settings.allocation, settings.allocation);
         if old != new {
             // The free numbers keep the time each became free (least-recently-used order).
-            let mut free = FreeSet::new(new);
-            for (pos, slot) in group.slots.iter().enumerate() {
-                if let SlotState::Free(since) = slot.state
-                    && since.is_reached(now)
-                {
-                    free.insert(pos as u32, since);
-                }
-            }
+            let lendable = group.slots.iter().enumerate().filter_map(|(pos, slot)| match slot {
+                Slot {
+                    state: SlotState::Free(since),
+                    ..
+                } if since.is_reached(now) => Some((pos as u32, *since)),
+                _ => None,
+            });
+            let mut free = FreeSet::build(new, lendable, group.slots.len());
             let cursor = rules::cursor_after_change(old, new, group.free.cursor().unwrap_or(0));
             free.set_cursor(cursor);
             group.free = free;
