@@ -222,3 +222,35 @@ async fn ending_a_session_while_its_number_is_matched_never_deadlocks() {
     })
     .await;
 }
+
+/// An admin add of the 100,000 numbers one request may carry is bounded by the admin bound
+/// (`store::postgres::admin::BULK_TIMEOUT`), not by a call's store timeout: it took 3–5 s on a
+/// loaded machine, and two at once answered 503 at the default 5 s (an outside audit). Here
+/// a node whose calls may take 300 ms adds them whole.
+#[tokio::test]
+#[cfg_attr(
+    no_postgres,
+    ignore = "needs PostgreSQL: set TEST_POSTGRES_URL=postgres://postgres@127.0.0.1:5432/test"
+)]
+async fn adding_many_numbers_is_not_held_to_a_calls_timeout() {
+    let (t, spec) = store_with_group(POOL, Allocation::RoundRobin).await;
+    let options = StoreOptions {
+        timeout: Duration::from_millis(300),
+        ..support::options(&t.clock)
+    };
+    let node = store::open(&t.url, &options).await.expect("node opens");
+    let numbers: Vec<_> = (0..100_000)
+        .map(|i| support::number(&format!("71{i:08}")))
+        .collect();
+    let started = std::time::Instant::now();
+    let added = node
+        .add_numbers(&spec.settings.name, numbers)
+        .await
+        .expect("added within the admin bound");
+    assert_eq!(added, store::AddNumbers::Added(100_000));
+    assert!(
+        started.elapsed() > options.timeout,
+        "the add took {:?}, not longer than a call may: the test shows nothing",
+        started.elapsed()
+    );
+}

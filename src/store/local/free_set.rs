@@ -254,7 +254,7 @@ mod tests {
                 set.insert(1, UnixMillis(3));
                 set.insert(0, UnixMillis(20));
             }
-            let mut taken = |set: &mut FreeSet| {
+            let taken = |set: &mut FreeSet| {
                 let mut all: Vec<u32> = std::iter::from_fn(|| set.take()).collect();
                 if allocation == Allocation::Random {
                     all.sort_unstable();

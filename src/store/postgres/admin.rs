@@ -209,6 +209,26 @@ fn number_view(r: &tokio_postgres::Row, now: i64) -> Result<NumberView, StoreErr
     })
 }
 
+/// How long an admin change of a group's numbers (a `PUT` with numbers, an add, a group's
+/// delete) may take: longer than a call (the store's timeout, 5 s by default), shorter than
+/// the HTTP request's own bound (`request_timeout_ms`, 30 s by default), so the answer is
+/// the store's.
+pub const BULK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// Lets this transaction's statements and lock waits run for `bound` (each connection's
+/// own limits are the store's timeout).
+pub(super) async fn allow(
+    tx: &Transaction<'_>,
+    bound: std::time::Duration,
+) -> Result<(), StoreError> {
+    let ms = bound.as_millis();
+    tx.batch_execute(&format!(
+        "SET LOCAL statement_timeout = {ms}; SET LOCAL lock_timeout = {ms}"
+    ))
+    .await
+    .map_err(pg_error)
+}
+
 /// Before an admin change locks a group's row: the lock that guards its round-robin cursor,
 /// so that request-access batches skip the cursor while the change runs instead of waiting
 /// on the row (adding 100,000 numbers to a group held every request-access on it for the

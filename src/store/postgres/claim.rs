@@ -150,7 +150,7 @@ pub fn lock_sessions<'a>(ids: &'a [&'a str]) -> Stmt<'a> {
 /// `(lru_at, position)`, the copy of `freed_at` that only such groups keep up to date.
 ///
 /// A round-robin walk starts from the stored cursor, or from where this node's own walk
-/// stands when the group's row is a version this node read or wrote itself (`hints`, from
+/// stands when the stored cursor is one this node read or wrote itself (`hints`, from
 /// `walks::Walks::hints`): nobody else has moved the walk since, though this node's last
 /// batches may not have been able to store theirs.
 pub fn reads<'a>(
@@ -170,8 +170,8 @@ pub fn reads<'a>(
 }
 
 /// A node's round-robin walks as [`reads`] takes them: row i says that in group
-/// `groups[i]`, the group's row at version `seen[i]` stands for this node's own walk, which
-/// stands at `own[i]`.
+/// `groups[i]`, a stored cursor of `seen[i]` stands for this node's own walk, which stands
+/// at `own[i]`.
 #[derive(Debug, Default)]
 pub struct Hints {
     pub groups: Vec<String>,
@@ -181,13 +181,9 @@ pub struct Hints {
 
 /// The text of [`reads`], built once. Columns 0–9 are a session's row (NULL on a candidate's),
 /// 10–17 a group's candidate or, with a NULL number, its cursor alone (where the walk
-/// starts); 18 the version of the group's row it was read from, 19 the version this
-/// transaction gives the rows it writes (`walks.rs`).
+/// starts); 18 the cursor as stored (`walks.rs`).
 static READS: LazyLock<String> = LazyLock::new(|| {
     let now = now_param(2);
-    // A row's version: the id of the transaction that wrote it (`xmin`), which every write of
-    // the row changes and no two writes share; 32 bits, as `txid_current` is cut to.
-    const VERSION: &str = "g.xmin::text::int8";
     // Inside each candidate's subquery the only columns of these names are the number's.
     let free = FREE.replace("$2", "t.now");
     format!(
@@ -205,9 +201,7 @@ static READS: LazyLock<String> = LazyLock::new(|| {
                                                         FOR UPDATE) n) h ON true),
          t AS (SELECT {now} AS now),
          w AS (SELECT g.name, coalesce(h.own, g.cursor) AS cursor, g.allocation, x.wanted,
-                      {VERSION} AS version,
-                      CASE WHEN g.allocation = 'round-robin'
-                           THEN txid_current() % 4294967296 END AS writer
+                      g.cursor AS stored
                  FROM (SELECT a.group_name, count(*) AS wanted
                          FROM unnest($3::text[], $4::text[]) AS a(id, group_name), t
                         WHERE EXISTS (SELECT 1 FROM s WHERE s.id = a.id AND s.expires_at > t.now)
@@ -219,7 +213,7 @@ static READS: LazyLock<String> = LazyLock::new(|| {
                  LEFT JOIN LATERAL (SELECT h.own
                                       FROM unnest($5::text[], $6::int8[], $7::int8[])
                                            AS h(name, seen, own)
-                                     WHERE h.name = g.name AND h.seen = {VERSION}
+                                     WHERE h.name = g.name AND h.seen = g.cursor
                                      LIMIT 1) h ON true),
          a AS (SELECT w.name AS grp, c.* FROM w, t CROSS JOIN LATERAL (
                  SELECT c.number, c.position, c.freed_at, c.session, c.expires_at, c.ctid
@@ -242,12 +236,12 @@ static READS: LazyLock<String> = LazyLock::new(|| {
                   ORDER BY c.lru_at, c.position LIMIT w.wanted FOR UPDATE OF c SKIP LOCKED) c)
          SELECT s.id, s.expires_at, s.row, s.holds, s.number, s.group_name, s.code, s.phone,
                 s.held_until, s.at, NULL::text, NULL::int8, NULL::text, NULL::int8, NULL::int8,
-                NULL::text, NULL::int8, NULL::text, NULL::int8, NULL::int8
+                NULL::text, NULL::int8, NULL::text, NULL::int8
            FROM s
          UNION ALL
          SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
                 w.name, w.cursor, x.number, x.position, x.freed_at, x.session, x.expires_at,
-                x.ctid::text, w.version, w.writer
+                x.ctid::text, w.stored
            FROM w LEFT JOIN (SELECT * FROM a UNION ALL SELECT * FROM b UNION ALL SELECT * FROM c) x
              ON x.grp = w.name"
     )
@@ -329,9 +323,9 @@ pub struct Pool {
     pub candidates: Candidates,
     pub numbers: HashMap<Pos, Found>,
     pub cursor: Pos,
-    /// The version of the group's row the batch read (`walks.rs`), and the one its writes
-    /// give rows; both 0 where the group does not walk.
-    pub version: (i64, i64),
+    /// The cursor as stored when the batch read it (`cursor` may be this node's own walk);
+    /// 0 where the group does not walk.
+    pub stored: i64,
 }
 
 impl Pool {
@@ -341,7 +335,7 @@ impl Pool {
             candidates: Candidates::new(Vec::new()),
             numbers: HashMap::new(),
             cursor: 0,
-            version: (0, 0),
+            stored: 0,
         }
     }
 }
@@ -372,19 +366,14 @@ fn lapsed(r: &tokio_postgres::Row, at: usize) -> Option<(String, i64)> {
 /// Each group's pool as [`reads`] locked it, by group name (a group absent: no candidate
 /// was wanted there).
 pub fn pools_from(rows: &[tokio_postgres::Row]) -> Result<HashMap<String, Pool>, StoreError> {
-    type Walked = (i64, (i64, i64));
-    let mut found: HashMap<String, (Walked, Vec<Locked5>)> = HashMap::new();
+    let mut found: HashMap<String, ((i64, i64), Vec<Locked5>)> = HashMap::new();
     for r in rows {
         let Some(group) = r.get::<_, Option<String>>(10) else {
             continue; // a session's row
         };
-        let entry = found.entry(group).or_insert_with(|| {
-            let version = (
-                r.get::<_, i64>(18),
-                r.get::<_, Option<i64>>(19).unwrap_or(0),
-            );
-            ((r.get(11), version), Vec::new())
-        });
+        let entry = found
+            .entry(group)
+            .or_insert_with(|| ((r.get(11), r.get(18)), Vec::new()));
         if let (Some(number), Some(at)) = (
             r.get::<_, Option<String>>(12),
             r.get::<_, Option<String>>(17),
@@ -396,10 +385,10 @@ pub fn pools_from(rows: &[tokio_postgres::Row]) -> Result<HashMap<String, Pool>,
     }
     found
         .into_iter()
-        .map(|(group, ((cursor, version), rows))| {
+        .map(|(group, ((cursor, stored), rows))| {
             let cursor = Pos::try_from(cursor.max(0)).unwrap_or(Pos::MAX);
             let pool = Pool {
-                version,
+                stored,
                 ..pool(rows, cursor)?
             };
             Ok((group, pool))
@@ -432,7 +421,7 @@ fn pool(rows: impl IntoIterator<Item = Locked5>, cursor: Pos) -> Result<Pool, St
         candidates: Candidates::new(items),
         numbers,
         cursor,
-        version: (0, 0),
+        stored: 0,
     })
 }
 

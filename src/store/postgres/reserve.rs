@@ -265,7 +265,7 @@ pub async fn reserve_many<C: GenericClient>(
         .filter_map(|(name, s)| {
             let pool = s.pool.as_ref()?;
             let at = i64::from(pool.cursor);
-            walks.walked(name, pool.version, at);
+            walks.walked(name, pool.stored, at);
             Some(((*name).to_owned(), at))
         })
         .collect();

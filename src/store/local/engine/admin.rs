@@ -105,13 +105,17 @@ impl Engine {
         let (old, new) = (group.settings.allocation, settings.allocation);
         if old != new {
             // The free numbers keep the time each became free (least-recently-used order).
-            let lendable = group.slots.iter().enumerate().filter_map(|(pos, slot)| match slot {
-                Slot {
-                    state: SlotState::Free(since),
-                    ..
-                } if since.is_reached(now) => Some((pos as u32, *since)),
-                _ => None,
-            });
+            let lendable = group
+                .slots
+                .iter()
+                .enumerate()
+                .filter_map(|(pos, slot)| match slot {
+                    Slot {
+                        state: SlotState::Free(since),
+                        ..
+                    } if since.is_reached(now) => Some((pos as u32, *since)),
+                    _ => None,
+                });
             let mut free = FreeSet::build(new, lendable, group.slots.len());
             let cursor = rules::cursor_after_change(old, new, group.free.cursor().unwrap_or(0));
             free.set_cursor(cursor);
