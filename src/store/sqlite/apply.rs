@@ -273,6 +273,11 @@ pub fn purge_instant(batches: &[Batch]) -> Option<UnixMillis> {
 /// Sessions, data and idempotency keys are found through their `expires_at` indexes;
 /// reservations by a scan (a `WITHOUT ROWID` table keyed by number, with no expiry index since
 /// migration 6: it holds only live and not yet purged rows, and a pair writes one B-tree less).
+/// Retiring numbers whose reservation has ended leave (found through `numbers_retiring`,
+/// migration 7, not by a scan of every number).
+pub(super) const GONE: &str =
+    "DELETE FROM numbers WHERE retiring = 1 AND number NOT IN (SELECT number FROM reservations)";
+
 pub fn purge(conn: &Connection, now: UnixMillis) -> rusqlite::Result<u64> {
     let mut total = 0u64;
     let tables = [
@@ -298,8 +303,7 @@ pub fn purge(conn: &Connection, now: UnixMillis) -> rusqlite::Result<u64> {
             }
         }
     }
-    let gone = "DELETE FROM numbers WHERE retiring = 1 AND number NOT IN (SELECT number FROM reservations)";
-    total += conn.prepare_cached(gone)?.execute([])? as u64;
+    total += conn.prepare_cached(GONE)?.execute([])? as u64;
     Ok(total)
 }
 
