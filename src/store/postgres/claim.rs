@@ -36,6 +36,15 @@ pub async fn now<C: GenericClient>(tx: &C, frozen: Option<i64>) -> Result<i64, S
     now_from(&rows[0])
 }
 
+/// The database's clock now (or a test's frozen time), which goes on during a transaction.
+pub async fn clock<C: GenericClient>(tx: &C, frozen: Option<i64>) -> Result<i64, StoreError> {
+    let sql = "SELECT coalesce($1::int8, (extract(epoch FROM clock_timestamp()) * 1000)::int8)";
+    let rows = send(tx, &[Stmt::new(sql).bind(frozen, Type::INT8)])
+        .await
+        .map_err(pg_error)?;
+    now_from(&rows[0])
+}
+
 /// The statement that reads the transaction's `now`, to send with others.
 pub fn now_stmt(frozen: Option<i64>) -> Stmt<'static> {
     static SQL: LazyLock<String> = LazyLock::new(|| format!("SELECT {}", now_param(1)));
@@ -329,6 +338,20 @@ pub struct Pool {
 }
 
 impl Pool {
+    /// Leaves out the candidates `gone` says.
+    pub fn forget(&mut self, gone: impl Fn(&Found) -> bool) {
+        let gone: Vec<Pos> = self
+            .numbers
+            .iter()
+            .filter(|(_, found)| gone(found))
+            .map(|(pos, _)| *pos)
+            .collect();
+        for pos in gone {
+            self.numbers.remove(&pos);
+            self.candidates.remove(pos);
+        }
+    }
+
     /// No candidate (none was wanted in the group, or none was free).
     pub fn empty() -> Self {
         Self {
