@@ -252,10 +252,6 @@ fn apply(st: &mut Statements<'_>, change: &Change) -> rusqlite::Result<()> {
     Ok(())
 }
 
-/// Adds or replaces `update` in a stored entry and sets its expiry: read, merged and written
-/// back inside this transaction, so merges apply one after another in journal order. Stored
-/// JSON that does not parse is logged and replaced by the update alone (a commit that fails
-/// on it would be retried for ever).
 /// The latest purge instant among the batches, if any asked for one.
 pub fn purge_instant(batches: &[Batch]) -> Option<UnixMillis> {
     batches
@@ -307,8 +303,11 @@ pub fn purge(conn: &Connection, now: UnixMillis) -> rusqlite::Result<u64> {
     Ok(total)
 }
 
-/// Merges `update` into the stored entry; returns how many of the update's bytes did not
-/// grow it (the fields it replaced), `None` when the entry is gone.
+/// Merges `update` into the stored entry and sets its expiry: read, merged and written back
+/// inside this transaction, so merges apply one after another in journal order. Stored JSON
+/// that does not parse is logged and replaced by the update alone (a commit that fails on it
+/// would be retried for ever). Returns how many of the update's bytes did not grow the entry
+/// (the fields it replaced), `None` when the entry is gone.
 fn merge_data(
     tx: &Connection,
     id: &DataId,

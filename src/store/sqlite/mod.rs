@@ -20,6 +20,8 @@ mod statements;
 mod writer;
 
 #[cfg(test)]
+mod apply_tests;
+#[cfg(test)]
 mod purge_tests;
 #[cfg(test)]
 mod tests;
