@@ -169,7 +169,15 @@ pub fn parse(
                 ignored.push(k);
             }
         } else {
-            return Err(cx.err(key(k), "unknown key"));
+            let takes: Vec<&str> = COMMON.iter().chain(applies).copied().collect();
+            return Err(cx.err(
+                key(k),
+                format!(
+                    "unknown key; a {} service takes {}",
+                    kind.as_str(),
+                    takes.join(", ")
+                ),
+            ));
         }
     }
     if !ignored.is_empty() {

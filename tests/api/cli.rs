@@ -353,6 +353,18 @@ fn check_config_messages_say_what_is_wrong_plainly() {
             "services.s.Type: unknown key (keys are lower case: type)",
             "required",
         ),
+        // A service's unknown key names the keys its type takes (`_ttl` here), also when
+        // the lower-case key is there too.
+        (
+            "[services.s]\ntype = \"session\"\n_tll = 5\n".to_owned(),
+            "services.s._tll: unknown key; a session service takes type, _type, _service, username, password, password_file, _ttl",
+            "required",
+        ),
+        (
+            "[services.s]\ntype = \"session\"\nType = \"session\"\n".to_owned(),
+            "services.s.Type: unknown key; a session service takes type,",
+            "required",
+        ),
         (
             "[resource_groups.DNIS]\nnumbers = [\"650-466-0000\"]\n".to_owned(),
             "\"650-466-0000\" is not a number (digits only, no separators: write \"6504660000\")",
