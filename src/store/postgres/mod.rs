@@ -21,6 +21,7 @@ mod apply;
 mod batch;
 mod calls;
 mod claim;
+mod housekeeping;
 mod matches;
 mod migrate;
 mod once;
@@ -33,6 +34,7 @@ mod sessions;
 mod tls;
 mod tx;
 mod usage;
+mod views;
 mod walks;
 
 use std::sync::Arc;
@@ -178,7 +180,7 @@ pub async fn open(url: &StoreUrl, options: &StoreOptions) -> Result<DynStore, Op
     };
     in_tx!(store, migrate::migrate).await.map_err(opening)?;
     let node = store.node_id.clone();
-    in_tx!(store, admin::touch_node, node)
+    in_tx!(store, housekeeping::touch_node, node)
         .await
         .map_err(opening)?;
     let store: DynStore = Arc::new(store);
@@ -316,7 +318,7 @@ impl Store for PgStore {
     }
 
     async fn groups(&self) -> Result<Vec<GroupStats>, StoreError> {
-        in_tx!(self, admin::groups).await
+        in_tx!(self, views::groups).await
     }
 
     async fn group_page(
@@ -324,7 +326,7 @@ impl Store for PgStore {
         name: &GroupName,
         filter: &NumbersFilter,
     ) -> Result<Option<GroupDetail>, StoreError> {
-        in_tx!(self, admin::group, name, filter).await
+        in_tx!(self, views::group, name, filter).await
     }
 
     async fn put_group(&self, change: GroupChange) -> Result<PutGroup, StoreError> {
@@ -364,7 +366,7 @@ impl Store for PgStore {
         &self,
         filter: ReservationFilter,
     ) -> Result<Vec<ReservationView>, StoreError> {
-        in_tx!(self, admin::find_reservations, filter).await
+        in_tx!(self, views::find_reservations, filter).await
     }
 
     async fn release(&self, number: &AccessNumber) -> Result<bool, StoreError> {
@@ -372,7 +374,7 @@ impl Store for PgStore {
     }
 
     async fn nodes(&self) -> Result<Vec<(String, u64)>, StoreError> {
-        in_tx!(self, admin::nodes).await
+        in_tx!(self, housekeeping::nodes).await
     }
 
     fn bus(&self) -> crate::events::Bus {
@@ -412,7 +414,7 @@ impl Store for PgStore {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        in_tx!(self, admin::ping).await
+        in_tx!(self, housekeeping::ping).await
     }
 
     async fn usage(&self) -> Result<Option<super::Usage>, StoreError> {
@@ -431,6 +433,6 @@ impl Store for PgStore {
             }
         }
         let node = self.node_id.clone();
-        Ok(purged + in_tx_events!(self, admin::purge, node).await?)
+        Ok(purged + in_tx_events!(self, housekeeping::purge, node).await?)
     }
 }
