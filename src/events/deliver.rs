@@ -19,6 +19,7 @@ use hmac::{KeyInit, Mac};
 use tokio::sync::watch;
 
 use super::Event;
+use super::pace::{self, Pace};
 use crate::config::EventsConfig;
 use crate::metrics::Metrics;
 use crate::store::{DynStore, PendingEvent};
@@ -29,8 +30,8 @@ pub const SIGNATURE_HEADER: &str = "x-access-broker-signature";
 pub const GIVE_UP_AFTER: Duration = Duration::from_secs(24 * 3600);
 /// A delivery that has not answered by then failed (the PostgreSQL lease is longer).
 pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
-/// Events attempted at once.
-const BATCH: usize = 32;
+/// Events read from the outbox at once: what may be in flight at most (`pace.rs`).
+const BATCH: usize = pace::MOST;
 /// How often the outbox is polled when it had nothing due.
 const IDLE_POLL: Duration = Duration::from_millis(500);
 
@@ -69,6 +70,9 @@ pub enum Outcome {
     Delivered,
     /// Not a 2xx, or no answer: what the log says about it.
     Failed(String),
+    /// The receiver is busy (no connection, a reset, 429 or 503): as `Failed`, and fewer
+    /// are sent at once (`pace.rs`).
+    Busy(String),
 }
 
 impl Deliverer {
@@ -98,18 +102,24 @@ impl Deliverer {
             .await;
         match sent {
             Ok(r) if r.status().is_success() => Outcome::Delivered,
+            Ok(r) if matches!(r.status().as_u16(), 429 | 503) => {
+                Outcome::Busy(format!("answered {}", r.status()))
+            }
             Ok(r) => Outcome::Failed(format!("answered {}", r.status())),
+            // Not taken as busy: behind a receiver that hangs, fewer at once would only
+            // work the backlog off slower (each attempt waits its 10 s either way).
             Err(e) if e.is_timeout() => {
                 Outcome::Failed(format!("no answer within {ATTEMPT_TIMEOUT:?}"))
             }
             // Without the URL: its query may carry a token (`?token=…`), and the log says
             // which events are failing, not where the one `[events] url` points.
-            Err(e) => Outcome::Failed(crate::telemetry::Chain(&e.without_url()).to_string()),
+            Err(e) => Outcome::Busy(crate::telemetry::Chain(&e.without_url()).to_string()),
         }
     }
 
-    /// Delivers for ever: up to [`BATCH`] attempts in flight, the next due events started
-    /// as places free up, and each outcome recorded as it comes. (Rounds that waited for
+    /// Delivers for ever: up to [`BATCH`] attempts in flight (fewer while the receiver is
+    /// busy: `pace.rs`), the next due events started as places free up, and each outcome
+    /// recorded as it comes. (Rounds that waited for
     /// their slowest attempt held every other event behind a receiver that hung: a failure
     /// was rescheduled only when its round ended, and retries starved behind new events.)
     ///
@@ -131,6 +141,7 @@ impl Deliverer {
         // Events queued, being sent, or delivered and not yet recorded: never started twice.
         let mut sending: HashSet<String> = HashSet::new();
         let mut done: Vec<String> = Vec::new();
+        let mut pace = Pace::default();
         loop {
             if !done.is_empty() {
                 match store.events_done(&done).await {
@@ -157,13 +168,14 @@ impl Deliverer {
                     metrics.set_event_backlog(backlog);
                 }
             }
-            while flying.len() < BATCH {
+            while flying.len() < pace.limit() {
                 let Some(pending) = queued.pop_front() else {
                     break;
                 };
+                let epoch = pace.epoch();
                 flying.push(async move {
                     let outcome = self.post(&pending.event).await;
-                    (pending, outcome)
+                    (pending, outcome, epoch)
                 });
             }
             let ended = tokio::select! {
@@ -178,7 +190,16 @@ impl Deliverer {
             while let Some(Some(next)) = flying.next().now_or_never() {
                 ended.push(next);
             }
-            for (pending, outcome) in ended {
+            for (pending, outcome, epoch) in ended {
+                match &outcome {
+                    Outcome::Delivered => pace.delivered(),
+                    Outcome::Busy(why) => {
+                        if let Some(limit) = pace.busy(epoch) {
+                            tracing::debug!(limit, reason = %why, "event receiver busy; fewer deliveries at once");
+                        }
+                    }
+                    Outcome::Failed(_) => {}
+                }
                 let id = pending.event.id.clone();
                 match self.settle(store, metrics, &pending, outcome).await {
                     Settled::Done => done.push(id),
@@ -189,7 +210,7 @@ impl Deliverer {
             }
         }
         let finishing = async {
-            while let Some((pending, outcome)) = flying.next().await {
+            while let Some((pending, outcome, _)) = flying.next().await {
                 if outcome == Outcome::Delivered {
                     metrics.event_delivered();
                     done.push(pending.event.id);
@@ -226,13 +247,13 @@ impl Deliverer {
                 metrics.event_delivered();
                 Settled::Done
             }
-            Outcome::Failed(why) if pending.age >= GIVE_UP_AFTER => {
+            Outcome::Failed(why) | Outcome::Busy(why) if pending.age >= GIVE_UP_AFTER => {
                 metrics.event_given_up();
                 tracing::error!(id = %event.id, kind = %event.kind, attempts, reason = %why,
                     "event given up after 24 h of failed deliveries");
                 Settled::Done
             }
-            Outcome::Failed(why) => {
+            Outcome::Failed(why) | Outcome::Busy(why) => {
                 let wait = backoff(attempts);
                 if let Err(err) = store.event_retry(&event.id, wait).await {
                     warn_unreadable(&err);
@@ -306,7 +327,9 @@ mod tests {
             None,
         );
         match deliverer.post(&event).await {
-            Outcome::Failed(why) => assert!(!why.contains("SECRETTOKEN"), "{why}"),
+            Outcome::Failed(why) | Outcome::Busy(why) => {
+                assert!(!why.contains("SECRETTOKEN"), "{why}")
+            }
             Outcome::Delivered => panic!("delivered to a closed port"),
         }
     }

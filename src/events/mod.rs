@@ -5,6 +5,7 @@
 //! ending it was); delivery and streaming live beside this file and never decide anything.
 
 pub mod deliver;
+mod pace;
 
 use std::fmt;
 

@@ -342,6 +342,77 @@ async fn a_slow_delivery_holds_up_no_other_event() {
     assert!(got.contains(second.id.as_str()), "{got}");
 }
 
+/// A receiver that takes only a few posts at once gets no more than it takes: one that answers
+/// 503 beyond 4 in flight refused most of the 32 a node sent at once, again and again, and
+/// each refused event waited out its backoff (4 s, then 8 s, …; here the store's clock is
+/// moved on when nothing comes), ~7 refusals for each delivery. The node now sends fewer at
+/// once while the receiver is busy.
+#[tokio::test]
+async fn a_receiver_that_takes_few_at_once_is_sent_few_at_once() {
+    crate::support::limit::within(async {
+        const TAKES: usize = 4;
+        let (tx, mut arrived) = mpsc::unbounded_channel::<String>();
+        let in_flight = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let refused = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (busy, refusals) = (in_flight.clone(), refused.clone());
+        let hook = axum::Router::new().route(
+            "/hook",
+            axum::routing::post(move |body: String| {
+                let (tx, busy, refusals) = (tx.clone(), busy.clone(), refusals.clone());
+                async move {
+                    use std::sync::atomic::Ordering::SeqCst;
+                    if busy.fetch_add(1, SeqCst) >= TAKES {
+                        busy.fetch_sub(1, SeqCst);
+                        refusals.fetch_add(1, SeqCst);
+                        return StatusCode::SERVICE_UNAVAILABLE;
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    busy.fetch_sub(1, SeqCst);
+                    let _ = tx.send(body);
+                    StatusCode::OK
+                }
+            }),
+        );
+        let url = serve_hook(hook).await;
+        let store = TestStore::require_with_outbox(Backend::Memory).await;
+        let events: Vec<Event> = (0..200)
+            .map(|_| event(EventKind::Created, store.clock.now()))
+            .collect();
+        store
+            .store
+            .record_events(events.clone())
+            .await
+            .expect("queued");
+        let metrics = Arc::new(access_broker::metrics::Metrics::new());
+        let (_stop, running) = tokio::sync::watch::channel(false);
+        let node = deliver::spawn(
+            store.store.clone(),
+            events_to(&url),
+            metrics,
+            running,
+            Duration::from_secs(1),
+        );
+        let mut delivered = std::collections::HashSet::new();
+        let mut waits = 0;
+        while delivered.len() < events.len() {
+            let Some(body) = next_within(&mut arrived, 1).await else {
+                // The refused ones wait for their retry: the store's clock brings it now.
+                waits += 1;
+                assert!(waits < 60, "{} of 200 delivered", delivered.len());
+                store.advance(Duration::from_secs(300));
+                continue;
+            };
+            delivered.insert(serde_json::from_str::<Value>(&body).expect("JSON")["id"].clone());
+        }
+        node.abort();
+        // The first burst of 32 meets 28 refusals, the halvings after it a dozen more, and
+        // the limit's growth past 4 one now and then.
+        let refused = refused.load(std::sync::atomic::Ordering::SeqCst);
+        assert!(refused < 120, "{refused} refusals to deliver 200 events");
+    })
+    .await
+}
+
 /// A webhook endpoint on 127.0.0.1:0 that passes each body on as it arrives and answers 200
 /// after `delay(n)`, `n` counting the posts from 0.
 async fn paced_receiver(
@@ -417,6 +488,10 @@ async fn next_within(arrived: &mut mpsc::UnboundedReceiver<String>, secs: u64) -
 /// places for while some were in flight and dropped the rest, which then waited out their
 /// one-minute lease (the two-node test above timed out on it under load).
 #[tokio::test]
+#[cfg_attr(
+    no_postgres,
+    ignore = "needs PostgreSQL: set TEST_POSTGRES_URL=postgres://postgres@127.0.0.1:5432/test"
+)]
 async fn events_read_from_postgres_are_all_sent_while_answers_straggle() {
     crate::support::limit::within(async {
         // 0, 300, 600 or 900 ms: places free up one by one, not all at once.
