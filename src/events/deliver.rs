@@ -30,6 +30,11 @@ pub const SIGNATURE_HEADER: &str = "x-access-broker-signature";
 pub const GIVE_UP_AFTER: Duration = Duration::from_secs(24 * 3600);
 /// A delivery that has not answered by then failed (the PostgreSQL lease is longer).
 pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
+/// A connection not made by then is a busy receiver (`Outcome::Busy`): under the kernel's
+/// first SYN retry (1 s), which is what a receiver whose listen queue is full gets. (32
+/// connections at once to a receiver with a queue of 5: 25 waited in `SYN-SENT`, and the
+/// outbox drained at ~64 events a second, with not one failure to slow down for.)
+pub const CONNECT_TIMEOUT: Duration = Duration::from_millis(900);
 /// Events read from the outbox at once: what may be in flight at most (`pace.rs`).
 const BATCH: usize = pace::MOST;
 /// How often the outbox is polled when it had nothing due.
@@ -79,6 +84,7 @@ impl Deliverer {
     pub fn new(config: EventsConfig) -> Self {
         let client = reqwest::Client::builder()
             .timeout(ATTEMPT_TIMEOUT)
+            .connect_timeout(CONNECT_TIMEOUT)
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .unwrap_or_default();
@@ -106,6 +112,9 @@ impl Deliverer {
                 Outcome::Busy(format!("answered {}", r.status()))
             }
             Ok(r) => Outcome::Failed(format!("answered {}", r.status())),
+            Err(e) if e.is_connect() => {
+                Outcome::Busy(crate::telemetry::Chain(&e.without_url()).to_string())
+            }
             // Not taken as busy: behind a receiver that hangs, fewer at once would only
             // work the backlog off slower (each attempt waits its 10 s either way).
             Err(e) if e.is_timeout() => {
