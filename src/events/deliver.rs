@@ -343,6 +343,47 @@ mod tests {
         }
     }
 
+    /// A receiver whose listen queue is full: the kernel drops further connection attempts
+    /// and the client tries again only after 1 s, then 3 s, … An attempt gives up on the
+    /// connection within `CONNECT_TIMEOUT` and says the receiver is busy.
+    #[tokio::test]
+    async fn a_full_listen_queue_is_a_busy_receiver() {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket
+            .bind("127.0.0.1:0".parse().expect("addr"))
+            .expect("bind");
+        let addr = socket.local_addr().expect("addr");
+        // Never accepted: the queue fills with the first connections.
+        let _listener = socket.listen(1).expect("listen");
+        let mut filling = Vec::new();
+        for _ in 0..8 {
+            let connect = tokio::net::TcpStream::connect(addr);
+            match tokio::time::timeout(Duration::from_millis(200), connect).await {
+                Ok(Ok(stream)) => filling.push(stream),
+                _ => break,
+            }
+        }
+        let deliverer = Deliverer::new(EventsConfig {
+            url: format!("http://{addr}/hook").parse().expect("url"),
+            secret: crate::config::Secret::new("k"),
+        });
+        let event = Event::new(
+            super::super::EventKind::Created,
+            crate::domain::UnixMillis(0),
+            crate::domain::GroupName::parse("G").expect("group"),
+            crate::domain::AccessNumber::parse("100").expect("number"),
+            None,
+        );
+        let started = std::time::Instant::now();
+        let outcome = deliverer.post(&event).await;
+        assert!(matches!(outcome, Outcome::Busy(_)), "{outcome:?}");
+        assert!(
+            started.elapsed() < ATTEMPT_TIMEOUT,
+            "{:?}",
+            started.elapsed()
+        );
+    }
+
     #[test]
     fn backoff_doubles_from_four_seconds_to_five_minutes() {
         let secs: Vec<u64> = (1..=8).map(|n| backoff(n).as_secs()).collect();
