@@ -315,6 +315,23 @@ mod tests {
         );
     }
 
+    fn deliverer_to(url: &str) -> Deliverer {
+        Deliverer::new(EventsConfig {
+            url: url.parse().expect("url"),
+            secret: crate::config::Secret::new("k"),
+        })
+    }
+
+    fn an_event() -> Event {
+        Event::new(
+            super::super::EventKind::Created,
+            crate::domain::UnixMillis(0),
+            crate::domain::GroupName::parse("G").expect("group"),
+            crate::domain::AccessNumber::parse("100").expect("number"),
+            None,
+        )
+    }
+
     /// A failed attempt's reason is logged: it quoted the URL, query token and all.
     #[tokio::test]
     async fn a_failure_is_told_without_the_url() {
@@ -324,18 +341,7 @@ mod tests {
             .expect("port")
             .port();
         let url = format!("http://127.0.0.1:{port}/hook?token=SECRETTOKEN");
-        let deliverer = Deliverer::new(EventsConfig {
-            url: url.parse().expect("url"),
-            secret: crate::config::Secret::new("k"),
-        });
-        let event = Event::new(
-            super::super::EventKind::Created,
-            crate::domain::UnixMillis(0),
-            crate::domain::GroupName::parse("G").expect("group"),
-            crate::domain::AccessNumber::parse("100").expect("number"),
-            None,
-        );
-        match deliverer.post(&event).await {
+        match deliverer_to(&url).post(&an_event()).await {
             Outcome::Failed(why) | Outcome::Busy(why) => {
                 assert!(!why.contains("SECRETTOKEN"), "{why}")
             }
@@ -363,19 +369,9 @@ mod tests {
                 _ => break,
             }
         }
-        let deliverer = Deliverer::new(EventsConfig {
-            url: format!("http://{addr}/hook").parse().expect("url"),
-            secret: crate::config::Secret::new("k"),
-        });
-        let event = Event::new(
-            super::super::EventKind::Created,
-            crate::domain::UnixMillis(0),
-            crate::domain::GroupName::parse("G").expect("group"),
-            crate::domain::AccessNumber::parse("100").expect("number"),
-            None,
-        );
+        let deliverer = deliverer_to(&format!("http://{addr}/hook"));
         let started = std::time::Instant::now();
-        let outcome = deliverer.post(&event).await;
+        let outcome = deliverer.post(&an_event()).await;
         assert!(matches!(outcome, Outcome::Busy(_)), "{outcome:?}");
         assert!(
             started.elapsed() < ATTEMPT_TIMEOUT,

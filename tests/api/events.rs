@@ -374,15 +374,7 @@ async fn a_receiver_that_takes_few_at_once_is_sent_few_at_once() {
             }),
         );
         let url = serve_hook(hook).await;
-        let store = TestStore::require_with_outbox(Backend::Memory).await;
-        let events: Vec<Event> = (0..200)
-            .map(|_| event(EventKind::Created, store.clock.now()))
-            .collect();
-        store
-            .store
-            .record_events(events.clone())
-            .await
-            .expect("queued");
+        let (store, events) = outbox_on(Backend::Memory, 200).await;
         let metrics = Arc::new(access_broker::metrics::Metrics::new());
         let (_stop, running) = tokio::sync::watch::channel(false);
         let node = deliver::spawn(
@@ -437,7 +429,12 @@ async fn paced_receiver(
 
 /// A PostgreSQL store keeping an outbox, with `n` `reservation.created` events queued in it.
 async fn outbox_with(n: usize) -> (TestStore, Vec<Event>) {
-    let store = TestStore::require_with_outbox(Backend::Postgres).await;
+    outbox_on(Backend::Postgres, n).await
+}
+
+/// A `backend` store keeping an outbox, with `n` `reservation.created` events queued in it.
+async fn outbox_on(backend: Backend, n: usize) -> (TestStore, Vec<Event>) {
+    let store = TestStore::require_with_outbox(backend).await;
     let events: Vec<Event> = (0..n)
         .map(|_| event(EventKind::Created, store.clock.now()))
         .collect();
