@@ -201,9 +201,9 @@ impl Deliverer {
             }
             for (pending, outcome, epoch) in ended {
                 match &outcome {
-                    Outcome::Delivered => pace.delivered(),
+                    Outcome::Delivered => pace.delivered(std::time::Instant::now()),
                     Outcome::Busy(why) => {
-                        if let Some(limit) = pace.busy(epoch) {
+                        if let Some(limit) = pace.busy(epoch, std::time::Instant::now()) {
                             tracing::debug!(limit, reason = %why, "event receiver busy; fewer deliveries at once");
                         }
                     }
