@@ -73,7 +73,7 @@ pub struct Deliverer {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     Delivered,
-    /// Not a 2xx, or no answer: what the log says about it.
+    /// Another answer than a 2xx (or 429/503), or none in time: what the log says of it.
     Failed(String),
     /// The receiver is busy (no connection, a reset, 429 or 503): as `Failed`, and fewer
     /// are sent at once (`pace.rs`).
@@ -128,9 +128,9 @@ impl Deliverer {
 
     /// Delivers for ever: up to [`BATCH`] attempts in flight (fewer while the receiver is
     /// busy: `pace.rs`), the next due events started as places free up, and each outcome
-    /// recorded as it comes. (Rounds that waited for
-    /// their slowest attempt held every other event behind a receiver that hung: a failure
-    /// was rescheduled only when its round ended, and retries starved behind new events.)
+    /// recorded as it comes. (Rounds that waited for their slowest attempt held every other
+    /// event behind a receiver that hung: a failure was rescheduled only when its round
+    /// ended, and retries starved behind new events.)
     ///
     /// When `stop` turns true (the node is stopping) it starts nothing more, lets the
     /// attempts under way finish within `wrap_up`, records those delivered and gives the
