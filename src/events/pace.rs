@@ -37,8 +37,10 @@ pub struct Pace {
     /// The level the last halving set: below it the limit grows by one a round (as TCP's
     /// slow start), from it by one a [`STEP`] (as its congestion avoidance).
     ceiling: usize,
-    /// The last halving, or the last growth past `ceiling`.
-    last_change: Option<Instant>,
+    /// The last halving.
+    last_busy: Option<Instant>,
+    /// The last halving, or the last growth from `ceiling` on.
+    last_step: Option<Instant>,
 }
 
 impl Default for Pace {
@@ -48,7 +50,8 @@ impl Default for Pace {
             delivered: 0,
             epoch: 0,
             ceiling: MOST,
-            last_change: None,
+            last_busy: None,
+            last_step: None,
         }
     }
 }
@@ -66,8 +69,8 @@ impl Pace {
 
     /// An attempt was delivered at `now`.
     pub fn delivered(&mut self, now: Instant) {
-        let since = self.last_change.map(|at| now.saturating_duration_since(at));
-        if since.is_some_and(|since| since >= CALM) {
+        let since = |at: Option<Instant>| at.map(|at| now.saturating_duration_since(at));
+        if since(self.last_busy).is_some_and(|calm| calm >= CALM) {
             self.ceiling = MOST;
         }
         self.delivered += 1;
@@ -75,10 +78,10 @@ impl Pace {
             return;
         }
         if self.limit >= self.ceiling {
-            if since.is_some_and(|since| since < STEP) {
+            if since(self.last_step).is_some_and(|step| step < STEP) {
                 return;
             }
-            self.last_change = Some(now);
+            self.last_step = Some(now);
         }
         self.delivered = 0;
         self.limit += 1;
@@ -93,7 +96,8 @@ impl Pace {
         }
         self.epoch += 1;
         self.delivered = 0;
-        self.last_change = Some(now);
+        self.last_busy = Some(now);
+        self.last_step = Some(now);
         let halved = (self.limit / 2).max(1);
         self.ceiling = halved;
         (halved != self.limit).then(|| {
@@ -148,8 +152,13 @@ mod tests {
         assert_eq!(pace.limit(), 9);
         (0..9).for_each(|_| pace.delivered(at(2_000)));
         assert_eq!(pace.limit(), 10);
-        // Calm for 10 s: a round at a time again, up to the most.
-        (0..10_000).for_each(|_| pace.delivered(at(12_000)));
+        // One a second on (its own steps do not count as busy answers)...
+        for second in 3..=9 {
+            (0..100).for_each(|_| pace.delivered(at(second * 1_000)));
+        }
+        assert_eq!(pace.limit(), 17);
+        // ...until 10 s after the last busy answer: a round at a time again, up to the most.
+        (0..10_000).for_each(|_| pace.delivered(at(10_500)));
         assert_eq!(pace.limit(), MOST);
     }
 
