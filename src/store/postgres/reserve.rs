@@ -328,14 +328,13 @@ impl GroupState {
 
     /// Before a call is refused for want of a free number (until a look finds none in the
     /// batch): the group's free numbers as committed now, up to `more` besides those the
-    /// batch took. The
-    /// batch's reads saw the group as their statement's snapshot had it, free "at the
-    /// transaction's `now`", when it began; with other nodes busy in the group that view can
-    /// hold no free number while some are: numbers given back since look held (or freed
-    /// after `now`), and the ones free then are taken meanwhile (an outside audit: 5–6 of
-    /// ~6,000 calls refused with 8–18 of 20 numbers free, 18 sessions giving theirs back and
-    /// asking again through two nodes). A new statement, by the database's clock as it is
-    /// now, sees the numbers given back. They are drawn as a random group's are
+    /// batch took. The batch's reads saw the group as their statement's snapshot had it,
+    /// free "at the transaction's `now`", when it began; with other nodes busy in the group
+    /// that view can hold no free number while some are: numbers given back since look held
+    /// (or freed after `now`), and the ones free then are taken meanwhile (an outside audit:
+    /// 5–6 of ~6,000 calls refused with 8–18 of 20 numbers free, 18 sessions giving theirs
+    /// back and asking again through two nodes). A new statement, by the database's clock as
+    /// it is now, sees the numbers given back. They are drawn as a random group's are
     /// (`claim::random`), the walk's place kept; a number whose reservation lapsed after
     /// `now` is left for the next batch (this one's writes take a reservation that ends
     /// after `now` for a renewal). Returns whether any was found.
