@@ -19,7 +19,7 @@ use hmac::{KeyInit, Mac};
 use tokio::sync::watch;
 
 use super::Event;
-use super::pace::{self, Pace};
+use super::pace::Pace;
 use crate::config::EventsConfig;
 use crate::metrics::Metrics;
 use crate::store::{DynStore, PendingEvent};
@@ -35,8 +35,6 @@ pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
 /// connections at once to a receiver with a queue of 5: 25 waited in `SYN-SENT`, and the
 /// outbox drained at ~64 events a second, with not one failure to slow down for.)
 pub const CONNECT_TIMEOUT: Duration = Duration::from_millis(900);
-/// Events read from the outbox at once: what may be in flight at most (`pace.rs`).
-const BATCH: usize = pace::MOST;
 /// How often the outbox is polled when it had nothing due.
 const IDLE_POLL: Duration = Duration::from_millis(500);
 
@@ -126,7 +124,7 @@ impl Deliverer {
         }
     }
 
-    /// Delivers for ever: up to [`BATCH`] attempts in flight (fewer while the receiver is
+    /// Delivers for ever: up to `pace::MOST` attempts in flight (fewer while the receiver is
     /// busy: `pace.rs`), the next due events started as places free up, and each outcome
     /// recorded as it comes. (Rounds that waited for their slowest attempt held every other
     /// event behind a receiver that hung: a failure was rescheduled only when its round
@@ -160,15 +158,27 @@ impl Deliverer {
                     Err(err) => warn_unreadable(&err),
                 }
             }
-            // Topped up in halves, so a steady flow reads the outbox once per few events. The
-            // embedded stores lease nothing: what is in flight comes back and is skipped.
-            if flying.len() + queued.len() <= BATCH / 2 {
-                match store.due_events(BATCH + sending.len()).await {
+            // Topped up in halves of what the receiver takes at once, so a steady flow reads
+            // the outbox once per few events and a due retry waits behind few. The embedded
+            // stores lease nothing: what is in flight comes back and is skipped. Retries go
+            // first (the stores offer them first too): a retry queued behind a backlog came
+            // as late as the backlog was long, not within the contract's 5 s.
+            let room = pace.limit();
+            if flying.len() + queued.len() <= room / 2 {
+                match store.due_events(room + sending.len()).await {
                     Ok(due) => {
+                        let mut retries = Vec::new();
                         for pending in due {
                             if sending.insert(pending.event.id.clone()) {
-                                queued.push_back(pending);
+                                if pending.attempts > 0 {
+                                    retries.push(pending);
+                                } else {
+                                    queued.push_back(pending);
+                                }
                             }
+                        }
+                        for retry in retries.into_iter().rev() {
+                            queued.push_front(retry);
                         }
                     }
                     Err(err) => warn_unreadable(&err),

@@ -405,6 +405,84 @@ async fn a_receiver_that_takes_few_at_once_is_sent_few_at_once() {
     .await
 }
 
+/// A retry goes before a backlog of first attempts: the first post is answered 500, the
+/// others after 100 ms, with 600 events queued. Events were offered by due time alone, and the
+/// retry (due 4 s after its failure) came after every event queued before then: here after
+/// the whole backlog, 599 posts later; live, 4–78 s after the failure instead of within 5 s.
+/// The store's clock moves 1 s a post until the retry comes.
+async fn a_retry_goes_before_the_backlog(backend: Backend) {
+    crate::support::limit::within(async {
+        const QUEUED: usize = 600;
+        let (tx, mut arrived) = mpsc::unbounded_channel::<String>();
+        let posts = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let hook = axum::Router::new().route(
+            "/hook",
+            axum::routing::post(move |body: String| {
+                let (tx, posts) = (tx.clone(), posts.clone());
+                async move {
+                    let n = posts.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    let _ = tx.send(body);
+                    if n == 0 {
+                        return StatusCode::INTERNAL_SERVER_ERROR;
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    StatusCode::OK
+                }
+            }),
+        );
+        let url = serve_hook(hook).await;
+        let (store, _) = outbox_on(backend, QUEUED).await;
+        let metrics = Arc::new(access_broker::metrics::Metrics::new());
+        let (_stop, running) = tokio::sync::watch::channel(false);
+        let node = deliver::spawn(
+            store.store.clone(),
+            events_to(&url),
+            metrics,
+            running,
+            Duration::from_secs(1),
+        );
+        let id_of = |body: &str| serde_json::from_str::<Value>(body).expect("JSON")["id"].clone();
+        let failed = id_of(&next_within(&mut arrived, 10).await.expect("a first post"));
+        let mut before_retry = 0;
+        loop {
+            let body = next_within(&mut arrived, 10)
+                .await
+                .unwrap_or_else(|| panic!("no post for 10 s, {before_retry} since the 500"));
+            if id_of(&body) == failed {
+                break;
+            }
+            before_retry += 1;
+            store.advance(Duration::from_secs(1));
+        }
+        node.abort();
+        // Its backoff (4 posts here), then at most one read of the outbox's worth (32) ahead.
+        assert!(
+            before_retry < 100,
+            "the retry came after {before_retry} of the {QUEUED} queued events"
+        );
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_retry_goes_before_the_backlog_in_memory() {
+    a_retry_goes_before_the_backlog(Backend::Memory).await;
+}
+
+#[tokio::test]
+async fn a_retry_goes_before_the_backlog_on_sqlite() {
+    a_retry_goes_before_the_backlog(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+#[cfg_attr(
+    no_postgres,
+    ignore = "needs PostgreSQL: set TEST_POSTGRES_URL=postgres://postgres@127.0.0.1:5432/test"
+)]
+async fn a_retry_goes_before_the_backlog_on_postgres() {
+    a_retry_goes_before_the_backlog(Backend::Postgres).await;
+}
+
 /// A webhook endpoint on 127.0.0.1:0 that passes each body on as it arrives and answers 200
 /// after `delay(n)`, `n` counting the posts from 0.
 async fn paced_receiver(

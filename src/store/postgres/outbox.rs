@@ -52,17 +52,32 @@ pub async fn insert<C: deadpool_postgres::GenericClient>(
     Ok(())
 }
 
-/// Claims up to `limit` due events for this node for [`LEASE`], the longest-waiting first.
+/// Claims up to `limit` due events for this node for [`LEASE`]: the retries first, then the
+/// events never tried, each the longest-waiting first (a retry behind a backlog of first
+/// attempts came as late as the backlog was long; `engine/outbox.rs` keeps the same order).
+/// Each kind is read by its own index (`events_outbox_retries`, `events_outbox_due`); rows
+/// locked and not claimed are free again when the transaction ends.
 pub async fn claim(
     tx: &Transaction<'_>,
     now: i64,
     limit: &usize,
 ) -> Result<Vec<PendingEvent>, StoreError> {
-    let sql = "UPDATE events_outbox o SET claimed_until = $1 + $2
-                WHERE o.id IN (SELECT id FROM events_outbox
-                                WHERE next_at <= $1 AND (claimed_until IS NULL OR claimed_until <= $1)
-                                ORDER BY next_at LIMIT $3
-                                FOR UPDATE SKIP LOCKED)
+    let sql = "WITH retries AS (SELECT id, next_at FROM events_outbox
+                                 WHERE attempts > 0 AND next_at <= $1
+                                   AND (claimed_until IS NULL OR claimed_until <= $1)
+                                 ORDER BY next_at LIMIT $3
+                                 FOR UPDATE SKIP LOCKED),
+                    fresh AS (SELECT id, next_at FROM events_outbox
+                               WHERE attempts = 0 AND next_at <= $1
+                                 AND (claimed_until IS NULL OR claimed_until <= $1)
+                               ORDER BY next_at LIMIT $3
+                               FOR UPDATE SKIP LOCKED),
+                    chosen AS (SELECT id FROM (SELECT id, 0 AS kind, next_at FROM retries
+                                               UNION ALL
+                                               SELECT id, 1 AS kind, next_at FROM fresh) due
+                                ORDER BY kind, next_at LIMIT $3)
+               UPDATE events_outbox o SET claimed_until = $1 + $2
+                 FROM chosen WHERE o.id = chosen.id
             RETURNING o.id, o.kind, o.time, o.group_name, o.number, o.session, o.attempts, o.queued_at";
     let lease = LEASE.as_millis() as i64;
     let limit = i64::try_from(*limit).unwrap_or(i64::MAX);
