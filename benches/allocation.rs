@@ -52,6 +52,7 @@ async fn rate(size: u32, allocation: Allocation) -> f64 {
         provide_code: false,
         phone: None,
         pool_health: false,
+        quota: None,
     };
     // Keep half the pool (at most 5 numbers) busy so allocation has to skip reserved numbers.
     let busy = (size as usize / 2).min(5);

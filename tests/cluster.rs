@@ -329,3 +329,98 @@ async fn two_nodes_turns() {
         &refused[..refused.len().min(3)]
     );
 }
+
+/// One client's quota holds across nodes: a burst of its calls spread over two nodes gets
+/// exactly its quota, and a reservation matched through one node frees its place on the
+/// other at once. (Each node counted only the reservations it handed out itself: the burst
+/// got the quota on each node, twice the limit.)
+#[tokio::test]
+#[cfg_attr(
+    no_postgres,
+    ignore = "needs PostgreSQL: set TEST_POSTGRES_URL=postgres://postgres@127.0.0.1:5432/test"
+)]
+async fn a_clients_quota_holds_across_nodes() {
+    within_for(cluster::limit(), quota_across_nodes()).await;
+}
+
+async fn quota_across_nodes() {
+    const QUOTA: usize = 4;
+    let cluster =
+        Arc::new(Cluster::start_with(2, 50, 600, "[limits]\nreservations_per_client = 4").await);
+    let client = &cluster.client;
+    let mut sessions = Vec::new();
+    for i in 0..20 {
+        let session: serde_json::Value = client
+            .post(format!("{}/genesys/1/service/callback", cluster.url(i)))
+            .send()
+            .await
+            .expect("session")
+            .json()
+            .await
+            .expect("session json");
+        sessions.push(session["_id"].as_str().expect("_id").to_owned());
+    }
+    let calls = sessions.iter().enumerate().map(|(i, id)| {
+        let url = format!("{}/genesys/1/service/request-access", cluster.url(i));
+        async move {
+            let r = client
+                .post(url)
+                .form(&[("_id", id.as_str())])
+                .send()
+                .await
+                .expect("request-access");
+            let status = r.status().as_u16();
+            (status, r.json::<serde_json::Value>().await.expect("json"))
+        }
+    });
+    let answers = futures::future::join_all(calls).await;
+    let granted: Vec<&serde_json::Value> = answers
+        .iter()
+        .filter(|(s, _)| *s == 200)
+        .map(|(_, b)| b)
+        .collect();
+    assert_eq!(granted.len(), QUOTA, "{answers:?}");
+    for (status, body) in answers.iter().filter(|(s, _)| *s != 200) {
+        assert_eq!(*status, 429, "{body}");
+        assert_eq!(body["exception"], "QuotaExceeded", "{body}");
+    }
+
+    // A match through node 2 frees a place for a call through node 1, and only one.
+    let first = granted[0];
+    let matched = client
+        .post(format!(
+            "{}/genesys/1/service/match-interaction",
+            cluster.url(1)
+        ))
+        .form(&[
+            (
+                "_access_number",
+                first["_access_number"].as_str().expect("n"),
+            ),
+            (
+                "_access_code",
+                first["_access_code"].as_str().expect("code"),
+            ),
+        ])
+        .send()
+        .await
+        .expect("match");
+    assert_eq!(matched.status(), 200);
+    let refused: Vec<&String> = sessions
+        .iter()
+        .zip(&answers)
+        .filter(|(_, (s, _))| *s != 200)
+        .map(|(id, _)| id)
+        .collect();
+    let again = |id: &str| {
+        client
+            .post(format!(
+                "{}/genesys/1/service/request-access",
+                cluster.url(0)
+            ))
+            .form(&[("_id", id)])
+            .send()
+    };
+    assert_eq!(again(refused[0]).await.expect("again").status(), 200);
+    assert_eq!(again(refused[1]).await.expect("again").status(), 429);
+}

@@ -543,3 +543,89 @@ async fn a_damaged_file_is_refused_at_start() {
         "nothing written"
     );
 }
+
+/// A client's quota counts the reservations it held before a restart: the client was kept in
+/// the node's memory only, so after a restart a client holding its quota could take as many
+/// again. Its reservations are stored with who asked (migration 8); once one of them is
+/// matched, its place is free.
+#[tokio::test]
+async fn a_clients_quota_survives_reopen() {
+    let t = TestStore::require(Backend::Sqlite).await;
+    let g = t.with_group("DNIS", 5, Allocation::RoundRobin).await;
+    let quota = store::Quota {
+        client: "ip:192.0.2.7".into(),
+        limit: 2,
+    };
+    let with_quota = |session| {
+        let mut req = reserve_request(session, &g);
+        req.quota = Some(quota.clone());
+        req
+    };
+    let sessions = [
+        t.session(Duration::from_secs(600)).await,
+        t.session(Duration::from_secs(600)).await,
+        t.session(Duration::from_secs(600)).await,
+    ];
+    let first = t
+        .store
+        .reserve(with_quota(&sessions[0]))
+        .await
+        .expect("1st");
+    t.store
+        .reserve(with_quota(&sessions[1]))
+        .await
+        .expect("2nd");
+
+    let (url, clock) = (t.url.clone(), t.clock.clone());
+    drop(t.store);
+    let reopened = store::open(&url, &options(&clock)).await.expect("reopens");
+    assert_eq!(
+        reopened
+            .client_holds("ip:192.0.2.7")
+            .await
+            .expect("holds")
+            .len(),
+        2
+    );
+    let refused = reopened.reserve(with_quota(&sessions[2])).await;
+    assert!(
+        matches!(
+            refused,
+            Err(store::ReserveError::QuotaExceeded { held: 2, limit: 2 })
+        ),
+        "{refused:?}"
+    );
+    // Another client, and a renewal, pass.
+    let mut other = with_quota(&sessions[2]);
+    other.quota = Some(store::Quota {
+        client: "ip:192.0.2.8".into(),
+        limit: 2,
+    });
+    assert!(reopened.reserve(other).await.is_ok());
+    assert!(reopened.reserve(with_quota(&sessions[0])).await.is_ok());
+
+    let m = MatchRequest {
+        number: first.number.clone(),
+        code: None,
+        phone: None,
+        code_required: true,
+        end_session: false,
+        with_fields: false,
+    };
+    assert!(
+        reopened
+            .match_reservation(m)
+            .await
+            .expect("match")
+            .into_session()
+            .is_some()
+    );
+    assert_eq!(
+        reopened
+            .client_holds("ip:192.0.2.7")
+            .await
+            .expect("holds")
+            .len(),
+        1
+    );
+}

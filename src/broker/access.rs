@@ -19,6 +19,8 @@ pub struct AccessRequest {
     pub code_length: Option<CodeLength>,
     pub booking_timeout: Option<BookingTimeout>,
     pub pool_health: Option<bool>,
+    /// Who asks and its quota, when `[limits] reservations_per_client` is set.
+    pub quota: Option<crate::store::Quota>,
 }
 
 /// What a successful request-access answers.
@@ -176,6 +178,7 @@ impl Broker {
             provide_code,
             phone: req.phone,
             pool_health,
+            quota: req.quota,
         };
         Ok((reserve, pool_health))
     }

@@ -322,13 +322,13 @@ impl Broker {
     }
 
     /// Releases the number's reservation; returns its session and group as read just before
-    /// (`None` if that read failed or raced another end), for the client quotas.
+    /// (`None` if that read failed or raced another end), as the audit line names them.
     pub async fn admin_release(
         &self,
         user: &Actor,
         number: &AccessNumber,
     ) -> Result<Option<(SessionId, GroupName)>, BrokerError> {
-        // The reservation, for the audit line and the quotas (read first: the release ends it).
+        // The reservation, for the audit line (read first: the release ends it).
         let filter = ReservationFilter {
             number: Some(number.clone()),
             ..Default::default()

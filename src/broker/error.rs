@@ -41,15 +41,17 @@ pub enum BrokerError {
         group: GroupName,
         retry_after: Duration,
     },
+    /// The client holds as many live reservations as `[limits] reservations_per_client`.
+    #[error(
+        "this client holds {held} live reservations; [limits] reservations_per_client allows {limit}"
+    )]
+    QuotaExceeded { held: u64, limit: u64 },
     /// match-interaction found no reservation that accepts the call; `reason` is there only
     /// where the service tells it (`return_failure_reason`).
     #[error("no live reservation matches access number {number}")]
     NoMatch {
         number: AccessNumber,
         reason: Option<crate::rules::call::Reason>,
-        /// The call cancelled a reservation by one wrong code too many: its session and
-        /// group (the HTTP layer's quota forgets it).
-        locked: Option<(SessionId, GroupName)>,
     },
     /// Stored data unknown or expired.
     #[error("storage id {0} not found or expired")]
@@ -122,6 +124,7 @@ impl BrokerError {
                 group: group.clone(),
                 retry_after,
             },
+            ReserveError::QuotaExceeded { held, limit } => Self::QuotaExceeded { held, limit },
             ReserveError::Store(e) => Self::Store(e),
             ReserveError::Refused => {
                 Self::Store(StoreError::query("a refused call reached the store"))

@@ -3,7 +3,7 @@
 //! counts and logs outcomes: late matches, lockouts, stray calls and quarantines.
 
 use crate::config::ServiceConfig;
-use crate::domain::{AccessCode, AccessNumber, GroupName, PhoneNumber, SessionId};
+use crate::domain::{AccessCode, AccessNumber, GroupName, PhoneNumber};
 use crate::store::{MatchOutcome, MatchRequest, Session};
 
 /// A successful match: the session, and whether it came from a late call.
@@ -13,9 +13,6 @@ pub struct Matched {
     /// The group of the matched number.
     pub group: GroupName,
     pub late: bool,
-    /// The session whose live reservation on the number the call's wrong code cancelled
-    /// before an ended reservation answered it late.
-    pub locked: Option<SessionId>,
 }
 
 use super::{Broker, BrokerError};
@@ -65,7 +62,6 @@ impl Broker {
                     session,
                     group,
                     late,
-                    locked,
                 })
             }
             MatchOutcome::NoMatch {
@@ -76,7 +72,6 @@ impl Broker {
                 quarantined,
             } => {
                 self.metrics.matched("miss");
-                let locked = locked.zip(group.clone());
                 let group = group.map(|g| g.to_string()).unwrap_or_default();
                 if locked.is_some() {
                     self.metrics.code_lockout(&group);
@@ -89,11 +84,7 @@ impl Broker {
                     tracing::warn!(%number, %group, "stray calls: number quarantined until an operator frees it");
                 }
                 let reason = service.return_failure_reason.then_some(reason);
-                Err(BrokerError::NoMatch {
-                    number,
-                    reason,
-                    locked,
-                })
+                Err(BrokerError::NoMatch { number, reason })
             }
         }
     }

@@ -324,9 +324,7 @@ async fn release(
 ) -> Result<Reply, ApiError> {
     params.only(&[])?;
     let number = AccessNumber::parse(&number).map_err(ApiError::param("number"))?;
-    if let Some((session, group)) = state.broker.admin_release(&user, &number).await? {
-        state.limits.forget(&session, Some(&group));
-    }
+    state.broker.admin_release(&user, &number).await?;
     Ok(Reply::new().field("released", number))
 }
 

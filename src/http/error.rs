@@ -52,9 +52,6 @@ pub enum ApiError {
     /// The client's token bucket is empty; it may come back after `retry_after`.
     #[error("too many requests from this client; retry after the Retry-After seconds")]
     TooManyRequests { retry_after: Duration },
-    /// The client holds as many live reservations as `[limits] reservations_per_client`.
-    #[error("{0}")]
-    QuotaExceeded(String),
     /// The store holds as much as `[limits]` allows (`max_sessions`, `max_storage_bytes`).
     #[error("{0}")]
     StoreFull(String),
@@ -103,7 +100,7 @@ impl ApiError {
             Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Self::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
-            Self::TooManyRequests { .. } | Self::QuotaExceeded(_) => StatusCode::TOO_MANY_REQUESTS,
+            Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::StoreFull(_) => StatusCode::INSUFFICIENT_STORAGE,
             Self::Broker(e) => broker_status(e),
         }
@@ -123,7 +120,6 @@ impl ApiError {
             Self::RequestTimeout(_) => "RequestTimeout",
             Self::Forbidden(_) => "Forbidden",
             Self::TooManyRequests { .. } => "TooManyRequests",
-            Self::QuotaExceeded(_) => "QuotaExceeded",
             Self::StoreFull(_) => "StoreFull",
             Self::Broker(e) => broker_kind(e),
         }
@@ -148,6 +144,7 @@ fn broker_status(e: &BrokerError) -> StatusCode {
         | B::NoReservation(_) => StatusCode::NOT_FOUND,
         B::GroupBusy(_) | B::ConfigGroup(_) | B::LastConfigNumber { .. } => StatusCode::CONFLICT,
         B::PoolExhausted { .. } => StatusCode::SERVICE_UNAVAILABLE,
+        B::QuotaExceeded { .. } => StatusCode::TOO_MANY_REQUESTS,
         // Not reached: `From<BrokerError>` turns it into StoreUnavailable or Internal.
         B::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
     }
@@ -170,6 +167,7 @@ fn broker_kind(e: &BrokerError) -> &'static str {
         | B::NoReservation(_) => "NotFound",
         B::GroupBusy(_) | B::ConfigGroup(_) | B::LastConfigNumber { .. } => "Conflict",
         B::PoolExhausted { .. } => "PoolExhausted",
+        B::QuotaExceeded { .. } => "QuotaExceeded",
         B::Store(_) => "Internal",
     }
 }
@@ -302,7 +300,6 @@ mod tests {
                 BrokerError::NoMatch {
                     number: n.clone(),
                     reason: None,
-                    locked: None,
                 }
                 .into(),
                 404,
@@ -373,7 +370,11 @@ mod tests {
                 429,
                 "TooManyRequests",
             ),
-            (ApiError::QuotaExceeded("x".into()), 429, "QuotaExceeded"),
+            (
+                BrokerError::QuotaExceeded { held: 2, limit: 2 }.into(),
+                429,
+                "QuotaExceeded",
+            ),
             (ApiError::StoreFull("x".into()), 507, "StoreFull"),
         ];
         for (err, status, kind) in cases {

@@ -4,12 +4,11 @@
 //!   worth; an empty bucket answers 429 TooManyRequests with `Retry-After`. `/health`,
 //!   `/ready` and `/metrics` are exempt (probes must not be starved by the traffic they watch).
 //! - `reservations_per_client`: live reservations a client may hold; one more answers 429
-//!   QuotaExceeded. Counted **per node**, from the reservations this node handed out since it
-//!   started (the store does not keep who asked for a reservation), until
-//!   they expire, or are matched, cancelled by wrong codes, released by an operator or their
-//!   session ends through this node (an end through another node is seen only at expiry, so
-//!   the count errs on the strict side). A client spread
-//!   over N nodes of a cluster may hold up to N times the limit.
+//!   QuotaExceeded. Here only who the client is ([`Limits::quota`]): the store counts the
+//!   client's live reservations and refuses one too many in the same step as the reservation
+//!   (`rules::quota`), so the count is exact under a burst, across the nodes of a cluster
+//!   and across restarts, and a reservation ended any way (match, expiry, wrong codes, an
+//!   operator's release, its session's end) frees its place at once.
 //! - `max_sessions`, `max_storage_bytes`: what the store holds; a call whose session or
 //!   fields would take it past them answers 507 StoreFull, and nothing is written. Counting
 //!   the store (`Store::usage`) walks every session, so it is read at most once a second and
@@ -26,7 +25,7 @@
 //! credential (an unverified name would let anyone spend someone else's bucket, or dodge
 //! their own by inventing names), else its address (`http::client`).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -44,7 +43,6 @@ use super::client::ClientAddr;
 use super::error::ApiError;
 use crate::broker::{Broker, Keyed};
 use crate::config::{Config, LimitsConfig};
-use crate::domain::{GroupName, SessionId};
 use crate::store::{Fields, IdempotencyKey, Usage, fields_bytes};
 
 /// How long a read of the store's usage serves before it is read again.
@@ -57,7 +55,6 @@ const BUCKETS_KEPT: usize = 100_000;
 pub struct Limits {
     config: LimitsConfig,
     buckets: Option<DefaultKeyedRateLimiter<String>>,
-    held: Mutex<Held>,
     count: Mutex<Count>,
     /// Keys with a call in flight ([`Limits::key_turn`]).
     keyed: Mutex<HashMap<IdempotencyKey, Arc<tokio::sync::Mutex<()>>>>,
@@ -213,94 +210,6 @@ impl Drop for Room<'_> {
     }
 }
 
-/// A reservation as the quota counts it: a session's hold in one group (a session holds at
-/// most one reservation per group, so this names it).
-pub type Hold = (SessionId, GroupName);
-
-/// The reservations this node handed out, by client.
-#[derive(Default)]
-struct Held {
-    by_client: HashMap<String, HashMap<Hold, Instant>>,
-    client_of: HashMap<SessionId, String>,
-    /// Places taken by calls still in flight, by client (`QuotaPlace`).
-    pending: HashMap<String, Pending>,
-}
-
-/// A client's calls in flight, as places in its quota.
-#[derive(Default)]
-struct Pending {
-    /// request-access calls by the hold they ask for, with how many ask for it: concurrent
-    /// calls of one session in one group get one reservation, so they take one place
-    /// between them (each took its own: a session's burst of renewals was refused 429).
-    holds: HashMap<Hold, u32>,
-    /// request-interaction calls: each makes a session of its own, so a reservation each.
-    fresh: u64,
-}
-
-impl Pending {
-    /// Places taken, besides the holds in `mine` (a hold recorded while a twin call of it
-    /// is still in flight counts once).
-    fn places(&self, mine: Option<&HashMap<Hold, Instant>>) -> u64 {
-        let new = self
-            .holds
-            .keys()
-            .filter(|h| mine.is_none_or(|m| !m.contains_key(*h)))
-            .count();
-        new as u64 + self.fresh
-    }
-
-    fn is_empty(&self) -> bool {
-        self.holds.is_empty() && self.fresh == 0
-    }
-}
-
-/// A call's place in its client's quota, from [`Limits::check_quota`] until the call ends:
-/// while it waits for the store it counts, so concurrent calls of one client cannot all pass
-/// a check of the same count (a burst of 150 took 150 places of 5). [`QuotaPlace::record`]
-/// turns it into a held reservation; dropped without, it frees the place.
-pub struct QuotaPlace<'a> {
-    limits: Option<&'a Limits>,
-    client: String,
-    /// The place this call takes while in flight: `Some(None)` a fresh reservation's,
-    /// `Some(Some(hold))` a share of its hold's; `None` when it takes none (a renewal).
-    pending: Option<Option<Hold>>,
-}
-
-impl QuotaPlace<'_> {
-    /// The reservation was handed out: it counts as held from now on, for `expires_in`.
-    pub fn record(self, hold: Hold, expires_in: Duration) {
-        if let Some(limits) = self.limits {
-            limits.record(&self.client, hold, expires_in);
-        }
-    }
-}
-
-impl Drop for QuotaPlace<'_> {
-    fn drop(&mut self) {
-        let (Some(limits), Some(place)) = (self.limits, self.pending.take()) else {
-            return;
-        };
-        let mut held = limits.held.lock();
-        let Some(pending) = held.pending.get_mut(&self.client) else {
-            return;
-        };
-        match place {
-            None => pending.fresh = pending.fresh.saturating_sub(1),
-            Some(hold) => {
-                if let Some(n) = pending.holds.get_mut(&hold) {
-                    *n -= 1;
-                    if *n == 0 {
-                        pending.holds.remove(&hold);
-                    }
-                }
-            }
-        }
-        if pending.is_empty() {
-            held.pending.remove(&self.client);
-        }
-    }
-}
-
 /// What a call is about to add to the store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Adds {
@@ -319,7 +228,6 @@ impl Limits {
         Self {
             config: config.clone(),
             buckets,
-            held: Mutex::new(Held::default()),
             count: Mutex::new(Count::default()),
             keyed: Mutex::new(HashMap::new()),
         }
@@ -358,9 +266,19 @@ impl Limits {
         format!("ip:{addr}")
     }
 
-    /// Whether reservations are counted per client (`reservations_per_client` set).
-    pub fn counts_clients(&self) -> bool {
-        self.config.reservations_per_client.is_some()
+    /// The quota a reservation carries when `reservations_per_client` is set: the client it
+    /// counts against and the limit (`rules::quota`; the store counts and refuses).
+    pub fn quota(
+        &self,
+        config: &Config,
+        headers: &HeaderMap,
+        addr: ClientAddr,
+    ) -> Option<crate::store::Quota> {
+        let limit = self.config.reservations_per_client?;
+        Some(crate::store::Quota {
+            client: Self::client(config, headers, addr).into(),
+            limit,
+        })
     }
 
     /// Takes a token from the client's bucket, or says when the next one comes.
@@ -377,123 +295,6 @@ impl Limits {
                 retry_after: wait.max(Duration::from_secs(1)),
             }
         })
-    }
-
-    /// Before a reservation: refused when the client already holds its quota. Asking again
-    /// for a `hold` the client holds (a renewal), or one another of its calls is asking
-    /// for, always passes; `None` asks for a new session's (request-interaction).
-    /// Keep the returned place until the call's reservation is recorded or refused.
-    pub fn check_quota(
-        &self,
-        client: &str,
-        hold: Option<&Hold>,
-    ) -> Result<QuotaPlace<'_>, ApiError> {
-        let Some(limit) = self.config.reservations_per_client else {
-            return Ok(QuotaPlace {
-                limits: None,
-                client: String::new(),
-                pending: None,
-            });
-        };
-        let mut held = self.held.lock();
-        let Held {
-            by_client, pending, ..
-        } = &mut *held;
-        let now = Instant::now();
-        let place = |pending| QuotaPlace {
-            limits: Some(self),
-            client: client.to_owned(),
-            pending,
-        };
-        let mine = by_client.get_mut(client).map(|mine| {
-            mine.retain(|_, until| *until > now);
-            &*mine
-        });
-        if let Some(h) = hold
-            && mine.is_some_and(|m| m.contains_key(h))
-        {
-            return Ok(place(None));
-        }
-        let waiting = pending.entry(client.to_owned()).or_default();
-        if let Some(n) = hold.and_then(|h| waiting.holds.get_mut(h)) {
-            *n += 1;
-            return Ok(place(Some(hold.cloned())));
-        }
-        let count = mine.map_or(0, |m| m.len() as u64);
-        let in_flight = waiting.places(mine);
-        if count + in_flight >= limit {
-            if waiting.is_empty() {
-                pending.remove(client);
-            }
-            // `in_flight`: the client's other calls still waiting for a number.
-            let waiting = match in_flight {
-                0 => String::new(),
-                n => format!(" and {n} more on the way"),
-            };
-            return Err(ApiError::QuotaExceeded(format!(
-                "this client holds {count} live reservations{waiting}; [limits] reservations_per_client allows {limit}"
-            )));
-        }
-        match hold {
-            Some(h) => {
-                waiting.holds.insert(h.clone(), 1);
-            }
-            None => waiting.fresh += 1,
-        }
-        Ok(place(Some(hold.cloned())))
-    }
-
-    /// After a reservation was handed out to `client`, held for `expires_in`.
-    pub fn record(&self, client: &str, hold: Hold, expires_in: Duration) {
-        if self.config.reservations_per_client.is_none() {
-            return;
-        }
-        let mut held = self.held.lock();
-        let until = Instant::now() + expires_in;
-        held.client_of.insert(hold.0.clone(), client.to_owned());
-        held.by_client
-            .entry(client.to_owned())
-            .or_default()
-            .insert(hold, until);
-        if held.client_of.len() > BUCKETS_KEPT {
-            let now = Instant::now();
-            let Held {
-                by_client,
-                client_of,
-                ..
-            } = &mut *held;
-            by_client.retain(|_, mine| {
-                mine.retain(|_, until| *until > now);
-                !mine.is_empty()
-            });
-            let live: HashSet<&SessionId> = by_client
-                .values()
-                .flat_map(|mine| mine.keys().map(|(session, _)| session))
-                .collect();
-            client_of.retain(|session, _| live.contains(session));
-        }
-    }
-
-    /// A reservation of `session` ended here: the one in `group` (matched), or all of them
-    /// (`None`: the session ended).
-    pub fn forget(&self, session: &SessionId, group: Option<&GroupName>) {
-        if self.config.reservations_per_client.is_none() {
-            return;
-        }
-        let mut held = self.held.lock();
-        let client = match group {
-            Some(_) => held.client_of.get(session).cloned(),
-            None => held.client_of.remove(session),
-        };
-        let Some(mine) = client.and_then(|c| held.by_client.get_mut(&c)) else {
-            return;
-        };
-        match group {
-            Some(group) => {
-                mine.remove(&(session.clone(), group.clone()));
-            }
-            None => mine.retain(|(held_by, _), _| held_by != session),
-        }
     }
 
     /// After a session or stored entry was ended through this node (its end committed): a

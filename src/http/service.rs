@@ -12,10 +12,10 @@ use super::auth;
 use super::client::ClientAddr;
 use super::error::ApiError;
 use super::idempotency::{self, Turn};
-use super::limits::{Adds, Limits, QuotaPlace};
+use super::limits::Adds;
 use super::params::Params;
 use super::reply::Reply;
-use crate::broker::{Access, AccessRequest, BrokerError, MatchParams, group_for};
+use crate::broker::{Access, AccessRequest, BrokerError, MatchParams};
 use crate::config::ServiceKind;
 use crate::domain::{
     AccessCode, AccessNumber, BookingTimeout, CodeLength, GroupName, PhoneNumber, SessionId,
@@ -73,11 +73,9 @@ async fn create_named(
     let (name, service) = found?;
     let params = Params::read(&parts, body, state.config.server.max_body_bytes).await?;
     let limits = &state.limits;
-    // Who the client is matters only for a reservation quota (a string built per request).
-    let client = || match limits.counts_clients() {
-        true => Limits::client(&state.config, headers, addr),
-        false => String::new(),
-    };
+    // Who the client is matters only for a reservation quota (a string built per request);
+    // the store counts its reservations and refuses one too many (`rules::quota`).
+    let quota = || limits.quota(&state.config, headers, addr);
     let key = match service.kind {
         ServiceKind::Session | ServiceKind::RequestInteraction => {
             idempotency::key(&state.config, headers, addr, &format!("service/{name}"))?
@@ -106,36 +104,27 @@ async fn create_named(
         }
         ServiceKind::RequestInteraction if key.is_some() => {
             let ttl = params.parse("_ttl", SessionTtl::parse)?;
-            let req = access_request(&params)?;
+            let req = AccessRequest {
+                quota: quota(),
+                ..access_request(&params)?
+            };
             let key = key.ok_or_else(|| ApiError::invalid("Idempotency-Key", "missing"))?;
-            let client = client();
-            let group = group_for(service, req.group.clone())?;
             let fields = params.user_fields();
             let _turn = match idempotency::turn(limits, broker, &key).await? {
                 Turn::Replay(answer) => return Ok(answer),
                 Turn::Go(turn) => turn,
             };
-            let allowed = match limits.check_quota(&client, None) {
-                Ok(place) => match limits.room_for(broker, Adds::Session, &fields).await {
-                    Ok(room) => Ok((place, room)),
-                    Err(refusal) => Err(refusal),
-                },
-                Err(refusal) => Err(refusal),
-            };
-            let (place, room) = match allowed {
-                Ok(allowed) => allowed,
+            let room = match limits.room_for(broker, Adds::Session, &fields).await {
+                Ok(room) => room,
                 Err(refusal) => return idempotency::replay_or(broker, Some(&key), refusal).await,
             };
+            // A replay reserves nothing, so the quota does not refuse it (the store counts
+            // only a creation).
             let answer = room.settle_keyed(
                 broker
                     .request_interaction_once(key, name, service, fields, ttl, req)
                     .await,
             )?;
-            // A replay reserved nothing now: its reservation was counted when it was made
-            // (counted again, it kept the client's quota spent after it had ended).
-            if answer.fresh {
-                record_answer(place, group, &answer.fields);
-            }
             Ok(Reply::new().fields(&answer.fields))
         }
         ServiceKind::Session => {
@@ -152,51 +141,29 @@ async fn create_named(
             // An id that cannot be a session's names no live session: 404, as the contract
             // says of `_id`, like an unknown one (and like `GET /service/{id}`).
             let id = SessionId::parse(id).map_err(|_| ApiError::no_session(id))?;
-            let req = access_request(&params)?;
-            let client = client();
-            // The quota counts a session's hold per group: asking again in one is a renewal.
-            let hold = match limits.counts_clients() {
-                true => Some((id.clone(), group_for(service, req.group.clone())?)),
-                false => None,
+            let req = AccessRequest {
+                quota: quota(),
+                ..access_request(&params)?
             };
-            let place = limits.check_quota(&client, hold.as_ref())?;
             let access = broker.request_access(service, id, req).await?;
-            if let Some(hold) = hold {
-                place.record(hold, access.reservation.expires_in);
-            }
             Ok(access_reply(access))
         }
         ServiceKind::RequestInteraction => {
             let ttl = params.parse("_ttl", SessionTtl::parse)?;
             let fields = params.user_fields();
-            let req = access_request(&params)?;
-            let group = group_for(service, req.group.clone())?;
-            let client = client();
-            let place = limits.check_quota(&client, None)?;
+            let req = AccessRequest {
+                quota: quota(),
+                ..access_request(&params)?
+            };
             let room = limits.room_for(broker, Adds::Session, &fields).await?;
             let access = room.settle(
                 broker
                     .request_interaction(name, service, fields, ttl, req)
                     .await,
             )?;
-            place.record(
-                (access.session.clone(), group),
-                access.reservation.expires_in,
-            );
             Ok(access_reply(access))
         }
         ServiceKind::MatchInteraction => match_interaction(state, service, &params).await,
-    }
-}
-
-/// Counts a fresh keyed request-interaction answer's reservation in `group` for the
-/// client's quota.
-fn record_answer(place: QuotaPlace<'_>, group: GroupName, answer: &crate::store::Fields) {
-    let field = |name: &str| answer.iter().find(|(k, _)| k == name).map(|(_, v)| v);
-    if let (Some(id), Some(secs)) = (field("_id"), field("_expiration_time"))
-        && let (Ok(id), Ok(secs)) = (SessionId::parse(id), secs.parse::<u64>())
-    {
-        place.record((id, group), std::time::Duration::from_secs(secs));
     }
 }
 
@@ -209,6 +176,7 @@ fn access_request(params: &Params) -> Result<AccessRequest, ApiError> {
         booking_timeout: params
             .parse("_booking_expiration_timeout", BookingTimeout::parse_lenient)?,
         pool_health: params.flag("_return_pool_health")?,
+        quota: None,
     })
 }
 
@@ -242,30 +210,9 @@ async fn match_interaction(
     };
     let multiple = params.flag("_return_multiple_matches")?.unwrap_or(false);
     let ends_session = p.end_session;
-    // One wrong code too many cancels a reservation: its session's quota has room again.
-    let found = state
-        .broker
-        .match_interaction(service, p)
-        .await
-        .inspect_err(|err| {
-            if let BrokerError::NoMatch {
-                locked: Some((session, group)),
-                ..
-            } = err
-            {
-                state.limits.forget(session, Some(group));
-            }
-        })?;
-    if let Some(session) = &found.locked {
-        state.limits.forget(session, Some(&found.group));
-    }
-    if !found.late {
-        // The match ended the hold in its group; `_delete_service` ended them all.
-        let group = (!ends_session).then_some(&found.group);
-        state.limits.forget(&found.session.id, group);
-        if ends_session {
-            state.limits.made_room();
-        }
+    let found = state.broker.match_interaction(service, p).await?;
+    if !found.late && ends_session {
+        state.limits.made_room();
     }
     let mut one = matched(found.session, return_data);
     if found.late {
@@ -314,7 +261,6 @@ async fn end(
 ) -> Result<Reply, ApiError> {
     let session = find_session(&state, &id, &headers).await?;
     state.broker.end_session(&session.id).await?;
-    state.limits.forget(&session.id, None);
     state.limits.made_room();
     Ok(Reply::new().field("_id", &session.id))
 }

@@ -14,6 +14,7 @@
 //! - [`call`]: what a call on a number does: match, late match, wrong-code count and lockout,
 //!   stray call, and the reason a refused call is given.
 //! - [`lifecycle`]: how reservations end, cool-down, what a number remembers, quarantine.
+//! - [`quota`]: whether a client may take one more reservation (`[limits]`).
 
 pub mod booking;
 pub mod call;
@@ -21,6 +22,7 @@ pub mod group;
 pub mod lifecycle;
 pub mod matching;
 pub mod pick;
+pub mod quota;
 
 pub use booking::{Booking, book, retry_after};
 pub use matching::{Refusal, check_match};

@@ -106,6 +106,10 @@ pub trait Store: Send + Sync + 'static {
     /// Reserves a number of `req.group` for an existing live session.
     async fn reserve(&self, req: ReserveRequest) -> Result<Reservation, ReserveError>;
 
+    /// The live reservations `client` holds in every group (`ReserveRequest::client`), as
+    /// every node of the store sees them: `[limits] reservations_per_client` counts these.
+    async fn client_holds(&self, client: &str) -> Result<Vec<Hold>, StoreError>;
+
     /// Creates a session and reserves for it in one atomic step: if no number is free,
     /// no session is left behind (request-interaction).
     async fn reserve_new_session(

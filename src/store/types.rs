@@ -147,7 +147,27 @@ pub struct ReserveRequest {
     /// Whether the answer must carry the pool's size and free count (a shared store counts
     /// them only when asked).
     pub pool_health: bool,
+    /// Who asks and how many live reservations it may hold (`[limits]
+    /// reservations_per_client`): a new reservation past it is refused
+    /// (`rules::quota`), and the client is kept with the reservation
+    /// (`Store::client_holds`), so every node and a restarted one count it.
+    pub quota: Option<Quota>,
 }
+
+/// A client's reservation quota, as a request carries it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Quota {
+    pub client: ClientId,
+    pub limit: u64,
+}
+
+/// A client as `[limits]` names it (`user:NAME` or `ip:ADDRESS`), shared by the reservations
+/// it holds.
+pub type ClientId = std::sync::Arc<str>;
+
+/// A live reservation as a client's quota counts it: a session's hold in one group (a session
+/// holds at most one reservation per group, so this names it).
+pub type Hold = (SessionId, GroupName);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reservation {
@@ -172,6 +192,9 @@ pub enum ReserveError {
         /// Until the group's first reservation ends (at least one second).
         retry_after: Duration,
     },
+    /// The client holds as many live reservations as its quota (`rules::quota`).
+    #[error("client quota reached")]
+    QuotaExceeded { held: u64, limit: u64 },
     /// A [`super::Creation::Refused`] whose key had no answer to replay, or an update of an
     /// entry that is not there.
     #[error("refused before the store")]

@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use super::{
     AddNumbers, AnswerFn, Creation, DeleteGroup, DynStore, Fields, FreeNumber, GroupChange,
-    GroupDetail, GroupSpec, GroupStats, IdempotencyKey, MatchOutcome, MatchRequest, NewSession,
-    NumbersFilter, Once, OpenError, PendingEvent, PutGroup, RemoveNumber, Reservation,
+    GroupDetail, GroupSpec, GroupStats, Hold, IdempotencyKey, MatchOutcome, MatchRequest,
+    NewSession, NumbersFilter, Once, OpenError, PendingEvent, PutGroup, RemoveNumber, Reservation,
     ReservationFilter, ReservationView, ReserveError, ReserveRequest, Session, Store, StoreError,
     StoreOptions, StoreUrl, Usage,
 };
@@ -228,6 +228,10 @@ impl Store for WaitingStore {
 
     async fn due_events(&self, limit: usize) -> Result<Vec<PendingEvent>, StoreError> {
         self.real()?.due_events(limit).await
+    }
+
+    async fn client_holds(&self, client: &str) -> Result<Vec<Hold>, StoreError> {
+        self.real()?.client_holds(client).await
     }
 
     async fn events_done(&self, ids: &[String]) -> Result<(), StoreError> {

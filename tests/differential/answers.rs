@@ -129,6 +129,7 @@ impl Run {
         let kinds = [
             ("reserve -> Ok", "reserve", "-> Ok"),
             ("Exhausted", "", "Exhausted"),
+            ("QuotaExceeded", "", "QuotaExceeded"),
             ("SessionNotFound", "", "SessionNotFound"),
             ("UnknownGroup", "", "UnknownGroup"),
             ("matched", "match", "-> 7-"),

@@ -7,7 +7,7 @@ use std::time::Duration;
 use access_broker::domain::{
     AccessCode, AccessNumber, Allocation, BookingTimeout, GroupName, PhoneNumber, SessionId,
 };
-use access_broker::store::{NewSession, ReserveRequest};
+use access_broker::store::{NewSession, Quota, ReserveRequest};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -41,6 +41,9 @@ pub struct Run {
     pub deadlines: Vec<u64>,
     pub history: Vec<String>,
     next_number: u32,
+    /// Every reservation of the run carries a quota of this many for one of two clients
+    /// (`[limits] reservations_per_client`), in every other seed's run.
+    quota_limit: Option<u64>,
 }
 
 /// The groups every run starts with: one per allocation, 3..=8 numbers each.
@@ -87,6 +90,8 @@ impl Run {
             deadlines: Vec::new(),
             history: Vec::new(),
             next_number: 100,
+            // From the seed, not the generator: the runs without quotas draw as they did.
+            quota_limit: (seed % 2 == 1).then_some(1 + (seed / 2) % 3),
         }
     }
 
@@ -245,6 +250,11 @@ impl Run {
             let p = format!("+3161234{:04}", self.rng.random_range(0..3));
             PhoneNumber::parse(&p).expect("phone")
         });
+        let pool_health = self.chance(0.6);
+        let quota = self.quota_limit.map(|limit| Quota {
+            client: ["ip:a", "ip:b"][self.index(2)].into(),
+            limit,
+        });
         ReserveRequest {
             session,
             group,
@@ -252,18 +262,20 @@ impl Run {
             provide_code: code.is_some(),
             code,
             phone,
-            pool_health: self.chance(0.6),
+            pool_health,
+            quota,
         }
     }
 
     pub fn describe(&self, who: &str, req: &ReserveRequest) -> String {
         format!(
-            "reserve {who} in {} timeout={:?} code={:?} phone={:?} pool_health={}",
+            "reserve {who} in {} timeout={:?} code={:?} phone={:?} pool_health={} quota={:?}",
             req.group,
             req.timeout.map(|t| t.secs()),
             req.code.as_ref().map(|c| c.as_str()),
             req.phone.as_ref().map(|p| p.as_str()),
-            req.pool_health
+            req.pool_health,
+            req.quota
         )
     }
 

@@ -61,12 +61,22 @@ impl Cluster {
     /// Starts `n` nodes on a fresh schema; panics when PostgreSQL is not configured (mark the
     /// test `#[cfg_attr(no_postgres, ignore = …)]`).
     pub async fn start(n: usize, pool: usize, booking: u32) -> Cluster {
+        Self::start_with(n, pool, booking, "").await
+    }
+
+    /// [`Cluster::start`] with `extra` TOML (tables) at the end of every node's config.
+    pub async fn start_with(n: usize, pool: usize, booking: u32, extra: &str) -> Cluster {
         let watchdog = Watchdog::start(limit());
         let schema = Schema::require().await;
         let dir = tempfile::tempdir().expect("dir");
         let url = schema.url_string();
         let nodes = (1..=n)
-            .map(|id| Node::start(&config(&dir, id, pool, booking), &url, &[]))
+            .map(|id| {
+                let path = config(&dir, id, pool, booking);
+                let text = std::fs::read_to_string(&path).expect("read config");
+                std::fs::write(&path, format!("{text}\n{extra}\n")).expect("write config");
+                Node::start(&path, &url, &[])
+            })
             .collect();
         // Idle connections kept less long than the server's header_timeout_ms (10 s), which
         // also closes idle keep-alive connections: a pooled connection reused just as the

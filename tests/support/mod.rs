@@ -224,5 +224,6 @@ pub fn reserve_request(session: &SessionId, group: &GroupName) -> ReserveRequest
         provide_code: false,
         phone: None,
         pool_health: true,
+        quota: None,
     }
 }

@@ -30,6 +30,8 @@ pub enum Change {
         phone: Option<PhoneNumber>,
         expires_at: UnixMillis,
         wrong_codes: u32,
+        /// Who asked for it, when clients are counted (`ReserveRequest::client`).
+        client: Option<crate::store::ClientId>,
     },
     /// A reservation ended: the number is lendable from `freed_at` and remembers it.
     Released {

@@ -281,6 +281,10 @@ impl Store for LocalStore {
             .await?
     }
 
+    async fn client_holds(&self, client: &str) -> Result<Vec<super::Hold>, StoreError> {
+        self.read(|e, now, _| e.client_holds(client, now)).await
+    }
+
     async fn reserve_new_session(
         &self,
         session: NewSession,

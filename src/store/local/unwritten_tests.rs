@@ -90,6 +90,7 @@ async fn writes_that_change_nothing_answer_while_writes_fail() {
         provide_code: false,
         phone: None,
         pool_health: false,
+        quota: None,
     };
     let unknown = SessionId::generate(&node);
     assert!(matches!(

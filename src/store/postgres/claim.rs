@@ -127,6 +127,50 @@ pub fn lock_sessions<'a>(ids: &'a [&'a str]) -> Stmt<'a> {
     .bind(ids, Type::TEXT_ARRAY)
 }
 
+/// Waits for, then holds until the transaction ends, a lock of each client the batch counts
+/// (`clients` sorted by the caller, so batches sharing clients queue in one order; taken
+/// before the sessions, and by nothing else, so no cycle of waits can form): the batch then
+/// reads each client's holds ([`client_holds`]) knowing no other batch on any node adds to
+/// them before it commits, and `[limits] reservations_per_client` holds across nodes.
+/// (Different keys from the cursors' locks: a seed of 11, not 7.)
+pub fn lock_clients<'a>(clients: &'a [&'a str]) -> Stmt<'a> {
+    Stmt::new(
+        "SELECT pg_advisory_xact_lock(hashtextextended(current_schema() || '/' || c, 11))
+           FROM unnest($1::text[]) AS q(c)",
+    )
+    .bind(clients, Type::TEXT_ARRAY)
+}
+
+/// The live reservations each of `clients` holds, by [`NOW`]: rows `(client, session,
+/// group)` ([`client_holds_from`]). Sent after [`lock_clients`], so it reads what every
+/// batch that held a client's lock before committed.
+pub fn client_holds<'a>(frozen: Option<i64>, clients: &'a [&'a str]) -> Stmt<'a> {
+    static SQL: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            "SELECT client, session, group_name FROM numbers
+              WHERE client = ANY($2::text[]) AND session IS NOT NULL AND expires_at > {}",
+            now_param(1)
+        )
+    });
+    Stmt::new(SQL.as_str())
+        .bind(frozen, Type::INT8)
+        .bind(clients, Type::TEXT_ARRAY)
+}
+
+/// Each client's live holds as `(session, group)`, from [`client_holds`]'s rows.
+pub fn client_holds_from(
+    rows: &[tokio_postgres::Row],
+) -> HashMap<String, std::collections::HashSet<(String, String)>> {
+    let mut holds: HashMap<String, std::collections::HashSet<(String, String)>> = HashMap::new();
+    for row in rows {
+        holds
+            .entry(row.get(0))
+            .or_default()
+            .insert((row.get(1), row.get(2)));
+    }
+    holds
+}
+
 /// The reads of a request-access batch that lock rows, in one statement: the batch's
 /// sessions, each with the reservations it holds (a renewal rewrites them), then, in each
 /// round-robin or least-recently-used group, as many free candidate numbers as the batch

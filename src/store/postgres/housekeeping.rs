@@ -35,7 +35,8 @@ pub async fn purge(
                            ORDER BY expires_at LIMIT 10000 FOR UPDATE SKIP LOCKED)
              UPDATE numbers n SET last_session = n.session, last_code = n.code,
                     last_phone = n.phone, last_end = n.expires_at, last_reason = 'expired',
-                    session = NULL, code = NULL, phone = NULL, expires_at = NULL, wrong_codes = 0
+                    session = NULL, code = NULL, phone = NULL, expires_at = NULL, wrong_codes = 0,
+                    client = NULL
                FROM due WHERE n.number = due.number
              RETURNING n.number, n.group_name, n.last_session, n.last_end",
             &[&now],
@@ -50,6 +51,7 @@ pub async fn purge(
     let gone =
         "DELETE FROM numbers WHERE retiring AND NOT (session IS NOT NULL AND expires_at > $1)";
     n += tx.execute(gone, &[&now]).await.map_err(pg_error)?;
+
     touch_node(tx, now, node).await?;
     Ok((n, events))
 }

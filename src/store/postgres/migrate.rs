@@ -6,7 +6,7 @@ use deadpool_postgres::Transaction;
 use super::pg_error;
 use crate::store::StoreError;
 
-const MIGRATIONS: [&str; 9] = [
+const MIGRATIONS: [&str; 10] = [
     include_str!("../../../migrations/postgres/0001_init.sql"),
     include_str!("../../../migrations/postgres/0002_config_hash.sql"),
     include_str!("../../../migrations/postgres/0003_rules_leave_sql.sql"),
@@ -16,6 +16,7 @@ const MIGRATIONS: [&str; 9] = [
     include_str!("../../../migrations/postgres/0007_heap_only_pairs.sql"),
     include_str!("../../../migrations/postgres/0008_field_bytes.sql"),
     include_str!("../../../migrations/postgres/0009_outbox_retries.sql"),
+    include_str!("../../../migrations/postgres/0010_reservation_client.sql"),
 ];
 /// Any constant; every node uses the same one.
 const LOCK_KEY: i64 = 0x6163_6365_7373;

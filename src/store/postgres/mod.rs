@@ -265,6 +265,11 @@ impl Store for PgStore {
         self.reserving.call(req).await
     }
 
+    async fn client_holds(&self, client: &str) -> Result<Vec<crate::store::Hold>, StoreError> {
+        let client = client.to_owned();
+        in_tx!(self, usage::client_holds, client).await
+    }
+
     async fn reserve_new_session(
         &self,
         session: NewSession,

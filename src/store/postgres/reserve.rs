@@ -97,6 +97,8 @@ struct Written {
     new: bool,
     /// Its group allocates least recently used first, so the write keeps `lru_at`.
     lru: bool,
+    /// Who asked, when clients are counted (`numbers.client`, migration 10).
+    client: Option<crate::store::ClientId>,
 }
 
 /// Request-access calls decided one by one in order, as if each came alone, in the caller's
@@ -127,19 +129,37 @@ pub async fn reserve_many<C: GenericClient>(
         .collect();
     pairs.sort_unstable();
     pairs.dedup();
-    // Sent together after BEGIN; the last two lock, in the lock order (sessions, then
-    // numbers), the sessions first in a statement of their own (`claim::lock_sessions`).
-    let reads = [
-        claim::now_stmt(frozen),
-        claim::groups(&names),
-        claim::lock_sessions(&ids),
-        claim::reads(frozen, &ids, pairs.into_iter().unzip(), walks.hints(&names)),
-    ];
+    // The clients whose quota the batch counts (`[limits] reservations_per_client`).
+    let mut clients: Vec<&str> = reqs
+        .iter()
+        .filter_map(|r| r.quota.as_ref().map(|q| &*q.client))
+        .collect();
+    clients.sort_unstable();
+    clients.dedup();
+    // Sent together after BEGIN; the last ones lock, in the lock order (clients, sessions,
+    // then numbers), the sessions in a statement of their own (`claim::lock_sessions`).
+    let mut reads = vec![claim::now_stmt(frozen), claim::groups(&names)];
+    if !clients.is_empty() {
+        reads.push(claim::lock_clients(&clients));
+        reads.push(claim::client_holds(frozen, &clients));
+    }
+    reads.push(claim::lock_sessions(&ids));
+    reads.push(claim::reads(
+        frozen,
+        &ids,
+        pairs.into_iter().unzip(),
+        walks.hints(&names),
+    ));
     let read = send(tx, &reads).await.map_err(pg_error)?;
     let now = claim::now_from(&read[0])?;
     let groups = claim::groups_from(&read[1])?;
-    let claim::Locked { sessions, held } = claim::sessions_from(&read[3], now);
-    let mut prefetched = claim::pools_from(&read[3])?;
+    let mut by_client = match clients.is_empty() {
+        true => HashMap::new(),
+        false => claim::client_holds_from(&read[3]),
+    };
+    let last = &read[read.len() - 1];
+    let claim::Locked { sessions, held } = claim::sessions_from(last, now);
+    let mut prefetched = claim::pools_from(last)?;
 
     // (session, group) → the live reservation.
     let mut holds: HashMap<(String, String), Hold> = held
@@ -194,6 +214,13 @@ pub async fn reserve_many<C: GenericClient>(
                 .take(&mut rand::rng())
                 .map(|f| (f.number, f.at, f.lapsed))
         };
+        if let (None, Some(quota)) = (&current, &req.quota) {
+            let held = by_client.get(&*quota.client).map_or(0, |h| h.len()) as u64;
+            if let Err(refusal) = rules::quota::admit(quota, held) {
+                answers.push(Err(refusal));
+                continue;
+            }
+        }
         let mut taken = match &current {
             Some(hold) => Some((hold.number.clone(), hold.at.clone(), None)),
             None => take(state),
@@ -257,6 +284,12 @@ pub async fn reserve_many<C: GenericClient>(
             at: at.clone(),
             booking: booking.clone(),
         };
+        if let Some(quota) = &req.quota {
+            by_client
+                .entry(quota.client.to_string())
+                .or_default()
+                .insert(key.clone());
+        }
         holds.insert(key, hold);
         // New to the session's list unless it held the number when the batch read it: a
         // second call of the session in this batch renews what the first took, and must not
@@ -271,6 +304,7 @@ pub async fn reserve_many<C: GenericClient>(
                 free_from,
                 new,
                 lru: state.row.allocation == crate::domain::Allocation::LeastRecentlyUsed,
+                client: req.quota.as_ref().map(|q| q.client.clone()),
             },
         );
     }
@@ -533,6 +567,7 @@ impl Writes {
             let mut expiries = Vec::with_capacity(written.len());
             let mut frees = Vec::with_capacity(written.len());
             let mut lru = Vec::with_capacity(written.len());
+            let mut clients = Vec::with_capacity(written.len());
             for w in written.values() {
                 rows.push(w.at.as_str());
                 sessions.push(w.session.as_str());
@@ -541,6 +576,7 @@ impl Writes {
                 expiries.push(w.booking.expires_at.0);
                 frees.push(w.free_from);
                 lru.push(w.lru);
+                clients.push(w.client.as_deref());
             }
             // Each row by its address: see [`RESERVE_SQL`].
             let count = i64::try_from(written.len()).unwrap_or(i64::MAX);
@@ -554,7 +590,8 @@ impl Writes {
                     .bind(frees, Type::INT8_ARRAY)
                     .bind(lru, Type::BOOL_ARRAY)
                     .bind(self.now, Type::INT8)
-                    .bind(count, Type::INT8),
+                    .bind(count, Type::INT8)
+                    .bind(clients, Type::TEXT_ARRAY),
             );
             if let Some(stmt) = self.holds_stmt() {
                 stmts.push(stmt);
@@ -635,7 +672,8 @@ pub async fn reserve_new_session(
 /// reservation no purge has recorded yet keeps that one as its last (late calls, failure
 /// reasons; its expiry event came with the candidate, `claim::Found`); a renewal (the row's
 /// reservation is live) keeps its wrong-code count. `lru_at` moves only in
-/// least-recently-used groups (migration 7).
+/// least-recently-used groups (migration 7). `client` is who asked when clients are counted;
+/// a renewal that does not count them keeps the live reservation's (migration 10).
 static RESERVE_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     format!(
         "WITH u AS (UPDATE numbers n SET session = x.session, code = x.code, phone = x.phone,
@@ -646,10 +684,12 @@ static RESERVE_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
                 last_code = CASE WHEN n.expires_at <= $8 THEN n.code ELSE n.last_code END,
                 last_phone = CASE WHEN n.expires_at <= $8 THEN n.phone ELSE n.last_phone END,
                 last_end = CASE WHEN n.expires_at <= $8 THEN n.expires_at ELSE n.last_end END,
-                last_reason = CASE WHEN n.expires_at <= $8 THEN 'expired' ELSE n.last_reason END
+                last_reason = CASE WHEN n.expires_at <= $8 THEN 'expired' ELSE n.last_reason END,
+                client = CASE WHEN x.client IS NOT NULL THEN x.client
+                              WHEN n.expires_at > $8 THEN n.client END
                FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int8[],
-                           $6::int8[], $7::bool[])
-                    AS x(at, session, code, phone, expires, free_from, lru)
+                           $6::int8[], $7::bool[], $10::text[])
+                    AS x(at, session, code, phone, expires, free_from, lru, client)
               WHERE n.ctid = x.at::tid
           RETURNING 1)
          {}",

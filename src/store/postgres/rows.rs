@@ -162,7 +162,8 @@ fn update_rows<'a>(rows: &[(&'a String, &'a NumberRow)]) -> Stmt<'a> {
                     last_session = x.last_session, last_code = x.last_code,
                     last_phone = x.last_phone, last_end = x.last_end, last_reason = x.last_reason,
                     strays = x.strays::int8[], quarantined_at = x.quarantined_at,
-                    lru_at = CASE WHEN x.lru THEN x.freed_at ELSE n.lru_at END
+                    lru_at = CASE WHEN x.lru THEN x.freed_at ELSE n.lru_at END,
+                    client = CASE WHEN x.session IS NOT NULL THEN n.client END
                FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int8[], $6::int4[],
                            $7::int8[], $8::text[], $9::text[], $10::text[], $11::int8[],
                            $12::text[], $13::text[], $14::int8[], $15::bool[])

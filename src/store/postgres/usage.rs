@@ -1,5 +1,6 @@
 //! What the shared store holds, for `[limits]` (`Store::usage`): live sessions and the bytes
-//! of live stored fields, counted over every node's rows.
+//! of live stored fields, counted over every node's rows; and the live reservations of one
+//! client (`Store::client_holds`).
 //!
 //! The bytes are the fields' names and values (`data.bytes`, written with each row by
 //! `store::fields::fields_bytes`), as the embedded stores count them.
@@ -7,7 +8,8 @@
 use deadpool_postgres::Transaction;
 
 use super::pg_error;
-use crate::store::{StoreError, Usage};
+use crate::domain::{GroupName, SessionId};
+use crate::store::{Hold, StoreError, Usage};
 
 pub async fn usage(tx: &Transaction<'_>, now: i64) -> Result<Usage, StoreError> {
     let row = tx
@@ -22,4 +24,28 @@ pub async fn usage(tx: &Transaction<'_>, now: i64) -> Result<Usage, StoreError> 
         sessions: u64::try_from(row.get::<_, i64>(0)).unwrap_or(0),
         stored_bytes: u64::try_from(row.get::<_, i64>(1)).unwrap_or(0),
     })
+}
+
+/// The live reservations `client` holds (`numbers.client`, migration 10).
+pub async fn client_holds(
+    tx: &Transaction<'_>,
+    now: i64,
+    client: &String,
+) -> Result<Vec<Hold>, StoreError> {
+    let rows = tx
+        .query(
+            "SELECT session, group_name FROM numbers
+              WHERE client = $1 AND session IS NOT NULL AND expires_at > $2",
+            &[client, &now],
+        )
+        .await
+        .map_err(pg_error)?;
+    let bad = |what: &'static str| StoreError::corrupt(what, "unreadable reservation");
+    rows.iter()
+        .map(|row| {
+            let session = SessionId::parse(row.get(0)).map_err(|_| bad("numbers.session"))?;
+            let group = GroupName::parse(row.get(1)).map_err(|_| bad("numbers.group_name"))?;
+            Ok((session, group))
+        })
+        .collect()
 }

@@ -129,8 +129,9 @@ fn apply(st: &mut Statements<'_>, change: &Change) -> rusqlite::Result<()> {
             phone,
             expires_at,
             wrong_codes,
+            client,
         } => {
-            let sql = "INSERT OR REPLACE INTO reservations (number, session, code, phone, expires_at, wrong_codes) VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
+            let sql = "INSERT OR REPLACE INTO reservations (number, session, code, phone, expires_at, wrong_codes, client) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
             let (code, phone) = (
                 code.as_ref().map(|c| c.as_str()),
                 phone.as_ref().map(|p| p.as_str()),
@@ -141,7 +142,8 @@ fn apply(st: &mut Statements<'_>, change: &Change) -> rusqlite::Result<()> {
                 code,
                 phone,
                 expires_at.0,
-                wrong_codes
+                wrong_codes,
+                client.as_deref()
             ])?;
         }
         Change::Released {

@@ -50,6 +50,7 @@ fn runs_of_numbers_are_written_in_order_with_the_changes_between_them() {
         phone: None,
         expires_at: UnixMillis(5_000),
         wrong_codes: 0,
+        client: None,
     });
     first.push(added("A", "5559999999", 1_002, false));
     // Removed, then added to another group: the second run comes after the delete; a

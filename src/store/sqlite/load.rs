@@ -119,7 +119,7 @@ pub fn load(conn: &mut Connection, now: UnixMillis) -> Result<Engine, String> {
     let since = now
         .0
         .saturating_sub(rules::lifecycle::MEMORY.as_millis() as i64);
-    let mut stmt = conn.prepare("SELECT number, session, code, phone, expires_at, wrong_codes FROM reservations WHERE expires_at > ?1").map_err(sql_err)?;
+    let mut stmt = conn.prepare("SELECT number, session, code, phone, expires_at, wrong_codes, client FROM reservations WHERE expires_at > ?1").map_err(sql_err)?;
     let rows = stmt
         .query_map([since], |r| {
             Ok((
@@ -129,11 +129,13 @@ pub fn load(conn: &mut Connection, now: UnixMillis) -> Result<Engine, String> {
                 r.get::<_, Option<String>>(3)?,
                 r.get::<_, i64>(4)?,
                 r.get::<_, u32>(5)?,
+                r.get::<_, Option<String>>(6)?,
             ))
         })
         .map_err(sql_err)?;
     for row in rows {
-        let (number, session, code, phone, expires_at, wrong_codes) = row.map_err(sql_err)?;
+        let (number, session, code, phone, expires_at, wrong_codes, client) =
+            row.map_err(sql_err)?;
         reservations.push(StoredReservation {
             number: AccessNumber::parse(&number).map_err(|_| bad("number", &number))?,
             session: SessionId::parse(&session).map_err(|_| bad("session", &session))?,
@@ -141,6 +143,7 @@ pub fn load(conn: &mut Connection, now: UnixMillis) -> Result<Engine, String> {
             phone: phone.map(PhoneNumber::from_stored),
             expires_at: UnixMillis(expires_at),
             wrong_codes,
+            client: client.map(crate::store::ClientId::from),
         });
     }
     drop(stmt);

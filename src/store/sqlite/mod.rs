@@ -35,7 +35,7 @@ use rusqlite::Connection;
 use super::local::LocalStore;
 use super::{DynStore, OpenError, SqliteSync, StoreOptions, sweeper};
 
-const MIGRATIONS: [&str; 7] = [
+const MIGRATIONS: [&str; 8] = [
     include_str!("../../../migrations/sqlite/0001_init.sql"),
     include_str!("../../../migrations/sqlite/0002_number_lifecycle.sql"),
     include_str!("../../../migrations/sqlite/0003_events_outbox.sql"),
@@ -43,6 +43,7 @@ const MIGRATIONS: [&str; 7] = [
     include_str!("../../../migrations/sqlite/0005_expiry_indexes.sql"),
     include_str!("../../../migrations/sqlite/0006_without_rowid.sql"),
     include_str!("../../../migrations/sqlite/0007_retiring_index.sql"),
+    include_str!("../../../migrations/sqlite/0008_reservation_client.sql"),
 ];
 
 pub async fn open(path: &Path, options: &StoreOptions) -> Result<DynStore, OpenError> {

@@ -7,6 +7,7 @@
 
 mod admin;
 mod calls;
+mod clients;
 mod once;
 pub mod outbox;
 mod reserve;
@@ -27,7 +28,9 @@ use crate::domain::{
     AccessCode, AccessNumber, DataId, GroupName, PhoneNumber, SessionId, UnixMillis,
 };
 use crate::rules;
-use crate::store::{Fields, GroupSettings, NewSession, Session, fields_bytes, merge_fields};
+use crate::store::{
+    ClientId, Fields, GroupSettings, NewSession, Session, fields_bytes, merge_fields,
+};
 
 use super::free_set::FreeSet;
 use super::journal::{Change, ChangeLog, record};
@@ -64,6 +67,10 @@ pub struct Engine {
     /// Events of the running operation, published by the store once it is durable.
     emitted: Vec<crate::events::Event>,
     remembered: once::Remembered,
+    /// Where each client's holds are (`Hold::client`), for `[limits]
+    /// reservations_per_client`. An entry may outlive its hold (the slot taken since by
+    /// another); [`Engine::client_holds`] reads each through its slot.
+    by_client: HashMap<ClientId, Vec<(GroupIdx, Pos)>>,
 }
 
 #[derive(Debug)]
@@ -133,6 +140,8 @@ struct Hold {
     retiring: bool,
     /// Wrong codes it survived.
     wrong_codes: u32,
+    /// Who asked for it, when clients are counted (`ReserveRequest::client`).
+    client: Option<ClientId>,
 }
 
 #[derive(Debug)]

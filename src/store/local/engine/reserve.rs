@@ -186,6 +186,9 @@ impl Engine {
         if let Some(session) = self.sessions.get_mut(&hold.session) {
             session.holds.retain(|&h| h != (g, pos));
         }
+        if let Some(client) = &hold.client {
+            self.forget_client(g, pos, client);
+        }
         true
     }
 
@@ -206,7 +209,13 @@ impl Engine {
             .map(|h| h.1);
         let pos = match existing {
             Some(pos) => pos,
-            None => self.take_free(g, &req, now, log)?,
+            None => {
+                if let Some(quota) = &req.quota {
+                    let held = self.client_hold_count(&quota.client, now, quota.limit);
+                    rules::quota::admit(quota, held)?;
+                }
+                self.take_free(g, &req, now, log)?
+            }
         };
         let group = self.group_mut(g);
         let slot = &mut group.slots[pos as usize];
@@ -232,6 +241,12 @@ impl Engine {
         hold.expires_at = expires_at;
         hold.code = booking.code;
         hold.phone = booking.phone;
+        // A renewal without a client (clients not counted) leaves the hold's as it is.
+        let client_before = hold.client.clone();
+        if let Some(quota) = &req.quota {
+            hold.client = Some(quota.client.clone());
+        }
+        let client = hold.client.clone();
         let reservation = Reservation {
             number: slot.number.clone(),
             code: hold.code.clone(),
@@ -247,8 +262,10 @@ impl Engine {
             phone: hold.phone.clone(),
             expires_at,
             wrong_codes,
+            client: client.clone(),
         });
         group.expiries.push(Reverse((expires_at, pos)));
+        self.hold_passes(g, pos, client_before.as_ref(), client.as_ref());
         if existing.is_none() && self.wants_events() {
             let event = Event::new(
                 EventKind::Created,
@@ -283,6 +300,7 @@ impl Engine {
             expires_at: now,
             retiring: false,
             wrong_codes: 0,
+            client: None,
         }));
         if let Some(cursor) = group.free.cursor() {
             let name = group.settings.name.clone();

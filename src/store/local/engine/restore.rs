@@ -31,6 +31,7 @@ pub struct StoredReservation {
     pub phone: Option<PhoneNumber>,
     pub expires_at: UnixMillis,
     pub wrong_codes: u32,
+    pub client: Option<crate::store::ClientId>,
 }
 
 impl Engine {
@@ -178,8 +179,10 @@ impl Engine {
                 expires_at: r.expires_at,
                 retiring: false,
                 wrong_codes: r.wrong_codes,
+                client: r.client.clone(),
             }));
             group.expiries.push(Reverse((r.expires_at, pos)));
+            self.hold_passes(g, pos, None, r.client.as_ref());
         }
         for (g, pos, freed_at) in freed {
             let freed_at = expired
