@@ -276,15 +276,7 @@ async fn two_nodes_turns() {
             tokio::spawn(async move {
                 let url = cluster.url(i).to_owned();
                 let client = &cluster.client;
-                let session: serde_json::Value = client
-                    .post(format!("{url}/genesys/1/service/callback"))
-                    .send()
-                    .await
-                    .expect("session")
-                    .json()
-                    .await
-                    .expect("session json");
-                let id = session["_id"].as_str().expect("_id").to_owned();
+                let id = cluster.session(i).await;
                 let (mut taken, mut refused) = (0, Vec::new());
                 while Instant::now() < until {
                     let r = client
@@ -350,15 +342,7 @@ async fn quota_across_nodes() {
     let client = &cluster.client;
     let mut sessions = Vec::new();
     for i in 0..20 {
-        let session: serde_json::Value = client
-            .post(format!("{}/genesys/1/service/callback", cluster.url(i)))
-            .send()
-            .await
-            .expect("session")
-            .json()
-            .await
-            .expect("session json");
-        sessions.push(session["_id"].as_str().expect("_id").to_owned());
+        sessions.push(cluster.session(i).await);
     }
     let calls = sessions.iter().enumerate().map(|(i, id)| {
         let url = format!("{}/genesys/1/service/request-access", cluster.url(i));

@@ -579,14 +579,7 @@ async fn a_clients_quota_survives_reopen() {
     let (url, clock) = (t.url.clone(), t.clock.clone());
     drop(t.store);
     let reopened = store::open(&url, &options(&clock)).await.expect("reopens");
-    assert_eq!(
-        reopened
-            .client_holds("ip:192.0.2.7")
-            .await
-            .expect("holds")
-            .len(),
-        2
-    );
+    assert_eq!(holds_of(&reopened, "ip:192.0.2.7").await, 2);
     let refused = reopened.reserve(with_quota(&sessions[2])).await;
     assert!(
         matches!(
@@ -620,12 +613,9 @@ async fn a_clients_quota_survives_reopen() {
             .into_session()
             .is_some()
     );
-    assert_eq!(
-        reopened
-            .client_holds("ip:192.0.2.7")
-            .await
-            .expect("holds")
-            .len(),
-        1
-    );
+    assert_eq!(holds_of(&reopened, "ip:192.0.2.7").await, 1);
+}
+
+async fn holds_of(store: &store::DynStore, client: &str) -> usize {
+    store.client_holds(client).await.expect("holds").len()
 }

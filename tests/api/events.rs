@@ -375,15 +375,7 @@ async fn a_receiver_that_takes_few_at_once_is_sent_few_at_once() {
         );
         let url = serve_hook(hook).await;
         let (store, events) = outbox_on(Backend::Memory, 200).await;
-        let metrics = Arc::new(access_broker::metrics::Metrics::new());
-        let (_stop, running) = tokio::sync::watch::channel(false);
-        let node = deliver::spawn(
-            store.store.clone(),
-            events_to(&url),
-            metrics,
-            running,
-            Duration::from_secs(1),
-        );
+        let (_stop, node) = deliver_to(&store, &url);
         let mut delivered = std::collections::HashSet::new();
         let mut waits = 0;
         while delivered.len() < events.len() {
@@ -432,15 +424,7 @@ async fn a_retry_goes_before_the_backlog(backend: Backend) {
         );
         let url = serve_hook(hook).await;
         let (store, _) = outbox_on(backend, QUEUED).await;
-        let metrics = Arc::new(access_broker::metrics::Metrics::new());
-        let (_stop, running) = tokio::sync::watch::channel(false);
-        let node = deliver::spawn(
-            store.store.clone(),
-            events_to(&url),
-            metrics,
-            running,
-            Duration::from_secs(1),
-        );
+        let (_stop, node) = deliver_to(&store, &url);
         let id_of = |body: &str| serde_json::from_str::<Value>(body).expect("JSON")["id"].clone();
         let failed = id_of(&next_within(&mut arrived, 10).await.expect("a first post"));
         let mut before_retry = 0;
@@ -535,6 +519,24 @@ async fn second_node(first: &TestStore) -> store::DynStore {
         .expect("second node")
 }
 
+/// A node's delivery of `store`'s outbox to `url`, running until the task is aborted (or the
+/// sender, kept by the caller, says stop).
+fn deliver_to(
+    store: &TestStore,
+    url: &str,
+) -> (tokio::sync::watch::Sender<bool>, tokio::task::JoinHandle<()>) {
+    let metrics = Arc::new(access_broker::metrics::Metrics::new());
+    let (stop, running) = tokio::sync::watch::channel(false);
+    let node = deliver::spawn(
+        store.store.clone(),
+        events_to(url),
+        metrics,
+        running,
+        Duration::from_secs(1),
+    );
+    (stop, node)
+}
+
 /// The `[events]` settings posting to `url`.
 fn events_to(url: &str) -> access_broker::config::EventsConfig {
     let (config, _) = Config::from_toml(&config_for(url), "test.toml").expect("config");
@@ -573,16 +575,7 @@ async fn events_read_from_postgres_are_all_sent_while_answers_straggle() {
         let (url, mut arrived) =
             paced_receiver(|n| Duration::from_millis(300 * (n % 4) as u64)).await;
         let (store, events) = outbox_with(100).await;
-        let settings = events_to(&url);
-        let metrics = Arc::new(access_broker::metrics::Metrics::new());
-        let (_stop, running) = tokio::sync::watch::channel(false);
-        let node = deliver::spawn(
-            store.store.clone(),
-            settings,
-            metrics,
-            running,
-            Duration::from_secs(1),
-        );
+        let (_stop, node) = deliver_to(&store, &url);
         let mut seen = std::collections::HashSet::new();
         while seen.len() < events.len() {
             let Some(body) = next_within(&mut arrived, 20).await else {

@@ -98,6 +98,20 @@ impl Cluster {
     pub fn url(&self, node: usize) -> &str {
         &self.nodes[node % self.nodes.len()].url
     }
+
+    /// A new session's id, made through `node` (panics if it cannot be).
+    pub async fn session(&self, node: usize) -> String {
+        let session: serde_json::Value = self
+            .client
+            .post(format!("{}/genesys/1/service/callback", self.url(node)))
+            .send()
+            .await
+            .expect("session")
+            .json()
+            .await
+            .expect("session json");
+        session["_id"].as_str().expect("_id").to_owned()
+    }
 }
 
 /// What one successful request-access proved, with the client-side times around it.
