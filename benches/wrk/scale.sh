@@ -8,6 +8,11 @@
 #   benches/wrk/scale.sh nodes POSTGRES_URL   # a database of its own; its tables are replaced
 #   benches/wrk/scale.sh flame STORE_URL OUT.svg
 #
+# nodes with NODE_CPU (e.g. 0.2): each node runs in a cgroup of its own (cgroup v1 `cpu`,
+# root only) capped at that share of one core, as if each had a small machine of its own:
+# on two cores shared by every node, PostgreSQL and wrk, three uncapped nodes only divide the
+# same CPU (0.54-0.80x of one), so this is how the cluster's scale-out shows here at all.
+#
 # flame: needs perf and inferno (cargo install inferno); samples the server process (999 Hz,
 # DWARF call graphs) for 8 s of a 10 s run, or every process with SYSTEM=1 (PostgreSQL's
 # backends included, frame pointers), and writes the SVG.
@@ -20,18 +25,33 @@ MODE=${1:?pool or nodes}; STORE=${2:?store URL}
 BIN=${ACCESS_BROKER_BIN:-$PWD/target/release/access-broker}
 LUA=${PAIRS_LUA:-$(cd "$(dirname "$0")/../../../shared/bench-kit/wrk" && pwd)/product-pairs.lua}
 DURATION=${DURATION:-10}; WARMUP=${WARMUP:-2}; SESSIONS=${SESSIONS:-1000}
-TMP=$(mktemp -d); PIDS=()
-trap 'for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null; rm -rf "$TMP"' EXIT
+TMP=$(mktemp -d); PIDS=(); CGROUPS=()
+trap 'for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null; for g in "${CGROUPS[@]}"; do rmdir "$g" 2>/dev/null || true; done; rm -rf "$TMP"' EXIT
 [[ -x $BIN ]] || { echo "no $BIN: cargo build --release first"; exit 1; }
 command -v wrk >/dev/null || { echo "wrk not found (apt-get install wrk)"; exit 1; }
 
 # shellcheck source=common.sh
 source "$(dirname "$0")/common.sh"
 
+
+# cap PID NODE: the process into a cgroup of its own, NODE_CPU of one core (when set)
+cap() {
+  [[ -n ${NODE_CPU:-} ]] || return 0
+  local g=/sys/fs/cgroup/cpu/access-broker-bench-node$2
+  mkdir -p "$g" || { echo "NODE_CPU needs root and cgroup v1 cpu at /sys/fs/cgroup/cpu"; exit 1; }
+  CGROUPS+=("$g")
+  echo 100000 >"$g/cpu.cfs_period_us"
+  local quota
+  quota=$(python3 -c "print(int(100000 * float('$NODE_CPU')))")
+  echo "$quota" >"$g/cpu.cfs_quota_us" # one write: the kernel refuses a lone newline
+  echo "$1" >"$g/cgroup.procs" # its threads, and those it makes later
+}
+
 start() { # start PORT LAST_NUMBER NODE STORE → waits until it answers
   pairs_config "$2" "$3" >"$TMP/node$3.toml"
   "$BIN" serve --config "$TMP/node$3.toml" --listen "127.0.0.1:$1" --store "$4" >"$TMP/node$3.log" 2>&1 &
   PIDS+=($!)
+  cap "$!" "$3"
   for _ in $(seq 600); do curl -s -o /dev/null "http://127.0.0.1:$1/health" && return; sleep 0.1; done
   tail -3 "$TMP/node$3.log"; exit 1
 }
@@ -73,7 +93,7 @@ nodes)
   done
   wait "${loads[@]}"
   three=$(cat "$TMP"/n0 "$TMP"/n1 "$TMP"/n2 | awk '{s += $1} END {print s}')
-  echo "3 nodes: pairs $three req/s ($(paste -sd' ' "$TMP"/n0 "$TMP"/n1 "$TMP"/n2))"
+  echo "3 nodes: pairs $three req/s ($(cat "$TMP"/n0 "$TMP"/n1 "$TMP"/n2 | paste -sd' '))"
   python3 -c "print('3 nodes vs 1 = %.2fx' % ($three / $one))"
   ;;
 flame)
