@@ -524,7 +524,10 @@ async fn second_node(first: &TestStore) -> store::DynStore {
 fn deliver_to(
     store: &TestStore,
     url: &str,
-) -> (tokio::sync::watch::Sender<bool>, tokio::task::JoinHandle<()>) {
+) -> (
+    tokio::sync::watch::Sender<bool>,
+    tokio::task::JoinHandle<()>,
+) {
     let metrics = Arc::new(access_broker::metrics::Metrics::new());
     let (stop, running) = tokio::sync::watch::channel(false);
     let node = deliver::spawn(
