@@ -193,6 +193,20 @@ impl Run {
         }
         let answers = self.find_answers(ReservationFilter::default()).await;
         self.check("find_reservations (all)", answers)?;
+        // Each client's live reservations as its quota counts them (sorted: no order promised).
+        for client in crate::driver::CLIENTS {
+            let answers = on_all!(
+                self.stores,
+                |s| match s.t.store.client_holds(client).await {
+                    Ok(mut holds) => {
+                        holds.sort();
+                        format!("{holds:?}")
+                    }
+                    Err(e) => format!("Err {e:?}"),
+                }
+            );
+            self.check(&format!("client_holds {client}"), answers)?;
+        }
         for i in 0..self.sessions.len() {
             let id = &self.sessions[i].id;
             let answers = on_all!(self.stores, |s| format!(

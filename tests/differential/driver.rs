@@ -46,6 +46,9 @@ pub struct Run {
     quota_limit: Option<u64>,
 }
 
+/// The clients whose quotas a run with quotas draws from.
+pub const CLIENTS: [&str; 2] = ["ip:a", "ip:b"];
+
 /// The groups every run starts with: one per allocation, 3..=8 numbers each.
 const START: [(&str, Allocation); 3] = [
     ("RR", Allocation::RoundRobin),
@@ -252,7 +255,7 @@ impl Run {
         });
         let pool_health = self.chance(0.6);
         let quota = self.quota_limit.map(|limit| Quota {
-            client: ["ip:a", "ip:b"][self.index(2)].into(),
+            client: CLIENTS[self.index(2)].into(),
             limit,
         });
         ReserveRequest {

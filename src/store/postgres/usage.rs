@@ -7,7 +7,8 @@
 
 use deadpool_postgres::Transaction;
 
-use super::pg_error;
+use super::prepared::send;
+use super::{claim, pg_error};
 use crate::domain::{GroupName, SessionId};
 use crate::store::{Hold, StoreError, Usage};
 
@@ -26,25 +27,23 @@ pub async fn usage(tx: &Transaction<'_>, now: i64) -> Result<Usage, StoreError> 
     })
 }
 
-/// The live reservations `client` holds (`numbers.client`, migration 10).
+/// The live reservations `client` holds (`numbers.client`, migration 10), read by the
+/// statement a reservation batch counts them with (`claim::client_holds`), at `now`.
 pub async fn client_holds(
     tx: &Transaction<'_>,
     now: i64,
-    client: &String,
+    client: &str,
 ) -> Result<Vec<Hold>, StoreError> {
-    let rows = tx
-        .query(
-            "SELECT session, group_name FROM numbers
-              WHERE client = $1 AND session IS NOT NULL AND expires_at > $2",
-            &[client, &now],
-        )
+    let clients = [client];
+    let read = send(tx, &[claim::client_holds(Some(now), &clients)])
         .await
         .map_err(pg_error)?;
     let bad = |what: &'static str| StoreError::corrupt(what, "unreadable reservation");
-    rows.iter()
+    read[0]
+        .iter()
         .map(|row| {
-            let session = SessionId::parse(row.get(0)).map_err(|_| bad("numbers.session"))?;
-            let group = GroupName::parse(row.get(1)).map_err(|_| bad("numbers.group_name"))?;
+            let session = SessionId::parse(row.get(1)).map_err(|_| bad("numbers.session"))?;
+            let group = GroupName::parse(row.get(2)).map_err(|_| bad("numbers.group_name"))?;
             Ok((session, group))
         })
         .collect()

@@ -3,9 +3,10 @@
 //! HTTP layer counted the reservations its own node handed out since it started).
 //!
 //! A hold carries its client (`Hold::client`, journalled with the reservation); the engine
-//! keeps, per client, where its holds are. Ending a hold takes it out; an entry left behind
-//! otherwise (a group deleted under it) is skipped when read, since each is read through its
-//! slot: it counts only while that slot holds a live reservation of the same client.
+//! keeps, per client, where its holds are: an entry goes in when a hold becomes the
+//! client's and out when the hold ends (`end_hold`) or passes to another client. Each is read
+//! through its slot, so a hold past its time, not ended yet (nothing reaped its group since),
+//! does not count.
 
 use super::{Engine, Group, GroupIdx, Pos, SlotState};
 use crate::domain::UnixMillis;
