@@ -85,6 +85,48 @@ pub fn require_for_no_session(
     }
 }
 
+/// Whether a request-access call must look up the session it names before its credentials
+/// are known to pass: only when some service has credentials of its own
+/// ([`require_for_access`]). Until then, the service's guard or any service's own
+/// credentials let the body be read.
+pub fn sessions_guarded(config: &crate::config::Config) -> bool {
+    services_own(config).next().is_some()
+}
+
+/// Before a request-access call's body is read, while services have credentials of their
+/// own: the request-access service's guard, or any service's own credentials (which one
+/// applies depends on the session the body names: [`require_for_access`]).
+pub fn require_before_session(
+    config: &crate::config::Config,
+    headers: &HeaderMap,
+    needed: Option<&Credentials>,
+) -> Result<(), ApiError> {
+    match require(headers, needed).is_ok() || carries_one_of(headers, services_own(config)) {
+        true => Ok(()),
+        false => Err(ApiError::Unauthorized),
+    }
+}
+
+/// A request-access call for a session of a service with credentials of its own: only those
+/// open it (the server-wide ones do not, as for the session itself: a number reserved for
+/// it hands its data to match-interaction), and the request-access service's own, when it
+/// has some, must be the same. For a session of a service without its own: the
+/// request-access service's guard (`access`, or else the server's).
+pub fn require_for_access(
+    headers: &HeaderMap,
+    access: Option<&Credentials>,
+    session_owner: Option<&Credentials>,
+    server: Option<&Credentials>,
+) -> Result<(), ApiError> {
+    match session_owner {
+        None => require(headers, access.or(server)),
+        Some(owner) => {
+            require(headers, Some(owner))?;
+            require(headers, access)
+        }
+    }
+}
+
 /// Middleware for routes every `[auth]` user may call (the storage API): checked once,
 /// after routing, before any extractor reads the body.
 pub async fn require_server(

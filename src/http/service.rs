@@ -69,7 +69,14 @@ async fn create_named(
         Ok((_, service)) => service.credentials.as_ref().or(server),
         Err(_) => server,
     };
-    auth::require(headers, needed)?;
+    // A request-access call's session may belong to a service with credentials of its own,
+    // which then decide (`auth::require_for_access`, once the body names the session).
+    let owned_sessions = auth::sessions_guarded(&state.config)
+        && matches!(&found, Ok((_, s)) if s.kind == ServiceKind::RequestAccess);
+    match owned_sessions {
+        true => auth::require_before_session(&state.config, headers, needed)?,
+        false => auth::require(headers, needed)?,
+    }
     let (name, service) = found?;
     let params = Params::read(&parts, body, state.config.server.max_body_bytes).await?;
     let limits = &state.limits;
@@ -141,6 +148,9 @@ async fn create_named(
             // An id that cannot be a session's names no live session: 404, as the contract
             // says of `_id`, like an unknown one (and like `GET /service/{id}`).
             let id = SessionId::parse(id).map_err(|_| ApiError::no_session(id))?;
+            if owned_sessions {
+                access_guard(state, headers, service, &id).await?;
+            }
             let req = AccessRequest {
                 quota: quota(),
                 ..access_request(&params)?
@@ -165,6 +175,34 @@ async fn create_named(
         }
         ServiceKind::MatchInteraction => match_interaction(state, service, &params).await,
     }
+}
+
+/// The credentials a request-access call for session `id` needs (`auth::require_for_access`):
+/// its service's own when it has some. An id that names no live session gets what a read of
+/// it would (`guarded_session`), then its 404.
+async fn access_guard(
+    state: &AppState,
+    headers: &HeaderMap,
+    access: &crate::config::ServiceConfig,
+    id: &SessionId,
+) -> Result<(), ApiError> {
+    let server = state.config.auth.as_ref();
+    let session = match state.broker.session(id).await {
+        Ok(session) => session,
+        Err(BrokerError::SessionNotFound(_)) => {
+            auth::require_for_no_session(&state.config, headers)?;
+            return Err(ApiError::no_session(id.as_str()));
+        }
+        Err(err) => {
+            auth::require(headers, access.credentials.as_ref().or(server))?;
+            return Err(err.into());
+        }
+    };
+    let owner = state
+        .broker
+        .service(session.service.as_str())
+        .and_then(|(_, s)| s.credentials.as_ref());
+    auth::require_for_access(headers, access.credentials.as_ref(), owner, server)
 }
 
 fn access_request(params: &Params) -> Result<AccessRequest, ApiError> {

@@ -242,3 +242,96 @@ crate::on_every_backend!(credentials_come_before_the_body, |backend| async move 
         own.error(400, "InvalidParameter");
     }
 });
+
+// A service's own credentials guard request-access for its sessions too: the server's (or
+// anyone's, without `[auth]`) reserved a number for a session they may not read, and the
+// match handed them its fields and could end it. Only the owner's credentials reserve for
+// it now (found by an outside audit); a session of a service without its own still takes
+// the server's, and an unknown id answers 404 to any known credentials, as a read of it.
+crate::on_every_backend!(
+    a_services_credentials_guard_request_access_for_its_sessions,
+    |backend| async move {
+        for with_server_auth in [true, false] {
+            let toml = format!(
+                "{}[resource_groups.DNIS]\nnumbers = [\"100-109\"]\n\
+                 [services.private]\ntype = \"session\"\nusername = \"app\"\npassword = \"app-pass\"\n\
+                 [services.callback]\ntype = \"session\"\n\
+                 [services.request-access]\ntype = \"request-access\"\n_resource_group = \"DNIS\"\n\
+                 [services.match-interaction]\ntype = \"match-interaction\"\n",
+                if with_server_auth {
+                    "[auth]\nusername = \"gms\"\npassword = \"secret\"\n"
+                } else {
+                    ""
+                }
+            );
+            let app = TestApp::spawn_with(backend, &toml).await;
+            let own = Some(basic("app", "app-pass"));
+            let server = with_server_auth.then(|| basic("gms", "secret"));
+            let post = |service: &str, auth: &Option<String>, form: &[(&str, &str)]| {
+                let mut req = app
+                    .client
+                    .post(app.path(&format!("/genesys/1/service/{service}")))
+                    .form(form);
+                if let Some(a) = auth {
+                    req = req.header("authorization", a.clone());
+                }
+                req
+            };
+            let created = app
+                .send(post("private", &own, &[("secret_note", "42")]))
+                .await;
+            assert_eq!(created.status, 200, "{}", created.text);
+            let private = created.field("_id");
+
+            let theirs = app
+                .send(post("request-access", &server, &[("_id", &private)]))
+                .await;
+            theirs.error(401, "Unauthorized");
+            let mut admin = app.client.get(app.path("/genesys/1/admin/reservations"));
+            if let Some(a) = &server {
+                admin = admin.header("authorization", a.clone());
+            }
+            let reservations = app.send(admin).await;
+            assert_eq!(reservations.status, 200, "{}", reservations.text);
+            assert!(
+                !reservations.text.contains(&private),
+                "nothing reserved: {}",
+                reservations.text
+            );
+
+            let mine = app
+                .send(post("request-access", &own, &[("_id", &private)]))
+                .await;
+            assert_eq!(mine.status, 200, "{}", mine.text);
+            let number = mine.field("_access_number");
+            let matched = app
+                .send(post(
+                    "match-interaction",
+                    &server,
+                    &[("_access_number", &number), ("_return_data", "true")],
+                ))
+                .await;
+            assert_eq!(matched.field("secret_note"), "42");
+
+            let callback = app.send(post("callback", &server, &[])).await.field("_id");
+            let resp = app
+                .send(post("request-access", &server, &[("_id", &callback)]))
+                .await;
+            assert_eq!(resp.status, 200, "{}", resp.text);
+            if with_server_auth {
+                let resp = app
+                    .send(post("request-access", &own, &[("_id", &callback)]))
+                    .await;
+                resp.error(401, "Unauthorized");
+            }
+
+            let unknown = "0123456789abcdef0123456789abcdef";
+            for auth in [&own, &server] {
+                let resp = app
+                    .send(post("request-access", auth, &[("_id", unknown)]))
+                    .await;
+                resp.error(404, "ServiceNotFound");
+            }
+        }
+    }
+);
