@@ -9,6 +9,7 @@ mod admin_under_load;
 mod auth_scope;
 mod browser_safety;
 mod cli;
+mod concurrent_writes;
 mod errors;
 mod event_stream;
 mod events;

@@ -7,10 +7,10 @@ use hashbrown::HashMap;
 
 use deadpool_postgres::{GenericClient, Transaction};
 
+use super::pg_error;
 use super::prepared::Prepared as _;
 use super::rows::{self, NumberRow};
-use super::{pg_error, sessions};
-use crate::domain::{AccessNumber, GroupName, SessionId, UnixMillis};
+use crate::domain::{AccessNumber, GroupName, UnixMillis};
 use crate::events::Event;
 use crate::rules::lifecycle::EndReason;
 use crate::store::{FreeNumber, StoreError};
@@ -102,16 +102,4 @@ pub async fn release_number(
 ) -> Result<(bool, Vec<Event>), StoreError> {
     let event = end_hold(tx, now, number, EndReason::Released, true).await?;
     Ok((event.is_some(), event.into_iter().collect()))
-}
-
-/// `Store::end_session`, with its reservations' events.
-pub async fn end_session(
-    tx: &Transaction<'_>,
-    now: i64,
-    id: &SessionId,
-) -> Result<(bool, Vec<Event>), StoreError> {
-    Ok(match sessions::end(tx, now, id).await? {
-        Some(events) => (true, events),
-        None => (false, Vec::new()),
-    })
 }

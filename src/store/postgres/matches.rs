@@ -293,16 +293,13 @@ fn late(
 }
 
 impl Writes {
-    /// Ends the sessions the calls asked to end, in order, after the rows are written.
+    /// Ends the sessions the calls asked to end, after the rows are written.
     /// Returns every event of the batch.
     async fn end_sessions<C: GenericClient>(&self, client: &C) -> Result<Vec<Event>, StoreError> {
         let mut events = self.events.clone();
-        for id in &self.end_sessions {
-            events.extend(
-                sessions::end(client, self.now, id)
-                    .await?
-                    .unwrap_or_default(),
-            );
+        if !self.end_sessions.is_empty() {
+            let ids: Vec<&str> = self.end_sessions.iter().map(SessionId::as_str).collect();
+            events.extend(sessions::end_all(client, self.now, &ids).await?.1);
         }
         Ok(events)
     }

@@ -21,6 +21,7 @@ mod apply;
 mod batch;
 mod calls;
 mod claim;
+mod ending;
 mod housekeeping;
 mod matches;
 mod migrate;
@@ -31,6 +32,7 @@ mod purge;
 mod reserve;
 mod rows;
 mod sessions;
+mod storing;
 mod tls;
 mod tx;
 mod usage;
@@ -98,6 +100,10 @@ pub struct PgStore {
     reserving: batch::Batcher<reserve::Reserving>,
     matching: batch::Batcher<matches::Matching>,
     creating: batch::Batcher<sessions::Creating>,
+    ending: batch::Batcher<ending::Ending>,
+    putting: batch::Batcher<storing::Putting>,
+    updating: batch::Batcher<storing::Updating>,
+    deleting: batch::Batcher<storing::Deleting>,
     node_id: String,
 }
 
@@ -166,6 +172,10 @@ pub async fn open(url: &StoreUrl, options: &StoreOptions) -> Result<DynStore, Op
         reserving: batch::Batcher::start(db.clone(), batch::parallel(options.max_connections)),
         matching: batch::Batcher::start(db.clone(), batch::parallel(options.max_connections)),
         creating: batch::Batcher::start(db.clone(), batch::parallel(options.max_connections)),
+        ending: batch::Batcher::start(db.clone(), batch::parallel(options.max_connections)),
+        putting: batch::Batcher::start(db.clone(), batch::parallel(options.max_connections)),
+        updating: batch::Batcher::start(db.clone(), batch::parallel(options.max_connections)),
+        deleting: batch::Batcher::start(db.clone(), batch::parallel(options.max_connections)),
         db,
         node_id: options.node_id.clone(),
     };
@@ -258,7 +268,7 @@ impl Store for PgStore {
     }
 
     async fn end_session(&self, id: &SessionId) -> Result<bool, StoreError> {
-        in_tx_events!(self, calls::end_session, id).await
+        self.ending.call(id.clone()).await
     }
 
     async fn reserve(&self, req: ReserveRequest) -> Result<Reservation, ReserveError> {
@@ -302,7 +312,7 @@ impl Store for PgStore {
     }
 
     async fn put_data(&self, id: DataId, fields: Fields, ttl: Duration) -> Result<(), StoreError> {
-        in_tx!(self, sessions::put_data, id, fields, ttl).await
+        self.putting.call((id, fields, ttl)).await
     }
 
     async fn data(&self, id: &DataId) -> Result<Option<Fields>, StoreError> {
@@ -315,11 +325,11 @@ impl Store for PgStore {
         fields: Fields,
         ttl: Duration,
     ) -> Result<bool, StoreError> {
-        in_tx!(self, sessions::update_data, id, fields, ttl).await
+        self.updating.call((id.clone(), fields, ttl)).await
     }
 
     async fn delete_data(&self, id: &DataId) -> Result<bool, StoreError> {
-        in_tx!(self, sessions::delete_data, id).await
+        self.deleting.call(id.clone()).await
     }
 
     async fn groups(&self) -> Result<Vec<GroupStats>, StoreError> {

@@ -17,12 +17,12 @@ pub(super) fn left(expires_at: i64, now: i64) -> Duration {
     Duration::from_millis(u64::try_from(expires_at - now).unwrap_or(0))
 }
 
-fn encode(fields: &Fields) -> String {
+pub(super) fn encode(fields: &Fields) -> String {
     serde_json::to_string(fields).unwrap_or_else(|_| "[]".into())
 }
 
 /// The bytes `[limits] max_storage_bytes` counts for these fields (`data.bytes`, migration 8).
-fn bytes(fields: &Fields) -> i64 {
+pub(super) fn bytes(fields: &Fields) -> i64 {
     i64::try_from(crate::store::fields_bytes(fields)).unwrap_or(i64::MAX)
 }
 
@@ -104,41 +104,55 @@ pub(super) fn from_row(
     })
 }
 
-/// Ends a live session: ends its reservations (`session_ended`; the numbers rest for their
-/// cool-down, retiring ones leave) and deletes its data. `None` if the session is unknown;
-/// else the reservations' events.
-pub async fn end<C: deadpool_postgres::GenericClient>(
+/// Ends the live sessions among `ids`: ends their reservations in number order
+/// (`session_ended`; the numbers rest for their cool-down, retiring ones leave) and deletes
+/// their data. Returns the ids that were live, and the reservations' events. Lock order as
+/// every path: the sessions, then their numbers (`matches.rs`).
+pub async fn end_all<C: deadpool_postgres::GenericClient>(
     tx: &C,
     now: i64,
-    id: &SessionId,
-) -> Result<Option<Vec<crate::events::Event>>, StoreError> {
-    let sql = "DELETE FROM sessions WHERE id = $1 AND expires_at > $2 RETURNING data_id, holds";
-    let Some(row) = tx
-        .query_opt_cached(sql, &[&id.as_str(), &now])
-        .await
-        .map_err(pg_error)?
-    else {
-        return Ok(None);
-    };
-    let data_id: String = row.get(0);
-    // The session's list of holds is a superset (migration 7): each number's row says.
-    let holds: Vec<String> = row.get(1);
-    let held = tx
-        .query_cached(
-            "SELECT number FROM numbers WHERE number = ANY($1) AND session = $2 ORDER BY number",
-            &[&holds, &id.as_str()],
-        )
+    ids: &[&str],
+) -> Result<(hashbrown::HashSet<String>, Vec<crate::events::Event>), StoreError> {
+    let mut ids = ids.to_vec();
+    ids.sort_unstable();
+    ids.dedup();
+    let sql = "DELETE FROM sessions WHERE id = ANY($1) AND expires_at > $2
+               RETURNING id, data_id, holds";
+    let deleted = tx
+        .query_cached(sql, &[&ids, &now])
         .await
         .map_err(pg_error)?;
-    let mut events = Vec::with_capacity(held.len());
-    for r in held {
-        let number = crate::domain::AccessNumber::from_stored(r.get(0));
-        events.extend(super::calls::end_session_hold(tx, now, &number).await?);
+    let mut live = hashbrown::HashSet::with_capacity(deleted.len());
+    let mut data_ids: Vec<String> = Vec::with_capacity(deleted.len());
+    // A session's list of holds is a superset (migration 7): each number's row says.
+    let mut holds: Vec<String> = Vec::new();
+    for row in &deleted {
+        live.insert(row.get::<_, String>(0));
+        data_ids.push(row.get(1));
+        holds.extend(row.get::<_, Vec<String>>(2));
     }
-    tx.execute_cached("DELETE FROM data WHERE id = $1", &[&data_id])
-        .await
-        .map_err(pg_error)?;
-    Ok(Some(events))
+    let mut events = Vec::new();
+    if !holds.is_empty() {
+        let ended: Vec<&str> = live.iter().map(String::as_str).collect();
+        let held = tx
+            .query_cached(
+                "SELECT number FROM numbers WHERE number = ANY($1) AND session = ANY($2)
+                 ORDER BY number",
+                &[&holds, &ended],
+            )
+            .await
+            .map_err(pg_error)?;
+        for r in held {
+            let number = crate::domain::AccessNumber::from_stored(r.get(0));
+            events.extend(super::calls::end_session_hold(tx, now, &number).await?);
+        }
+    }
+    if !data_ids.is_empty() {
+        tx.execute_cached("DELETE FROM data WHERE id = ANY($1)", &[&data_ids])
+            .await
+            .map_err(pg_error)?;
+    }
+    Ok((live, events))
 }
 
 pub async fn put_data(
@@ -197,17 +211,6 @@ pub async fn update_data(
     Ok(true)
 }
 
-pub async fn delete_data(tx: &Transaction<'_>, now: i64, id: &DataId) -> Result<bool, StoreError> {
-    let n = tx
-        .execute_cached(
-            "DELETE FROM data WHERE id = $1 AND expires_at > $2",
-            &[&id.as_str(), &now],
-        )
-        .await
-        .map_err(pg_error)?;
-    Ok(n > 0)
-}
-
 /// Session creations as a batch (`batch.rs`): every session and its data row of the batch in
 /// two statements, one commit.
 pub struct Creating;
@@ -252,17 +255,7 @@ impl super::batch::Work for Creating {
             .bind(services, Type::TEXT_ARRAY)
             .bind(&data_ids, Type::TEXT_ARRAY)
             .bind(&expiries, Type::INT8_ARRAY),
-            Stmt::new(
-                "INSERT INTO data (id, fields, expires_at, bytes)
-                 SELECT * FROM unnest($1::text[], $2::text[], $3::int8[], $4::int8[])
-                 ON CONFLICT (id) DO UPDATE SET fields = excluded.fields,
-                                                expires_at = excluded.expires_at,
-                                                bytes = excluded.bytes",
-            )
-            .bind(&data_ids, Type::TEXT_ARRAY)
-            .bind(fields, Type::TEXT_ARRAY)
-            .bind(&expiries, Type::INT8_ARRAY)
-            .bind(sizes, Type::INT8_ARRAY),
+            data_rows(&data_ids, fields, &expiries, sizes),
         ];
         finish.last(client, &stmts).await?;
         Ok(Vec::new())
@@ -271,4 +264,27 @@ impl super::batch::Work for Creating {
     fn failed(err: StoreError) -> Self::Ans {
         Err(err)
     }
+}
+
+/// Data rows written in one statement (ids, fields as JSON, expiries, sizes for
+/// `[limits] max_storage_bytes`), a row already there replaced: a batch of session
+/// creations' and of storage writes' (`storing.rs`).
+pub(super) fn data_rows<'a>(
+    ids: impl tokio_postgres::types::ToSql + Sync + Send + 'a,
+    fields: Vec<String>,
+    expiries: impl tokio_postgres::types::ToSql + Sync + Send + 'a,
+    sizes: Vec<i64>,
+) -> super::prepared::Stmt<'a> {
+    use tokio_postgres::types::Type;
+    super::prepared::Stmt::new(
+        "INSERT INTO data (id, fields, expires_at, bytes)
+         SELECT * FROM unnest($1::text[], $2::text[], $3::int8[], $4::int8[])
+         ON CONFLICT (id) DO UPDATE SET fields = excluded.fields,
+                                        expires_at = excluded.expires_at,
+                                        bytes = excluded.bytes",
+    )
+    .bind(ids, Type::TEXT_ARRAY)
+    .bind(fields, Type::TEXT_ARRAY)
+    .bind(expiries, Type::INT8_ARRAY)
+    .bind(sizes, Type::INT8_ARRAY)
 }

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# writes.sh: the write paths besides the pairs, driven by wrk (writes.lua): a session's
+# creation then its end, and a storage entry's creation, change and delete, each kind of
+# call following the one before on the same id. One node on STORE, RUNS runs of DURATION
+# (10) s each kind after 2 s of warm-up, wrk 2 threads and 64 connections; prints req/s and
+# the non-2xx count per kind and run. For the batches of session ends and storage writes
+# on PostgreSQL (each kind's calls waiting together in one transaction): compare two
+# binaries alternating (ACCESS_BROKER_BIN), the host's speed moves within minutes.
+#
+#   benches/wrk/writes.sh STORE [RUNS]   # memory://, sqlite:///tmp/x.db (replaced each run)
+#                                        # or postgres://… (its public schema is replaced)
+#
+# PORT (18392). Builds nothing: target/release/access-broker unless ACCESS_BROKER_BIN.
+set -euo pipefail
+STORE=${1:?usage: writes.sh STORE [RUNS]}
+RUNS=${2:-1}
+BIN=${ACCESS_BROKER_BIN:-$PWD/target/release/access-broker}
+LUA=$(cd "$(dirname "$0")" && pwd)/writes.lua
+PORT=${PORT:-18392}
+DURATION=${DURATION:-10}
+[[ -x $BIN ]] || { echo "no $BIN: cargo build --release first"; exit 1; }
+command -v wrk >/dev/null || { echo "wrk not found (apt-get install wrk)"; exit 1; }
+# shellcheck source=common.sh
+source "$(dirname "$0")/common.sh"
+TMP=$(mktemp -d)
+SRV=
+cleanup() { [[ -n $SRV ]] && kill "$SRV" 2>/dev/null; rm -rf "$TMP"; }
+trap cleanup EXIT
+
+for run in $(seq "$RUNS"); do
+  fresh_store "$STORE"
+  pairs_config 7000000999 1 >"$TMP/c.toml"
+  "$BIN" serve --config "$TMP/c.toml" --listen "127.0.0.1:$PORT" --store "$STORE" >"$TMP/log" 2>&1 &
+  SRV=$!
+  for _ in $(seq 600); do curl -s -o /dev/null "http://127.0.0.1:$PORT/health" && break; sleep 0.1; done
+  kill -0 "$SRV" 2>/dev/null || { tail -3 "$TMP/log"; echo "the server did not start (port $PORT in use?)"; exit 1; }
+  for kind in sessions storage; do
+    WRITES=$kind wrk -t2 -c64 -d2s -s "$LUA" "http://127.0.0.1:$PORT" >/dev/null
+    WRITES=$kind wrk -t2 -c64 -d"${DURATION}s" -s "$LUA" "http://127.0.0.1:$PORT" >"$TMP/wrk"
+    rps=$(awk '/Requests\/sec/ {print $2}' "$TMP/wrk")
+    non2xx=$(awk '/Non-2xx/ {print $5}' "$TMP/wrk")
+    echo "run $run: $kind ${rps} req/s, non-2xx ${non2xx:-0}"
+  done
+  kill "$SRV"; wait "$SRV" 2>/dev/null || true; SRV=
+done

@@ -1,0 +1,119 @@
+//! Calls made at once answer as if made one by one, on every store: session ends and the
+//! storage API's writes (PostgreSQL batches each kind: the calls of a kind waiting together
+//! go in one transaction, `store/postgres/ending.rs`, `storing.rs`).
+
+use futures::future::join_all;
+
+use crate::helpers::TestApp;
+use crate::on_every_backend;
+
+on_every_backend!(
+    sessions_ended_at_once_end_once_each_with_their_reservations,
+    |backend| async move {
+        let app = TestApp::spawn(backend).await;
+        let mut ids = Vec::new();
+        for i in 0..30 {
+            ids.push(app.session(&[("n", &i.to_string())]).await);
+        }
+        for id in &ids[..10] {
+            let r = app
+                .post("/genesys/1/service/request-access", &[("_id", id)])
+                .await;
+            assert_eq!(r.status, 200, "{}", r.text);
+        }
+        assert_eq!(reserved(&app).await, 10);
+        // Every session ended twice, all at once.
+        let paths: Vec<String> = ids
+            .iter()
+            .chain(&ids)
+            .map(|id| format!("/genesys/1/service/{id}"))
+            .collect();
+        let ends = paths.iter().map(|path| app.delete(path));
+        let answers = join_all(ends).await;
+        for id in &ids {
+            let answered: Vec<u16> = answers
+                .iter()
+                .zip(ids.iter().chain(&ids))
+                .filter(|(_, of)| *of == id)
+                .map(|(r, _)| r.status.as_u16())
+                .collect();
+            let mut sorted = answered.clone();
+            sorted.sort_unstable();
+            assert_eq!(sorted, [200, 404], "session {id}: {answered:?}");
+        }
+        assert_eq!(reserved(&app).await, 0, "their reservations ended");
+        for id in &ids {
+            app.get(&format!("/genesys/1/storage/{id}.data"))
+                .await
+                .error(404, "NotFound");
+        }
+    }
+);
+
+on_every_backend!(
+    storage_writes_at_once_answer_as_one_by_one,
+    |backend| async move {
+        let app = TestApp::spawn(backend).await;
+        let id = app
+            .post("/genesys/1/storage/60", &[("base", "0")])
+            .await
+            .field("id");
+        // 40 changes of one entry at once, each adding its own field: none is lost.
+        let names: Vec<String> = (0..40).map(|i| format!("f{i}")).collect();
+        let changes = names.iter().enumerate().map(|(i, name)| {
+            let value = i.to_string();
+            let path = format!("/genesys/1/storage/{id}/120");
+            let app = &app;
+            async move { app.post(&path, &[(name.as_str(), value.as_str())]).await }
+        });
+        for r in join_all(changes).await {
+            assert_eq!(r.status, 200, "{}", r.text);
+        }
+        let all = app.get(&format!("/genesys/1/storage/{id}")).await;
+        assert_eq!(all.field("base"), "0");
+        for (i, name) in names.iter().enumerate() {
+            assert_eq!(all.field(name), i.to_string(), "{name}");
+        }
+        // 20 new entries at once: each keeps its own fields.
+        let puts = (0..20).map(|i| {
+            let value = i.to_string();
+            let app = &app;
+            async move {
+                (
+                    i,
+                    app.post("/genesys/1/storage/60", &[("v", value.as_str())])
+                        .await,
+                )
+            }
+        });
+        let made = join_all(puts).await;
+        for (i, r) in &made {
+            let entry = app
+                .get(&format!("/genesys/1/storage/{}", r.field("id")))
+                .await;
+            assert_eq!(entry.field("v"), i.to_string());
+        }
+        // One entry deleted ten times at once, a change of it among them: one delete finds it.
+        let path = format!("/genesys/1/storage/{id}");
+        let deletes = (0..10).map(|_| app.delete(&path));
+        let mut statuses: Vec<u16> = join_all(deletes)
+            .await
+            .iter()
+            .map(|r| r.status.as_u16())
+            .collect();
+        statuses.sort_unstable();
+        assert_eq!(statuses, [200, 404, 404, 404, 404, 404, 404, 404, 404, 404]);
+        app.get(&path).await.error(404, "NotFound");
+        app.post(&format!("{path}/60"), &[("late", "1")])
+            .await
+            .error(404, "NotFound");
+    }
+);
+
+/// How many numbers of the demo's group are reserved (the admin API).
+async fn reserved(app: &TestApp) -> u64 {
+    let r = app.get("/genesys/1/admin/groups/DNIS").await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let v: serde_json::Value = serde_json::from_str(&r.text).expect("json");
+    v["reserved"].as_u64().expect("reserved count")
+}
