@@ -127,7 +127,8 @@ impl App {
             // Within what is left of the shutdown time: the delivery's attempts get
             // `wrap_up` of it, the rest is for telling the store (waiting only `wrap_up`
             // here cut that off, so nothing was given back).
-            let deadline = *began.get_or_init(Instant::now) + shutdown_timeout;
+            let deadline =
+                *began.get_or_init(Instant::now) + crate::server::drain_budget(shutdown_timeout);
             let left = deadline.saturating_duration_since(Instant::now());
             if tokio::time::timeout(left, &mut delivery).await.is_err() {
                 delivery.abort();

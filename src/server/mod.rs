@@ -98,7 +98,7 @@ pub async fn serve(
     }
     drop(listener);
     let _ = stop_tx.send(true);
-    let drained = tokio::time::timeout(options.shutdown_timeout, async {
+    let drained = tokio::time::timeout(drain_budget(options.shutdown_timeout), async {
         while connections.join_next().await.is_some() {}
     })
     .await;
@@ -110,6 +110,15 @@ pub async fn serve(
         connections.abort_all();
     }
     Ok(())
+}
+
+/// How long the connections in flight get to finish once the shutdown begins: the
+/// `shutdown_timeout` less what the process needs after them to close (the store's last
+/// commit, the runtime's end), a tenth of it and at most 250 ms, so that the process has
+/// exited when the timeout ends (it closed a few milliseconds after, when a connection
+/// used all of it).
+pub fn drain_budget(shutdown_timeout: Duration) -> Duration {
+    shutdown_timeout.saturating_sub((shutdown_timeout / 10).min(Duration::from_millis(250)))
 }
 
 struct Connection {
