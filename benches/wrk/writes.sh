@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # writes.sh: the write paths besides the pairs, driven by wrk (writes.lua): a session's
-# creation then its end, and a storage entry's creation, change and delete, each kind of
+# creation then its end, a storage entry's creation, change and delete, and a
+# request-interaction then the match that gives its number back, each kind of
 # call following the one before on the same id. One node on STORE, RUNS runs of DURATION
 # (10) s each kind after 2 s of warm-up, wrk 2 threads and 64 connections; prints req/s and
-# the non-2xx count per kind and run. For the batches of session ends and storage writes
-# on PostgreSQL (each kind's calls waiting together in one transaction): compare two
-# binaries alternating (ACCESS_BROKER_BIN), the host's speed moves within minutes.
+# the non-2xx count per kind and run. For the batches of session ends, storage writes and
+# request-interactions on PostgreSQL (each kind's calls waiting together in one
+# transaction): compare two binaries alternating (ACCESS_BROKER_BIN), the host's speed
+# moves within minutes.
 #
 #   benches/wrk/writes.sh STORE [RUNS]   # memory://, sqlite:///tmp/x.db (replaced each run)
 #                                        # or postgres://… (its public schema is replaced)
@@ -29,12 +31,12 @@ trap cleanup EXIT
 
 for run in $(seq "$RUNS"); do
   fresh_store "$STORE"
-  pairs_config 7000000999 1 >"$TMP/c.toml"
+  { pairs_config 7000000999 1; printf '[services.request-interaction]\ntype = "request-interaction"\n_resource_group = "DNIS"\n_ttl = 60\n'; } >"$TMP/c.toml"
   "$BIN" serve --config "$TMP/c.toml" --listen "127.0.0.1:$PORT" --store "$STORE" >"$TMP/log" 2>&1 &
   SRV=$!
   for _ in $(seq 600); do curl -s -o /dev/null "http://127.0.0.1:$PORT/health" && break; sleep 0.1; done
   kill -0 "$SRV" 2>/dev/null || { tail -3 "$TMP/log"; echo "the server did not start (port $PORT in use?)"; exit 1; }
-  for kind in sessions storage; do
+  for kind in sessions storage interactions; do
     WRITES=$kind wrk -t2 -c64 -d2s -s "$LUA" "http://127.0.0.1:$PORT" >/dev/null
     WRITES=$kind wrk -t2 -c64 -d"${DURATION}s" -s "$LUA" "http://127.0.0.1:$PORT" >"$TMP/wrk"
     rps=$(awk '/Requests\/sec/ {print $2}' "$TMP/wrk")

@@ -117,3 +117,51 @@ async fn reserved(app: &TestApp) -> u64 {
     let v: serde_json::Value = serde_json::from_str(&r.text).expect("json");
     v["reserved"].as_u64().expect("reserved count")
 }
+
+// request-interaction calls at once on a pool of five: five get a number with their new
+// session, the others 503 `PoolExhausted` and leave no session behind (PostgreSQL refuses
+// them inside a batch whose other calls commit: their sessions go back out in the same
+// transaction, `store/postgres/interacting.rs`).
+on_every_backend!(
+    request_interactions_at_once_leave_no_session_when_refused,
+    |backend| async move {
+        let toml = "[resource_groups.FIVE]\nnumbers = [\"100-104\"]\n\
+                    [services.ri]\ntype = \"request-interaction\"\n_resource_group = \"FIVE\"\n";
+        let app = TestApp::spawn_with(backend, toml).await;
+        let calls = (0..30).map(|i| {
+            let value = i.to_string();
+            let app = &app;
+            async move {
+                app.post("/genesys/1/service/ri", &[("who", value.as_str())])
+                    .await
+            }
+        });
+        let answers = join_all(calls).await;
+        let mut numbers = Vec::new();
+        for r in &answers {
+            match r.status.as_u16() {
+                200 => {
+                    numbers.push(r.field("_access_number"));
+                    let session = app
+                        .get(&format!("/genesys/1/service/{}", r.field("_id")))
+                        .await;
+                    assert_eq!(session.status, 200, "{}", session.text);
+                }
+                _ => {
+                    r.error(503, "PoolExhausted");
+                }
+            }
+        }
+        numbers.sort();
+        numbers.dedup();
+        assert_eq!(numbers.len(), 5, "five numbers, each once: {numbers:?}");
+        let usage = app
+            .store
+            .store
+            .usage()
+            .await
+            .expect("usage")
+            .expect("every store counts");
+        assert_eq!(usage.sessions, 5, "no session left by a refused call");
+    }
+);

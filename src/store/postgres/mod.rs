@@ -23,6 +23,7 @@ mod calls;
 mod claim;
 mod ending;
 mod housekeeping;
+mod interacting;
 mod matches;
 mod migrate;
 mod once;
@@ -104,6 +105,7 @@ pub struct PgStore {
     putting: batch::Batcher<storing::Putting>,
     updating: batch::Batcher<storing::Updating>,
     deleting: batch::Batcher<storing::Deleting>,
+    interacting: batch::Batcher<interacting::Interacting>,
     node_id: String,
 }
 
@@ -176,6 +178,7 @@ pub async fn open(url: &StoreUrl, options: &StoreOptions) -> Result<DynStore, Op
         putting: batch::Batcher::start(db.clone(), batch::parallel(options.max_connections)),
         updating: batch::Batcher::start(db.clone(), batch::parallel(options.max_connections)),
         deleting: batch::Batcher::start(db.clone(), batch::parallel(options.max_connections)),
+        interacting: batch::Batcher::start(db.clone(), batch::parallel(options.max_connections)),
         db,
         node_id: options.node_id.clone(),
     };
@@ -285,8 +288,7 @@ impl Store for PgStore {
         session: NewSession,
         req: ReserveRequest,
     ) -> Result<(Session, Reservation), ReserveError> {
-        let walks = self.db.walks.clone();
-        in_tx_events!(self, reserve::reserve_new_session, walks, session, req).await
+        self.interacting.call((session, req)).await
     }
 
     async fn create_once(

@@ -52,7 +52,7 @@ pub async fn create(
 }
 
 /// The session a creation made, as its caller is answered.
-fn created(new: &NewSession) -> Session {
+pub(super) fn created(new: &NewSession) -> Session {
     Session {
         id: new.id.clone(),
         service: new.service.clone(),
@@ -238,25 +238,7 @@ impl super::batch::Work for Creating {
         now: &i64,
         finish: &mut super::batch::Finish,
     ) -> Result<Vec<crate::events::Event>, StoreError> {
-        use super::prepared::Stmt;
-        use tokio_postgres::types::Type;
-        let ids: Vec<&str> = reqs.iter().map(|r| r.id.as_str()).collect();
-        let services: Vec<&str> = reqs.iter().map(|r| r.service.as_str()).collect();
-        let data_ids: Vec<&str> = reqs.iter().map(|r| r.data_id.as_str()).collect();
-        let expiries: Vec<i64> = reqs.iter().map(|r| now + ms(&r.ttl)).collect();
-        let fields: Vec<String> = reqs.iter().map(|r| encode(&r.fields)).collect();
-        let sizes: Vec<i64> = reqs.iter().map(|r| bytes(&r.fields)).collect();
-        let stmts = [
-            Stmt::new(
-                "INSERT INTO sessions (id, service, data_id, expires_at)
-                 SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int8[])",
-            )
-            .bind(ids, Type::TEXT_ARRAY)
-            .bind(services, Type::TEXT_ARRAY)
-            .bind(&data_ids, Type::TEXT_ARRAY)
-            .bind(&expiries, Type::INT8_ARRAY),
-            data_rows(&data_ids, fields, &expiries, sizes),
-        ];
+        let stmts = inserts(reqs.iter(), *now);
         finish.last(client, &stmts).await?;
         Ok(Vec::new())
     }
@@ -287,4 +269,30 @@ pub(super) fn data_rows<'a>(
     .bind(fields, Type::TEXT_ARRAY)
     .bind(expiries, Type::INT8_ARRAY)
     .bind(sizes, Type::INT8_ARRAY)
+}
+
+/// The statements that insert new sessions and their data rows, as of `now`: a batch of
+/// creations' (`Creating`) and of request-interactions' (`interacting.rs`).
+pub(super) fn inserts<'a>(
+    news: impl Iterator<Item = &'a NewSession> + Clone,
+    now: i64,
+) -> [super::prepared::Stmt<'a>; 2] {
+    use tokio_postgres::types::Type;
+    let ids: Vec<&str> = news.clone().map(|r| r.id.as_str()).collect();
+    let services: Vec<&str> = news.clone().map(|r| r.service.as_str()).collect();
+    let data_ids: Vec<&str> = news.clone().map(|r| r.data_id.as_str()).collect();
+    let expiries: Vec<i64> = news.clone().map(|r| now + ms(&r.ttl)).collect();
+    let fields: Vec<String> = news.clone().map(|r| encode(&r.fields)).collect();
+    let sizes: Vec<i64> = news.map(|r| bytes(&r.fields)).collect();
+    [
+        super::prepared::Stmt::new(
+            "INSERT INTO sessions (id, service, data_id, expires_at)
+             SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int8[])",
+        )
+        .bind(ids, Type::TEXT_ARRAY)
+        .bind(services, Type::TEXT_ARRAY)
+        .bind(data_ids.clone(), Type::TEXT_ARRAY)
+        .bind(expiries.clone(), Type::INT8_ARRAY),
+        data_rows(data_ids, fields, expiries, sizes),
+    ]
 }
