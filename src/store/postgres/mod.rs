@@ -102,8 +102,7 @@ pub struct PgStore {
     matching: batch::Batcher<matches::Matching>,
     creating: batch::Batcher<sessions::Creating>,
     ending: batch::Batcher<ending::Ending>,
-    putting: batch::Batcher<storing::Putting>,
-    updating: batch::Batcher<storing::Updating>,
+    writing: batch::Batcher<storing::Writing>,
     deleting: batch::Batcher<storing::Deleting>,
     interacting: batch::Batcher<interacting::Interacting>,
     node_id: String,
@@ -175,8 +174,7 @@ pub async fn open(url: &StoreUrl, options: &StoreOptions) -> Result<DynStore, Op
         matching: batch::Batcher::start(db.clone(), batch::parallel(options.max_connections)),
         creating: batch::Batcher::start(db.clone(), batch::parallel(options.max_connections)),
         ending: batch::Batcher::start(db.clone(), batch::parallel(options.max_connections)),
-        putting: batch::Batcher::start(db.clone(), batch::parallel(options.max_connections)),
-        updating: batch::Batcher::start(db.clone(), batch::parallel(options.max_connections)),
+        writing: batch::Batcher::start(db.clone(), batch::parallel(options.max_connections)),
         deleting: batch::Batcher::start(db.clone(), batch::parallel(options.max_connections)),
         interacting: batch::Batcher::start(db.clone(), batch::parallel(options.max_connections)),
         db,
@@ -314,7 +312,8 @@ impl Store for PgStore {
     }
 
     async fn put_data(&self, id: DataId, fields: Fields, ttl: Duration) -> Result<(), StoreError> {
-        self.putting.call((id, fields, ttl)).await
+        let write = (storing::Write::New, (id, fields, ttl));
+        self.writing.call(write).await.map(|_| ())
     }
 
     async fn data(&self, id: &DataId) -> Result<Option<Fields>, StoreError> {
@@ -327,7 +326,8 @@ impl Store for PgStore {
         fields: Fields,
         ttl: Duration,
     ) -> Result<bool, StoreError> {
-        self.updating.call((id.clone(), fields, ttl)).await
+        let write = (storing::Write::Change, (id.clone(), fields, ttl));
+        self.writing.call(write).await
     }
 
     async fn delete_data(&self, id: &DataId) -> Result<bool, StoreError> {

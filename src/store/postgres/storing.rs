@@ -1,6 +1,6 @@
 //! The storage API's writes on PostgreSQL, a batch at a time (`batch.rs`): new entries
-//! (`POST /genesys/1/storage/{ttl}`), changes to one (`POST …/{id}/{ttl}`, its fields merged
-//! in) and deletes, each kind batched apart, each batch one transaction and one WAL flush for
+//! (`POST /genesys/1/storage/{ttl}`) and changes to one (`POST …/{id}/{ttl}`, its fields
+//! merged in) together, deletes apart; each batch one transaction and one WAL flush for
 //! every call of its kind made meanwhile (each was a transaction of its own).
 //!
 //! Each batch answers as the calls would one by one in arrival order: changes to one entry
@@ -20,12 +20,18 @@ use crate::store::{Fields, StoreError, merge_fields};
 /// One entry's write: its id, its fields, its ttl from the batch's clock.
 pub type Entry = (DataId, Fields, Duration);
 
-/// New entries as a batch; their ids are new (`DataId::generate`).
-pub struct Putting;
+/// What a write does with its entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Write {
+    /// A new entry (its id is new, `DataId::generate`).
+    New,
+    /// The fields merged into the live entry; `false` when there is none.
+    Change,
+}
 
-/// Changes to entries as a batch: the fields merged into the live entry, or `false` when
-/// there is none.
-pub struct Updating;
+/// New entries and changes to entries as a batch. They cannot meet in one: a new entry's
+/// id is known to its caller only once its batch has committed.
+pub struct Writing;
 
 /// Deletes of entries as a batch: `false` when there is no live entry.
 pub struct Deleting;
@@ -33,87 +39,71 @@ pub struct Deleting;
 /// The rows a batch writes with its `COMMIT`, by id: the fields and the expiry.
 pub struct Rows(Vec<(String, Fields, i64)>);
 
-impl super::batch::Work for Putting {
-    type Req = Entry;
-    type Ans = Result<(), StoreError>;
-    type Plan = Rows;
-
-    async fn decide(
-        client: &deadpool_postgres::Client,
-        db: &super::Db,
-        reqs: &[Entry],
-    ) -> Result<(Vec<Self::Ans>, Self::Plan), StoreError> {
-        let now = super::claim::now(client, db.frozen()).await?;
-        let rows = last_by_id(
-            reqs.iter()
-                .map(|(id, fields, ttl)| (id.as_str().to_owned(), fields.clone(), now + ms(ttl))),
-        );
-        Ok((reqs.iter().map(|_| Ok(())).collect(), rows))
-    }
-
-    async fn write(
-        client: &deadpool_postgres::Client,
-        _reqs: &[Entry],
-        rows: &Rows,
-        finish: &mut super::batch::Finish,
-    ) -> Result<Vec<Event>, StoreError> {
-        finish.last(client, &[upsert(rows)]).await?;
-        Ok(Vec::new())
-    }
-
-    fn failed(err: StoreError) -> Self::Ans {
-        Err(err)
-    }
-}
-
-impl super::batch::Work for Updating {
-    type Req = Entry;
+impl super::batch::Work for Writing {
+    type Req = (Write, Entry);
     type Ans = Result<bool, StoreError>;
     type Plan = Rows;
 
-    /// The live entries locked and read, then each change merged in arrival order.
+    /// The live entries the changes name locked and read, then each write applied in
+    /// arrival order.
     async fn decide(
         client: &deadpool_postgres::Client,
         db: &super::Db,
-        reqs: &[Entry],
+        reqs: &[Self::Req],
     ) -> Result<(Vec<Self::Ans>, Self::Plan), StoreError> {
         let now = super::claim::now(client, db.frozen()).await?;
-        let mut ids: Vec<&str> = reqs.iter().map(|(id, _, _)| id.as_str()).collect();
+        let mut ids: Vec<&str> = reqs
+            .iter()
+            .filter(|(write, _)| *write == Write::Change)
+            .map(|(_, (id, _, _))| id.as_str())
+            .collect();
         ids.sort_unstable();
         ids.dedup();
-        let found = client
-            .query_cached(
-                "SELECT id, fields FROM data WHERE id = ANY($1) AND expires_at > $2
-                 ORDER BY id FOR UPDATE",
-                &[&ids, &now],
-            )
-            .await
-            .map_err(pg_error)?;
-        let mut live: HashMap<String, (Fields, i64)> = HashMap::with_capacity(found.len());
-        for row in found {
-            live.insert(row.get(0), (decode(row.get(1))?, 0));
+        let mut live: HashMap<String, (Fields, i64)> = HashMap::with_capacity(reqs.len());
+        if !ids.is_empty() {
+            let found = client
+                .query_cached(
+                    "SELECT id, fields FROM data WHERE id = ANY($1) AND expires_at > $2
+                     ORDER BY id FOR UPDATE",
+                    &[&ids, &now],
+                )
+                .await
+                .map_err(pg_error)?;
+            for row in found {
+                live.insert(row.get(0), (decode(row.get(1))?, 0));
+            }
         }
+        let mut order: Vec<String> = Vec::with_capacity(reqs.len());
         let answers = reqs
             .iter()
-            .map(|(id, update, ttl)| match live.get_mut(id.as_str()) {
-                Some((fields, expires_at)) => {
-                    merge_fields(fields, update.clone());
-                    *expires_at = now + ms(ttl);
-                    Ok(true)
+            .map(|(write, (id, fields, ttl))| {
+                let expires_at = now + ms(ttl);
+                match (write, live.get_mut(id.as_str())) {
+                    (Write::New, _) => {
+                        live.insert(id.as_str().to_owned(), (fields.clone(), expires_at));
+                    }
+                    (Write::Change, Some(entry)) => {
+                        merge_fields(&mut entry.0, fields.clone());
+                        entry.1 = expires_at;
+                    }
+                    (Write::Change, None) => return Ok(false),
                 }
-                None => Ok(false),
+                order.push(id.as_str().to_owned());
+                Ok(true)
             })
             .collect();
-        let rows = live
+        order.sort_unstable();
+        order.dedup();
+        let rows = order
             .into_iter()
-            .map(|(id, (fields, expires_at))| (id, fields, expires_at))
+            .filter_map(|id| live.remove(&id).map(|(fields, at)| (id, fields, at)))
             .collect();
         Ok((answers, Rows(rows)))
     }
 
     async fn write(
         client: &deadpool_postgres::Client,
-        _reqs: &[Entry],
+        _reqs: &[Self::Req],
         rows: &Rows,
         finish: &mut super::batch::Finish,
     ) -> Result<Vec<Event>, StoreError> {
@@ -166,23 +156,6 @@ impl super::batch::Work for Deleting {
     fn failed(err: StoreError) -> Self::Ans {
         Err(err)
     }
-}
-
-/// One row per id, the last write of each (as one by one: the last one wins); one
-/// `INSERT … ON CONFLICT` cannot change a row twice.
-fn last_by_id(rows: impl Iterator<Item = (String, Fields, i64)>) -> Rows {
-    let mut at: HashMap<String, usize> = HashMap::new();
-    let mut kept: Vec<(String, Fields, i64)> = Vec::new();
-    for row in rows {
-        match at.get(&row.0) {
-            Some(&i) => kept[i] = row,
-            None => {
-                at.insert(row.0.clone(), kept.len());
-                kept.push(row);
-            }
-        }
-    }
-    Rows(kept)
 }
 
 /// Every row of the batch written in one statement (`sessions::data_rows`).
