@@ -49,6 +49,8 @@ use crate::store::{Fields, IdempotencyKey, Usage, fields_bytes};
 const USAGE_FRESH_FOR: Duration = Duration::from_secs(1);
 /// At the limit, the soonest the store is read again to see whether room was made.
 const REREAD_AFTER: Duration = Duration::from_millis(100);
+/// Readings under way a refusal waits for at most (each ends within the store's timeout).
+const MAX_READING_WAITS: usize = 2;
 /// Past this many clients, buckets that are full again are forgotten.
 const BUCKETS_KEPT: usize = 100_000;
 
@@ -56,6 +58,9 @@ pub struct Limits {
     config: LimitsConfig,
     buckets: Option<DefaultKeyedRateLimiter<String>>,
     count: Mutex<Count>,
+    /// Told when a reading of the store ends ([`Limits::read`]), for refusals that wait for
+    /// one begun after room was made.
+    read_ended: tokio::sync::Notify,
     /// Keys with a call in flight ([`Limits::key_turn`]).
     keyed: Mutex<HashMap<IdempotencyKey, Arc<tokio::sync::Mutex<()>>>>,
 }
@@ -132,6 +137,8 @@ struct Count {
     /// Readings begun, and the one applied (a slower, older reading never replaces it).
     begun: u64,
     applied: u64,
+    /// Readings ended, applied or not (`begun - ended` are under way).
+    ended: u64,
     /// A session or entry was ended through this node since the last reading began: a
     /// refusal reads the store again at once, not after `REREAD_AFTER`.
     room_made: bool,
@@ -229,6 +236,7 @@ impl Limits {
             config: config.clone(),
             buckets,
             count: Mutex::new(Count::default()),
+            read_ended: tokio::sync::Notify::new(),
             keyed: Mutex::new(HashMap::new()),
         }
     }
@@ -371,14 +379,32 @@ impl Limits {
             // The store cannot answer: the write itself will meet the same failure.
             return Ok(Room::none());
         }
-        let mut count = self.count.lock();
-        let Some(held) = count.bound() else {
-            return Ok(Room::none());
-        };
-        if let Some(msg) = over(held) {
-            return Err(ApiError::StoreFull(msg));
+        // A refusal waits for readings under way (one begun because room was made, by a
+        // call just before): on PostgreSQL a reading takes a round trip, and a burst right
+        // after a delete was refused by the reading before it (an outside audit: 1 of 100
+        // calls let in, the rest told the deleted entry's bytes were still held).
+        let mut waits = 0;
+        loop {
+            // Registered under the lock: a reading that ends after it is let go tells it.
+            let ended = {
+                let mut count = self.count.lock();
+                let Some(held) = count.bound() else {
+                    return Ok(Room::none());
+                };
+                match over(held) {
+                    None => {
+                        count.in_flight = count.in_flight.plus(amount);
+                        break;
+                    }
+                    Some(msg) if count.ended >= count.begun || waits == MAX_READING_WAITS => {
+                        return Err(ApiError::StoreFull(msg));
+                    }
+                    Some(_) => self.read_ended.notified(),
+                }
+            };
+            waits += 1;
+            ended.await;
         }
-        count.in_flight = count.in_flight.plus(amount);
         Ok(Room {
             limits: Some(self),
             amount,
@@ -396,7 +422,11 @@ impl Limits {
             count.room_made = false;
             (count.begun, count.done, Instant::now())
         };
-        let store = match broker.usage().await {
+        let usage = broker.usage().await;
+        let mut count = self.count.lock();
+        count.ended += 1;
+        self.read_ended.notify_waiters();
+        let store = match usage {
             Ok(None) => {
                 tracing::warn!(
                     "[limits] max_sessions / max_storage_bytes: this store does not count its usage; not enforced"
@@ -409,7 +439,6 @@ impl Limits {
                 return false;
             }
         };
-        let mut count = self.count.lock();
         if begun > count.applied {
             count.applied = begun;
             count.store = store;

@@ -165,3 +165,60 @@ on_every_backend!(
         assert_eq!(usage.sessions, 5, "no session left by a refused call");
     }
 );
+
+// Room made by a delete is there for a burst right after it: with `max_storage_bytes` at
+// 3,000, an entry filled to near it and deleted, then 100 writes of 49 bytes at once, 61 are
+// let in. On PostgreSQL the burst met the reading of the store begun for the first of them
+// (a round trip) and most were refused with the deleted entry's bytes (an outside audit:
+// 1, 32 or 42 let in, in a few rounds of twelve); the refusals now wait for that reading.
+on_every_backend!(
+    room_made_by_a_delete_is_there_for_a_burst,
+    |backend| async move {
+        let toml = format!(
+            "[limits]\nmax_storage_bytes = 3000\n{}",
+            crate::helpers::DEMO
+        );
+        let app = TestApp::spawn_with(backend, &toml).await;
+        let value = "v".repeat(46);
+        for round in 0..12 {
+            let filler = "f".repeat(2_900);
+            let made = app
+                .post("/genesys/1/storage/300", &[("big", &filler)])
+                .await;
+            assert_eq!(made.status, 200, "round {round}: {}", made.text);
+            let id = made.field("id");
+            let gone = app.delete(&format!("/genesys/1/storage/{id}")).await;
+            assert_eq!(gone.status, 200, "{}", gone.text);
+            let names: Vec<String> = (0..100).map(|i| format!("f{i:02}")).collect();
+            let writes = names.iter().map(|name| {
+                let app = &app;
+                let value = value.as_str();
+                async move {
+                    app.post("/genesys/1/storage/300", &[(name.as_str(), value)])
+                        .await
+                }
+            });
+            let answers = join_all(writes).await;
+            let mut kept = Vec::new();
+            for r in &answers {
+                match r.status.as_u16() {
+                    200 => kept.push(r.field("id")),
+                    _ => {
+                        r.error(507, "StoreFull");
+                    }
+                }
+            }
+            // 49 bytes each (name and value): 61 fit in 3,000. A store may count on the
+            // strict side by an entry.
+            assert!(
+                (59..=61).contains(&kept.len()),
+                "round {round}: {} let in of 100",
+                kept.len()
+            );
+            for id in kept {
+                let r = app.delete(&format!("/genesys/1/storage/{id}")).await;
+                assert_eq!(r.status, 200, "{}", r.text);
+            }
+        }
+    }
+);
