@@ -70,6 +70,16 @@ pub(super) trait Work: Send + Sync + 'static {
     /// Every item's answer when the whole batch failed.
     fn failed(err: StoreError) -> Self::Ans;
 
+    /// Once the batch has committed (its locks let go): mends answers that must see what
+    /// other transactions committed meanwhile (`retry_after.rs`). Nothing by default.
+    fn after_commit<'a>(
+        _db: &'a Db,
+        _reqs: &'a [Self::Req],
+        _answers: &'a mut [Self::Ans],
+    ) -> impl Future<Output = ()> + Send + 'a {
+        std::future::ready(())
+    }
+
     /// Whether a request must be the last of its batch (its effects reach beyond the rows
     /// the batch read, so later requests must see them: they go in the next batch).
     fn closes_batch(_req: &Self::Req) -> bool {
@@ -211,7 +221,8 @@ async fn run<W: Work>(db: &Db, batch: Vec<Job<W>>) {
         "batch"
     );
     match outcome {
-        Ok(answers) => {
+        Ok(mut answers) => {
+            W::after_commit(db, &reqs, &mut answers).await;
             for (reply, answer) in replies.into_iter().zip(answers) {
                 let _ = reply.send(answer);
             }

@@ -60,7 +60,7 @@ pub fn now_from(rows: &[tokio_postgres::Row]) -> Result<i64, StoreError> {
 
 /// "Lendable at `now`": not retiring, not quarantined, no live reservation (an expired one
 /// is free) and past its cool-down (`freed_at`, see `rules::lifecycle::free_from`).
-const FREE: &str = "NOT retiring AND quarantined_at IS NULL AND freed_at <= $2
+pub(super) const FREE: &str = "NOT retiring AND quarantined_at IS NULL AND freed_at <= $2
                     AND (session IS NULL OR expires_at <= $2)";
 
 /// A group's settings as a reservation needs them.

@@ -86,6 +86,18 @@ impl super::batch::Work for Interacting {
         Ok(plan.writes.events.clone())
     }
 
+    fn after_commit<'a>(
+        db: &'a super::Db,
+        reqs: &'a [Self::Req],
+        answers: &'a mut [Self::Ans],
+    ) -> impl std::future::Future<Output = ()> + Send + 'a {
+        let refusals = reqs
+            .iter()
+            .zip(answers.iter_mut())
+            .filter_map(|((_, req), answer)| Some((req.group.as_str(), answer.as_mut().err()?)));
+        super::retry_after::recount(db, refusals)
+    }
+
     fn failed(err: StoreError) -> Self::Ans {
         Err(err.into())
     }

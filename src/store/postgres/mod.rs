@@ -31,6 +31,7 @@ pub mod outbox;
 mod prepared;
 mod purge;
 mod reserve;
+mod retry_after;
 mod rows;
 mod sessions;
 mod storing;

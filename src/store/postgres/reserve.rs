@@ -725,6 +725,18 @@ impl super::batch::Work for Reserving {
         Ok(writes.events.clone())
     }
 
+    fn after_commit<'a>(
+        db: &'a super::Db,
+        reqs: &'a [ReserveRequest],
+        answers: &'a mut [Answer],
+    ) -> impl std::future::Future<Output = ()> + Send + 'a {
+        let refusals = reqs
+            .iter()
+            .zip(answers.iter_mut())
+            .filter_map(|(req, answer)| Some((req.group.as_str(), answer.as_mut().err()?)));
+        super::retry_after::recount(db, refusals)
+    }
+
     fn failed(err: StoreError) -> Answer {
         Err(err.into())
     }
