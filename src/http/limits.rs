@@ -436,10 +436,10 @@ impl Limits {
             count.room_made = false;
             (count.begun, count.done, Instant::now())
         };
+        // Declared before `count`, so dropped after it (the lock is not reentrant).
+        let _reading = Reading(self);
         let usage = broker.usage().await;
         let mut count = self.count.lock();
-        count.ended += 1;
-        self.read_ended.notify_waiters();
         let store = match usage {
             Ok(None) => {
                 tracing::warn!(
@@ -460,6 +460,18 @@ impl Limits {
             count.done_before = done_before;
         }
         true
+    }
+}
+
+/// A reading of the store under way ([`Limits::read`]): however it ends (applied, failed,
+/// or its call gone mid-way, its future dropped), it then counts as ended and wakes the
+/// calls waiting for it, which would otherwise wait for a reading that never ends.
+struct Reading<'a>(&'a Limits);
+
+impl Drop for Reading<'_> {
+    fn drop(&mut self) {
+        self.0.count.lock().ended += 1;
+        self.0.read_ended.notify_waiters();
     }
 }
 
