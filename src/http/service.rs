@@ -71,8 +71,8 @@ async fn create_named(
     };
     // A request-access call's session may belong to a service with credentials of its own,
     // which then decide (`auth::require_for_access`, once the body names the session).
-    let owned_sessions = auth::sessions_guarded(&state.config)
-        && matches!(&found, Ok((_, s)) if s.kind == ServiceKind::RequestAccess);
+    let owned_sessions = matches!(&found, Ok((_, s)) if s.kind == ServiceKind::RequestAccess)
+        && auth::sessions_guarded(&state.config);
     match owned_sessions {
         true => auth::require_before_session(&state.config, headers, needed)?,
         false => auth::require(headers, needed)?,
