@@ -26,7 +26,9 @@ use crate::store::StoreError;
 pub const NOW: &str =
     "coalesce($N::int8, (extract(epoch FROM transaction_timestamp()) * 1000)::int8)";
 
-fn now_param(n: usize) -> String {
+/// [`NOW`] with its frozen time as parameter `$n`, for statements that compute an expiry
+/// or test liveness in SQL without the node reading the time first.
+pub(super) fn now_param(n: usize) -> String {
     NOW.replace("$N", &format!("${n}"))
 }
 

@@ -26,9 +26,8 @@ impl super::batch::Work for Ending {
         db: &super::Db,
         reqs: &[SessionId],
     ) -> Result<(Vec<Self::Ans>, Self::Plan), StoreError> {
-        let now = super::claim::now(client, db.frozen()).await?;
         let ids: Vec<&str> = reqs.iter().map(SessionId::as_str).collect();
-        let (mut live, events) = end_all(client, now, &ids).await?;
+        let (mut live, events) = end_all(client, db.frozen(), &ids).await?;
         // In arrival order: the first call for a session ended it, a second found none.
         let answers = reqs.iter().map(|id| Ok(live.remove(id.as_str()))).collect();
         Ok((answers, events))

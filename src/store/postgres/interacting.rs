@@ -11,9 +11,9 @@
 
 use tokio_postgres::types::Type;
 
-use super::prepared::{Stmt, send};
+use super::prepared::Stmt;
 use super::reserve::{Writes, reserve_many};
-use super::{pg_error, sessions};
+use super::sessions;
 use crate::events::Event;
 use crate::store::{NewSession, Reservation, ReserveError, ReserveRequest, Session, StoreError};
 
@@ -37,16 +37,11 @@ impl super::batch::Work for Interacting {
         db: &super::Db,
         reqs: &[Self::Req],
     ) -> Result<(Vec<Self::Ans>, Plan), StoreError> {
-        // The transaction's time, which `reserve_many` reads again (`claim::NOW`).
-        let now = super::claim::now(client, db.frozen()).await?;
-        send(
-            client,
-            &sessions::inserts(reqs.iter().map(|(new, _)| new), now),
-        )
-        .await
-        .map_err(pg_error)?;
+        // The sessions inserted ahead of the reservations' reads, in their first round trip.
+        let inserts = sessions::inserts(reqs.iter().map(|(new, _)| new), db.frozen());
         let asks: Vec<ReserveRequest> = reqs.iter().map(|(_, req)| req.clone()).collect();
-        let (answers, writes) = reserve_many(client, db.frozen(), &db.walks, &asks).await?;
+        let (answers, writes) =
+            reserve_many(client, db.frozen(), &db.walks, inserts.into(), &asks).await?;
         let mut refused = Vec::new();
         let answers = reqs
             .iter()

@@ -299,7 +299,7 @@ impl Writes {
         let mut events = self.events.clone();
         if !self.end_sessions.is_empty() {
             let ids: Vec<&str> = self.end_sessions.iter().map(SessionId::as_str).collect();
-            events.extend(sessions::end_all(client, self.now, &ids).await?.1);
+            events.extend(sessions::end_all(client, Some(self.now), &ids).await?.1);
         }
         Ok(events)
     }

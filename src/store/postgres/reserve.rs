@@ -34,7 +34,7 @@ pub async fn reserve(
 ) -> Result<(Reservation, Vec<Event>), ReserveError> {
     // This transaction's `now` is the one every statement of it computes (claim::NOW).
     let one = std::slice::from_ref(req);
-    let (mut answers, writes) = reserve_many(tx, Some(now), walks, one).await?;
+    let (mut answers, writes) = reserve_many(tx, Some(now), walks, Vec::new(), one).await?;
     send(tx, &writes.stmts()).await.map_err(pg_error)?;
     let events = writes.events;
     let answer = answers
@@ -109,12 +109,14 @@ struct Written {
 /// Round trips: the reads (the transaction's `now`, the groups, and in one statement the
 /// sessions locked in id order with their live reservations and each round-robin or
 /// least-recently-used group's candidates) go together, so they follow a `BEGIN` in one
-/// trip; a random group's candidates take one more; then the writes.
-pub async fn reserve_many<C: GenericClient>(
+/// trip; a random group's candidates take one more; then the writes. `first` are statements
+/// sent ahead of the reads in their trip (request-interaction's new sessions).
+pub async fn reserve_many<'a, C: GenericClient>(
     tx: &C,
     frozen: Option<i64>,
     walks: &Walks,
-    reqs: &[ReserveRequest],
+    first: Vec<Stmt<'a>>,
+    reqs: &'a [ReserveRequest],
 ) -> Result<(Vec<Answer>, Writes), StoreError> {
     let mut ids: Vec<&str> = reqs.iter().map(|r| r.session.as_str()).collect();
     ids.sort_unstable();
@@ -138,7 +140,9 @@ pub async fn reserve_many<C: GenericClient>(
     clients.dedup();
     // Sent together after BEGIN; the last ones lock, in the lock order (clients, sessions,
     // then numbers), the sessions in a statement of their own (`claim::lock_sessions`).
-    let mut reads = vec![claim::now_stmt(frozen), claim::groups(&names)];
+    let skip = first.len();
+    let mut reads = first;
+    reads.extend([claim::now_stmt(frozen), claim::groups(&names)]);
     if !clients.is_empty() {
         reads.push(claim::lock_clients(&clients));
         reads.push(claim::client_holds(frozen, &clients));
@@ -151,6 +155,7 @@ pub async fn reserve_many<C: GenericClient>(
         walks.hints(&names),
     ));
     let read = send(tx, &reads).await.map_err(pg_error)?;
+    let read = &read[skip..];
     let now = claim::now_from(&read[0])?;
     let groups = claim::groups_from(&read[1])?;
     let mut by_client = match clients.is_empty() {
@@ -712,7 +717,7 @@ impl super::batch::Work for Reserving {
         db: &super::Db,
         reqs: &[ReserveRequest],
     ) -> Result<(Vec<Answer>, Writes), StoreError> {
-        reserve_many(client, db.frozen(), &db.walks, reqs).await
+        reserve_many(client, db.frozen(), &db.walks, Vec::new(), reqs).await
     }
 
     async fn write(

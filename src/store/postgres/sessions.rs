@@ -1,5 +1,6 @@
 //! Sessions and stored data in PostgreSQL. A session's fields live in its data row.
 
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use deadpool_postgres::Transaction;
@@ -104,32 +105,42 @@ pub(super) fn from_row(
     })
 }
 
-/// Ends the live sessions among `ids`: ends their reservations in number order
-/// (`session_ended`; the numbers rest for their cool-down, retiring ones leave) and deletes
-/// their data. Returns the ids that were live, and the reservations' events. Lock order as
-/// every path: the sessions, then their numbers (`matches.rs`).
+/// Ends the live sessions among `ids` as of `at` (the transaction's `now` when `None`,
+/// `claim::NOW`): deletes them and their data in one statement, then ends their reservations
+/// in number order (`session_ended`; the numbers rest for their cool-down, retiring ones
+/// leave). Returns the ids that were live, and the reservations' events. Lock order as every
+/// path: the sessions, then their numbers (`matches.rs`); a session's data row is only ever
+/// locked alone or after its session.
 pub async fn end_all<C: deadpool_postgres::GenericClient>(
     tx: &C,
-    now: i64,
+    at: Option<i64>,
     ids: &[&str],
 ) -> Result<(hashbrown::HashSet<String>, Vec<crate::events::Event>), StoreError> {
+    static SQL: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            "WITH clock AS (SELECT {} AS at),
+             ended AS (DELETE FROM sessions WHERE id = ANY($1)
+                       AND expires_at > (SELECT at FROM clock) RETURNING id, data_id, holds),
+             gone AS (DELETE FROM data WHERE id IN (SELECT data_id FROM ended))
+             SELECT id, holds, (SELECT at FROM clock) FROM ended",
+            super::claim::now_param(2)
+        )
+    });
     let mut ids = ids.to_vec();
     ids.sort_unstable();
     ids.dedup();
-    let sql = "DELETE FROM sessions WHERE id = ANY($1) AND expires_at > $2
-               RETURNING id, data_id, holds";
     let deleted = tx
-        .query_cached(sql, &[&ids, &now])
+        .query_cached(SQL.as_str(), &[&ids, &at])
         .await
         .map_err(pg_error)?;
     let mut live = hashbrown::HashSet::with_capacity(deleted.len());
-    let mut data_ids: Vec<String> = Vec::with_capacity(deleted.len());
     // A session's list of holds is a superset (migration 7): each number's row says.
     let mut holds: Vec<String> = Vec::new();
+    let mut now = at.unwrap_or_default();
     for row in &deleted {
         live.insert(row.get::<_, String>(0));
-        data_ids.push(row.get(1));
-        holds.extend(row.get::<_, Vec<String>>(2));
+        holds.extend(row.get::<_, Vec<String>>(1));
+        now = row.get(2);
     }
     let mut events = Vec::new();
     if !holds.is_empty() {
@@ -146,11 +157,6 @@ pub async fn end_all<C: deadpool_postgres::GenericClient>(
             let number = crate::domain::AccessNumber::from_stored(r.get(0));
             events.extend(super::calls::end_session_hold(tx, now, &number).await?);
         }
-    }
-    if !data_ids.is_empty() {
-        tx.execute_cached("DELETE FROM data WHERE id = ANY($1)", &[&data_ids])
-            .await
-            .map_err(pg_error)?;
     }
     Ok((live, events))
 }
@@ -218,27 +224,27 @@ pub struct Creating;
 impl super::batch::Work for Creating {
     type Req = NewSession;
     type Ans = Result<Session, StoreError>;
-    type Plan = i64;
+    /// A test's frozen time, for the expiries computed in SQL.
+    type Plan = Option<i64>;
 
-    /// Two round trips: `BEGIN` with the clock, both inserts with the `COMMIT`
-    /// (`batch::Finish`).
+    /// Nothing to read: two round trips, `BEGIN`, then both inserts with the `COMMIT`
+    /// (`batch::Finish`), the expiries from the transaction's time.
     async fn decide(
-        client: &deadpool_postgres::Client,
+        _client: &deadpool_postgres::Client,
         db: &super::Db,
         reqs: &[NewSession],
     ) -> Result<(Vec<Self::Ans>, Self::Plan), StoreError> {
-        let now = super::claim::now(client, db.frozen()).await?;
         let answers = reqs.iter().map(|new| Ok(created(new))).collect();
-        Ok((answers, now))
+        Ok((answers, db.frozen()))
     }
 
     async fn write(
         client: &deadpool_postgres::Client,
         reqs: &[NewSession],
-        now: &i64,
+        frozen: &Option<i64>,
         finish: &mut super::batch::Finish,
     ) -> Result<Vec<crate::events::Event>, StoreError> {
-        let stmts = inserts(reqs.iter(), *now);
+        let stmts = inserts(reqs.iter(), *frozen);
         finish.last(client, &stmts).await?;
         Ok(Vec::new())
     }
@@ -248,51 +254,68 @@ impl super::batch::Work for Creating {
     }
 }
 
-/// Data rows written in one statement (ids, fields as JSON, expiries, sizes for
+/// Data rows written in one statement (ids, fields as JSON, ttls in ms from the
+/// transaction's `now` (`claim::NOW`, `frozen` a test's time), sizes for
 /// `[limits] max_storage_bytes`), a row already there replaced: a batch of session
-/// creations' and of storage writes' (`storing.rs`).
+/// creations' and of storage writes' (`storing.rs`). The expiry is computed in SQL, so no
+/// round trip reads the time first.
 pub(super) fn data_rows<'a>(
     ids: impl tokio_postgres::types::ToSql + Sync + Send + 'a,
     fields: Vec<String>,
-    expiries: impl tokio_postgres::types::ToSql + Sync + Send + 'a,
+    ttls: Vec<i64>,
     sizes: Vec<i64>,
+    frozen: Option<i64>,
 ) -> super::prepared::Stmt<'a> {
     use tokio_postgres::types::Type;
-    super::prepared::Stmt::new(
-        "INSERT INTO data (id, fields, expires_at, bytes)
-         SELECT * FROM unnest($1::text[], $2::text[], $3::int8[], $4::int8[])
-         ON CONFLICT (id) DO UPDATE SET fields = excluded.fields,
-                                        expires_at = excluded.expires_at,
-                                        bytes = excluded.bytes",
-    )
-    .bind(ids, Type::TEXT_ARRAY)
-    .bind(fields, Type::TEXT_ARRAY)
-    .bind(expiries, Type::INT8_ARRAY)
-    .bind(sizes, Type::INT8_ARRAY)
+    static SQL: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            "INSERT INTO data (id, fields, expires_at, bytes)
+             SELECT i, f, {} + t, b
+             FROM unnest($1::text[], $2::text[], $3::int8[], $4::int8[]) AS u(i, f, t, b)
+             ON CONFLICT (id) DO UPDATE SET fields = excluded.fields,
+                                            expires_at = excluded.expires_at,
+                                            bytes = excluded.bytes",
+            super::claim::now_param(5)
+        )
+    });
+    super::prepared::Stmt::new(SQL.as_str())
+        .bind(ids, Type::TEXT_ARRAY)
+        .bind(fields, Type::TEXT_ARRAY)
+        .bind(ttls, Type::INT8_ARRAY)
+        .bind(sizes, Type::INT8_ARRAY)
+        .bind(frozen, Type::INT8)
 }
 
-/// The statements that insert new sessions and their data rows, as of `now`: a batch of
-/// creations' (`Creating`) and of request-interactions' (`interacting.rs`).
+/// The statements that insert new sessions and their data rows, their expiries from the
+/// transaction's `now` computed in SQL (`claim::NOW`, `frozen` a test's time): a batch of
+/// creations' (`Creating`) and of request-interactions' (`interacting.rs`, sent with its
+/// reads).
 pub(super) fn inserts<'a>(
     news: impl Iterator<Item = &'a NewSession> + Clone,
-    now: i64,
+    frozen: Option<i64>,
 ) -> [super::prepared::Stmt<'a>; 2] {
     use tokio_postgres::types::Type;
+    static SQL: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            "INSERT INTO sessions (id, service, data_id, expires_at)
+             SELECT i, s, d, {} + t
+             FROM unnest($1::text[], $2::text[], $3::text[], $4::int8[]) AS u(i, s, d, t)",
+            super::claim::now_param(5)
+        )
+    });
     let ids: Vec<&str> = news.clone().map(|r| r.id.as_str()).collect();
     let services: Vec<&str> = news.clone().map(|r| r.service.as_str()).collect();
     let data_ids: Vec<&str> = news.clone().map(|r| r.data_id.as_str()).collect();
-    let expiries: Vec<i64> = news.clone().map(|r| now + ms(&r.ttl)).collect();
+    let ttls: Vec<i64> = news.clone().map(|r| ms(&r.ttl)).collect();
     let fields: Vec<String> = news.clone().map(|r| encode(&r.fields)).collect();
     let sizes: Vec<i64> = news.map(|r| bytes(&r.fields)).collect();
     [
-        super::prepared::Stmt::new(
-            "INSERT INTO sessions (id, service, data_id, expires_at)
-             SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int8[])",
-        )
-        .bind(ids, Type::TEXT_ARRAY)
-        .bind(services, Type::TEXT_ARRAY)
-        .bind(data_ids.clone(), Type::TEXT_ARRAY)
-        .bind(expiries.clone(), Type::INT8_ARRAY),
-        data_rows(data_ids, fields, expiries, sizes),
+        super::prepared::Stmt::new(SQL.as_str())
+            .bind(ids, Type::TEXT_ARRAY)
+            .bind(services, Type::TEXT_ARRAY)
+            .bind(data_ids.clone(), Type::TEXT_ARRAY)
+            .bind(ttls.clone(), Type::INT8_ARRAY)
+            .bind(frozen, Type::INT8),
+        data_rows(data_ids, fields, ttls, sizes, frozen),
     ]
 }

@@ -8,10 +8,13 @@
 //! the first delete only. A batch of changes locks its entries in id order.
 
 use hashbrown::HashMap;
+use std::sync::LazyLock;
 use std::time::Duration;
 
+use tokio_postgres::types::Type;
+
 use super::pg_error;
-use super::prepared::{Prepared as _, Stmt};
+use super::prepared::{Stmt, send};
 use super::sessions::{bytes, data_rows, decode, encode, ms};
 use crate::domain::DataId;
 use crate::events::Event;
@@ -36,8 +39,9 @@ pub struct Writing;
 /// Deletes of entries as a batch: `false` when there is no live entry.
 pub struct Deleting;
 
-/// The rows a batch writes with its `COMMIT`, by id: the fields and the expiry.
-pub struct Rows(Vec<(String, Fields, i64)>);
+/// The rows a batch writes with its `COMMIT`, by id: the fields and the ttl in ms from the
+/// transaction's `now`; and a test's frozen time.
+pub struct Rows(Vec<(String, Fields, i64)>, Option<i64>);
 
 impl super::batch::Work for Writing {
     type Req = (Write, Entry);
@@ -51,7 +55,7 @@ impl super::batch::Work for Writing {
         db: &super::Db,
         reqs: &[Self::Req],
     ) -> Result<(Vec<Self::Ans>, Self::Plan), StoreError> {
-        let now = super::claim::now(client, db.frozen()).await?;
+        let frozen = db.frozen();
         let mut ids: Vec<&str> = reqs
             .iter()
             .filter(|(write, _)| *write == Write::Change)
@@ -61,15 +65,18 @@ impl super::batch::Work for Writing {
         ids.dedup();
         let mut live: HashMap<String, (Fields, i64)> = HashMap::with_capacity(reqs.len());
         if !ids.is_empty() {
-            let found = client
-                .query_cached(
-                    "SELECT id, fields FROM data WHERE id = ANY($1) AND expires_at > $2
+            static SQL: LazyLock<String> = LazyLock::new(|| {
+                format!(
+                    "SELECT id, fields FROM data WHERE id = ANY($1) AND expires_at > {}
                      ORDER BY id FOR UPDATE",
-                    &[&ids, &now],
+                    super::claim::now_param(2)
                 )
-                .await
-                .map_err(pg_error)?;
-            for row in found {
+            });
+            let read = Stmt::new(SQL.as_str())
+                .bind(ids, Type::TEXT_ARRAY)
+                .bind(frozen, Type::INT8);
+            let found = send(client, &[read]).await.map_err(pg_error)?;
+            for row in &found[0] {
                 live.insert(row.get(0), (decode(row.get(1))?, 0));
             }
         }
@@ -77,14 +84,14 @@ impl super::batch::Work for Writing {
         let answers = reqs
             .iter()
             .map(|(write, (id, fields, ttl))| {
-                let expires_at = now + ms(ttl);
+                let ttl = ms(ttl);
                 match (write, live.get_mut(id.as_str())) {
                     (Write::New, _) => {
-                        live.insert(id.as_str().to_owned(), (fields.clone(), expires_at));
+                        live.insert(id.as_str().to_owned(), (fields.clone(), ttl));
                     }
                     (Write::Change, Some(entry)) => {
                         merge_fields(&mut entry.0, fields.clone());
-                        entry.1 = expires_at;
+                        entry.1 = ttl;
                     }
                     (Write::Change, None) => return Ok(false),
                 }
@@ -96,9 +103,9 @@ impl super::batch::Work for Writing {
         order.dedup();
         let rows = order
             .into_iter()
-            .filter_map(|id| live.remove(&id).map(|(fields, at)| (id, fields, at)))
+            .filter_map(|id| live.remove(&id).map(|(fields, ttl)| (id, fields, ttl)))
             .collect();
-        Ok((answers, Rows(rows)))
+        Ok((answers, Rows(rows, frozen)))
     }
 
     async fn write(
@@ -126,18 +133,20 @@ impl super::batch::Work for Deleting {
         db: &super::Db,
         reqs: &[DataId],
     ) -> Result<(Vec<Self::Ans>, Self::Plan), StoreError> {
-        let now = super::claim::now(client, db.frozen()).await?;
+        static SQL: LazyLock<String> = LazyLock::new(|| {
+            format!(
+                "DELETE FROM data WHERE id = ANY($1) AND expires_at > {} RETURNING id",
+                super::claim::now_param(2)
+            )
+        });
         let mut ids: Vec<&str> = reqs.iter().map(DataId::as_str).collect();
         ids.sort_unstable();
         ids.dedup();
-        let deleted = client
-            .query_cached(
-                "DELETE FROM data WHERE id = ANY($1) AND expires_at > $2 RETURNING id",
-                &[&ids, &now],
-            )
-            .await
-            .map_err(pg_error)?;
-        let mut live: hashbrown::HashSet<String> = deleted.iter().map(|r| r.get(0)).collect();
+        let delete = Stmt::new(SQL.as_str())
+            .bind(ids, Type::TEXT_ARRAY)
+            .bind(db.frozen(), Type::INT8);
+        let deleted = send(client, &[delete]).await.map_err(pg_error)?;
+        let mut live: hashbrown::HashSet<String> = deleted[0].iter().map(|r| r.get(0)).collect();
         // In arrival order: the first delete of an entry found it, a second did not.
         let answers = reqs.iter().map(|id| Ok(live.remove(id.as_str()))).collect();
         Ok((answers, ()))
@@ -162,7 +171,7 @@ impl super::batch::Work for Deleting {
 fn upsert(rows: &Rows) -> Stmt<'_> {
     let ids: Vec<&str> = rows.0.iter().map(|(id, _, _)| id.as_str()).collect();
     let fields: Vec<String> = rows.0.iter().map(|(_, f, _)| encode(f)).collect();
-    let expiries: Vec<i64> = rows.0.iter().map(|(_, _, at)| *at).collect();
+    let ttls: Vec<i64> = rows.0.iter().map(|(_, _, ttl)| *ttl).collect();
     let sizes: Vec<i64> = rows.0.iter().map(|(_, f, _)| bytes(f)).collect();
-    data_rows(ids, fields, expiries, sizes)
+    data_rows(ids, fields, ttls, sizes, rows.1)
 }
