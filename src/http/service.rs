@@ -16,7 +16,7 @@ use super::limits::Adds;
 use super::params::Params;
 use super::reply::Reply;
 use crate::broker::{Access, AccessRequest, BrokerError, MatchParams};
-use crate::config::ServiceKind;
+use crate::config::{Credentials, ServiceKind};
 use crate::domain::{
     AccessCode, AccessNumber, BookingTimeout, CodeLength, GroupName, PhoneNumber, SessionId,
     SessionTtl,
@@ -187,22 +187,12 @@ async fn access_guard(
     id: &SessionId,
 ) -> Result<(), ApiError> {
     let server = state.config.auth.as_ref();
-    let session = match state.broker.session(id).await {
-        Ok(session) => session,
-        Err(BrokerError::SessionNotFound(_)) => {
-            auth::require_for_no_session(&state.config, headers)?;
-            return Err(ApiError::no_session(id.as_str()));
-        }
-        Err(err) => {
-            auth::require(headers, access.credentials.as_ref().or(server))?;
-            return Err(err.into());
-        }
-    };
-    let owner = state
-        .broker
-        .service(session.service.as_str())
-        .and_then(|(_, s)| s.credentials.as_ref());
-    auth::require_for_access(headers, access.credentials.as_ref(), owner, server)
+    let own = access.credentials.as_ref();
+    session_guarded_by(state, id, headers, own.or(server), |owner| {
+        auth::require_for_access(headers, own, owner, server)
+    })
+    .await
+    .map(drop)
 }
 
 fn access_request(params: &Params) -> Result<AccessRequest, ApiError> {
@@ -335,14 +325,30 @@ pub(super) async fn guarded_session(
     id: &SessionId,
     headers: &HeaderMap,
 ) -> Result<Session, ApiError> {
-    let server_auth = state.config.auth.as_ref();
+    let server = state.config.auth.as_ref();
+    session_guarded_by(state, id, headers, server, |owner| {
+        auth::require(headers, owner.or(server))
+    })
+    .await
+}
+
+/// The live session `id` once `allowed` passes with its service's own credentials (if it has
+/// any); for no live session, what `auth::require_for_no_session` asks, then
+/// `SessionNotFound`; when the store fails, `unknown`'s credentials, then the failure.
+async fn session_guarded_by(
+    state: &AppState,
+    id: &SessionId,
+    headers: &HeaderMap,
+    unknown: Option<&Credentials>,
+    allowed: impl FnOnce(Option<&Credentials>) -> Result<(), ApiError>,
+) -> Result<Session, ApiError> {
     match state.broker.session(id).await {
         Ok(session) => {
-            let service = state
+            let owner = state
                 .broker
                 .service(session.service.as_str())
                 .and_then(|(_, s)| s.credentials.as_ref());
-            auth::require(headers, service.or(server_auth))?;
+            allowed(owner)?;
             Ok(session)
         }
         Err(err @ BrokerError::SessionNotFound(_)) => {
@@ -350,7 +356,7 @@ pub(super) async fn guarded_session(
             Err(err.into())
         }
         Err(err) => {
-            auth::require(headers, server_auth)?;
+            auth::require(headers, unknown)?;
             Err(err.into())
         }
     }

@@ -86,11 +86,7 @@ impl super::batch::Work for Interacting {
         reqs: &'a [Self::Req],
         answers: &'a mut [Self::Ans],
     ) -> impl std::future::Future<Output = ()> + Send + 'a {
-        let refusals = reqs
-            .iter()
-            .zip(answers.iter_mut())
-            .filter_map(|((_, req), answer)| Some((req.group.as_str(), answer.as_mut().err()?)));
-        super::retry_after::recount(db, refusals)
+        super::retry_after::recount(db, reqs.iter().map(|(_, req)| req).zip(answers))
     }
 
     fn failed(err: StoreError) -> Self::Ans {

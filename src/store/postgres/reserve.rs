@@ -735,11 +735,7 @@ impl super::batch::Work for Reserving {
         reqs: &'a [ReserveRequest],
         answers: &'a mut [Answer],
     ) -> impl std::future::Future<Output = ()> + Send + 'a {
-        let refusals = reqs
-            .iter()
-            .zip(answers.iter_mut())
-            .filter_map(|(req, answer)| Some((req.group.as_str(), answer.as_mut().err()?)));
-        super::retry_after::recount(db, refusals)
+        super::retry_after::recount(db, reqs.iter().zip(answers))
     }
 
     fn failed(err: StoreError) -> Answer {

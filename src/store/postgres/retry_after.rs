@@ -21,15 +21,21 @@ use super::Db;
 use super::claim::{self, FREE};
 use super::prepared::Prepared as _;
 use crate::domain::UnixMillis;
-use crate::store::{ReserveError, StoreError};
+use crate::store::{ReserveError, ReserveRequest, StoreError};
 
-/// Counts again the `Retry-After` of each `Exhausted` refusal among `refusals` (each with
-/// its group).
-pub async fn recount<'a>(db: &Db, refusals: impl Iterator<Item = (&'a str, &'a mut ReserveError)>) {
+/// Counts again the `Retry-After` of each `Exhausted` refusal among a batch's answers, each
+/// with the request it answers.
+pub async fn recount<'a, T: 'a>(
+    db: &Db,
+    answers: impl Iterator<Item = (&'a ReserveRequest, &'a mut Result<T, ReserveError>)>,
+) {
     let mut by_group: HashMap<&str, Vec<&mut Duration>> = HashMap::new();
-    for (group, refusal) in refusals {
-        if let ReserveError::Exhausted { retry_after } = refusal {
-            by_group.entry(group).or_default().push(retry_after);
+    for (req, answer) in answers {
+        if let Err(ReserveError::Exhausted { retry_after }) = answer {
+            by_group
+                .entry(req.group.as_str())
+                .or_default()
+                .push(retry_after);
         }
     }
     if by_group.is_empty() {
