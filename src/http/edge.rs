@@ -131,45 +131,19 @@ pub async fn edge<F: Future<Output = Response>>(
         read: std::cell::Cell::new(bodiless),
     };
 
-    let answer = async {
-        if let Some(refusal) = browser::refusal(&request) {
-            return refusal.into_response();
-        }
-        if let Err(refusal) = limits::take_token(&state, &request, client) {
-            return refusal.into_response();
-        }
-        if guarded && !auth::any_known(&state.config, request.headers()) {
-            return ApiError::Unauthorized.into_response();
-        }
-        let limit = state.config.server.request_timeout;
-        let handler = AssertUnwindSafe(async { handler(request).await }).catch_unwind();
-        let mut handler = std::pin::pin!(handler);
-        let done = match tokio::time::timeout(limit, handler.as_mut()).await {
-            Ok(done) => done,
-            // Read whole, the request is in the store's hands: its write may be landing, and
-            // a 408 would say it changed nothing. The store's own bound (`store_timeout_ms`,
-            // then 503 StoreUnavailable) ends the wait.
-            Err(_) if RequestContext::was_read() => handler.await,
-            Err(_) => return ApiError::RequestTimeout(limit).into_response(),
-        };
-        match done {
-            Ok(response) => response,
-            Err(_) => ApiError::Internal("handler panicked".into()).into_response(),
-        }
-    };
-    let repaired = async {
-        let response = answer.await;
+    // Built in place, each inside the one that awaits it: a future kept in a local and
+    // moved into another took room in both, and the request's future is copied whenever it
+    // moves (into its box, …).
+    let mut scoped = std::pin::pin!(REQUEST.scope(context, async {
+        let response = answer(&state, request, client, guarded, handler).await;
         if !fallback::needs_repair(&response) {
             return response;
         }
         // Rare: the method and path for its message are read back from the context rather
-        // than cloned for every request.
+        // than cloned for every request; its future boxed, so as not to size every call's.
         let (method, uri) = REQUEST.with(|r| (r.method.clone(), r.uri.clone()));
-        fallback::repair(response, &method, uri.path()).await
-    };
-    // The context is taken back when the answer is ready: its request id goes in the answer's
-    // header without a copy.
-    let mut scoped = std::pin::pin!(REQUEST.scope(context, repaired));
+        Box::pin(fallback::repair(response, &method, uri.path())).await
+    }));
     let response = scoped.as_mut().await;
     let (id, read) = match scoped.as_mut().take_value() {
         Some(context) => (Some(context.id), context.read.get()),
@@ -196,6 +170,41 @@ pub async fn edge<F: Future<Output = Response>>(
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
     response
+}
+
+/// The request's checks (a browser's cross-site call, the client's rate, credentials), then
+/// `handler` within the request timeout.
+async fn answer<F: Future<Output = Response>>(
+    state: &AppState,
+    request: Request,
+    client: ClientAddr,
+    guarded: bool,
+    handler: impl FnOnce(Request) -> F,
+) -> Response {
+    if let Some(refusal) = browser::refusal(&request) {
+        return refusal.into_response();
+    }
+    if let Err(refusal) = limits::take_token(state, &request, client) {
+        return refusal.into_response();
+    }
+    if guarded && !auth::any_known(&state.config, request.headers()) {
+        return ApiError::Unauthorized.into_response();
+    }
+    let limit = state.config.server.request_timeout;
+    let handler = AssertUnwindSafe(async { handler(request).await }).catch_unwind();
+    let mut handler = std::pin::pin!(handler);
+    let done = match tokio::time::timeout(limit, handler.as_mut()).await {
+        Ok(done) => done,
+        // Read whole, the request is in the store's hands: its write may be landing, and
+        // a 408 would say it changed nothing. The store's own bound (`store_timeout_ms`,
+        // then 503 StoreUnavailable) ends the wait.
+        Err(_) if RequestContext::was_read() => handler.await,
+        Err(_) => return ApiError::RequestTimeout(limit).into_response(),
+    };
+    match done {
+        Ok(response) => response,
+        Err(_) => ApiError::Internal("handler panicked".into()).into_response(),
+    }
 }
 
 /// The client's request id when it sent a usable one, else a new one: a UUID (v4 layout)

@@ -89,51 +89,12 @@ async fn create_named(
         }
         _ => None,
     };
+    if let Some(key) = key {
+        // Boxed apart: the keyed paths' futures (a turn, a replay, the store's keyed writes)
+        // would otherwise size every call's future, which is copied whenever it moves.
+        return Box::pin(keyed(state, name, service, &params, key, quota)).await;
+    }
     match service.kind {
-        ServiceKind::Session if key.is_some() => {
-            let ttl = params.parse("_ttl", SessionTtl::parse)?;
-            let fields = params.fields_except(&["_ttl"]);
-            let key = key.ok_or_else(|| ApiError::invalid("Idempotency-Key", "missing"))?;
-            let _turn = match idempotency::turn(limits, broker, &key).await? {
-                Turn::Replay(answer) => return Ok(answer),
-                Turn::Go(turn) => turn,
-            };
-            let room = match limits.room_for(broker, Adds::Session, &fields).await {
-                Ok(room) => room,
-                Err(refusal) => return idempotency::replay_or(broker, Some(&key), refusal).await,
-            };
-            let answer = room.settle_keyed(
-                broker
-                    .create_session_once(key, name, service, fields, ttl)
-                    .await,
-            )?;
-            Ok(Reply::new().fields(&answer.fields))
-        }
-        ServiceKind::RequestInteraction if key.is_some() => {
-            let ttl = params.parse("_ttl", SessionTtl::parse)?;
-            let req = AccessRequest {
-                quota: quota(),
-                ..access_request(&params)?
-            };
-            let key = key.ok_or_else(|| ApiError::invalid("Idempotency-Key", "missing"))?;
-            let fields = params.user_fields();
-            let _turn = match idempotency::turn(limits, broker, &key).await? {
-                Turn::Replay(answer) => return Ok(answer),
-                Turn::Go(turn) => turn,
-            };
-            let room = match limits.room_for(broker, Adds::Session, &fields).await {
-                Ok(room) => room,
-                Err(refusal) => return idempotency::replay_or(broker, Some(&key), refusal).await,
-            };
-            // A replay reserves nothing, so the quota does not refuse it (the store counts
-            // only a creation).
-            let answer = room.settle_keyed(
-                broker
-                    .request_interaction_once(key, name, service, fields, ttl, req)
-                    .await,
-            )?;
-            Ok(Reply::new().fields(&answer.fields))
-        }
         ServiceKind::Session => {
             let ttl = params.parse("_ttl", SessionTtl::parse)?;
             let fields = params.fields_except(&["_ttl"]);
@@ -174,6 +135,64 @@ async fn create_named(
             Ok(access_reply(access))
         }
         ServiceKind::MatchInteraction => match_interaction(state, service, &params).await,
+    }
+}
+
+/// A session or request-interaction call with an `Idempotency-Key` (`idempotency.rs`, the
+/// only kinds that take one): the first answer to the key is kept and given again.
+async fn keyed(
+    state: &AppState,
+    name: &crate::domain::ServiceName,
+    service: &crate::config::ServiceConfig,
+    params: &Params,
+    key: crate::store::IdempotencyKey,
+    quota: impl FnOnce() -> Option<crate::store::Quota>,
+) -> Result<Reply, ApiError> {
+    let (broker, limits) = (&state.broker, &state.limits);
+    match service.kind {
+        ServiceKind::Session => {
+            let ttl = params.parse("_ttl", SessionTtl::parse)?;
+            let fields = params.fields_except(&["_ttl"]);
+            let _turn = match idempotency::turn(limits, broker, &key).await? {
+                Turn::Replay(answer) => return Ok(answer),
+                Turn::Go(turn) => turn,
+            };
+            let room = match limits.room_for(broker, Adds::Session, &fields).await {
+                Ok(room) => room,
+                Err(refusal) => return idempotency::replay_or(broker, Some(&key), refusal).await,
+            };
+            let answer = room.settle_keyed(
+                broker
+                    .create_session_once(key, name, service, fields, ttl)
+                    .await,
+            )?;
+            Ok(Reply::new().fields(&answer.fields))
+        }
+        ServiceKind::RequestInteraction => {
+            let ttl = params.parse("_ttl", SessionTtl::parse)?;
+            let req = AccessRequest {
+                quota: quota(),
+                ..access_request(params)?
+            };
+            let fields = params.user_fields();
+            let _turn = match idempotency::turn(limits, broker, &key).await? {
+                Turn::Replay(answer) => return Ok(answer),
+                Turn::Go(turn) => turn,
+            };
+            let room = match limits.room_for(broker, Adds::Session, &fields).await {
+                Ok(room) => room,
+                Err(refusal) => return idempotency::replay_or(broker, Some(&key), refusal).await,
+            };
+            // A replay reserves nothing, so the quota does not refuse it (the store counts
+            // only a creation).
+            let answer = room.settle_keyed(
+                broker
+                    .request_interaction_once(key, name, service, fields, ttl, req)
+                    .await,
+            )?;
+            Ok(Reply::new().fields(&answer.fields))
+        }
+        _ => Err(ApiError::Internal("a keyed call of another kind".into())),
     }
 }
 
