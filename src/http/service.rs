@@ -149,51 +149,41 @@ async fn keyed(
     quota: impl FnOnce() -> Option<crate::store::Quota>,
 ) -> Result<Reply, ApiError> {
     let (broker, limits) = (&state.broker, &state.limits);
-    match service.kind {
-        ServiceKind::Session => {
-            let ttl = params.parse("_ttl", SessionTtl::parse)?;
-            let fields = params.fields_except(&["_ttl"]);
-            let _turn = match idempotency::turn(limits, broker, &key).await? {
-                Turn::Replay(answer) => return Ok(answer),
-                Turn::Go(turn) => turn,
-            };
-            let room = match limits.room_for(broker, Adds::Session, &fields).await {
-                Ok(room) => room,
-                Err(refusal) => return idempotency::replay_or(broker, Some(&key), refusal).await,
-            };
-            let answer = room.settle_keyed(
-                broker
-                    .create_session_once(key, name, service, fields, ttl)
-                    .await,
-            )?;
-            Ok(Reply::new().fields(&answer.fields))
-        }
-        ServiceKind::RequestInteraction => {
-            let ttl = params.parse("_ttl", SessionTtl::parse)?;
+    let ttl = params.parse("_ttl", SessionTtl::parse)?;
+    // A request-interaction's reservation; none for a plain session.
+    let (fields, reserve) = match service.kind {
+        ServiceKind::Session => (params.fields_except(&["_ttl"]), None),
+        _ => {
             let req = AccessRequest {
                 quota: quota(),
                 ..access_request(params)?
             };
-            let fields = params.user_fields();
-            let _turn = match idempotency::turn(limits, broker, &key).await? {
-                Turn::Replay(answer) => return Ok(answer),
-                Turn::Go(turn) => turn,
-            };
-            let room = match limits.room_for(broker, Adds::Session, &fields).await {
-                Ok(room) => room,
-                Err(refusal) => return idempotency::replay_or(broker, Some(&key), refusal).await,
-            };
-            // A replay reserves nothing, so the quota does not refuse it (the store counts
-            // only a creation).
-            let answer = room.settle_keyed(
-                broker
-                    .request_interaction_once(key, name, service, fields, ttl, req)
-                    .await,
-            )?;
-            Ok(Reply::new().fields(&answer.fields))
+            (params.user_fields(), Some(req))
         }
-        _ => Err(ApiError::Internal("a keyed call of another kind".into())),
-    }
+    };
+    let _turn = match idempotency::turn(limits, broker, &key).await? {
+        Turn::Replay(answer) => return Ok(answer),
+        Turn::Go(turn) => turn,
+    };
+    let room = match limits.room_for(broker, Adds::Session, &fields).await {
+        Ok(room) => room,
+        Err(refusal) => return idempotency::replay_or(broker, Some(&key), refusal).await,
+    };
+    // A replay reserves nothing, so the quota does not refuse it (the store counts only a
+    // creation).
+    let answer = room.settle_keyed(match reserve {
+        None => {
+            broker
+                .create_session_once(key, name, service, fields, ttl)
+                .await
+        }
+        Some(req) => {
+            broker
+                .request_interaction_once(key, name, service, fields, ttl, req)
+                .await
+        }
+    })?;
+    Ok(Reply::new().fields(&answer.fields))
 }
 
 /// The credentials a request-access call for session `id` needs (`auth::require_for_access`):
