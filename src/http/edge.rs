@@ -144,6 +144,8 @@ pub async fn edge<F: Future<Output = Response>>(
         let (method, uri) = REQUEST.with(|r| (r.method.clone(), r.uri.clone()));
         Box::pin(fallback::repair(response, &method, uri.path())).await
     }));
+    // The context is taken back when the answer is ready: its request id goes in the answer's
+    // header without a copy.
     let response = scoped.as_mut().await;
     let (id, read) = match scoped.as_mut().take_value() {
         Some(context) => (Some(context.id), context.read.get()),
