@@ -8,7 +8,8 @@
 //! `docs/performance.md`). Only a request the router would give the same handler with the
 //! same name is taken: `POST`, the prefix and one non-empty segment without escapes (an
 //! escaped name goes through the router, which decodes it). Everything else goes to the
-//! router, unchanged.
+//! router, unchanged but for its 401s, which lose the `Allow` the router adds
+//! ([`unrevealing`]).
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -18,8 +19,9 @@ use std::task::{Context, Poll};
 use axum::Router;
 use axum::body::HttpBody as _;
 use axum::extract::Request;
-use axum::http::{HeaderValue, Method, header};
+use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::Response;
+use futures::FutureExt as _;
 use futures::future::Either;
 use tower::Service;
 
@@ -42,11 +44,13 @@ impl Front {
 }
 
 type Unrouted = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+type Answered = Result<Response, Infallible>;
+type Routed = futures::future::Map<<Router as Service<Request>>::Future, fn(Answered) -> Answered>;
 
 impl Service<Request> for Front {
     type Response = Response;
     type Error = Infallible;
-    type Future = Either<Unrouted, <Router as Service<Request>>::Future>;
+    type Future = Either<Unrouted, Routed>;
 
     fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         Poll::Ready(Ok(())) // the router is always ready
@@ -54,7 +58,7 @@ impl Service<Request> for Front {
 
     fn call(&mut self, request: Request) -> Self::Future {
         if request.method() != Method::POST || !is_service_name(request.uri().path()) {
-            return Either::Right(self.router.call(request));
+            return Either::Right(self.router.call(request).map(unrevealing as fn(_) -> _));
         }
         let state = self.state.clone();
         Either::Left(Box::pin(async move {
@@ -68,6 +72,16 @@ impl Service<Request> for Front {
             Ok(response)
         }))
     }
+}
+
+/// A 401 says nothing of the route it refused: the router adds `Allow` (the route's methods)
+/// to a wrong method's answer after the edge has refused it for its credentials.
+fn unrevealing(answered: Answered) -> Answered {
+    let Ok(mut response) = answered;
+    if response.status() == StatusCode::UNAUTHORIZED {
+        response.headers_mut().remove(header::ALLOW);
+    }
+    Ok(response)
 }
 
 /// Whether `path` is the service route's prefix and one segment the router's `Path` would

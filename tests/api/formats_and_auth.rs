@@ -437,9 +437,12 @@ async fn basic_auth_server_wide_and_per_service() {
         ),
     ];
     for (method, path, status, kind) in cases {
-        app.send(app.client.request(method.clone(), app.path(path)))
-            .await
-            .error(401, "Unauthorized");
+        let refused = app
+            .send(app.client.request(method.clone(), app.path(path)))
+            .await;
+        // Not even the route's methods (the router adds `Allow` to a wrong method's answer).
+        assert_eq!(refused.header("allow"), None, "{method} {path}");
+        refused.error(401, "Unauthorized");
         for who in [basic("gms", "secret"), basic("ivr", "ivr-pass")] {
             let r = app
                 .send(
