@@ -1,6 +1,8 @@
 //! A node started before its PostgreSQL answers: it serves at once (`/health` 200), answers
 //! 503 StoreUnavailable (`/ready` too) while it retries with backoff, and serves normally as
-//! soon as the database answers, with no restart. A malformed store URL still exits 2.
+//! soon as the database answers, with no restart. A malformed store URL still exits 2. A
+//! store lost while the node runs: a slow one answers what it did, and calls held by a
+//! limit's reading of a store that stopped answering get 503, not 507.
 
 mod support;
 
@@ -238,3 +240,56 @@ async fn lost_during_start() {
 
 /// Where the sweep cuts, in bytes from PostgreSQL: from, to, step.
 const START_BYTES: (u64, u64, usize) = (300, 6000, 150);
+
+/// A store at its `[limits] max_sessions` that stops answering: the calls that found the
+/// node's count stale wait for the one reading of the store under way, and when it fails
+/// they answer as the store does, 503 StoreUnavailable, not 507 StoreFull on the count the
+/// failed reading was to replace (before, the first call alone answered 503).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    no_postgres,
+    ignore = "needs PostgreSQL: set TEST_POSTGRES_URL=postgres://postgres@127.0.0.1:5432/test"
+)]
+async fn calls_waiting_on_a_failed_reading_of_the_store_answer_503() {
+    support::limit::within(failed_reading()).await;
+}
+
+async fn failed_reading() {
+    let schema = Schema::require().await;
+    let dir = tempfile::tempdir().expect("dir");
+    let path = cluster::config(&dir, 1, 10, 600);
+    let text = std::fs::read_to_string(&path).expect("config");
+    let text = text.replace("store_timeout_ms = 2000", "store_timeout_ms = 500")
+        + "[limits]\nmax_sessions = 2\n";
+    std::fs::write(&path, text).expect("config");
+    let proxy = FaultProxy::start("127.0.0.1:5432", Mode::Pass).await;
+    let node = Node::start(&path, &proxy.url(&schema.url_string()), &[]);
+    let c = reqwest::Client::new();
+    let create = || async {
+        let r = c
+            .post(format!("{}/genesys/1/service/callback", node.url))
+            .send()
+            .await
+            .expect("answer");
+        let status = r.status().as_u16();
+        let body: serde_json::Value = r.json().await.expect("json");
+        (status, body["exception"].as_str().unwrap_or("").to_owned())
+    };
+    // The node serves before its store is open: ready first.
+    let ready = format!("{}/ready", node.url);
+    while c.get(&ready).send().await.map(|r| r.status().as_u16()).ok() != Some(200) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for _ in 0..2 {
+        assert_eq!(create().await.0, 200);
+    }
+    assert_eq!(create().await, (507, "StoreFull".to_owned()));
+    // The node's count goes stale (it is read again after a second), then the store stops
+    // answering (connections open, no bytes): the next reading fails at the store timeout.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    proxy.set(Mode::Blackhole);
+    let answers = futures::future::join_all((0..6).map(|_| create())).await;
+    for answer in &answers {
+        assert_eq!(answer, &(503, "StoreUnavailable".to_owned()), "{answers:?}");
+    }
+}

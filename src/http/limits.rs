@@ -137,8 +137,10 @@ struct Count {
     /// Readings begun, and the one applied (a slower, older reading never replaces it).
     begun: u64,
     applied: u64,
-    /// Readings ended, applied or not (`begun - ended` are under way).
+    /// Readings ended, applied or not (`begun - ended` are under way), and those of them
+    /// that failed (the store did not answer).
     ended: u64,
+    failed: u64,
     /// A session or entry was ended through this node since the last reading began: a
     /// refusal reads the store again at once, not after `REREAD_AFTER`.
     room_made: bool,
@@ -386,7 +388,7 @@ impl Limits {
         let mut waits = 0;
         loop {
             // Registered under the lock: a reading that ends after it is let go tells it.
-            let ended = {
+            let (ended, failed) = {
                 let mut count = self.count.lock();
                 let Some(held) = count.bound() else {
                     return Ok(Room::none());
@@ -399,11 +401,15 @@ impl Limits {
                     Some(msg) if count.ended >= count.begun || waits == MAX_READING_WAITS => {
                         return Err(ApiError::StoreFull(msg));
                     }
-                    Some(_) => self.read_ended.notified(),
+                    Some(_) => (self.read_ended.notified(), count.failed),
                 }
             };
             waits += 1;
             ended.await;
+            if self.count.lock().failed > failed {
+                // The store cannot answer: as for a reading of the call's own (above).
+                return Ok(Room::none());
+            }
         }
         Ok(Room {
             limits: Some(self),
@@ -423,11 +429,14 @@ impl Limits {
         // for them (an outside audit, PostgreSQL, 2 rounds of 8 after the sessions expired).
         let under_way = {
             let count = self.count.lock();
-            (count.ended < count.begun && !count.room_made).then(|| self.read_ended.notified())
+            (count.ended < count.begun && !count.room_made)
+                .then(|| (self.read_ended.notified(), count.failed))
         };
-        if let Some(ended) = under_way {
+        if let Some((ended, failed)) = under_way {
             ended.await;
-            return true;
+            // Failed, it told the callers waiting for it what it told its own: the store
+            // cannot answer (they answered 507 on the old count before).
+            return self.count.lock().failed == failed;
         }
         let (begun, done_before, at) = {
             let mut count = self.count.lock();
@@ -450,6 +459,7 @@ impl Limits {
             Ok(Some(usage)) => Some(Amount::from(usage)),
             Err(err) => {
                 tracing::debug!(error = %err, "store usage not read");
+                count.failed += 1;
                 return false;
             }
         };
