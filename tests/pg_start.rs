@@ -111,12 +111,10 @@ async fn a_slow_store_answers_what_it_did_not_408() {
 async fn slow_store() {
     let schema = Schema::require().await;
     let dir = tempfile::tempdir().expect("dir");
-    let path = cluster::config(&dir, 1, 10, 600);
-    let text = std::fs::read_to_string(&path).expect("config");
-    let text = text.replace("[server]\n", "[server]\nrequest_timeout_ms = 300\n");
-    std::fs::write(&path, text).expect("config");
-    let proxy = FaultProxy::start("127.0.0.1:5432", Mode::Pass).await;
-    let node = Node::start(&path, &proxy.url(&schema.url_string()), &[]);
+    let (proxy, node) = node_behind_proxy(&schema, &dir, |text| {
+        text.replace("[server]\n", "[server]\nrequest_timeout_ms = 300\n")
+    })
+    .await;
     let c = reqwest::Client::new();
     let post = |service: &str, form: Vec<(&str, String)>| {
         c.post(format!("{}/genesys/1/service/{service}", node.url))
@@ -257,13 +255,11 @@ async fn calls_waiting_on_a_failed_reading_of_the_store_answer_503() {
 async fn failed_reading() {
     let schema = Schema::require().await;
     let dir = tempfile::tempdir().expect("dir");
-    let path = cluster::config(&dir, 1, 10, 600);
-    let text = std::fs::read_to_string(&path).expect("config");
-    let text = text.replace("store_timeout_ms = 2000", "store_timeout_ms = 500")
-        + "[limits]\nmax_sessions = 2\n";
-    std::fs::write(&path, text).expect("config");
-    let proxy = FaultProxy::start("127.0.0.1:5432", Mode::Pass).await;
-    let node = Node::start(&path, &proxy.url(&schema.url_string()), &[]);
+    let (proxy, node) = node_behind_proxy(&schema, &dir, |text| {
+        text.replace("store_timeout_ms = 2000", "store_timeout_ms = 500")
+            + "[limits]\nmax_sessions = 2\n"
+    })
+    .await;
     let c = reqwest::Client::new();
     let create = || async {
         let r = c
@@ -292,4 +288,19 @@ async fn failed_reading() {
     for answer in &answers {
         assert_eq!(answer, &(503, "StoreUnavailable".to_owned()), "{answers:?}");
     }
+}
+
+/// A node behind a fault proxy (passing at first), its config `cluster::config`'s as `edit`
+/// changes it.
+async fn node_behind_proxy(
+    schema: &Schema,
+    dir: &tempfile::TempDir,
+    edit: impl FnOnce(String) -> String,
+) -> (FaultProxy, Node) {
+    let path = cluster::config(dir, 1, 10, 600);
+    let text = std::fs::read_to_string(&path).expect("config");
+    std::fs::write(&path, edit(text)).expect("config");
+    let proxy = FaultProxy::start("127.0.0.1:5432", Mode::Pass).await;
+    let node = Node::start(&path, &proxy.url(&schema.url_string()), &[]);
+    (proxy, node)
 }
