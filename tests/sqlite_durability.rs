@@ -584,7 +584,11 @@ async fn a_clients_quota_survives_reopen() {
     assert!(
         matches!(
             refused,
-            Err(store::ReserveError::QuotaExceeded { held: 2, limit: 2 })
+            Err(store::ReserveError::QuotaExceeded {
+                held: 2,
+                limit: 2,
+                ..
+            })
         ),
         "{refused:?}"
     );

@@ -45,7 +45,11 @@ pub enum BrokerError {
     #[error(
         "this client holds {held} live reservations; [limits] reservations_per_client allows {limit}"
     )]
-    QuotaExceeded { held: u64, limit: u64 },
+    QuotaExceeded {
+        held: u64,
+        limit: u64,
+        retry_after: Duration,
+    },
     /// match-interaction found no reservation that accepts the call; `reason` is there only
     /// where the service tells it (`return_failure_reason`).
     #[error("no live reservation matches access number {number}")]
@@ -124,7 +128,15 @@ impl BrokerError {
                 group: group.clone(),
                 retry_after,
             },
-            ReserveError::QuotaExceeded { held, limit } => Self::QuotaExceeded { held, limit },
+            ReserveError::QuotaExceeded {
+                held,
+                limit,
+                retry_after,
+            } => Self::QuotaExceeded {
+                held,
+                limit,
+                retry_after,
+            },
             ReserveError::Store(e) => Self::Store(e),
             ReserveError::Refused => {
                 Self::Store(StoreError::query("a refused call reached the store"))

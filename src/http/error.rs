@@ -200,10 +200,12 @@ impl ApiError {
         }
     }
 
-    /// `Retry-After` for any answer that has one: an empty pool, or an empty token bucket.
+    /// `Retry-After` for any answer that has one: an empty pool, an empty token bucket, or a
+    /// client at its reservation quota.
     fn retry_after(&self) -> Option<Duration> {
         match self {
-            Self::TooManyRequests { retry_after } => Some(*retry_after),
+            Self::TooManyRequests { retry_after }
+            | Self::Broker(BrokerError::QuotaExceeded { retry_after, .. }) => Some(*retry_after),
             _ => self.pool_retry_after(),
         }
     }
@@ -371,7 +373,12 @@ mod tests {
                 "TooManyRequests",
             ),
             (
-                BrokerError::QuotaExceeded { held: 2, limit: 2 }.into(),
+                BrokerError::QuotaExceeded {
+                    held: 2,
+                    limit: 2,
+                    retry_after: Duration::from_secs(7),
+                }
+                .into(),
                 429,
                 "QuotaExceeded",
             ),

@@ -194,7 +194,12 @@ pub enum ReserveError {
     },
     /// The client holds as many live reservations as its quota (`rules::quota`).
     #[error("client quota reached")]
-    QuotaExceeded { held: u64, limit: u64 },
+    QuotaExceeded {
+        held: u64,
+        limit: u64,
+        /// Until enough of the client's reservations expire for one more (at least a second).
+        retry_after: Duration,
+    },
     /// A [`super::Creation::Refused`] whose key had no answer to replay, or an update of an
     /// entry that is not there.
     #[error("refused before the store")]

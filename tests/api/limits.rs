@@ -107,6 +107,34 @@ crate::on_every_backend!(reservations_per_client_is_a_quota, |backend| async mov
     assert_eq!(app.request_access(&s3, &[]).await.status, 200);
 });
 
+// The quota's refusal says when one more fits, as an empty pool's does: once the first of
+// the client's reservations expires (it had none, and a client retried blind).
+crate::on_every_backend!(a_quota_refusal_says_when_to_retry, |backend| async move {
+    let app = TestApp::spawn_with(backend, &with_limits("reservations_per_client = 2")).await;
+    let (s1, s2, s3) = (
+        app.session(&[]).await,
+        app.session(&[]).await,
+        app.session(&[]).await,
+    );
+    for (session, secs) in [(&s1, "600"), (&s2, "120")] {
+        let held = app
+            .request_access(session, &[("_booking_expiration_timeout", secs)])
+            .await;
+        assert_eq!(held.status, 200, "{}", held.text);
+    }
+    let refused = app.request_access(&s3, &[]).await;
+    refused.error(429, "QuotaExceeded");
+    let wait: u64 = refused
+        .header("retry-after")
+        .expect("Retry-After on QuotaExceeded")
+        .parse()
+        .expect("whole seconds");
+    assert!(
+        (115..=121).contains(&wait),
+        "the 120 s reservation ends first, not the 600 s one: {wait}"
+    );
+});
+
 // A reservation cancelled by one wrong code too many, or released by an operator, no longer
 // counts: the client's place is free at once (both were counted until the booking's end, so
 // a caller dialling wrong codes kept an app's quota spent for up to 30 minutes).

@@ -16,7 +16,9 @@ use tokio_postgres::types::{ToSql, Type};
 
 use super::pg_error;
 use super::prepared::{Prepared as _, Stmt, send};
-use crate::domain::{AccessCode, Allocation, BookingTimeout, NumberPolicy, PhoneNumber};
+use crate::domain::{
+    AccessCode, Allocation, BookingTimeout, NumberPolicy, PhoneNumber, UnixMillis,
+};
 use crate::rules::{self, Candidates, Pos};
 use crate::store::StoreError;
 
@@ -144,12 +146,12 @@ pub fn lock_clients<'a>(clients: &'a [&'a str]) -> Stmt<'a> {
 }
 
 /// The live reservations each of `clients` holds, by [`NOW`]: rows `(client, session,
-/// group)` ([`client_holds_from`]). Sent after [`lock_clients`], so it reads what every
+/// group, expires_at)` ([`client_holds_from`]). Sent after [`lock_clients`], so it reads what every
 /// batch that held a client's lock before committed.
 pub fn client_holds<'a>(frozen: Option<i64>, clients: &'a [&'a str]) -> Stmt<'a> {
     static SQL: LazyLock<String> = LazyLock::new(|| {
         format!(
-            "SELECT client, session, group_name FROM numbers
+            "SELECT client, session, group_name, expires_at FROM numbers
               WHERE client = ANY($2::text[]) AND session IS NOT NULL AND expires_at > {}",
             now_param(1)
         )
@@ -159,16 +161,17 @@ pub fn client_holds<'a>(frozen: Option<i64>, clients: &'a [&'a str]) -> Stmt<'a>
         .bind(clients, Type::TEXT_ARRAY)
 }
 
-/// Each client's live holds as `(session, group)`, from [`client_holds`]'s rows.
-pub fn client_holds_from(
-    rows: &[tokio_postgres::Row],
-) -> HashMap<String, std::collections::HashSet<(String, String)>> {
-    let mut holds: HashMap<String, std::collections::HashSet<(String, String)>> = HashMap::new();
+/// Each client's live holds, `(session, group)` → when it expires, from [`client_holds`]'s
+/// rows (what its quota counts, `rules::quota`).
+pub type ClientHolds = HashMap<String, HashMap<(String, String), UnixMillis>>;
+
+pub fn client_holds_from(rows: &[tokio_postgres::Row]) -> ClientHolds {
+    let mut holds = ClientHolds::new();
     for row in rows {
         holds
             .entry(row.get(0))
             .or_default()
-            .insert((row.get(1), row.get(2)));
+            .insert((row.get(1), row.get(2)), UnixMillis(row.get(3)));
     }
     holds
 }

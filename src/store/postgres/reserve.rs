@@ -220,8 +220,11 @@ pub async fn reserve_many<'a, C: GenericClient>(
                 .map(|f| (f.number, f.at, f.lapsed))
         };
         if let (None, Some(quota)) = (&current, &req.quota) {
-            let held = by_client.get(&*quota.client).map_or(0, |h| h.len()) as u64;
-            if let Err(refusal) = rules::quota::admit(quota, held) {
+            let ends = by_client
+                .get(&*quota.client)
+                .into_iter()
+                .flat_map(|h| h.values());
+            if let Err(refusal) = rules::quota::admit(quota, ends.copied(), UnixMillis(now)) {
                 answers.push(Err(refusal));
                 continue;
             }
@@ -293,7 +296,7 @@ pub async fn reserve_many<'a, C: GenericClient>(
             by_client
                 .entry(quota.client.to_string())
                 .or_default()
-                .insert(key.clone());
+                .insert(key.clone(), booking.expires_at);
         }
         holds.insert(key, hold);
         // New to the session's list unless it held the number when the batch read it: a

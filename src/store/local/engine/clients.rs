@@ -20,11 +20,14 @@ impl Engine {
             .collect()
     }
 
-    /// How many live holds `client` has, counted up to `at_most` (what its quota counts,
-    /// `rules::quota`: a client at its limit is refused without walking the rest).
-    pub(super) fn client_hold_count(&self, client: &str, now: UnixMillis, at_most: u64) -> u64 {
-        let at_most = usize::try_from(at_most).unwrap_or(usize::MAX);
-        self.live_holds_of(client, now).take(at_most).count() as u64
+    /// When each live hold of `client` expires: what its quota counts (`rules::quota`).
+    pub(super) fn client_hold_ends<'a>(
+        &'a self,
+        client: &'a str,
+        now: UnixMillis,
+    ) -> impl Iterator<Item = UnixMillis> + 'a {
+        self.live_holds_of(client, now)
+            .map(|(_, hold)| hold.expires_at)
     }
 
     fn live_holds_of<'a>(

@@ -211,8 +211,7 @@ impl Engine {
             Some(pos) => pos,
             None => {
                 if let Some(quota) = &req.quota {
-                    let held = self.client_hold_count(&quota.client, now, quota.limit);
-                    rules::quota::admit(quota, held)?;
+                    rules::quota::admit(quota, self.client_hold_ends(&quota.client, now), now)?;
                 }
                 self.take_free(g, &req, now, log)?
             }
