@@ -92,17 +92,34 @@ pub(crate) async fn before<T, E: From<StoreError>>(
     }
 }
 
-/// Waits for a `COMMIT` (and whatever was pipelined before it) for at most [`COMMIT_WAIT`].
-/// An answer from the database is the truth; no answer, or a broken connection, is an
-/// unknown outcome.
+/// After [`COMMIT_WAIT`], how long the `COMMIT` is still waited for before its outcome counts
+/// as unknown.
+///
+/// Why: the wait is measured on the node's clock, which goes on while the node itself does
+/// not run (stopped, its VM paused, starved of CPU). The database's answer may then be in the
+/// socket when the node wakes, with the timer already expired: the timer fired first and the
+/// node answered 503 for a commit that had landed (an outside audit: a node stopped for 14 s
+/// during its `COMMIT`, 2 runs in 3). A second, short wait lets the connection read what came.
+pub const COMMIT_GRACE: Duration = Duration::from_secs(1);
+
+/// Waits for a `COMMIT` (and whatever was pipelined before it) for at most [`COMMIT_WAIT`],
+/// then [`COMMIT_GRACE`]. An answer from the database is the truth; no answer, or a broken
+/// connection, is an unknown outcome.
 pub(crate) async fn commit<T>(
     work: impl Future<Output = Result<T, StoreError>>,
 ) -> Result<T, StoreError> {
-    match tokio::time::timeout(COMMIT_WAIT, work).await {
-        Ok(Ok(value)) => Ok(value),
-        Ok(Err(e)) if is_answer(&e) => Err(e),
-        Ok(Err(e)) => Err(StoreError::unavailable(OutcomeUnknown(Some(e)))),
-        Err(_) => Err(StoreError::unavailable(OutcomeUnknown(None))),
+    let mut work = std::pin::pin!(work);
+    let answer = match tokio::time::timeout(COMMIT_WAIT, work.as_mut()).await {
+        Ok(answer) => answer,
+        Err(_) => match tokio::time::timeout(COMMIT_GRACE, work).await {
+            Ok(answer) => answer,
+            Err(_) => return Err(StoreError::unavailable(OutcomeUnknown(None))),
+        },
+    };
+    match answer {
+        Ok(value) => Ok(value),
+        Err(e) if is_answer(&e) => Err(e),
+        Err(e) => Err(StoreError::unavailable(OutcomeUnknown(Some(e)))),
     }
 }
 
@@ -245,5 +262,60 @@ impl Db {
             drop(deadpool_postgres::Object::take(client));
         }
         decided
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    use super::*;
+
+    /// A `COMMIT` whose answer came while the node was not running: polled at the wait's end,
+    /// it is not read yet (the timer's turn comes in that same poll, after it); read at the
+    /// next poll. Before `due` it waits for the timer's wake.
+    struct AnsweredLate {
+        due: Instant,
+        seen_due: bool,
+    }
+
+    impl Future for AnsweredLate {
+        type Output = Result<u8, StoreError>;
+
+        fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+            if Instant::now() < self.due {
+                return Poll::Pending;
+            }
+            if self.seen_due {
+                return Poll::Ready(Ok(7));
+            }
+            self.seen_due = true;
+            cx.waker().wake_by_ref();
+            Poll::Pending
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_answer_read_after_the_wait_ran_out_is_the_answer() {
+        let due = Instant::now() + COMMIT_WAIT;
+        let answer = commit(AnsweredLate {
+            due,
+            seen_due: false,
+        })
+        .await;
+        assert!(
+            matches!(answer, Ok(7)),
+            "the landed commit is reported, not an unknown outcome: {answer:?}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn no_answer_at_all_is_an_unknown_outcome() {
+        let answer = commit(std::future::pending::<Result<u8, StoreError>>()).await;
+        let Err(StoreError::Unavailable(cause)) = answer else {
+            panic!("not unavailable: {answer:?}");
+        };
+        assert!(cause.downcast_ref::<OutcomeUnknown>().is_some(), "{cause}");
     }
 }
