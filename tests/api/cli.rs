@@ -540,6 +540,43 @@ fn two_backups_to_one_target_leave_one_copy() {
     assert!(left.is_empty(), "hidden files left: {left:?}");
 }
 
+/// A backup killed outright (`kill -9`) leaves its hidden files; the next backup to the same
+/// target removes them, and leaves those of a backup whose process still runs.
+#[test]
+fn a_backup_removes_what_killed_backups_left() {
+    let dir = tempfile::tempdir().expect("dir");
+    let store = dir.path().join("store.db");
+    rusqlite::Connection::open(&store)
+        .and_then(|c| c.execute_batch("PRAGMA user_version = 6; CREATE TABLE t (x);"))
+        .expect("store");
+    // No process has an id past the kernel's largest (2^22); this test's own runs.
+    let (dead, alive) = (4_194_304 + 17, std::process::id());
+    let hidden =
+        |pid: u32, suffix: &str| dir.path().join(format!(".copy.db.partial-{pid}{suffix}"));
+    for path in [
+        hidden(dead, ""),
+        hidden(dead, "-journal"),
+        hidden(alive, ""),
+    ] {
+        std::fs::write(&path, b"half a copy").expect("hidden file");
+    }
+    let out = Command::new(BIN)
+        .args(["backup", "--store"])
+        .arg(format!("sqlite://{}", store.display()))
+        .arg("--to")
+        .arg(dir.path().join("copy.db"))
+        .output()
+        .expect("runs");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!hidden(dead, "").exists() && !hidden(dead, "-journal").exists());
+    assert!(hidden(alive, "").exists(), "a running process's file stays");
+}
+
 /// `check-config` reports the store and address `serve` would use: the environment's beat the
 /// file's (it printed the file's), and a bad one is named.
 #[test]

@@ -9,7 +9,8 @@
 //! SIGTERM), and `--force` replaces an old copy only once the new one is complete. Each
 //! backup writes a hidden file of its own (the process id in its name): two backups to one
 //! target both finish, and without `--force` the second is refused when it would replace
-//! the first's copy.
+//! the first's copy. A backup killed outright leaves its hidden file: the next backup to the
+//! same target removes it (`remove_abandoned`).
 //! Restoring is `serve --store sqlite://COPY`.
 
 use std::path::{Path, PathBuf};
@@ -64,6 +65,7 @@ pub fn backup(source: &Path, to: &Path, force: bool) -> Result<BackupReport, Str
         ));
     }
 
+    remove_abandoned(to);
     let partial = partial_path(to);
     remove_partial(&partial);
     let result = copy(&src, &partial).and_then(|()| finish(&partial, to, force));
@@ -127,6 +129,41 @@ pub fn partial_path(to: &Path) -> PathBuf {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     to.with_file_name(format!(".{name}.partial-{}", std::process::id()))
+}
+
+/// Removes the hidden files of earlier backups to `to` whose process is gone: a backup
+/// killed outright (`kill -9`, a power cut) cannot remove its own, and nothing else would
+/// (an outside audit found them piling up beside the copies, 6–14 MB each). A file whose
+/// process still runs (a backup under way, or a new process that took a dead one's id) is
+/// left alone. Processes are looked up in `/proc`: elsewhere nothing is removed.
+fn remove_abandoned(to: &Path) {
+    if !Path::new("/proc/self").exists() {
+        return;
+    }
+    let Some(name) = to.file_name().map(|n| n.to_string_lossy().into_owned()) else {
+        return;
+    };
+    let prefix = format!(".{name}.partial-");
+    let dir = match to.parent().filter(|d| !d.as_os_str().is_empty()) {
+        Some(dir) => dir.to_owned(),
+        None => PathBuf::from("."),
+    };
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let file = entry.file_name().to_string_lossy().into_owned();
+        let Some(rest) = file.strip_prefix(&prefix) else {
+            continue;
+        };
+        let pid = rest.split('-').next().unwrap_or_default();
+        let gone = pid.parse::<u32>().is_ok_and(|pid| {
+            pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists()
+        });
+        if gone {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
 }
 
 /// Removes a copy that will not be finished, and the side files SQLite made beside it.
