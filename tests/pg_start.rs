@@ -2,7 +2,8 @@
 //! 503 StoreUnavailable (`/ready` too) while it retries with backoff, and serves normally as
 //! soon as the database answers, with no restart. A malformed store URL still exits 2. A
 //! store lost while the node runs: a slow one answers what it did, and calls held by a
-//! limit's reading of a store that stopped answering get 503, not 507.
+//! limit's reading of a store that stopped answering get 503, not 507; a node cut off in the
+//! middle of a transaction holds its locks no longer than the store timeout.
 
 mod support;
 
@@ -288,6 +289,114 @@ async fn failed_reading() {
     for answer in &answers {
         assert_eq!(answer, &(503, "StoreUnavailable".to_owned()), "{answers:?}");
     }
+}
+
+/// A node cut off from the database in the middle of a transaction (its connection left
+/// open, no bytes flowing: the node stopped or paused, or a partition) must not keep what that
+/// transaction locked from the other nodes for longer than the store timeout. Here it held
+/// the one number of the pool: the other node found the pool empty for as long as the
+/// connection stayed open (hours, with TCP keep-alive), not ~2 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    no_postgres,
+    ignore = "needs PostgreSQL: set TEST_POSTGRES_URL=postgres://postgres@127.0.0.1:5432/test"
+)]
+async fn a_node_cut_off_mid_transaction_holds_nothing_past_the_store_timeout() {
+    support::limit::within(cut_off_mid_transaction()).await;
+}
+
+async fn cut_off_mid_transaction() {
+    let schema = Schema::require().await;
+    let dir = tempfile::tempdir().expect("dir");
+    // One number in the pool; the store timeout is 2 s on both nodes.
+    let one = |text: String| text.replace("7000000-7000009", "7000000-7000000");
+    // One connection, so that the call below finds its statements prepared by the warm-up
+    // (else its first trip prepares them, and the cut comes before anything is locked).
+    let (proxy, cut) = node_behind_proxy(&schema, &dir, |text| {
+        one(text).replace("store_max_connections = 8", "store_max_connections = 1")
+    })
+    .await;
+    let other_path = cluster::config(&dir, 2, 10, 600);
+    let text = std::fs::read_to_string(&other_path).expect("config");
+    std::fs::write(&other_path, one(text)).expect("config");
+    let other = Node::start(&other_path, &schema.url_string(), &[]);
+    let c = reqwest::Client::new();
+    let post = |url: &str, service: &str, form: Vec<(&str, String)>| {
+        c.post(format!("{url}/genesys/1/service/{service}"))
+            .form(&form)
+            .send()
+    };
+    let answer = |r: reqwest::Response| async move {
+        let status = r.status().as_u16();
+        let body: serde_json::Value = r.json().await.expect("json");
+        (status, body)
+    };
+    let session = |url: String| {
+        let post = &post;
+        async move {
+            let (status, body) =
+                answer(post(&url, "callback", vec![]).await.expect("answer")).await;
+            assert_eq!(status, 200, "{body}");
+            body["_id"].as_str().expect("id").to_owned()
+        }
+    };
+    let (mine, theirs) = (
+        session(cut.url.clone()).await,
+        session(other.url.clone()).await,
+    );
+    let (status, held) = answer(
+        post(&cut.url, "request-access", vec![("_id", mine.clone())])
+            .await
+            .expect("answer"),
+    )
+    .await;
+    assert_eq!(status, 200, "{held}");
+    let form =
+        ["_access_number", "_access_code"].map(|k| (k, held[k].as_str().expect(k).to_owned()));
+    let (status, matched) = answer(
+        post(&cut.url, "match-interaction", form.to_vec())
+            .await
+            .expect("answer"),
+    )
+    .await;
+    assert_eq!(status, 200, "{matched}");
+
+    // Its request-access reaches the database (0.4 s on the way), which locks the number and
+    // answers a node that has stopped meanwhile, its connection open (a partition would do
+    // the same; the fault proxy cannot stage one: the node closes its end after the store
+    // timeout, and the proxy passes that on).
+    proxy.set_latency(Duration::from_millis(400));
+    let cut_call = tokio::spawn(post(&cut.url, "request-access", vec![("_id", mine)]));
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    cut.pause(true);
+    tokio::time::sleep(Duration::from_millis(450)).await;
+    let started = Instant::now();
+    let reserve = || post(&other.url, "request-access", vec![("_id", theirs.clone())]);
+    let (status, body) = answer(reserve().await.expect("answer")).await;
+    assert_ne!(
+        status, 200,
+        "the cut-off transaction holds the number: {body}"
+    );
+    let (status, body) = loop {
+        let (status, body) = answer(reserve().await.expect("answer")).await;
+        if status == 200 || started.elapsed() > Duration::from_secs(8) {
+            break (status, body);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(
+        status,
+        200,
+        "the number is lent again once the database ends the cut-off transaction, \
+         {:?} after: {body}",
+        started.elapsed()
+    );
+    cut.pause(false);
+    let (status, body) = answer(cut_call.await.expect("task").expect("answer")).await;
+    assert_eq!(
+        status, 503,
+        "the cut-off node's call changed nothing: {body}"
+    );
 }
 
 /// A node behind a fault proxy (passing at first), its config `cluster::config`'s as `edit`

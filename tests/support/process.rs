@@ -99,6 +99,17 @@ impl Node {
         self.child.wait().ok().and_then(|s| s.code())
     }
 
+    /// Stops (`true`: SIGSTOP) or resumes (SIGCONT) the process: a node that does not run,
+    /// its connections left open.
+    pub fn pause(&self, stopped: bool) {
+        let signal = if stopped { "-STOP" } else { "-CONT" };
+        let status = std::process::Command::new("kill")
+            .args([signal, &self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill {signal}");
+    }
+
     pub fn kill9(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();

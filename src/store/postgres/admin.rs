@@ -30,15 +30,16 @@ pub(super) fn corrupt<E: std::error::Error + Send + Sync + 'static>(
 /// the store's.
 pub const BULK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
 
-/// Lets this transaction's statements and lock waits run for `bound` (each connection's
-/// own limits are the store's timeout).
+/// Lets this transaction's statements and lock waits, and the node's work between them, run
+/// for `bound` (each connection's own limits are the store's timeout).
 pub(super) async fn allow(
     tx: &Transaction<'_>,
     bound: std::time::Duration,
 ) -> Result<(), StoreError> {
     let ms = bound.as_millis();
     tx.batch_execute(&format!(
-        "SET LOCAL statement_timeout = {ms}; SET LOCAL lock_timeout = {ms}"
+        "SET LOCAL statement_timeout = {ms}; SET LOCAL lock_timeout = {ms};
+         SET LOCAL idle_in_transaction_session_timeout = {ms}"
     ))
     .await
     .map_err(pg_error)

@@ -138,10 +138,17 @@ pub async fn open(url: &StoreUrl, options: &StoreOptions) -> Result<DynStore, Op
     let mut config: tokio_postgres::Config = raw.parse().map_err(|e| fail(format!("{e}")))?;
     let ms = options.timeout.as_millis();
     // Keep any options the URL carries (tests pass their schema as search_path there).
+    // A transaction of this node left waiting for its next statement longer than the store
+    // timeout is ended by the database, its locks with it: the node gave up on it by then,
+    // and a node cut off from the database mid-transaction (a partition that keeps the
+    // connection open, a node stopped or paused) held its rows, its numbers and its clients'
+    // locks, for as long as the connection stayed open: every other node's calls on them
+    // answered 503 or found the pool empty (see `docs/architecture.md`, "Outcome unknown").
     let extra = config.get_options().map(str::to_owned).unwrap_or_default();
     config.options(
         format!(
-            "{extra} -c statement_timeout={ms} -c lock_timeout={ms} -c client_min_messages=warning"
+            "{extra} -c statement_timeout={ms} -c lock_timeout={ms} \
+             -c idle_in_transaction_session_timeout={ms} -c client_min_messages=warning"
         )
         .trim(),
     );
@@ -218,6 +225,9 @@ pub(crate) fn pg_error(e: tokio_postgres::Error) -> StoreError {
                 || *code == SqlState::T_R_SERIALIZATION_FAILURE
                 || *code == SqlState::T_R_DEADLOCK_DETECTED
                 || *code == SqlState::LOCK_NOT_AVAILABLE
+                // The database ended a transaction the node left waiting (it was stopped,
+                // paused or cut off; see `open`): nothing of it was committed.
+                || *code == SqlState::IDLE_IN_TRANSACTION_SESSION_TIMEOUT
                 || *code == SqlState::UNIQUE_VIOLATION
         }
     };
