@@ -68,11 +68,13 @@ pub struct Live<'a> {
     pub wrong_codes: u32,
 }
 
-/// The number's last ended reservation, and whether its session still lives.
+/// The number's last ended reservation, whether its session still lives, and the number's
+/// recent stray calls (their times, oldest first: those since the end are guesses at it).
 #[derive(Debug, Clone, Copy)]
 pub struct Last<'a> {
     pub ended: &'a Ended,
     pub session_alive: bool,
+    pub strays: &'a [UnixMillis],
 }
 
 /// What a store does with a call.
@@ -113,6 +115,11 @@ pub enum Verdict {
 ///   it), unless the call's code is the ended reservation's own: that is its late caller, whose
 ///   IVR may retry, and must not wear down or cancel the number's next holder. The attempt
 ///   after `max_code_attempts` wrong ones (0: no limit) cancels it.
+/// - Guesses at an ended reservation's code are bounded as a live one's are: once the
+///   number has taken `max_code_attempts` stray calls since a coded reservation ended, its
+///   grace is over (every call on it is stray and answers `locked`, the right code too).
+///   Without this a caller had the whole grace to try codes, each wrong one a stray call
+///   that nothing limited (an outside audit: a 4-digit code found in under 3 s, 30 s grace).
 /// - With no live reservation, the call is stray; the reason is how the number's last
 ///   reservation ended (within 24 h: `expired`, `locked`, `session_ended`), else
 ///   `not_reserved`, as the contract lists them. Within the grace an ended reservation that
@@ -197,6 +204,11 @@ fn late_answer(
     let within = now < e.at.plus(policy.late_match_grace());
     if !within || !e.reason.allows_late_match() {
         return Err(None);
+    }
+    let guesses = last.strays.iter().filter(|t| **t >= e.at).count();
+    let max = policy.max_code_attempts as usize;
+    if e.code.is_some() && max > 0 && guesses >= max {
+        return Err(Some(Reason::Locked));
     }
     check_match(
         e.code.as_ref(),

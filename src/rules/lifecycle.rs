@@ -99,13 +99,16 @@ pub const MAX_STRAYS_KEPT: usize = 100;
 /// What a stray call does to a number: its recent stray times (within [`MEMORY`], oldest
 /// first, this one added) and whether it is now quarantined (the N-th within 24 h, N =
 /// `quarantine_after_stray_calls`; 0 never quarantines). The last N (at least
-/// [`MAX_STRAYS_KEPT`]) are kept: older ones can no longer make an N-th.
+/// [`MAX_STRAYS_KEPT`], and at least `max_code_attempts`: they bound guesses at an ended
+/// reservation's code, `call::decide`) are kept: older ones can no longer make an N-th.
 pub fn stray_call(
     recent: &[UnixMillis],
     now: UnixMillis,
     policy: &NumberPolicy,
 ) -> (Vec<UnixMillis>, bool) {
-    let keep = (policy.quarantine_after_stray_calls as usize).max(MAX_STRAYS_KEPT);
+    let keep = (policy.quarantine_after_stray_calls as usize)
+        .max(policy.max_code_attempts as usize)
+        .max(MAX_STRAYS_KEPT);
     let window_start = UnixMillis(now.0.saturating_sub(MEMORY.as_millis() as i64));
     let mut times: Vec<UnixMillis> = recent
         .iter()

@@ -451,6 +451,55 @@ on_every_backend!(
     }
 );
 
+// Guessing an ended reservation's code within its grace is bounded as on a live one: each
+// wrong code was a stray call that nothing limited, so a 4-digit code fell in seconds and the
+// right one got the session (an outside audit). After `max_code_attempts` of them the grace
+// is over: the right code answers `locked`.
+on_every_backend!(
+    guesses_at_a_late_reservation_close_its_grace,
+    |backend| async move {
+        let toml = r#"
+        [resource_groups.ONE]
+        numbers = ["600"]
+        max_code_attempts = 3
+        late_match_grace = 30
+        [services.request-access]
+        type = "request-access"
+        _resource_group = "ONE"
+        _provide_code = true
+        [services.match-interaction]
+        type = "match-interaction"
+        return_failure_reason = true
+        [services.callback]
+        type = "session"
+    "#;
+        let app = TestApp::spawn_with(backend, toml).await;
+        let id = app.session(&[]).await;
+        let code = app.request_access(&id, &[]).await.field("_access_code");
+        let call = |code: &str| {
+            let code = code.to_owned();
+            let app = &app;
+            async move {
+                app.match_interaction(&[("_access_number", "600"), ("_access_code", &code)])
+                    .await
+            }
+        };
+        assert_eq!(call(&code).await.field("_id"), id);
+        assert_eq!(
+            call(&code).await.field("_late_match"),
+            "true",
+            "its own retry"
+        );
+        let wrong = if code == "111111" { "222222" } else { "111111" };
+        for _ in 0..3 {
+            call(wrong).await.error(404, "NoMatch");
+        }
+        let closed = call(&code).await;
+        closed.error(404, "NoMatch");
+        assert_eq!(closed.json()["reason"], "locked", "{}", closed.text);
+    }
+);
+
 // `_access_number` is trimmed like every other parameter (it was 400 with a space around it).
 #[tokio::test]
 async fn an_access_number_is_read_trimmed() {

@@ -218,6 +218,7 @@ fn late_calls_find_an_ended_reservation_within_the_grace() {
         let last = Last {
             ended: &e,
             session_alive: alive,
+            strays: &[],
         };
         assert_eq!(
             decide(call, None, Some(last), &p, NOW),
@@ -241,6 +242,7 @@ fn a_live_reservation_that_accepts_wins_over_a_late_one() {
     let last = Last {
         ended: &e,
         session_alive: true,
+        strays: &[],
     };
     let p = policy(30, 5, false);
     let call = |c| Call {
@@ -267,6 +269,7 @@ fn a_live_reservation_that_accepts_wins_over_a_late_one() {
     let codeless = Last {
         ended: &codeless,
         session_alive: true,
+        strays: &[],
     };
     assert_eq!(
         decide(call(&c1), Some(live), Some(codeless), &p, NOW),
@@ -301,5 +304,62 @@ fn a_number_with_no_reservation_at_all_is_not_reserved() {
     assert_eq!(
         decide(call, None, None, &NumberPolicy::default(), NOW),
         Verdict::Stray(Reason::NotReserved)
+    );
+}
+
+/// Guesses at an ended reservation's code: each a stray call, and `max_code_attempts` of them
+/// since it ended close its grace, for the right code too (`locked`); strays from before it
+/// ended, or a reservation without a code, or no limit, leave it open.
+#[test]
+fn guesses_at_an_ended_reservation_close_its_grace() {
+    let c1 = code("1234");
+    let e = ended(EndReason::Expired, 1_000, Some(&c1));
+    let p = policy(30, 3, false);
+    let at = |ms_after_end: i64| UnixMillis(e.at.0 + ms_after_end);
+    let right = Call {
+        code: Some(&c1),
+        phone: None,
+        code_required: true,
+    };
+    let last = |strays: &'static [UnixMillis], e: &'static Ended| Last {
+        ended: e,
+        session_alive: true,
+        strays,
+    };
+    let e: &'static Ended = Box::leak(Box::new(e.clone()));
+    let two: &'static [UnixMillis] = Box::leak(Box::new([at(10), at(20)]));
+    let three: &'static [UnixMillis] = Box::leak(Box::new([at(10), at(20), at(30)]));
+    let before: &'static [UnixMillis] = Box::leak(Box::new([at(-30), at(-20), at(-10), at(10)]));
+    assert_eq!(
+        decide(right, None, Some(last(two, e)), &p, NOW),
+        Verdict::Late(sid("1-old")),
+        "two guesses of three: still open"
+    );
+    assert_eq!(
+        decide(right, None, Some(last(three, e)), &p, NOW),
+        Verdict::Stray(Reason::Locked),
+        "the third closed it"
+    );
+    assert_eq!(
+        decide(right, None, Some(last(before, e)), &p, NOW),
+        Verdict::Late(sid("1-old")),
+        "stray calls before it ended are not guesses at it"
+    );
+    assert_eq!(
+        decide(
+            right,
+            None,
+            Some(last(three, e)),
+            &policy(30, 0, false),
+            NOW
+        ),
+        Verdict::Late(sid("1-old")),
+        "max_code_attempts = 0: no limit"
+    );
+    let codeless: &'static Ended = Box::leak(Box::new(ended(EndReason::Expired, 1_000, None)));
+    assert_eq!(
+        decide(right, None, Some(last(three, codeless)), &p, NOW),
+        Verdict::Late(sid("1-old")),
+        "nothing to guess without a code"
     );
 }

@@ -178,6 +178,7 @@ fn call(
     let last = row.last.as_ref().map(|ended| Last {
         ended,
         session_alive: last_session.is_some(),
+        strays: &row.strays,
     });
     let offered = Call {
         code: req.code.as_ref(),

@@ -42,10 +42,14 @@ impl Engine {
             }),
             _ => None,
         };
-        let last = slot.past.as_ref().and_then(|p| p.last.as_ref());
-        let last = last.map(|ended| Last {
+        let last = slot
+            .past
+            .as_ref()
+            .and_then(|p| Some((p.last.as_ref()?, &p.strays)));
+        let last = last.map(|(ended, strays)| Last {
             ended,
             session_alive: self.live_session(&ended.session, now).is_some(),
+            strays,
         });
         let call = Call {
             code: req.code.as_ref(),
