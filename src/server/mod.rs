@@ -178,6 +178,7 @@ impl Connection {
         builder
             .timer(TokioTimer::new())
             .header_read_timeout(self.header_timeout)
+            .max_header_size(MAX_HEAD_BYTES)
             .keep_alive(true);
         let (io, sending) = io::Watched::new(io, self.write_timeout);
         let conn = builder.serve_connection(TokioIo::new(io), service);
@@ -196,6 +197,13 @@ impl Connection {
         let _ = conn.await;
     }
 }
+
+/// The longest request head (method, URI and headers) a connection takes: past it, hyper's
+/// bare 431, and the connection closes. Without it the bound was hyper's read buffer
+/// (~400 KiB), so each connection sending a large head slowly held ~0.5–0.7 MB until
+/// `header_timeout_ms` (an outside audit), up to gigabytes at `max_connections`; a GMS
+/// call's head is well under 1 KiB.
+const MAX_HEAD_BYTES: usize = 64 * 1024;
 
 /// Counts a request from the moment its headers are read until its answer is written.
 struct InFlight(Arc<AtomicUsize>);

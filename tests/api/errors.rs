@@ -81,3 +81,38 @@ async fn messages_quote_at_most_100_characters_of_a_value() {
     let msg = resp.field("message");
     assert!(msg.len() < 400, "{msg}");
 }
+
+/// A request head is at most 64 KiB: past it hyper's bare 431 and the connection closes
+/// (its default, ~400 KiB, let each slow connection hold ~0.5 MB of an unfinished head).
+#[tokio::test]
+async fn a_request_head_past_64_kib_is_refused() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let app = TestApp::spawn(Backend::Memory).await;
+    let addr = app.url.trim_start_matches("http://").to_owned();
+    let status_for = |header_bytes: usize| {
+        let addr = addr.clone();
+        async move {
+            let mut conn = tokio::net::TcpStream::connect(&addr)
+                .await
+                .expect("connect");
+            let head = format!(
+                "GET /health HTTP/1.1\r\nHost: t\r\nX-Big: {}\r\n\r\n",
+                "a".repeat(header_bytes)
+            );
+            conn.write_all(head.as_bytes()).await.expect("head");
+            let mut answer = vec![0u8; 1024];
+            let n = conn.read(&mut answer).await.expect("read");
+            String::from_utf8_lossy(&answer[..n])
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .to_owned()
+        }
+    };
+    assert_eq!(status_for(48 * 1024).await, "HTTP/1.1 200 OK");
+    let refused = status_for(80 * 1024).await;
+    assert!(
+        refused.starts_with("HTTP/1.1 431"),
+        "a head past 64 KiB: {refused:?}"
+    );
+}
