@@ -123,9 +123,9 @@ pub enum Verdict {
 /// - With no live reservation, the call is stray; the reason is how the number's last
 ///   reservation ended (within 24 h: `expired`, `locked`, `session_ended`), else
 ///   `not_reserved`, as the contract lists them. Within the grace an ended reservation that
-///   would have taken the call but whose session has ended answers `session_ended`, and the
-///   call is not stray (it is that reservation's caller, late: it counts towards no
-///   quarantine); why it
+///   would have taken the call but whose session has ended (or that ended because its
+///   session did) answers `session_ended`, and the call is not stray (it is that
+///   reservation's caller, late: it counts towards no quarantine); why it
 ///   refused a call (a wrong code or phone) is not told: the contract gives those reasons
 ///   to live reservations, and a guesser learns nothing about an ended one's code.
 pub fn decide(
@@ -202,7 +202,10 @@ fn late_answer(
 ) -> Result<SessionId, Option<Reason>> {
     let e = last.ended;
     let within = now < e.at.plus(policy.late_match_grace());
-    if !within || !e.reason.allows_late_match() {
+    // Ended with its session (the app ended it before the call came): its caller finds no
+    // session, but is its caller, not a stray call.
+    let session_ended = e.reason == EndReason::SessionEnded;
+    if !within || !(e.reason.allows_late_match() || session_ended) {
         return Err(None);
     }
     let guesses = last.strays.iter().filter(|t| **t >= e.at).count();
@@ -218,7 +221,7 @@ fn late_answer(
         true,
     )
     .map_err(|_| None)?;
-    if !last.session_alive {
+    if session_ended || !last.session_alive {
         return Err(Some(Reason::SessionEnded));
     }
     Ok(e.session.clone())

@@ -195,11 +195,12 @@ fn late_calls_find_an_ended_reservation_within_the_grace() {
             lenient,
             Verdict::Stray(Reason::Locked),
         ),
+        // Ended with its session: the call it would have taken is its caller's, not stray.
         (
             ended(EndReason::SessionEnded, 10_000, None),
             true,
             lenient,
-            Verdict::Stray(Reason::SessionEnded),
+            Verdict::Refused(Reason::SessionEnded),
         ),
         (
             ended(EndReason::Released, 10_000, None),
@@ -361,5 +362,39 @@ fn guesses_at_an_ended_reservation_close_its_grace() {
         decide(right, None, Some(last(three, codeless)), &p, NOW),
         Verdict::Late(sid("1-old")),
         "nothing to guess without a code"
+    );
+}
+
+/// A reservation that ended with its session (the app ended it before the call): within the
+/// grace its own caller hears `session_ended` and is not a stray call; anyone else, or its
+/// caller after the grace, is one.
+#[test]
+fn the_caller_of_a_reservation_ended_with_its_session_is_not_stray() {
+    let c1 = code("1234");
+    let wrong = code("9999");
+    let e = ended(EndReason::SessionEnded, 1_000, Some(&c1));
+    let last = Last {
+        ended: &e,
+        session_alive: false,
+        strays: &[],
+    };
+    let call = |c| Call {
+        code: Some(c),
+        phone: None,
+        code_required: true,
+    };
+    let p = policy(30, 5, false);
+    assert_eq!(
+        decide(call(&c1), None, Some(last), &p, NOW),
+        Verdict::Refused(Reason::SessionEnded)
+    );
+    assert_eq!(
+        decide(call(&wrong), None, Some(last), &p, NOW),
+        Verdict::Stray(Reason::SessionEnded)
+    );
+    assert_eq!(
+        decide(call(&c1), None, Some(last), &policy(0, 5, false), NOW),
+        Verdict::Stray(Reason::SessionEnded),
+        "no grace: stray"
     );
 }
