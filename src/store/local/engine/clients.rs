@@ -25,7 +25,7 @@ impl Engine {
         &'a self,
         client: &'a str,
         now: UnixMillis,
-    ) -> impl Iterator<Item = UnixMillis> + 'a {
+    ) -> impl Iterator<Item = UnixMillis> + Clone + 'a {
         self.live_holds_of(client, now)
             .map(|(_, hold)| hold.expires_at)
     }
@@ -34,7 +34,7 @@ impl Engine {
         &'a self,
         client: &'a str,
         now: UnixMillis,
-    ) -> impl Iterator<Item = (&'a Group, &'a super::Hold)> {
+    ) -> impl Iterator<Item = (&'a Group, &'a super::Hold)> + Clone {
         let places = self.by_client.get(client).map_or(&[][..], Vec::as_slice);
         places.iter().filter_map(move |&(g, pos)| {
             let group = self.groups.get(g as usize)?.as_ref()?;
