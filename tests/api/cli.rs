@@ -560,19 +560,7 @@ fn a_backup_removes_what_killed_backups_left() {
     ] {
         std::fs::write(&path, b"half a copy").expect("hidden file");
     }
-    let out = Command::new(BIN)
-        .args(["backup", "--store"])
-        .arg(format!("sqlite://{}", store.display()))
-        .arg("--to")
-        .arg(dir.path().join("copy.db"))
-        .output()
-        .expect("runs");
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    backed_up(&store, &dir.path().join("copy.db"), &[]);
     assert!(!hidden(dead, "").exists() && !hidden(dead, "-journal").exists());
     assert!(hidden(alive, "").exists(), "a running process's file stays");
 }
@@ -633,19 +621,7 @@ fn a_forced_backup_leaves_no_old_wal_beside_the_copy() {
         std::fs::copy(dir.path().join("copy.db-wal"), &stale).expect("wal kept");
     }
     std::fs::copy(&stale, dir.path().join("copy.db-wal")).expect("wal left behind");
-    let out = Command::new(BIN)
-        .args(["backup", "--force", "--store"])
-        .arg(format!("sqlite://{}", store.display()))
-        .arg("--to")
-        .arg(&to)
-        .output()
-        .expect("runs");
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    backed_up(&store, &to, &["--force"]);
     let copy = rusqlite::Connection::open(&to).expect("copy opens");
     let rows: Vec<i64> = copy
         .prepare("SELECT n FROM filler ORDER BY n")
@@ -655,4 +631,23 @@ fn a_forced_backup_leaves_no_old_wal_beside_the_copy() {
         .collect::<Result<_, _>>()
         .expect("read");
     assert_eq!(rows, vec![1, 2, 3], "the copy is the store's, nothing else");
+}
+
+/// Runs `backup` of the SQLite store at `store` to `to` (with `extra` flags); it must succeed.
+fn backed_up(store: &std::path::Path, to: &std::path::Path, extra: &[&str]) {
+    let out = Command::new(BIN)
+        .arg("backup")
+        .args(extra)
+        .arg("--store")
+        .arg(format!("sqlite://{}", store.display()))
+        .arg("--to")
+        .arg(to)
+        .output()
+        .expect("runs");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

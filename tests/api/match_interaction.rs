@@ -399,16 +399,14 @@ on_every_backend!(
     }
 );
 
-// A late call changes nothing, not even the attempts of the number's next reservation: the
-// first holder's IVR retrying with its own code twice left the second holder's reservation
-// cancelled (max_code_attempts = 1), so the second caller got `locked`.
-on_every_backend!(
-    a_late_call_does_not_wear_down_the_next_holder,
-    |backend| async move {
-        let toml = r#"
+/// A group of one number, 600, with codes, a 30 s late-call grace and `max` code attempts;
+/// match-interaction tells its reasons.
+fn one_number(max: u32) -> String {
+    format!(
+        r#"
         [resource_groups.ONE]
         numbers = ["600"]
-        max_code_attempts = 1
+        max_code_attempts = {max}
         late_match_grace = 30
         [services.request-access]
         type = "request-access"
@@ -419,25 +417,32 @@ on_every_backend!(
         return_failure_reason = true
         [services.callback]
         type = "session"
-    "#;
-        let app = TestApp::spawn_with(backend, toml).await;
+    "#
+    )
+}
+
+/// A call on 600 with `code`.
+async fn call_600(app: &TestApp, code: &str) -> crate::helpers::Resp {
+    app.match_interaction(&[("_access_number", "600"), ("_access_code", code)])
+        .await
+}
+
+// A late call changes nothing, not even the attempts of the number's next reservation: the
+// first holder's IVR retrying with its own code twice left the second holder's reservation
+// cancelled (max_code_attempts = 1), so the second caller got `locked`.
+on_every_backend!(
+    a_late_call_does_not_wear_down_the_next_holder,
+    |backend| async move {
+        let app = TestApp::spawn_with(backend, &one_number(1)).await;
         let (a, b) = (app.session(&[]).await, app.session(&[]).await);
         let first = app.request_access(&a, &[]).await;
         let code_a = first.field("_access_code");
-        let call = |code: &str| {
-            let code = code.to_owned();
-            let app = &app;
-            async move {
-                app.match_interaction(&[("_access_number", "600"), ("_access_code", &code)])
-                    .await
-            }
-        };
-        assert_eq!(call(&code_a).await.field("_id"), a);
+        assert_eq!(call_600(&app, &code_a).await.field("_id"), a);
         let second = app.request_access(&b, &[]).await;
         assert_eq!(second.field("_access_number"), "600", "{}", second.text);
         let code_b = second.field("_access_code");
         for _ in 0..2 {
-            let late = call(&code_a).await;
+            let late = call_600(&app, &code_a).await;
             assert_eq!(
                 (late.field("_id"), late.field("_late_match")),
                 (a.clone(), "true".to_owned()),
@@ -445,7 +450,7 @@ on_every_backend!(
                 late.text
             );
         }
-        let m = call(&code_b).await;
+        let m = call_600(&app, &code_b).await;
         assert_eq!(m.status, 200, "the second holder's call: {}", m.text);
         assert_eq!(m.field("_id"), b);
     }
@@ -458,43 +463,20 @@ on_every_backend!(
 on_every_backend!(
     guesses_at_a_late_reservation_close_its_grace,
     |backend| async move {
-        let toml = r#"
-        [resource_groups.ONE]
-        numbers = ["600"]
-        max_code_attempts = 3
-        late_match_grace = 30
-        [services.request-access]
-        type = "request-access"
-        _resource_group = "ONE"
-        _provide_code = true
-        [services.match-interaction]
-        type = "match-interaction"
-        return_failure_reason = true
-        [services.callback]
-        type = "session"
-    "#;
-        let app = TestApp::spawn_with(backend, toml).await;
+        let app = TestApp::spawn_with(backend, &one_number(3)).await;
         let id = app.session(&[]).await;
         let code = app.request_access(&id, &[]).await.field("_access_code");
-        let call = |code: &str| {
-            let code = code.to_owned();
-            let app = &app;
-            async move {
-                app.match_interaction(&[("_access_number", "600"), ("_access_code", &code)])
-                    .await
-            }
-        };
-        assert_eq!(call(&code).await.field("_id"), id);
+        assert_eq!(call_600(&app, &code).await.field("_id"), id);
         assert_eq!(
-            call(&code).await.field("_late_match"),
+            call_600(&app, &code).await.field("_late_match"),
             "true",
             "its own retry"
         );
         let wrong = if code == "111111" { "222222" } else { "111111" };
         for _ in 0..3 {
-            call(wrong).await.error(404, "NoMatch");
+            call_600(&app, wrong).await.error(404, "NoMatch");
         }
-        let closed = call(&code).await;
+        let closed = call_600(&app, &code).await;
         closed.error(404, "NoMatch");
         assert_eq!(closed.json()["reason"], "locked", "{}", closed.text);
     }
