@@ -818,6 +818,37 @@ async fn refresh_flow() {
         "the tab answered after {:?}",
         started.elapsed()
     );
+    // A refresh leaves the operator where they were: scrolled down the list, on a row's
+    // button (it went back up to the page's start, and the focus to the body).
+    let place =
+        "return [Math.round(window.scrollY), document.activeElement.getAttribute('aria-label')];";
+    let before = c
+        .execute(
+            &format!(
+                "const b = document.querySelector('[data-testid=remove-7000000499]');
+                 b.scrollIntoView(); b.focus(); {place}"
+            ),
+            vec![],
+        )
+        .await
+        .expect("scrolled");
+    assert!(before[0].as_f64().is_some_and(|y| y > 1000.0), "{before}");
+    let (id, _) = reserve(&http, &base, &[]).await;
+    let held = http
+        .post(format!("{base}/genesys/1/service/request-access"))
+        .form(&[("_id", id.as_str()), ("_resource_group", "BIG")])
+        .send()
+        .await
+        .expect("request-access");
+    assert_eq!(held.status(), 200);
+    wait_text(
+        &c,
+        "[data-testid=number-7000000000] [data-testid=state]",
+        |t| t == "reserved",
+    )
+    .await;
+    let after = c.execute(place, vec![]).await.expect("place");
+    assert_eq!(after, before, "[scrollY, focused button] after a refresh");
     find_soon(&c, "[data-testid=filter-digits]")
         .await
         .send_keys("7000099999")

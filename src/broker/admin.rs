@@ -173,9 +173,14 @@ impl Broker {
     ) -> Result<((), String), BrokerError> {
         let configured = self.is_config_group(name);
         if configured && !force {
-            // An unknown name answers 404 like any other; only a group that exists is refused.
-            if self.stats_of(name).await?.is_none() {
+            // An unknown name answers 404 like any other; only a group that exists is refused,
+            // and one that holds live reservations says so first: `force` would not help (the
+            // page asked the operator to confirm a forced delete that was then refused).
+            let Some(stats) = self.stats_of(name).await? else {
                 return Err(unknown_group(name));
+            };
+            if stats.reserved + stats.retiring > 0 {
+                return Err(BrokerError::GroupBusy(name.clone()));
             }
             return Err(BrokerError::ConfigGroup(name.clone()));
         }

@@ -113,11 +113,22 @@ impl DataId {
     }
 }
 
-/// Names from the config file or the admin API: 1 to 64 characters, no `/` or control characters.
-fn parse_name(s: &str, what: &str) -> Result<String, ParseError> {
-    if s.is_empty() || s.chars().count() > 64 || s.chars().any(|c| c.is_control() || c == '/') {
+/// Names from the config file or the admin API: 1 to 64 characters, no `/` or control
+/// characters, not `.` or `..`: a name is a segment of its routes' paths, and those two are
+/// not segments a browser or a proxy keeps (`/admin/groups/..` becomes `/admin/`: the page
+/// could list such a group and never open or delete it).
+///
+/// A name read back from a store is held to the rules it was written under (`stored`): `.`
+/// and `..` were allowed before, and a store holding one must still open.
+fn parse_name(s: &str, what: &str, stored: bool) -> Result<String, ParseError> {
+    if s.is_empty()
+        || (!stored && (s == "." || s == ".."))
+        || s.chars().count() > 64
+        || s.chars().any(|c| c.is_control() || c == '/')
+    {
         return Err(ParseError::new(format!(
-            "{s:?} is not a {what} name (1 to 64 characters, no / or control characters)"
+            "{s:?} is not a {what} name (1 to 64 characters, no / or control characters, \
+             not . or ..)"
         )));
     }
     Ok(s.to_owned())
@@ -132,7 +143,12 @@ macro_rules! name_type {
 
         impl $name {
             pub fn parse(s: &str) -> Result<Self, ParseError> {
-                parse_name(s, $what).map(Self)
+                parse_name(s, $what, false).map(Self)
+            }
+
+            /// A name as a store keeps it (see `parse_name`).
+            pub fn from_stored(s: &str) -> Result<Self, ParseError> {
+                parse_name(s, $what, true).map(Self)
             }
 
             pub fn as_str(&self) -> &str {
@@ -188,6 +204,15 @@ mod tests {
         assert!(GroupName::parse("DNIS").is_ok());
         assert!(GroupName::parse("Ventes été").is_ok());
         assert!(GroupName::parse("a/b").is_err());
+        for dots in [".", ".."] {
+            assert!(GroupName::parse(dots).is_err(), "{dots}");
+            assert!(ServiceName::parse(dots).is_err(), "{dots}");
+        }
+        assert!(GroupName::parse("...").is_ok());
+        assert!(
+            GroupName::from_stored("..").is_ok(),
+            "a store that holds one still opens"
+        );
         assert!(ServiceName::parse("").is_err());
     }
 }

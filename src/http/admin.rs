@@ -69,8 +69,11 @@ fn force(params: &Params) -> Result<bool, ApiError> {
     Ok(params.flag("force")?.unwrap_or(false))
 }
 
+/// The group a route names. Any name a store may hold (`GroupName::from_stored`): a group
+/// named `.` or `..` before such names were refused can still be viewed and deleted; only
+/// `put_group` (which creates) holds a name to today's rules.
 fn group_name(name: &str) -> Result<GroupName, ApiError> {
-    GroupName::parse(name).map_err(ApiError::param("group"))
+    GroupName::from_stored(name).map_err(ApiError::param("group"))
 }
 
 fn to_json<T: serde::Serialize>(value: &T) -> Result<Reply, ApiError> {
@@ -168,7 +171,7 @@ async fn put_group(
     Path(group): Path<String>,
     params: Params,
 ) -> Result<Reply, ApiError> {
-    let name = group_name(&group)?;
+    let name = GroupName::parse(&group).map_err(ApiError::param("group"))?;
     params.only(&GROUP_KEYS)?;
     let allocation = params
         .get("allocation")

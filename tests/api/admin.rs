@@ -137,12 +137,16 @@ on_every_backend!(groups_numbers_and_reservations, |backend| async move {
         .await;
     assert_eq!(free.status, 200, "{}", free.text);
     assert_eq!(free.field("state"), "unchanged");
-    // Busy: refused even with force=true (which only overrides the config file's guard).
-    let busy = app
-        .delete("/genesys/1/admin/groups/DNIS?force=true")
-        .await
-        .error(409, "Conflict");
-    assert!(busy.contains("holds live reservations"), "{busy}");
+    // Busy: refused even with force=true (which only overrides the config file's guard), and
+    // said first without it (the page asked to confirm a forced delete that could not be).
+    for path in ["DNIS?force=true", "DNIS"] {
+        let busy = app
+            .delete(&format!("/genesys/1/admin/groups/{path}"))
+            .await
+            .error(409, "Conflict");
+        assert!(busy.contains("holds live reservations"), "{path}: {busy}");
+    }
+
     assert_eq!(
         app.delete(&format!("/genesys/1/admin/reservations/{number}"))
             .await

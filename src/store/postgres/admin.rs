@@ -268,7 +268,8 @@ async fn numbers_to_add(
             .await
             .map_err(pg_error)?;
         for row in rows {
-            let owner = GroupName::parse(row.get(1)).map_err(corrupt("numbers.group_name"))?;
+            let owner =
+                GroupName::from_stored(row.get(1)).map_err(corrupt("numbers.group_name"))?;
             owners.insert(row.get::<_, String>(0), owner);
         }
     }

@@ -106,7 +106,8 @@ pub async fn claim(
                 id: row.get(0),
                 kind: EventKind::parse(&kind).ok_or_else(|| bad("events_outbox.kind"))?,
                 time: UnixMillis(row.get(2)),
-                group: GroupName::parse(&group).map_err(|_| bad("events_outbox.group_name"))?,
+                group: GroupName::from_stored(&group)
+                    .map_err(|_| bad("events_outbox.group_name"))?,
                 number: AccessNumber::parse(&number).map_err(|_| bad("events_outbox.number"))?,
                 session: match session {
                     Some(s) => {

@@ -648,7 +648,7 @@ impl Writes {
 
 /// The `reservation.expired` event of a row `(number, group, session, expires_at, …)`.
 pub fn expired_event(r: &tokio_postgres::Row) -> Option<Event> {
-    let group = crate::domain::GroupName::parse(r.get(1)).ok()?;
+    let group = crate::domain::GroupName::from_stored(r.get(1)).ok()?;
     Some(lapsed_event(&group, r.get(0), r.get(2), r.get(3)))
 }
 

@@ -238,7 +238,7 @@ fn number_row(r: &tokio_postgres::Row) -> Result<NumberRow, StoreError> {
     let strays: Option<Vec<i64>> = r.get(13);
     Ok(NumberRow {
         at: r.get(21),
-        group: GroupName::parse(r.get(1)).map_err(corrupt("numbers.group_name"))?,
+        group: GroupName::from_stored(r.get(1)).map_err(corrupt("numbers.group_name"))?,
         lru: r.get(22),
         policy: policy(r, 16),
         retiring: r.get(2),

@@ -43,7 +43,8 @@ pub async fn client_holds(
         .iter()
         .map(|row| {
             let session = SessionId::parse(row.get(1)).map_err(|_| bad("numbers.session"))?;
-            let group = GroupName::parse(row.get(2)).map_err(|_| bad("numbers.group_name"))?;
+            let group =
+                GroupName::from_stored(row.get(2)).map_err(|_| bad("numbers.group_name"))?;
             Ok((session, group))
         })
         .collect()

@@ -49,7 +49,7 @@ async fn stats(
             let allocation: String = r.get(1);
             let timeout: Option<i32> = r.get(2);
             Ok(GroupStats {
-                name: GroupName::parse(r.get(0)).map_err(corrupt("groups.name"))?,
+                name: GroupName::from_stored(r.get(0)).map_err(corrupt("groups.name"))?,
                 allocation: allocation
                     .parse::<Allocation>()
                     .map_err(corrupt("groups.allocation"))?,
@@ -222,7 +222,7 @@ pub async fn find_reservations(
         let phone: Option<String> = r.get(3);
         Ok(ReservationView {
             number: AccessNumber::parse(r.get(0)).map_err(corrupt("numbers.number"))?,
-            group: GroupName::parse(r.get(1)).map_err(corrupt("numbers.group_name"))?,
+            group: GroupName::from_stored(r.get(1)).map_err(corrupt("numbers.group_name"))?,
             session: SessionId::parse(r.get(2)).map_err(corrupt("numbers.session"))?,
             phone: phone.map(crate::domain::PhoneNumber::from_stored),
             has_code: r.get(4),

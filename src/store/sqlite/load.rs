@@ -48,7 +48,7 @@ pub fn load(conn: &mut Connection, now: UnixMillis) -> Result<Engine, String> {
     for row in rows {
         let (name, allocation, timeout, cursor, size, policy) = row.map_err(sql_err)?;
         let settings = GroupSettings {
-            name: GroupName::parse(&name).map_err(|_| bad("group", &name))?,
+            name: GroupName::from_stored(&name).map_err(|_| bad("group", &name))?,
             allocation: allocation
                 .parse::<Allocation>()
                 .map_err(|_| bad("allocation", &allocation))?,
@@ -165,7 +165,7 @@ pub fn load(conn: &mut Connection, now: UnixMillis) -> Result<Engine, String> {
             .map_err(sql_err)?;
         // Rows come sorted by group: parse each group's name once, not once per number.
         if group.as_ref().is_none_or(|g| g.as_str() != name) {
-            group = Some(GroupName::parse(name).map_err(|_| bad("group", name))?);
+            group = Some(GroupName::from_stored(name).map_err(|_| bad("group", name))?);
         }
         let number = r
             .get_ref(1)

@@ -58,7 +58,7 @@ pub fn load(conn: &Connection, engine: &mut Engine) -> Result<(), String> {
         let event = Event {
             kind: EventKind::parse(&kind).ok_or_else(|| bad("type", &kind))?,
             time: UnixMillis(r.get(2).map_err(sql_err)?),
-            group: GroupName::parse(&group).map_err(|_| bad("group", &group))?,
+            group: GroupName::from_stored(&group).map_err(|_| bad("group", &group))?,
             number: AccessNumber::parse(&number).map_err(|_| bad("number", &number))?,
             session: match session {
                 Some(s) => Some(SessionId::parse(&s).map_err(|_| bad("session", &s))?),

@@ -142,15 +142,36 @@ function keepUntouched(name, build) {
   return made;
 }
 
-// Replaces the view; the field being typed in keeps the focus and the caret.
+// What names an element across refreshes: a row's button by its label ("Remove 6504660012"),
+// anything else by its test id.
+function keyOf(node) {
+  const label = node.getAttribute && (node.getAttribute("aria-label") || node.getAttribute("data-testid"));
+  return label ? `${node.tagName}|${label}` : null;
+}
+
+function findKey(key) {
+  return [...view.querySelectorAll("[aria-label], [data-testid]")].find((n) => keyOf(n) === key);
+}
+
+// Replaces the view as the operator left it: the scroll position, the focus (the field
+// being typed in keeps its caret; a row's button made again takes the focus back) and the
+// panels left open. A refresh every few seconds moved the page back up to the focused field,
+// dropped a keyboard user's place to the page's start, and closed what was opened (an
+// outside audit).
 function render(...children) {
   const focused = document.activeElement;
   const caret = focused && typeof focused.selectionStart === "number" ? [focused.selectionStart, focused.selectionEnd] : null;
+  const focusKey = focused && focused !== document.body && view.contains(focused) ? keyOf(focused) : null;
+  const open = [...view.querySelectorAll("details[open]")].map(keyOf).filter(Boolean);
+  const [x, y] = [window.scrollX, window.scrollY];
   view.replaceChildren(...children);
-  if (focused && focused !== document.body && view.contains(focused)) {
-    focused.focus();
-    if (caret) { try { focused.setSelectionRange(...caret); } catch { /* not a text field */ } }
+  for (const key of open) { const d = findKey(key); if (d) d.open = true; }
+  const again = view.contains(focused) ? focused : focusKey && findKey(focusKey);
+  if (again && again !== document.body) {
+    again.focus({ preventScroll: true });
+    if (caret && again === focused) { try { again.setSelectionRange(...caret); } catch { /* not a text field */ } }
   }
+  window.scrollTo(x, y);
 }
 
 // ---- overview ----
@@ -338,9 +359,10 @@ function numberRow(n, name, fetchedAt) {
     "aria-label": `${label} ${n.number}`,
     on: { click: async () => {
       try { await (question ? withForce(method, path, question) : api(method, path)); await route(); }
-      catch (err) { statusLine.textContent = err.message; }
+      catch (err) { failed(err.message, n.number); await route(); }
     } },
   }, label);
+  const error = rowError(n.number);
   const held = n.state === "reserved" || n.state === "retiring";
   const resting = n.state === "cooling" || n.state === "quarantined";
   return el("tr", { "data-testid": `number-${n.number}`, "data-state": n.state },
@@ -352,7 +374,8 @@ function numberRow(n, name, fetchedAt) {
     el("td", {},
       held ? act("Release", { class: "danger", "data-testid": `release-${n.number}` }, "DELETE", `reservations/${encodeURIComponent(n.number)}`) : "",
       resting ? act("Free", { class: "primary", "data-testid": `free-${n.number}`, title: "End the cool-down or quarantine: lend it again" }, "POST", `${numberPath}/free`) : "",
-      " ", act("Remove", { "data-testid": `remove-${n.number}` }, "DELETE", numberPath, "Remove it anyway?")));
+      " ", act("Remove", { "data-testid": `remove-${n.number}` }, "DELETE", numberPath, "Remove it anyway?"),
+      error ? el("p", { class: "error", role: "alert", "data-testid": `error-${n.number}` }, error) : ""));
 }
 
 // The minutes the advice rests on, so an operator can judge it.
@@ -469,12 +492,39 @@ async function route() {
   } catch (err) { show(err); }
 }
 
-function updated() { statusLine.textContent = `Updated ${new Date().toLocaleTimeString()}`; }
+// An action's failure is said for `FAILURE_MS`, over the refreshes: in its row (while the
+// number is listed) and in the status line, over "Updated". A row's Remove that failed said
+// why for less than the 5 s to the next refresh, only below the whole view, out of sight
+// (an outside audit).
+const FAILURE_MS = 20000;
+let failedUntil = 0;
+const rowErrors = new Map();
+
+function failed(message, number) {
+  statusLine.textContent = message;
+  statusLine.classList.add("error");
+  failedUntil = Date.now() + FAILURE_MS;
+  if (number !== undefined) rowErrors.set(number, { message, until: failedUntil });
+}
+
+function rowError(number) {
+  const e = rowErrors.get(number);
+  if (e && Date.now() < e.until) return e.message;
+  rowErrors.delete(number);
+  return null;
+}
+
+function updated() {
+  if (Date.now() < failedUntil) return;
+  statusLine.classList.remove("error");
+  statusLine.textContent = `Updated ${new Date().toLocaleTimeString()}`;
+}
 
 // A failure is said in the status line; a group or route that does not exist (deleted by
 // another operator meanwhile, or a mistyped address) replaces the view, with a way back.
 function show(err) {
   statusLine.textContent = `Could not load: ${err.message}`;
+  statusLine.classList.add("error");
   if (err.status === 404 || err instanceof URIError) {
     shownGroup = null;
     render(el("p", {}, el("a", { href: "#/" }, "← all groups")),
