@@ -180,16 +180,22 @@ async fn put_group(
                 .map_err(ApiError::param("allocation"))
         })
         .transpose()?;
+    // `default`: back to no booking time of the group's own (an empty value changes nothing,
+    // as for every setting, so the page could not clear one).
     let booking_timeout = params
         .get("booking_expiration_timeout")
         .map(|t| {
+            if t.trim().eq_ignore_ascii_case("default") {
+                return Ok(None);
+            }
             let secs: i64 = t.trim().parse().map_err(|_| {
                 ApiError::invalid(
                     "booking_expiration_timeout",
-                    format!("{t:?} is not an integer"),
+                    format!("{t:?} is neither an integer nor default"),
                 )
             })?;
             BookingTimeout::from_secs_strict(secs)
+                .map(Some)
                 .map_err(ApiError::param("booking_expiration_timeout"))
         })
         .transpose()?;

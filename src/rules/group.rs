@@ -12,18 +12,19 @@ pub fn changed_policy(current: Option<NumberPolicy>, change: &PolicyChange) -> N
     change.apply(current.unwrap_or_default())
 }
 
-/// What an admin change leaves: the allocation and booking time it names, else the group's
-/// current ones (`current`, `None` for a new group), else round-robin and no booking time of
-/// the group's own (the 30 s default applies).
+/// What an admin change leaves: the allocation and booking time it names (a booking time
+/// named as `None`: none of the group's own, the service's or the 30 s default applies), else
+/// the group's current ones (`current`, `None` for a new group), else round-robin and no
+/// booking time of the group's own.
 pub fn changed_settings(
     current: Option<(Allocation, Option<BookingTimeout>)>,
     allocation: Option<Allocation>,
-    booking_timeout: Option<BookingTimeout>,
+    booking_timeout: Option<Option<BookingTimeout>>,
 ) -> (Allocation, Option<BookingTimeout>) {
     let (old_allocation, old_timeout) = current.unwrap_or_default();
     (
         allocation.unwrap_or(old_allocation),
-        booking_timeout.or(old_timeout),
+        booking_timeout.unwrap_or(old_timeout),
     )
 }
 
@@ -85,10 +86,12 @@ mod tests {
         let (lru, rnd) = (Allocation::LeastRecentlyUsed, Allocation::Random);
         let cases = [
             (None, None, None, (Allocation::RoundRobin, None)),
-            (None, Some(rnd), secs(60), (rnd, secs(60))),
+            (None, Some(rnd), Some(secs(60)), (rnd, secs(60))),
             (Some((lru, secs(90))), None, None, (lru, secs(90))),
             (Some((lru, secs(90))), Some(rnd), None, (rnd, secs(90))),
-            (Some((lru, None)), None, secs(45), (lru, secs(45))),
+            (Some((lru, None)), None, Some(secs(45)), (lru, secs(45))),
+            // Named as none: the group's own is cleared.
+            (Some((lru, secs(90))), None, Some(None), (lru, None)),
         ];
         for (current, allocation, timeout, want) in cases {
             assert_eq!(changed_settings(current, allocation, timeout), want);

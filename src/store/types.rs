@@ -88,7 +88,8 @@ pub struct GroupSpec {
 pub struct GroupChange {
     pub name: GroupName,
     pub allocation: Option<Allocation>,
-    pub booking_timeout: Option<BookingTimeout>,
+    /// `None`: unchanged; `Some(None)`: back to no booking time of the group's own.
+    pub booking_timeout: Option<Option<BookingTimeout>>,
     pub policy: PolicyChange,
     pub numbers: Vec<AccessNumber>,
 }

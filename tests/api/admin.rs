@@ -194,6 +194,24 @@ on_every_backend!(groups_numbers_and_reservations, |backend| async move {
         ),
         (Some("random"), Some(90))
     );
+    // `default` clears the group's own booking time (an empty value changes nothing, so the
+    // page could not).
+    for (value, left) in [("", Some(90)), ("default", None)] {
+        let r = app
+            .send(
+                app.client
+                    .put(app.path("/genesys/1/admin/groups/DNIS"))
+                    .form(&[("booking_expiration_timeout", value)]),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        assert_eq!(
+            r.json()["booking_expiration_timeout"].as_u64(),
+            left,
+            "{value:?}: {}",
+            r.text
+        );
+    }
     let r = app
         .send(
             app.client

@@ -186,7 +186,7 @@ async fn admin_change_allocation_keeps_reservations(t: TestStore) {
     let settings = |name: &GroupName, allocation, secs: Option<i64>| GroupChange {
         name: name.clone(),
         allocation: Some(allocation),
-        booking_timeout: secs.and_then(|s| BookingTimeout::from_secs_strict(s).ok()),
+        booking_timeout: Some(secs.and_then(|s| BookingTimeout::from_secs_strict(s).ok())),
         policy: Default::default(),
         numbers: Vec::new(),
     };

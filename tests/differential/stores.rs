@@ -9,8 +9,8 @@ use access_broker::store::{DynStore, GroupChange, PutGroup, StoreError};
 
 use crate::support::{Backend, TestStore};
 
-/// The one place that calls `Store::put_group`. A `None` booking timeout keeps the group's
-/// (the admin API cannot clear it); `true` when the group was created.
+/// The one place that calls `Store::put_group`. A `None` booking timeout keeps the group's;
+/// `true` when the group was created.
 pub async fn put_group(
     store: &DynStore,
     name: &GroupName,
@@ -20,7 +20,7 @@ pub async fn put_group(
     let change = GroupChange {
         name: name.clone(),
         allocation: Some(allocation),
-        booking_timeout,
+        booking_timeout: booking_timeout.map(Some),
         policy: Default::default(),
         numbers: Vec::new(),
     };

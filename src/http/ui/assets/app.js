@@ -400,13 +400,18 @@ function settingsForm(g) {
   const msg = el("p", { class: "error", role: "alert", "data-testid": "settings-error" });
   const form = el("form", { class: "card", "data-testid": "settings" },
     allocationSelect(g.allocation),
-    el("label", {}, "Booking timeout (5–1800 s)", el("input", { name: "booking_expiration_timeout", value: g.booking_expiration_timeout ?? "", "data-testid": "timeout-input" })),
+    el("label", {}, "Booking timeout (5–1800 s)", el("input", { name: "booking_expiration_timeout", value: g.booking_expiration_timeout ?? "", placeholder: "default", "data-testid": "timeout-input" })),
     el("button", { type: "submit" }, "Save settings"), msg,
     g.defined_in_config ? el("p", { class: "note", "data-testid": "config-note" },
       "The config file defines this group: changes here last until the next start of a node, which applies the file again. Make lasting changes in the file.") : "");
   form.addEventListener("submit", async (e) => {
     e.preventDefault();
-    try { await api("PUT", `groups/${encodeURIComponent(g.name)}`, new FormData(form)); forget("settings"); await route(); }
+    // A cleared booking time goes back to the default (an empty value would change nothing).
+    const data = new FormData(form);
+    if (!String(data.get("booking_expiration_timeout") ?? "").trim() && g.booking_expiration_timeout != null) {
+      data.set("booking_expiration_timeout", "default");
+    }
+    try { await api("PUT", `groups/${encodeURIComponent(g.name)}`, data); forget("settings"); await route(); }
     catch (err) { msg.textContent = err.message; form.dataset.touched = "true"; }
   });
   return form;
