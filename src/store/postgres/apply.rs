@@ -24,12 +24,7 @@ pub async fn apply_groups(
 ) -> Result<Vec<String>, StoreError> {
     // The connection's statement timeout is sized for requests; this transaction is not one.
     // It is still bounded, by TIMEOUT, so one stuck node cannot hold the others forever.
-    tx.batch_execute(
-        "SET LOCAL statement_timeout = '600s'; SET LOCAL lock_timeout = '600s';
-         SET LOCAL idle_in_transaction_session_timeout = '600s'",
-    )
-    .await
-    .map_err(pg_error)?;
+    super::admin::allow(tx, TIMEOUT).await?;
     // One lock per schema: nodes sharing a schema queue, stores in other schemas (tests,
     // several deployments in one database) do not.
     tx.execute(
