@@ -9,7 +9,6 @@ use access_broker::cli::{Cli, Command};
 use access_broker::config::{Config, check_config_report};
 use access_broker::store;
 use access_broker::telemetry;
-use clap::Parser;
 
 /// mimalloc: less memory per small allocation than glibc's malloc (a node holds millions of
 /// them) and it gives freed pages back, so RSS follows the live state.
@@ -17,7 +16,7 @@ use clap::Parser;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    let command = Cli::parse().into_command();
+    let command = Cli::read().into_command();
     if let Command::Serve(_) = command {
         // Before any other thread exists (they all inherit it): a SIGTERM from here on waits
         // until `shutdown_signal` has registered the handlers, instead of killing the
@@ -99,9 +98,9 @@ async fn run(command: Command) -> anyhow::Result<()> {
     }
 }
 
-/// A credential variable; one that is not valid UTF-8 counts as unset.
+/// A variable of ours; one that is empty or not valid UTF-8 counts as unset (as in `cli.rs`).
 fn env(name: &str) -> Option<String> {
-    std::env::var(name).ok()
+    std::env::var(name).ok().filter(|v| !v.is_empty())
 }
 
 async fn backup(url: &store::StoreUrl, to: std::path::PathBuf, force: bool) -> anyhow::Result<()> {

@@ -208,6 +208,13 @@ impl Config {
         let Some(path) = file else {
             return Ok((Self::demo(), Vec::new()));
         };
+        if path.as_os_str().is_empty() {
+            return Err(ConfigError::new(
+                "--config",
+                "",
+                "the config file's path is empty",
+            ));
+        }
         let origin = path.display().to_string();
         let text = std::fs::read_to_string(path)
             .map_err(|e| ConfigError::new(&origin, "", format!("cannot read: {e}")))?;

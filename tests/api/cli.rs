@@ -1,6 +1,7 @@
 //! The binary: `--version`, `check-config`, startup errors (exit 2 naming the problem), and
 //! a clean stop on SIGTERM.
 
+use std::ffi::OsStr;
 use std::io::{Read, Write};
 use std::process::{Command, Stdio};
 
@@ -591,6 +592,57 @@ fn check_config_applies_the_environment_as_serve_does() {
     assert_eq!(out.status.code(), Some(2));
     let said = String::from_utf8_lossy(&out.stderr);
     assert!(said.contains("ACCESS_BROKER_STORE"), "{said}");
+}
+
+/// An empty `ACCESS_BROKER_*` variable counts as unset, as systemd's `EnvironmentFile`s and
+/// compose files write "not set": clap took it for a value, so `serve` refused to start
+/// ("a value is required for '--config'", `"" is not an address`) and `check-config` with it.
+#[test]
+fn empty_variables_count_as_unset() {
+    let dir = tempfile::tempdir().expect("dir");
+    let path = write(
+        &dir,
+        "c.toml",
+        &format!("[server]\nlisten = \"127.0.0.1:0\"\nstore = \"memory://\"\n{ONE}{SERVICE}"),
+    );
+    let empty = [
+        ("ACCESS_BROKER_LISTEN", ""),
+        ("ACCESS_BROKER_STORE", ""),
+        ("ACCESS_BROKER_AUTH_USERNAME", ""),
+        ("ACCESS_BROKER_AUTH_PASSWORD", ""),
+    ];
+    let mut node = Node::serve([OsStr::new("--config"), path.as_os_str()], &empty);
+    let line = node.start_line().to_owned();
+    assert!(
+        line.contains("store=memory://") && line.contains("DNIS=1"),
+        "{line}"
+    );
+    assert_eq!(node.terminate(), Some(0));
+
+    let check = |config: &[&std::ffi::OsStr], env: &[(&str, &str)]| {
+        let out = Command::new(BIN)
+            .arg("check-config")
+            .args(config)
+            .envs(env.iter().copied())
+            .output()
+            .expect("runs");
+        let said = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        (out.status.code(), said)
+    };
+    let (code, said) = check(&[OsStr::new("--config"), path.as_os_str()], &empty);
+    assert_eq!(code, Some(0), "{said}");
+    assert!(said.contains("store memory://"), "{said}");
+    let (code, said) = check(&[], &[("ACCESS_BROKER_CONFIG", "")]);
+    assert_eq!(code, Some(2), "{said}");
+    assert!(said.contains("ACCESS_BROKER_CONFIG is empty"), "{said}");
+    // An empty value given as a flag is the user's own mistake, named.
+    let (code, said) = check(&[OsStr::new("--config"), OsStr::new("")], &[]);
+    assert_eq!(code, Some(2), "{said}");
+    assert!(
+        said.contains("--config: the config file's path is empty"),
+        "{said}"
+    );
 }
 
 /// `backup --force` over an earlier copy leaves no WAL of that copy beside the new one: a
