@@ -5,7 +5,7 @@ use std::ffi::OsStr;
 use std::io::{Read, Write};
 use std::process::{Command, Stdio};
 
-use crate::support::process::{BIN, Node};
+use crate::support::process::{BIN, Node, run_ending};
 
 fn write(dir: &tempfile::TempDir, name: &str, text: &str) -> std::path::PathBuf {
     let path = dir.path().join(name);
@@ -137,6 +137,52 @@ fn bad_store_url_exits_2_naming_it() {
         .expect("runs");
     assert_eq!(out.status.code(), Some(2), "env var is read too");
     assert!(String::from_utf8_lossy(&out.stderr).contains("/proc/forbidden/x.db"));
+}
+
+/// A SQLite file that holds another application's tables is refused in one line, untouched:
+/// it was taken over (our tables added beside the others, the file switched to WAL), and a
+/// table whose name clashed with ours printed migration 1 whole.
+#[test]
+fn another_applications_sqlite_file_is_refused_untouched() {
+    let dir = tempfile::tempdir().expect("dir");
+    for table in ["customers (id INTEGER, name TEXT)", "numbers (x INTEGER)"] {
+        let path = dir.path().join("theirs.db");
+        let _ = std::fs::remove_file(&path);
+        let db = rusqlite::Connection::open(&path).expect("file");
+        db.execute_batch(&format!("CREATE TABLE {table}; PRAGMA user_version = 0;"))
+            .expect("their table");
+        drop(db);
+        let url = format!("sqlite://{}", path.display());
+        let out = run_ending(Command::new(BIN).args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--store",
+            &url,
+        ]));
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{said}");
+        assert_eq!(said.trim_end().lines().count(), 1, "{said}");
+        assert!(
+            said.contains(&url) && said.contains("not access-broker's"),
+            "{said}"
+        );
+        let db = rusqlite::Connection::open(&path).expect("file");
+        let tables: Vec<String> = db
+            .prepare("SELECT name FROM sqlite_schema")
+            .and_then(|mut st| st.query_map([], |r| r.get(0))?.collect())
+            .expect("tables");
+        assert_eq!(tables.len(), 1, "{tables:?}");
+        let mode: String = db
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .expect("mode");
+        assert_eq!(mode, "delete");
+        let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+            .expect("dir")
+            .map(|e| e.expect("entry").file_name())
+            .collect();
+        assert_eq!(leftovers, ["theirs.db"]);
+    }
 }
 
 #[test]

@@ -122,6 +122,25 @@ impl Drop for Node {
     }
 }
 
+/// Runs a command that must end by itself (a start that must be refused) for at most 20 s: a
+/// binary that serves instead is killed and the test fails then, not at the runner's limit.
+pub fn run_ending(cmd: &mut Command) -> std::process::Output {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("binary starts");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while child.try_wait().expect("wait").is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("still running after 20 s: {cmd:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.wait_with_output().expect("output")
+}
+
 /// The config of the load tests that run the binary: group DNIS of `numbers` (a range), coded
 /// 1800 s reservations, and the match and session services.
 pub fn load_config(numbers: &str) -> String {

@@ -218,6 +218,7 @@ fn check_whole(conn: &Connection) -> Result<(), String> {
 
 fn connect(path: &Path, sync: SqliteSync) -> Result<Connection, String> {
     let conn = Connection::open(path).map_err(|e| format!("cannot open: {e}"))?;
+    refuse_foreign(&conn)?;
     let synchronous = match sync {
         SqliteSync::Full => "FULL",
         SqliteSync::Normal => "NORMAL",
@@ -235,13 +236,47 @@ fn connect(path: &Path, sync: SqliteSync) -> Result<Connection, String> {
     Ok(conn)
 }
 
+/// Refuses a file that holds tables but no schema of ours (`user_version` 0): another
+/// application's database named by mistake. Checked before anything is written (the WAL
+/// pragma below changes the file's header): it took such a file over, adding its tables
+/// beside the other application's, or printed migration 1 whole when a table's name clashed.
+fn refuse_foreign(conn: &Connection) -> Result<(), String> {
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(|e| explain(&e))?;
+    if version != 0 {
+        return Ok(());
+    }
+    let mut names = conn
+        .prepare("SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name LIMIT 4")
+        .and_then(|mut st| st.query_map([], |r| r.get::<_, String>(0))?.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| explain(&e))?;
+    if names.is_empty() {
+        return Ok(());
+    }
+    if names.len() == 4 {
+        names[3] = "…".into();
+    }
+    Err(format!(
+        "holds tables that are not access-broker's ({}); refusing to write into another \
+         application's database: give a new file",
+        names.join(", ")
+    ))
+}
+
 fn explain(e: &rusqlite::Error) -> String {
     match e.sqlite_error_code() {
         Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) => {
             "the file is in use by another process (another access-broker?)".into()
         }
         Some(rusqlite::ErrorCode::NotADatabase) => "not a SQLite database".into(),
-        _ => e.to_string(),
+        // Without the statement's text (a migration's is dozens of lines).
+        _ => match e {
+            rusqlite::Error::SqlInputError { msg, offset, .. } => {
+                format!("{msg} (at offset {offset})")
+            }
+            _ => e.to_string(),
+        },
     }
 }
 
@@ -259,7 +294,7 @@ fn migrate(conn: &mut Connection) -> Result<(), String> {
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
         let tx = conn.transaction().map_err(|e| explain(&e))?;
         tx.execute_batch(sql)
-            .map_err(|e| format!("migration {}: {e}", i + 1))?;
+            .map_err(|e| format!("migration {}: {}", i + 1, explain(&e)))?;
         tx.pragma_update(None, "user_version", i + 1)
             .map_err(|e| e.to_string())?;
         tx.commit().map_err(|e| explain(&e))?;
