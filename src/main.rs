@@ -87,7 +87,11 @@ async fn run(command: Command) -> anyhow::Result<()> {
             for w in warnings {
                 tracing::warn!("{w}");
             }
-            serve(config, shutdown).await
+            let listen_from = match args.listen {
+                Some(_) => "--listen (ACCESS_BROKER_LISTEN)",
+                None => "server.listen",
+            };
+            serve(config, listen_from, shutdown).await
         }
         Command::Backup(args) => {
             // The same layering as `serve` for the store URL; credentials are not needed.
@@ -151,13 +155,14 @@ async fn backup(url: &store::StoreUrl, to: std::path::PathBuf, force: bool) -> a
 /// Starts, unless `shutdown` comes first (then exits cleanly at once), and serves until it.
 async fn serve(
     config: Config,
+    listen_from: &'static str,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let mut shutdown = Box::pin(shutdown);
     // A task of its own: parts of a start work without yielding for seconds (a local store
     // applying a config of millions of numbers), and polled beside the signal in one task
     // they kept it from being seen (SIGTERM 1.5 s into such a start: exit 14 s later).
-    let mut starting = tokio::spawn(start(config));
+    let mut starting = tokio::spawn(start(config, listen_from));
     let app = tokio::select! {
         started = &mut starting => started.map_err(|e| anyhow::anyhow!("start: {e}"))??,
         () = &mut shutdown => {
@@ -172,12 +177,18 @@ async fn serve(
 }
 
 /// Binds the listener, opens the store and builds the app, ready to run. The address comes
-/// first: one that is taken stops the start before the store is created or changed.
-async fn start(config: Config) -> anyhow::Result<App> {
+/// first: one that is taken stops the start before the store is created or changed. An error
+/// names where the address came from (`listen_from`: the flag and its variable, or the file).
+async fn start(config: Config, listen_from: &str) -> anyhow::Result<App> {
     let listen = config.server.listen;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
-        .map_err(|e| anyhow::anyhow!("server.listen {listen}: {e}"))?;
+        .map_err(|e| anyhow::anyhow!("{listen_from} {listen}: {e}"))?;
+    let scheme = if config.server.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     let url = config.server.store.clone();
     let options = access_broker::app::store_options(&config);
     let store = store::open_waiting(&url, &options, config.groups.clone()).await?;
@@ -198,7 +209,7 @@ async fn start(config: Config) -> anyhow::Result<App> {
     let app = App::on_applied(config, listener, store.clone())
         .map_err(|e| anyhow::anyhow!("store {url}: {e}"))?;
     let groups = start_line_groups(&listed, &store.groups().await.unwrap_or_default());
-    tracing::info!(addr = %app.local_addr(), store = %url, node = %node, groups = %groups.join(","), "access-broker listening on {}", app.local_addr());
+    tracing::info!(addr = %app.local_addr(), store = %url, node = %node, groups = %groups.join(","), "access-broker listening on {} ({scheme})", app.local_addr());
     Ok(app)
 }
 
@@ -229,7 +240,7 @@ fn start_line_groups(
     groups
 }
 
-/// SIGTERM and SIGINT blocked on the calling thread (`hold`, and so on every thread it starts
+/// SIGTERM, SIGINT and SIGHUP blocked on the calling thread (`hold`, and so on every thread it starts
 /// afterwards) and unblocked again (`release`). Failures are ignored: the mask only narrows
 /// the moments at start when a signal would end the process by its default action.
 mod signals {
@@ -239,6 +250,7 @@ mod signals {
         let mut set = SigSet::empty();
         set.add(Signal::SIGTERM);
         set.add(Signal::SIGINT);
+        set.add(Signal::SIGHUP);
         let _ = pthread_sigmask(how, Some(&set), None);
     }
 
@@ -253,42 +265,48 @@ mod signals {
     }
 }
 
-/// Registers the Ctrl-C and SIGTERM handlers now and returns what resolves on either.
+/// Registers the handlers of Ctrl-C, SIGTERM and SIGHUP now and returns what resolves on any
+/// of them. SIGHUP stops the node as SIGTERM does (there is no reload: a restart reads the
+/// config again); by its default action it killed the node at once, requests in flight
+/// dropped, when a terminal closed or a supervisor sent it for a reload.
 /// (Why not an `async fn`: its body, and so the registration, would wait for the first poll.)
 fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
     #[cfg(unix)]
-    let (mut int, mut term) = {
+    let mut signals: Vec<(tokio::signal::unix::Signal, &'static str)> = {
         use tokio::signal::unix::{SignalKind, signal};
-        (
-            signal(SignalKind::interrupt()).ok(),
-            signal(SignalKind::terminate()).ok(),
-        )
+        [
+            (SignalKind::interrupt(), "SIGINT"),
+            (SignalKind::terminate(), "SIGTERM"),
+            (SignalKind::hangup(), "SIGHUP"),
+        ]
+        .into_iter()
+        .filter_map(|(kind, name)| signal(kind).ok().map(|s| (s, name)))
+        .collect()
     };
     async move {
         #[cfg(unix)]
-        {
-            let int = async {
-                match int.as_mut() {
-                    Some(s) => {
-                        s.recv().await;
-                    }
-                    None => std::future::pending::<()>().await,
-                }
-            };
-            let term = async {
-                match term.as_mut() {
-                    Some(s) => {
-                        s.recv().await;
-                    }
-                    None => std::future::pending::<()>().await,
-                }
-            };
-            tokio::select! { _ = int => {}, _ = term => {} }
-        }
+        let name = match signals.is_empty() {
+            true => std::future::pending::<&str>().await,
+            false => {
+                let each = signals.iter_mut().map(|(signal, name)| {
+                    Box::pin(async move {
+                        signal.recv().await;
+                        *name
+                    })
+                });
+                futures::future::select_all(each).await.0
+            }
+        };
         #[cfg(not(unix))]
-        {
+        let name = {
             let _ = tokio::signal::ctrl_c().await;
+            "Ctrl-C"
+        };
+        match name {
+            "SIGHUP" => tracing::info!(
+                "SIGHUP: shutting down as for SIGTERM (no reload; start again to read the config): finishing requests in flight"
+            ),
+            _ => tracing::info!("{name}: shutting down: finishing requests in flight"),
         }
-        tracing::info!("shutting down: finishing requests in flight");
     }
 }

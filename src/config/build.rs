@@ -388,6 +388,11 @@ pub fn build(
         services.insert(service_name, service);
     }
     check_prefix(&cx, &server.access_code_prefix, &services)?;
+    if let Some(tls) = &server.tls
+        && let Some(warning) = tls.valid.warning(&tls.cert, std::time::SystemTime::now())
+    {
+        warnings.push(warning);
+    }
     if services.is_empty() {
         // Not an error: the storage and admin APIs work without services, and a node may
         // be started only to serve them. But it is almost always a forgotten section.
@@ -521,9 +526,14 @@ fn tls_files(cx: &Cx, raw: super::raw::RawTls) -> Result<super::TlsFiles, Config
     };
     let cert = path("cert", raw.cert)?;
     let key = path("key", raw.key)?;
-    let config = crate::server::tls::server_config(&cert, &key)
+    let (config, valid) = crate::server::tls::server_config(&cert, &key)
         .map_err(|(which, reason)| cx.err(format!("server.tls.{which}"), reason))?;
-    Ok(super::TlsFiles { cert, key, config })
+    Ok(super::TlsFiles {
+        cert,
+        key,
+        config,
+        valid,
+    })
 }
 
 fn groups(cx: &Cx, raw: toml::Table) -> Result<Vec<GroupSpec>, ConfigError> {

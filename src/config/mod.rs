@@ -74,6 +74,8 @@ pub struct TlsFiles {
     pub cert: std::path::PathBuf,
     pub key: std::path::PathBuf,
     pub config: std::sync::Arc<rustls::ServerConfig>,
+    /// The certificate's dates, for the start's warning when it is not valid now.
+    pub valid: crate::server::tls::Validity,
 }
 
 impl fmt::Debug for TlsFiles {

@@ -199,6 +199,51 @@ fn serves_and_stops_cleanly_on_sigterm() {
     assert_eq!(node.terminate(), Some(0));
 }
 
+/// SIGHUP (a closed terminal, a supervisor's "reload") stops the node as SIGTERM does, exit
+/// 0: it killed the node by its default action (status 129), requests in flight dropped.
+#[test]
+fn sighup_stops_the_node_cleanly() {
+    let mut node = Node::serve(["--listen", "127.0.0.1:0", "--store", "memory://"], &[]);
+    let line = node.start_line().to_owned();
+    assert!(
+        line.contains("(http)"),
+        "the line says what it serves: {line}"
+    );
+    let sent = Command::new("kill")
+        .args(["-HUP", &node.child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(sent.success());
+    let status = node.child.wait().expect("exits");
+    assert_eq!(status.code(), Some(0), "{status:?}");
+}
+
+/// An address that is taken is named by where it came from: the flag (and its variable) or
+/// the file's key (the flag's was named `server.listen`).
+#[test]
+fn a_taken_address_names_where_it_came_from() {
+    let node = Node::serve(["--listen", "127.0.0.1:0", "--store", "memory://"], &[]);
+    let taken = node.addr().to_owned();
+    let out =
+        run_ending(Command::new(BIN).args(["serve", "--listen", &taken, "--store", "memory://"]));
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{said}");
+    assert!(
+        said.contains(&format!("--listen (ACCESS_BROKER_LISTEN) {taken}: ")),
+        "{said}"
+    );
+    let dir = tempfile::tempdir().expect("dir");
+    let path = write(
+        &dir,
+        "c.toml",
+        &format!("[server]\nlisten = \"{taken}\"\nstore = \"memory://\"\n{ONE}{SERVICE}"),
+    );
+    let out = run_ending(Command::new(BIN).arg("serve").arg("--config").arg(&path));
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{said}");
+    assert!(said.contains(&format!("server.listen {taken}: ")), "{said}");
+}
+
 /// The start line gives each group's size as the store holds it: a number the file lists
 /// that stays in another group is not counted (the line said G=3 here), and the store's
 /// groups the file does not define are listed too (they were left out).
@@ -311,7 +356,7 @@ fn a_failed_start_leaves_no_files() {
         .output()
         .expect("runs");
     assert_eq!(out.status.code(), Some(2), "{out:?}");
-    assert!(String::from_utf8_lossy(&out.stderr).contains("server.listen"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--listen"));
     let folder = dir.path().join("a-folder");
     std::fs::create_dir(&folder).expect("folder");
     let out = Command::new(BIN)

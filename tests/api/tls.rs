@@ -111,6 +111,76 @@ fn broken_pem_files_are_named_in_words() {
     );
 }
 
+/// An X.509 v1 certificate (what `openssl x509 -req` makes without extensions) is named as
+/// such under `server.tls.cert`: rustls's `UnsupportedCertVersion` was reported under
+/// `server.tls.key` as a key that "does not fit the certificate". The fixture is a
+/// certificate alone (its key was thrown away).
+#[test]
+fn a_v1_certificate_is_named_as_such() {
+    let dir = tempfile::tempdir().expect("dir");
+    let made = rcgen::generate_simple_self_signed(vec!["localhost".into()]).expect("cert");
+    let key = dir.path().join("key.pem");
+    std::fs::write(&key, made.key_pair.serialize_pem()).expect("write");
+    let cert = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/x509-v1-cert.pem"
+    );
+    let toml = format!(
+        "{DEMO}\n[server.tls]\ncert = {cert:?}\nkey = {:?}\n",
+        key.display().to_string()
+    );
+    let err = Config::from_toml(&toml, "tls.toml")
+        .expect_err("refused")
+        .to_string();
+    assert!(
+        err.contains("server.tls.cert") && err.contains("X.509 v1 certificate; TLS needs v3"),
+        "{err}"
+    );
+}
+
+/// A certificate that has expired, or is not valid yet, starts with a warning naming it and
+/// the date (it started without a word, and every client then failed).
+#[test]
+fn a_certificate_out_of_its_dates_is_warned_about() {
+    let dir = tempfile::tempdir().expect("dir");
+    for (from, to, says) in [
+        (
+            (2019, 1, 1),
+            (2020, 2, 1),
+            "expired on 2020-02-01T00:00:00Z",
+        ),
+        (
+            (2090, 1, 1),
+            (2091, 1, 1),
+            "is not valid before 2090-01-01T00:00:00Z",
+        ),
+        ((2020, 1, 1), (2090, 1, 1), ""),
+    ] {
+        let mut params = rcgen::CertificateParams::new(vec!["localhost".into()]).expect("params");
+        params.not_before = rcgen::date_time_ymd(from.0, from.1, from.2);
+        params.not_after = rcgen::date_time_ymd(to.0, to.1, to.2);
+        let key_pair = rcgen::KeyPair::generate().expect("key");
+        let made = params.self_signed(&key_pair).expect("cert");
+        let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+        std::fs::write(&cert, made.pem()).expect("write");
+        std::fs::write(&key, key_pair.serialize_pem()).expect("write");
+        let toml = format!(
+            "{DEMO}\n[server.tls]\ncert = {:?}\nkey = {:?}\n",
+            cert.display().to_string(),
+            key.display().to_string()
+        );
+        let (_, warnings) = Config::from_toml(&toml, "tls.toml").expect("starts all the same");
+        let tls: Vec<_> = warnings
+            .iter()
+            .filter(|w| w.contains("server.tls.cert"))
+            .collect();
+        match says {
+            "" => assert!(tls.is_empty(), "{tls:?}"),
+            says => assert!(tls.len() == 1 && tls[0].contains(says), "{warnings:?}"),
+        }
+    }
+}
+
 /// PostgreSQL's `sslmode`: `disable`, `prefer` and `require` connect to the test server (TLS
 /// or not, as it offers), and `require` against a server that refuses TLS (a fake one here,
 /// answering `N` to the TLS request as PostgreSQL without TLS does) fails saying so.
