@@ -82,17 +82,23 @@ pub struct GroupPageJson {
     #[serde(flatten)]
     group: GroupJson,
     advice: Advice,
-    /// Numbers that pass the filter (all when none is given), before `limit`.
+    /// Numbers that pass the filter (all when none is given), before `offset` and `limit`.
     listed: u64,
+    /// The `offset` of the next page, when numbers that passed are left after this one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_offset: Option<u64>,
     numbers: Vec<NumberJson>,
 }
 
-impl From<GroupPage> for GroupPageJson {
-    fn from(p: GroupPage) -> Self {
+impl GroupPageJson {
+    /// The page that starts after `offset` numbers that passed the filter.
+    pub fn new(p: GroupPage, offset: u64) -> Self {
+        let end = offset.saturating_add(p.numbers.len() as u64);
         Self {
             group: p.overview.into(),
             advice: p.advice,
             listed: p.listed,
+            next_offset: (!p.numbers.is_empty() && end < p.listed).then_some(end),
             numbers: p.numbers.into_iter().map(NumberJson::from).collect(),
         }
     }

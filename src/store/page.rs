@@ -54,7 +54,8 @@ impl NumberState {
 }
 
 /// The numbers a page lists: those in one state, containing some digits, at most `limit` of
-/// them in the group's order. The default lists every number.
+/// them in the group's order after skipping the first `offset` that pass. The default lists
+/// every number (the admin API caps a page: `http/admin.rs`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct NumbersFilter {
     pub state: Option<StateKind>,
@@ -62,6 +63,8 @@ pub struct NumbersFilter {
     pub digits: Option<String>,
     /// The most numbers listed (`None`: all).
     pub limit: Option<usize>,
+    /// Numbers that pass the filter skipped before the first listed.
+    pub offset: u64,
 }
 
 impl NumbersFilter {
@@ -81,8 +84,9 @@ impl NumbersFilter {
                 .is_none_or(|d| number.as_str().contains(d))
     }
 
-    /// Whether a page already holding `listed` numbers takes one more.
-    pub fn room(&self, listed: usize) -> bool {
-        self.limit.is_none_or(|l| listed < l)
+    /// Whether the number that passed the filter after `passed` others goes on a page already
+    /// holding `listed` numbers.
+    pub fn takes(&self, passed: u64, listed: usize) -> bool {
+        passed >= self.offset && self.limit.is_none_or(|l| listed < l)
     }
 }

@@ -37,38 +37,41 @@ async fn a_page_lists_what_its_filter_lets_through(t: TestStore) {
     assert!(stray.is_ok(), "{stray:?}");
     t.advance(SEC);
 
-    let page = |state: Option<StateKind>, digits: Option<&str>, limit: Option<usize>| {
-        let filter = NumbersFilter {
-            state,
-            digits: digits.map(str::to_owned),
-            limit,
+    let page_from =
+        |state: Option<StateKind>, digits: Option<&str>, limit: Option<usize>, offset: u64| {
+            let filter = NumbersFilter {
+                state,
+                digits: digits.map(str::to_owned),
+                limit,
+                offset,
+            };
+            let (t, g) = (&t, &g);
+            async move {
+                let page = t.store.group_page(g, &filter).await.expect("page");
+                let page = page.expect("group");
+                let s = &page.stats;
+                let counts = (
+                    s.size,
+                    s.free,
+                    s.reserved,
+                    s.cooling,
+                    s.quarantined,
+                    s.retiring,
+                );
+                assert_eq!(
+                    counts,
+                    (5, 2, 1, 1, 1, 1),
+                    "the group's counts, whatever is listed"
+                );
+                let listed: Vec<(AccessNumber, StateKind)> = page
+                    .numbers
+                    .iter()
+                    .map(|v| (v.number.clone(), v.state.kind()))
+                    .collect();
+                (page.listed, listed)
+            }
         };
-        let (t, g) = (&t, &g);
-        async move {
-            let page = t.store.group_page(g, &filter).await.expect("page");
-            let page = page.expect("group");
-            let s = &page.stats;
-            let counts = (
-                s.size,
-                s.free,
-                s.reserved,
-                s.cooling,
-                s.quarantined,
-                s.retiring,
-            );
-            assert_eq!(
-                counts,
-                (5, 2, 1, 1, 1, 1),
-                "the group's counts, whatever is listed"
-            );
-            let listed: Vec<(AccessNumber, StateKind)> = page
-                .numbers
-                .iter()
-                .map(|v| (v.number.clone(), v.state.kind()))
-                .collect();
-            (page.listed, listed)
-        }
-    };
+    let page = |state, digits, limit| page_from(state, digits, limit, 0);
     let kinds = [
         (StateKind::Reserved, 0),
         (StateKind::Cooling, 1),
@@ -104,6 +107,21 @@ async fn a_page_lists_what_its_filter_lets_through(t: TestStore) {
     assert_eq!(listed, 6);
     let order: Vec<&AccessNumber> = every.iter().map(|(number, _)| number).collect();
     assert_eq!(order, n.iter().collect::<Vec<_>>(), "the group's order");
+    // Pages: `offset` skips that many of those that pass the filter, in the group's order.
+    assert_eq!(
+        page_from(None, None, Some(2), 3).await,
+        (6, every[3..5].to_vec()),
+        "the second page of two after three"
+    );
+    assert_eq!(
+        page_from(Some(StateKind::Free), None, None, 1).await,
+        (2, free[1..].to_vec())
+    );
+    assert_eq!(
+        page_from(None, None, None, 6).await,
+        (6, vec![]),
+        "past the end"
+    );
     let (nope, all) = (crate::group_name("NOPE"), NumbersFilter::default());
     let unknown = t.store.group_page(&nope, &all).await.expect("page");
     assert!(unknown.is_none());

@@ -81,7 +81,7 @@ const STATE: &str = "CASE WHEN session IS NOT NULL AND expires_at > $2
 
 /// A group's page in one statement, so one snapshot: its counts by state, how many numbers
 /// pass the filter (`$3` state, `$4` digits), and the first `$5` of those in the group's
-/// order. The counts are the list's picture (from two statements they disagreed in a tenth
+/// order after the first `$6`. The counts are the list's picture (from two statements they disagreed in a tenth
 /// of the answers under traffic); only the listed rows leave PostgreSQL (a million-number
 /// group's whole list took 1.5 s a page).
 fn page_sql() -> String {
@@ -101,7 +101,7 @@ fn page_sql() -> String {
                FROM v)
          SELECT counts.*, l.number, l.state, l.session, l.expires_at, l.freed_at, l.strays
            FROM counts LEFT JOIN LATERAL
-                (SELECT * FROM v WHERE shown ORDER BY position LIMIT $5) l ON true"
+                (SELECT * FROM v WHERE shown ORDER BY position LIMIT $5 OFFSET $6) l ON true"
     )
 }
 
@@ -116,10 +116,18 @@ pub async fn group(
     };
     let state = filter.state.map(StateKind::name);
     let limit = filter.limit.map(|l| i64::try_from(l).unwrap_or(i64::MAX));
+    let offset = i64::try_from(filter.offset).unwrap_or(i64::MAX);
     let rows = tx
         .query(
             &page_sql(),
-            &[&name.as_str(), &now, &state, &filter.digits, &limit],
+            &[
+                &name.as_str(),
+                &now,
+                &state,
+                &filter.digits,
+                &limit,
+                &offset,
+            ],
         )
         .await
         .map_err(pg_error)?;

@@ -66,8 +66,9 @@ impl Engine {
             if !filter.passes(&slot.number, state.kind()) {
                 continue;
             }
+            let passed = listed;
             listed += 1;
-            if filter.room(numbers.len()) {
+            if filter.takes(passed, numbers.len()) {
                 let strays = slot.past.as_ref().map_or(&[][..], |p| &p.strays[..]);
                 numbers.push(NumberView {
                     number: slot.number.clone(),
