@@ -140,20 +140,9 @@ async fn show_group(
             true => Ok(d.to_owned()),
             false => Err(format!("{d:?}: digits only")),
         })?,
-        // Digits past the largest count mean "as many as a page holds" (they were refused
-        // as no count).
         limit: Some(
             params
-                .parse("limit", |l| match l.parse::<usize>() {
-                    Ok(n) if n >= 1 => Ok(n.min(MAX_PAGE)),
-                    Err(_)
-                        if l.bytes().all(|b| b.is_ascii_digit())
-                            && l.bytes().any(|b| b != b'0') =>
-                    {
-                        Ok(MAX_PAGE)
-                    }
-                    _ => Err(format!("{l:?} is not a count of 1 or more")),
-                })?
+                .parse("limit", |l| page_limit(l, MAX_PAGE))?
                 .unwrap_or(MAX_PAGE),
         ),
         offset: params
@@ -169,6 +158,16 @@ async fn show_group(
         .admin_group(&group_name(&group)?, &filter)
         .await?;
     to_json(&GroupPageJson::new(page, filter.offset))
+}
+
+/// A `limit`: a count of 1 or more, at most `max`. Digits past the largest count mean `max`
+/// (they were refused as no count).
+fn page_limit(l: &str, max: usize) -> Result<usize, String> {
+    match l.parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n.min(max)),
+        Err(_) if l.bytes().all(|b| b.is_ascii_digit()) && l.bytes().any(|b| b != b'0') => Ok(max),
+        _ => Err(format!("{l:?} is not a count of 1 or more")),
+    }
 }
 
 /// Creates a group or changes it. Settings not sent keep their value; `numbers` are added.
@@ -315,14 +314,22 @@ async fn free_number(
     to_json(&json!({ "group": name, "number": number, "state": outcome }))
 }
 
-/// `GET …/admin/reservations?number=…&session=…&phone=…`: read as every other route's
+/// The most reservations one search lists, whatever `limit` says (`more` says when others
+/// passed the filter): with no filter a search listed every live reservation, ~14 MB at
+/// 100,000 of them. A filter narrows it.
+pub const MAX_RESERVATIONS: usize = 10_000;
+
+/// `GET …/admin/reservations?number=…&session=…&phone=…&limit=…`: read as every other route's
 /// parameters (UTF-8 checked, not decoded lossily), and a misspelt filter is 400, not a
 /// search for everything.
 async fn find_reservations(
     State(state): State<AppState>,
     params: Params,
 ) -> Result<Reply, ApiError> {
-    params.only(&["number", "session", "phone"])?;
+    params.only(&["number", "session", "phone", "limit"])?;
+    let limit = params
+        .parse("limit", |l| page_limit(l, MAX_RESERVATIONS))?
+        .unwrap_or(MAX_RESERVATIONS);
     // A filter of spaces only counts as not sent.
     let given = |name| params.get(name).filter(|v| !v.trim().is_empty());
     let filter = ReservationFilter {
@@ -335,15 +342,17 @@ async fn find_reservations(
         phone: given("phone")
             .map(|p| PhoneNumber::parse(p).map_err(ApiError::param("phone")))
             .transpose()?,
+        // One more than listed: whether others passed.
+        limit: Some(limit + 1),
     };
-    let found: Vec<ReservationJson> = state
-        .broker
-        .admin_reservations(filter)
-        .await?
-        .into_iter()
-        .map(ReservationJson::from)
-        .collect();
-    to_json(&json!({ "reservations": found }))
+    let mut found = state.broker.admin_reservations(filter).await?;
+    let more = found.len() > limit;
+    found.truncate(limit);
+    let found: Vec<ReservationJson> = found.into_iter().map(ReservationJson::from).collect();
+    match more {
+        true => to_json(&json!({ "reservations": found, "more": true })),
+        false => to_json(&json!({ "reservations": found })),
+    }
 }
 
 async fn release(

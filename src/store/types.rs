@@ -397,6 +397,8 @@ pub struct ReservationFilter {
     pub number: Option<AccessNumber>,
     pub session: Option<SessionId>,
     pub phone: Option<PhoneNumber>,
+    /// The most listed, the first in the stores' order (`None`: all).
+    pub limit: Option<usize>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

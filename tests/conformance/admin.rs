@@ -250,6 +250,7 @@ async fn admin_find_and_release(t: TestStore) {
                 number: Some(ra.number.clone()),
                 session: Some(b.clone()),
                 phone: None,
+                limit: None,
             },
             vec![],
             "criteria combine",

@@ -247,6 +247,9 @@ pub async fn find_reservations(
         });
         if wanted {
             found.push(view);
+            if f.limit.is_some_and(|l| found.len() >= l) {
+                break;
+            }
         }
     }
     Ok(found)

@@ -401,6 +401,7 @@ impl Engine {
         }
         // The order every store lists them in (`Store::find_reservations`).
         out.sort_by(|(a_pos, a), (b_pos, b)| (&a.group, a_pos).cmp(&(&b.group, b_pos)));
+        out.truncate(filter.limit.unwrap_or(usize::MAX));
         out.into_iter().map(|(_, view)| view).collect()
     }
 
