@@ -423,6 +423,31 @@ impl Metrics {
             bucket.reserved_sum += stats.size.saturating_sub(stats.free);
             bucket.samples += 1;
         }
+        // A group gone from the store (deleted) takes its series and history with it: its
+        // counters stayed until a restart, so a node whose groups come and go grew its
+        // scrape without end. (Deleted and made again between two samples, it keeps them.)
+        let gone: Vec<String> = history
+            .keys()
+            .filter(|name| !groups.iter().any(|g| g.name.as_str() == name.as_str()))
+            .cloned()
+            .collect();
+        if gone.is_empty() {
+            return;
+        }
+        let mut cached = self.reservations_by_group.write();
+        for name in gone {
+            let label = group_label(&name);
+            for counter in [
+                &self.reservations,
+                &self.refusals,
+                &self.lockouts,
+                &self.strays,
+            ] {
+                counter.remove(&label);
+            }
+            cached.remove(&name);
+            history.remove(&name);
+        }
     }
 
     /// A late match (within `late_match_grace`) in a group, for the charts' history. The
@@ -671,6 +696,46 @@ mod tests {
         ] {
             assert!(text.contains(needle), "{needle} missing from\n{text}");
         }
+    }
+
+    /// A deleted group's series leave with it at the next sample (they stayed until a
+    /// restart); a group still in the store keeps its counts.
+    #[test]
+    fn a_deleted_groups_series_leave() {
+        let m = Metrics::new();
+        let stats = |name: &str| crate::store::GroupStats {
+            name: crate::domain::GroupName::parse(name).expect("group"),
+            allocation: crate::domain::Allocation::RoundRobin,
+            booking_timeout: None,
+            size: 1,
+            free: 1,
+            reserved: 0,
+            cooling: 0,
+            quarantined: 0,
+            retiring: 0,
+            policy: crate::domain::NumberPolicy::default(),
+        };
+        m.sample_pools(&[stats("A"), stats("B")], 1);
+        for group in ["A", "B"] {
+            m.reserved(group, 1);
+            m.refused(group, 1);
+            m.stray_call(group, 1);
+        }
+        m.sample_pools(&[stats("A")], 2);
+        let text = m.encode();
+        assert!(!text.contains("group=\"B\""), "{text}");
+        for needle in [
+            "access_broker_reservations_total{group=\"A\"} 1",
+            "access_broker_refusals_total{group=\"A\"} 1",
+        ] {
+            assert!(text.contains(needle), "{needle} missing from\n{text}");
+        }
+        assert_eq!(m.last_hour("B", 2).requests, 0);
+        m.reserved("B", 3);
+        assert!(
+            m.encode()
+                .contains("access_broker_reservations_total{group=\"B\"} 1")
+        );
     }
 
     #[test]
