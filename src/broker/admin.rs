@@ -385,12 +385,7 @@ fn put_detail(before: Option<&GroupStats>, after: &GroupStats, added: u64, sent:
             all.join(", ")
         );
     };
-    let mut changes: Vec<String> = settings(before)
-        .into_iter()
-        .zip(now)
-        .filter(|(old, new)| old.1 != new.1)
-        .map(|((key, old), (_, new))| format!("{key} {old}→{new}"))
-        .collect();
+    let mut changes = crate::store::setting_changes(settings(before), now);
     if added > 0 {
         changes.push(format!("{added} numbers added (of {sent})"));
     }
@@ -403,23 +398,7 @@ fn put_detail(before: Option<&GroupStats>, after: &GroupStats, added: u64, sent:
 
 /// A group's settings as the admin API names them, each with its value as the log shows it.
 fn settings(g: &GroupStats) -> [(&'static str, String); 7] {
-    let p = &g.policy;
-    [
-        ("allocation", g.allocation.to_string()),
-        (
-            "booking_expiration_timeout",
-            g.booking_timeout
-                .map_or_else(|| "30 (default)".to_owned(), |s| s.to_string()),
-        ),
-        ("require_code", p.require_code.to_string()),
-        ("max_code_attempts", p.max_code_attempts.to_string()),
-        ("cool_down", p.cool_down.to_string()),
-        ("late_match_grace", p.late_match_grace.to_string()),
-        (
-            "quarantine_after_stray_calls",
-            p.quarantine_after_stray_calls.to_string(),
-        ),
-    ]
+    crate::store::described_settings(g.allocation, g.booking_timeout, &g.policy)
 }
 
 /// A node sharing the store, and how long ago it last showed signs of life.

@@ -114,6 +114,53 @@ pub struct GroupSettings {
     pub policy: NumberPolicy,
 }
 
+/// A group's settings as the admin API names them, each with its value as the logs show it:
+/// the audit trail's `old→new` and a start's note of what it put back.
+pub fn described_settings(
+    allocation: Allocation,
+    booking_secs: Option<u32>,
+    p: &NumberPolicy,
+) -> [(&'static str, String); 7] {
+    [
+        ("allocation", allocation.to_string()),
+        (
+            "booking_expiration_timeout",
+            booking_secs.map_or_else(|| "30 (default)".to_owned(), |s| s.to_string()),
+        ),
+        ("require_code", p.require_code.to_string()),
+        ("max_code_attempts", p.max_code_attempts.to_string()),
+        ("cool_down", p.cool_down.to_string()),
+        ("late_match_grace", p.late_match_grace.to_string()),
+        (
+            "quarantine_after_stray_calls",
+            p.quarantine_after_stray_calls.to_string(),
+        ),
+    ]
+}
+
+/// `key old→new` for each setting that differs.
+pub fn setting_changes(
+    before: [(&'static str, String); 7],
+    after: [(&'static str, String); 7],
+) -> Vec<String> {
+    before
+        .into_iter()
+        .zip(after)
+        .filter(|(old, new)| old.1 != new.1)
+        .map(|((key, old), (_, new))| format!("{key} {old}→{new}"))
+        .collect()
+}
+
+impl GroupSettings {
+    pub fn described(&self) -> [(&'static str, String); 7] {
+        described_settings(
+            self.allocation,
+            self.booking_timeout.map(|t| t.secs()),
+            &self.policy,
+        )
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct NewSession {
     pub id: SessionId,

@@ -530,6 +530,12 @@ fn backup_refuses_stores_it_cannot_copy() {
             "sqlite:///no/such/store.db",
             "sqlite:///no/such/store.db: no such file",
         ),
+        // A relative path says where it was looked for: the node's folder is not the
+        // current one under `sudo` or cron.
+        (
+            "sqlite://no/such/store.db",
+            "no such file (a relative path, read from /",
+        ),
     ];
     for (store, says) in cases {
         let out = Command::new(BIN)

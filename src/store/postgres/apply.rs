@@ -9,7 +9,6 @@ use deadpool_postgres::Transaction;
 
 use super::admin::{LIVE, append, drop_gone, set_group};
 use super::pg_error;
-use crate::domain::BookingTimeout;
 use crate::store::{GroupSpec, StoreError};
 
 const LOCK_KEY: i64 = 0x6163_6365_7374;
@@ -90,14 +89,19 @@ async fn apply_one(
     {
         return Ok(false);
     }
-    if let Some(row) = &current {
-        let (allocation, timeout): (String, Option<i32>) = (row.get(0), row.get(1));
-        let timeout = timeout.map(|t| BookingTimeout::from_secs_lenient(i64::from(t)));
-        if allocation != spec.settings.allocation.as_str()
-            || timeout != spec.settings.booking_timeout
-        {
+    if current.is_some()
+        && let Some(before) = super::views::stats(tx, now, Some(name), false).await?.pop()
+    {
+        let before = crate::store::described_settings(
+            before.allocation,
+            before.booking_timeout,
+            &before.policy,
+        );
+        let changes = crate::store::setting_changes(before, spec.settings.described());
+        if !changes.is_empty() {
             notes.push(format!(
-                "group {name}: settings in the store differ from the config; applying the config"
+                "group {name}: settings in the store differ from the config; applying the config: {}",
+                changes.join(", ")
             ));
         }
     }

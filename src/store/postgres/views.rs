@@ -17,7 +17,7 @@ use crate::store::{
 
 /// Every group (or the one `name`d) with its settings and, when `counted`, its counts by
 /// state (else all 0, and no number is read: a group's page counts in its own statement).
-async fn stats(
+pub(super) async fn stats(
     tx: &Transaction<'_>,
     now: i64,
     name: Option<&str>,

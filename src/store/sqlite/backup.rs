@@ -45,7 +45,13 @@ pub fn backup(source: &Path, to: &Path, force: bool) -> Result<BackupReport, Str
     let started = Instant::now();
     let store = format!("sqlite://{}", source.display());
     if !source.is_file() {
-        return Err(format!("store {store}: no such file"));
+        // A relative store path is read from the current folder, which `sudo` and cron do
+        // not set to the node's (the unit's `WorkingDirectory`).
+        let from = match (source.is_relative(), std::env::current_dir()) {
+            (true, Ok(dir)) => format!(" (a relative path, read from {})", dir.display()),
+            _ => String::new(),
+        };
+        return Err(format!("store {store}: no such file{from}"));
     }
     check_target(source, to, force)?;
     lock_target(to).map_err(|e| format!("--to {}: {e}", to.display()))?;

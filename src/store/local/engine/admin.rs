@@ -421,7 +421,12 @@ impl Engine {
             };
             let current = &self.group_mut(g).settings;
             if *current != spec.settings {
-                notes.push(format!("group {name}: settings in the store differ from the config; applying the config"));
+                let changes =
+                    crate::store::setting_changes(current.described(), spec.settings.described());
+                notes.push(format!(
+                    "group {name}: settings in the store differ from the config; applying the config: {}",
+                    changes.join(", ")
+                ));
             }
             // Mark the slots the config still lists (through the index: no million-entry set).
             let mut wanted = vec![false; self.group_mut(g).slots.len()];
