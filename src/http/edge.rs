@@ -211,11 +211,18 @@ async fn answer<F: Future<Output = Response>>(
 
 /// The client's request id when it sent a usable one, else a new one: a UUID (v4 layout)
 /// from the thread's fast generator, not the kernel's (one system call per request showed
-/// in the profile; a request id needs to be unique, not secret).
+/// in the profile; a request id needs to be unique, not secret). Usable: at most 200
+/// characters of letters, digits and `-_.:/+=@~`. Text log lines write it unquoted, so one
+/// with a space or a quote forged fields there (`… user=root action="delete_group"`, even in
+/// the admin audit trail); such an id is replaced.
 fn request_id(request: &Request) -> HeaderValue {
     if let Some(id) = request.headers().get(REQUEST_ID)
         && !id.is_empty()
         && id.len() <= 200
+        && id
+            .as_bytes()
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || b"-_.:/+=@~".contains(&b))
     {
         return id.clone();
     }

@@ -65,7 +65,7 @@ pub async fn require_storage(
         Err(ApiError::Broker(BrokerError::SessionNotFound(_))) => {
             let id = data.map(|d| d.to_string()).unwrap_or_default();
             Err(ApiError::NotFound(format!(
-                "storage id {id} not found: its session has ended"
+                "storage id {id} not found: no such session, or it has ended"
             )))
         }
         Err(refused) => Err(refused),

@@ -134,11 +134,28 @@ mod tokio_postgres_config {
 /// Replaces every password a URL carries with `***`: the userinfo's
 /// (`scheme://user:password@host`) and a `password=` query parameter (libpq accepts both).
 fn redact(s: &str) -> String {
-    let (base, query) = match s.split_once('?') {
-        Some((base, query)) => (base, Some(query)),
-        None => (s, None),
+    // The userinfo first, over the whole URL: the driver reads the password up to the `@`, so
+    // it may hold an unescaped `?` (or `/`, or `@`: the last `@` ends it here, so a query
+    // holding one is hidden too, which errs on the safe side). Cut at the first `?` before
+    // this, a password holding one was printed in clear.
+    let (mut out, rest) = match s
+        .split_once("://")
+        .and_then(|(scheme, rest)| Some((scheme, rest.rsplit_once('@')?)))
+    {
+        Some((scheme, (userinfo, host))) => {
+            let userinfo = match userinfo.split_once(':') {
+                Some((user, _)) => format!("{user}:***"),
+                None => userinfo.to_owned(),
+            };
+            (format!("{scheme}://{userinfo}@"), host)
+        }
+        None => (String::new(), s),
     };
-    let mut out = redact_userinfo(base);
+    let (base, query) = match rest.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (rest, None),
+    };
+    out.push_str(base);
     if let Some(query) = query {
         out.push('?');
         let params: Vec<String> = query
@@ -158,20 +175,6 @@ fn redact(s: &str) -> String {
 
 fn decoded(name: &str) -> std::borrow::Cow<'_, str> {
     percent_encoding::percent_decode_str(name).decode_utf8_lossy()
-}
-
-fn redact_userinfo(s: &str) -> String {
-    let Some((scheme, rest)) = s.split_once("://") else {
-        return s.into();
-    };
-    // The last `@` ends the userinfo: a password may itself hold an unescaped `@`.
-    let Some((userinfo, host)) = rest.rsplit_once('@') else {
-        return s.into();
-    };
-    match userinfo.split_once(':') {
-        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
-        None => s.into(),
-    }
 }
 
 impl fmt::Display for StoreUrl {
@@ -266,6 +269,18 @@ mod tests {
         assert_eq!(url.to_string(), "postgres://app@db/broker?pass%77ord=***");
         let url: StoreUrl = "postgres://app:p@ss@db/broker".parse().expect("valid");
         assert_eq!(url.to_string(), "postgres://app:***@db/broker");
+        // A `?` in the password (the driver reads it to the `@`): it was printed in clear.
+        let url: StoreUrl = "postgres://app:Zq7?mK2p@db/broker?sslmode=disable"
+            .parse()
+            .expect("valid");
+        assert_eq!(
+            url.to_string(),
+            "postgres://app:***@db/broker?sslmode=disable"
+        );
+        let url: StoreUrl = "postgres://app:a/b?c#d@db:5432/broker"
+            .parse()
+            .expect("valid");
+        assert_eq!(url.to_string(), "postgres://app:***@db:5432/broker");
     }
 
     #[test]

@@ -219,6 +219,34 @@ async fn multipart_json_and_latin1_bodies() {
     );
 }
 
+/// A client's `x-request-id` is kept when it is a plain token; one with spaces or quotes is
+/// replaced by our own: text log lines write it unquoted, and such an id forged fields there
+/// (`request_id=x user=root action="delete_group" …`, in the admin audit trail too).
+#[tokio::test]
+async fn a_request_id_that_could_forge_log_fields_is_replaced() {
+    let app = TestApp::spawn(Backend::Memory).await;
+    let id_for = |sent: &'static str| {
+        let app = &app;
+        async move {
+            let req = app
+                .client
+                .get(app.path("/health"))
+                .header("x-request-id", sent);
+            let r = app.send(req).await;
+            let id = r.headers.get("x-request-id").expect("an id");
+            id.to_str().expect("text").to_owned()
+        }
+    };
+    for kept in ["abc-123", "7f9c:trace/1+x=y@z~"] {
+        assert_eq!(id_for(kept).await, kept);
+    }
+    for forged in ["x user=root", "x\"y", "x\ty"] {
+        let id = id_for(forged).await;
+        assert_ne!(id, forged);
+        assert_eq!(id.len(), 36, "a UUID of ours: {id}");
+    }
+}
+
 #[tokio::test]
 async fn body_size_limit() {
     let app = TestApp::spawn(Backend::Memory).await;
