@@ -148,9 +148,10 @@ async fn three_nodes_never_double_book() {
         t.other.len(),
         t.matches_wrong
     );
+    let errors: Vec<String> = cluster.nodes.iter().flat_map(|n| n.errors()).collect();
     assert!(
         t.other.is_empty(),
-        "unexpected answers: {:?}",
+        "unexpected answers: {:?}; the nodes logged: {errors:#?}",
         &t.other[..t.other.len().min(5)]
     );
     assert_eq!(found, 0, "two live reservations on one number");
@@ -409,4 +410,78 @@ async fn quota_across_nodes() {
     };
     assert_eq!(again(refused[0]).await.expect("again").status(), 200);
     assert_eq!(again(refused[1]).await.expect("again").status(), 429);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    no_postgres,
+    ignore = "needs PostgreSQL: set TEST_POSTGRES_URL=postgres://postgres@127.0.0.1:5432/test"
+)]
+async fn a_refusal_counts_the_reservation_another_node_is_committing() {
+    within_for(cluster::limit(), refusal_waits_for_a_claim_in_flight()).await;
+}
+
+/// Two numbers: one reserved for 100 s, the other being taken (for 20 s) by node 1, whose
+/// link to PostgreSQL is slow, when node 2 refuses a call. The refusal's `Retry-After` must
+/// count node 1's reservation once it commits (20 s), not the state before it (100 s). The
+/// count waits without a waiting lock (`store/postgres/retry_after.rs`): an earlier version's
+/// `FOR SHARE` deadlocked with matches.
+async fn refusal_waits_for_a_claim_in_flight() {
+    use support::proxy::{FaultProxy, Mode};
+    let schema = support::pg::Schema::require().await;
+    let dir = tempfile::tempdir().expect("dir");
+    let url = schema.url_string();
+    let upstream = url
+        .split('@')
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .expect("host:port in TEST_POSTGRES_URL")
+        .to_owned();
+    let proxy = FaultProxy::start(&upstream, Mode::Pass).await;
+    let slow =
+        support::process::Node::start(&cluster::config(&dir, 1, 2, 60), &proxy.url(&url), &[]);
+    let fast = support::process::Node::start(&cluster::config(&dir, 2, 2, 60), &url, &[]);
+    let client = reqwest::Client::new();
+    let interaction = |node: &str, booking: &'static str| {
+        client
+            .post(format!("{node}/genesys/1/service/request-interaction"))
+            .form(&[("_booking_expiration_timeout", booking)])
+            .send()
+    };
+    let first = interaction(&fast.url, "100").await.expect("first");
+    assert_eq!(first.status(), 200);
+    proxy.set_latency(Duration::from_millis(100));
+    let taking = tokio::spawn(interaction(&slow.url, "20"));
+    // Wait until node 1 holds the last free number's row, then ask node 2.
+    let db = support::pg::connect(&url).await;
+    let held = "SELECT count(*) FROM numbers WHERE session IS NULL
+                 AND number NOT IN (SELECT number FROM numbers FOR SHARE SKIP LOCKED)";
+    let start = Instant::now();
+    while db
+        .query_one(held, &[])
+        .await
+        .expect("query")
+        .get::<_, i64>(0)
+        == 0
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "node 1 never took the number"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let refused = interaction(&fast.url, "60").await.expect("refused");
+    assert_eq!(refused.status(), 503);
+    let told = refused.headers()["retry-after"]
+        .to_str()
+        .expect("text")
+        .to_owned();
+    let taken = taking.await.expect("task").expect("taken");
+    let status = taken.status();
+    let text = taken.text().await.unwrap_or_default();
+    assert_eq!(status, 200, "node 1's call: {text}; {:?}", slow.errors());
+    assert!(
+        told == "20" || told == "19",
+        "Retry-After {told}: node 1's reservation ends in 20 s"
+    );
 }

@@ -14,7 +14,13 @@ pub struct Node {
     pub url: String,
     /// The node's log lines up to and including its listening line.
     pub start_log: Vec<String>,
+    /// Its first [`MAX_ERRORS`] `ERROR` lines: why it answered a 5xx, for a failing test's
+    /// message.
+    errors: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
+
+/// How many of a node's `ERROR` lines are kept.
+const MAX_ERRORS: usize = 20;
 
 impl Node {
     /// Starts `access-broker serve` with a config file and a store URL; waits for its
@@ -47,11 +53,19 @@ impl Node {
         let mut child = cmd.spawn().expect("binary starts");
         let stderr = child.stderr.take().expect("stderr");
         let (tx, rx) = std::sync::mpsc::channel();
+        let errors = std::sync::Arc::<std::sync::Mutex<Vec<String>>>::default();
+        let kept = errors.clone();
         std::thread::spawn(move || {
             let mut start_log = Some(Vec::new());
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 if std::env::var_os("TEST_LOG").is_some() {
                     eprintln!("[node] {line}");
+                }
+                if line.contains("ERROR") {
+                    let mut kept = kept.lock().expect("errors");
+                    if kept.len() < MAX_ERRORS {
+                        kept.push(line.clone());
+                    }
                 }
                 if let Some(mut log) = start_log.take() {
                     let listening = line.contains("listening on ");
@@ -78,7 +92,13 @@ impl Node {
             child,
             url: format!("http://{addr}"),
             start_log,
+            errors,
         }
+    }
+
+    /// The node's `ERROR` lines so far (at most [`MAX_ERRORS`]).
+    pub fn errors(&self) -> Vec<String> {
+        self.errors.lock().expect("errors").clone()
     }
 
     /// The listening line.

@@ -5,12 +5,21 @@
 //! six times too long, or too short (an outside audit: blocks of 27–106 refusals of ~100
 //! with another value than the first reservation's end; SQLite, one writer, never).
 //!
-//! After the commit this batch holds no lock, so it may wait for the others: one statement
-//! locks the group's numbers that look free (`FOR SHARE`), which waits for every
-//! transaction taking one of them, and sees each as that transaction left it; then the
-//! group's next end is read from what they committed. A number still free then makes the
-//! wait 1 s (the least `Retry-After`). Bounded by the store's timeout; past it, or on an
-//! error, the refusal keeps the count made in the batch.
+//! After the commit this batch holds no lock, so it may wait for the others, without ever
+//! waiting on a lock itself: one statement looks for a free number no transaction holds
+//! (`FOR SHARE SKIP LOCKED`, one row) and whether any number looks free at all (no lock).
+//! A free one makes the wait 1 s (the least `Retry-After`); numbers that look free but are
+//! all held mean a transaction is taking them, so the statement is sent again shortly after
+//! (the connection back in the pool meanwhile); none means the group's next end is read from
+//! what the others committed. Bounded by the store's timeout; past it, or on an error, the
+//! refusal keeps the count made in the batch.
+//!
+//! Why no waiting lock: an earlier version locked every free-looking number (`FOR SHARE`)
+//! and so waited, holding those it had, in the table's order, while matches lock numbers in
+//! their own order: a cluster test caught PostgreSQL's deadlock detector aborting matches
+//! (each a 1 s stall and a retry), and claims skipping the numbers it held (`SKIP LOCKED`)
+//! while it waited, refusing calls with numbers free. The statement now holds at most one
+//! row, for as long as it runs.
 
 use hashbrown::HashMap;
 use std::time::Duration;
@@ -42,10 +51,9 @@ pub async fn recount<'a, T: 'a>(
         return;
     }
     let counted = tokio::time::timeout(db.timeout, async {
-        let conn = db.pool.get().await.map_err(StoreError::unavailable)?;
         let mut counted = Vec::with_capacity(by_group.len());
         for &group in by_group.keys() {
-            counted.push((group, next_end(&conn, db, group).await?));
+            counted.push((group, next_end(db, group).await?));
         }
         Ok::<_, StoreError>(counted)
     })
@@ -63,24 +71,34 @@ pub async fn recount<'a, T: 'a>(
     }
 }
 
-/// How long until `group` lends a number again, once every transaction taking one of its
-/// free-looking numbers has ended.
-async fn next_end(
-    conn: &deadpool_postgres::Client,
-    db: &Db,
-    group: &str,
-) -> Result<Duration, StoreError> {
-    let now = claim::clock(conn, db.frozen()).await?;
-    let sql = format!("SELECT number FROM numbers WHERE group_name = $1 AND {FREE} FOR SHARE");
-    let free = conn
-        .query_prepared(&sql, &[(&group, Type::TEXT), (&now, Type::INT8)])
-        .await
-        .map_err(super::pg_error)?;
-    if !free.is_empty() {
-        return Ok(Duration::from_secs(1));
+/// How often the numbers other transactions are taking are looked at again.
+const POLL: Duration = Duration::from_millis(2);
+
+/// How long until `group` lends a number again, once no transaction is taking one of its
+/// free-looking numbers.
+async fn next_end(db: &Db, group: &str) -> Result<Duration, StoreError> {
+    let sql = format!(
+        "SELECT (SELECT number FROM numbers WHERE group_name = $1 AND {FREE}
+                  LIMIT 1 FOR SHARE SKIP LOCKED) IS NOT NULL,
+                EXISTS (SELECT 1 FROM numbers WHERE group_name = $1 AND {FREE})"
+    );
+    loop {
+        let conn = db.pool.get().await.map_err(StoreError::unavailable)?;
+        let now = claim::clock(&conn, db.frozen()).await?;
+        let row = conn
+            .query_one_prepared(&sql, &[(&group, Type::TEXT), (&now, Type::INT8)])
+            .await
+            .map_err(super::pg_error)?;
+        let (free, looks_free): (bool, bool) = (row.get(0), row.get(1));
+        if free {
+            return Ok(Duration::from_secs(1));
+        }
+        if !looks_free {
+            let lendable = claim::lendable_at(&conn, now, group).await?;
+            let first = lendable.values().min().copied().map(UnixMillis);
+            return Ok(crate::rules::retry_after(UnixMillis(now), first));
+        }
+        drop(conn);
+        tokio::time::sleep(POLL).await;
     }
-    let now = claim::clock(conn, db.frozen()).await?;
-    let lendable = claim::lendable_at(conn, now, group).await?;
-    let first = lendable.values().min().copied().map(UnixMillis);
-    Ok(crate::rules::retry_after(UnixMillis(now), first))
 }
