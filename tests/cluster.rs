@@ -485,3 +485,117 @@ async fn refusal_waits_for_a_claim_in_flight() {
         "Retry-After {told}: node 1's reservation ends in 20 s"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    no_postgres,
+    ignore = "needs PostgreSQL: set TEST_POSTGRES_URL=postgres://postgres@127.0.0.1:5432/test"
+)]
+async fn a_renewal_batch_locks_its_numbers_in_number_order() {
+    within_for(cluster::limit(), renewal_lock_order()).await;
+}
+
+/// A batch renewing two sessions' reservations locks their numbers in number order, as a
+/// match batch does, whatever the sessions' order. Set up by hand: another transaction (a
+/// match, in effect) holds the lower number and then asks for the higher one while the
+/// batch waits; the batch must not hold the higher one meanwhile. Locked session by session,
+/// it did: the two deadlocked (an outside audit saw it once in eight three-node runs).
+async fn renewal_lock_order() {
+    let schema = support::pg::Schema::require().await;
+    let dir = tempfile::tempdir().expect("dir");
+    let url = schema.url_string();
+    let path = cluster::config(&dir, 1, 3, 60);
+    // Four connections: one batch of a kind at a time (`batch::parallel`), so calls queued
+    // behind a waiting batch go in the next one together.
+    let text = std::fs::read_to_string(&path).expect("config");
+    let text = text.replace("store_max_connections = 8", "store_max_connections = 4");
+    std::fs::write(&path, text).expect("config");
+    let node = support::process::Node::start(&path, &url, &[]);
+    let client = reqwest::Client::new();
+    let base = node.url.clone();
+    let session = || async {
+        let r = client
+            .post(format!("{base}/genesys/1/service/callback"))
+            .send()
+            .await
+            .expect("session");
+        let body: serde_json::Value = r.json().await.expect("json");
+        body["_id"].as_str().expect("_id").to_owned()
+    };
+    let reserve = |id: String| {
+        let (client, base) = (client.clone(), base.clone());
+        async move {
+            let r = client
+                .post(format!("{base}/genesys/1/service/request-access"))
+                .form(&[("_id", id.as_str())])
+                .send()
+                .await
+                .expect("request-access");
+            let status = r.status().as_u16();
+            let body: serde_json::Value = r.json().await.unwrap_or_default();
+            let number = body["_access_number"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            (status, number)
+        }
+    };
+    let mut pair = [session().await, session().await];
+    pair.sort();
+    let [first, second] = pair;
+    let other = session().await;
+    // Round-robin from the group's start: the second session in id order gets the lower.
+    let (_, low) = reserve(second.clone()).await;
+    let (_, high) = reserve(first.clone()).await;
+    let (_, third) = reserve(other.clone()).await;
+    assert!(low < high && high < third, "{low} {high} {third}");
+
+    let watch = support::pg::connect(&url).await;
+    let blocked_by = |pid: i32| {
+        let watch = &watch;
+        async move {
+            let sql = "SELECT count(*) FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))";
+            let start = Instant::now();
+            while watch
+                .query_one(sql, &[&pid])
+                .await
+                .expect("query")
+                .get::<_, i64>(0)
+                == 0
+            {
+                assert!(start.elapsed() < Duration::from_secs(10), "no batch waited");
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+    };
+    let lock = "SELECT 1 FROM numbers WHERE number = $1 FOR UPDATE";
+    let pid = "SELECT pg_backend_pid()";
+    let holder = support::pg::connect(&url).await;
+    let matcher = support::pg::connect(&url).await;
+    holder.batch_execute("BEGIN").await.expect("begin");
+    holder.query(lock, &[&third]).await.expect("lock");
+    matcher.batch_execute("BEGIN").await.expect("begin");
+    matcher.query(lock, &[&low]).await.expect("lock");
+    // The third session's renewal waits for its number; the pair queues behind it.
+    let waiting = tokio::spawn(reserve(other));
+    blocked_by(holder.query_one(pid, &[]).await.expect("pid").get(0)).await;
+    let renewals = tokio::spawn(futures::future::join(reserve(first), reserve(second)));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    holder.batch_execute("COMMIT").await.expect("commit");
+    // The pair's batch now waits for the lower number.
+    blocked_by(matcher.query_one(pid, &[]).await.expect("pid").get(0)).await;
+    matcher
+        .batch_execute("SET LOCAL lock_timeout = '500ms'")
+        .await
+        .expect("set");
+    let taken = matcher.query(lock, &[&high]).await;
+    assert!(
+        taken.is_ok(),
+        "the renewal batch held {high} while it waited for {low}: {taken:?}"
+    );
+    matcher.batch_execute("COMMIT").await.expect("commit");
+    let (a, b) = renewals.await.expect("renewals");
+    assert_eq!((a.0, b.0), (200, 200), "the renewals: {a:?} {b:?}");
+    assert_eq!((a.1, b.1), (high, low), "each kept its number");
+    assert_eq!(waiting.await.expect("renewal").0, 200);
+}

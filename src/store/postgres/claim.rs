@@ -183,9 +183,13 @@ pub fn client_holds_from(rows: &[tokio_postgres::Row]) -> ClientHolds {
 ///
 /// Sessions: locked in the order of `ids` (sorted by the caller, so two batches sharing
 /// sessions queue instead of deadlocking), each looked up by key (`LATERAL`; `FOR UPDATE`
-/// also keeps the planner from flattening it into a join), with the reservations found
-/// number by number from its list of holds (`sessions.holds`, migration 7: a superset, each
-/// checked against the number's row). "Live" is left out of the lookups: with
+/// also keeps the planner from flattening it into a join); then the reservations they hold,
+/// found by key from their lists of holds (`sessions.holds`, migration 7: a superset, each
+/// checked against the number's row), all locked in number order, as a match batch and a
+/// session's end lock numbers. Locked session by session, a renewal batch held one
+/// session's number while it waited for another's, and a match batch holding that one and
+/// waiting for the first deadlocked with it (an outside audit, once in eight runs of three
+/// nodes; PostgreSQL's `deadlock_timeout`, 1 s, then a retry). "Live" is left out of the lookups: with
 /// `id = ANY($1) AND expires_at > now`, the planner scanned every live session and compared
 /// each one with the array (0.3–1.3 ms a batch at 1,000 sessions, against 0.13 ms by key). An
 /// ended session not purged yet is locked too, and left out by the reader.
@@ -245,18 +249,21 @@ static READS: LazyLock<String> = LazyLock::new(|| {
     // Inside each candidate's subquery the only columns of these names are the number's.
     let free = FREE.replace("$2", "t.now");
     format!(
-        "WITH s AS MATERIALIZED (
-           SELECT s.id, s.expires_at, s.ctid::text AS row, s.holds, h.number, h.group_name,
-                  h.code, h.phone, h.expires_at AS held_until, h.at
+        "WITH l AS MATERIALIZED (
+           SELECT s.id, s.expires_at, s.ctid::text AS row, s.holds
              FROM unnest($1::text[]) AS q(id)
             CROSS JOIN LATERAL (SELECT ctid, id, expires_at, holds FROM sessions
-                                 WHERE id = q.id FOR UPDATE) s
-             LEFT JOIN LATERAL (SELECT n.* FROM unnest(s.holds) AS l(number)
-                                 CROSS JOIN LATERAL (SELECT number, group_name, code, phone,
-                                                            expires_at, ctid::text AS at
-                                                       FROM numbers
-                                                      WHERE number = l.number AND session = s.id
-                                                        FOR UPDATE) n) h ON true),
+                                 WHERE id = q.id FOR UPDATE) s),
+         h AS MATERIALIZED (
+           SELECT number, group_name, code, phone, expires_at, ctid::text AS at, session
+             FROM numbers
+            WHERE number = ANY(ARRAY(SELECT unnest(holds) FROM l))
+              AND session = ANY(ARRAY(SELECT id FROM l))
+            ORDER BY number FOR UPDATE),
+         s AS MATERIALIZED (
+           SELECT l.id, l.expires_at, l.row, l.holds, h.number, h.group_name, h.code, h.phone,
+                  h.expires_at AS held_until, h.at
+             FROM l LEFT JOIN h ON h.session = l.id AND h.number = ANY(l.holds)),
          t AS (SELECT {now} AS now),
          w AS (SELECT g.name, coalesce(h.own, g.cursor) AS cursor, g.allocation, x.wanted,
                       g.cursor AS stored
