@@ -450,25 +450,37 @@ async fn refusal_waits_for_a_claim_in_flight() {
     };
     let first = interaction(&fast.url, "100").await.expect("first");
     assert_eq!(first.status(), 200);
+    // The free number's row as it stands: a transaction locking it sets its `xmax` (read
+    // without a lock of our own: a probe's lock would make node 1's claim skip the number).
+    let db = support::pg::connect(&url).await;
+    let row = db
+        .query_one(
+            "SELECT number, xmax::text FROM numbers WHERE session IS NULL",
+            &[],
+        )
+        .await
+        .expect("one free number");
+    let (free, before): (String, String) = (row.get(0), row.get(1));
     proxy.set_latency(Duration::from_millis(100));
     let taking = tokio::spawn(interaction(&slow.url, "20"));
-    // Wait until node 1 holds the last free number's row, then ask node 2.
-    let db = support::pg::connect(&url).await;
-    let held = "SELECT count(*) FROM numbers WHERE session IS NULL
-                 AND number NOT IN (SELECT number FROM numbers FOR SHARE SKIP LOCKED)";
+    // Wait until node 1 holds that row, not yet committed, then ask node 2.
+    let look = "SELECT xmax::text, session IS NULL FROM numbers WHERE number = $1";
     let start = Instant::now();
-    while db
-        .query_one(held, &[])
-        .await
-        .expect("query")
-        .get::<_, i64>(0)
-        == 0
-    {
+    loop {
+        let row = db.query_one(look, &[&free]).await.expect("query");
+        let (xmax, still_free): (String, bool) = (row.get(0), row.get(1));
         assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "node 1 never took the number"
+            still_free,
+            "node 1 committed before it was seen holding {free}"
         );
-        tokio::time::sleep(Duration::from_millis(5)).await;
+        if xmax != before {
+            break;
+        }
+        assert!(
+            !taking.is_finished() && start.elapsed() < Duration::from_secs(10),
+            "node 1 never took {free}"
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
     }
     let refused = interaction(&fast.url, "60").await.expect("refused");
     assert_eq!(refused.status(), 503);
