@@ -10,7 +10,7 @@
 //! (`FOR SHARE SKIP LOCKED`, one row) and whether any number looks free at all (no lock).
 //! A free one makes the wait 1 s (the least `Retry-After`); numbers that look free but are
 //! all held mean a transaction is taking them, so the statement is sent again shortly after
-//! (the connection back in the pool meanwhile); none means the group's next end is read from
+//! (2 ms, then twice as late each time up to 64 ms; the connection back in the pool meanwhile); none means the group's next end is read from
 //! what the others committed. Bounded by the store's timeout; past it, or on an error, the
 //! refusal keeps the count made in the batch.
 //!
@@ -71,8 +71,11 @@ pub async fn recount<'a, T: 'a>(
     }
 }
 
-/// How often the numbers other transactions are taking are looked at again.
+/// How soon the numbers other transactions are taking are looked at again: at first (a
+/// claim commits within milliseconds), then twice as late each time up to [`POLL_MAX`] (an
+/// admin change holding a group's numbers for seconds is not asked a thousand times).
 const POLL: Duration = Duration::from_millis(2);
+const POLL_MAX: Duration = Duration::from_millis(64);
 
 /// How long until `group` lends a number again, once no transaction is taking one of its
 /// free-looking numbers.
@@ -82,6 +85,7 @@ async fn next_end(db: &Db, group: &str) -> Result<Duration, StoreError> {
                   LIMIT 1 FOR SHARE SKIP LOCKED) IS NOT NULL,
                 EXISTS (SELECT 1 FROM numbers WHERE group_name = $1 AND {FREE})"
     );
+    let mut poll = POLL;
     loop {
         let conn = db.pool.get().await.map_err(StoreError::unavailable)?;
         let now = claim::clock(&conn, db.frozen()).await?;
@@ -99,6 +103,7 @@ async fn next_end(db: &Db, group: &str) -> Result<Duration, StoreError> {
             return Ok(crate::rules::retry_after(UnixMillis(now), first));
         }
         drop(conn);
-        tokio::time::sleep(POLL).await;
+        tokio::time::sleep(poll).await;
+        poll = (poll * 2).min(POLL_MAX);
     }
 }
