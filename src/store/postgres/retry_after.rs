@@ -22,6 +22,7 @@
 //! row, for as long as it runs.
 
 use hashbrown::HashMap;
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use tokio_postgres::types::Type;
@@ -77,20 +78,26 @@ pub async fn recount<'a, T: 'a>(
 const POLL: Duration = Duration::from_millis(2);
 const POLL_MAX: Duration = Duration::from_millis(64);
 
-/// How long until `group` lends a number again, once no transaction is taking one of its
-/// free-looking numbers.
-async fn next_end(db: &Db, group: &str) -> Result<Duration, StoreError> {
-    let sql = format!(
+/// Whether a group has a free number nobody holds (locked for as long as the statement runs),
+/// and whether any number looks free; `$1` the group, `$2` now.
+static LOOK: LazyLock<String> = LazyLock::new(|| {
+    format!(
         "SELECT (SELECT number FROM numbers WHERE group_name = $1 AND {FREE}
                   LIMIT 1 FOR SHARE SKIP LOCKED) IS NOT NULL,
                 EXISTS (SELECT 1 FROM numbers WHERE group_name = $1 AND {FREE})"
-    );
+    )
+});
+
+/// How long until `group` lends a number again, once no transaction is taking one of its
+/// free-looking numbers.
+async fn next_end(db: &Db, group: &str) -> Result<Duration, StoreError> {
+    let sql = LOOK.as_str();
     let mut poll = POLL;
     loop {
         let conn = db.pool.get().await.map_err(StoreError::unavailable)?;
         let now = claim::clock(&conn, db.frozen()).await?;
         let row = conn
-            .query_one_prepared(&sql, &[(&group, Type::TEXT), (&now, Type::INT8)])
+            .query_one_prepared(sql, &[(&group, Type::TEXT), (&now, Type::INT8)])
             .await
             .map_err(super::pg_error)?;
         let (free, looks_free): (bool, bool) = (row.get(0), row.get(1));
