@@ -229,15 +229,29 @@ fn start_line_groups(
                 .iter()
                 .find(|h| h.name == *name)
                 .map_or(*given, |h| h.size);
-            format!("{name}={size}")
+            format!("{}={size}", shown(name.as_str()))
         })
         .collect();
     groups.extend(
         held.iter()
             .filter(|h| !listed.iter().any(|(name, _)| *name == h.name))
-            .map(|h| format!("{}={}", h.name, h.size)),
+            .map(|h| format!("{}={}", shown(h.name.as_str()), h.size)),
     );
     groups
+}
+
+/// A group name as the start line shows it: as it is when it is a plain word, else quoted
+/// and escaped, so a name with a space, `=` or `,` (the admin API allows them) cannot make the
+/// line read as other fields or other groups.
+fn shown(name: &str) -> String {
+    let plain = !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '+' | ':'));
+    match plain {
+        true => name.to_owned(),
+        false => format!("{name:?}"),
+    }
 }
 
 /// SIGTERM, SIGINT and SIGHUP blocked on the calling thread (`hold`, and so on every thread it starts

@@ -142,7 +142,7 @@ impl AuditLog {
             outcome = entry.outcome.as_str(),
             group = entry.group.as_ref().map(GroupName::as_str),
             number = entry.number.as_ref().map(AccessNumber::as_str),
-            detail = %entry.detail,
+            detail = entry.detail.as_str(),
             "admin change"
         );
         let mut entries = self.entries.lock();

@@ -52,11 +52,11 @@ impl Broker {
                 self.metrics.matched(if late { "late" } else { "hit" });
                 if locked.is_some() {
                     self.metrics.code_lockout(group.as_str());
-                    tracing::warn!(%number, %group, "too many wrong codes: reservation cancelled");
+                    tracing::warn!(%number, group = group.as_str(), "too many wrong codes: reservation cancelled");
                 }
                 if late {
                     self.metrics.late_match(group.as_str(), super::now_minute());
-                    tracing::info!(%number, %group, session = %session.id, "late call matched an ended reservation");
+                    tracing::info!(%number, group = group.as_str(), session = %session.id, "late call matched an ended reservation");
                 }
                 Ok(Matched {
                     session,
@@ -75,13 +75,13 @@ impl Broker {
                 let group = group.map(|g| g.to_string()).unwrap_or_default();
                 if locked.is_some() {
                     self.metrics.code_lockout(&group);
-                    tracing::warn!(%number, %group, "too many wrong codes: reservation cancelled");
+                    tracing::warn!(%number, group = group.as_str(), "too many wrong codes: reservation cancelled");
                 }
                 if stray {
                     self.metrics.stray_call(&group, super::now_minute());
                 }
                 if quarantined {
-                    tracing::warn!(%number, %group, "stray calls: number quarantined until an operator frees it");
+                    tracing::warn!(%number, group = group.as_str(), "stray calls: number quarantined until an operator frees it");
                 }
                 let reason = service.return_failure_reason.then_some(reason);
                 Err(BrokerError::NoMatch { number, reason })

@@ -19,6 +19,7 @@ mod helpers;
 mod idempotency;
 mod keyed_limits;
 mod limits;
+mod log_fields;
 mod match_interaction;
 mod operator;
 mod request_access;

@@ -14,12 +14,14 @@ pub struct Node {
     pub url: String,
     /// The node's log lines up to and including its listening line.
     pub start_log: Vec<String>,
-    /// Its first [`MAX_ERRORS`] `ERROR` lines: why it answered a 5xx, for a failing test's
-    /// message.
-    errors: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    /// Its first [`MAX_KEPT`] log lines after the listening line: its `ERROR` lines say why
+    /// it answered a 5xx, for a failing test's message; others are what a test checks.
+    later: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
-/// How many of a node's `ERROR` lines are kept.
+/// How many of a node's log lines after the listening line are kept.
+const MAX_KEPT: usize = 10_000;
+/// How many `ERROR` lines [`Node::errors`] gives.
 const MAX_ERRORS: usize = 20;
 
 impl Node {
@@ -53,29 +55,28 @@ impl Node {
         let mut child = cmd.spawn().expect("binary starts");
         let stderr = child.stderr.take().expect("stderr");
         let (tx, rx) = std::sync::mpsc::channel();
-        let errors = std::sync::Arc::<std::sync::Mutex<Vec<String>>>::default();
-        let kept = errors.clone();
+        let later = std::sync::Arc::<std::sync::Mutex<Vec<String>>>::default();
+        let kept = later.clone();
         std::thread::spawn(move || {
             let mut start_log = Some(Vec::new());
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 if std::env::var_os("TEST_LOG").is_some() {
                     eprintln!("[node] {line}");
                 }
-                if line.contains("ERROR") {
-                    let mut kept = kept.lock().expect("errors");
-                    if kept.len() < MAX_ERRORS {
-                        kept.push(line.clone());
+                let Some(mut log) = start_log.take() else {
+                    let mut kept = kept.lock().expect("log");
+                    if kept.len() < MAX_KEPT {
+                        kept.push(line);
                     }
-                }
-                if let Some(mut log) = start_log.take() {
-                    let listening = line.contains("listening on ");
-                    log.push(line);
-                    match listening {
-                        true => {
-                            let _ = tx.send(log);
-                        }
-                        false => start_log = Some(log),
+                    continue;
+                };
+                let listening = line.contains("listening on ");
+                log.push(line);
+                match listening {
+                    true => {
+                        let _ = tx.send(log);
                     }
+                    false => start_log = Some(log),
                 }
             }
         });
@@ -92,13 +93,20 @@ impl Node {
             child,
             url: format!("http://{addr}"),
             start_log,
-            errors,
+            later,
         }
     }
 
-    /// The node's `ERROR` lines so far (at most [`MAX_ERRORS`]).
+    /// The node's first `ERROR` lines after its start (at most [`MAX_ERRORS`]).
     pub fn errors(&self) -> Vec<String> {
-        self.errors.lock().expect("errors").clone()
+        let later = self.later.lock().expect("log");
+        let errors = later.iter().filter(|line| line.contains("ERROR"));
+        errors.take(MAX_ERRORS).cloned().collect()
+    }
+
+    /// The node's log lines after its listening line, so far (the first [`MAX_KEPT`]).
+    pub fn log_after_start(&self) -> Vec<String> {
+        self.later.lock().expect("log").clone()
     }
 
     /// The listening line.

@@ -1,0 +1,133 @@
+//! Log lines a parser can trust: a value that comes from a request or an operator (a group
+//! name, a refusal's message that repeats it) is written quoted when it could read as other
+//! fields, so `group="g user=bob outcome=done"` never becomes a line with a second `user` or
+//! `outcome` (found by an outside audit: the audit trail's `detail` and the start line's
+//! `groups` were written as they were).
+
+use std::io::{Read, Write};
+use std::time::{Duration, Instant};
+
+use crate::support::process::Node;
+
+const NAME: &str = "q user=bob outcome=done";
+const ESCAPED: &str = "q%20user%3Dbob%20outcome%3Ddone";
+
+/// The `key=value` fields of a text log line, a quoted value read to its closing quote
+/// (`\"` inside it escaped), as a logfmt reader splits them.
+fn fields(line: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut chars = line.chars().peekable();
+    while chars.peek().is_some() {
+        let mut token = String::new();
+        let mut quoted = false;
+        while let Some(c) = chars.next() {
+            match c {
+                '\\' if quoted => {
+                    token.push(c);
+                    token.extend(chars.next());
+                }
+                '"' => {
+                    quoted = !quoted;
+                    token.push(c);
+                }
+                c if c.is_whitespace() && !quoted => break,
+                c => token.push(c),
+            }
+        }
+        if let Some((key, value)) = token.split_once('=') {
+            let is_key = !key.is_empty() && key.chars().all(|c| c.is_ascii_lowercase() || c == '_');
+            if is_key {
+                out.push((key.to_owned(), value.to_owned()));
+            }
+        }
+    }
+    out
+}
+
+fn count(fields: &[(String, String)], key: &str) -> usize {
+    fields.iter().filter(|(k, _)| k == key).count()
+}
+
+fn send(node: &Node, method: &str, path: &str, body: &str) -> String {
+    let mut http = std::net::TcpStream::connect(node.addr()).expect("connect");
+    write!(
+        http,
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("send");
+    let mut answer = String::new();
+    http.read_to_string(&mut answer).expect("answer");
+    answer
+}
+
+/// The first line after the start that contains `needle`, waiting up to 5 s for it.
+fn line_with(node: &Node, needle: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let found = node
+            .log_after_start()
+            .into_iter()
+            .find(|l| l.contains(needle));
+        match found {
+            Some(line) => return line,
+            None if Instant::now() > deadline => panic!("no log line with {needle:?}"),
+            None => std::thread::sleep(Duration::from_millis(20)),
+        }
+    }
+}
+
+#[test]
+fn a_group_name_cannot_forge_fields_in_a_log_line() {
+    let dir = tempfile::tempdir().expect("dir");
+    let config = dir.path().join("c.toml");
+    let text = format!(
+        "[resource_groups.\"{NAME}\"]\nnumbers = [\"5550100\"]\nquarantine_after_stray_calls = 1\n\
+         [resource_groups.Plain-1]\nnumbers = [\"5550200\"]\n\
+         [services.match-interaction]\ntype = \"match-interaction\"\n"
+    );
+    std::fs::write(&config, text).expect("config");
+    let mut node = Node::start(&config, "memory://", &[]);
+
+    let start = fields(node.start_line());
+    assert_eq!(count(&start, "outcome"), 0, "{}", node.start_line());
+    assert!(
+        node.start_line()
+            .ends_with(r#"groups="q user=bob outcome=done"=1,Plain-1=1"#),
+        "a plain name as it is, the other quoted: {}",
+        node.start_line()
+    );
+
+    // Refused (a group the file defines), logged with the name in its detail.
+    let answer = send(
+        &node,
+        "DELETE",
+        &format!("/genesys/1/admin/groups/{ESCAPED}"),
+        "",
+    );
+    assert!(answer.starts_with("HTTP/1.1 409"), "{answer}");
+    let audit = line_with(&node, "admin change");
+    let audit_fields = fields(&audit);
+    assert_eq!(count(&audit_fields, "user"), 1, "{audit}");
+    assert_eq!(count(&audit_fields, "outcome"), 1, "{audit}");
+    assert!(audit.contains("user=anonymous"), "{audit}");
+    assert!(audit.contains(r#"outcome="refused""#), "{audit}");
+
+    // A stray call quarantines the number: its warning names the group.
+    let answer = send(
+        &node,
+        "POST",
+        "/genesys/1/service/match-interaction",
+        "_access_number=5550100",
+    );
+    assert!(answer.starts_with("HTTP/1.1 404"), "{answer}");
+    let warning = line_with(&node, "number quarantined");
+    let warning_fields = fields(&warning);
+    assert_eq!(count(&warning_fields, "user"), 0, "{warning}");
+    assert_eq!(count(&warning_fields, "outcome"), 0, "{warning}");
+    assert!(
+        warning.contains(r#"group="q user=bob outcome=done""#),
+        "{warning}"
+    );
+    assert_eq!(node.terminate(), Some(0));
+}
