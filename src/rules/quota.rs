@@ -5,7 +5,8 @@
 //! engine, `numbers.client` on PostgreSQL), decided in the same step as the reservation, so a
 //! burst of one client's calls, calls through several nodes, and calls after a restart all
 //! meet the same count. A renewal (the session already holds a number in the group) takes no
-//! number from the pool and always passes, whoever asks.
+//! number from the pool and always passes, whoever asks; the reservation goes on counting for
+//! the client that made it ([`owner`]).
 //!
 //! A refusal says when the client may come back (`Retry-After`, as an empty pool does): once
 //! enough of its reservations have ended for one more to fit, by their expiries. A match or a
@@ -14,13 +15,28 @@
 use std::time::Duration;
 
 use crate::domain::UnixMillis;
-use crate::store::{Quota, ReserveError};
+use crate::store::{ClientId, Quota, ReserveError};
+
+/// Who a reservation counts for after a call that made or renewed it: `current`, the client
+/// the live reservation counts for (`None` for a new one), else `asker`, the client that
+/// asked (`None` when clients are not counted).
+///
+/// A reservation counts for the client that made it for as long as it lives: a renewal by
+/// another client (the same session asked for from another address or user) passes, as
+/// every renewal does, but does not take the reservation over. When it did (the reservation
+/// counted for whoever asked last), two clients could pass reservations back and forth, each
+/// renewal freeing the other's place, and hold a whole pool between them with a limit of two
+/// each (an outside audit). One made while clients were not counted counts for the first
+/// client that renews it.
+pub fn owner(current: Option<&ClientId>, asker: Option<&ClientId>) -> Option<ClientId> {
+    current.or(asker).cloned()
+}
 
 /// Refuses a new reservation for `quota.client` when the live reservations it holds (`ends`:
 /// when each of them expires) are as many as its limit. A client holds more than its limit
-/// only after its renewals of other clients' reservations (which always pass) or a lowered
-/// limit; the refusal says the limit as what it holds, and waits for as many of them to end
-/// as are over it.
+/// only after a lowered limit or a renewal of a reservation made while clients were not
+/// counted; the refusal says how many it holds, and waits for as many of them to end as are
+/// over it.
 ///
 /// Counted before anything is gathered: a client under its limit (nearly every call) costs a
 /// walk of its reservations, and only a refusal sorts out the one whose end makes room.
@@ -29,7 +45,8 @@ pub fn admit(
     ends: impl Iterator<Item = UnixMillis> + Clone,
     now: UnixMillis,
 ) -> Result<(), ReserveError> {
-    let Some(over) = (ends.clone().count() as u64).checked_sub(quota.limit) else {
+    let held = ends.clone().count() as u64;
+    let Some(over) = held.checked_sub(quota.limit) else {
         return Ok(());
     };
     let mut ends: Vec<UnixMillis> = ends.collect();
@@ -39,7 +56,7 @@ pub fn admit(
         .map(|i| *ends.select_nth_unstable(i).1);
     let wait = room_at.map_or(Duration::ZERO, |end| end.remaining_from(now));
     Err(ReserveError::QuotaExceeded {
-        held: quota.limit,
+        held,
         limit: quota.limit,
         retry_after: wait.max(Duration::from_secs(1)),
     })
@@ -59,7 +76,7 @@ mod tests {
     fn retry_after(result: Result<(), ReserveError>) -> Duration {
         match result {
             Err(ReserveError::QuotaExceeded {
-                held: 2,
+                held: 2..,
                 limit: 2,
                 retry_after,
             }) => retry_after,
@@ -87,6 +104,38 @@ mod tests {
             Duration::from_secs(20),
             "three held against two allowed: two must end"
         );
+    }
+
+    #[test]
+    fn a_refusal_says_how_many_are_held() {
+        let now = UnixMillis(0);
+        let ends = [UnixMillis(1_000), UnixMillis(2_000), UnixMillis(3_000)];
+        let refused = admit(&quota(2), ends.into_iter(), now);
+        assert!(
+            matches!(
+                refused,
+                Err(ReserveError::QuotaExceeded {
+                    held: 3,
+                    limit: 2,
+                    ..
+                })
+            ),
+            "{refused:?}"
+        );
+    }
+
+    #[test]
+    fn a_reservation_counts_for_its_maker_while_it_lives() {
+        let (maker, other): (ClientId, ClientId) = ("ip:127.0.0.1".into(), "ip:127.0.0.2".into());
+        assert_eq!(owner(None, Some(&maker)), Some(maker.clone()), "a new one");
+        assert_eq!(
+            owner(Some(&maker), Some(&other)),
+            Some(maker.clone()),
+            "renewed by another client"
+        );
+        assert_eq!(owner(Some(&maker), None), Some(maker.clone()), "limits off");
+        assert_eq!(owner(None, Some(&other)), Some(other), "made uncounted");
+        assert_eq!(owner(None, None), None);
     }
 
     #[test]

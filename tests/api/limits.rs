@@ -107,6 +107,52 @@ crate::on_every_backend!(reservations_per_client_is_a_quota, |backend| async mov
     assert_eq!(app.request_access(&s3, &[]).await.status, 200);
 });
 
+// A renewal by another client passes (it takes no number) but leaves the reservation
+// counting for the client that made it: when it moved to whoever asked last, two clients
+// passing their sessions' renewals to each other held a 50-number pool with a limit of 2 each
+// (an outside audit).
+crate::on_every_backend!(
+    a_renewal_by_another_client_does_not_take_the_reservation_over,
+    |backend| async move {
+        let app = TestApp::spawn_with(backend, &with_limits("reservations_per_client = 2")).await;
+        let other = reqwest::Client::builder()
+            .local_address(std::net::IpAddr::from([127, 0, 0, 2]))
+            .build()
+            .expect("a client from 127.0.0.2");
+        let other_asks = |id: String| {
+            let req = other
+                .post(app.path("/genesys/1/service/request-access"))
+                .form(&[("_id", id)]);
+            app.send(req)
+        };
+        let (s1, s2, s3) = (
+            app.session(&[]).await,
+            app.session(&[]).await,
+            app.session(&[]).await,
+        );
+        for s in [&s1, &s2] {
+            let held = app.request_access(s, &[]).await;
+            assert_eq!(held.status, 200, "{}", held.text);
+        }
+        // 127.0.0.2 renews 127.0.0.1's first reservation: it passes, and changes no count.
+        let renewed = other_asks(s1.clone()).await;
+        assert_eq!(renewed.status, 200, "{}", renewed.text);
+        let msg = app
+            .request_access(&s3, &[])
+            .await
+            .error(429, "QuotaExceeded");
+        assert!(msg.contains("holds 2 live reservations"), "{msg}");
+        // 127.0.0.2 still has both of its own places.
+        for n in 0..2 {
+            let own = other_asks(app.session(&[]).await).await;
+            assert_eq!(own.status, 200, "its reservation {n}: {}", own.text);
+        }
+        other_asks(app.session(&[]).await)
+            .await
+            .error(429, "QuotaExceeded");
+    }
+);
+
 // The quota's refusal says when one more fits, as an empty pool's does: once the first of
 // the client's reservations expires (it had none, and a client retried blind).
 crate::on_every_backend!(a_quota_refusal_says_when_to_retry, |backend| async move {

@@ -98,6 +98,8 @@ pub struct HeldRow {
     pub session: String,
     pub group: String,
     pub booking: rules::Booking,
+    /// The client it counts for (`numbers.client`; `None` when clients were not counted).
+    pub client: Option<crate::store::ClientId>,
 }
 
 /// A live session of the batch, as [`sessions`] read it.
@@ -241,9 +243,10 @@ pub struct Hints {
     pub own: Vec<i64>,
 }
 
-/// The text of [`reads`], built once. Columns 0–9 are a session's row (NULL on a candidate's),
-/// 10–17 a group's candidate or, with a NULL number, its cursor alone (where the walk
-/// starts); 18 the cursor as stored (`walks.rs`).
+/// The text of [`reads`], built once. Columns 0–9 and 19 are a session's row (NULL on a
+/// candidate's; 19 the client its reservation counts for), 10–17 a group's candidate or, with
+/// a NULL number, its cursor alone (where the walk starts); 18 the cursor as stored
+/// (`walks.rs`).
 static READS: LazyLock<String> = LazyLock::new(|| {
     let now = now_param(2);
     // Inside each candidate's subquery the only columns of these names are the number's.
@@ -255,14 +258,14 @@ static READS: LazyLock<String> = LazyLock::new(|| {
             CROSS JOIN LATERAL (SELECT ctid, id, expires_at, holds FROM sessions
                                  WHERE id = q.id FOR UPDATE) s),
          h AS MATERIALIZED (
-           SELECT number, group_name, code, phone, expires_at, ctid::text AS at, session
+           SELECT number, group_name, code, phone, expires_at, ctid::text AS at, session, client
              FROM numbers
             WHERE number = ANY(ARRAY(SELECT unnest(holds) FROM l))
               AND session = ANY(ARRAY(SELECT id FROM l))
             ORDER BY number FOR UPDATE),
          s AS MATERIALIZED (
            SELECT l.id, l.expires_at, l.row, l.holds, h.number, h.group_name, h.code, h.phone,
-                  h.expires_at AS held_until, h.at
+                  h.expires_at AS held_until, h.at, h.client
              FROM l LEFT JOIN h ON h.session = l.id AND h.number = ANY(l.holds)),
          t AS (SELECT {now} AS now),
          w AS (SELECT g.name, coalesce(h.own, g.cursor) AS cursor, g.allocation, x.wanted,
@@ -301,12 +304,12 @@ static READS: LazyLock<String> = LazyLock::new(|| {
                   ORDER BY c.lru_at, c.position LIMIT w.wanted FOR UPDATE OF c SKIP LOCKED) c)
          SELECT s.id, s.expires_at, s.row, s.holds, s.number, s.group_name, s.code, s.phone,
                 s.held_until, s.at, NULL::text, NULL::int8, NULL::text, NULL::int8, NULL::int8,
-                NULL::text, NULL::int8, NULL::text, NULL::int8
+                NULL::text, NULL::int8, NULL::text, NULL::int8, s.client
            FROM s
          UNION ALL
          SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
                 w.name, w.cursor, x.number, x.position, x.freed_at, x.session, x.expires_at,
-                x.ctid::text, w.stored
+                x.ctid::text, w.stored, NULL::text
            FROM w LEFT JOIN (SELECT * FROM a UNION ALL SELECT * FROM b UNION ALL SELECT * FROM c) x
              ON x.grp = w.name"
     )
@@ -344,6 +347,7 @@ pub fn sessions_from(rows: &[tokio_postgres::Row], now: i64) -> Locked {
             at: r.get(9),
             session: id,
             group: r.get(5),
+            client: r.get::<_, Option<&str>>(19).map(Into::into),
             booking: rules::Booking {
                 code: code.map(AccessCode::from_stored),
                 phone: phone.map(PhoneNumber::from_stored),

@@ -82,6 +82,8 @@ struct Hold {
     /// Where the number's row is (locked by the batch's reads).
     at: String,
     booking: Booking,
+    /// The client it counts for (`rules::quota::owner`).
+    client: Option<crate::store::ClientId>,
 }
 
 /// A number a batch reserved or renewed.
@@ -97,7 +99,7 @@ struct Written {
     new: bool,
     /// Its group allocates least recently used first, so the write keeps `lru_at`.
     lru: bool,
-    /// Who asked, when clients are counted (`numbers.client`, migration 10).
+    /// Who it counts for (`rules::quota::owner`; `numbers.client`, migration 10).
     client: Option<crate::store::ClientId>,
 }
 
@@ -174,6 +176,7 @@ pub async fn reserve_many<'a, C: GenericClient>(
                 number: h.number,
                 at: h.at,
                 booking: h.booking,
+                client: h.client,
             };
             ((h.session, h.group), hold)
         })
@@ -287,17 +290,20 @@ pub async fn reserve_many<'a, C: GenericClient>(
             ));
         }
         let free_from = rules::lifecycle::free_from(booking.expires_at, &policy).0;
+        let asker = req.quota.as_ref().map(|q| &q.client);
+        let client = rules::quota::owner(current.as_ref().and_then(|h| h.client.as_ref()), asker);
+        if let Some(client) = &client {
+            by_client
+                .entry(client.to_string())
+                .or_default()
+                .insert(key.clone(), booking.expires_at);
+        }
         let hold = Hold {
             number: number.clone(),
             at: at.clone(),
             booking: booking.clone(),
+            client: client.clone(),
         };
-        if let Some(quota) = &req.quota {
-            by_client
-                .entry(quota.client.to_string())
-                .or_default()
-                .insert(key.clone(), booking.expires_at);
-        }
         holds.insert(key, hold);
         // New to the session's list unless it held the number when the batch read it: a
         // second call of the session in this batch renews what the first took, and must not
@@ -312,7 +318,7 @@ pub async fn reserve_many<'a, C: GenericClient>(
                 free_from,
                 new,
                 lru: state.row.allocation == crate::domain::Allocation::LeastRecentlyUsed,
-                client: req.quota.as_ref().map(|q| q.client.clone()),
+                client,
             },
         );
     }
@@ -680,8 +686,8 @@ pub async fn reserve_new_session(
 /// reservation no purge has recorded yet keeps that one as its last (late calls, failure
 /// reasons; its expiry event came with the candidate, `claim::Found`); a renewal (the row's
 /// reservation is live) keeps its wrong-code count. `lru_at` moves only in
-/// least-recently-used groups (migration 7). `client` is who asked when clients are counted;
-/// a renewal that does not count them keeps the live reservation's (migration 10).
+/// least-recently-used groups (migration 7). `client` is who the reservation counts for,
+/// decided by `rules::quota::owner` from the held row the batch read (migration 10).
 static RESERVE_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     format!(
         "WITH u AS (UPDATE numbers n SET session = x.session, code = x.code, phone = x.phone,
@@ -693,8 +699,7 @@ static RESERVE_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
                 last_phone = CASE WHEN n.expires_at <= $8 THEN n.phone ELSE n.last_phone END,
                 last_end = CASE WHEN n.expires_at <= $8 THEN n.expires_at ELSE n.last_end END,
                 last_reason = CASE WHEN n.expires_at <= $8 THEN 'expired' ELSE n.last_reason END,
-                client = CASE WHEN x.client IS NOT NULL THEN x.client
-                              WHEN n.expires_at > $8 THEN n.client END
+                client = x.client
                FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int8[],
                            $6::int8[], $7::bool[], $10::text[])
                     AS x(at, session, code, phone, expires, free_from, lru, client)

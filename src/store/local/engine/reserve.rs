@@ -240,11 +240,10 @@ impl Engine {
         hold.expires_at = expires_at;
         hold.code = booking.code;
         hold.phone = booking.phone;
-        // A renewal without a client (clients not counted) leaves the hold's as it is.
+        // A renewal leaves the reservation counting for the client that made it.
         let client_before = hold.client.clone();
-        if let Some(quota) = &req.quota {
-            hold.client = Some(quota.client.clone());
-        }
+        let current = existing.and(client_before.as_ref());
+        hold.client = rules::quota::owner(current, req.quota.as_ref().map(|q| &q.client));
         let client = hold.client.clone();
         let reservation = Reservation {
             number: slot.number.clone(),
