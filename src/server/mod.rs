@@ -136,8 +136,19 @@ impl Connection {
         match acceptor {
             None => self.http(stream).await,
             Some(acceptor) => {
-                // The handshake counts as part of the headers: a client that stalls it is cut.
-                match tokio::time::timeout(self.header_timeout, acceptor.accept(stream)).await {
+                // The handshake counts as part of the headers: a client that stalls it is cut,
+                // and so is one still in it when the shutdown begins (nothing is in flight on
+                // it; it held the exit until the header timeout or the shutdown's end).
+                let handshake = tokio::time::timeout(self.header_timeout, acceptor.accept(stream));
+                let mut stop = self.stop.clone();
+                let done = tokio::select! {
+                    done = handshake => done,
+                    _ = stop.wait_for(|stop| *stop) => {
+                        tracing::debug!(peer = %self.peer, "TLS handshake cut by the shutdown");
+                        return;
+                    }
+                };
+                match done {
                     Ok(Ok(tls)) => self.http(tls).await,
                     Ok(Err(err)) => {
                         tracing::debug!(peer = %self.peer, error = %err, "TLS handshake failed")

@@ -228,3 +228,39 @@ async fn postgres_sslmode_is_honoured() {
     assert!(!err.contains("hunter2"), "{err}");
     assert!(!err.contains("not supported yet"), "{err}");
 }
+
+/// A connection still in its TLS handshake when SIGTERM comes has nothing in flight: it is
+/// closed at once, as an idle one is (it held the exit until the header timeout, 15 s here,
+/// or the shutdown's end, found by an outside audit), both silent and with the handshake's
+/// first bytes sent.
+#[test]
+fn sigterm_does_not_wait_for_a_stalled_tls_handshake() {
+    use std::io::Write as _;
+    let dir = tempfile::tempdir().expect("dir");
+    let made = rcgen::generate_simple_self_signed(vec!["localhost".into()]).expect("cert");
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert, made.cert.pem()).expect("write cert");
+    std::fs::write(&key, made.key_pair.serialize_pem()).expect("write key");
+    let config = dir.path().join("tls.toml");
+    let toml = format!(
+        "[server]\nheader_timeout_ms = 15000\nshutdown_timeout_ms = 10000\n\
+         [server.tls]\ncert = {:?}\nkey = {:?}\n\
+         [resource_groups.G]\nnumbers = [\"100\"]\n",
+        cert.display().to_string(),
+        key.display().to_string()
+    );
+    std::fs::write(&config, toml).expect("config");
+    for first_bytes in [&b""[..], b"\x16\x03\x01"] {
+        let mut node = crate::support::process::Node::start(&config, "memory://", &[]);
+        let mut stalled = std::net::TcpStream::connect(node.addr()).expect("connect");
+        stalled.write_all(first_bytes).expect("send");
+        std::thread::sleep(Duration::from_millis(300));
+        let asked = std::time::Instant::now();
+        assert_eq!(node.terminate(), Some(0));
+        let took = asked.elapsed();
+        assert!(
+            took < Duration::from_secs(3),
+            "exit {took:?} after SIGTERM with {first_bytes:?} sent"
+        );
+    }
+}
