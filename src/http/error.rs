@@ -18,7 +18,11 @@ use crate::store::{BoxError, StoreError};
 use super::reply::Reply;
 
 mod clip;
+mod flood;
 pub use clip::{MAX_QUOTED_CHARS, clip_values};
+
+/// `StoreUnavailable` failures while a store is down: one line a second (`flood.rs`).
+static STORE_DOWN: flood::Flood = flood::Flood::new();
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -234,6 +238,27 @@ fn cause_chain(err: &dyn std::error::Error) -> String {
     text
 }
 
+impl ApiError {
+    /// Logs a 5xx with its whole cause; while a store is down, once a second (`flood.rs`).
+    fn log(&self) {
+        if !matches!(self, Self::StoreUnavailable(_)) {
+            tracing::error!(error = %cause_chain(self), kind = self.kind(), "request failed");
+            return;
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        if let Some(left_out) = STORE_DOWN.admit(now) {
+            tracing::error!(
+                error = %cause_chain(self),
+                kind = self.kind(),
+                left_out,
+                "request failed (one line a second while the store is unavailable; left_out: such failures since the last one)"
+            );
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
@@ -242,7 +267,7 @@ impl IntoResponse for ApiError {
             && self.pool_retry_after().is_none()
             && !matches!(self, Self::StoreFull(_))
         {
-            tracing::error!(error = %cause_chain(&self), kind = self.kind(), "request failed");
+            self.log();
         }
         let mut body = Reply::new()
             .field("message", clip_values(&self.to_string()))

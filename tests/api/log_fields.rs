@@ -2,7 +2,8 @@
 //! name, a refusal's message that repeats it) is written quoted when it could read as other
 //! fields, so `group="g user=bob outcome=done"` never becomes a line with a second `user` or
 //! `outcome` (found by an outside audit: the audit trail's `detail` and the start line's
-//! `groups` were written as they were).
+//! `groups` were written as they were); and an outage that does not bury the log in one
+//! identical line per refused call.
 
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
@@ -129,5 +130,38 @@ fn a_group_name_cannot_forge_fields_in_a_log_line() {
         warning.contains(r#"group="q user=bob outcome=done""#),
         "{warning}"
     );
+    assert_eq!(node.terminate(), Some(0));
+}
+
+/// While the store cannot be reached every call answers 503 `StoreUnavailable`: the log gets
+/// one `request failed` line a second, saying how many it left out, not one a call (an
+/// outage wrote thousands a second on a busy node, every `/ready` probe one more).
+#[test]
+fn an_unreachable_store_writes_one_failure_line_a_second() {
+    let dir = tempfile::tempdir().expect("dir");
+    let config = dir.path().join("c.toml");
+    std::fs::write(&config, "[resource_groups.G]\nnumbers = [\"100\"]\n").expect("config");
+    // Nothing listens on port 1: a well-formed URL whose database is not there yet.
+    let store = "postgres://postgres@127.0.0.1:1/none?sslmode=disable&connect_timeout=1";
+    let mut node = Node::start(&config, store, &[]);
+    let started = Instant::now();
+    for _ in 0..200 {
+        let answer = send(&node, "GET", "/ready", "");
+        assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    }
+    let took = started.elapsed();
+    std::thread::sleep(Duration::from_millis(200));
+    let lines: Vec<String> = node
+        .log_after_start()
+        .into_iter()
+        .filter(|l| l.contains("request failed"))
+        .collect();
+    let seconds = usize::try_from(took.as_secs()).unwrap_or(usize::MAX);
+    assert!(
+        !lines.is_empty() && lines.len() <= seconds + 2,
+        "{} lines for 200 refusals in {took:?}: {lines:#?}",
+        lines.len()
+    );
+    assert!(lines[0].contains("left_out=0"), "{}", lines[0]);
     assert_eq!(node.terminate(), Some(0));
 }
