@@ -40,8 +40,18 @@ fn main() -> ExitCode {
     }
 }
 
+/// Writes to the terminal's stream, ignoring a failure: `eprintln!` and `println!` panic when
+/// the stream cannot take the text (a full disk under a redirected log, a closed pipe), which
+/// turned an exit 2 or 0 into a panic's 101 with no message (an outside audit).
+fn say(out: &mut impl std::io::Write, text: std::fmt::Arguments<'_>) {
+    let _ = out.write_fmt(text);
+}
+
 fn fail(message: &str) -> ExitCode {
-    eprintln!("access-broker: {message}");
+    say(
+        &mut std::io::stderr(),
+        format_args!("access-broker: {message}\n"),
+    );
     ExitCode::from(2)
 }
 
@@ -57,9 +67,12 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 .with_overrides(listen.as_deref(), store.as_deref())?
                 .with_env_credentials(env)?;
             for w in warnings {
-                eprintln!("warning: {w}");
+                say(&mut std::io::stderr(), format_args!("warning: {w}\n"));
             }
-            print!("{}", check_config_report(&config));
+            say(
+                &mut std::io::stdout(),
+                format_args!("{}", check_config_report(&config)),
+            );
             Ok(())
         }
         Command::Serve(args) => {
@@ -137,11 +150,14 @@ async fn backup(url: &store::StoreUrl, to: std::path::PathBuf, force: bool) -> a
                 std::process::exit(code);
             }
         };
-        println!(
-            "backup of {url} written to {} ({} bytes) in {:.2} s",
-            report.path.display(),
-            report.bytes,
-            report.elapsed.as_secs_f64()
+        say(
+            &mut std::io::stdout(),
+            format_args!(
+                "backup of {url} written to {} ({} bytes) in {:.2} s\n",
+                report.path.display(),
+                report.bytes,
+                report.elapsed.as_secs_f64()
+            ),
         );
         Ok(())
     }

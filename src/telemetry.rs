@@ -104,10 +104,15 @@ pub fn init() {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     // Colours only on a terminal: log files and shippers get plain text.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    // A line that cannot be written is dropped: by default the subscriber reported it with
+    // `eprintln!`, which panics when stderr fails too (a log file on a full disk, a closed
+    // pipe), so a request logging anything dropped its connection unanswered, a start exited
+    // 101 and a SIGTERM's exit was 101 (an outside audit). The service goes on unlogged.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(ansi)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .log_internal_errors(false);
     let json = std::env::var("ACCESS_BROKER_LOG_FORMAT").is_ok_and(|v| v == "json");
     // try_init: a second call (tests) keeps the first subscriber.
     let _ = if json {

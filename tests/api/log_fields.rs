@@ -165,3 +165,70 @@ fn an_unreachable_store_writes_one_failure_line_a_second() {
     assert!(lines[0].contains("left_out=0"), "{}", lines[0]);
     assert_eq!(node.terminate(), Some(0));
 }
+
+/// A log that cannot be written (stderr on a full disk: `/dev/full`) costs the log, not the
+/// service: the node starts, answers, and exits 0 at SIGTERM; a refused start still exits 2.
+/// The subscriber reported a failed write with `eprintln!`, which panics when stderr fails:
+/// the node exited 101 at its first line (an outside audit).
+#[test]
+fn a_log_that_cannot_be_written_does_not_stop_the_node() {
+    use std::process::{Command, Stdio};
+    let full = || {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .expect("/dev/full")
+    };
+    let dir = tempfile::tempdir().expect("dir");
+    let config = dir.path().join("c.toml");
+    std::fs::write(&config, "[resource_groups.G]\nnumbers = [\"100\"]\n").expect("config");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let store = format!("sqlite://{}", dir.path().join("a.db").display());
+    let mut node = Command::new(crate::support::process::BIN)
+        .args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--store",
+            &store,
+        ])
+        .arg("--config")
+        .arg(&config)
+        .env("RUST_LOG", "debug")
+        .stdout(Stdio::null())
+        .stderr(full())
+        .spawn()
+        .expect("binary starts");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let answer = loop {
+        let asked = std::net::TcpStream::connect(("127.0.0.1", port)).and_then(|mut http| {
+            http.write_all(b"GET /ready HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")?;
+            let mut answer = String::new();
+            http.read_to_string(&mut answer).map(|_| answer)
+        });
+        match asked {
+            Ok(answer) if !answer.is_empty() => break answer,
+            _ if Instant::now() > deadline || node.try_wait().ok().flatten().is_some() => {
+                let _ = node.kill();
+                panic!("never served: {:?}", node.wait());
+            }
+            _ => std::thread::sleep(Duration::from_millis(50)),
+        }
+    };
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let _ = Command::new("kill")
+        .args(["-TERM", &node.id().to_string()])
+        .status();
+    assert_eq!(node.wait().expect("exit").code(), Some(0));
+
+    let refused = Command::new(crate::support::process::BIN)
+        .args(["check-config", "--config", "/nonexistent/c.toml"])
+        .stdout(Stdio::null())
+        .stderr(full())
+        .status()
+        .expect("check-config runs");
+    assert_eq!(refused.code(), Some(2));
+}
