@@ -245,6 +245,33 @@ async fn the_number_lifecycle_survives_reopen() {
     );
 }
 
+/// The lock file beside the database removed while a node serves (a clean-up job): a
+/// second store on the file made a new one, locked it, and both handed out the same number
+/// (an outside audit). The database file is locked too, so the second is still refused.
+#[tokio::test]
+async fn a_removed_lock_file_does_not_let_a_second_store_in() {
+    let t = TestStore::require(Backend::Sqlite).await;
+    let StoreUrl::Sqlite(path) = &t.url else {
+        panic!("a sqlite store: {}", t.url)
+    };
+    let mut lock = path.as_os_str().to_owned();
+    lock.push(".lock");
+    std::fs::remove_file(&lock).expect("the lock file removed");
+    let err = store::open(&t.url, &options(&t.clock))
+        .await
+        .err()
+        .expect("second open fails");
+    let text = err.to_string();
+    assert!(
+        text.contains("another process") && text.contains("removed"),
+        "{text}"
+    );
+    assert!(
+        !std::path::Path::new(&lock).exists(),
+        "the refused open leaves no lock file of its own"
+    );
+}
+
 #[tokio::test]
 async fn a_file_in_use_cannot_be_opened_twice() {
     let t = TestStore::require(Backend::Sqlite).await;

@@ -6,7 +6,8 @@
 //! changes in batches and wakes the requests each commit covers (`outcome.rs`; the store
 //! timeout for waiting requests is one thread's, `deadline.rs`). Stored fields stay in the file and are read when asked, through a few
 //! read-only connections (`reader.rs`). A second access-broker can never share the file: the node holds an
-//! exclusive `flock` on `PATH.lock` for as long as the store is open. Other processes may
+//! exclusive `flock` on `PATH.lock` and one on the database file itself for as long as the
+//! store is open. Other processes may
 //! read the file meanwhile (SQLite's normal WAL locking), which is what `backup.rs` does.
 
 mod apply;
@@ -70,15 +71,22 @@ async fn open_local(
         let (lock, lock_path, made) = lock_file(&path)?;
         let opened = (|| {
             let mut conn = connect(&path, options_copy.sqlite_synchronous)?;
+            let database = lock_database(&resolved(&path))?;
             check_whole(&conn)?;
             migrate(&mut conn)?;
             let mut engine = load::load(&mut conn, options_copy.clock.now())?;
             outbox::load(&conn, &mut engine)?;
             tweak(&conn)?;
-            Ok::<_, String>((conn, engine))
+            Ok::<_, String>((conn, engine, database))
         })();
         match opened {
-            Ok((conn, engine)) => Ok((conn, lock, engine)),
+            Ok((conn, engine, database)) => {
+                let locks = Locks {
+                    _beside: lock,
+                    _database: database,
+                };
+                Ok((conn, locks, engine))
+            }
             Err(reason) => {
                 // A start that fails leaves nothing behind: the lock file it made goes.
                 drop(lock);
@@ -106,9 +114,9 @@ async fn open_local(
 }
 
 /// Takes the node's exclusive lock on `PATH.lock` (created if missing, never removed: an
-/// empty file). A separate file rather than the database itself, because SQLite's own POSIX
-/// locks on the database would be dropped by closing any other descriptor of it, and
-/// because `flock` on the database could collide with them on network filesystems.
+/// empty file), before SQLite opens or makes the database: it keeps a second node out of a
+/// file being made, and names the holder in messages. The database itself is locked too
+/// once it exists ([`lock_database`]), in case this file is removed while a node serves.
 /// The lock ends with the process, so a node killed with SIGKILL leaves nothing to clean up.
 /// Returns the locked file, its path, and whether this call made it.
 fn lock_file(path: &Path) -> Result<(std::fs::File, std::path::PathBuf, bool), String> {
@@ -137,6 +145,33 @@ fn lock_file(path: &Path) -> Result<(std::fs::File, std::path::PathBuf, bool), S
         Err(std::fs::TryLockError::Error(e)) => {
             Err(format!("cannot lock {}: {e}", lock_path.display()))
         }
+    }
+}
+
+/// The node's two locks on its file, held until the writer has closed the connection.
+pub struct Locks {
+    _beside: std::fs::File,
+    _database: std::fs::File,
+}
+
+/// Takes the node's second lock: an exclusive `flock` on the database file itself, once
+/// SQLite has opened (or made) it. The lock file beside it ([`lock_file`]) names what holds
+/// the file in messages and shows `backup` a serving node; this one holds when that file was
+/// removed while a node served (a clean-up job, a tidy operator): a second node made a new
+/// lock file, locked it, and both handed out the same number (an outside audit). On a local
+/// filesystem, where the store belongs (docs/deploying.md), `flock` and SQLite's own POSIX
+/// locks on the same file never meet.
+fn lock_database(path: &Path) -> Result<std::fs::File, String> {
+    let file = std::fs::File::open(path)
+        .map_err(|e| format!("cannot open {} to lock it: {e}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(format!(
+            "the file is in use by another process (another access-broker holds {} itself; was {} removed?)",
+            path.display(),
+            lock_name(path).display()
+        )),
+        Err(std::fs::TryLockError::Error(e)) => Err(format!("cannot lock {}: {e}", path.display())),
     }
 }
 

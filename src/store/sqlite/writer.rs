@@ -62,7 +62,7 @@ impl SqliteJournal {
     /// closes, so the next node finds the file complete.
     pub fn start(
         conn: Connection,
-        lock: std::fs::File,
+        lock: super::Locks,
         rebuild: Rebuild,
         timeout: Duration,
     ) -> Self {
