@@ -245,6 +245,15 @@ async fn the_number_lifecycle_survives_reopen() {
     );
 }
 
+/// Why a second store on `t`'s file is refused.
+async fn opened_again(t: &TestStore) -> String {
+    let err = store::open(&t.url, &options(&t.clock))
+        .await
+        .err()
+        .expect("second open fails");
+    err.to_string()
+}
+
 /// The lock file beside the database removed while a node serves (a clean-up job): a
 /// second store on the file made a new one, locked it, and both handed out the same number
 /// (an outside audit). The database file is locked too, so the second is still refused.
@@ -257,11 +266,7 @@ async fn a_removed_lock_file_does_not_let_a_second_store_in() {
     let mut lock = path.as_os_str().to_owned();
     lock.push(".lock");
     std::fs::remove_file(&lock).expect("the lock file removed");
-    let err = store::open(&t.url, &options(&t.clock))
-        .await
-        .err()
-        .expect("second open fails");
-    let text = err.to_string();
+    let text = opened_again(&t).await;
     assert!(
         text.contains("another process") && text.contains("removed"),
         "{text}"
@@ -275,11 +280,7 @@ async fn a_removed_lock_file_does_not_let_a_second_store_in() {
 #[tokio::test]
 async fn a_file_in_use_cannot_be_opened_twice() {
     let t = TestStore::require(Backend::Sqlite).await;
-    let err = store::open(&t.url, &options(&t.clock))
-        .await
-        .err()
-        .expect("second open fails");
-    let text = err.to_string();
+    let text = opened_again(&t).await;
     assert!(
         text.contains("store.db") && text.contains("another process"),
         "{text}"
