@@ -718,6 +718,49 @@ async fn rules_flow() {
         t == "free"
     })
     .await;
+
+    // The group's rules are on its settings form, and the form changes them (it had only
+    // the allocation and the booking time: a group made on the page got no cool-down, no
+    // grace, no quarantine, and the page never said so; an outside audit).
+    assert_eq!(
+        attr(&c, "[data-testid=cool-down-input]", "value").await,
+        "60"
+    );
+    assert_eq!(
+        attr(&c, "[data-testid=quarantine-input]", "value").await,
+        "2"
+    );
+    let mut typed = false;
+    for _ in 0..5 {
+        // A refresh may draw the untouched form again between finding and typing.
+        let field = find_soon(&c, "[data-testid=cool-down-input]").await;
+        if field.clear().await.is_ok() && field.send_keys("15").await.is_ok() {
+            typed = true;
+            break;
+        }
+    }
+    assert!(typed, "typed into the cool-down field");
+    click(&c, "[data-testid=settings] button[type=submit]").await;
+    let started = Instant::now();
+    loop {
+        let group: serde_json::Value = http
+            .get(format!("{base}/genesys/1/admin/groups/DNIS?limit=1"))
+            .send()
+            .await
+            .expect("group")
+            .json()
+            .await
+            .expect("json");
+        if group["cool_down"] == 15 {
+            assert_eq!(group["quarantine_after_stray_calls"], 2, "{group}");
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the form's cool-down never reached the group: {group}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     c.close().await.expect("close");
 }
 

@@ -29,6 +29,15 @@ function el(tag, attrs = {}, ...children) {
   return node;
 }
 
+// A group's name as the page shows it: isolated from the text around it (<bdi>: a name with a
+// right-to-left override mirrored the rest of its line), and quoted when spaces at either end
+// or inside-only spaces would make it look like another name (" DNIS", "DNIS " and "DNIS"
+// are three groups; the page showed three alike).
+function groupName(name) {
+  const plain = name === name.trim() && !/\s\s/.test(name) && name !== "";
+  return el("bdi", { class: "name" }, plain ? name : JSON.stringify(name));
+}
+
 async function api(method, path, form) {
   const init = { method, headers: { Accept: "application/json" } };
   if (form) {
@@ -187,7 +196,7 @@ async function overview() {
   if (!stillAt(at)) return;
   const rows = groups.map((g) =>
     el("tr", { "data-testid": `group-row-${g.name}` },
-      el("td", {}, el("a", { href: `#/group/${encodeURIComponent(g.name)}`, "data-testid": `group-link-${g.name}` }, g.name)),
+      el("td", {}, el("a", { href: `#/group/${encodeURIComponent(g.name)}`, "data-testid": `group-link-${g.name}` }, groupName(g.name))),
       el("td", { class: "num", "data-testid": "size" }, g.size),
       el("td", { class: "num", "data-testid": "free" }, g.free),
       el("td", { class: "num", "data-testid": "reserved" }, g.reserved),
@@ -195,15 +204,17 @@ async function overview() {
       el("td", {}, bar(g.utilisation), ` ${Math.round(g.utilisation * 100)}%`),
       el("td", { class: "num", "data-testid": "refusals" }, g.refusals),
       el("td", {}, g.allocation),
-      el("td", { class: "num" }, g.booking_expiration_timeout ?? "30 (default)")));
+      el("td", { class: "num", title: g.booking_expiration_timeout == null ? "the request's or the service's booking time, else 30 s" : "" }, g.booking_expiration_timeout ?? "default"),
+      el("td", { class: "num", "data-testid": "cool-down" }, g.cool_down),
+      el("td", { class: "num", "data-testid": "grace" }, g.late_match_grace)));
   render(
     el("h1", { text: "Resource groups" }),
     el("table", { "data-testid": "groups" },
-      el("thead", {}, el("tr", {}, ...["Group", "Size", "Free", "Reserved", "Retiring", "Utilisation", "Refusals (1 h)", "Allocation", "Booking (s)"].map((h) => el("th", { text: h })))),
+      el("thead", {}, el("tr", {}, ...["Group", "Size", "Free", "Reserved", "Retiring", "Utilisation", "Refusals (1 h)", "Allocation", "Booking (s)", "Cool-down (s)", "Late grace (s)"].map((h) => el("th", { text: h })))),
       el("tbody", {}, rows)),
     el("section", { class: "card", "data-testid": "last-hour" },
       el("h2", { text: "Last hour" }),
-      ...groups.map((g) => el("div", {}, el("h3", { text: g.name }),
+      ...groups.map((g) => el("div", {}, el("h3", {}, groupName(g.name)),
         window.charts.groupCharts(g, { reserved: g.reserved, cooling: g.cooling ?? 0, quarantined: g.quarantined ?? 0 })))),
     keep("create", createGroupForm),
     changes);
@@ -216,11 +227,11 @@ async function recentChanges(group) {
   const shown = entries.filter((e) => !group || e.group === group).slice(0, 20);
   const items = shown.map((e) =>
     el("li", { class: `audit-${e.outcome}`, "data-testid": "change" },
-      el("time", { datetime: new Date(e.at).toISOString() }, new Date(e.at).toLocaleTimeString()), " ",
+      el("time", { datetime: new Date(e.at).toISOString() }, new Date(e.at).toLocaleString()), " ",
       el("strong", {}, e.user), ` ${e.action.replace("_", " ")}`,
-      e.group ? ` ${e.group}` : "", e.number ? ` ${e.number}` : "",
+      e.group ? [" ", groupName(e.group)] : "", e.number ? ` ${e.number}` : "",
       e.outcome === "done" ? "" : el("span", { class: "refused" }, ` (${e.outcome})`),
-      `: ${e.detail}`));
+      ": ", el("bdi", {}, e.detail)));
   return el("section", { class: "card", "data-testid": "recent-changes" },
     el("h2", { text: "Recent changes" }),
     items.length ? el("ul", { class: "changes" }, items) : el("p", {}, "No change on this node since it started."),
@@ -233,6 +244,7 @@ function createGroupForm() {
     el("label", {}, "New group", el("input", { name: "name", required: "" })),
     el("label", {}, "Numbers and ranges", el("input", { name: "numbers", placeholder: "6504660100-6504660199" })),
     allocationSelect("round-robin"),
+    ...policyFields({}),
     el("button", { class: "primary", type: "submit" }, "Create group"), msg);
   form.addEventListener("submit", async (e) => {
     e.preventDefault();
@@ -251,6 +263,25 @@ function createGroupForm() {
     } catch (err) { msg.textContent = err.message; }
   });
   return form;
+}
+
+// The rules a group's numbers follow (the admin API's PUT takes them all): with the group's
+// values on its settings form, empty on the create form (an empty value sets nothing, so a
+// new group gets the defaults: no cool-down, no grace, no quarantine, codes as asked).
+function policyFields(g) {
+  const number = (name, label, fallback, testid) => el("label", {}, label,
+    el("input", { name, inputmode: "numeric", value: g[name] ?? "", placeholder: fallback, size: "6", "data-testid": testid }));
+  // Empty on the create form: the default (codes as each request asks).
+  const choices = [[g.require_code == null ? "" : "false", "as asked"], ["true", "always"]];
+  const require = el("select", { name: "require_code", "data-testid": "require-code" },
+    ...choices.map(([value, text]) => el("option", { value, ...(String(g.require_code) === value ? { selected: "" } : {}) }, text)));
+  return [
+    number("cool_down", "Cool-down (s)", "0", "cool-down-input"),
+    number("late_match_grace", "Late-call grace (s)", "0", "grace-input"),
+    el("label", {}, "Codes", require),
+    number("max_code_attempts", "Wrong codes allowed (0: no limit)", "5", "attempts-input"),
+    number("quarantine_after_stray_calls", "Stray calls to quarantine (0: never)", "0", "quarantine-input"),
+  ];
 }
 
 function allocationSelect(current) {
@@ -287,7 +318,7 @@ async function groupPage(name) {
   if (!stillAt(at)) return;
   render(
     el("p", {}, el("a", { href: "#/" }, "← all groups")),
-    el("h1", { "data-testid": "group-title" }, `Group ${g.name}`),
+    el("h1", { "data-testid": "group-title" }, "Group ", groupName(g.name)),
     el("p", {}, bar(g.utilisation), ` ${g.reserved} of ${g.size} reserved · ${count("cooling")} cooling · ${count("quarantined")} quarantined · ${g.free} free · ${g.retiring} retiring · ${g.refusals} refusals in the last hour`),
     window.charts.groupCharts(g, { reserved: count("reserved"), cooling: count("cooling"), quarantined: count("quarantined") }),
     el("section", { class: "card advice", "data-testid": "advisor" },
@@ -401,6 +432,7 @@ function settingsForm(g) {
   const form = el("form", { class: "card", "data-testid": "settings" },
     allocationSelect(g.allocation),
     el("label", {}, "Booking timeout (5–1800 s)", el("input", { name: "booking_expiration_timeout", value: g.booking_expiration_timeout ?? "", placeholder: "default", "data-testid": "timeout-input" })),
+    ...policyFields(g),
     el("button", { type: "submit" }, "Save settings"), msg,
     g.defined_in_config ? el("p", { class: "note", "data-testid": "config-note" },
       "The config file defines this group: changes here last until the next start of a node, which applies the file again. Make lasting changes in the file.") : "");
