@@ -740,6 +740,15 @@ async fn rules_flow() {
         }
     }
     assert!(typed, "typed into the cool-down field");
+    // Another operator changes a rule meanwhile: the form being typed in still shows 2, and
+    // saving must not put it back (the form sent every field).
+    let other = http
+        .put(format!("{base}/genesys/1/admin/groups/DNIS"))
+        .form(&[("quarantine_after_stray_calls", "3")])
+        .send()
+        .await
+        .expect("put");
+    assert_eq!(other.status(), 200);
     click(&c, "[data-testid=settings] button[type=submit]").await;
     let started = Instant::now();
     loop {
@@ -752,7 +761,10 @@ async fn rules_flow() {
             .await
             .expect("json");
         if group["cool_down"] == 15 {
-            assert_eq!(group["quarantine_after_stray_calls"], 2, "{group}");
+            assert_eq!(
+                group["quarantine_after_stray_calls"], 3,
+                "the other operator's change kept: {group}"
+            );
             break;
         }
         assert!(

@@ -611,3 +611,64 @@ async fn renewal_lock_order() {
     assert_eq!((a.1, b.1), (high, low), "each kept its number");
     assert_eq!(waiting.await.expect("renewal").0, 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    no_postgres,
+    ignore = "needs PostgreSQL: set TEST_POSTGRES_URL=postgres://postgres@127.0.0.1:5432/test"
+)]
+async fn a_refused_group_delete_locks_none_of_its_numbers() {
+    within_for(cluster::limit(), refused_delete_locks_nothing()).await;
+}
+
+/// Deleting a group that holds a live reservation is refused (409) without locking the
+/// group's numbers: it locked them all before it looked, so every node's claims skipped
+/// them meanwhile and an operator retrying the delete of a busy group turned callers away
+/// with 503 `PoolExhausted` from a nearly free pool (an outside audit). Staged with another
+/// transaction holding one free number: a delete that locks them all waits behind it.
+async fn refused_delete_locks_nothing() {
+    let schema = support::pg::Schema::require().await;
+    let dir = tempfile::tempdir().expect("dir");
+    let url = schema.url_string();
+    let node = support::process::Node::start(&cluster::config(&dir, 1, 3, 600), &url, &[]);
+    let client = reqwest::Client::new();
+    let base = node.url.clone();
+    let session = client
+        .post(format!("{base}/genesys/1/service/callback"))
+        .send()
+        .await
+        .expect("session");
+    let id = session.json::<serde_json::Value>().await.expect("json")["_id"]
+        .as_str()
+        .expect("_id")
+        .to_owned();
+    let held = client
+        .post(format!("{base}/genesys/1/service/request-access"))
+        .form(&[("_id", id.as_str())])
+        .send()
+        .await
+        .expect("request-access");
+    assert_eq!(held.status(), 200);
+    let other = support::pg::connect(&url).await;
+    other.batch_execute("BEGIN").await.expect("begin");
+    other
+        .query(
+            "SELECT 1 FROM numbers WHERE number = '7000002' FOR UPDATE",
+            &[],
+        )
+        .await
+        .expect("lock a free number");
+    let asked = Instant::now();
+    let refused = client
+        .delete(format!("{base}/genesys/1/admin/groups/DNIS?force=true"))
+        .send()
+        .await
+        .expect("delete");
+    let took = asked.elapsed();
+    let status = refused.status();
+    let body = refused.text().await.expect("body");
+    other.batch_execute("ROLLBACK").await.expect("rollback");
+    assert_eq!(status, 409, "{body}");
+    assert!(body.contains("live reservation"), "{body}");
+    assert!(took < Duration::from_secs(1), "the refusal waited {took:?}");
+}

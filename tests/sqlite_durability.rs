@@ -277,6 +277,39 @@ async fn a_removed_lock_file_does_not_let_a_second_store_in() {
     );
 }
 
+/// Nor a forced backup onto the served file: with `PATH.lock` gone it deleted the node's WAL
+/// and renamed a copy over its database while the node went on writing (found in review).
+#[tokio::test]
+async fn a_removed_lock_file_does_not_let_a_backup_replace_a_served_file() {
+    let served = TestStore::require(Backend::Sqlite).await;
+    let source = TestStore::require(Backend::Sqlite).await;
+    let (StoreUrl::Sqlite(path), StoreUrl::Sqlite(from)) = (&served.url, &source.url) else {
+        panic!("sqlite stores: {} {}", served.url, source.url)
+    };
+    let mut lock = path.as_os_str().to_owned();
+    lock.push(".lock");
+    std::fs::remove_file(&lock).expect("the lock file removed");
+    let inode = |p: &std::path::Path| {
+        std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(p).expect("stat"))
+    };
+    let before = inode(path);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_access-broker"))
+        .args(["backup", "--force", "--store"])
+        .arg(format!("sqlite://{}", from.display()))
+        .arg("--to")
+        .arg(path)
+        .output()
+        .expect("backup runs");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{said}");
+    assert!(said.contains("a node serves that file"), "{said}");
+    assert_eq!(
+        inode(path),
+        before,
+        "the served database is still the node's file"
+    );
+}
+
 #[tokio::test]
 async fn a_file_in_use_cannot_be_opened_twice() {
     let t = TestStore::require(Backend::Sqlite).await;

@@ -14,9 +14,11 @@ pub struct Node {
     pub url: String,
     /// The node's log lines up to and including its listening line.
     pub start_log: Vec<String>,
-    /// Its first [`MAX_KEPT`] log lines after the listening line: its `ERROR` lines say why
-    /// it answered a 5xx, for a failing test's message; others are what a test checks.
+    /// Its first [`MAX_KEPT`] log lines after the listening line, for a test to check.
     later: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    /// Its first [`MAX_ERRORS`] `ERROR` lines after it, however long it ran: why it answered
+    /// a 5xx, for a failing test's message.
+    errors: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 /// How many of a node's log lines after the listening line are kept.
@@ -56,7 +58,8 @@ impl Node {
         let stderr = child.stderr.take().expect("stderr");
         let (tx, rx) = std::sync::mpsc::channel();
         let later = std::sync::Arc::<std::sync::Mutex<Vec<String>>>::default();
-        let kept = later.clone();
+        let errors = std::sync::Arc::<std::sync::Mutex<Vec<String>>>::default();
+        let (kept, kept_errors) = (later.clone(), errors.clone());
         std::thread::spawn(move || {
             let mut start_log = Some(Vec::new());
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
@@ -64,6 +67,12 @@ impl Node {
                     eprintln!("[node] {line}");
                 }
                 let Some(mut log) = start_log.take() else {
+                    if line.contains("ERROR") {
+                        let mut errors = kept_errors.lock().expect("errors");
+                        if errors.len() < MAX_ERRORS {
+                            errors.push(line.clone());
+                        }
+                    }
                     let mut kept = kept.lock().expect("log");
                     if kept.len() < MAX_KEPT {
                         kept.push(line);
@@ -94,14 +103,13 @@ impl Node {
             url: format!("http://{addr}"),
             start_log,
             later,
+            errors,
         }
     }
 
     /// The node's first `ERROR` lines after its start (at most [`MAX_ERRORS`]).
     pub fn errors(&self) -> Vec<String> {
-        let later = self.later.lock().expect("log");
-        let errors = later.iter().filter(|line| line.contains("ERROR"));
-        errors.take(MAX_ERRORS).cloned().collect()
+        self.errors.lock().expect("errors").clone()
     }
 
     /// The node's log lines after its listening line, so far (the first [`MAX_KEPT`]).

@@ -181,21 +181,30 @@ pub fn remove_partial(partial: &Path) {
     }
 }
 
-/// Takes the lock a node serving `to` would hold (`FILE.lock`, `store/sqlite/mod.rs`), if
-/// such a file is there: refused while a node holds it. Kept until the copy is in place.
-fn lock_target(to: &Path) -> Result<Option<std::fs::File>, String> {
-    let name = super::lock_name(&super::resolved(to));
-    let Ok(file) = std::fs::OpenOptions::new().write(true).open(&name) else {
-        return Ok(None);
-    };
-    match file.try_lock() {
-        Ok(()) => Ok(Some(file)),
-        Err(std::fs::TryLockError::WouldBlock) => Err(format!(
-            "a node serves that file (it holds {}); stop it first",
-            name.display()
-        )),
-        Err(std::fs::TryLockError::Error(e)) => Err(e.to_string()),
+/// Takes the locks a node serving `to` would hold (`FILE.lock` and the database file itself,
+/// `store/sqlite/mod.rs`), for those that are there: refused while a node holds either. Kept
+/// until the copy is in place. (With `FILE.lock` removed while a node served, a forced backup
+/// took the file from under it: the node's WAL deleted, its database renamed over.)
+fn lock_target(to: &Path) -> Result<Vec<std::fs::File>, String> {
+    let target = super::resolved(to);
+    let name = super::lock_name(&target);
+    let mut held = Vec::new();
+    for path in [&name, &target] {
+        let Ok(file) = std::fs::File::open(path) else {
+            continue;
+        };
+        match file.try_lock() {
+            Ok(()) => held.push(file),
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(format!(
+                    "a node serves that file (it holds {}); stop it first",
+                    path.display()
+                ));
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(e.to_string()),
+        }
     }
+    Ok(held)
 }
 
 /// What SQLite says went wrong, in words: its result code's own text when the message is

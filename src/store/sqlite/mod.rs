@@ -82,8 +82,8 @@ async fn open_local(
         match opened {
             Ok((conn, engine, database)) => {
                 let locks = Locks {
-                    _beside: lock,
                     _database: database,
+                    _beside: lock,
                 };
                 Ok((conn, locks, engine))
             }
@@ -149,9 +149,11 @@ fn lock_file(path: &Path) -> Result<(std::fs::File, std::path::PathBuf, bool), S
 }
 
 /// The node's two locks on its file, held until the writer has closed the connection.
+/// Released in this order (fields drop as declared): the database's first, so a node
+/// starting meanwhile is refused by `PATH.lock`, with the message that names it.
 pub struct Locks {
-    _beside: std::fs::File,
     _database: std::fs::File,
+    _beside: std::fs::File,
 }
 
 /// Takes the node's second lock: an exclusive `flock` on the database file itself, once

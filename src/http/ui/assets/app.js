@@ -30,12 +30,20 @@ function el(tag, attrs = {}, ...children) {
 }
 
 // A group's name as the page shows it: isolated from the text around it (<bdi>: a name with a
-// right-to-left override mirrored the rest of its line), and quoted when spaces at either end
-// or inside-only spaces would make it look like another name (" DNIS", "DNIS " and "DNIS"
-// are three groups; the page showed three alike).
+// right-to-left override mirrored the rest of its line), and quoted, with every character
+// that does not show escaped, when it is not visible characters separated by single spaces
+// (" DNIS", "DNIS ", "DNIS\u00a0", "DNIS\u200b" and "DNIS" are five groups; the page
+// showed them alike).
+const PLAIN_NAME = /^[\p{L}\p{M}\p{N}\p{P}\p{S}]+( [\p{L}\p{M}\p{N}\p{P}\p{S}]+)*$/u;
+function shownName(name) {
+  if (PLAIN_NAME.test(name) && !/[\p{Cf}]/u.test(name)) return name;
+  const shown = [...name].map((c) => (/[\p{L}\p{M}\p{N}\p{P}\p{S}]/u.test(c) && !/\p{Cf}/u.test(c)) || c === " "
+    ? (c === "\"" || c === "\\" ? `\\${c}` : c)
+    : `\\u{${c.codePointAt(0).toString(16)}}`).join("");
+  return `"${shown}"`;
+}
 function groupName(name) {
-  const plain = name === name.trim() && !/\s\s/.test(name) && name !== "";
-  return el("bdi", { class: "name" }, plain ? name : JSON.stringify(name));
+  return el("bdi", { class: "name" }, shownName(name));
 }
 
 async function api(method, path, form) {
@@ -167,7 +175,13 @@ function findKey(key) {
 // panels left open. A refresh every few seconds moved the page back up to the focused field,
 // dropped a keyboard user's place to the page's start, and closed what was opened (an
 // outside audit).
+let renderedRoute = null;
+
 function render(...children) {
+  // Another page starts at its top (a group opened from far down the overview opened
+  // scrolled to its end, its Delete button first in view).
+  const sameRoute = renderedRoute === location.hash;
+  renderedRoute = location.hash;
   const focused = document.activeElement;
   const caret = focused && typeof focused.selectionStart === "number" ? [focused.selectionStart, focused.selectionEnd] : null;
   const focusKey = focused && focused !== document.body && view.contains(focused) ? keyOf(focused) : null;
@@ -180,7 +194,8 @@ function render(...children) {
     again.focus({ preventScroll: true });
     if (caret && again === focused) { try { again.setSelectionRange(...caret); } catch { /* not a text field */ } }
   }
-  window.scrollTo(x, y);
+  if (sameRoute) window.scrollTo(x, y);
+  else window.scrollTo(0, 0);
 }
 
 // ---- overview ----
@@ -268,6 +283,10 @@ function createGroupForm() {
 // The rules a group's numbers follow (the admin API's PUT takes them all): with the group's
 // values on its settings form, empty on the create form (an empty value sets nothing, so a
 // new group gets the defaults: no cool-down, no grace, no quarantine, codes as asked).
+// What a cleared rule field means: the contract's defaults (no cool-down, no grace, five
+// wrong codes, no quarantine), shown as the fields' placeholders.
+const RULE_DEFAULTS = { cool_down: "0", late_match_grace: "0", max_code_attempts: "5", quarantine_after_stray_calls: "0" };
+
 function policyFields(g) {
   const number = (name, label, fallback, testid) => el("label", {}, label,
     el("input", { name, inputmode: "numeric", value: g[name] ?? "", placeholder: fallback, size: "6", "data-testid": testid }));
@@ -276,11 +295,11 @@ function policyFields(g) {
   const require = el("select", { name: "require_code", "data-testid": "require-code" },
     ...choices.map(([value, text]) => el("option", { value, ...(String(g.require_code) === value ? { selected: "" } : {}) }, text)));
   return [
-    number("cool_down", "Cool-down (s)", "0", "cool-down-input"),
-    number("late_match_grace", "Late-call grace (s)", "0", "grace-input"),
+    number("cool_down", "Cool-down (s)", RULE_DEFAULTS.cool_down, "cool-down-input"),
+    number("late_match_grace", "Late-call grace (s)", RULE_DEFAULTS.late_match_grace, "grace-input"),
     el("label", {}, "Codes", require),
-    number("max_code_attempts", "Wrong codes allowed (0: no limit)", "5", "attempts-input"),
-    number("quarantine_after_stray_calls", "Stray calls to quarantine (0: never)", "0", "quarantine-input"),
+    number("max_code_attempts", "Wrong codes allowed (0: no limit)", RULE_DEFAULTS.max_code_attempts, "attempts-input"),
+    number("quarantine_after_stray_calls", "Stray calls to quarantine (0: never)", RULE_DEFAULTS.quarantine_after_stray_calls, "quarantine-input"),
   ];
 }
 
@@ -443,6 +462,17 @@ function settingsForm(g) {
     if (!String(data.get("booking_expiration_timeout") ?? "").trim() && g.booking_expiration_timeout != null) {
       data.set("booking_expiration_timeout", "default");
     }
+    // A cleared rule goes back to its default, as a cleared booking time does (an empty
+    // value changes nothing: the field came back with its old value and no word).
+    for (const [key, fallback] of Object.entries(RULE_DEFAULTS)) {
+      if (!String(data.get(key) ?? "").trim()) data.set(key, fallback);
+    }
+    // Only what the operator changed is sent: a form kept while being typed in still shows
+    // the values it was drawn with, and sending them all undid another operator's change
+    // made meanwhile (an outside audit).
+    for (const [key, value] of [...data.entries()]) {
+      if (String(value).trim() === String(g[key] ?? "")) data.delete(key);
+    }
     try { await api("PUT", `groups/${encodeURIComponent(g.name)}`, data); forget("settings"); await route(); }
     catch (err) { msg.textContent = err.message; form.dataset.touched = "true"; }
   });
@@ -464,9 +494,11 @@ function addNumbersForm(name) {
 
 function deleteGroupForm(name) {
   const msg = el("p", { class: "error", role: "alert" });
-  const button = el("button", { class: "danger", type: "button", "data-testid": "delete-group" }, `Delete group ${name}`);
+  const button = el("button", { class: "danger", type: "button", "data-testid": "delete-group" }, "Delete group ", groupName(name));
   button.addEventListener("click", async () => {
-    if (!confirm(`Delete group ${name}?`)) return;
+    // Quoted whatever the name: the last look before it goes must show it exactly.
+    const quoted = shownName(name) === name ? JSON.stringify(name) : shownName(name);
+    if (!confirm(`Delete group ${quoted}?`)) return;
     try { await withForce("DELETE", `groups/${encodeURIComponent(name)}`, "Delete it anyway?"); location.hash = "#/"; }
     catch (err) { msg.textContent = err.message; }
   });
@@ -503,7 +535,7 @@ async function search(q) {
       el("table", { "data-testid": "results" },
         el("thead", {}, el("tr", {}, ...["Number", "Group", "Session", "Phone", "Code", "Seconds left"].map((h) => el("th", { text: h })))),
         el("tbody", {}, found.map((r) => el("tr", {},
-          el("td", {}, r.number), el("td", {}, el("a", { href: `#/group/${encodeURIComponent(r.group)}` }, r.group)),
+          el("td", {}, r.number), el("td", {}, el("a", { href: `#/group/${encodeURIComponent(r.group)}` }, groupName(r.group))),
           el("td", {}, r._id), el("td", {}, r.phone ?? ""), el("td", {}, r.has_code ? "yes" : "no"), el("td", { class: "num" }, r.expires_in))))));
 }
 
