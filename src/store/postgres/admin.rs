@@ -299,12 +299,11 @@ pub async fn delete_group(
     // turned callers away with 503 `PoolExhausted` from a nearly free pool (an outside
     // audit: 32–80 refusals a run). The check runs again under the locks below.
     let busy = format!("SELECT 1 FROM numbers WHERE group_name = $1 AND {LIVE} LIMIT 1");
-    if tx
-        .query_opt(&busy, &[&g, &now])
-        .await
-        .map_err(pg_error)?
-        .is_some()
-    {
+    let holds_live = || async {
+        let row = tx.query_opt(&busy, &[&g, &now]).await.map_err(pg_error)?;
+        Ok::<_, StoreError>(row.is_some())
+    };
+    if holds_live().await? {
         return Ok(DeleteGroup::Busy);
     }
     // Every number of the group locked first: a request-access batch holding one (about to
@@ -318,12 +317,7 @@ pub async fn delete_group(
     )
     .await
     .map_err(pg_error)?;
-    if tx
-        .query_opt(&busy, &[&g, &now])
-        .await
-        .map_err(pg_error)?
-        .is_some()
-    {
+    if holds_live().await? {
         return Ok(DeleteGroup::Busy);
     }
     tx.execute("DELETE FROM numbers WHERE group_name = $1", &[&g])
