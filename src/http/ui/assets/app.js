@@ -280,13 +280,13 @@ function createGroupForm() {
   return form;
 }
 
-// The rules a group's numbers follow (the admin API's PUT takes them all): with the group's
-// values on its settings form, empty on the create form (an empty value sets nothing, so a
-// new group gets the defaults: no cool-down, no grace, no quarantine, codes as asked).
 // What a cleared rule field means: the contract's defaults (no cool-down, no grace, five
 // wrong codes, no quarantine), shown as the fields' placeholders.
 const RULE_DEFAULTS = { cool_down: "0", late_match_grace: "0", max_code_attempts: "5", quarantine_after_stray_calls: "0" };
 
+// The rules a group's numbers follow (the admin API's PUT takes them all): with the group's
+// values on its settings form, empty on the create form (an empty value sets nothing, so a
+// new group gets the defaults: no cool-down, no grace, no quarantine, codes as asked).
 function policyFields(g) {
   const number = (name, label, fallback, testid) => el("label", {}, label,
     el("input", { name, inputmode: "numeric", value: g[name] ?? "", placeholder: fallback, size: "6", "data-testid": testid }));
