@@ -248,12 +248,19 @@ impl ApiError {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        if let Some(left_out) = STORE_DOWN.admit(now) {
+        if let Some((left_out, last)) = STORE_DOWN.admit(now) {
+            // How long ago the line that `left_out` counts from was written (none: 0).
+            let last_line_secs_ago = if last == 0 {
+                0
+            } else {
+                now.saturating_sub(last)
+            };
             tracing::error!(
                 error = %cause_chain(self),
                 kind = self.kind(),
                 left_out,
-                "request failed (one line a second while the store is unavailable; left_out: such failures since the last one)"
+                last_line_secs_ago,
+                "request failed (one line a second while the store is unavailable; left_out: such failures since the last such line)"
             );
         }
     }
